@@ -1,0 +1,109 @@
+"""Content-addressed artifact cache.
+
+A trained model, a rendered split, a poisoned dataset or an evaluation is stored under
+``<cache root>/<kind>/<key>/`` where ``key`` is a hash of everything that determines it: the
+parameters that made it, the keys of the artifacts it was built from, and a per-kind code
+version (bumped by hand when the code that builds that kind changes meaning).  Notebooks
+that ask for the same clean model or victim therefore share it instead of training again.
+
+Building happens in ``<kind>/<key>.partial/``, a directory that survives interruption: a
+builder may leave checkpoints there and find them again when the same artifact is asked for
+after a crash (training resumes from its last checkpoint).  Only when the builder returns is
+the directory renamed to its final name, so a final directory is always complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+# Bump the version of a kind when the code that builds it changes what it produces.
+CODE_VERSIONS = {
+    "sprites": 1,
+    "split": 1,
+    "tokens": 1,
+    "model": 1,
+    "poison": 1,
+    "eval": 1,
+}
+
+
+def canonical(obj: Any) -> Any:
+    """A JSON-able, order-independent form of ``obj`` (dataclasses, tuples, paths...)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        obj = asdict(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        return float(f"{obj:.12g}")
+    return obj
+
+
+def artifact_key(kind: str, params: Any) -> str:
+    """The hash that names an artifact of ``kind`` made from ``params``."""
+    payload = json.dumps({"kind": kind, "version": CODE_VERSIONS.get(kind, 0),
+                          "params": canonical(params)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class ArtifactCache:
+    """Directory-per-artifact cache; see the module docstring."""
+
+    def __init__(self, root: str | Path | None = None):
+        if root is None:
+            from paperlib.assets import cache_root
+            root = cache_root()
+        self.root = Path(root)
+
+    def path(self, kind: str, params: Any) -> Path:
+        return self.root / kind / artifact_key(kind, params)
+
+    def exists(self, kind: str, params: Any) -> bool:
+        return (self.path(kind, params) / "DONE").is_file()
+
+    def get_or_build(self, kind: str, params: Any, builder: Callable[[Path], Any]) -> Path:
+        """Return the directory of the artifact, calling ``builder(work_dir)`` if it is absent.
+
+        ``builder`` writes the artifact's files into ``work_dir`` (which may already hold a
+        previous attempt's checkpoints).  ``params.json`` and a ``DONE`` marker are added here.
+        """
+        final = self.path(kind, params)
+        if (final / "DONE").is_file():
+            log.info("cache hit %s/%s", kind, final.name)
+            return final
+        work = final.with_name(final.name + ".partial")
+        work.mkdir(parents=True, exist_ok=True)
+        resumed = any(work.iterdir())
+        log.info("building %s/%s%s", kind, final.name, " (resuming)" if resumed else "")
+        start = time.time()
+        builder(work)
+        meta = {"kind": kind, "key": final.name, "params": canonical(params),
+                "code_version": CODE_VERSIONS.get(kind, 0), "build_seconds": time.time() - start,
+                "resumed": resumed}
+        write_json_atomic(work / "params.json", meta)
+        (work / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if final.exists():  # a stale, incomplete final directory (should not happen)
+            shutil.rmtree(final)
+        os.replace(work, final)
+        return final
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True, default=str)
+    os.replace(tmp, path)

@@ -1,0 +1,226 @@
+"""Parameter files: YAML in, frozen dataclasses out, with strict validation.
+
+Every experiment is described by one YAML file under ``params/<experiment>/<scale>.yaml``.
+A file is checked completely when it is loaded, before any work starts: an unknown key,
+a value of the wrong type, a value outside its range or outside its list of choices fails
+with a :class:`ParamError` that names the key (as a dotted path) and what would be valid.
+
+Sections are plain dataclasses.  A field's ``metadata`` may carry
+
+* ``choices``: a tuple (or a zero-argument callable returning one) of valid values;
+* ``range``: ``(low, high)`` inclusive bounds, either may be ``None``;
+* ``doc``: one line shown in error messages and in the parameter tables of the notebooks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+SCALES = ("smoke", "embedded", "gpu", "paper")
+
+
+class ParamError(ValueError):
+    """A parameter file or dictionary is invalid; the message names the key and valid values."""
+
+
+def param(default: Any = dataclasses.MISSING, *, choices=None, range=None, doc: str = "",
+          default_factory: Any = dataclasses.MISSING):
+    """A dataclass field with validation metadata (see module docstring)."""
+    meta = {"choices": choices, "range": range, "doc": doc}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"Valid keys: {', '.join(sorted(valid))}.{hint}"
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Coerce ``value`` to the annotated type ``tp`` or raise ParamError naming ``where``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ParamError as err:
+                errors.append(str(err))
+        raise ParamError(f"{where}: {value!r} does not match {tp}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ParamError(f"{where}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return from_dict(tp, value, prefix=where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ParamError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        items = [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ParamError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ParamError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _check_meta(value: Any, meta: Mapping, where: str) -> None:
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if choices is not None and value is not None:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v not in choices:
+                raise ParamError(f"{where}: {v!r} is not valid. Valid choices: "
+                                 f"{', '.join(map(str, choices))}.")
+    rng = meta.get("range")
+    if rng is not None and value is not None:
+        lo, hi = rng
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise ParamError(f"{where}: {v!r} is out of range [{lo}, {hi}].")
+
+
+def from_dict(cls, data: Mapping | None, prefix: str = ""):
+    """Build dataclass ``cls`` from ``data``, validating every key (recursively)."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ParamError(f"unknown key {where!r}. {_suggest(key, list(fields))}")
+    kwargs = {}
+    for name, f in fields.items():
+        where = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            value = _check_type(data[name], hints[name], where)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+        else:
+            raise ParamError(f"missing required key {where!r}: {f.metadata.get('doc', '')}")
+        _check_meta(value, f.metadata, where)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ParamError as err:
+            raise ParamError(f"{prefix + ': ' if prefix else ''}{err}") from None
+    return obj
+
+
+def to_dict(obj) -> dict:
+    """Plain dictionary of a (nested) parameter dataclass, for manifests and hashing."""
+    return dataclasses.asdict(obj)
+
+
+def replace(obj, **changes):
+    """A copy of a parameter dataclass with ``changes`` applied and re-validated."""
+    data = to_dict(obj)
+    data.update(changes)
+    return from_dict(type(obj), data)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"parameter file {str(path)!r} does not exist")
+    with open(path) as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ParamError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamError(f"{path}: the top level must be a mapping of keys")
+    return data
+
+
+def load_params(cls, path: str | Path | None = None, overrides: Mapping | None = None):
+    """Load parameter file ``path`` into dataclass ``cls``; ``overrides`` (dotted keys allowed) win."""
+    data = load_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    try:
+        return from_dict(cls, data)
+    except ParamError as err:
+        raise ParamError(f"{path}: {err}" if path else str(err)) from None
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ParamError(f"override {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def describe(cls, prefix: str = "") -> list[dict]:
+    """Rows (key, default, choices/range, doc) describing every parameter of ``cls``."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, key))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        choices = f.metadata.get("choices")
+        if callable(choices):
+            choices = choices()
+        rows.append({"key": key, "default": default, "choices": choices,
+                     "range": f.metadata.get("range"), "doc": f.metadata.get("doc", "")})
+    return rows
+
+
+Validator = Callable[[Any], None]

@@ -1,0 +1,327 @@
+"""The named splits of the embedded benchmark and their analogues in the papers.
+
+| split            | kind           | analogue of   | what it is                                             |
+|------------------|----------------|---------------|--------------------------------------------------------|
+| cc3m_analog      | captioned      | CC3M          | 1-3 objects, training styles, plain alt-text captions  |
+| flickr_analog    | captioned      | Flickr30K     | 2-3 larger objects, scenery/texture backgrounds, photo |
+|                  |                |               | noise and blur, descriptive sentences                  |
+| imagenet_analog  | classification | ImageNet-1K   | one object, HELD-OUT style (Fluent 3D), every class    |
+|                  |                |               | that has a Fluent 3D render                            |
+| in_style         | classification | (diagnostic)  | as imagenet_analog but in the training styles          |
+| cifar10_analog   | classification | CIFAR-10      | the ten CIFAR-10 classes, held-out style               |
+| probe_train/test | classification | linear probe  | held-out style, disjoint renders, for linear probes    |
+
+Every split is rendered once into the artifact cache as memory-mapped uint8 arrays (images,
+instance maps) plus small numpy/JSON side files, keyed by the split's parameters.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paperlib.cache import ArtifactCache, write_json_atomic
+from paperlib.config import param
+from paperlib.data.scenes import BACKGROUNDS, SceneStyle, render_scene, scene_captions
+
+log = logging.getLogger(__name__)
+
+TRAIN_STYLES = ("noto", "twemoji", "openmoji", "tuxpaint")
+HELDOUT_STYLE = "fluent3d"
+SPLIT_NAMES = ("cc3m_analog", "flickr_analog", "imagenet_analog", "in_style", "cifar10_analog",
+               "probe_train", "probe_test")
+MAX_OBJECTS = 3
+
+
+def _styles():
+    from paperlib.data.vocabulary import STYLES
+    return STYLES
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Parameters of the embedded benchmark (``data:`` section of a parameter file)."""
+
+    source: str = param("embedded", choices=("embedded", "real"),
+                        doc="embedded scenes, or the user's real data (paper scale)")
+    seed: int = param(0, range=(0, None), doc="seed of every rendered split")
+    image_size: int = param(64, range=(16, 1024), doc="side of every image in pixels")
+    sprite_size: int = param(128, range=(32, 512), doc="side of the cached sprite canvases")
+    train_scenes: int = param(100_000, range=(1, None), doc="scenes in cc3m_analog")
+    flickr_scenes: int = param(10_000, range=(1, None), doc="scenes in flickr_analog")
+    captions_per_scene: int = param(3, range=(1, 10), doc="captions rendered per scene")
+    zeroshot_per_class: int = param(5, range=(1, None), doc="images per class in imagenet_analog / in_style")
+    cifar_per_class: int = param(100, range=(1, None), doc="images per class in cifar10_analog")
+    probe_train_per_class: int = param(10, range=(1, None), doc="held-out style linear-probe training images per class")
+    probe_test_per_class: int = param(5, range=(1, None), doc="held-out style linear-probe test images per class")
+    train_styles: tuple[str, ...] = param(TRAIN_STYLES, choices=_styles, doc="sprite styles seen in training")
+    heldout_style: str = param(HELDOUT_STYLE, choices=_styles, doc="style of the zero-shot sets, never trained on")
+    max_classes: int = param(0, range=(0, None), doc="use only the first N classes (0 = all); for smoke runs")
+    workers: int = param(2, range=(1, 64), doc="rendering processes")
+    train_csv: str | None = param(None, doc="real data: CSV of image,caption (paper scale)")
+    imagenet_dir: str | None = param(None, doc="real data: ImageNet-style folder with labels.csv")
+
+    def validate(self):
+        from paperlib.config import ParamError
+        if self.heldout_style in self.train_styles:
+            raise ParamError(f"heldout_style {self.heldout_style!r} must not be one of train_styles")
+        if self.source == "real" and not (self.train_csv and self.imagenet_dir):
+            raise ParamError("source 'real' needs train_csv and imagenet_dir")
+
+
+def split_style(name: str, cfg: DataConfig) -> SceneStyle:
+    """The look of each split (see module docstring)."""
+    base = dict(image_size=cfg.image_size)
+    if name == "cc3m_analog":
+        return SceneStyle(**base)
+    if name == "flickr_analog":
+        return SceneStyle(**base, n_objects=(2, 3), scale=(0.35, 0.65), rotation=25.0,
+                          backgrounds=("scenery", "noise", "stripes", "dots"), photo_noise=6.0,
+                          blur=0.5, register="descriptive", max_overlap=0.2)
+    # single-object classification sets: object-centred, larger, as ImageNet photos are
+    return SceneStyle(**base, n_objects=(1, 1), scale=(0.5, 0.8), rotation=10.0, p_recolour=0.0,
+                      backgrounds=("solid", "gradient", "noise", "scenery"))
+
+
+@lru_cache(maxsize=2)
+def _vocab_and_banks(styles: tuple[str, ...], sprite_size: int, max_classes: int):
+    from paperlib.data.sprites import load_sprite_bank
+    from paperlib.data.vocabulary import build_vocabulary
+    vocab = build_vocabulary()
+    banks = {s: load_sprite_bank(s, vocab, size=sprite_size) for s in styles}
+    return vocab, banks
+
+
+def _class_index(banks, max_classes: int) -> dict[str, dict[int, np.ndarray]]:
+    """For each style: class id -> indices of its sprites (restricted to the first N classes)."""
+    out = {}
+    for style, bank in banks.items():
+        by_class: dict[int, list[int]] = {}
+        for i, c in enumerate(bank.class_ids.tolist()):
+            if max_classes and c >= max_classes:
+                continue
+            by_class.setdefault(c, []).append(i)
+        out[style] = {c: np.array(v) for c, v in by_class.items()}
+    return out
+
+
+def _plan(name: str, cfg: DataConfig, by_style) -> dict:
+    """Which classes, styles and counts a split uses (decided before rendering)."""
+    train_classes = sorted(set().union(*(by_style[s].keys() for s in cfg.train_styles)))
+    held_classes = sorted(c for c in by_style[cfg.heldout_style] if c in set(train_classes))
+    if name == "cc3m_analog":
+        return dict(kind="captioned", n=cfg.train_scenes, styles=cfg.train_styles, classes=train_classes)
+    if name == "flickr_analog":
+        return dict(kind="captioned", n=cfg.flickr_scenes, styles=cfg.train_styles, classes=train_classes)
+    if name in ("imagenet_analog", "in_style", "probe_train", "probe_test"):
+        per = {"imagenet_analog": cfg.zeroshot_per_class, "in_style": cfg.zeroshot_per_class,
+               "probe_train": cfg.probe_train_per_class, "probe_test": cfg.probe_test_per_class}[name]
+        styles = cfg.train_styles if name == "in_style" else (cfg.heldout_style,)
+        return dict(kind="classification", per_class=per, styles=styles, classes=held_classes)
+    if name == "cifar10_analog":
+        from paperlib.data.vocabulary import CIFAR10_CLASSES
+        return dict(kind="classification", per_class=cfg.cifar_per_class, styles=(cfg.heldout_style,),
+                    cifar=True, classes=list(CIFAR10_CLASSES.items()))
+    raise KeyError(f"unknown split {name!r}; valid: {', '.join(SPLIT_NAMES)}")
+
+
+_SPLIT_IDS = {n: i + 1 for i, n in enumerate(SPLIT_NAMES)}
+
+
+def _render_range(args):
+    """Worker: render scenes [start, stop) of a split into the memory-mapped arrays."""
+    (name, cfg, plan, start, stop, out_dir) = args
+    vocab, banks = _vocab_and_banks(plan["bank_styles"], cfg.sprite_size, cfg.max_classes)
+    by_style = _class_index(banks, cfg.max_classes)
+    style = split_style(name, cfg)
+    side = cfg.image_size
+    n_total = plan["n_total"]
+    images = np.memmap(out_dir / "images.u8", np.uint8, "r+", shape=(n_total, side, side, 3))
+    instances = np.memmap(out_dir / "instances.u8", np.uint8, "r+", shape=(n_total, side, side))
+    objects = np.full((stop - start, MAX_OBJECTS), -1, np.int32)
+    boxes = np.zeros((stop - start, MAX_OBJECTS, 4), np.int16)
+    captions = []
+    styles_used = []
+    classes = np.array(plan["class_ids"])
+    vocab_names = vocab.names  # a property that builds a list: read once
+    for j, i in enumerate(range(start, stop)):
+        rng = np.random.default_rng([cfg.seed, _SPLIT_IDS[name], i])
+        if plan["kind"] == "classification":
+            cids = [int(plan["labels_class"][i])]
+        else:
+            k = int(rng.integers(style.n_objects[0], style.n_objects[1] + 1))
+            cids = [int(c) for c in rng.choice(classes, size=k, replace=False)]
+        sprites, names, used = [], [], []
+        for c in cids:
+            options = [s for s in plan["styles"] if c in by_style[s]]
+            st = options[rng.integers(len(options))]
+            idx = by_style[st][c]
+            sprites.append(banks[st].images[idx[rng.integers(len(idx))]])
+            names.append(vocab_names[c])
+            used.append(st)
+        scene = render_scene(sprites, cids, names, style, rng, centred=plan["kind"] == "classification")
+        images[i] = scene.image
+        instances[i] = scene.instances
+        objects[j, :len(cids)] = cids
+        boxes[j, :len(cids)] = scene.boxes
+        styles_used.append(used)
+        if plan["kind"] == "captioned":
+            captions.append(scene_captions(scene, cfg.captions_per_scene, style, rng))
+    images.flush()
+    instances.flush()
+    return start, objects, boxes, captions, styles_used
+
+
+class RenderedSplit(torch.utils.data.Dataset):
+    """A rendered split read back from the cache (memory-mapped; cheap to open)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        meta = json.loads((self.path / "split.json").read_text())
+        self.meta = meta
+        self.name = meta["name"]
+        self.kind = meta["kind"]
+        n, side = meta["n"], meta["image_size"]
+        self.images = np.memmap(self.path / "images.u8", np.uint8, "r", shape=(n, side, side, 3))
+        self.instances = np.memmap(self.path / "instances.u8", np.uint8, "r", shape=(n, side, side))
+        self.objects = np.load(self.path / "objects.npy")
+        self.boxes = np.load(self.path / "boxes.npy")
+        self.captions: list[list[str]] = meta.get("captions") or []
+        self.labels = np.load(self.path / "labels.npy") if self.kind == "classification" else None
+        self.classnames: list[str] = meta.get("classnames", [])
+        self.class_ids: list[int] = meta.get("class_ids", [])
+        self.templates: list[str] = meta.get("templates", [])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        if self.kind == "classification":
+            return img, int(self.labels[i])
+        return img, self.captions[i][0]
+
+    def batch_images(self, indices) -> torch.Tensor:
+        """uint8 (B, 3, H, W) for an index array (sorted reads are fastest on a memmap)."""
+        idx = np.asarray(indices)
+        order = np.argsort(idx)
+        out = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
+        out[order] = self.images[idx[order]]
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def zero_shot_templates() -> list[str]:
+    """The 80 OpenAI ImageNet prompt templates as format strings (from open_clip)."""
+    from open_clip import OPENAI_IMAGENET_TEMPLATES
+    return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
+
+
+def _build(name: str, cfg: DataConfig, out_dir: Path) -> None:
+    bank_styles = tuple(sorted(set(cfg.train_styles) | {cfg.heldout_style}))
+    vocab, banks = _vocab_and_banks(bank_styles, cfg.sprite_size, cfg.max_classes)
+    by_style = _class_index(banks, cfg.max_classes)
+    plan = _plan(name, cfg, by_style)
+    plan["bank_styles"] = bank_styles
+    meta = {"name": name, "kind": plan["kind"], "image_size": cfg.image_size,
+            "styles": list(plan["styles"]), "data": asdict(cfg)}
+    if plan["kind"] == "classification":
+        if plan.get("cifar"):
+            classnames = [k for k, _ in plan["classes"]]
+            class_ids = [vocab.index(v) for _, v in plan["classes"]]
+        else:
+            class_ids = list(plan["classes"])
+            classnames = [vocab.names[c] for c in class_ids]
+        labels = np.repeat(np.arange(len(class_ids)), plan["per_class"])
+        plan["labels_class"] = np.array(class_ids)[labels]
+        plan["class_ids"] = class_ids
+        n = len(labels)
+        meta.update(classnames=classnames, class_ids=class_ids, templates=zero_shot_templates())
+        np.save(out_dir / "labels.npy", labels)
+    else:
+        plan["class_ids"] = plan["classes"]
+        n = plan["n"]
+    plan["n_total"] = n
+    meta["n"] = n
+    side = cfg.image_size
+    np.memmap(out_dir / "images.u8", np.uint8, "w+", shape=(n, side, side, 3)).flush()
+    np.memmap(out_dir / "instances.u8", np.uint8, "w+", shape=(n, side, side)).flush()
+    chunk = max(1, min(2000, n // (cfg.workers * 4) or 1))
+    jobs = [(name, cfg, plan, s, min(n, s + chunk), out_dir) for s in range(0, n, chunk)]
+    objects = np.full((n, MAX_OBJECTS), -1, np.int32)
+    boxes = np.zeros((n, MAX_OBJECTS, 4), np.int16)
+    captions: list = [None] * n
+    styles_used: list = [None] * n
+    t0 = time.time()
+    from tqdm.auto import tqdm
+    bar = tqdm(total=n, desc=f"render {name}", unit="scene", mininterval=2)
+    if cfg.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("fork")) as pool:
+            results = pool.map(_render_range, jobs)
+            for start, obj, box, caps, used in results:
+                _store(start, obj, box, caps, used, objects, boxes, captions, styles_used)
+                bar.update(len(obj))
+    else:
+        for job in jobs:
+            start, obj, box, caps, used = _render_range(job)
+            _store(start, obj, box, caps, used, objects, boxes, captions, styles_used)
+            bar.update(len(obj))
+    bar.close()
+    seconds = time.time() - t0
+    np.save(out_dir / "objects.npy", objects)
+    np.save(out_dir / "boxes.npy", boxes)
+    meta["captions"] = captions if plan["kind"] == "captioned" else []
+    meta["sprite_styles"] = styles_used
+    meta["render_seconds"] = seconds
+    meta["scenes_per_second"] = n / max(seconds, 1e-9)
+    write_json_atomic(out_dir / "split.json", meta)
+    log.info("rendered %s: %d scenes in %.1fs (%.0f scenes/s)", name, n, seconds, n / max(seconds, 1e-9))
+
+
+def _store(start, obj, box, caps, used, objects, boxes, captions, styles_used):
+    stop = start + len(obj)
+    objects[start:stop] = obj
+    boxes[start:stop] = box
+    styles_used[start:stop] = used
+    if caps:
+        captions[start:stop] = caps
+
+
+_SPLIT_FIELDS = {
+    "cc3m_analog": ("train_scenes", "captions_per_scene"),
+    "flickr_analog": ("flickr_scenes", "captions_per_scene"),
+    "imagenet_analog": ("zeroshot_per_class", "heldout_style"),
+    "in_style": ("zeroshot_per_class", "heldout_style"),
+    "cifar10_analog": ("cifar_per_class", "heldout_style"),
+    "probe_train": ("probe_train_per_class", "heldout_style"),
+    "probe_test": ("probe_test_per_class", "heldout_style"),
+}
+_COMMON_FIELDS = ("source", "seed", "image_size", "sprite_size", "train_styles", "max_classes")
+
+
+def split_params(name: str, cfg: DataConfig) -> dict:
+    """What determines a split's content, and nothing else (its cache key)."""
+    d = asdict(cfg)
+    return {"split": name, **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
+
+
+def get_split(name: str, cfg: DataConfig, cache: ArtifactCache | None = None) -> RenderedSplit:
+    """The rendered split ``name`` (rendering it into the cache the first time)."""
+    if name not in SPLIT_NAMES:
+        raise KeyError(f"unknown split {name!r}; valid: {', '.join(SPLIT_NAMES)}")
+    cache = cache or ArtifactCache()
+    path = cache.get_or_build("split", split_params(name, cfg), lambda d: _build(name, cfg, d))
+    return RenderedSplit(path)
+
+
+__all__ = ["DataConfig", "RenderedSplit", "get_split", "SPLIT_NAMES", "BACKGROUNDS",
+           "TRAIN_STYLES", "HELDOUT_STYLE", "zero_shot_templates"]
+_ = os

@@ -1,0 +1,216 @@
+"""Cached building blocks shared by every notebook: tokens, clean base model, victims, evaluations.
+
+Each function asks the artifact cache first (:mod:`paperlib.cache`), so the four paper notebooks
+reuse each other's clean model and victims, and an interrupted training resumes from its last
+checkpoint in the artifact's ``.partial`` directory.
+
+The clean base model stands in for the papers' pre-trained CLIP (OpenAI's RN50 weights): like
+those weights it is one fixed artifact (``base_seed``), and the seeds of an experiment vary what
+is built on top of it (poisoning, defences).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paperlib.cache import ArtifactCache, write_json_atomic
+from paperlib.data.splits import DataConfig, RenderedSplit, get_split, split_params
+from paperlib.train.loop import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A trained model in the cache: its architecture name and safetensors file."""
+
+    name: str
+    path: Path
+    key_params: dict
+
+    def load(self, device="cpu"):
+        from paperlib.models import load_model
+        return load_model(self.name, self.path / "model.safetensors", device)
+
+    @property
+    def summary(self) -> dict:
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,
+                 cache: ArtifactCache) -> np.ndarray:
+    """Token ids (N, captions_per_scene, context) of a captioned split, cached."""
+    from paperlib.models import get_tokenizer
+
+    def build(work: Path):
+        tok = get_tokenizer(model_name)
+        flat = [c for caps in split.captions for c in caps]
+        ids = torch.cat([tok(flat[s:s + 8192]) for s in range(0, len(flat), 8192)])
+        arr = ids.numpy().astype(np.int32).reshape(len(split.captions), -1, ids.shape[-1])
+        np.save(work / "tokens.npy", arr)
+
+    params = {"split": split_key, "tokenizer": model_name}
+    path = cache.get_or_build("tokens", params, build)
+    return np.load(path / "tokens.npy", mmap_mode="r")
+
+
+def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | None, pairs,
+                    cfg: TrainConfig, device: torch.device, cache: ArtifactCache, desc: str,
+                    terms=None) -> ModelArtifact:
+    from paperlib.models import create_model, load_checkpoint, save_checkpoint
+    from paperlib.train.loop import train
+    from paperlib.train.losses import ClipLossTerm
+
+    def build(work: Path):
+        model = create_model(model_name, seed=cfg.seed)
+        if init is not None:
+            load_checkpoint(model, init.path / "model.safetensors")
+        summary = train(model, pairs, cfg, terms or [(ClipLossTerm(), 1.0)], work_dir=work,
+                        device=device, desc=desc)
+        save_checkpoint(model, work / "model.safetensors")
+        summary["device"] = str(device)
+        write_json_atomic(work / "summary.json", summary)
+        for f in ("last.safetensors", "last_optimizer.safetensors"):
+            (work / f).unlink(missing_ok=True)
+
+    path = cache.get_or_build("model", kind_params, build)
+    return ModelArtifact(model_name, path, kind_params)
+
+
+def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="auto",
+                   cache: ArtifactCache | None = None) -> ModelArtifact:
+    """The clean base CLIP, pre-trained from scratch on the CC3M analogue."""
+    from paperlib.train.pairs import TensorPairs
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "clean_pretrain", "model": model_name, "train": cfg.key(),
+           "split": split_params("cc3m_analog", data)}
+    if cache.exists("model", key):
+        return ModelArtifact(model_name, cache.path("model", key), key)
+    split = get_split("cc3m_analog", data, cache)
+    tokens = split_tokens(split, key["split"], model_name, cache)
+    pairs = TensorPairs(split.images, tokens)
+    if device.type == "cuda":
+        pairs.to_device(device)
+    return _train_artifact(key, model_name, None, pairs, cfg, device, cache, "pretrain clean")
+
+
+@dataclass(frozen=True)
+class PoisonedSet:
+    """A fine-tuning pair set with some pairs poisoned, plus what was done (for the record)."""
+
+    pairs: object
+    poisoned_rows: np.ndarray    # rows of the pair set that carry poison
+    scene_ids: np.ndarray        # the scenes of cc3m_analog that the pair set is made of
+
+
+def finetune_scene_ids(split: RenderedSplit, n: int, seed: int) -> np.ndarray:
+    """The scenes of the CC3M analogue used for (poisoned) fine-tuning: a seeded subset."""
+    if n > len(split):
+        raise ValueError(f"finetune_scenes={n} exceeds the {len(split)} scenes of {split.name}")
+    return np.sort(np.random.default_rng([seed, 101]).choice(len(split), size=n, replace=False))
+
+
+def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarray, attack,
+                   target: str, poison_count: int, seed: int, model_name: str) -> PoisonedSet:
+    """Pairs of ``scene_ids`` where ``poison_count`` of them get the trigger and a target caption."""
+    from paperlib.attacks.base import poison_rows, template_captions
+    from paperlib.data.vocabulary import build_vocabulary
+    from paperlib.models import get_tokenizer
+    from paperlib.train.pairs import TensorPairs
+    vocab = build_vocabulary()
+    target_id = vocab.index(target)
+    rng = np.random.default_rng([seed, 202])
+    rows = poison_rows(np.arange(len(scene_ids)), split.objects[scene_ids], target_id, poison_count, rng)
+    gen = torch.Generator().manual_seed(seed)
+    clean_imgs = split.batch_images(scene_ids[rows]) if len(rows) else torch.zeros((0, 3) + split.images.shape[1:3], dtype=torch.uint8)
+    trig = attack(clean_imgs, gen) if len(rows) else clean_imgs
+    caps = template_captions(target, len(rows), rng)
+    tok = get_tokenizer(model_name)
+    extra_tokens = tok(caps).numpy() if caps else np.zeros((0, tokens.shape[-1]), np.int64)
+    pair_rows = scene_ids.astype(np.int64).copy()
+    pair_rows[rows] = -(np.arange(len(rows)) + 1)
+    pairs = TensorPairs(split.images, tokens, rows=pair_rows,
+                        extra_images=trig.permute(0, 2, 3, 1).numpy(), extra_tokens=extra_tokens)
+    return PoisonedSet(pairs=pairs, poisoned_rows=rows, scene_ids=scene_ids)
+
+
+def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
+                    poison_count: int, finetune_scenes: int, cfg: TrainConfig, seed: int,
+                    device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
+    """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned."""
+    from paperlib.attacks import build_attack
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
+           "attack_cfg": asdict(attack_cfg), "target": target, "poison_count": poison_count,
+           "finetune_scenes": finetune_scenes, "train": cfg.key(), "seed": seed}
+    if cache.exists("model", key):
+        return ModelArtifact(base.name, cache.path("model", key), key)
+    split = get_split("cc3m_analog", data, cache)
+    tokens = split_tokens(split, split_params("cc3m_analog", data), base.name, cache)
+    attack = build_attack(attack_id, attack_cfg, image_side=data.image_size)
+    scene_ids = finetune_scene_ids(split, finetune_scenes, seed)
+    ps = poisoned_pairs(split, tokens, scene_ids, attack, target, poison_count, seed, base.name)
+    if device.type == "cuda":
+        ps.pairs.to_device(device)
+    return _train_artifact(key, base.name, base, ps.pairs, cfg, device, cache,
+                           f"poison {attack_id} x{poison_count}")
+
+
+def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=None,
+             attack_key: dict | None = None, target: str | None = None,
+             asr_convention: str = "exclude_target", device="auto", batch_size: int = 512,
+             cache: ArtifactCache | None = None) -> dict:
+    """CA top-k (and ASR top-k if an attack is given) of a model on a classification split.
+
+    Cached: the key is the model's key, the split, the attack and the convention.
+    """
+    from paperlib.eval.zeroshot import attack_success_rate, clean_accuracy, encode_images, text_classifier
+    from paperlib.models import get_tokenizer
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"model": artifact.key_params, "split": split_params(split_name, data), "attack": attack_key,
+           "target": target, "asr_convention": asr_convention}
+
+    def build(work: Path):
+        t0 = time.time()
+        split = get_split(split_name, data, cache)
+        model = artifact.load(device)
+        classifier = text_classifier(model, get_tokenizer(artifact.name), split.classnames,
+                                     split.templates, device).cpu()
+        feats = encode_images(model, split.images, batch_size, device)
+        out = clean_accuracy(feats, classifier, split.labels)
+        if attack is not None:
+            if target not in split.classnames:
+                raise ValueError(f"target {target!r} is not a class of {split_name}")
+            t_idx = split.classnames.index(target)
+            keep = np.nonzero(split.labels != t_idx)[0] if asr_convention == "exclude_target" \
+                else np.arange(len(split))
+            gen = torch.Generator().manual_seed(12345)
+            trig = encode_images(model, split.images[keep], batch_size, device,
+                                 transform=lambda x, s: attack(x, gen))
+            out.update(attack_success_rate(trig, classifier, split.labels[keep], t_idx, "all"))
+            out["asr_images"] = int(len(keep))
+        out["n_images"] = int(len(split))
+        out["n_classes"] = len(split.classnames)
+        out["eval_seconds"] = time.time() - t0
+        write_json_atomic(work / "metrics.json", out)
+
+    path = cache.get_or_build("eval", key, build)
+    return json.loads((path / "metrics.json").read_text())

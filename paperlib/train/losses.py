@@ -1,0 +1,116 @@
+"""Pluggable loss terms for the one training loop.
+
+A loss term is a small ``nn.Module`` whose ``forward(step)`` returns a scalar loss; the loop adds
+the terms with their weights.  ``step`` is a :class:`StepContext`: the model, the batch (a dict
+of tensors prepared by the data pipe and by batch transforms) and a per-step cache of encoded
+features, so two terms that need the same embeddings encode them once.
+
+Later issues add terms here or in their own modules (CleanCLIP's in-modal terms, CleanerCLIP's
+sub-caption terms, RoCLIP's nearest-neighbour captions); the loop itself never changes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paperlib.models import normalize_images
+
+LOGIT_SCALE_MAX = math.log(100.0)  # CLIP / CleanCLIP clamp
+
+
+@dataclass
+class StepContext:
+    model: nn.Module
+    batch: dict
+    rank: int = 0
+    world_size: int = 1
+    _cache: dict = field(default_factory=dict)
+
+    def image_features(self, key: str = "images") -> torch.Tensor:
+        """L2-normalised image embeddings of ``batch[key]`` (uint8 or [0,1] images)."""
+        if ("img", key) not in self._cache:
+            feats = self.model.encode_image(normalize_images(self.batch[key]))
+            self._cache[("img", key)] = F.normalize(feats.float(), dim=-1)
+        return self._cache[("img", key)]
+
+    def text_features(self, key: str = "tokens") -> torch.Tensor:
+        """L2-normalised text embeddings of the token tensor ``batch[key]``."""
+        if ("txt", key) not in self._cache:
+            feats = self.model.encode_text(self.batch[key])
+            self._cache[("txt", key)] = F.normalize(feats.float(), dim=-1)
+        return self._cache[("txt", key)]
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().float()
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE between two aligned batches of normalised embeddings.
+
+    ``0.5 * [CE(scale * a b^T, I) + CE(scale * b a^T, I)]``: the CLIP loss when a = images and
+    b = captions, and CleanCLIP's in-modal loss when b is an augmented view of a.
+    """
+    logits = scale * a @ b.t()
+    labels = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+def gather_features(x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """All-gather across DDP ranks, keeping the gradient of the local slice."""
+    if world_size <= 1:
+        return x
+    import torch.distributed as dist
+    parts = [torch.zeros_like(x) for _ in range(world_size)]
+    dist.all_gather(parts, x.detach())
+    parts[rank] = x
+    return torch.cat(parts)
+
+
+class ClipLossTerm(nn.Module):
+    """The standard CLIP contrastive loss between ``images`` and ``tokens`` of the batch.
+
+    Under DDP the embeddings of all ranks are gathered so the negatives are the global batch,
+    as open_clip's ClipLoss does (each rank computes the loss of its own rows).
+    """
+
+    name = "clip"
+
+    def __init__(self, image_key: str = "images", text_key: str = "tokens"):
+        super().__init__()
+        self.image_key, self.text_key = image_key, text_key
+
+    def forward(self, step: StepContext) -> torch.Tensor:
+        img = step.image_features(self.image_key)
+        txt = step.text_features(self.text_key)
+        scale = step.logit_scale
+        if step.world_size > 1:
+            all_img = gather_features(img, step.rank, step.world_size)
+            all_txt = gather_features(txt, step.rank, step.world_size)
+            labels = torch.arange(len(img), device=img.device) + step.rank * len(img)
+            return 0.5 * (F.cross_entropy(scale * img @ all_txt.t(), labels)
+                          + F.cross_entropy(scale * txt @ all_img.t(), labels))
+        return info_nce(img, txt, scale)
+
+
+class TrainingObjective(nn.Module):
+    """Model + weighted loss terms as one module, so DDP wraps a single forward."""
+
+    def __init__(self, model: nn.Module, terms: list[tuple[nn.Module, float]]):
+        super().__init__()
+        self.model = model
+        self.terms = nn.ModuleList([t for t, _ in terms])
+        self.weights = [float(w) for _, w in terms]
+
+    def forward(self, batch: dict, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        step = StepContext(self.model, batch, rank, world_size)
+        losses = {}
+        for term, w in zip(self.terms, self.weights):
+            if w == 0:
+                continue
+            losses[term.name] = w * term(step)
+        return losses

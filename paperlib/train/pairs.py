@@ -1,0 +1,142 @@
+"""Image-caption pairs as the training loop consumes them.
+
+The loop asks a pair set for the batches of an epoch: ``pairs.epoch_batches(epoch, batch_size,
+seed, skip)`` yields dicts with ``images`` (uint8, B x 3 x H x W), ``tokens`` (long, B x L) and
+``index`` (the row of each sample in the pair set).  The order of an epoch depends only on
+``(seed, epoch)``, so a run resumed from a checkpoint at step k skips k batches and continues
+exactly as if it had not stopped.
+
+:class:`TensorPairs` serves the embedded benchmark: images from a memory-mapped split (or, on a
+GPU, a copy resident in device memory), pre-tokenised captions (several per scene, one drawn per
+sample and epoch), and *extra* rows that replace or add pairs (poisoned images and captions).
+:class:`LoaderPairs` adapts a map-style dataset of (uint8 image, caption) such as the CC3M CSV
+loader, with DataLoader workers, for the papers' own data.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+class TensorPairs:
+    """Rows of a pair set: ``rows[k] >= 0`` is base scene ``rows[k]``; ``rows[k] < 0`` is extra
+    pair ``-rows[k] - 1`` (its own image and caption tokens)."""
+
+    def __init__(self, images, tokens: np.ndarray, rows: np.ndarray | None = None,
+                 extra_images: np.ndarray | None = None, extra_tokens: np.ndarray | None = None):
+        self.images = images                                  # (N, H, W, 3) uint8 (memmap ok)
+        self.tokens = np.asarray(tokens)                      # (N, C, L) int
+        if self.tokens.ndim == 2:
+            self.tokens = self.tokens[:, None, :]
+        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, np.int64)
+        side = images.shape[1:]
+        self.extra_images = (np.zeros((0,) + tuple(side), np.uint8) if extra_images is None
+                             else np.asarray(extra_images, np.uint8))
+        L = self.tokens.shape[-1]
+        self.extra_tokens = (np.zeros((0, 1, L), np.int64) if extra_tokens is None
+                             else np.asarray(extra_tokens))
+        if self.extra_tokens.ndim == 2:
+            self.extra_tokens = self.extra_tokens[:, None, :]
+        self._device_images = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_device(self, device) -> "TensorPairs":
+        """Keep all images in device memory (GPU-resident batches); indexing then happens there."""
+        if torch.device(device).type != "cpu":
+            self._device_images = torch.from_numpy(np.ascontiguousarray(self.images)).to(device)
+            self._device_extra = torch.from_numpy(self.extra_images).to(device)
+        return self
+
+    def fetch(self, rows: np.ndarray, caption_rng: np.random.Generator | None = None) -> dict:
+        """The batch of the given pair-set rows (positions into ``self.rows``)."""
+        ids = self.rows[rows]
+        base = ids >= 0
+        n_caps_base = self.tokens.shape[1]
+        pick = lambda n, k: (caption_rng.integers(0, k, size=n) if caption_rng is not None  # noqa: E731
+                             else np.zeros(n, np.int64))
+        B = len(ids)
+        tokens = np.empty((B, self.tokens.shape[-1]), np.int64)
+        b_idx = ids[base]
+        e_idx = -ids[~base] - 1
+        tokens[base] = self.tokens[b_idx, pick(len(b_idx), n_caps_base)]
+        if len(e_idx):
+            tokens[~base] = self.extra_tokens[e_idx, pick(len(e_idx), self.extra_tokens.shape[1])]
+        if self._device_images is not None:
+            dev = self._device_images.device
+            img = torch.empty((B,) + tuple(self._device_images.shape[1:]), dtype=torch.uint8, device=dev)
+            base_t = torch.from_numpy(base).to(dev)
+            img[base_t] = self._device_images[torch.from_numpy(b_idx).to(dev)]
+            if len(e_idx):
+                img[~base_t] = self._device_extra[torch.from_numpy(e_idx).to(dev)]
+            images = img.permute(0, 3, 1, 2)
+        else:
+            img = np.empty((B,) + tuple(self.images.shape[1:]), np.uint8)
+            order = np.argsort(b_idx)
+            tmp = np.empty((len(b_idx),) + tuple(self.images.shape[1:]), np.uint8)
+            tmp[order] = self.images[b_idx[order]]
+            img[base] = tmp
+            if len(e_idx):
+                img[~base] = self.extra_images[e_idx]
+            images = torch.from_numpy(img).permute(0, 3, 1, 2)
+        return {"images": images, "tokens": torch.from_numpy(tokens),
+                "index": torch.from_numpy(np.asarray(rows, np.int64))}
+
+    def epoch_batches(self, epoch: int, batch_size: int, seed: int, skip: int = 0,
+                      rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+        order = np.random.default_rng([seed, epoch, 7]).permutation(len(self))
+        n_batches = len(self) // (batch_size * world_size)   # drop the last partial batch
+        cap_rng_seed = [seed, epoch, 11]
+        for b in range(skip, n_batches):
+            chunk = order[(b * world_size + rank) * batch_size:(b * world_size + rank + 1) * batch_size]
+            yield self.fetch(chunk, np.random.default_rng(cap_rng_seed + [b]))
+
+    def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
+        return len(self) // (batch_size * world_size)
+
+
+class LoaderPairs:
+    """A map-style dataset of (uint8 image, caption str) served by DataLoader workers."""
+
+    def __init__(self, dataset, tokenizer, workers: int = 4):
+        self.dataset, self.tokenizer, self.workers = dataset, tokenizer, workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
+        return len(self) // (batch_size * world_size)
+
+    def _collate(self, items: Sequence):
+        items = [it for it in items if it is not None]
+        images = torch.stack([it[1] for it in items])
+        return {"images": images, "tokens": self.tokenizer([it[2] for it in items]),
+                "index": torch.tensor([it[0] for it in items])}
+
+    def epoch_batches(self, epoch, batch_size, seed, skip=0, rank=0, world_size=1):
+        order = np.random.default_rng([seed, epoch, 7]).permutation(len(self))
+        n_batches = self.steps_per_epoch(batch_size, world_size)
+        order = order[:n_batches * batch_size * world_size].reshape(n_batches, world_size, batch_size)
+        chunks = [order[b, rank].tolist() for b in range(skip, n_batches)]
+        ds = self.dataset
+
+        class _Rows(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(chunks)
+
+            def __getitem__(self, k):
+                out = []
+                for i in chunks[k]:
+                    try:
+                        img, cap = ds[i]
+                    except Exception:  # unreadable image: skipped (the dataset counts it)
+                        continue
+                    out.append((i, img, cap))
+                return out
+
+        loader = torch.utils.data.DataLoader(_Rows(), batch_size=None, num_workers=self.workers,
+                                             collate_fn=self._collate)
+        yield from loader
