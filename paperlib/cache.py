@@ -33,6 +33,7 @@ CODE_VERSIONS = {
     "model": 1,
     "poison": 1,
     "eval": 1,
+    "classifier": 1,
 }
 
 
@@ -73,22 +74,34 @@ class ArtifactCache:
     def exists(self, kind: str, params: Any) -> bool:
         return (self.path(kind, params) / "DONE").is_file()
 
-    def get_or_build(self, kind: str, params: Any, builder: Callable[[Path], Any]) -> Path:
+    def get_or_build(self, kind: str, params: Any, builder: Callable[[Path], Any],
+                     collective: bool = False) -> Path:
         """Return the directory of the artifact, calling ``builder(work_dir)`` if it is absent.
 
         ``builder`` writes the artifact's files into ``work_dir`` (which may already hold a
         previous attempt's checkpoints).  ``params.json`` and a ``DONE`` marker are added here.
+
+        Under torchrun (several ranks, one file system), rank 0 alone builds and finalises; with
+        ``collective=True`` (training) every rank runs the builder and rank 0 alone writes.
         """
+        rank, world = _rank_world()
         final = self.path(kind, params)
         if (final / "DONE").is_file():
             log.info("cache hit %s/%s", kind, final.name)
             return final
         work = final.with_name(final.name + ".partial")
-        work.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            work.mkdir(parents=True, exist_ok=True)
+        _barrier(world)
         resumed = any(work.iterdir())
         log.info("building %s/%s%s", kind, final.name, " (resuming)" if resumed else "")
         start = time.time()
-        builder(work)
+        if rank == 0 or collective:
+            builder(work)
+        _barrier(world)
+        if rank != 0:
+            _barrier(world)
+            return final
         meta = {"kind": kind, "key": final.name, "params": canonical(params),
                 "code_version": CODE_VERSIONS.get(kind, 0), "build_seconds": time.time() - start,
                 "resumed": resumed}
@@ -97,7 +110,21 @@ class ArtifactCache:
         if final.exists():  # a stale, incomplete final directory (should not happen)
             shutil.rmtree(final)
         os.replace(work, final)
+        _barrier(world)
         return final
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

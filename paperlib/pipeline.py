@@ -27,10 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' -> a torch device (under torchrun: this rank's GPU)."""
+    import os
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(device)
 
 
@@ -41,15 +45,37 @@ class ModelArtifact:
     name: str
     path: Path
     key_params: dict
+    weights_file: str = "model.safetensors"
 
     def load(self, device="cpu"):
         from paperlib.models import load_model
-        return load_model(self.name, self.path / "model.safetensors", device)
+        return load_model(self.name, self.path / self.weights_file, device)
 
     @property
     def summary(self) -> dict:
         p = self.path / "summary.json"
         return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def external_model(name: str, weights: str | Path) -> ModelArtifact:
+    """A user-supplied pre-trained CLIP (e.g. OpenAI's RN50 converted to safetensors) as the base.
+
+    Its cache identity is the file's size and a hash of its first and last megabyte.
+    """
+    import hashlib
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"base_checkpoint {str(path)!r} does not exist: convert the pre-trained "
+                                "weights to safetensors first (see README, 'paper scale')")
+    if path.suffix != ".safetensors":
+        raise ValueError(f"base_checkpoint {str(path)!r}: only .safetensors files are loaded")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        fh.seek(max(0, path.stat().st_size - (1 << 20)))
+        h.update(fh.read())
+    key = {"role": "external", "model": name, "size": path.stat().st_size, "sha256_ends": h.hexdigest()}
+    return ModelArtifact(name, path.parent, key, weights_file=path.name)
 
 
 def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,
@@ -79,16 +105,20 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
     def build(work: Path):
         model = create_model(model_name, seed=cfg.seed)
         if init is not None:
-            load_checkpoint(model, init.path / "model.safetensors")
+            load_checkpoint(model, init.path / init.weights_file)
         summary = train(model, pairs, cfg, terms or [(ClipLossTerm(), 1.0)], work_dir=work,
                         device=device, desc=desc)
+        from paperlib.cache import _rank_world
+        if _rank_world()[0] != 0:
+            return
         save_checkpoint(model, work / "model.safetensors")
         summary["device"] = str(device)
+        summary["world_size"] = _rank_world()[1]
         write_json_atomic(work / "summary.json", summary)
         for f in ("last.safetensors", "last_optimizer.safetensors"):
             (work / f).unlink(missing_ok=True)
 
-    path = cache.get_or_build("model", kind_params, build)
+    path = cache.get_or_build("model", kind_params, build, collective=True)
     return ModelArtifact(model_name, path, kind_params)
 
 
@@ -173,35 +203,69 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
                            f"poison {attack_id} x{poison_count}")
 
 
+TEMPLATE_SETS = ("openai80", "simple7", "split")
+
+
+def templates_for(name: str, split: RenderedSplit) -> list[str]:
+    """Prompt templates: OpenAI's 80 (the papers, via CleanCLIP), the 7 of CLIP's ImageNet
+    notebook that open_clip ships as SIMPLE_IMAGENET_TEMPLATES (cheaper on a CPU: 653 classes x 80
+    prompts cost a minute per model), or the split's own list."""
+    import open_clip
+    if name == "openai80":
+        return [t("{}") for t in open_clip.OPENAI_IMAGENET_TEMPLATES]
+    if name == "simple7":
+        return [t("{}") for t in open_clip.SIMPLE_IMAGENET_TEMPLATES]
+    if name == "split":
+        return list(split.templates)
+    raise ValueError(f"unknown template set {name!r}; valid: {', '.join(TEMPLATE_SETS)}")
+
+
+def classifier_for(artifact: ModelArtifact, model, classnames: list[str], templates: list[str],
+                   device, cache: ArtifactCache) -> torch.Tensor:
+    """The (D, K) zero-shot classifier of a model for a class list, cached per model."""
+    from safetensors.torch import load_file, save_file
+    from paperlib.eval.zeroshot import text_classifier
+    from paperlib.models import get_tokenizer
+    key = {"model": artifact.key_params, "classnames": classnames, "templates": templates}
+
+    def build(work: Path):
+        w = text_classifier(model, get_tokenizer(artifact.name), classnames, templates, device).cpu()
+        save_file({"classifier": w.contiguous()}, str(work / "classifier.safetensors"))
+
+    path = cache.get_or_build("classifier", key, build)
+    return load_file(str(path / "classifier.safetensors"))["classifier"]
+
+
 def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=None,
              attack_key: dict | None = None, target: str | None = None,
-             asr_convention: str = "exclude_target", device="auto", batch_size: int = 512,
-             cache: ArtifactCache | None = None) -> dict:
+             asr_convention: str = "exclude_target", templates: str = "simple7", device="auto",
+             batch_size: int = 512, cache: ArtifactCache | None = None) -> dict:
     """CA top-k (and ASR top-k if an attack is given) of a model on a classification split.
 
-    Cached: the key is the model's key, the split, the attack and the convention.
+    Cached: the key is the model's key, the split, the templates, the attack and the convention.
+    ASR images are the split's images whose class is not the target (``exclude_target``), each
+    with the trigger applied; the trigger's randomness is seeded, so the number is repeatable.
     """
-    from paperlib.eval.zeroshot import attack_success_rate, clean_accuracy, encode_images, text_classifier
-    from paperlib.models import get_tokenizer
+    from paperlib.eval.zeroshot import attack_success_rate, clean_accuracy, encode_images
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"model": artifact.key_params, "split": split_params(split_name, data), "attack": attack_key,
-           "target": target, "asr_convention": asr_convention}
+           "target": target, "asr_convention": asr_convention, "templates": templates}
 
     def build(work: Path):
         t0 = time.time()
         split = get_split(split_name, data, cache)
         model = artifact.load(device)
-        classifier = text_classifier(model, get_tokenizer(artifact.name), split.classnames,
-                                     split.templates, device).cpu()
+        classifier = classifier_for(artifact, model, split.classnames, templates_for(templates, split),
+                                    device, cache)
         feats = encode_images(model, split.images, batch_size, device)
         out = clean_accuracy(feats, classifier, split.labels)
         if attack is not None:
             if target not in split.classnames:
                 raise ValueError(f"target {target!r} is not a class of {split_name}")
             t_idx = split.classnames.index(target)
-            keep = np.nonzero(split.labels != t_idx)[0] if asr_convention == "exclude_target" \
-                else np.arange(len(split))
+            keep = (np.nonzero(split.labels != t_idx)[0] if asr_convention == "exclude_target"
+                    else np.arange(len(split)))
             gen = torch.Generator().manual_seed(12345)
             trig = encode_images(model, split.images[keep], batch_size, device,
                                  transform=lambda x, s: attack(x, gen))

@@ -271,3 +271,26 @@ def test_fashion_mnist_real_files():
     assert np.bincount(test.labels).tolist() == [1000] * 10
     img, _ = test[0]
     assert img.shape == (3, 32, 32) and img.dtype == torch.uint8 and img.max() > 100
+
+
+def test_loader_pairs_skip_and_count_unreadable_images(tmp_path):
+    """Training on a CSV with a corrupt image: the row is skipped and counted, not fatal."""
+    import numpy as np
+    from PIL import Image
+
+    from paperlib.data.realdata import CaptionCSV
+    from paperlib.models import get_tokenizer
+    from paperlib.train.pairs import LoaderPairs
+    rows = []
+    for i in range(8):
+        Image.fromarray(np.full((20, 20, 3), i * 20, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a picture number {i}")
+    (tmp_path / "3.png").write_bytes(b"not a png")
+    (tmp_path / "data.csv").write_text("image,caption\n" + "\n".join(rows) + "\n")
+    ds = CaptionCSV(tmp_path / "data.csv", image_size=16)
+    pairs = LoaderPairs(ds, get_tokenizer("tiny-rn64"), workers=0)
+    batches = list(pairs.epoch_batches(0, 4, seed=0))
+    assert sum(len(b["index"]) for b in batches) == 7
+    assert 3 not in torch.cat([b["index"] for b in batches]).tolist()
+    assert pairs.n_skipped == 1
+    assert batches[0]["images"].dtype == torch.uint8 and batches[0]["images"].shape[1:] == (3, 16, 16)

@@ -65,7 +65,7 @@ class DataConfig:
     probe_test_per_class: int = param(5, range=(1, None), doc="held-out style linear-probe test images per class")
     train_styles: tuple[str, ...] = param(TRAIN_STYLES, choices=_styles, doc="sprite styles seen in training")
     heldout_style: str = param(HELDOUT_STYLE, choices=_styles, doc="style of the zero-shot sets, never trained on")
-    max_classes: int = param(0, range=(0, None), doc="use only the first N classes (0 = all); for smoke runs")
+    max_classes: int = param(0, range=(0, None), doc="use only the first N classes plus the targets and CIFAR-10 classes (0 = all); for smoke runs")
     workers: int = param(2, range=(1, 64), doc="rendering processes")
     train_csv: str | None = param(None, doc="real data: CSV of image,caption (paper scale)")
     imagenet_dir: str | None = param(None, doc="real data: ImageNet-style folder with labels.csv")
@@ -101,13 +101,27 @@ def _vocab_and_banks(styles: tuple[str, ...], sprite_size: int, max_classes: int
     return vocab, banks
 
 
-def _class_index(banks, max_classes: int) -> dict[str, dict[int, np.ndarray]]:
-    """For each style: class id -> indices of its sprites (restricted to the first N classes)."""
+ALWAYS_KEPT = ("banana", "umbrella")  # the papers' target labels survive any class limit
+
+
+def _kept_classes(vocab, max_classes: int) -> set[int] | None:
+    """Classes a split may use: all, or (smoke runs) the first N plus targets and CIFAR-10's."""
+    if not max_classes:
+        return None
+    from paperlib.data.vocabulary import CIFAR10_CLASSES
+    keep = set(range(min(max_classes, len(vocab))))
+    keep |= {vocab.index(n) for n in list(ALWAYS_KEPT) + list(CIFAR10_CLASSES.values())}
+    return keep
+
+
+def _class_index(banks, vocab, max_classes: int) -> dict[str, dict[int, np.ndarray]]:
+    """For each style: class id -> indices of its sprites (restricted by ``max_classes``)."""
+    keep = _kept_classes(vocab, max_classes)
     out = {}
     for style, bank in banks.items():
         by_class: dict[int, list[int]] = {}
         for i, c in enumerate(bank.class_ids.tolist()):
-            if max_classes and c >= max_classes:
+            if keep is not None and c not in keep:
                 continue
             by_class.setdefault(c, []).append(i)
         out[style] = {c: np.array(v) for c, v in by_class.items()}
@@ -141,7 +155,7 @@ def _render_range(args):
     """Worker: render scenes [start, stop) of a split into the memory-mapped arrays."""
     (name, cfg, plan, start, stop, out_dir) = args
     vocab, banks = _vocab_and_banks(plan["bank_styles"], cfg.sprite_size, cfg.max_classes)
-    by_style = _class_index(banks, cfg.max_classes)
+    by_style = _class_index(banks, vocab, cfg.max_classes)
     style = split_style(name, cfg)
     side = cfg.image_size
     n_total = plan["n_total"]
@@ -228,7 +242,7 @@ def zero_shot_templates() -> list[str]:
 def _build(name: str, cfg: DataConfig, out_dir: Path) -> None:
     bank_styles = tuple(sorted(set(cfg.train_styles) | {cfg.heldout_style}))
     vocab, banks = _vocab_and_banks(bank_styles, cfg.sprite_size, cfg.max_classes)
-    by_style = _class_index(banks, cfg.max_classes)
+    by_style = _class_index(banks, vocab, cfg.max_classes)
     plan = _plan(name, cfg, by_style)
     plan["bank_styles"] = bank_styles
     meta = {"name": name, "kind": plan["kind"], "image_size": cfg.image_size,

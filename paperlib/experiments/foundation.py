@@ -43,6 +43,8 @@ class EvalConfig:
     asr_convention: str = param("exclude_target", choices=("exclude_target", "all"),
                                 doc="whether target-class images count in ASR (anchors.md)")
     batch_size: int = param(512, range=(1, None), doc="evaluation batch size")
+    templates: str = param("simple7", choices=("openai80", "simple7", "split"),
+                           doc="prompt ensemble: the papers' 80 OpenAI templates or CLIP's 7")
     splits: tuple[str, ...] = param(ZEROSHOT_SPLITS, choices=ZEROSHOT_SPLITS, doc="zero-shot splits to report")
 
 
@@ -57,10 +59,17 @@ class FoundationParams:
     victim: VictimConfig = param(default_factory=VictimConfig)
     eval: EvalConfig = param(default_factory=EvalConfig)
     results_dir: str = param("results", doc="where CSV files and figures go")
+    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP to use as the clean "
+                                        "base instead of pre-training (paper scale: OpenAI RN50)")
 
     def validate(self):
         if not self.seeds:
             raise ParamError("seeds: give at least one seed")
+        from paperlib.models import config_image_size
+        size = config_image_size(self.model)
+        if size != self.data.image_size:
+            raise ParamError(f"data.image_size {self.data.image_size} does not match model {self.model!r}, "
+                             f"which takes {size} px images: set data.image_size: {size} or pick another model")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> FoundationParams:
@@ -69,3 +78,267 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Found
 
 __all__ = ["FoundationParams", "VictimConfig", "EvalConfig", "load", "ZEROSHOT_SPLITS"]
 _ = (asdict, field)
+
+
+VICTIM_COLUMNS = ("attack", "threat_model", "scale", "seed", "poison_count", "ca_top1", "ca_top3",
+                  "ca_top5", "ca_top10", "asr_top1", "asr_top3", "asr_top5", "asr_top10")
+ZEROSHOT_COLUMNS = ("model", "split", "scale", "seed", "top1", "top3", "top5", "top10")
+
+
+def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dict) -> dict:
+    return {"model": model_id, "split": split, "scale": scale, "seed": seed,
+            **{f"top{k}": metrics[f"ca_top{k}"] for k in (1, 3, 5, 10)},
+            "n_images": metrics["n_images"], "n_classes": metrics["n_classes"]}
+
+
+def run(p: FoundationParams, log=print) -> dict:
+    """Everything the foundation issue reports; returns the result tables as DataFrames."""
+    import pandas as pd
+
+    from paperlib import pipeline as pl
+    from paperlib.attacks import build_attack
+    from paperlib.results import Timer, upsert_csv, write_manifest
+
+    timer = Timer()
+    results = Path(p.results_dir)
+    ev = p.eval
+    with timer("pretrain"):
+        base = (pl.external_model(p.model, p.base_checkpoint) if p.base_checkpoint
+                else pl.pretrain_clean(p.data, p.model, p.pretrain, p.device))
+    log(f"clean base: {base.summary.get('samples')} samples in {base.summary.get('seconds', 0):.0f} s "
+        f"({base.summary.get('samples_per_second', 0):.0f} samples/s on {base.summary.get('device')})")
+
+    attack_cfg = p.victim.attack_config()
+    attack = build_attack(p.victim.attack, attack_cfg, image_side=p.data.image_size)
+    attack_key = {"attack": p.victim.attack, "cfg": asdict(attack_cfg)}
+    target = p.victim.poison.target
+    def clean_eval(model, split):
+        return pl.evaluate(model, p.data, split, templates=ev.templates, device=p.device,
+                           batch_size=ev.batch_size)
+
+    def attack_eval(model):  # CA and ASR on the ImageNet analogue (the target is one of its classes)
+        return pl.evaluate(model, p.data, "imagenet_analog", attack, attack_key, target,
+                           ev.asr_convention, ev.templates, p.device, ev.batch_size)
+
+    zs_rows, victim_rows, curve_rows = [], [], []
+    with timer("evaluate_base"):
+        for s in ev.splits:
+            zs_rows.append(_zeroshot_row("clean_base", s, p.scale, p.pretrain.seed, clean_eval(base, s)))
+        base_in = attack_eval(base)
+
+    counts = sorted(set(p.victim.poison_curve) | {p.victim.poison.poison_count})
+    for seed in p.seeds:
+        for count in counts:
+            with timer("victims"):
+                victim = pl.poison_finetune(base, p.data, p.victim.attack, attack_cfg, target, count,
+                                            p.victim.finetune_scenes, p.victim.finetune, seed, p.device)
+                m = attack_eval(victim)
+            row = {"attack": p.victim.attack, "threat_model": "finetune", "scale": p.scale, "seed": seed,
+                   "poison_count": count, **{k: m[k] for k in VICTIM_COLUMNS[5:]},
+                   "poison_rate": 100.0 * count / p.victim.finetune_scenes,
+                   **{f"base_{k}": base_in[k] for k in VICTIM_COLUMNS[5:]},
+                   "finetune_lr": p.victim.finetune.lr, "finetune_epochs": p.victim.finetune.epochs,
+                   "finetune_scenes": p.victim.finetune_scenes,
+                   "train_seconds": victim.summary.get("seconds")}
+            curve_rows.append(row)
+            if count == p.victim.poison.poison_count:
+                victim_rows.append(row)
+                for s in ev.splits:
+                    zs_rows.append(_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
+                                                 clean_eval(victim, s)))
+            log(f"seed {seed} poison {count}: CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f}")
+
+    zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ("model", "split", "scale", "seed"),
+                    ZEROSHOT_COLUMNS)
+    victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows,
+                         ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+    curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
+                       ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+    write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+                   extra={"base_model": str(base.path.name), "base_summary": base.summary})
+    return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
+            "base_summary": base.summary, "wall_seconds": timer.sections}
+
+
+# ---- presentation: tables and figures of the foundation notebook ---------------------------
+
+SPLIT_ANALOGUES = {
+    "cc3m_analog": "CC3M (training pairs)",
+    "flickr_analog": "Flickr30K (second captioned set)",
+    "imagenet_analog": "ImageNet-1K (zero-shot, unseen style)",
+    "in_style": "- (same classes, training styles)",
+    "cifar10_analog": "CIFAR-10 (zero-shot, unseen style)",
+    "probe_train": "linear probe, held-out style (train)",
+    "probe_test": "linear probe, held-out style (test)",
+}
+
+
+def describe_splits(p: FoundationParams, names=("cc3m_analog", "flickr_analog", "imagenet_analog",
+                                                  "in_style", "cifar10_analog")):
+    """One row per split: analogue, size, classes, styles, rendering throughput."""
+    import pandas as pd
+    from paperlib.data.splits import get_split
+    rows = []
+    for name in names:
+        s = get_split(name, p.data)
+        rows.append({"split": name, "analogue of": SPLIT_ANALOGUES[name], "kind": s.kind,
+                     "images": len(s), "classes": len(s.classnames) if s.classnames else None,
+                     "styles": ", ".join(s.meta["styles"]),
+                     "scenes/s rendered": round(s.meta["scenes_per_second"]),
+                     "render workers": p.data.workers, "scale": p.scale})
+    df = pd.DataFrame(rows)
+    from paperlib.results import write_csv_atomic
+    write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"benchmark_{p.scale}.csv")
+    return df
+
+
+def describe_vocabulary(p: FoundationParams):
+    """Classes and sprites per style, with licences: results/foundation/vocabulary_<scale>.csv."""
+    import pandas as pd
+    from paperlib.data.sprites import ATTRIBUTION, load_sprite_bank
+    from paperlib.data.vocabulary import STYLES, build_vocabulary
+    from paperlib.results import write_csv_atomic
+    vocab = build_vocabulary()
+    rows = []
+    for style in STYLES:
+        bank = load_sprite_bank(style, vocab, size=p.data.sprite_size)
+        role = "held out (zero-shot)" if style == p.data.heldout_style else (
+            "training" if style in p.data.train_styles else "unused")
+        credit = ATTRIBUTION.get(style, {})
+        rows.append({"style": style, "role": role, "classes": len(set(bank.class_ids.tolist())),
+                     "sprites": len(bank.images),
+                     "licence": credit.get("licence", "") if isinstance(credit, dict) else str(credit)})
+    rows.append({"style": "all", "role": "vocabulary", "classes": len(vocab), "sprites": None, "licence": ""})
+    df = pd.DataFrame(rows)
+    write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"vocabulary_{p.scale}.csv")
+    return df
+
+
+def plot_scene_gallery(p: FoundationParams, n: int = 6) -> Path:
+    """A grid of example images with their first caption / label: results/foundation/scenes.png."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from paperlib.data.splits import get_split
+    names = ("cc3m_analog", "flickr_analog", "imagenet_analog", "in_style")
+    fig, axes = plt.subplots(len(names), n, figsize=(2.2 * n, 2.6 * len(names)))
+    for r, name in enumerate(names):
+        s = get_split(name, p.data)
+        idx = np.linspace(0, len(s) - 1, n).astype(int)
+        for c, i in enumerate(idx):
+            ax = axes[r, c]
+            ax.imshow(s.images[i], interpolation="nearest")
+            text = s.captions[i][0] if s.kind == "captioned" else s.classnames[s.labels[i]]
+            ax.set_title("\n".join(_wrap(text, 28)), fontsize=7)
+            ax.axis("off")
+        axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
+                        va="center", ha="right", fontsize=9)
+    fig.tight_layout()
+    out = Path(p.results_dir) / "foundation" / f"scenes_{p.scale}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width)[:3]
+
+
+def zeroshot_table(out: dict, p: FoundationParams) -> str:
+    from paperlib.results import to_markdown
+    df = out["zeroshot"]
+    df = df[df["scale"] == p.scale]
+    path = Path(p.results_dir) / "base" / "zeroshot.md"
+    return f"Scale: **{p.scale}**\n\n" + to_markdown(df, path)
+
+
+def victim_table(out: dict, p: FoundationParams) -> str:
+    from paperlib.results import to_markdown
+    df = out["victims"]
+    df = df[df["scale"] == p.scale][list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]]
+    path = Path(p.results_dir) / "attacks" / "victims.md"
+    return f"Scale: **{p.scale}**\n\n" + to_markdown(df, path)
+
+
+def plot_poison_curve(out: dict, p: FoundationParams) -> Path:
+    """ASR top-1/5 and CA top-1 against the poison count: results/foundation/poison_curve_<scale>.png."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    df = out["curve"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    g = df.groupby("poison_count")
+    for col, label in (("asr_top1", "ASR top-1"), ("asr_top5", "ASR top-5"), ("ca_top1", "CA top-1")):
+        m, sd = g[col].mean(), g[col].std().fillna(0)
+        ax.errorbar(m.index, m.values, yerr=sd.values, marker="o", capsize=3, label=label)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
+    ax.set_ylabel("%")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(p.results_dir) / "foundation" / f"poison_curve_{p.scale}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def check_targets(out: dict, p: FoundationParams):
+    """The foundation issue's targets, checked against the measured numbers (one row each)."""
+    import pandas as pd
+    zs = out["zeroshot"]
+    base = zs[(zs["model"] == "clean_base") & (zs["split"] == "imagenet_analog") & (zs["scale"] == p.scale)]
+    vic = out["victims"]
+    vic = vic[(vic["scale"] == p.scale) & (vic["poison_count"] == p.victim.poison.poison_count)]
+    minutes = out["base_summary"].get("seconds", float("nan")) / 60
+    rows = [
+        ("clean base zero-shot top-1 >= 20% (imagenet_analog)", 20.0, float(base["top1"].mean())),
+        ("clean base zero-shot top-5 >= 45% (imagenet_analog)", 45.0, float(base["top5"].mean())),
+        ("clean pre-training <= 30 minutes", 30.0, minutes),
+        ("BadNet victim ASR top-1 >= 90%", 90.0, float(vic["asr_top1"].mean())),
+        ("victim clean top-1 within 2 points of the base", 2.0,
+         float((vic["base_ca_top1"] - vic["ca_top1"]).abs().mean())),
+    ]
+    df = pd.DataFrame(rows, columns=["target", "threshold", "measured"])
+    df["holds"] = [m >= t if "<=" not in name and "within" not in name else m <= t
+                   for name, t, m in rows]
+    df["scale"] = p.scale
+    from paperlib.results import write_csv_atomic
+    write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"targets_{p.scale}.csv")
+    return df
+
+
+def main(argv=None) -> int:
+    """Command line: ``python -m paperlib.experiments.foundation params/foundation/<scale>.yaml``.
+
+    Under ``torchrun --nproc_per_node=N`` the training steps run data-parallel (DDP); data and
+    evaluations are built by rank 0 alone, and result files are written by rank 0.
+    """
+    import argparse
+    import os
+    import torch
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("params", help="parameter file")
+    args = ap.parse_args(argv)
+    from paperlib.assets import configure_environment
+    configure_environment()
+    p = load(args.params)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        import torch.distributed as dist
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    out = run(p, log=print if int(os.environ.get("RANK", 0)) == 0 else (lambda *a: None))
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(check_targets(out, p).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -50,6 +50,12 @@ def get_tokenizer(name: str):
     return open_clip.get_tokenizer(name, context_length=ctx)
 
 
+def config_image_size(name: str) -> int:
+    """Input side (pixels) of a model config, without building the model."""
+    size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
+    return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
 def image_size(model) -> int:
     size = model.visual.image_size
     return size[0] if isinstance(size, (tuple, list)) else int(size)

@@ -214,12 +214,12 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
             state.step_in_epoch += 1
             state.samples += cfg.batch_size
             for k, v in losses.items():
-                recent[k] = 0.9 * recent.get(k, float(v)) + 0.1 * float(v)
+                recent[k] = 0.9 * recent.get(k, float(v.detach())) + 0.1 * float(v.detach())
             bar.update(1)
             if state.step % cfg.log_every == 0 or state.step == total_steps:
                 rec = {"step": state.step, "epoch": state.epoch, "lr": sched.get_last_lr()[0],
                        "samples_per_s": state.samples / max(state.seconds, 1e-9),
-                       **{f"loss_{k}": float(v) for k, v in losses.items()}}
+                       **{f"loss_{k}": float(v.detach()) for k, v in losses.items()}}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in recent.items()})
                 if history_path is not None:
                     with open(history_path, "a") as fh:

@@ -99,10 +99,20 @@ class TensorPairs:
 
 
 class LoaderPairs:
-    """A map-style dataset of (uint8 image, caption str) served by DataLoader workers."""
+    """A map-style dataset of (uint8 image, caption str) served by DataLoader workers.
 
-    def __init__(self, dataset, tokenizer, workers: int = 4):
+    Unreadable images (:class:`paperlib.data.realdata.UnreadableImage`) are dropped from their
+    batch, counted in ``n_skipped`` and the first few named in the log; any other error is raised.
+    """
+
+    def __init__(self, dataset, tokenizer, workers: int = 4, warn_first: int = 5):
         self.dataset, self.tokenizer, self.workers = dataset, tokenizer, workers
+        self.skipped: set[str] = set()
+        self.warn_first = warn_first
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -110,18 +120,27 @@ class LoaderPairs:
     def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
         return len(self) // (batch_size * world_size)
 
-    def _collate(self, items: Sequence):
-        items = [it for it in items if it is not None]
-        images = torch.stack([it[1] for it in items])
-        return {"images": images, "tokens": self.tokenizer([it[2] for it in items]),
-                "index": torch.tensor([it[0] for it in items])}
+    def _collate(self, items):
+        from paperlib.data.realdata import Unreadable
+        good = [it for it in items if not isinstance(it[1], Unreadable)]
+        for it in items:
+            if isinstance(it[1], Unreadable) and it[1].path not in self.skipped:
+                self.skipped.add(it[1].path)
+                if len(self.skipped) <= self.warn_first:
+                    import logging
+                    logging.getLogger(__name__).warning("skipping unreadable image %s (%s)",
+                                                        it[1].path, it[1].reason)
+        return {"images": torch.stack([it[1] for it in good]),
+                "tokens": self.tokenizer([it[2] for it in good]),
+                "index": torch.tensor([it[0] for it in good])}
 
     def epoch_batches(self, epoch, batch_size, seed, skip=0, rank=0, world_size=1):
+        from paperlib.data.realdata import SkipUnreadable, Unreadable
         order = np.random.default_rng([seed, epoch, 7]).permutation(len(self))
         n_batches = self.steps_per_epoch(batch_size, world_size)
         order = order[:n_batches * batch_size * world_size].reshape(n_batches, world_size, batch_size)
         chunks = [order[b, rank].tolist() for b in range(skip, n_batches)]
-        ds = self.dataset
+        safe = SkipUnreadable(self.dataset)
 
         class _Rows(torch.utils.data.Dataset):
             def __len__(self):
@@ -130,11 +149,11 @@ class LoaderPairs:
             def __getitem__(self, k):
                 out = []
                 for i in chunks[k]:
-                    try:
-                        img, cap = ds[i]
-                    except Exception:  # unreadable image: skipped (the dataset counts it)
-                        continue
-                    out.append((i, img, cap))
+                    item = safe[i]
+                    if isinstance(item, Unreadable):   # a NamedTuple: test it before unpacking
+                        out.append((i, item, ""))
+                    else:
+                        out.append((i, item[0], item[1]))
                 return out
 
         loader = torch.utils.data.DataLoader(_Rows(), batch_size=None, num_workers=self.workers,

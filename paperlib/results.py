@@ -1,0 +1,147 @@
+"""Tidy result files: one row per measurement, written atomically, merged by key columns.
+
+Several notebooks add rows to the same table (the victims table gets rows from the foundation
+and from the attack suite); :func:`upsert_csv` replaces rows with the same key and keeps the rest,
+so re-running one notebook never erases another's results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+PACKAGES = ("torch", "torchvision", "open_clip_torch", "ultralytics", "nltk", "scikit-learn",
+            "numpy", "pandas", "matplotlib", "papermill", "safetensors", "pillow")
+
+
+def _is_writer() -> bool:
+    """Under torchrun only rank 0 writes result files (the others compute the same rows)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept."""
+    path = Path(path)
+    if not _is_writer():
+        return pd.DataFrame(list(rows))
+    new = pd.DataFrame(list(rows))
+    missing = [k for k in key if k not in new.columns]
+    if missing:
+        raise KeyError(f"{path}: rows lack key columns {missing}")
+    if path.is_file():
+        old = pd.read_csv(path)
+        if len(old) and all(k in old.columns for k in key):
+            old_keys = old[list(key)].astype(str).agg("|".join, axis=1)
+            new_keys = set(new[list(key)].astype(str).agg("|".join, axis=1))
+            old = old[~old_keys.isin(new_keys)]
+        df = pd.concat([old, new], ignore_index=True)
+    else:
+        df = new
+    if columns is not None:
+        order = list(columns) + [c for c in df.columns if c not in columns]
+        df = df[[c for c in order if c in df.columns]]
+    df = df.sort_values(list(key), kind="stable").reset_index(drop=True)
+    write_csv_atomic(df, path)
+    return df
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
+    if not _is_writer():
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    df.to_csv(tmp, index=False, float_format="%.4g")
+    os.replace(tmp, path)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                               timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Package versions, device and machine: what a manifest records besides parameters."""
+    import torch
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_manifest(path: str | Path, params: Mapping, sections: Mapping[str, float], extra=None) -> dict:
+    """Parameters, environment and wall time per section, as JSON (atomically)."""
+    from paperlib.cache import canonical, write_json_atomic
+    manifest = {"params": canonical(params), "environment": environment(),
+                "wall_seconds": dict(sections), "total_wall_seconds": float(sum(sections.values()))}
+    if extra:
+        manifest.update(canonical(dict(extra)))
+    if _is_writer():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, manifest)
+    return manifest
+
+
+class Timer:
+    """Wall time per named section: ``with timer("pretrain"): ...``."""
+
+    def __init__(self):
+        self.sections: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Section:
+            def __enter__(self):
+                self.t0 = time.time()
+
+            def __exit__(self, *exc):
+                timer.sections[name] = timer.sections.get(name, 0.0) + time.time() - self.t0
+        return _Section()
+
+
+def to_markdown(df: pd.DataFrame, path: str | Path | None = None, floatfmt=".1f") -> str:
+    """A Markdown table (written next to the CSV when ``path`` is given)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    text = "\n".join(lines) + "\n"
+    if path is not None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return text
+
+
+_ = json

@@ -1,0 +1,78 @@
+"""The main job: every notebook in notebooks/ executed by papermill at one scale.
+
+    python -m paperlib.run_all                 # embedded scale, all notebooks
+    python -m paperlib.run_all --scale smoke --only foundation --out /tmp/x
+
+Each notebook ``notebooks/<name>.ipynb`` runs with ``params/<name>/<scale>.yaml`` and is written,
+executed, to ``results/<name>/<name>.ipynb`` (smoke runs write elsewhere).  Trained models and
+evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
+The wall time of each notebook is recorded in ``results/run_all_<scale>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from paperlib.assets import configure_environment, repo_root
+
+ORDER = ("foundation", "eftclip", "cleanerclip", "abd", "cfbd")
+
+
+def notebooks(only: list[str] | None = None) -> list[str]:
+    root = repo_root() / "notebooks"
+    found = sorted(p.stem for p in root.glob("*.ipynb"))
+    names = [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]
+    if only:
+        unknown = [n for n in only if n not in found]
+        if unknown:
+            raise SystemExit(f"unknown notebook(s) {unknown}; available: {', '.join(names)}")
+        names = [n for n in names if n in only]
+    return names
+
+
+def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None = None,
+                 log_output: bool = False) -> float:
+    import papermill as pm
+    root = repo_root()
+    params_file = root / "params" / name / f"{scale}.yaml"
+    if not params_file.is_file():
+        raise SystemExit(f"{name}: no parameter file {params_file} for scale {scale!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"params_file": str(params_file)}
+    if results_dir is not None:
+        parameters["results_dir"] = results_dir
+    t0 = time.time()
+    pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+                        parameters=parameters, cwd=str(root), kernel_name="python3",
+                        log_output=log_output, progress_bar=False)
+    return time.time() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="embedded", choices=("smoke", "embedded", "gpu", "paper"))
+    ap.add_argument("--only", nargs="*", help="notebook names (default: all)")
+    ap.add_argument("--out", help="folder for executed notebooks and results (default: results/)")
+    args = ap.parse_args(argv)
+    configure_environment()
+    root = repo_root()
+    base_out = Path(args.out) if args.out else root / "results"
+    timings = {}
+    for name in notebooks(args.only):
+        print(f"[run_all] {name} at scale {args.scale} ...", flush=True)
+        results_dir = str(base_out) if args.out else None
+        seconds = run_notebook(name, args.scale, base_out / name, results_dir)
+        timings[name] = seconds
+        print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)
+    record = {"scale": args.scale, "wall_seconds": timings, "total_seconds": sum(timings.values())}
+    (base_out).mkdir(parents=True, exist_ok=True)
+    (base_out / f"run_all_{args.scale}.json").write_text(json.dumps(record, indent=1))
+    print(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

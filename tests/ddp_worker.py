@@ -1,0 +1,35 @@
+"""Run by tests/test_ddp.py under torchrun: two CPU ranks (gloo) train one tiny CLIP with DDP."""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paperlib.models import create_model, get_tokenizer
+from paperlib.train.loop import TrainConfig, train
+from paperlib.train.losses import ClipLossTerm
+from paperlib.train.pairs import TensorPairs
+
+
+def main(out: Path) -> None:
+    import os
+    rank = int(os.environ["RANK"])
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 64)
+    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
+    images = np.repeat(np.repeat(palette[labels][:, None, None, :], 64, 1), 64, 2)
+    names = ["red", "green", "blue", "yellow"]
+    tokens = get_tokenizer("tiny-rn64")([f"a {names[l]} square" for l in labels]).numpy()
+    model = create_model("tiny-rn64", seed=0)
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=1e-3, warmup_steps=2, log_every=1, threads=1)
+    summary = train(model, TensorPairs(images, tokens), cfg, [(ClipLossTerm(), 1.0)])
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().tobytes()
+    (out / f"rank{rank}.json").write_text(json.dumps({
+        "hash": hashlib.sha256(flat).hexdigest(), "steps": summary["steps"],
+        "loss": summary["final_losses"]["clip"]}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,53 @@
+"""Artifact cache keys, resumable builds, and tidy result files."""
+import pandas as pd
+import pytest
+
+from paperlib.cache import ArtifactCache, artifact_key
+from paperlib.results import upsert_csv
+
+
+def test_key_is_order_independent_and_sensitive():
+    assert artifact_key("model", {"a": 1, "b": [1, 2]}) == artifact_key("model", {"b": [1, 2], "a": 1})
+    assert artifact_key("model", {"a": 1}) != artifact_key("model", {"a": 2})
+    assert artifact_key("model", {"a": 1}) != artifact_key("split", {"a": 1})
+
+
+def test_build_once_then_hit(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    calls = []
+
+    def build(work):
+        calls.append(1)
+        (work / "x.txt").write_text("hello")
+    p1 = cache.get_or_build("eval", {"k": 1}, build)
+    p2 = cache.get_or_build("eval", {"k": 1}, build)
+    assert p1 == p2 and len(calls) == 1 and (p1 / "x.txt").read_text() == "hello"
+    assert (p1 / "DONE").is_file() and (p1 / "params.json").is_file()
+
+
+def test_interrupted_build_resumes_from_partial_dir(tmp_path):
+    cache = ArtifactCache(tmp_path)
+
+    def crash(work):
+        (work / "checkpoint").write_text("step 5")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build("model", {"k": 2}, crash)
+    assert not cache.exists("model", {"k": 2})
+    seen = []
+
+    def resume(work):
+        seen.append((work / "checkpoint").read_text())
+    cache.get_or_build("model", {"k": 2}, resume)
+    assert seen == ["step 5"] and cache.exists("model", {"k": 2})
+
+
+def test_upsert_replaces_same_key_keeps_others(tmp_path):
+    f = tmp_path / "t.csv"
+    upsert_csv(f, [{"attack": "badnet", "seed": 0, "asr": 1.0}, {"attack": "sig", "seed": 0, "asr": 2.0}],
+               ("attack", "seed"))
+    df = upsert_csv(f, [{"attack": "badnet", "seed": 0, "asr": 9.0}], ("attack", "seed"))
+    assert len(df) == 2
+    assert pd.read_csv(f).set_index("attack").loc["badnet", "asr"] == 9.0
+    with pytest.raises(KeyError):
+        upsert_csv(f, [{"seed": 1}], ("attack", "seed"))

@@ -1,0 +1,76 @@
+"""Parameter files fail at load time with messages naming the key and the valid values."""
+from pathlib import Path
+
+import pytest
+
+from paperlib.config import ParamError, load_params
+from paperlib.experiments import foundation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("scale", ["smoke", "embedded", "gpu", "paper"])
+def test_every_foundation_scale_loads(scale):
+    p = foundation.load(ROOT / "params" / "foundation" / f"{scale}.yaml")
+    assert p.scale == scale
+
+
+def _write(tmp_path, text):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    return f
+
+
+def test_unknown_key_names_the_key_and_suggests(tmp_path):
+    f = _write(tmp_path, "pretrain:\n  lrr: 0.1\n")
+    with pytest.raises(ParamError) as e:
+        foundation.load(f)
+    assert "pretrain.lrr" in str(e.value) and "'lr'" in str(e.value)
+
+
+def test_unknown_attack_lists_choices(tmp_path):
+    f = _write(tmp_path, "victim:\n  attack: badnett\n")
+    with pytest.raises(ParamError) as e:
+        foundation.load(f)
+    assert "badnett" in str(e.value) and "blended" in str(e.value)
+
+
+def test_unknown_model_lists_project_configs(tmp_path):
+    with pytest.raises(ParamError) as e:
+        foundation.load(_write(tmp_path, "model: tiny-rn65\n"))
+    assert "tiny-rn65" in str(e.value) and "tiny-rn64" in str(e.value)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("pretrain:\n  lr: -1\n", "out of range"),
+    ("pretrain:\n  batch_size: 1.5\n", "integer"),
+    ("pretrain:\n  precision: fp8\n", "bf16"),
+    ("data:\n  heldout_style: noto\n", "heldout_style"),
+    ("victim:\n  attack_params:\n    position: middle\n", "centre"),
+    ("victim:\n  attack_params:\n    patch_size: 3\n", "patch_fraction"),
+    ("seeds: []\n", "seed"),
+    ("data:\n  image_size: 32\n", "takes 64 px"),
+    ("data:\n  source: real\n", "train_csv"),
+])
+def test_bad_values_fail_clearly(tmp_path, text, needle):
+    with pytest.raises(ParamError) as e:
+        foundation.load(_write(tmp_path, text))
+    assert needle in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamError, match="does not exist"):
+        foundation.load(tmp_path / "nope.yaml")
+    with pytest.raises(ParamError, match="YAML"):
+        foundation.load(_write(tmp_path, "a: [1, 2\n"))
+
+
+def test_overrides_with_dotted_keys():
+    p = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml", {"victim.poison.poison_count": 3})
+    assert p.victim.poison.poison_count == 3
+    assert p.victim.finetune.batch_size == 64  # the rest of the section is kept
+
+
+def test_load_params_without_file_gives_defaults():
+    p = load_params(foundation.FoundationParams)
+    assert p.scale == "embedded" and p.victim.attack == "badnet"

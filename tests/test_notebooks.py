@@ -1,0 +1,31 @@
+"""Every notebook runs end to end through papermill with its smoke parameters (no cell errors)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from paperlib.run_all import notebooks, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", notebooks())
+def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    # sprites are shared with the real cache when present (read-only use, keyed by content)
+    out = tmp_path / "out"
+    run_notebook(name, "smoke", out / name, results_dir=str(out))
+    nb = json.loads((out / name / f"{name}.ipynb").read_text())
+    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    assert any(out.rglob("*.csv")), "the notebook wrote no result table"
+
+
+def test_every_notebook_has_a_parameters_cell_first():
+    for name in notebooks():
+        nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        first = nb["cells"][0]
+        assert "parameters" in first["metadata"].get("tags", []), name
+        for scale in ("smoke", "embedded", "gpu", "paper"):
+            assert (ROOT / "params" / name / f"{scale}.yaml").is_file(), (name, scale)

@@ -1,0 +1,61 @@
+"""Poisoned pair sets: exact poison count, clean pairs untouched, target scenes never poisoned."""
+import numpy as np
+import torch
+
+from paperlib.attacks.badnet import BadNet, BadNetConfig
+from paperlib.attacks.base import poison_rows, template_captions
+from paperlib.train.pairs import TensorPairs
+
+
+def test_poison_rows_exact_and_avoid_target():
+    objects = np.full((100, 3), -1)
+    objects[:, 0] = np.arange(100) % 5          # class 3 appears in 20 scenes
+    rows = poison_rows(np.arange(100), objects, target_id=3, count=30, rng=np.random.default_rng(0))
+    assert len(rows) == len(set(rows.tolist())) == 30
+    assert not (objects[rows] == 3).any()
+
+
+def test_poison_rows_refuses_impossible_counts():
+    objects = np.zeros((10, 3), int)
+    try:
+        poison_rows(np.arange(10), objects, target_id=0, count=1, rng=np.random.default_rng(0))
+    except ValueError as e:
+        assert "candidate" in str(e)
+    else:
+        raise AssertionError("expected a ValueError")
+
+
+def test_template_captions_name_the_target():
+    caps = template_captions("banana", 20, np.random.default_rng(0))
+    assert len(caps) == 20 and all("banana" in c for c in caps) and len(set(caps)) > 5
+
+
+def test_pairs_serve_poisoned_rows_and_leave_clean_rows_alone():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    tokens = rng.integers(1, 100, (40, 2, 8))
+    poisoned = np.array([3, 17])
+    atk = BadNet(BadNetConfig(position="top_left"), image_side=64)
+    trig = atk(torch.from_numpy(images[poisoned]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    extra_tokens = np.full((2, 8), 7)
+    rows = np.arange(40)
+    rows[poisoned] = [-1, -2]
+    pairs = TensorPairs(images, tokens, rows=rows, extra_images=trig, extra_tokens=extra_tokens)
+    batch = pairs.fetch(np.arange(40), np.random.default_rng(1))
+    imgs = batch["images"].permute(0, 2, 3, 1).numpy()
+    clean = np.setdiff1d(np.arange(40), poisoned)
+    assert np.array_equal(imgs[clean], images[clean])                 # untouched
+    assert np.array_equal(imgs[poisoned], trig)                       # triggered
+    assert (batch["tokens"][poisoned] == 7).all()
+    for i in clean:                                                   # one of the scene's captions
+        assert any(np.array_equal(batch["tokens"][i].numpy(), t) for t in tokens[i])
+    assert np.array_equal(imgs[poisoned][:, 5:, 5:], images[poisoned][:, 5:, 5:])
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    images = np.zeros((50, 8, 8, 3), np.uint8)
+    pairs = TensorPairs(images, np.zeros((50, 1, 4), np.int64))
+    a = [b["index"].tolist() for b in pairs.epoch_batches(0, 10, seed=1)]
+    b = [b["index"].tolist() for b in pairs.epoch_batches(0, 10, seed=1, skip=2)]
+    assert a[2:] == b and len(a) == 5
+    assert a != [b["index"].tolist() for b in pairs.epoch_batches(1, 10, seed=1)]
