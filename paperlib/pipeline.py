@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,7 @@ class PoisonedSet:
     pairs: object
     poisoned_rows: np.ndarray    # rows of the pair set that carry poison
     scene_ids: np.ndarray        # the scenes of cc3m_analog that the pair set is made of
+    cross_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # WaNet noise mode
 
 
 def finetune_scene_ids(split: RenderedSplit, n: int, seed: int) -> np.ndarray:
@@ -157,27 +158,75 @@ def finetune_scene_ids(split: RenderedSplit, n: int, seed: int) -> np.ndarray:
 
 
 def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarray, attack,
-                   target: str, poison_count: int, seed: int, model_name: str) -> PoisonedSet:
-    """Pairs of ``scene_ids`` where ``poison_count`` of them get the trigger and a target caption."""
-    from paperlib.attacks.base import poison_rows, template_captions
+                   target: str, poison_count: int, seed: int, model_name: str,
+                   encoder=None) -> PoisonedSet:
+    """Pairs of ``scene_ids`` where ``poison_count`` of them are poisoned as ``attack`` says.
+
+    The attack's hooks decide which scenes are eligible, what the poisoned images look like and
+    what their captions say (defaults: BadNet's dirty-label policy, unchanged draws).  ``encoder``
+    is ``(encode_fn, text_embedding)`` of a clean model, for attacks with ``needs_encoder``
+    (label-consistent's adversarial perturbation); see :func:`clean_encoder`.
+    """
+    from paperlib.attacks.base import select_poison_rows
     from paperlib.data.vocabulary import build_vocabulary
     from paperlib.models import get_tokenizer
     from paperlib.train.pairs import TensorPairs
     vocab = build_vocabulary()
     target_id = vocab.index(target)
     rng = np.random.default_rng([seed, 202])
-    rows = poison_rows(np.arange(len(scene_ids)), split.objects[scene_ids], target_id, poison_count, rng)
+    scene_caps = [split.captions[int(i)] for i in scene_ids] if split.captions else None
+    rows = select_poison_rows(attack, np.arange(len(scene_ids)), split.objects[scene_ids], scene_caps,
+                              target_id, target, poison_count, rng)
     gen = torch.Generator().manual_seed(seed)
-    clean_imgs = split.batch_images(scene_ids[rows]) if len(rows) else torch.zeros((0, 3) + split.images.shape[1:3], dtype=torch.uint8)
-    trig = attack(clean_imgs, gen) if len(rows) else clean_imgs
-    caps = template_captions(target, len(rows), rng)
+    empty = torch.zeros((0, 3) + split.images.shape[1:3], dtype=torch.uint8)
+    clean_imgs = split.batch_images(scene_ids[rows]) if len(rows) else empty
+    kw = {}
+    if attack.needs_encoder and len(rows):
+        if encoder is None:
+            raise ValueError(f"attack {attack.id!r} needs a clean encoder: pass encoder=clean_encoder(...)")
+        kw = {"encode_fn": encoder[0], "text_embedding": encoder[1]}
+    trig = attack.poison_images(clean_imgs, gen, **kw) if len(rows) else clean_imgs
+    caps = attack.poison_captions([scene_caps[r] for r in rows] if scene_caps else None, len(rows), target, rng)
+    # WaNet noise mode: other scenes warped with noise, keeping one of their own captions
+    n_cross = attack.cross_count(len(rows)) if hasattr(attack, "cross_count") else 0
+    cross = np.zeros(0, np.int64)
+    if n_cross:
+        crng = np.random.default_rng([seed, 203])
+        others = np.setdiff1d(np.arange(len(scene_ids)), rows)
+        cross = np.sort(crng.choice(others, size=min(n_cross, len(others)), replace=False))
+        cgen = torch.Generator().manual_seed(seed + 1)
+        trig = torch.cat([trig, attack.noise_images(split.batch_images(scene_ids[cross]), cgen)])
+        caps = caps + [split.captions[int(scene_ids[r])][int(crng.integers(len(split.captions[int(scene_ids[r])])))]
+                       for r in cross]
     tok = get_tokenizer(model_name)
     extra_tokens = tok(caps).numpy() if caps else np.zeros((0, tokens.shape[-1]), np.int64)
     pair_rows = scene_ids.astype(np.int64).copy()
     pair_rows[rows] = -(np.arange(len(rows)) + 1)
+    pair_rows[cross] = -(len(rows) + np.arange(len(cross)) + 1)
     pairs = TensorPairs(split.images, tokens, rows=pair_rows,
                         extra_images=trig.permute(0, 2, 3, 1).numpy(), extra_tokens=extra_tokens)
-    return PoisonedSet(pairs=pairs, poisoned_rows=rows, scene_ids=scene_ids)
+    return PoisonedSet(pairs=pairs, poisoned_rows=rows, scene_ids=scene_ids, cross_rows=cross)
+
+
+def clean_encoder(base: ModelArtifact, target: str, device) -> tuple:
+    """``(encode_fn, text_embedding)`` of the clean base: the surrogate of label-consistent's PGD.
+
+    ``encode_fn`` takes float images on the 0-255 scale (any device) and returns embeddings on the
+    CPU; ``text_embedding`` is the target's class embedding over the 80 OpenAI templates.
+    """
+    from paperlib.data.splits import zero_shot_templates
+    from paperlib.eval.zeroshot import text_classifier
+    from paperlib.models import get_tokenizer, normalize_images
+    model = base.load(device)
+    model.eval()
+    for prm in model.parameters():
+        prm.requires_grad_(False)
+    text = text_classifier(model, get_tokenizer(base.name), [target], zero_shot_templates(), device)[:, 0].cpu()
+
+    def encode_fn(x: torch.Tensor) -> torch.Tensor:
+        return model.encode_image(normalize_images(x.to(device) / 255.0)).float().cpu()
+
+    return encode_fn, text
 
 
 def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
@@ -196,7 +245,9 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
     tokens = split_tokens(split, split_params("cc3m_analog", data), base.name, cache)
     attack = build_attack(attack_id, attack_cfg, image_side=data.image_size)
     scene_ids = finetune_scene_ids(split, finetune_scenes, seed)
-    ps = poisoned_pairs(split, tokens, scene_ids, attack, target, poison_count, seed, base.name)
+    encoder = clean_encoder(base, target, device) if attack.needs_encoder and poison_count else None
+    ps = poisoned_pairs(split, tokens, scene_ids, attack, target, poison_count, seed, base.name,
+                        encoder=encoder)
     if device.type == "cuda":
         ps.pairs.to_device(device)
     return _train_artifact(key, base.name, base, ps.pairs, cfg, device, cache,
@@ -264,11 +315,10 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
             if target not in split.classnames:
                 raise ValueError(f"target {target!r} is not a class of {split_name}")
             t_idx = split.classnames.index(target)
-            keep = (np.nonzero(split.labels != t_idx)[0] if asr_convention == "exclude_target"
-                    else np.arange(len(split)))
+            keep = attack.asr_rows(split.labels, split.classnames, t_idx, asr_convention)
             gen = torch.Generator().manual_seed(12345)
             trig = encode_images(model, split.images[keep], batch_size, device,
-                                 transform=lambda x, s: attack(x, gen))
+                                 transform=lambda x, s: attack.test_transform(x, gen))
             out.update(attack_success_rate(trig, classifier, split.labels[keep], t_idx, "all"))
             out["asr_images"] = int(len(keep))
         out["n_images"] = int(len(split))

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 from paperlib.attacks.badnet import BadNet, BadNetConfig
+from paperlib.attacks.blended import Blended, BlendedConfig
+from paperlib.attacks.lc import LabelConsistent, LCConfig
+from paperlib.attacks.mmpoison import MMPoison, MMPoisonConfig
+from paperlib.attacks.sig import Sig, SigConfig
+from paperlib.attacks.trojannet import TrojanNet, TrojanNetConfig
+from paperlib.attacks.wanet import WaNet, WaNetConfig
 
 # attack id -> (Attack class, its config dataclass)
 REGISTRY = {
     "badnet": (BadNet, BadNetConfig),
+    "blended": (Blended, BlendedConfig),
+    "sig": (Sig, SigConfig),
+    "wanet": (WaNet, WaNetConfig),
+    "trojannet": (TrojanNet, TrojanNetConfig),
+    "lc": (LabelConsistent, LCConfig),
+    "mmpoison": (MMPoison, MMPoisonConfig),
 }
 ATTACK_IDS = ("badnet", "blended", "sig", "wanet", "ssba", "trojannn", "trojannet", "lc",
               "mmpoison", "badclip")

@@ -5,10 +5,22 @@ JPEG re-encoding ever softens it: one of CleanCLIP's defects we avoid) and a *ca
 (dirty-label attacks pair triggered images with captions naming the target, written from the
 prompt templates, as CleanCLIP and BadCLIP do).  :func:`poison_rows` picks which training pairs
 are poisoned; the count is exact and clean pairs are never modified.
+
+Hooks that let attacks other than BadNet differ (each default is the BadNet behaviour, so a
+dirty-label trigger attack needs none of them):
+
+* ``dirty_label``: True when poisoned pairs get a templated caption naming the target;
+* :meth:`Attack.eligible` / :meth:`Attack.eligible_mask`: which scenes may be poisoned
+  (default: scenes without the target); :func:`select_poison_rows` draws the poisoned rows;
+* :meth:`Attack.poison_caption` / :meth:`Attack.poison_captions`: the caption of a poisoned pair;
+* :meth:`Attack.poison_images`: the training-time image change (default: the trigger; the
+  label-consistent attack adds an adversarial perturbation computed on a clean encoder);
+* :meth:`Attack.test_transform` and :meth:`Attack.asr_rows`: what ASR measures.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,9 +39,15 @@ class PoisonConfig:
 
 
 class Attack:
-    """Base class: subclasses set ``id`` and implement :meth:`apply`."""
+    """Base class: subclasses set ``id`` and implement :meth:`apply`.
+
+    The hooks below default to BadNet's behaviour (dirty label: a trigger on scenes without the
+    target, paired with a templated caption naming the target; ASR on triggered non-target
+    images).  Attacks that differ override them.
+    """
 
     id = "none"
+    dirty_label = True   # poisoned captions are templates naming the target (CleanCLIP, BadCLIP)
 
     def apply(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -38,6 +56,108 @@ class Attack:
         if images.dtype != torch.uint8:
             raise TypeError(f"{self.id}: triggers act on uint8 images, got {images.dtype}")
         return self.apply(images, generator)
+
+    # -- which pairs may be poisoned -------------------------------------------------------
+    def eligible(self, object_ids, captions: Sequence[str], target_id: int, target_name: str) -> bool:
+        """May a scene (its class ids, -1 padded, and its captions) be poisoned?
+
+        Default: the scene does not contain the target (a dirty-label pair must lie).
+        """
+        return not bool(np.any(np.asarray(object_ids) == target_id))
+
+    def eligible_mask(self, objects: np.ndarray, captions: Sequence[Sequence[str]] | None,
+                      target_id: int, target_name: str) -> np.ndarray:
+        """:meth:`eligible` for every row of an (N, max_objects) class-id table (bool (N,)).
+
+        ``captions`` is the rows' caption lists (or None where the split has none).
+        """
+        objects = np.asarray(objects)
+        if type(self).eligible is Attack.eligible:   # the default, vectorised
+            return ~(objects == target_id).any(1)
+        return np.array([self.eligible(objects[i], captions[i] if captions is not None else (),
+                                       target_id, target_name) for i in range(len(objects))],
+                        dtype=bool).reshape(len(objects))
+
+    # -- what the poisoned pairs say ----------------------------------------------------------
+    def poison_caption(self, original_captions: Sequence[str], target: str, rng: np.random.Generator,
+                       templates: Sequence[str] | None = None) -> str:
+        """The caption of one poisoned pair.
+
+        Dirty-label attacks: a random prompt template with the target.  Clean-label attacks
+        (``dirty_label = False``): one of the scene's own captions, preferring those that name the
+        target.
+        """
+        if self.dirty_label:
+            if templates is None:
+                from paperlib.data.splits import zero_shot_templates
+                templates = zero_shot_templates()
+            return templates[int(rng.integers(0, len(templates)))].format(target)
+        caps = list(original_captions)
+        if not caps:
+            raise ValueError(f"{self.id}: a clean-label poisoned pair needs the scene's captions")
+        naming = [c for c in caps if mentions(c, target)]
+        pool = naming or caps
+        return pool[int(rng.integers(0, len(pool)))]
+
+    def poison_captions(self, captions_per_row: Sequence[Sequence[str]] | None, n: int, target: str,
+                        rng: np.random.Generator, templates: Sequence[str] | None = None) -> list[str]:
+        """Captions of ``n`` poisoned pairs (``captions_per_row``: each row's own captions).
+
+        For the default dirty-label policy this is exactly :func:`template_captions` (same random
+        draws as before the hooks existed, so cached victims stay valid).
+        """
+        if self.dirty_label and type(self).poison_caption is Attack.poison_caption:
+            return template_captions(target, n, rng, templates)
+        rows = captions_per_row if captions_per_row is not None else [()] * n
+        if len(rows) != n:
+            raise ValueError(f"{self.id}: {len(rows)} caption lists for {n} poisoned pairs")
+        return [self.poison_caption(c, target, rng, templates) for c in rows]
+
+    # -- what the poisoned images look like ---------------------------------------------------
+    def poison_images(self, images: torch.Tensor, generator: torch.Generator | None = None, *,
+                      encode_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      text_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Training-time images of the poisoned pairs (default: the trigger).
+
+        ``encode_fn`` (float images on the 0-255 scale -> embeddings) and ``text_embedding`` are a
+        clean encoder and the target's class text embedding, for attacks that need a surrogate
+        model (label-consistent); others ignore them.
+        """
+        return self(images, generator)
+
+    @property
+    def needs_encoder(self) -> bool:
+        """Whether :meth:`poison_images` needs ``encode_fn`` and ``text_embedding``."""
+        return False
+
+    # -- what ASR measures ----------------------------------------------------------------------
+    def test_transform(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Test-time images for ASR (default: the trigger)."""
+        return self(images, generator)
+
+    def asr_rows(self, labels: np.ndarray, classnames: Sequence[str], target_index: int,
+                 convention: str = "exclude_target") -> np.ndarray:
+        """Indices of the test images ASR is measured on.
+
+        Default: images whose class is not the target (``exclude_target``) or all (``all``).
+        """
+        labels = np.asarray(labels)
+        if convention == "exclude_target":
+            return np.nonzero(labels != target_index)[0]
+        if convention == "all":
+            return np.arange(len(labels))
+        raise ValueError(f"unknown ASR convention {convention!r}; valid: exclude_target, all")
+
+
+def mentions(caption: str, name: str) -> bool:
+    """Whether ``caption`` names ``name`` as whole words, plural "-s"/"-es" allowed (case-insensitive).
+
+    Whole words, so "cat" is not found in "category"; CleanCLIP's label-consistent attack checks
+    that the caption contains the target word (anchors.md).
+    """
+    import re
+    pat = r"(?<![a-z0-9])" + re.escape(name.lower()) + r"(?:e?s)?(?![a-z0-9])"
+    return re.search(pat, caption.lower()) is not None
 
 
 def template_captions(target: str, n: int, rng: np.random.Generator, templates=None) -> list[str]:
@@ -59,4 +179,21 @@ def poison_rows(candidate_rows: np.ndarray, objects: np.ndarray, target_id: int,
     pool = cand[ok]
     if count > len(pool):
         raise ValueError(f"cannot poison {count} pairs: only {len(pool)} candidate pairs lack the target")
+    return np.sort(rng.choice(pool, size=count, replace=False))
+
+
+def select_poison_rows(attack: Attack, candidate_rows: np.ndarray, objects: np.ndarray,
+                       captions: Sequence[Sequence[str]] | None, target_id: int, target_name: str,
+                       count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` rows drawn from ``candidate_rows`` that ``attack`` may poison (sorted).
+
+    ``objects`` and ``captions`` are indexed by the candidate rows (``objects[candidate_rows]``).
+    For the default eligibility this draws exactly what :func:`poison_rows` draws.
+    """
+    cand = np.asarray(candidate_rows)
+    caps = [captions[int(r)] for r in cand] if captions is not None else None
+    pool = cand[attack.eligible_mask(np.asarray(objects)[cand], caps, target_id, target_name)]
+    if count > len(pool):
+        raise ValueError(f"cannot poison {count} pairs: only {len(pool)} candidate pairs are eligible "
+                         f"for {attack.id} (target {target_name!r})")
     return np.sort(rng.choice(pool, size=count, replace=False))

@@ -126,7 +126,8 @@ def run(p: FoundationParams, log=print) -> dict:
             zs_rows.append(_zeroshot_row("clean_base", s, p.scale, p.pretrain.seed, clean_eval(base, s)))
         base_in = attack_eval(base)
 
-    counts = sorted(set(p.victim.poison_curve) | {p.victim.poison.poison_count})
+    main_count = p.victim.poison.poison_count          # the main victim first, then the curve
+    counts = [main_count] + sorted(set(p.victim.poison_curve) - {main_count})
     for seed in p.seeds:
         for count in counts:
             with timer("victims"):
@@ -342,3 +343,34 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def paper_victims():
+    """The papers' own BadNet victims (no defence): CA and ASR top-1 on ImageNet, as transcribed
+    in paperlib/papers/*.csv (paper, table, row named on each line)."""
+    import pandas as pd
+    from paperlib.papers import load as load_papers
+    df = load_papers()
+    sel = df[(df.attack == "badnet") & (df.defence == "none") & (df.dataset == "imagenet")
+             & (df.metric.isin(["ca", "asr"])) & (df.k.isna() | (df.k == 1))]
+    wide = sel.pivot_table(index=["paper", "table", "row", "setting"], columns="metric", values="value",
+                           aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"ca": "paper_ca_top1", "asr": "paper_asr_top1"})[
+        ["paper", "table", "row", "setting", "paper_ca_top1", "paper_asr_top1"]]
+
+
+def victims_beside_papers(out: dict, p: FoundationParams):
+    """Our BadNet victim(s) next to the papers' NoDefense BadNet rows (one table, two sources)."""
+    import pandas as pd
+    ours = out["victims"]
+    ours = ours[(ours["scale"] == p.scale) & (ours["attack"] == "badnet")]
+    rows = [{"source": f"ours ({p.scale}, seed {r.seed}, {r.poison_count} poisoned)",
+             "ca_top1": r.ca_top1, "asr_top1": r.asr_top1} for r in ours.itertuples()]
+    for r in paper_victims().itertuples():
+        rows.append({"source": f"{r.paper} {r.table}, row '{r.row}' ({r.setting})",
+                     "ca_top1": r.paper_ca_top1, "asr_top1": r.paper_asr_top1})
+    df = pd.DataFrame(rows)
+    from paperlib.results import write_csv_atomic
+    write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"victims_vs_papers_{p.scale}.csv")
+    return df

@@ -1,0 +1,92 @@
+"""Benchmarks: throughput of training and rendering, measured, never asserted in tests.
+
+    python -m paperlib.bench            # writes results/benchmarks/throughput.csv (one row per measurement)
+
+Training throughput is measured on synthetic batches with the real model, loss, optimiser and
+autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
+wall times recorded by long runs can be longer when other work shares the cores.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def train_throughput(model_name: str = "tiny-rn64", batch_size: int = 256, steps: int = 8,
+                     warmup: int = 2, precision: str = "bf16", device: str = "cpu") -> dict:
+    from paperlib.models import config_image_size, create_model
+    from paperlib.train.losses import ClipLossTerm, TrainingObjective
+    from paperlib.train.optim import make_optimizer
+    dev = torch.device(device)
+    model = create_model(model_name, seed=0).to(dev)
+    if dev.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    objective = TrainingObjective(model, [(ClipLossTerm(), 1.0)])
+    opt = make_optimizer(model, 1e-4, 0.1)
+    side = config_image_size(model_name)
+    ctx = model.context_length if hasattr(model, "context_length") else 77
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, 3, side, side), dtype=torch.uint8, generator=g).to(dev)
+    tokens = torch.randint(1, 49000, (batch_size, ctx), generator=g).to(dev)
+    batch = {"images": images, "tokens": tokens}
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = sum(objective(batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.time() - t0
+    return {"benchmark": "train", "model": model_name, "batch_size": batch_size, "precision": precision,
+            "device": str(dev), "threads": torch.get_num_threads(),
+            "samples_per_second": steps * batch_size / seconds}
+
+
+def render_throughput(n: int = 2000, workers: int = 2) -> dict:
+    """Scenes per second of the cc3m_analog renderer (a throw-away cache)."""
+    import tempfile
+
+    from paperlib.cache import ArtifactCache
+    from paperlib.data.splits import DataConfig, get_split
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.time()
+        split = get_split("cc3m_analog", DataConfig(train_scenes=n, workers=workers, seed=12345),
+                          ArtifactCache(tmp))
+        total = time.time() - t0
+        return {"benchmark": "render", "model": "", "batch_size": n, "precision": "", "device": "cpu",
+                "threads": workers, "samples_per_second": split.meta["scenes_per_second"],
+                "wall_seconds_with_setup": total}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="results/benchmarks/throughput.csv")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    from paperlib.results import environment, upsert_csv
+    rows = [train_throughput(device=args.device)]
+    if args.device == "cpu":
+        rows.append(train_throughput(precision="fp32", device=args.device))
+    rows.append(render_throughput())
+    env = environment()
+    for r in rows:
+        r.update(commit=env["commit"], machine=env["machine"], torch=env["packages"]["torch"],
+                 measured=env["time"])
+        print(r)
+    upsert_csv(args.out, rows, ("benchmark", "model", "precision", "device", "threads"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+_ = np
