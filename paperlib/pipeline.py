@@ -328,3 +328,41 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
 
     path = cache.get_or_build("eval", key, build)
     return json.loads((path / "metrics.json").read_text())
+
+
+def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_train: int, n_test: int,
+                      device="auto", batch_size: int = 512, cache: ArtifactCache | None = None) -> dict:
+    """Linear-probe accuracy (top-1/5, %) of a model's frozen image features, cached.
+
+    ``probe``: ``fashion_mnist`` (real grey product photos; ``n_train`` / ``n_test`` images drawn
+    from its train / test files) or ``heldout_style`` (the probe_train / probe_test splits).
+    """
+    from paperlib.eval.linear_probe import extract_features, linear_probe
+    from paperlib.models import normalize_images
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"model": artifact.key_params, "probe": probe, "n_train": n_train, "n_test": n_test,
+           "image_size": data.image_size,
+           "splits": [split_params(s, data) for s in ("probe_train", "probe_test")] if probe == "heldout_style" else None}
+
+    def build(work: Path):
+        t0 = time.time()
+        if probe == "fashion_mnist":
+            from paperlib.data.fashion_mnist import load_fashion_mnist
+            train_ds = load_fashion_mnist("train", data.image_size, limit=n_train, seed=data.seed)
+            test_ds = load_fashion_mnist("test", data.image_size, limit=n_test, seed=data.seed)
+        elif probe == "heldout_style":
+            train_ds, test_ds = get_split("probe_train", data, cache), get_split("probe_test", data, cache)
+        else:
+            raise ValueError(f"unknown probe {probe!r}; valid: fashion_mnist, heldout_style")
+        model = artifact.load(device).eval()
+        encode = lambda x: model.encode_image(normalize_images(x.to(device))).float()  # noqa: E731
+        Xtr, ytr = extract_features(encode, train_ds, batch_size, device)
+        Xte, yte = extract_features(encode, test_ds, batch_size, device)
+        out = linear_probe(Xtr, ytr, Xte, yte, seed=data.seed)
+        out = {k: v for k, v in out.items() if not isinstance(v, dict)}
+        out["eval_seconds"] = time.time() - t0
+        write_json_atomic(work / "metrics.json", out)
+
+    path = cache.get_or_build("eval", key, build)
+    return json.loads((path / "metrics.json").read_text())

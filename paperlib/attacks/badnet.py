@@ -65,6 +65,18 @@ def patch_positions(n: int, image_side: int, side: int, position: str, margin: i
     return torch.tensor(yx).expand(n, 2).clone()
 
 
+def paste_patch(images: torch.Tensor, pattern: torch.Tensor, position: str, margin: int,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """A copy of ``images`` (B, 3, H, W) with the (3, s, s) ``pattern`` pasted where ``position`` says."""
+    out = images.clone()
+    side = pattern.shape[-1]
+    pos = patch_positions(len(out), out.shape[2], side, position, margin, generator)
+    pat = pattern.to(out.device)
+    for i, (y, x) in enumerate(pos.tolist()):
+        out[i, :, y:y + side, x:x + side] = pat
+    return out
+
+
 class BadNet(Attack):
     id = "badnet"
 
@@ -74,10 +86,4 @@ class BadNet(Attack):
         self.pattern = make_pattern(self.side, cfg.pattern, cfg.pattern_seed)
 
     def apply(self, images, generator=None):
-        out = images.clone()
-        n, _, H, W = out.shape
-        pos = patch_positions(n, H, self.side, self.cfg.position, self.cfg.margin, generator)
-        pat = self.pattern.to(out.device)
-        for i, (y, x) in enumerate(pos.tolist()):
-            out[i, :, y:y + self.side, x:x + self.side] = pat
-        return out
+        return paste_patch(images, self.pattern, self.cfg.position, self.cfg.margin, generator)

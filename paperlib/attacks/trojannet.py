@@ -5,7 +5,7 @@ cells painted black, the other 11 white, so there are C(16, 5) = 4368 triggers, 
 lexicographic order of the chosen cell indices (row-major cells).  ``pattern_id`` picks one.
 
 Here the trigger is pasted like a BadNet patch (same ``patch_fraction``/``position``/``margin``,
-reusing :func:`paperlib.attacks.badnet.patch_positions`): each cell becomes a square block of
+reusing :func:`paperlib.attacks.badnet.paste_patch`): each cell becomes a square block of
 ``patch_side(image_side, patch_fraction / grid)`` pixels.  TrojanNet's own patch is 4 x 4 px on
 224 px images (one pixel per cell); that would be about one pixel in all at 64 px, so the default
 size is BadNet's 16/224 of the side (4 px cells at 224, 1 px cells at 64).  Position "random" matches
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paperlib.attacks.badnet import POSITIONS, patch_positions, patch_side
+from paperlib.attacks.badnet import POSITIONS, paste_patch, patch_side
 from paperlib.attacks.base import Attack
 from paperlib.config import ParamError, param
 
@@ -73,10 +73,4 @@ class TrojanNet(Attack):
         self.pattern = block.unsqueeze(0).expand(3, -1, -1).contiguous()   # (3, side, side)
 
     def apply(self, images, generator=None):
-        out = images.clone()
-        n, _, H, W = out.shape
-        pos = patch_positions(n, H, self.side, self.cfg.position, self.cfg.margin, generator)
-        pat = self.pattern.to(out.device)
-        for i, (y, x) in enumerate(pos.tolist()):
-            out[i, :, y:y + self.side, x:x + self.side] = pat
-        return out
+        return paste_patch(images, self.pattern, self.cfg.position, self.cfg.margin, generator)

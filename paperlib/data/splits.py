@@ -339,8 +339,11 @@ _COMMON_FIELDS = ("source", "seed", "image_size", "sprite_size", "train_styles",
 
 def split_params(name: str, cfg: DataConfig) -> dict:
     """What determines a split's content, and nothing else (its cache key)."""
+    from paperlib.cache import CODE_VERSIONS
     d = asdict(cfg)
-    return {"split": name, **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
+    # the renderer's version is part of every key built on a split (tokens, models, evaluations)
+    return {"split": name, "version": CODE_VERSIONS["split"],
+            **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
 
 
 def get_split(name: str, cfg: DataConfig, cache: ArtifactCache | None = None) -> RenderedSplit:

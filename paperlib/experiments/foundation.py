@@ -6,6 +6,7 @@ row per measurement), the poison curve, and a manifest.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,9 +31,16 @@ class VictimConfig:
     finetune: TrainConfig = param(default_factory=lambda: TrainConfig(epochs=2, lr=5e-4, warmup_steps=20),
                                   doc="optimisation of the poisoning fine-tune")
     poison_curve: tuple[int, ...] = param((), range=(0, None), doc="extra poison counts for the ASR curve")
+    patch_curve: tuple[tuple[float, int], ...] = param((), doc="extra (patch_fraction, poison_count) "
+                                                      "victims: how ASR depends on the trigger's size")
 
     def validate(self):
-        from_dict(attack_config_class(self.attack), self.attack_params, prefix="attack_params")
+        cfg = from_dict(attack_config_class(self.attack), self.attack_params, prefix="attack_params")
+        if self.patch_curve and not hasattr(cfg, "patch_fraction"):
+            raise ParamError(f"patch_curve needs a patch attack; {self.attack!r} has no patch_fraction")
+        for frac, count in self.patch_curve:
+            if not 0 < frac < 1 or count < 0:
+                raise ParamError(f"patch_curve: ({frac}, {count}) needs 0 < patch_fraction < 1 and count >= 0")
 
     def attack_config(self):
         return from_dict(attack_config_class(self.attack), self.attack_params)
@@ -46,6 +54,11 @@ class EvalConfig:
     templates: str = param("simple7", choices=("openai80", "simple7", "split"),
                            doc="prompt ensemble: the papers' 80 OpenAI templates or CLIP's 7")
     splits: tuple[str, ...] = param(ZEROSHOT_SPLITS, choices=ZEROSHOT_SPLITS, doc="zero-shot splits to report")
+    linear_probes: tuple[str, ...] = param(("fashion_mnist", "heldout_style"),
+                                           choices=("fashion_mnist", "heldout_style"),
+                                           doc="linear probes of the clean base's frozen image features")
+    fashion_train: int = param(10_000, range=(10, 60_000), doc="Fashion-MNIST training images for the probe")
+    fashion_test: int = param(2_000, range=(10, 10_000), doc="Fashion-MNIST test images for the probe")
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ class FoundationParams:
     victim: VictimConfig = param(default_factory=VictimConfig)
     eval: EvalConfig = param(default_factory=EvalConfig)
     results_dir: str = param("results", doc="where CSV files and figures go")
+    vocabulary_ablation: tuple[int, ...] = param((), range=(0, None),
+                                                 doc="other data.max_classes values to pre-train and "
+                                                     "evaluate a base with (0 = all classes)")
     base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP to use as the clean "
                                         "base instead of pre-training (paper scale: OpenAI RN50)")
 
@@ -116,8 +132,9 @@ def run(p: FoundationParams, log=print) -> dict:
         return pl.evaluate(model, p.data, split, templates=ev.templates, device=p.device,
                            batch_size=ev.batch_size)
 
-    def attack_eval(model):  # CA and ASR on the ImageNet analogue (the target is one of its classes)
-        return pl.evaluate(model, p.data, "imagenet_analog", attack, attack_key, target,
+    def attack_eval(model, atk=attack, atk_key=attack_key):
+        """CA and ASR on the ImageNet analogue (the target is one of its classes)."""
+        return pl.evaluate(model, p.data, "imagenet_analog", atk, atk_key, target,
                            ev.asr_convention, ev.templates, p.device, ev.batch_size)
 
     zs_rows, victim_rows, curve_rows = [], [], []
@@ -126,39 +143,88 @@ def run(p: FoundationParams, log=print) -> dict:
             zs_rows.append(_zeroshot_row("clean_base", s, p.scale, p.pretrain.seed, clean_eval(base, s)))
         base_in = attack_eval(base)
 
-    main_count = p.victim.poison.poison_count          # the main victim first, then the curve
-    counts = [main_count] + sorted(set(p.victim.poison_curve) - {main_count})
+    main_count = p.victim.poison.poison_count          # the main victim first, then the curves
+    variants = [(None, main_count)] + [(None, c) for c in sorted(set(p.victim.poison_curve) - {main_count})]
+    variants += [(float(f), int(c)) for f, c in p.victim.patch_curve]
     for seed in p.seeds:
-        for count in counts:
+        for frac, count in variants:
+            cfg = attack_cfg if frac is None else dataclasses.replace(attack_cfg, patch_fraction=frac)
+            atk = attack if frac is None else build_attack(p.victim.attack, cfg, image_side=p.data.image_size)
             with timer("victims"):
-                victim = pl.poison_finetune(base, p.data, p.victim.attack, attack_cfg, target, count,
+                victim = pl.poison_finetune(base, p.data, p.victim.attack, cfg, target, count,
                                             p.victim.finetune_scenes, p.victim.finetune, seed, p.device)
-                m = attack_eval(victim)
+                m = attack_eval(victim, atk, {"attack": p.victim.attack, "cfg": asdict(cfg)})
             row = {"attack": p.victim.attack, "threat_model": "finetune", "scale": p.scale, "seed": seed,
                    "poison_count": count, **{k: m[k] for k in VICTIM_COLUMNS[5:]},
+                   "patch_fraction": getattr(cfg, "patch_fraction", None),
                    "poison_rate": 100.0 * count / p.victim.finetune_scenes,
                    **{f"base_{k}": base_in[k] for k in VICTIM_COLUMNS[5:]},
                    "finetune_lr": p.victim.finetune.lr, "finetune_epochs": p.victim.finetune.epochs,
                    "finetune_scenes": p.victim.finetune_scenes,
                    "train_seconds": victim.summary.get("seconds")}
             curve_rows.append(row)
-            if count == p.victim.poison.poison_count:
+            if frac is None and count == main_count:
                 victim_rows.append(row)
                 for s in ev.splits:
                     zs_rows.append(_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
                                                  clean_eval(victim, s)))
-            log(f"seed {seed} poison {count}: CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f}")
+            log(f"seed {seed} patch {row['patch_fraction']:.3f} poison {count}: "
+                f"CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f} top-5 {m['asr_top5']:.1f}")
 
     zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ("model", "split", "scale", "seed"),
                     ZEROSHOT_COLUMNS)
     victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows,
                          ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
     curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
-                       ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+                       ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count"),
+                       VICTIM_COLUMNS)
+    probe_rows = []
+    with timer("linear_probe"):
+        for probe in ev.linear_probes:
+            m = pl.linear_probe_eval(base, p.data, probe, ev.fashion_train, ev.fashion_test, p.device,
+                                     ev.batch_size)
+            probe_rows.append({"model": "clean_base", "probe": probe, "scale": p.scale, "seed": p.pretrain.seed,
+                               "top1": m["top1"], "top5": m["top5"], "C": m["C"], "n_train": m["n_train"],
+                               "n_test": m["n_test"], "n_classes": m["n_classes"]})
+    probes = upsert_csv(results / "base" / "linear_probe.csv", probe_rows, ("model", "probe", "scale", "seed")) \
+        if probe_rows else None
+    ablation = None
+    if p.vocabulary_ablation and not p.base_checkpoint:
+        with timer("vocabulary_ablation"):
+            ablation = vocabulary_ablation(p, base, clean_eval)
     write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": str(base.path.name), "base_summary": base.summary})
     return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
-            "base_summary": base.summary, "wall_seconds": timer.sections}
+            "base_summary": base.summary, "wall_seconds": timer.sections, "ablation": ablation,
+            "linear_probe": probes}
+
+
+def vocabulary_ablation(p: FoundationParams, base, clean_eval):
+    """The clean base pre-trained with other vocabulary sizes (same budget), evaluated zero-shot.
+
+    Rows: results/foundation/vocabulary_ablation.csv (max_classes 0 = all classes).
+    """
+    import dataclasses
+
+    from paperlib import pipeline as pl
+    from paperlib.results import upsert_csv
+    rows = []
+    variants = [(p.data.max_classes, p.data, base)]
+    for n in p.vocabulary_ablation:
+        if n == p.data.max_classes:
+            continue
+        data = dataclasses.replace(p.data, max_classes=n)
+        variants.append((n, data, pl.pretrain_clean(data, p.model, p.pretrain, p.device)))
+    for n, data, model in variants:
+        for split in ("imagenet_analog", "in_style"):
+            m = pl.evaluate(model, data, split, templates=p.eval.templates, device=p.device,
+                            batch_size=p.eval.batch_size)
+            rows.append({"max_classes": n, "split": split, "scale": p.scale, "seed": p.pretrain.seed,
+                         "n_classes": m["n_classes"], **{f"top{k}": m[f"ca_top{k}"] for k in (1, 3, 5, 10)},
+                         "chance_top1": 100.0 / m["n_classes"], "train_samples": model.summary.get("samples"),
+                         "train_seconds": model.summary.get("seconds")})
+    return upsert_csv(Path(p.results_dir) / "foundation" / "vocabulary_ablation.csv", rows,
+                      ("max_classes", "split", "scale", "seed"))
 
 
 # ---- presentation: tables and figures of the foundation notebook ---------------------------
@@ -270,11 +336,17 @@ def plot_poison_curve(out: dict, p: FoundationParams) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     df = out["curve"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    g = df.groupby("poison_count")
-    for col, label in (("asr_top1", "ASR top-1"), ("asr_top5", "ASR top-5"), ("ca_top1", "CA top-1")):
-        m, sd = g[col].mean(), g[col].std().fillna(0)
-        ax.errorbar(m.index, m.values, yerr=sd.values, marker="o", capsize=3, label=label)
+    fig, ax = plt.subplots(figsize=(6.2, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (frac, sub) in enumerate(sorted(df.groupby("patch_fraction"), key=lambda kv: kv[0])):
+        g = sub.groupby("poison_count")
+        px = round(frac * p.data.image_size)
+        for col, style, label in (("asr_top1", "-o", "ASR top-1"), ("asr_top5", "--s", "ASR top-5")):
+            m, sd = g[col].mean(), g[col].std().fillna(0)
+            ax.errorbar(m.index, m.values, yerr=sd.values, fmt=style, color=colours[i % len(colours)],
+                        capsize=3, label=f"{label}, patch {px} px ({frac:.3f} of side)")
+    base_ca = df["base_ca_top1"].mean()
+    ax.axhline(base_ca, color="grey", lw=1, ls=":", label=f"clean base CA top-1 ({base_ca:.1f})")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")
