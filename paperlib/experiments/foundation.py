@@ -301,12 +301,18 @@ def plot_scene_gallery(p: FoundationParams, n: int = 6) -> Path:
             ax.axis("off")
         axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
                         va="center", ha="right", fontsize=9)
+    return _save_figure(fig, p, f"scenes_{p.scale}.png", dpi=110)
+
+
+def _save_figure(fig, p: FoundationParams, name: str, dpi: int) -> Path:
+    """Lay out, write results/foundation/<name> and close the figure; returns the path."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
-    out = Path(p.results_dir) / "foundation" / f"scenes_{p.scale}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    path = Path(p.results_dir) / "foundation" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
-    return out
+    return path
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -354,12 +360,7 @@ def plot_poison_curve(out: dict, p: FoundationParams) -> Path:
     ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(p.results_dir) / "foundation" / f"poison_curve_{p.scale}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, p, f"poison_curve_{p.scale}.png", dpi=120)
 
 
 def check_targets(out: dict, p: FoundationParams):
