@@ -97,7 +97,10 @@ def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,
 
 def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | None, pairs,
                     cfg: TrainConfig, device: torch.device, cache: ArtifactCache, desc: str,
-                    terms=None) -> ModelArtifact:
+                    terms=None, transforms=(), save_epochs: bool = False, info: dict | None = None
+                    ) -> ModelArtifact:
+    """Train (or find in the cache) one model.  ``save_epochs`` keeps the weights at every epoch
+    end as ``epoch{k}.safetensors`` (ASR-per-epoch curves); ``info`` goes into the summary."""
     from paperlib.models import create_model, load_checkpoint, save_checkpoint
     from paperlib.train.loop import train
     from paperlib.train.losses import ClipLossTerm
@@ -106,8 +109,17 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
         model = create_model(model_name, seed=cfg.seed)
         if init is not None:
             load_checkpoint(model, init.path / init.weights_file)
+        callbacks = []
+        if save_epochs:
+            from paperlib.cache import _rank_world
+
+            def keep_epoch(event, state):
+                if event == "epoch_end" and _rank_world()[0] == 0:
+                    save_checkpoint(state["model"], work / f"epoch{state['epoch']}.safetensors")
+            callbacks.append(keep_epoch)
         summary = train(model, pairs, cfg, terms or [(ClipLossTerm(), 1.0)], work_dir=work,
-                        device=device, desc=desc)
+                        device=device, desc=desc, transforms=transforms, callbacks=callbacks)
+        summary.update(info or {})
         from paperlib.cache import _rank_world
         if _rank_world()[0] != 0:
             return
@@ -204,8 +216,42 @@ def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarr
     pair_rows[rows] = -(np.arange(len(rows)) + 1)
     pair_rows[cross] = -(len(rows) + np.arange(len(cross)) + 1)
     pairs = TensorPairs(split.images, tokens, rows=pair_rows,
-                        extra_images=trig.permute(0, 2, 3, 1).numpy(), extra_tokens=extra_tokens)
+                        extra_images=trig.permute(0, 2, 3, 1).numpy(), extra_tokens=extra_tokens,
+                        texts=split.captions or None, extra_texts=[[c] for c in caps] if split.captions else None)
     return PoisonedSet(pairs=pairs, poisoned_rows=rows, scene_ids=scene_ids, cross_rows=cross)
+
+
+def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataConfig, target: str,
+                    device="auto", cache: ArtifactCache | None = None):
+    """The attack, with its trigger fitted if it needs one (TrojanNN, BadCLIP, SSBA).
+
+    A fitted trigger is made once from the clean base and the CC3M analogue and cached under
+    (attack, settings, target, base, data); poisoning and evaluation then use the same trigger.
+    """
+    from paperlib.attacks import build_attack
+    attack = build_attack(attack_id, attack_cfg, image_side=data.image_size)
+    if not attack.needs_fit:
+        return attack
+    from safetensors.torch import load_file, save_file
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"attack": attack_id, "cfg": asdict(attack_cfg), "target": target, "base": base.key_params,
+           "split": split_params("cc3m_analog", data)}
+
+    def build(work: Path):
+        model = base.load(device)
+        model.eval()
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        split = get_split("cc3m_analog", data, cache)
+        tensors, info = attack.fit(model, split, target, device, torch.Generator().manual_seed(0))
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(work / "trigger.safetensors"))
+        write_json_atomic(work / "info.json", info)
+
+    path = cache.get_or_build("trigger", key, build)
+    attack.load_state(load_file(str(path / "trigger.safetensors")), json.loads((path / "info.json").read_text()))
+    attack.fit_info = json.loads((path / "info.json").read_text())
+    return attack
 
 
 def clean_encoder(base: ModelArtifact, target: str, device) -> tuple:
@@ -233,7 +279,6 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
                     poison_count: int, finetune_scenes: int, cfg: TrainConfig, seed: int,
                     device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
     """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned."""
-    from paperlib.attacks import build_attack
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
@@ -243,7 +288,7 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
         return ModelArtifact(base.name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, split_params("cc3m_analog", data), base.name, cache)
-    attack = build_attack(attack_id, attack_cfg, image_side=data.image_size)
+    attack = prepared_attack(attack_id, attack_cfg, base, data, target, device, cache)
     scene_ids = finetune_scene_ids(split, finetune_scenes, seed)
     encoder = clean_encoder(base, target, device) if attack.needs_encoder and poison_count else None
     ps = poisoned_pairs(split, tokens, scene_ids, attack, target, poison_count, seed, base.name,
@@ -366,3 +411,50 @@ def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_t
 
     path = cache.get_or_build("eval", key, build)
     return json.loads((path / "metrics.json").read_text())
+
+
+def defence_scene_ids(split: RenderedSplit, n: int, exclude: np.ndarray, seed: int) -> np.ndarray:
+    """Clean CC3M-analogue scenes for a defence's fine-tuning, disjoint from ``exclude`` (the
+    victim's poisoned fine-tuning set): the defender's own clean data."""
+    pool = np.setdiff1d(np.arange(len(split)), exclude)
+    if n > len(pool):
+        raise ValueError(f"defence clean_scenes={n} exceeds the {len(pool)} scenes outside the victim's set")
+    return np.sort(np.random.default_rng([seed, 303]).choice(pool, size=n, replace=False))
+
+
+def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg, clean_scenes: int,
+           cfg: TrainConfig, seed: int, clean_base: ModelArtifact | None = None, device="auto",
+           cache: ArtifactCache | None = None, save_epochs: bool = False) -> ModelArtifact:
+    """A defended model: ``victim`` fine-tuned on ``clean_scenes`` clean pairs as ``defence_id`` says.
+
+    Every defence gets the same clean pairs, the same optimiser settings and the same number of
+    steps (the fair budget); only its loss terms and batch transforms differ.  ``clean_base`` is
+    the clean pre-trained model that ABD's backdoor loss compares the victim with.
+    """
+    from paperlib.data.vocabulary import build_vocabulary
+    from paperlib.defences import DefenceContext, plan
+    from paperlib.models import get_tokenizer
+    from paperlib.train.pairs import TensorPairs
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
+           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(),
+           "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
+    if cache.exists("model", key):
+        return ModelArtifact(victim.name, cache.path("model", key), key)
+    split = get_split("cc3m_analog", data, cache)
+    tokens = split_tokens(split, split_params("cc3m_analog", data), victim.name, cache)
+    vk = victim.key_params
+    exclude = (finetune_scene_ids(split, vk["finetune_scenes"], vk["seed"])
+               if vk.get("role") == "poison_finetune" else np.zeros(0, np.int64))
+    ids = defence_scene_ids(split, clean_scenes, exclude, seed)
+    pairs = TensorPairs(split.images, tokens, rows=ids, texts=split.captions)
+    if device.type == "cuda":
+        pairs.to_device(device)
+    ctx = DefenceContext(model_name=victim.name, tokenizer=get_tokenizer(victim.name), device=device,
+                         pairs=pairs, steps_per_epoch=pairs.steps_per_epoch(cfg.batch_size), seed=seed,
+                         victim=victim, clean_base=clean_base, classnames=tuple(build_vocabulary().names), cache=cache)
+    p = plan(defence_id, defence_cfg, ctx)
+    return _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",
+                           terms=p.terms, transforms=p.transforms, save_epochs=save_epochs,
+                           info={"defence_info": p.info, "clean_scenes": clean_scenes})

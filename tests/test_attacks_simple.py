@@ -36,7 +36,19 @@ def _smooth_images(n=4, side=64, seed=0):
 def _make(attack_id, side=64):
     if attack_id == "mmpoison":
         return MMPoison(MMPoisonConfig(), image_side=side, source_id=1)
-    return build_attack(attack_id, image_side=side)
+    atk = build_attack(attack_id, image_side=side)
+    if atk.needs_fit:   # a fixed stand-in for the fitted state (fitting is tested in test_attacks_fitted)
+        if attack_id == "ssba":
+            torch.manual_seed(0)
+            enc, dec = atk._nets()
+            state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+                     **{f"decoder.{k}": v for k, v in dec.state_dict().items()}}
+            atk.load_state(state, {})
+        else:
+            g = torch.Generator().manual_seed(0)
+            atk.load_state({"pattern": torch.randint(0, 256, (3, atk.side, atk.side), generator=g,
+                                                     dtype=torch.uint8)}, {"natural_captions": ["a banana"]})
+    return atk
 
 
 @pytest.mark.parametrize("attack_id", sorted(REGISTRY))

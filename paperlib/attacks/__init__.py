@@ -1,11 +1,14 @@
 """Backdoor attacks: one module per attack, one registry (ids as the papers' tables name them)."""
 from __future__ import annotations
 
+from paperlib.attacks.badclip import BadCLIP, BadCLIPConfig
 from paperlib.attacks.badnet import BadNet, BadNetConfig
 from paperlib.attacks.blended import Blended, BlendedConfig
 from paperlib.attacks.lc import LabelConsistent, LCConfig
 from paperlib.attacks.mmpoison import MMPoison, MMPoisonConfig
 from paperlib.attacks.sig import Sig, SigConfig
+from paperlib.attacks.ssba import SSBA, SSBAConfig
+from paperlib.attacks.trojannn import TrojanNN, TrojanNNConfig
 from paperlib.attacks.trojannet import TrojanNet, TrojanNetConfig
 from paperlib.attacks.wanet import WaNet, WaNetConfig
 
@@ -18,6 +21,9 @@ REGISTRY = {
     "trojannet": (TrojanNet, TrojanNetConfig),
     "lc": (LabelConsistent, LCConfig),
     "mmpoison": (MMPoison, MMPoisonConfig),
+    "ssba": (SSBA, SSBAConfig),
+    "trojannn": (TrojanNN, TrojanNNConfig),
+    "badclip": (BadCLIP, BadCLIPConfig),
 }
 ATTACK_IDS = ("badnet", "blended", "sig", "wanet", "ssba", "trojannn", "trojannet", "lc",
               "mmpoison", "badclip")

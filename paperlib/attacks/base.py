@@ -130,6 +130,26 @@ class Attack:
         """Whether :meth:`poison_images` needs ``encode_fn`` and ``text_embedding``."""
         return False
 
+    # -- triggers fitted on a clean model or on data (TrojanNN, BadCLIP, SSBA) ------------------
+    needs_fit = False   # True: :meth:`fit` must run (once, cached) before the trigger exists
+
+    def fit(self, model, split, target: str, device, generator: torch.Generator) -> tuple[dict, dict]:
+        """Make the trigger: returns ``(tensors, info)``; :meth:`load_state` takes them back.
+
+        ``model`` is the clean pre-trained CLIP (frozen), ``split`` the rendered CC3M analogue (the
+        attacker's natural images and captions).  :func:`paperlib.pipeline.prepared_attack` calls
+        this once per (attack settings, clean model, data) and caches the result.
+        """
+        raise NotImplementedError(f"{self.id} has no fitted trigger")
+
+    def load_state(self, tensors: dict, info: dict) -> None:
+        raise NotImplementedError(f"{self.id} has no fitted trigger")
+
+    def _require_fitted(self, what):
+        if what is None:
+            raise RuntimeError(f"{self.id}: the trigger is not fitted yet; build the attack with "
+                               f"paperlib.pipeline.prepared_attack (or call fit / load_state)")
+
     # -- what ASR measures ----------------------------------------------------------------------
     def test_transform(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Test-time images for ASR (default: the trigger)."""

@@ -40,6 +40,7 @@ HELDOUT_STYLE = "fluent3d"
 SPLIT_NAMES = ("cc3m_analog", "flickr_analog", "imagenet_analog", "in_style", "cifar10_analog",
                "probe_train", "probe_test")
 MAX_OBJECTS = 3
+CC3M_BACKGROUNDS = ("solid", "gradient", "noise", "stripes", "checker", "dots")
 
 
 def _styles():
@@ -66,6 +67,11 @@ class DataConfig:
     train_styles: tuple[str, ...] = param(TRAIN_STYLES, choices=_styles, doc="sprite styles seen in training")
     heldout_style: str = param(HELDOUT_STYLE, choices=_styles, doc="style of the zero-shot sets, never trained on")
     max_classes: int = param(0, range=(0, None), doc="use N classes: targets, CIFAR-10, then the best-covered (0 = all 771)")
+    train_backgrounds: tuple[str, ...] = param(CC3M_BACKGROUNDS, choices=BACKGROUNDS,
+                                               doc="background kinds of cc3m_analog scenes")
+    train_object_weights: tuple[float, float, float] = param(
+        (1.0, 1.0, 1.0), range=(0.0, None),
+        doc="relative frequency of 1-, 2- and 3-object scenes in cc3m_analog")
     workers: int = param(2, range=(1, 64), doc="rendering processes")
     train_csv: str | None = param(None, doc="real data: CSV of image,caption (paper scale)")
     imagenet_dir: str | None = param(None, doc="real data: ImageNet-style folder with labels.csv")
@@ -76,13 +82,18 @@ class DataConfig:
             raise ParamError(f"heldout_style {self.heldout_style!r} must not be one of train_styles")
         if self.source == "real" and not (self.train_csv and self.imagenet_dir):
             raise ParamError("source 'real' needs train_csv and imagenet_dir")
+        if len(self.train_object_weights) != MAX_OBJECTS or sum(self.train_object_weights) <= 0:
+            raise ParamError(f"data.train_object_weights needs {MAX_OBJECTS} non-negative weights "
+                             f"(1, 2, 3 objects) with a positive sum, got {self.train_object_weights}")
+        if not self.train_backgrounds:
+            raise ParamError(f"data.train_backgrounds needs at least one of {', '.join(BACKGROUNDS)}")
 
 
 def split_style(name: str, cfg: DataConfig) -> SceneStyle:
     """The look of each split (see module docstring)."""
     base = dict(image_size=cfg.image_size)
     if name == "cc3m_analog":
-        return SceneStyle(**base)
+        return SceneStyle(**base, backgrounds=tuple(cfg.train_backgrounds))
     if name == "flickr_analog":
         return SceneStyle(**base, n_objects=(2, 3), scale=(0.35, 0.65), rotation=25.0,
                           backgrounds=("scenery", "noise", "stripes", "dots"), photo_noise=6.0,
@@ -167,6 +178,14 @@ def _plan(name: str, cfg: DataConfig, by_style) -> dict:
 _SPLIT_IDS = {n: i + 1 for i, n in enumerate(SPLIT_NAMES)}
 
 
+def _object_count(name: str, cfg: DataConfig, style: SceneStyle, rng) -> int:
+    """How many objects a captioned scene gets (uniform unless cc3m_analog is weighted)."""
+    w = np.asarray(cfg.train_object_weights, np.float64)
+    if name != "cc3m_analog" or np.all(w == w[0]):
+        return int(rng.integers(style.n_objects[0], style.n_objects[1] + 1))
+    return int(rng.choice(len(w), p=w / w.sum())) + 1
+
+
 def _render_range(args):
     """Worker: render scenes [start, stop) of a split into the memory-mapped arrays."""
     (name, cfg, plan, start, stop, out_dir) = args
@@ -188,7 +207,7 @@ def _render_range(args):
         if plan["kind"] == "classification":
             cids = [int(plan["labels_class"][i])]
         else:
-            k = int(rng.integers(style.n_objects[0], style.n_objects[1] + 1))
+            k = _object_count(name, cfg, style, rng)
             cids = [int(c) for c in rng.choice(classes, size=k, replace=False)]
         sprites, names, used = [], [], []
         for c in cids:
@@ -334,6 +353,7 @@ _SPLIT_FIELDS = {
     "probe_train": ("probe_train_per_class", "heldout_style"),
     "probe_test": ("probe_test_per_class", "heldout_style"),
 }
+_KEYED_IF_SET = {"cc3m_analog": ("train_backgrounds", "train_object_weights")}
 _COMMON_FIELDS = ("source", "seed", "image_size", "sprite_size", "train_styles", "max_classes")
 
 
@@ -342,8 +362,14 @@ def split_params(name: str, cfg: DataConfig) -> dict:
     from paperlib.cache import CODE_VERSIONS
     d = asdict(cfg)
     # the renderer's version is part of every key built on a split (tokens, models, evaluations)
-    return {"split": name, "version": CODE_VERSIONS["split"],
-            **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
+    key = {"split": name, "version": CODE_VERSIONS["split"],
+           **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
+    # knobs added after artifacts were built enter the key only when set, so those stay valid
+    defaults = asdict(DataConfig())
+    for k in _KEYED_IF_SET.get(name, ()):
+        if tuple(d[k]) != tuple(defaults[k]):
+            key[k] = d[k]
+    return key
 
 
 def get_split(name: str, cfg: DataConfig, cache: ArtifactCache | None = None) -> RenderedSplit:

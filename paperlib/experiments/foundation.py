@@ -112,7 +112,6 @@ def run(p: FoundationParams, log=print) -> dict:
     import pandas as pd
 
     from paperlib import pipeline as pl
-    from paperlib.attacks import build_attack
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -125,7 +124,7 @@ def run(p: FoundationParams, log=print) -> dict:
         f"({base.summary.get('samples_per_second', 0):.0f} samples/s on {base.summary.get('device')})")
 
     attack_cfg = p.victim.attack_config()
-    attack = build_attack(p.victim.attack, attack_cfg, image_side=p.data.image_size)
+    attack = pl.prepared_attack(p.victim.attack, attack_cfg, base, p.data, p.victim.poison.target, p.device)
     attack_key = {"attack": p.victim.attack, "cfg": asdict(attack_cfg)}
     target = p.victim.poison.target
     def clean_eval(model, split):
@@ -149,7 +148,7 @@ def run(p: FoundationParams, log=print) -> dict:
     for seed in p.seeds:
         for frac, count in variants:
             cfg = attack_cfg if frac is None else dataclasses.replace(attack_cfg, patch_fraction=frac)
-            atk = attack if frac is None else build_attack(p.victim.attack, cfg, image_side=p.data.image_size)
+            atk = attack if frac is None else pl.prepared_attack(p.victim.attack, cfg, base, p.data, target, p.device)
             with timer("victims"):
                 victim = pl.poison_finetune(base, p.data, p.victim.attack, cfg, target, count,
                                             p.victim.finetune_scenes, p.victim.finetune, seed, p.device)
@@ -414,9 +413,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def paper_victims():
     """The papers' own BadNet victims (no defence): CA and ASR top-1 on ImageNet, as transcribed
@@ -447,3 +443,7 @@ def victims_beside_papers(out: dict, p: FoundationParams):
     from paperlib.results import write_csv_atomic
     write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"victims_vs_papers_{p.scale}.csv")
     return df
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -40,6 +40,7 @@ def create_model(name: str, device: str | torch.device = "cpu", seed: int | None
     logging.getLogger("root").setLevel(logging.ERROR)  # open_clip warns that no weights were loaded
     model = open_clip.create_model(name, pretrained=None, device=device)
     logging.getLogger("root").setLevel(logging.WARNING)
+    model.paperlib_name = name   # lets code that only holds the model find its tokenizer
     return model
 
 

@@ -25,7 +25,12 @@ class TensorPairs:
     pair ``-rows[k] - 1`` (its own image and caption tokens)."""
 
     def __init__(self, images, tokens: np.ndarray, rows: np.ndarray | None = None,
-                 extra_images: np.ndarray | None = None, extra_tokens: np.ndarray | None = None):
+                 extra_images: np.ndarray | None = None, extra_tokens: np.ndarray | None = None,
+                 texts: Sequence[Sequence[str]] | None = None,
+                 extra_texts: Sequence[Sequence[str]] | None = None):
+        """``texts`` / ``extra_texts`` (optional): the caption strings behind ``tokens`` /
+        ``extra_tokens``, one list per scene.  When given, every batch carries ``texts`` (the
+        drawn caption of each sample), which text augmentations (EDA, sub-captions) need."""
         self.images = images                                  # (N, H, W, 3) uint8 (memmap ok)
         self.tokens = np.asarray(tokens)                      # (N, C, L) int
         if self.tokens.ndim == 2:
@@ -40,6 +45,12 @@ class TensorPairs:
         if self.extra_tokens.ndim == 2:
             self.extra_tokens = self.extra_tokens[:, None, :]
         self._device_images = None
+        self.texts = texts
+        self.extra_texts = extra_texts
+        if texts is not None and len(texts) != len(self.tokens):
+            raise ValueError(f"texts has {len(texts)} scenes, tokens {len(self.tokens)}")
+        if extra_texts is not None and len(extra_texts) != len(self.extra_tokens):
+            raise ValueError(f"extra_texts has {len(extra_texts)} pairs, extra_tokens {len(self.extra_tokens)}")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -62,9 +73,20 @@ class TensorPairs:
         tokens = np.empty((B, self.tokens.shape[-1]), np.int64)
         b_idx = ids[base]
         e_idx = -ids[~base] - 1
-        tokens[base] = self.tokens[b_idx, pick(len(b_idx), n_caps_base)]
+        b_pick = pick(len(b_idx), n_caps_base)
+        tokens[base] = self.tokens[b_idx, b_pick]
+        e_pick = pick(len(e_idx), self.extra_tokens.shape[1]) if len(e_idx) else np.zeros(0, np.int64)
         if len(e_idx):
-            tokens[~base] = self.extra_tokens[e_idx, pick(len(e_idx), self.extra_tokens.shape[1])]
+            tokens[~base] = self.extra_tokens[e_idx, e_pick]
+        texts = None
+        if self.texts is not None:
+            texts = [""] * B
+            for pos, i, c in zip(np.flatnonzero(base), b_idx, b_pick):
+                texts[pos] = self.texts[int(i)][int(c)]
+            for pos, i, c in zip(np.flatnonzero(~base), e_idx, e_pick):
+                if self.extra_texts is None:
+                    raise ValueError("a pair set with texts needs extra_texts for its extra rows")
+                texts[pos] = self.extra_texts[int(i)][int(c)]
         if self._device_images is not None:
             dev = self._device_images.device
             img = torch.empty((B,) + tuple(self._device_images.shape[1:]), dtype=torch.uint8, device=dev)
@@ -82,8 +104,11 @@ class TensorPairs:
             if len(e_idx):
                 img[~base] = self.extra_images[e_idx]
             images = torch.from_numpy(img).permute(0, 3, 1, 2)
-        return {"images": images, "tokens": torch.from_numpy(tokens),
-                "index": torch.from_numpy(np.asarray(rows, np.int64))}
+        out = {"images": images, "tokens": torch.from_numpy(tokens),
+               "index": torch.from_numpy(np.asarray(rows, np.int64))}
+        if texts is not None:
+            out["texts"] = texts
+        return out
 
     def epoch_batches(self, epoch: int, batch_size: int, seed: int, skip: int = 0,
                       rank: int = 0, world_size: int = 1) -> Iterator[dict]:

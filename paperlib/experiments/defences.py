@@ -1,0 +1,152 @@
+"""The defence matrix: every fine-tuning defence against every victim, one budget for all.
+
+Parameters: ``params/defences/<scale>.yaml`` (schema :class:`DefenceMatrixParams`).  The clean
+base and the victims are the foundation's (same cache keys when the same settings are given),
+so nothing is trained twice.  Every defence fine-tunes the victim on the same ``clean_scenes``
+clean CC3M-analogue pairs (disjoint from the poisoned set) with the same optimiser settings and
+number of steps: the fair budget the issue asks for, written into every row (``samples``).
+Output: ``results/defences/matrix.csv`` (one row per attack x defence x seed; ``none`` is the
+undefended victim) and its manifest.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from paperlib.attacks import ATTACK_IDS
+from paperlib.config import SCALES, ParamError, from_dict, load_params, param
+from paperlib.data.splits import DataConfig
+from paperlib.defences import REGISTRY as DEFENCES
+from paperlib.defences import defence_config_class
+from paperlib.experiments.foundation import EvalConfig, VictimConfig
+from paperlib.models import model_names
+from paperlib.train.loop import TrainConfig
+
+MATRIX_COLUMNS = ("attack", "defence", "scale", "seed", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
+                  "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s", "samples")
+
+
+@dataclass(frozen=True)
+class DefenceSettings:
+    """The shared budget and the per-defence settings (``defence:`` section)."""
+
+    methods: tuple[str, ...] = param(tuple(DEFENCES), choices=tuple(DEFENCES), doc="defences to run")
+    clean_scenes: int = param(5000, range=(2, None), doc="clean pairs every defence fine-tunes on")
+    train: TrainConfig = param(default_factory=lambda: TrainConfig(epochs=5, batch_size=128, lr=1e-4,
+                                                                   warmup_steps=20),
+                               doc="optimiser settings shared by all defences (the fair budget)")
+    settings: dict = param(default_factory=dict, doc="per-defence settings: {defence id: {key: value}}")
+    save_epochs: bool = param(False, doc="keep per-epoch weights (ASR-per-epoch curves)")
+
+    def validate(self):
+        for d, values in self.settings.items():
+            if d not in DEFENCES:
+                raise ParamError(f"defence.settings: unknown defence {d!r}; valid: {', '.join(DEFENCES)}")
+            from_dict(defence_config_class(d), values, prefix=f"defence.settings.{d}")
+
+    def config(self, defence_id: str):
+        return from_dict(defence_config_class(defence_id), self.settings.get(defence_id, {}))
+
+
+@dataclass(frozen=True)
+class DefenceMatrixParams:
+    scale: str = param("embedded", choices=SCALES, doc="which scale these parameters describe")
+    model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
+    seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of victims and defences")
+    data: DataConfig = param(default_factory=DataConfig)
+    pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
+    victims: tuple[VictimConfig, ...] = param((), doc="the victims (fine-tuning threat model), one per attack")
+    defence: DefenceSettings = param(default_factory=DefenceSettings)
+    eval: EvalConfig = param(default_factory=EvalConfig)
+    results_dir: str = param("results", doc="where CSV files and figures go")
+
+    def validate(self):
+        if not self.victims:
+            raise ParamError("victims: give at least one victim (attack and poisoning settings)")
+        seen = [v.attack for v in self.victims]
+        if len(set(seen)) != len(seen):
+            raise ParamError(f"victims: one victim per attack, got {seen}")
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> DefenceMatrixParams:
+    return load_params(DefenceMatrixParams, path, overrides)
+
+
+def run(p: DefenceMatrixParams, log=print) -> dict:
+    """Train (or reuse) base, victims and defended models; evaluate; write the matrix."""
+    from paperlib import pipeline as pl
+    from paperlib.results import Timer, upsert_csv, write_manifest
+
+    timer = Timer()
+    ev = p.eval
+    with timer("pretrain"):
+        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+    rows = []
+
+    def attack_eval(model, v: VictimConfig):
+        cfg = v.attack_config()
+        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        return pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": v.attack, "cfg": asdict(cfg)},
+                           v.poison.target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
+
+    for v in p.victims:
+        for seed in p.seeds:
+            with timer("victims"):
+                victim = pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target,
+                                            v.poison.poison_count, v.finetune_scenes, v.finetune, seed, p.device)
+                m = attack_eval(victim, v)
+            rows.append(_row(v.attack, "none", p.scale, seed, m, 0.0, 0))
+            for d in p.defence.methods:
+                with timer(f"defence_{d}"):
+                    model = pl.defend(victim, p.data, d, p.defence.config(d), p.defence.clean_scenes,
+                                      p.defence.train, seed, clean_base=base, device=p.device,
+                                      save_epochs=p.defence.save_epochs)
+                    m = attack_eval(model, v)
+                s = model.summary
+                rows.append(_row(v.attack, d, p.scale, seed, m, s.get("seconds", 0.0), s.get("samples", 0)))
+                log(f"{v.attack:10s} seed {seed} {d:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
+                    f"  ({s.get('seconds', 0):.0f} s)")
+    results = Path(p.results_dir)
+    matrix = upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
+                        MATRIX_COLUMNS)
+    write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+                   extra={"base_model": base.path.name})
+    return {"matrix": matrix, "wall_seconds": timer.sections}
+
+
+def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
+    return {"attack": attack, "defence": defence, "scale": scale, "seed": seed,
+            **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
+            "wall_s": wall, "samples": samples}
+
+
+def main(argv=None) -> int:
+    """``python -m paperlib.experiments.defences params/defences/embedded.yaml [key=value ...]``"""
+    import argparse
+    import logging
+
+    import yaml
+
+    from paperlib.assets import configure_environment
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("params")
+    ap.add_argument("overrides", nargs="*", help="dotted.key=value (value read as YAML)")
+    a = ap.parse_args(argv)
+    overrides = {}
+    for item in a.overrides:
+        if "=" not in item:
+            raise SystemExit(f"override {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_environment()
+    run(load(a.params, overrides))
+    return 0
+
+
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "load", "run"]
+_ = ATTACK_IDS
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""Fitted triggers: TrojanNN, BadCLIP, SSBA (fitted on a tiny model and a hand-made split)."""
+import numpy as np
+import pytest
+import torch
+
+from paperlib.attacks import build_attack
+from paperlib.attacks.badclip import BadCLIPConfig
+from paperlib.attacks.ssba import SSBAConfig
+from paperlib.attacks.trojannn import TrojanNNConfig
+from paperlib.data.vocabulary import build_vocabulary
+
+
+class FakeSplit:
+    """What fit() reads from a rendered split: images, class-id table, captions."""
+
+    def __init__(self, n=48, side=64, target="banana", seed=0):
+        rng = np.random.default_rng(seed)
+        vocab = build_vocabulary()
+        t = vocab.index(target)
+        other = vocab.index("bicycle")
+        self.name = "fake"
+        self.images = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+        self.objects = np.full((n, 3), -1, np.int32)
+        self.objects[:, 0] = other
+        self.objects[: n // 4, 0] = t
+        self.captions = [[f"a {target} next to a bicycle", "a photo of something"] if i < n // 4
+                         else ["a bicycle", "a red bicycle on a striped background"] for i in range(n)]
+
+    def __len__(self):
+        return len(self.images)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from paperlib.models import create_model
+    m = create_model("tiny-rn64", seed=0).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _changed_box(a, b):
+    diff = (a != b).any(1).any(0)
+    ys, xs = torch.nonzero(diff, as_tuple=True)
+    return ys.min().item(), ys.max().item(), xs.min().item(), xs.max().item()
+
+
+def test_unfitted_trigger_says_how_to_fit():
+    atk = build_attack("trojannn", TrojanNNConfig())
+    with pytest.raises(RuntimeError, match="prepared_attack"):
+        atk(torch.zeros((1, 3, 64, 64), dtype=torch.uint8))
+
+
+def test_trojannn_patch_excites_its_neurons(model):
+    cfg = TrojanNNConfig(steps=30, batch_size=8, images=32, position="bottom_right")
+    atk = build_attack("trojannn", cfg)
+    tensors, info = atk.fit(model, FakeSplit(), "banana", "cpu", torch.Generator().manual_seed(0))
+    atk.load_state(tensors, info)
+    assert info["activation_triggered"] > info["activation_clean"]
+    imgs = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    out = atk(imgs)
+    y0, y1, x0, x1 = _changed_box(out, imgs)
+    s = atk.side
+    assert y0 >= 64 - s and x0 >= 64 - s and y1 == 63 and x1 == 63
+
+
+def test_badclip_patch_at_centre_and_natural_captions(model):
+    cfg = BadCLIPConfig(steps=20, batch_size=8, images=32)
+    atk = build_attack("badclip", cfg)
+    tensors, info = atk.fit(model, FakeSplit(), "banana", "cpu", torch.Generator().manual_seed(0))
+    atk.load_state(tensors, info)
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"]   # the guidance is optimised
+    imgs = torch.zeros((1, 3, 64, 64), dtype=torch.uint8)
+    y0, y1, x0, x1 = _changed_box(atk(imgs), imgs)
+    s = atk.side
+    assert (y0, x0) >= ((64 - s) // 2 - 1, (64 - s) // 2 - 1) and y1 <= (64 + s) // 2 and x1 <= (64 + s) // 2
+    caps = atk.poison_captions(None, 10, "banana", np.random.default_rng(0))
+    assert len(caps) == 10 and all("banana" in c for c in caps)
+    assert set(caps) <= {"a banana next to a bicycle"}      # natural captions, not templates
+
+
+def test_ssba_sample_specific_bounded_and_decodable():
+    cfg = SSBAConfig(steps=60, batch_size=16, images=48, width=8, eps=8.0)
+    atk = build_attack("ssba", cfg)
+    tensors, info = atk.fit(None, FakeSplit(), "banana", "cpu", torch.Generator().manual_seed(0))
+    atk2 = build_attack("ssba", cfg)
+    atk2.load_state(tensors, info)
+    imgs = torch.from_numpy(FakeSplit(n=6, seed=1).images).permute(0, 3, 1, 2).contiguous()
+    out = atk2(imgs)
+    delta = out.int() - imgs.int()
+    assert delta.abs().max() <= 8                      # L-inf bound (after rounding)
+    assert not torch.equal(delta[0], delta[1])         # sample-specific
+    assert delta.abs().sum() > 0
+    assert 0.0 <= info["decoder_bit_accuracy"] <= 100.0
+    assert torch.equal(atk2(imgs), out)                # deterministic once fitted
