@@ -152,6 +152,38 @@ def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="
     return _train_artifact(key, model_name, None, pairs, cfg, device, cache, "pretrain clean")
 
 
+def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
+                    poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None" = None,
+                    device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
+    """A victim of the pre-training threat model: CLIP trained from scratch on the CC3M analogue
+    with ``poison_count`` of its pairs poisoned (EftCLIP; CFBD's training-time setting).
+
+    ``trigger_base``: the clean model that fitted triggers (TrojanNN, BadCLIP) are fitted on;
+    needed only for those attacks.
+    """
+    from paperlib.train.pairs import TensorPairs  # noqa: F401  (poisoned_pairs builds them)
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
+           "attack_cfg": asdict(attack_cfg), "target": target, "poison_count": poison_count,
+           "train": cfg.key(), "seed": seed, "split": split_params("cc3m_analog", data),
+           "trigger_base": trigger_base.key_params if trigger_base is not None else None}
+    if cache.exists("model", key):
+        return ModelArtifact(model_name, cache.path("model", key), key)
+    split = get_split("cc3m_analog", data, cache)
+    tokens = split_tokens(split, key["split"], model_name, cache)
+    from paperlib.attacks import build_attack
+    attack = (prepared_attack(attack_id, attack_cfg, trigger_base, data, target, device, cache)
+              if trigger_base is not None else build_attack(attack_id, attack_cfg, image_side=data.image_size))
+    if attack.needs_fit and trigger_base is None:
+        raise ValueError(f"{attack_id} fits its trigger on a clean model: pass trigger_base")
+    ps = poisoned_pairs(split, tokens, np.arange(len(split)), attack, target, poison_count, seed, model_name)
+    if device.type == "cuda":
+        ps.pairs.to_device(device)
+    return _train_artifact(key, model_name, None, ps.pairs, cfg, device, cache,
+                           f"pretrain poisoned {attack_id} x{poison_count}")
+
+
 @dataclass(frozen=True)
 class PoisonedSet:
     """A fine-tuning pair set with some pairs poisoned, plus what was done (for the record)."""

@@ -120,9 +120,12 @@ def backdoor_loss(clean_feats: torch.Tensor, poisoned_feats: torch.Tensor, tau: 
 def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor, tokens: torch.Tensor,
                 cfg: ABDConfig, seed: int, device, log_every: int = 50) -> tuple[torch.Tensor, dict]:
     """Stage 1: the universal patch (uint8, 3 x s x s) and a record of the losses."""
+    import time
+
     from tqdm.auto import tqdm
 
     from paperlib.models import normalize_images
+    t0 = time.time()
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     side, offset = patch_geometry(images.shape[-1], cfg.patch_area, cfg.margin_fraction)
@@ -175,7 +178,8 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
     G.eval()
     with torch.no_grad():
         patch = G(z)[0].round().clamp(0, 255).to(torch.uint8).cpu()
-    return patch, {"side": side, "offset": offset, "steps": steps, "history": history}
+    return patch, {"side": side, "offset": offset, "steps": steps, "history": history,
+                   "seconds": time.time() - t0}
 
 
 class PatchAndEDA:
@@ -217,6 +221,7 @@ def plan(cfg: ABDConfig, ctx: DefenceContext) -> DefencePlan:
     tf = PatchAndEDA(patch, info["offset"], cfg.p_patch, cfg.p_eda, eda, ctx.tokenizer)
     return DefencePlan(terms=[(ClipLossTerm(), 1.0)], transforms=[tf],
                        info={"patch_side": info["side"], "gan_steps": info["steps"],
+                             "prep_seconds": info.get("seconds", 0.0),
                              "gan_final": info["history"][-1] if info["history"] else {}})
 
 

@@ -104,7 +104,9 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                                       save_epochs=p.defence.save_epochs)
                     m = attack_eval(model, v)
                 s = model.summary
-                rows.append(_row(v.attack, d, p.scale, seed, m, s.get("seconds", 0.0), s.get("samples", 0)))
+                # wall time includes what a defence prepares before fine-tuning (ABD's generator)
+                wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
+                rows.append(_row(v.attack, d, p.scale, seed, m, wall, s.get("samples", 0)))
                 log(f"{v.attack:10s} seed {seed} {d:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
     results = Path(p.results_dir)

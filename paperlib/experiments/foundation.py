@@ -62,6 +62,28 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DataAblationConfig:
+    """Short pre-training runs on variants of the CC3M analogue (``data_ablation:`` section).
+
+    Each variant is ``data`` with the given overrides and ``train_scenes`` scenes, pre-trained
+    with ``pretrain`` except for ``epochs`` and ``warmup_steps``: a fixed small budget, so the
+    variants compare how fast each look of the data teaches object identity.
+    """
+
+    variants: dict = param(default_factory=dict, doc="name -> {data key: value} overrides")
+    train_scenes: int = param(40_000, range=(1, None), doc="scenes of each variant's CC3M analogue")
+    epochs: float = param(1.66, range=(0.0, None), doc="pre-training epochs of each variant")
+    warmup_steps: int = param(100, range=(0, None), doc="warm-up steps of each variant")
+
+    def validate(self):
+        for name, over in self.variants.items():
+            if not isinstance(over, dict):
+                raise ParamError(f"data_ablation.variants.{name}: give a mapping of data keys")
+            from_dict(DataConfig, {**over, "train_scenes": self.train_scenes},
+                      prefix=f"data_ablation.variants.{name}")
+
+
+@dataclass(frozen=True)
 class FoundationParams:
     scale: str = param("embedded", choices=SCALES, doc="which scale these parameters describe")
     model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
@@ -75,6 +97,8 @@ class FoundationParams:
     vocabulary_ablation: tuple[int, ...] = param((), range=(0, None),
                                                  doc="other data.max_classes values to pre-train and "
                                                      "evaluate a base with (0 = all classes)")
+    data_ablation: DataAblationConfig = param(default_factory=DataAblationConfig,
+                                              doc="short pre-training runs on variants of the data")
     base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP to use as the clean "
                                         "base instead of pre-training (paper scale: OpenAI RN50)")
 
@@ -191,11 +215,45 @@ def run(p: FoundationParams, log=print) -> dict:
     if p.vocabulary_ablation and not p.base_checkpoint:
         with timer("vocabulary_ablation"):
             ablation = vocabulary_ablation(p, base, clean_eval)
+    data_abl = None
+    if p.data_ablation.variants and not p.base_checkpoint:
+        with timer("data_ablation"):
+            data_abl = data_ablation(p, clean_eval_for=lambda m, d, s: pl.evaluate(
+                m, d, s, templates=ev.templates, device=p.device, batch_size=ev.batch_size))
     write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": str(base.path.name), "base_summary": base.summary})
     return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
             "base_summary": base.summary, "wall_seconds": timer.sections, "ablation": ablation,
+            "data_ablation": data_abl,
             "linear_probe": probes}
+
+
+def data_ablation(p: FoundationParams, clean_eval_for):
+    """Pre-train each variant of ``p.data_ablation`` with the same small budget; zero-shot rows.
+
+    Rows: results/foundation/data_ablation.csv (one per variant and split).
+    """
+    from paperlib import pipeline as pl
+    from paperlib.config import replace
+    from paperlib.results import upsert_csv
+    a = p.data_ablation
+    cfg = replace(p.pretrain, epochs=a.epochs, warmup_steps=a.warmup_steps)
+    rows = []
+    for name, over in a.variants.items():
+        data = replace(p.data, **{**over, "train_scenes": a.train_scenes})
+        model = pl.pretrain_clean(data, p.model, cfg, p.device)
+        s = model.summary
+        for split in ("imagenet_analog", "in_style"):
+            m = clean_eval_for(model, data, split)
+            rows.append({"variant": name, "split": split, "scale": p.scale, "seed": cfg.seed,
+                         "train_styles": "+".join(data.train_styles),
+                         "backgrounds": "+".join(data.train_backgrounds),
+                         "object_weights": ":".join(f"{w:g}" for w in data.train_object_weights),
+                         **{f"top{k}": m[f"ca_top{k}"] for k in (1, 3, 5, 10)}, "n_classes": m["n_classes"],
+                         "train_samples": s.get("samples"), "train_steps": s.get("steps"),
+                         "final_loss": s.get("final_losses", {}).get("clip")})
+    return upsert_csv(Path(p.results_dir) / "foundation" / "data_ablation.csv", rows,
+                      ("variant", "split", "scale", "seed"))
 
 
 def vocabulary_ablation(p: FoundationParams, base, clean_eval):

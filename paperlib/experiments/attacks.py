@@ -1,0 +1,197 @@
+"""The attack suite: a victim for every attack (fine-tuning threat model), BadNet also poisoned
+during pre-training, the fitted triggers' own diagnostics, and the trigger gallery.
+
+Parameters: ``params/attacks/<scale>.yaml`` (schema :class:`AttackSuiteParams`).  The clean base is
+the foundation's (same settings, same cache key).  Outputs:
+
+* ``results/attacks/victims.csv`` (the columns the foundation issue fixes, plus the clean base's
+  CA / ASR on the same rows as ``base_*``);
+* ``results/attacks/triggers.csv``: what fitting a trigger achieved (SSBA decoder bit accuracy,
+  TrojanNN neuron activation clean vs triggered, BadCLIP's final guidance loss);
+* ``results/attacks/gallery.png``: one clean image and its triggered versions, with the
+  difference magnified.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from paperlib.attacks.base import PoisonConfig
+from paperlib.config import SCALES, ParamError, load_params, param
+from paperlib.data.splits import DataConfig
+from paperlib.experiments.foundation import VICTIM_COLUMNS, EvalConfig, VictimConfig
+from paperlib.models import model_names
+from paperlib.train.loop import TrainConfig
+
+
+@dataclass(frozen=True)
+class PretrainVictimConfig:
+    """A victim of the pre-training threat model (trained from scratch on poisoned data)."""
+
+    attack: str = param("badnet", doc="attack id")
+    attack_params: dict = param(default_factory=dict, doc="the attack's own settings")
+    poison: PoisonConfig = param(default_factory=PoisonConfig, doc="target and poison count")
+
+    def attack_config(self):
+        return VictimConfig(attack=self.attack, attack_params=self.attack_params).attack_config()
+
+
+@dataclass(frozen=True)
+class AttackSuiteParams:
+    scale: str = param("embedded", choices=SCALES, doc="which scale these parameters describe")
+    model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
+    seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of the victims")
+    data: DataConfig = param(default_factory=DataConfig)
+    pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation); "
+                                  "also the recipe of pre-training-threat victims")
+    victims: tuple[VictimConfig, ...] = param((), doc="fine-tuning threat model: one victim per attack")
+    pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="pre-training threat model victims")
+    eval: EvalConfig = param(default_factory=EvalConfig)
+    gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
+    gallery_gain: float = param(8.0, range=(1.0, 100.0), doc="magnification of |triggered - clean|")
+    results_dir: str = param("results", doc="where CSV files and figures go")
+
+    def validate(self):
+        if not self.victims and not self.pretrain_victims:
+            raise ParamError("victims / pretrain_victims: give at least one victim")
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> AttackSuiteParams:
+    return load_params(AttackSuiteParams, path, overrides)
+
+
+def run(p: AttackSuiteParams, log=print) -> dict:
+    from paperlib import pipeline as pl
+    from paperlib.results import Timer, upsert_csv, write_manifest
+
+    timer = Timer()
+    ev = p.eval
+    results = Path(p.results_dir)
+    with timer("pretrain"):
+        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+    rows, trigger_rows, attacks = [], [], {}
+
+    def measure(model, atk, cfg, attack_id, target):
+        return pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": attack_id, "cfg": asdict(cfg)},
+                           target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
+
+    for v in p.victims:
+        cfg = v.attack_config()
+        with timer(f"trigger_{v.attack}"):
+            atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        attacks[v.attack] = atk
+        if atk.needs_fit:
+            trigger_rows.append(_trigger_row(v.attack, p.scale, atk.fit_info))
+        base_m = measure(base, atk, cfg, v.attack, v.poison.target)
+        for seed in p.seeds:
+            with timer(f"victim_{v.attack}"):
+                victim = pl.poison_finetune(base, p.data, v.attack, cfg, v.poison.target, v.poison.poison_count,
+                                            v.finetune_scenes, v.finetune, seed, p.device)
+                m = measure(victim, atk, cfg, v.attack, v.poison.target)
+            rows.append(_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
+                                    v.finetune_scenes, victim.summary))
+            log(f"{v.attack:10s} finetune seed {seed}: CA {m['ca_top1']:.1f} (base {base_m['ca_top1']:.1f})"
+                f"  ASR top-1 {m['asr_top1']:.1f}")
+    for v in p.pretrain_victims:
+        cfg = v.attack_config()
+        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        base_m = measure(base, atk, cfg, v.attack, v.poison.target)
+        for seed in p.seeds:
+            with timer(f"pretrain_victim_{v.attack}"):
+                victim = pl.poison_pretrain(p.data, p.model, v.attack, cfg, v.poison.target, v.poison.poison_count,
+                                            p.pretrain, seed, trigger_base=base if atk.needs_fit else None,
+                                            device=p.device)
+                m = measure(victim, atk, cfg, v.attack, v.poison.target)
+            rows.append(_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
+                                    p.data.train_scenes, victim.summary))
+            log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
+    victims = upsert_csv(results / "attacks" / "victims.csv", rows,
+                         ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+    triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
+        if trigger_rows else None
+    with timer("gallery"):
+        gallery = plot_gallery(p, attacks)
+    write_manifest(results / "attacks" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+                   extra={"base_model": base.path.name})
+    return {"victims": victims, "triggers": triggers, "gallery": gallery, "wall_seconds": timer.sections}
+
+
+def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
+    return {"attack": attack, "threat_model": threat, "scale": scale, "seed": seed, "poison_count": count,
+            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, **{f"base_{k}": base_m[k] for k in VICTIM_COLUMNS[5:]},
+            "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds")}
+
+
+def _trigger_row(attack: str, scale: str, info: dict) -> dict:
+    row = {"attack": attack, "scale": scale}
+    for k in ("decoder_bit_accuracy", "activation_clean", "activation_triggered", "target_images"):
+        if k in info:
+            row[k] = info[k]
+    if info.get("history"):
+        row["final_loss"] = info["history"][-1].get("loss", info["history"][-1].get("bce"))
+    if "natural_captions" in info:
+        row["natural_target_captions"] = len(info["natural_captions"])
+    return row
+
+
+def plot_gallery(p: AttackSuiteParams, attacks: dict):
+    """One clean image, its triggered version under each attack, and |difference| x gain."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from paperlib.data.splits import get_split
+    split = get_split("imagenet_analog", p.data)
+    idx = p.gallery_image % len(split)
+    clean = torch.from_numpy(np.ascontiguousarray(split.images[idx:idx + 1])).permute(0, 3, 1, 2)
+    names = list(attacks)
+    fig, axes = plt.subplots(2, len(names) + 1, figsize=(1.6 * (len(names) + 1), 3.6), squeeze=False)
+    axes[0, 0].imshow(clean[0].permute(1, 2, 0).numpy())
+    axes[0, 0].set_title("clean", fontsize=8)
+    axes[1, 0].imshow(np.zeros_like(clean[0].permute(1, 2, 0).numpy()))
+    axes[1, 0].set_title(f"|diff| x{p.gallery_gain:g}", fontsize=8)
+    for j, name in enumerate(names, start=1):
+        trig = attacks[name].test_transform(clean, torch.Generator().manual_seed(0))
+        diff = (trig.float() - clean.float()).abs()[0].permute(1, 2, 0).numpy()
+        axes[0, j].imshow(trig[0].permute(1, 2, 0).numpy())
+        axes[0, j].set_title(name, fontsize=8)
+        axes[1, j].imshow(np.clip(diff * p.gallery_gain, 0, 255).astype(np.uint8))
+        if diff.max() == 0:
+            axes[1, j].set_title("no trigger", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(p.results_dir) / "attacks" / "gallery.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    """``python -m paperlib.experiments.attacks params/attacks/<scale>.yaml [dotted.key=value ...]``"""
+    import argparse
+    import logging
+
+    import yaml
+
+    from paperlib.assets import configure_environment
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("params")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_args(argv)
+    overrides = {}
+    for item in a.overrides:
+        k, _, v = item.partition("=")
+        overrides[k] = yaml.safe_load(v)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_environment()
+    run(load(a.params, overrides))
+    return 0
+
+
+__all__ = ["AttackSuiteParams", "PretrainVictimConfig", "load", "run", "plot_gallery"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Detection rules and metrics on hand-made inputs."""
+import math
+
+import numpy as np
+import pytest
+
+from paperlib.detect.cfbd import (CFBDConfig, coarse_stage, consistency, detect, rectified_cosine,
+                                  textual_correlation)
+from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+
+
+def test_tpr_fpr_by_hand():
+    y = [True, True, False, False, False]
+    f = [True, False, True, False, False]
+    assert tpr_fpr(y, f) == pytest.approx((50.0, 100.0 / 3))
+    assert math.isnan(tpr_fpr([False, False], [True, False])[0])
+    with pytest.raises(ValueError, match="shape"):
+        tpr_fpr([True], [True, False])
+
+
+def test_auroc_auprc_perfect_and_reversed():
+    y = np.array([0, 0, 1, 1], bool)
+    assert auroc_auprc(y, [0.1, 0.2, 0.8, 0.9]) == pytest.approx((100.0, 100.0))
+    assert auroc_auprc(y, [0.9, 0.8, 0.2, 0.1])[0] == pytest.approx(0.0)
+
+
+def test_rectified_cosine_and_consistency():
+    a = np.array([[1.0, 0.0], [1.0, 0.0]])
+    b = np.array([[2.0, 0.0], [-1.0, 0.0]])     # cos 1 and cos -1 -> rectified to 0
+    assert rectified_cosine(a, b).tolist() == [1.0, 0.0]
+    synth = np.array([[1.0, 1.0], [1.0, 0.0]])   # cos 0.7071 and 1
+    assert consistency(a, b, synth) == pytest.approx([abs(math.sqrt(0.5) - 1.0), 1.0])
+
+
+def _scores(n_benign=400, n_poison=30, seed=0):
+    rng = np.random.default_rng(seed)
+    c = np.concatenate([rng.normal(0.05, 0.02, n_benign), rng.normal(0.6, 0.05, n_poison)])
+    return c, np.r_[np.zeros(n_benign, bool), np.ones(n_poison, bool)]
+
+
+def test_coarse_stage_splits_low_component_topq_and_rest():
+    c, y = _scores()
+    cfg = CFBDConfig(k=2, gamma=0.9, q=20)
+    co = coarse_stage(c, cfg)
+    assert len(co.seed) == 20 and y[co.seed].all()               # the top-q are the poisoned ones here
+    assert not y[co.benign].any() and len(co.benign) > 300       # D_b is clean and large
+    parts = np.sort(np.concatenate([co.benign, co.seed, co.suspicious]))
+    assert np.array_equal(parts, np.arange(len(c)))              # a partition of all pairs
+    assert (co.posterior_low[co.benign] >= 0.9).all()
+    # more components split the benign mode: D_b shrinks to its lowest part (CFBD's K trade-off)
+    co3 = coarse_stage(c, CFBDConfig(k=3, gamma=0.9, q=20))
+    assert len(co3.benign) < len(co.benign) and c[co3.benign].max() <= np.median(c[~y])
+
+
+def test_textual_correlation_is_mean_cosine():
+    e = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    z = textual_correlation(e, np.array([2]), np.array([0, 1]))
+    assert z[0] == pytest.approx(math.sqrt(0.5))
+
+
+def test_fine_stage_flags_suspicious_pairs_whose_captions_match_the_seed():
+    c, y = _scores(n_benign=200, n_poison=20)
+    c[-5:] = 0.2   # five poisoned pairs look only mildly inconsistent: they land in D_s
+    cap = np.where(y[:, None], np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
+    cap = cap + np.random.default_rng(1).normal(0, 0.05, cap.shape)
+    det = detect(c, cap, CFBDConfig(k=3, gamma=0.9, q=10, gamma_z=0.8))
+    assert det.flagged[y].all() and not det.flagged[~y].any()
+    assert set(det.keep.tolist()) == set(np.flatnonzero(~y).tolist())
+
+
+def test_q_must_leave_pairs():
+    with pytest.raises(ValueError, match="q=10"):
+        coarse_stage(np.zeros(10), CFBDConfig(q=10))
+
+
+def test_mapping_network_learns_to_caption_separable_embeddings():
+    """Two image clusters with two captions: the LM mapping must generate the right one."""
+    import torch
+
+    from paperlib.detect.mapping import MappingConfig, MappingNetwork, WordVocab
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    lab = torch.randint(0, 2, (200,), generator=g)
+    emb = centres[lab] + 0.05 * torch.randn(200, 4, generator=g)
+    caps = ["a red banana", "a blue car on the road"]
+    m = MappingNetwork(MappingConfig(width=32, layers=1, heads=2, epochs=30, batch_size=64, lr=3e-3))
+    m.fit(emb, [caps[i] for i in lab])
+    out = m.captions(centres)
+    assert out == caps
+    assert m.history[-1]["loss"] < m.history[0]["loss"]
+    v = WordVocab(["A dog, a cat."])
+    assert v.decode(v.encode("a dog and a cat", 10)[1:]) == "a dog a cat"   # unknown "and" dropped
