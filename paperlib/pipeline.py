@@ -490,3 +490,46 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
     return _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",
                            terms=p.terms, transforms=p.transforms, save_epochs=save_epochs,
                            info={"defence_info": p.info, "clean_scenes": clean_scenes})
+
+
+@torch.no_grad()
+def encode_token_rows(model, tokens: np.ndarray, device, batch_size: int = 1024) -> torch.Tensor:
+    """Normalised text embeddings of pre-tokenised captions (N, L) (CPU tensor)."""
+    import torch.nn.functional as F
+    model.eval()
+    out = []
+    for s in range(0, len(tokens), batch_size):
+        t = torch.as_tensor(np.ascontiguousarray(tokens[s:s + batch_size])).to(device)
+        out.append(F.normalize(model.encode_text(t).float(), dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def pair_embeddings(model, pairs, device, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Image and caption embeddings of every row of a pair set (first caption of each row),
+    plus the caption strings (when the pair set has them)."""
+    from paperlib.eval.zeroshot import encode_images
+    rows = np.arange(len(pairs))
+    imgs, txts, texts = [], [], []
+    for s in range(0, len(rows), batch_size):
+        b = pairs.fetch(rows[s:s + batch_size])
+        imgs.append(encode_images(model, b["images"], batch_size, device))
+        txts.append(encode_token_rows(model, b["tokens"].numpy(), device, batch_size))
+        texts += b.get("texts", [])
+    return torch.cat(imgs), torch.cat(txts), texts
+
+
+def retrain_on(base: ModelArtifact, pairs, keep: np.ndarray, cfg: TrainConfig, key: dict, device="auto",
+               cache: ArtifactCache | None = None, desc: str = "retrain") -> ModelArtifact:
+    """Fine-tune the clean pre-trained model on the kept rows of a pair set (CFBD's retraining,
+    EftCLIP's curated set); ``key`` names what was kept (cached under it)."""
+    from paperlib.train.pairs import TensorPairs
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "retrain", "base": base.key_params, "train": cfg.key(), **key}
+    if cache.exists("model", key):
+        return ModelArtifact(base.name, cache.path("model", key), key)
+    sub = TensorPairs(pairs.images, pairs.tokens, rows=pairs.rows[keep], extra_images=pairs.extra_images,
+                      extra_tokens=pairs.extra_tokens, texts=pairs.texts, extra_texts=pairs.extra_texts)
+    if device.type == "cuda":
+        sub.to_device(device)
+    return _train_artifact(key, base.name, base, sub, cfg, device, cache, desc)

@@ -90,3 +90,31 @@ def test_mapping_network_learns_to_caption_separable_embeddings():
     assert m.history[-1]["loss"] < m.history[0]["loss"]
     v = WordVocab(["A dog, a cat."])
     assert v.decode(v.encode("a dog and a cat", 10)[1:]) == "a dog a cat"   # unknown "and" dropped
+
+
+def test_abl_isolates_the_lowest_losses_and_lga_flips_sign():
+    import torch
+
+    from paperlib.detect.abl import LGATerm, isolate
+    flagged = isolate(np.array([0.5, 0.1, 0.9, 0.05, 0.7]), 0.4)
+    assert flagged.tolist() == [False, True, False, True, False]
+    assert isolate(np.array([1.0, 2.0]), 0.001).sum() == 1
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logit_scale = torch.nn.Parameter(torch.tensor(0.0))
+
+        def encode_image(self, x):
+            return x.flatten(1)[:, :2]
+
+        def encode_text(self, t):
+            return t.float()
+
+    from paperlib.train.losses import StepContext
+    img = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]]).expand(2, 3, 1, 2) * 255
+    tok = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    step = StepContext(M(), {"images": img, "tokens": tok})
+    low = LGATerm(gamma=10.0)(step)          # loss below gamma: ascent (negative)
+    high = LGATerm(gamma=0.0)(StepContext(M(), {"images": img, "tokens": tok}))
+    assert low.item() < 0 < high.item() and low.item() == pytest.approx(-high.item())

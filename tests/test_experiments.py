@@ -10,7 +10,7 @@ from paperlib.config import ParamError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("experiment", ["attacks", "defences"])
+@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection"])
 @pytest.mark.parametrize("scale", ["smoke", "embedded", "gpu", "paper"])
 def test_parameter_files_load(experiment, scale):
     import importlib
@@ -47,3 +47,20 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     assert set(m.defence) == {"none", "ft", "cleanerclip"}
     assert (m[m.defence != "none"].samples > 0).all()
     assert m[[c for c in m.columns if c.startswith(("ca_", "asr_"))]].apply(lambda s: s.between(0, 100)).all().all()
+
+
+@pytest.mark.parametrize("scale", ["embedded", "gpu"])
+def test_experiments_share_the_foundation_base(scale):
+    """Same data and pre-training settings = the same cached clean base for every experiment."""
+    import importlib
+
+    from paperlib.data.splits import split_params
+    from paperlib.experiments import foundation
+    ref = foundation.load(ROOT / "params" / "foundation" / f"{scale}.yaml")
+    for name in ("attacks", "defences", "detection"):
+        path = ROOT / "params" / name / f"{scale}.yaml"
+        if not path.is_file():
+            continue
+        p = importlib.import_module(f"paperlib.experiments.{name}").load(path)
+        assert split_params("cc3m_analog", p.data) == split_params("cc3m_analog", ref.data), name
+        assert p.pretrain.key() == ref.pretrain.key(), name

@@ -88,7 +88,7 @@ class PrefixCaptioner(nn.Module):
         self.tok = nn.Embedding(vocab_size, w)
         self.pos = nn.Parameter(torch.zeros(cfg.prefix_len + cfg.max_words + 2, w))
         layer = nn.TransformerEncoderLayer(w, cfg.heads, 4 * w, dropout=0.0, batch_first=True, norm_first=True)
-        self.body = nn.TransformerEncoder(layer, cfg.layers)
+        self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.head = nn.Linear(w, vocab_size)
         nn.init.normal_(self.pos, std=0.01)
 

@@ -1,0 +1,226 @@
+"""Poisoned-pair detection: CFBD's coarse-to-fine detector on every victim's poisoned set, and the
+model retrained on the pairs it keeps.
+
+Parameters: ``params/detection/<scale>.yaml`` (schema :class:`DetectionParams`).  The clean base
+and the victims' poisoned pair sets are the foundation's / attack suite's (same cache keys when
+the same settings are given).  CFBD's detector uses the clean pre-trained CLIP's encoders (the
+defender's model) and a mapping network trained on the Flickr30K analogue (the paper: COCO),
+disjoint from the poisoned set.  Output: ``results/detection/cfbd.csv`` (attack, poison_count,
+stage, tpr, fpr, auroc, auprc, and the CA / ASR of the retrained model) and its manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paperlib.config import SCALES, ParamError, load_params, param
+from paperlib.data.splits import DataConfig
+from paperlib.detect.abl import ABLConfig
+from paperlib.detect.cfbd import CFBDConfig
+from paperlib.detect.mapping import MappingConfig
+from paperlib.experiments.foundation import EvalConfig, VictimConfig
+from paperlib.models import model_names
+from paperlib.train.loop import TrainConfig
+
+ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
+CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
+                "ca_top1", "asr_top1", "kept", "n_pairs")
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    scale: str = param("embedded", choices=SCALES, doc="which scale these parameters describe")
+    model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
+    seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of the victims")
+    data: DataConfig = param(default_factory=DataConfig)
+    pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
+    victims: tuple[VictimConfig, ...] = param((), doc="victims whose poisoned sets are screened")
+    cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
+    mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
+    retrain: bool = param(True, doc="fine-tune the clean base on the kept pairs (victim's recipe) and evaluate")
+    abl: ABLConfig = param(default_factory=ABLConfig, doc="ABL, the baseline detector")
+    run_abl: bool = param(True, doc="also run ABL on every poisoned set")
+    eval: EvalConfig = param(default_factory=EvalConfig)
+    results_dir: str = param("results", doc="where CSV files and figures go")
+
+    def validate(self):
+        if not self.victims:
+            raise ParamError("victims: give at least one victim whose poisoned set is screened")
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> DetectionParams:
+    return load_params(DetectionParams, path, overrides)
+
+
+def trained_mapping(p: DetectionParams, base, device):
+    """CFBD's F, trained on the Flickr30K analogue's (image embedding, caption) pairs; cached."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from paperlib import pipeline as pl
+    from paperlib.cache import ArtifactCache, write_json_atomic
+    from paperlib.data.splits import split_params
+    from paperlib.detect.mapping import MappingNetwork, PrefixCaptioner, RegressionMapping, WordVocab
+    from paperlib.eval.zeroshot import encode_images
+    cache = ArtifactCache()
+    key = {"role": "cfbd_mapping", "base": base.key_params, "cfg": asdict(p.mapping),
+           "split": split_params("flickr_analog", p.data)}
+    split = pl.get_split("flickr_analog", p.data, cache)
+
+    def build(work: Path):
+        model = base.load(device)
+        emb = encode_images(model, split.images, 512, device)
+        caps = [c[0] for c in split.captions]
+        text_emb = None
+        if p.mapping.kind == "regression":
+            tok = pl.split_tokens(split, split_params("flickr_analog", p.data), base.name, cache)
+            text_emb = pl.encode_token_rows(model, tok[:, 0], device)
+        m = MappingNetwork(p.mapping).fit(emb, caps, text_emb, device)
+        save_file({k: v.contiguous().cpu() for k, v in m.net.state_dict().items()}, str(work / "mapping.safetensors"))
+        write_json_atomic(work / "mapping.json", {"vocab": m.vocab.itos if m.vocab else None,
+                                                  "embed_dim": int(emb.shape[1]), "history": m.history})
+
+    path = cache.get_or_build("mapping", key, build)
+    meta = json.loads((path / "mapping.json").read_text())
+    m = MappingNetwork(p.mapping)
+    if p.mapping.kind == "lm":
+        m.vocab = WordVocab([])
+        m.vocab.itos = meta["vocab"]
+        m.vocab.stoi = {w: i for i, w in enumerate(m.vocab.itos)}
+        m.net = PrefixCaptioner(meta["embed_dim"], len(m.vocab), p.mapping)
+    else:
+        m.net = RegressionMapping(meta["embed_dim"], 4 * meta["embed_dim"])
+    m.net.load_state_dict(load_file(str(path / "mapping.safetensors")))
+    m.net.to(device).eval()
+    m.history = meta["history"]
+    _ = torch
+    return m
+
+
+def run(p: DetectionParams, log=print) -> dict:
+    import torch
+
+    from paperlib import pipeline as pl
+    from paperlib.data.splits import split_params
+    from paperlib.detect.cfbd import consistency, detect
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.models import get_tokenizer
+    from paperlib.results import Timer, upsert_csv, write_manifest
+
+    timer = Timer()
+    ev = p.eval
+    device = pl.resolve_device(p.device)
+    with timer("pretrain"):
+        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+    with timer("mapping"):
+        mapping = trained_mapping(p, base, device)
+    clean = base.load(device)
+    tokenizer = get_tokenizer(base.name)
+    split = pl.get_split("cc3m_analog", p.data)
+    tokens = pl.split_tokens(split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
+    rows, scores, abl_rows = [], {}, []
+    for v in p.victims:
+        cfg = v.attack_config()
+        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        for seed in p.seeds:
+            with timer(f"detect_{v.attack}"):
+                ids = pl.finetune_scene_ids(split, v.finetune_scenes, seed)
+                enc = pl.clean_encoder(base, v.poison.target, device) if atk.needs_encoder and v.poison.poison_count else None
+                ps = pl.poisoned_pairs(split, tokens, ids, atk, v.poison.target, v.poison.poison_count, seed,
+                                       base.name, encoder=enc)
+                img, txt, _ = pl.pair_embeddings(clean, ps.pairs, device)
+                synth, _ = mapping.synthetic(img, clean, tokenizer, device)
+                c = consistency(img.numpy(), txt.numpy(), synth.numpy())
+                det = detect(c, txt.numpy(), p.cfbd)
+            truth = np.zeros(len(ps.pairs), bool)
+            truth[ps.poisoned_rows] = True
+            scores[(v.attack, seed)] = {"c": c, "z": det.z, "truth": truth}
+            for stage, flagged, score in (("coarse", det.coarse_flagged, c),
+                                          ("fine", det.flagged, np.where(det.flagged, 1.0, 0.0) + c)):
+                tpr, fpr = tpr_fpr(truth, flagged)
+                auroc, auprc = auroc_auprc(truth, score)
+                rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
+                             "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
+                             "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth))})
+            if p.retrain and len(det.keep) < v.finetune.batch_size:
+                log(f"{v.attack}: only {len(det.keep)} pairs kept, fewer than one batch; not retrained")
+            elif p.retrain:
+                with timer(f"retrain_{v.attack}"):
+                    digest = hashlib.sha256(np.sort(det.keep).tobytes()).hexdigest()[:16]
+                    model = pl.retrain_on(base, ps.pairs, det.keep, v.finetune,
+                                          {"victim_pairs": {"attack": v.attack, "cfg": asdict(cfg), "seed": seed,
+                                                            "poison": asdict(v.poison), "scenes": v.finetune_scenes},
+                                           "keep": digest}, p.device, desc=f"CFBD retrain {v.attack}")
+                    m = pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": v.attack, "cfg": asdict(cfg)},
+                                    v.poison.target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
+                rows[-1].update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
+            if p.run_abl:
+                with timer(f"abl_{v.attack}"):
+                    abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
+            log(f"{v.attack:10s} seed {seed}: coarse TPR {rows[-2]['tpr']:.1f} FPR {rows[-2]['fpr']:.1f} | "
+                f"fine TPR {rows[-1]['tpr']:.1f} FPR {rows[-1]['fpr']:.1f}")
+    results = Path(p.results_dir)
+    table = upsert_csv(results / "detection" / "cfbd.csv", rows, ("attack", "poison_count", "stage", "scale", "seed"),
+                       CFBD_COLUMNS)
+    abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
+                     ABL_COLUMNS) if abl_rows else None
+    write_manifest(results / "detection" / f"manifest_cfbd_{p.scale}.json", asdict(p), timer.sections,
+                   extra={"base_model": base.path.name, "mapping_final_loss": mapping.history[-1] if mapping.history else None})
+    _ = torch
+    return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections}
+
+
+def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: int, truth, device) -> dict:
+    """ABL's isolation stage on one poisoned pair set: LGA training from the clean base, then the
+    lowest-loss ``isolation_ratio`` of pairs is isolated."""
+    from paperlib import pipeline as pl
+    from paperlib.config import replace
+    from paperlib.detect.abl import LGATerm, isolate, per_pair_losses
+    from paperlib.detect.metrics import tpr_fpr
+    a = p.abl
+    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
+    key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(), "flooding": a.flooding,
+           "victim_pairs": {"attack": v.attack, "cfg": asdict(attack_cfg), "seed": seed,
+                            "poison": asdict(v.poison), "scenes": v.finetune_scenes}}
+    cache = pl.ArtifactCache()
+    if cache.exists("model", key):
+        model = pl.ModelArtifact(base.name, cache.path("model", key), key)
+    else:
+        model = pl._train_artifact(key, base.name, base, ps.pairs, cfg, device, cache, f"ABL isolation {v.attack}",
+                                   terms=[(LGATerm(a.flooding), 1.0)])
+    losses = per_pair_losses(model.load(device), ps.pairs, a.batch_size, device, seed)
+    flagged = isolate(losses, a.isolation_ratio)
+    tpr, fpr = tpr_fpr(truth, flagged)
+    return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
+            "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth))}
+
+
+def main(argv=None) -> int:
+    """``python -m paperlib.experiments.detection params/detection/<scale>.yaml [dotted.key=value ...]``"""
+    import argparse
+    import logging
+
+    import yaml
+
+    from paperlib.assets import configure_environment
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("params")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_args(argv)
+    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in a.overrides)}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_environment()
+    run(load(a.params, overrides))
+    return 0
+
+
+__all__ = ["DetectionParams", "CFBD_COLUMNS", "load", "run", "trained_mapping"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
