@@ -72,6 +72,10 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
     rows, trigger_rows, attacks = [], [], {}
 
+    def save_rows(rows):
+        return upsert_csv(results / "attacks" / "victims.csv", rows,
+                          ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+
     def measure(model, atk, cfg, attack_id, target):
         return pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": attack_id, "cfg": asdict(cfg)},
                            target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
@@ -91,6 +95,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 m = measure(victim, atk, cfg, v.attack, v.poison.target)
             rows.append(_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
                                     v.finetune_scenes, victim.summary))
+            save_rows(rows)   # after every victim: a long run shows its progress in results/
             log(f"{v.attack:10s} finetune seed {seed}: CA {m['ca_top1']:.1f} (base {base_m['ca_top1']:.1f})"
                 f"  ASR top-1 {m['asr_top1']:.1f}")
     for v in p.pretrain_victims:
@@ -105,9 +110,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 m = measure(victim, atk, cfg, v.attack, v.poison.target)
             rows.append(_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
                                     p.data.train_scenes, victim.summary))
+            save_rows(rows)
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
-    victims = upsert_csv(results / "attacks" / "victims.csv", rows,
-                         ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+    victims = save_rows(rows)
     triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
         if trigger_rows else None
     with timer("gallery"):

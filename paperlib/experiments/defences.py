@@ -36,16 +36,53 @@ class DefenceSettings:
                                                                    warmup_steps=20),
                                doc="optimiser settings shared by all defences (the fair budget)")
     settings: dict = param(default_factory=dict, doc="per-defence settings: {defence id: {key: value}}")
+    per_attack: dict = param(default_factory=dict,
+                             doc="settings for one attack only: {attack id: {defence id: {key: value}}} "
+                                 "(CleanerCLIP uses 3,000 sub-captioned samples against BadCLIP)")
     save_epochs: bool = param(False, doc="keep per-epoch weights (ASR-per-epoch curves)")
+    variants: dict = param(default_factory=dict,
+                           doc="extra rows: {label: {defence: id, key: value, ...}}, e.g. ABD's ablations "
+                               "{abd_uap: {defence: abd, lambda_bd: 0}}")
 
     def validate(self):
         for d, values in self.settings.items():
             if d not in DEFENCES:
                 raise ParamError(f"defence.settings: unknown defence {d!r}; valid: {', '.join(DEFENCES)}")
             from_dict(defence_config_class(d), values, prefix=f"defence.settings.{d}")
+        for a, by_defence in self.per_attack.items():
+            if a not in ATTACK_IDS:
+                raise ParamError(f"defence.per_attack: unknown attack {a!r}; valid: {', '.join(ATTACK_IDS)}")
+            for d in by_defence:
+                if d not in DEFENCES:
+                    raise ParamError(f"defence.per_attack.{a}: unknown defence {d!r}; valid: {', '.join(DEFENCES)}")
+                self.config(d, a)
 
-    def config(self, defence_id: str):
-        return from_dict(defence_config_class(defence_id), self.settings.get(defence_id, {}))
+        for label, spec in self.variants.items():
+            if not isinstance(spec, dict) or spec.get("defence") not in DEFENCES:
+                raise ParamError(f"defence.variants.{label}: needs 'defence' (one of {', '.join(DEFENCES)}) "
+                                 f"and that defence's settings")
+            if label in DEFENCES or label == "none":
+                raise ParamError(f"defence.variants.{label}: a variant label must differ from the defence ids")
+            self.variant(label)
+
+    def variant(self, label: str, attack: str | None = None):
+        """(defence id, settings) of a variant row: the defence's settings with the variant's on top."""
+        spec = dict(self.variants[label])
+        d = spec.pop("defence")
+        values = {**self.settings.get(d, {}), **(self.per_attack.get(attack, {}).get(d, {}) if attack else {}), **spec}
+        return d, from_dict(defence_config_class(d), values, prefix=f"defence.variants.{label}")
+
+    def rows(self, attack: str):
+        """(row label, defence id, settings) of every defended model for ``attack``."""
+        out = [(d, d, self.config(d, attack)) for d in self.methods]
+        out += [(label, *self.variant(label, attack)) for label in self.variants]
+        return out
+
+    def config(self, defence_id: str, attack: str | None = None):
+        """The settings of ``defence_id`` (with ``attack``'s own overrides, if any)."""
+        values = {**self.settings.get(defence_id, {}),
+                  **(self.per_attack.get(attack, {}).get(defence_id, {}) if attack else {})}
+        return from_dict(defence_config_class(defence_id), values, prefix=f"defence.{defence_id}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,11 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
     with timer("pretrain"):
         base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
     rows = []
+    results = Path(p.results_dir)
+
+    def save(rows):
+        return upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
+                          MATRIX_COLUMNS)
 
     def attack_eval(model, v: VictimConfig):
         cfg = v.attack_config()
@@ -97,21 +139,20 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                                             v.poison.poison_count, v.finetune_scenes, v.finetune, seed, p.device)
                 m = attack_eval(victim, v)
             rows.append(_row(v.attack, "none", p.scale, seed, m, 0.0, 0))
-            for d in p.defence.methods:
-                with timer(f"defence_{d}"):
-                    model = pl.defend(victim, p.data, d, p.defence.config(d), p.defence.clean_scenes,
+            for label, d, dcfg in p.defence.rows(v.attack):
+                with timer(f"defence_{label}"):
+                    model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
                                       p.defence.train, seed, clean_base=base, device=p.device,
                                       save_epochs=p.defence.save_epochs)
                     m = attack_eval(model, v)
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
-                rows.append(_row(v.attack, d, p.scale, seed, m, wall, s.get("samples", 0)))
-                log(f"{v.attack:10s} seed {seed} {d:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
+                rows.append(_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)))
+                save(rows)   # after every defended model: long runs show progress in results/
+                log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
-    results = Path(p.results_dir)
-    matrix = upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
-                        MATRIX_COLUMNS)
+    matrix = save(rows)
     write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
@@ -148,7 +189,6 @@ def main(argv=None) -> int:
 
 
 __all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "load", "run"]
-_ = ATTACK_IDS
 
 if __name__ == "__main__":
     raise SystemExit(main())

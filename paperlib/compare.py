@@ -1,0 +1,100 @@
+"""Our measurements beside the papers' numbers, and claims checked by code.
+
+:func:`beside_paper` turns tidy result rows (one per attack x defence x seed) into one row per
+(attack, defence, metric, k) with our mean, spread and seed count next to the value the paper
+printed (from :mod:`paperlib.papers`, which names paper, table and row).  :class:`Claim` is one
+headline claim of a paper, evaluated on our numbers; :func:`claims_table` writes them as data
+(``results/<paper>/claims.csv``: claim, paper_value, ours, holds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def seed_summary(rows: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Long format: one row per ``keys`` x metric with mean, std (ddof 1; NaN for one seed), n."""
+    long = rows.melt(id_vars=list(keys) + ["seed"], value_vars=list(metrics), var_name="column", value_name="value")
+    g = long.groupby(list(keys) + ["column"])["value"]
+    out = g.agg(ours_mean="mean", ours_std="std", n_seeds="count").reset_index()
+    out["metric"] = out["column"].str.extract(r"^(ca|asr)")[0]
+    out["k"] = out["column"].str.extract(r"top(\d+)$")[0].astype(float)
+    return out.drop(columns="column")
+
+
+def beside_paper(rows: pd.DataFrame, paper: str, table: str, defences: dict[str, str],
+                 scale: str) -> pd.DataFrame:
+    """Our seeds summarised beside ``paper``'s ``table``.
+
+    ``defences`` maps our defence labels (the ``defence`` column of our rows) to the paper's
+    defence ids (the ``defence`` column of :mod:`paperlib.papers`), e.g. ``{"abd_uap": "uap"}``.
+    A paper value printed without a k (a single accuracy, as ABD prints) is compared with our top-1.
+    """
+    from paperlib.papers import lookup
+    metrics = [c for c in rows.columns if c.startswith(("ca_top", "asr_top"))]
+    ours = rows[(rows["scale"] == scale) & rows["defence"].isin(list(defences))]
+    summ = seed_summary(ours, ["attack", "defence"], metrics)
+    ref = lookup(paper, table, defence=list(set(defences.values())))
+    ref = ref.assign(k=ref["k"].fillna(1))
+    back = {}
+    for ours_id, theirs in defences.items():
+        back.setdefault(theirs, []).append(ours_id)
+    ref = ref.assign(defence=ref["defence"].map(back)).explode("defence")
+    ref = ref[["attack", "defence", "metric", "k", "value"]].rename(columns={"value": "paper"})
+    out = summ.merge(ref, on=["attack", "defence", "metric", "k"], how="left")
+    out.insert(0, "scale", scale)
+    out["paper_source"] = f"{paper} {table}"
+    return out.sort_values(["attack", "defence", "metric", "k"]).reset_index(drop=True)
+
+
+def wide_top1(table: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Top-1 CA / ASR per attack and defence, ours (mean +- std) beside the paper's."""
+    t = table[table["k"] == 1].copy()
+
+    def fmt(r):
+        s = f"{r.ours_mean:.1f}"
+        if r.n_seeds > 1 and np.isfinite(r.ours_std):
+            s += f" ± {r.ours_std:.1f}"
+        return s
+    t["ours"] = t.apply(fmt, axis=1)
+    t["paper"] = t["paper"].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}")
+    t["defence"] = pd.Categorical(t["defence"], categories=list(order), ordered=True)
+    wide = t.pivot_table(index=["attack", "defence"], columns="metric", values=["ours", "paper"],
+                         aggfunc="first", observed=True)
+    wide.columns = [f"{m.upper()} top-1 ({who})" for who, m in wide.columns]
+    cols = [c for m in ("CA", "ASR") for c in (f"{m} top-1 (ours)", f"{m} top-1 (paper)") if c in wide.columns]
+    return wide[cols].reset_index()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A headline claim: ``ours`` computes our value from the result table, ``holds`` decides."""
+
+    text: str
+    paper_value: str
+    ours: Callable[[pd.DataFrame], float]
+    holds: Callable[[float], bool]
+
+
+def claims_table(claims: Sequence[Claim], table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for c in claims:
+        try:
+            v = float(c.ours(table))
+            ok = bool(c.holds(v)) if np.isfinite(v) else None
+        except (KeyError, IndexError, ValueError):
+            v, ok = float("nan"), None
+        rows.append({"claim": c.text, "paper_value": c.paper_value, "ours": v,
+                     "holds": "yes" if ok else ("no" if ok is False else "not measured")})
+    return pd.DataFrame(rows)
+
+
+def metric(table: pd.DataFrame, attack: str, defence: str, metric_name: str, k: int = 1) -> float:
+    """Our mean of one cell of a :func:`beside_paper` table (KeyError if absent)."""
+    sel = table[(table.attack == attack) & (table.defence == defence) & (table.metric == metric_name) & (table.k == k)]
+    if sel.empty:
+        raise KeyError((attack, defence, metric_name, k))
+    return float(sel["ours_mean"].iloc[0])

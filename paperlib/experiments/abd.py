@@ -1,0 +1,168 @@
+"""ABD's tables and figure from the defence matrix.
+
+Parameters: ``params/abd/<scale>.yaml`` (the defence matrix's schema; ABD's ablations are matrix
+``variants``: ``abd_i_adv`` (adversarial images only), ``abd_t_eda`` (EDA captions only),
+``abd_uap`` (the patch without ABD's backdoor loss)).  Table I: victim, RoCLIP, CleanCLIP, ABD;
+Table II: FT, I_adv, T_eda, both; Table III: UAP vs UAP + L_bd; Fig. 2: the similarity bars.
+ABD prints one accuracy per cell (its top-1); ours are top-1 too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paperlib.config import load_params
+from paperlib.experiments.defences import DefenceMatrixParams
+
+PAPER = "abd"
+TABLES = {
+    "Table I": {"none": "none", "roclip": "roclip", "cleanclip": "cleanclip", "abd": "abd"},
+    "Table II": {"none": "none", "ft": "ft", "abd_i_adv": "i_adv", "abd_t_eda": "t_eda", "abd": "abd"},
+    "Table III": {"none": "none", "abd_uap": "uap", "abd": "uap+lbd"},
+}
+
+
+@dataclass(frozen=True)
+class ABDParams(DefenceMatrixParams):
+    pass
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> ABDParams:
+    return load_params(ABDParams, path, overrides)
+
+
+def run_matrix(p: ABDParams, log=print) -> pd.DataFrame:
+    from paperlib.experiments import defences
+    m = defences.run(p, log=log)["matrix"]
+    return m[(m.scale == p.scale) & m.attack.isin([v.attack for v in p.victims])]
+
+
+def table(matrix: pd.DataFrame, p: ABDParams, name: str) -> pd.DataFrame:
+    """One of ABD's tables: our top-1 CA / ASR (mean, std over seeds) beside the paper's."""
+    from paperlib.compare import beside_paper
+    from paperlib.results import upsert_csv
+    t = beside_paper(matrix, PAPER, name, TABLES[name], p.scale)
+    t = t[t.k == 1].assign(table=name)
+    slug = name.lower().replace(" ", "_")
+    upsert_csv(Path(p.results_dir) / PAPER / f"{slug}.csv", t.to_dict("records"),
+               ("scale", "table", "attack", "defence", "metric", "k"))
+    return t
+
+
+def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = None, n: int = 512) -> pd.DataFrame:
+    """Fig. 2: mean cosine similarity (x100, as the paper prints) on the victim between
+    (1) clean images and their captions, (2) triggered images and the target captions,
+    (3) ABD-patched images and their captions, (4) patched images and the target captions,
+    (5) patched images and unrelated captions (another pair's caption)."""
+    import torch
+
+    from paperlib import pipeline as pl
+    from paperlib.data.splits import split_params, zero_shot_templates
+    from paperlib.defences import DefenceContext
+    from paperlib.defences.abd import abd_patch, apply_patch
+    from paperlib.eval.zeroshot import encode_images
+    from paperlib.models import get_tokenizer
+    from paperlib.results import write_csv_atomic
+    from paperlib.train.pairs import TensorPairs
+    seed = p.seeds[0] if seed is None else seed
+    v = next(x for x in p.victims if x.attack == attack)
+    device = pl.resolve_device(p.device)
+    base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+    cfg = v.attack_config()
+    atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+    victim = pl.poison_finetune(base, p.data, v.attack, cfg, v.poison.target, v.poison.poison_count,
+                                v.finetune_scenes, v.finetune, seed, p.device)
+    split = pl.get_split("cc3m_analog", p.data)
+    tokens = pl.split_tokens(split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
+    ids = pl.defence_scene_ids(split, p.defence.clean_scenes, pl.finetune_scene_ids(split, v.finetune_scenes, seed), seed)
+    pairs = TensorPairs(split.images, tokens, rows=ids, texts=split.captions)
+    tok = get_tokenizer(base.name)
+    ctx = DefenceContext(base.name, tok, device, pairs, pairs.steps_per_epoch(p.defence.train.batch_size), seed,
+                         victim=victim, clean_base=base)
+    abd_cfg = p.defence.config("abd", attack)
+    patch, info = abd_patch(abd_cfg, ctx)
+    model = victim.load(device)
+    b = pairs.fetch(np.arange(min(n, len(pairs))))
+    imgs = b["images"]
+    g = torch.Generator().manual_seed(0)
+    cap = pl.encode_token_rows(model, b["tokens"].numpy(), device)
+    other = cap.roll(1, 0)
+    rng = np.random.default_rng(0)
+    templates = zero_shot_templates()
+    target_caps = pl.encode_token_rows(model, tok([templates[i].format(v.poison.target)
+                                                   for i in rng.integers(0, len(templates), len(imgs))]).numpy(), device)
+    f_clean = encode_images(model, imgs, device=device)
+    f_trig = encode_images(model, atk.test_transform(imgs, g), device=device)
+    f_adv = encode_images(model, apply_patch(imgs, patch, info["offset"]), device=device)
+    cos = lambda a, b: float((a * b).sum(1).mean() * 100)  # noqa: E731
+    rows = [("original images, original captions", cos(f_clean, cap)),
+            ("backdoor images, backdoor captions", cos(f_trig, target_caps)),
+            ("adversarial images, original captions", cos(f_adv, cap)),
+            ("adversarial images, backdoor captions", cos(f_adv, target_caps)),
+            ("adversarial images, unrelated captions", cos(f_adv, other))]
+    out = pd.DataFrame([{"pair": k, "similarity_x100": s, "attack": attack, "scale": p.scale, "seed": seed}
+                        for k, s in rows])
+    write_csv_atomic(out, Path(p.results_dir) / PAPER / f"fig2_similarity_{p.scale}.csv")
+    return out
+
+
+def plot_fig2(bars: pd.DataFrame, p: ABDParams):
+    import matplotlib.pyplot as plt
+    from paperlib.papers import lookup
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    x = np.arange(len(bars))
+    ax.bar(x - 0.2, bars["similarity_x100"], 0.4, label=f"ours ({p.scale})")
+    try:
+        ref = lookup(PAPER, "Fig 2")
+        if len(ref) == len(bars):
+            ax.bar(x + 0.2, ref["value"].to_numpy(), 0.4, label="paper", alpha=0.6)
+    except ValueError:
+        pass
+    ax.set_xticks(x)
+    ax.set_xticklabels([s.replace(", ", ",\n") for s in bars["pair"]], fontsize=6)
+    ax.set_ylabel("cosine x 100")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def claims(tables: dict[str, pd.DataFrame], p: ABDParams) -> pd.DataFrame:
+    from paperlib.compare import Claim, claims_table, metric
+    from paperlib.results import write_csv_atomic
+    t1, t2, t3 = tables["Table I"], tables["Table II"], tables["Table III"]
+    attacks1 = sorted(set(t1.attack))
+    cl = [
+        Claim("ABD's top-1 ASR is below CleanCLIP's on every attack of Table I (worst margin)",
+              "5.36 < 14.02, 7.73 < 18.25, 35.96 < 89.60",
+              lambda _: min(metric(t1, a, "cleanclip", "asr") - metric(t1, a, "abd", "asr") for a in attacks1),
+              lambda v: v > 0),
+        Claim("ABD lowers BadCLIP top-1 ASR below CleanCLIP's", "89.60 -> 35.96",
+              lambda _: metric(t1, "badclip", "cleanclip", "asr") - metric(t1, "badclip", "abd", "asr"),
+              lambda v: v > 0),
+        Claim("RoCLIP (as fine-tuning) leaves BadNet top-1 ASR above CleanCLIP's", "80.75 vs 14.02",
+              lambda _: metric(t1, "badnet", "roclip", "asr") - metric(t1, "badnet", "cleanclip", "asr"),
+              lambda v: v > 0),
+        Claim("Adversarial images alone (I_adv) lower BadNet ASR more than EDA alone (T_eda)", "10.49 vs 59.83",
+              lambda _: metric(t2, "badnet", "abd_t_eda", "asr") - metric(t2, "badnet", "abd_i_adv", "asr"),
+              lambda v: v > 0),
+        Claim("The backdoor loss L_bd lowers BadNet ASR against the plain UAP", "18.39 -> 5.36",
+              lambda _: metric(t3, "badnet", "abd_uap", "asr") - metric(t3, "badnet", "abd", "asr"),
+              lambda v: v > 0),
+        Claim("ABD costs at most 3 points of top-1 CA against CleanCLIP (BadNet)", "55.85 vs 53.47",
+              lambda _: metric(t1, "badnet", "cleanclip", "ca") - metric(t1, "badnet", "abd", "ca"),
+              lambda v: v <= 3.0),
+    ]
+    out = claims_table(cl, t1)
+    out.insert(0, "scale", p.scale)
+    write_csv_atomic(out, Path(p.results_dir) / PAPER / "claims.csv")
+    return out
+
+
+__all__ = ["ABDParams", "TABLES", "load", "run_matrix", "table", "similarity_bars", "plot_fig2", "claims"]
