@@ -46,7 +46,7 @@ def encode_images(model, images, batch_size: int = 512, device="cpu",
     n = len(images)
     for s in range(0, n, batch_size):
         chunk = images[s:s + batch_size]
-        x = torch.as_tensor(np.ascontiguousarray(chunk))
+        x = torch.as_tensor(np.array(chunk, copy=True)) if isinstance(chunk, np.ndarray) else torch.as_tensor(chunk)
         if x.shape[-1] == 3 and x.shape[1] != 3:
             x = x.permute(0, 3, 1, 2)
         if transform is not None:
