@@ -161,7 +161,6 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     ``trigger_base``: the clean model that fitted triggers (TrojanNN, BadCLIP) are fitted on;
     needed only for those attacks.
     """
-    from paperlib.train.pairs import TensorPairs  # noqa: F401  (poisoned_pairs builds them)
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
@@ -454,26 +453,18 @@ def defence_scene_ids(split: RenderedSplit, n: int, exclude: np.ndarray, seed: i
     return np.sort(np.random.default_rng([seed, 303]).choice(pool, size=n, replace=False))
 
 
-def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg, clean_scenes: int,
-           cfg: TrainConfig, seed: int, clean_base: ModelArtifact | None = None, device="auto",
-           cache: ArtifactCache | None = None, save_epochs: bool = False) -> ModelArtifact:
-    """A defended model: ``victim`` fine-tuned on ``clean_scenes`` clean pairs as ``defence_id`` says.
-
-    Every defence gets the same clean pairs, the same optimiser settings and the same number of
-    steps (the fair budget); only its loss terms and batch transforms differ.  ``clean_base`` is
-    the clean pre-trained model that ABD's backdoor loss compares the victim with.
-    """
+def defence_context(victim: ModelArtifact, data: DataConfig, clean_scenes: int, batch_size: int, seed: int,
+                    clean_base: ModelArtifact | None = None, device="auto",
+                    cache: ArtifactCache | None = None):
+    """What a defence of ``victim`` works with: the defender's ``clean_scenes`` clean pairs of the
+    CC3M analogue (disjoint from the victim's poisoned set, with caption strings), tokenizer,
+    device, class names for the caption parser (a :class:`paperlib.defences.DefenceContext`)."""
     from paperlib.data.vocabulary import build_vocabulary
-    from paperlib.defences import DefenceContext, plan
+    from paperlib.defences import DefenceContext
     from paperlib.models import get_tokenizer
     from paperlib.train.pairs import TensorPairs
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
-           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(),
-           "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
-    if cache.exists("model", key):
-        return ModelArtifact(victim.name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, split_params("cc3m_analog", data), victim.name, cache)
     vk = victim.key_params
@@ -483,9 +474,31 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
     pairs = TensorPairs(split.images, tokens, rows=ids, texts=split.captions)
     if device.type == "cuda":
         pairs.to_device(device)
-    ctx = DefenceContext(model_name=victim.name, tokenizer=get_tokenizer(victim.name), device=device,
-                         pairs=pairs, steps_per_epoch=pairs.steps_per_epoch(cfg.batch_size), seed=seed,
-                         victim=victim, clean_base=clean_base, classnames=tuple(build_vocabulary().names), cache=cache)
+    return DefenceContext(model_name=victim.name, tokenizer=get_tokenizer(victim.name), device=device,
+                          pairs=pairs, steps_per_epoch=pairs.steps_per_epoch(batch_size), seed=seed,
+                          victim=victim, clean_base=clean_base, classnames=tuple(build_vocabulary().names),
+                          cache=cache)
+
+
+def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg, clean_scenes: int,
+           cfg: TrainConfig, seed: int, clean_base: ModelArtifact | None = None, device="auto",
+           cache: ArtifactCache | None = None, save_epochs: bool = False) -> ModelArtifact:
+    """A defended model: ``victim`` fine-tuned on ``clean_scenes`` clean pairs as ``defence_id`` says.
+
+    Every defence gets the same clean pairs, the same optimiser settings and the same number of
+    steps (the fair budget); only its loss terms and batch transforms differ.  ``clean_base`` is
+    the clean pre-trained model that ABD's backdoor loss compares the victim with.
+    """
+    from paperlib.defences import plan
+    cache = cache or ArtifactCache()
+    device = resolve_device(device)
+    key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
+           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(),
+           "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
+    if cache.exists("model", key):
+        return ModelArtifact(victim.name, cache.path("model", key), key)
+    ctx = defence_context(victim, data, clean_scenes, cfg.batch_size, seed, clean_base, device, cache)
+    pairs = ctx.pairs
     p = plan(defence_id, defence_cfg, ctx)
     return _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",
                            terms=p.terms, transforms=p.transforms, save_epochs=save_epochs,

@@ -63,6 +63,20 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig``, write it as PNG to ``path`` (rank 0 only, atomically) and close it."""
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    fig.tight_layout()
+    if _is_writer():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    plt.close(fig)
+    return path
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -18,7 +18,6 @@ bound keeps the trigger invisible-ish, which is what the CLIP papers use SSBA fo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,5 +151,3 @@ class SSBA(Attack):
             out.append((x + r).round().clamp(0, 255).to(torch.uint8))
         return torch.cat(out) if out else images.clone()
 
-
-_ = math

@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -204,5 +203,3 @@ class MappingNetwork:
             embs.append(F.normalize(clip_model.encode_text(t).float(), dim=-1).cpu())
         return torch.cat(embs), caps
 
-
-_ = np

@@ -60,28 +60,20 @@ def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = Non
     import torch
 
     from paperlib import pipeline as pl
-    from paperlib.data.splits import split_params, zero_shot_templates
-    from paperlib.defences import DefenceContext
+    from paperlib.data.splits import zero_shot_templates
     from paperlib.defences.abd import abd_patch, apply_patch
     from paperlib.eval.zeroshot import encode_images
-    from paperlib.models import get_tokenizer
+    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack
     from paperlib.results import write_csv_atomic
-    from paperlib.train.pairs import TensorPairs
     seed = p.seeds[0] if seed is None else seed
     v = next(x for x in p.victims if x.attack == attack)
     device = pl.resolve_device(p.device)
-    base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
-    cfg = v.attack_config()
-    atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
-    victim = pl.poison_finetune(base, p.data, v.attack, cfg, v.poison.target, v.poison.poison_count,
-                                v.finetune_scenes, v.finetune, seed, p.device)
-    split = pl.get_split("cc3m_analog", p.data)
-    tokens = pl.split_tokens(split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
-    ids = pl.defence_scene_ids(split, p.defence.clean_scenes, pl.finetune_scene_ids(split, v.finetune_scenes, seed), seed)
-    pairs = TensorPairs(split.images, tokens, rows=ids, texts=split.captions)
-    tok = get_tokenizer(base.name)
-    ctx = DefenceContext(base.name, tok, device, pairs, pairs.steps_per_epoch(p.defence.train.batch_size), seed,
-                         victim=victim, clean_base=base)
+    base = clean_base(p)
+    atk = victim_attack(p, base, v)
+    victim = finetune_victim(p, base, v, seed)
+    ctx = pl.defence_context(victim, p.data, p.defence.clean_scenes, p.defence.train.batch_size, seed,
+                             base, device)
+    pairs, tok = ctx.pairs, ctx.tokenizer
     abd_cfg = p.defence.config("abd", attack)
     patch, info = abd_patch(abd_cfg, ctx)
     model = victim.load(device)
@@ -111,7 +103,9 @@ def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = Non
 
 def plot_fig2(bars: pd.DataFrame, p: ABDParams):
     import matplotlib.pyplot as plt
+
     from paperlib.papers import lookup
+    from paperlib.results import save_figure
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
     x = np.arange(len(bars))
     ax.bar(x - 0.2, bars["similarity_x100"], 0.4, label=f"ours ({p.scale})")
@@ -125,12 +119,7 @@ def plot_fig2(bars: pd.DataFrame, p: ABDParams):
     ax.set_xticklabels([s.replace(", ", ",\n") for s in bars["pair"]], fontsize=6)
     ax.set_ylabel("cosine x 100")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
 
 
 def claims(tables: dict[str, pd.DataFrame], p: ABDParams) -> pd.DataFrame:

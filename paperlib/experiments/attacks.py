@@ -63,36 +63,30 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Attac
 
 def run(p: AttackSuiteParams, log=print) -> dict:
     from paperlib import pipeline as pl
+    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
-    ev = p.eval
     results = Path(p.results_dir)
     with timer("pretrain"):
-        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+        base = clean_base(p)
     rows, trigger_rows, attacks = [], [], {}
 
     def save_rows(rows):
         return upsert_csv(results / "attacks" / "victims.csv", rows,
                           ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
 
-    def measure(model, atk, cfg, attack_id, target):
-        return pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": attack_id, "cfg": asdict(cfg)},
-                           target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
-
     for v in p.victims:
-        cfg = v.attack_config()
         with timer(f"trigger_{v.attack}"):
-            atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+            atk = victim_attack(p, base, v)
         attacks[v.attack] = atk
         if atk.needs_fit:
             trigger_rows.append(_trigger_row(v.attack, p.scale, atk.fit_info))
-        base_m = measure(base, atk, cfg, v.attack, v.poison.target)
+        base_m = victim_metrics(p, base, atk, v)
         for seed in p.seeds:
             with timer(f"victim_{v.attack}"):
-                victim = pl.poison_finetune(base, p.data, v.attack, cfg, v.poison.target, v.poison.poison_count,
-                                            v.finetune_scenes, v.finetune, seed, p.device)
-                m = measure(victim, atk, cfg, v.attack, v.poison.target)
+                victim = finetune_victim(p, base, v, seed)
+                m = victim_metrics(p, victim, atk, v)
             rows.append(_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
                                     v.finetune_scenes, victim.summary))
             save_rows(rows)   # after every victim: a long run shows its progress in results/
@@ -100,14 +94,14 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 f"  ASR top-1 {m['asr_top1']:.1f}")
     for v in p.pretrain_victims:
         cfg = v.attack_config()
-        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
-        base_m = measure(base, atk, cfg, v.attack, v.poison.target)
+        atk = victim_attack(p, base, v)
+        base_m = victim_metrics(p, base, atk, v)
         for seed in p.seeds:
             with timer(f"pretrain_victim_{v.attack}"):
                 victim = pl.poison_pretrain(p.data, p.model, v.attack, cfg, v.poison.target, v.poison.poison_count,
                                             p.pretrain, seed, trigger_base=base if atk.needs_fit else None,
                                             device=p.device)
-                m = measure(victim, atk, cfg, v.attack, v.poison.target)
+                m = victim_metrics(p, victim, atk, v)
             rows.append(_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
                                     p.data.train_scenes, victim.summary))
             save_rows(rows)
@@ -147,6 +141,7 @@ def plot_gallery(p: AttackSuiteParams, attacks: dict):
     import torch
 
     from paperlib.data.splits import get_split
+    from paperlib.results import save_figure
     split = get_split("imagenet_analog", p.data)
     idx = p.gallery_image % len(split)
     clean = torch.from_numpy(np.ascontiguousarray(split.images[idx:idx + 1])).permute(0, 3, 1, 2)
@@ -166,34 +161,13 @@ def plot_gallery(p: AttackSuiteParams, attacks: dict):
             axes[1, j].set_title("no trigger", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(p.results_dir) / "attacks" / "gallery.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(p.results_dir) / "attacks" / "gallery.png")
 
 
 def main(argv=None) -> int:
     """``python -m paperlib.experiments.attacks params/attacks/<scale>.yaml [dotted.key=value ...]``"""
-    import argparse
-    import logging
-
-    import yaml
-
-    from paperlib.assets import configure_environment
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("params")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_args(argv)
-    overrides = {}
-    for item in a.overrides:
-        k, _, v = item.partition("=")
-        overrides[k] = yaml.safe_load(v)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    configure_environment()
-    run(load(a.params, overrides))
-    return 0
+    from paperlib.experiments.common import cli
+    return cli(load, run, argv, main.__doc__)
 
 
 __all__ = ["AttackSuiteParams", "PretrainVictimConfig", "load", "run", "plot_gallery"]

@@ -8,7 +8,7 @@ table checks the paper's headline claims on our numbers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -55,25 +55,22 @@ def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
     Needs the defended models' per-epoch weights (``defence.save_epochs: true``).
     """
     from paperlib import pipeline as pl
+    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.results import upsert_csv
     rows = []
-    base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+    base = clean_base(p)
     for v in p.victims:
         if v.attack not in p.epoch_curve_attacks:
             continue
-        cfg = v.attack_config()
-        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        atk = victim_attack(p, base, v)
         for seed in p.seeds:
-            victim = pl.poison_finetune(base, p.data, v.attack, cfg, v.poison.target, v.poison.poison_count,
-                                        v.finetune_scenes, v.finetune, seed, p.device)
+            victim = finetune_victim(p, base, v, seed)
             for d in ("cleanclip", "cleanerclip"):
                 model = pl.defend(victim, p.data, d, p.defence.config(d, v.attack), p.defence.clean_scenes,
                                   p.defence.train, seed, clean_base=base, device=p.device, save_epochs=True)
                 for f in sorted(model.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
                     art = pl.ModelArtifact(model.name, model.path, {**model.key_params, "epoch_file": f.name}, f.name)
-                    m = pl.evaluate(art, p.data, "imagenet_analog", atk, {"attack": v.attack, "cfg": asdict(cfg)},
-                                    v.poison.target, p.eval.asr_convention, p.eval.templates, p.device,
-                                    p.eval.batch_size)
+                    m = victim_metrics(p, art, atk, v)
                     rows.append({"attack": v.attack, "defence": d, "epoch": int(f.stem[5:]), "scale": p.scale,
                                  "seed": seed, "asr_top1": m["asr_top1"], "ca_top1": m["ca_top1"]})
     if not rows:
@@ -84,6 +81,8 @@ def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
 
 def plot_fig3(curve: pd.DataFrame, p: CleanerCLIPParams):
     import matplotlib.pyplot as plt
+
+    from paperlib.results import save_figure
     attacks = list(dict.fromkeys(curve.attack))
     fig, axes = plt.subplots(1, max(1, len(attacks)), figsize=(3.2 * max(1, len(attacks)), 2.8), squeeze=False)
     for ax, a in zip(axes[0], attacks):
@@ -96,12 +95,7 @@ def plot_fig3(curve: pd.DataFrame, p: CleanerCLIPParams):
     axes[0, 0].set_ylabel("ASR top-1 (%)")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"ASR per defence epoch ({p.scale} scale; CleanerCLIP Fig. 3)", fontsize=9)
-    fig.tight_layout()
-    path = Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
 def claims(t: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:

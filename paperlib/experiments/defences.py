@@ -113,12 +113,12 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Defen
 def run(p: DefenceMatrixParams, log=print) -> dict:
     """Train (or reuse) base, victims and defended models; evaluate; write the matrix."""
     from paperlib import pipeline as pl
+    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
-    ev = p.eval
     with timer("pretrain"):
-        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+        base = clean_base(p)
     rows = []
     results = Path(p.results_dir)
 
@@ -126,25 +126,19 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
         return upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
                           MATRIX_COLUMNS)
 
-    def attack_eval(model, v: VictimConfig):
-        cfg = v.attack_config()
-        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
-        return pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": v.attack, "cfg": asdict(cfg)},
-                           v.poison.target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
-
     for v in p.victims:
+        atk = victim_attack(p, base, v)
         for seed in p.seeds:
             with timer("victims"):
-                victim = pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target,
-                                            v.poison.poison_count, v.finetune_scenes, v.finetune, seed, p.device)
-                m = attack_eval(victim, v)
+                victim = finetune_victim(p, base, v, seed)
+                m = victim_metrics(p, victim, atk, v)
             rows.append(_row(v.attack, "none", p.scale, seed, m, 0.0, 0))
             for label, d, dcfg in p.defence.rows(v.attack):
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
                                       p.defence.train, seed, clean_base=base, device=p.device,
                                       save_epochs=p.defence.save_epochs)
-                    m = attack_eval(model, v)
+                    m = victim_metrics(p, model, atk, v)
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
@@ -166,26 +160,8 @@ def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float,
 
 def main(argv=None) -> int:
     """``python -m paperlib.experiments.defences params/defences/embedded.yaml [key=value ...]``"""
-    import argparse
-    import logging
-
-    import yaml
-
-    from paperlib.assets import configure_environment
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("params")
-    ap.add_argument("overrides", nargs="*", help="dotted.key=value (value read as YAML)")
-    a = ap.parse_args(argv)
-    overrides = {}
-    for item in a.overrides:
-        if "=" not in item:
-            raise SystemExit(f"override {item!r} is not key=value")
-        k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    configure_environment()
-    run(load(a.params, overrides))
-    return 0
+    from paperlib.experiments.common import cli
+    return cli(load, run, argv, main.__doc__)
 
 
 __all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "load", "run"]

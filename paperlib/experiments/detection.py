@@ -60,7 +60,6 @@ def trained_mapping(p: DetectionParams, base, device):
     """CFBD's F, trained on the Flickr30K analogue's (image embedding, caption) pairs; cached."""
     import json
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     from paperlib import pipeline as pl
@@ -99,25 +98,22 @@ def trained_mapping(p: DetectionParams, base, device):
     m.net.load_state_dict(load_file(str(path / "mapping.safetensors")))
     m.net.to(device).eval()
     m.history = meta["history"]
-    _ = torch
     return m
 
 
 def run(p: DetectionParams, log=print) -> dict:
-    import torch
-
     from paperlib import pipeline as pl
     from paperlib.data.splits import split_params
     from paperlib.detect.cfbd import consistency, detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.models import get_tokenizer
+    from paperlib.experiments.common import clean_base, victim_attack, victim_metrics
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
-    ev = p.eval
     device = pl.resolve_device(p.device)
     with timer("pretrain"):
-        base = pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+        base = clean_base(p)
     with timer("mapping"):
         mapping = trained_mapping(p, base, device)
     clean = base.load(device)
@@ -127,7 +123,7 @@ def run(p: DetectionParams, log=print) -> dict:
     rows, scores, abl_rows = [], {}, []
     for v in p.victims:
         cfg = v.attack_config()
-        atk = pl.prepared_attack(v.attack, cfg, base, p.data, v.poison.target, p.device)
+        atk = victim_attack(p, base, v)
         for seed in p.seeds:
             with timer(f"detect_{v.attack}"):
                 ids = pl.finetune_scene_ids(split, v.finetune_scenes, seed)
@@ -154,11 +150,8 @@ def run(p: DetectionParams, log=print) -> dict:
                 with timer(f"retrain_{v.attack}"):
                     digest = hashlib.sha256(np.sort(det.keep).tobytes()).hexdigest()[:16]
                     model = pl.retrain_on(base, ps.pairs, det.keep, v.finetune,
-                                          {"victim_pairs": {"attack": v.attack, "cfg": asdict(cfg), "seed": seed,
-                                                            "poison": asdict(v.poison), "scenes": v.finetune_scenes},
-                                           "keep": digest}, p.device, desc=f"CFBD retrain {v.attack}")
-                    m = pl.evaluate(model, p.data, "imagenet_analog", atk, {"attack": v.attack, "cfg": asdict(cfg)},
-                                    v.poison.target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
+                                          {"victim_pairs": _pairs_key(v, seed), "keep": digest}, p.device, desc=f"CFBD retrain {v.attack}")
+                    m = victim_metrics(p, model, atk, v)
                 rows[-1].update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
             if p.run_abl:
                 with timer(f"abl_{v.attack}"):
@@ -172,8 +165,13 @@ def run(p: DetectionParams, log=print) -> dict:
                      ABL_COLUMNS) if abl_rows else None
     write_manifest(results / "detection" / f"manifest_cfbd_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": mapping.history[-1] if mapping.history else None})
-    _ = torch
     return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections}
+
+
+def _pairs_key(v: VictimConfig, seed: int) -> dict:
+    """What determines a victim's poisoned pair set (part of the keys of models trained on it)."""
+    return {"attack": v.attack, "cfg": asdict(v.attack_config()), "seed": seed, "poison": asdict(v.poison),
+            "scenes": v.finetune_scenes}
 
 
 def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: int, truth, device) -> dict:
@@ -186,8 +184,7 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     a = p.abl
     cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
     key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(), "flooding": a.flooding,
-           "victim_pairs": {"attack": v.attack, "cfg": asdict(attack_cfg), "seed": seed,
-                            "poison": asdict(v.poison), "scenes": v.finetune_scenes}}
+           "victim_pairs": _pairs_key(v, seed)}
     cache = pl.ArtifactCache()
     if cache.exists("model", key):
         model = pl.ModelArtifact(base.name, cache.path("model", key), key)
@@ -203,21 +200,8 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
 
 def main(argv=None) -> int:
     """``python -m paperlib.experiments.detection params/detection/<scale>.yaml [dotted.key=value ...]``"""
-    import argparse
-    import logging
-
-    import yaml
-
-    from paperlib.assets import configure_environment
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("params")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in a.overrides)}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    configure_environment()
-    run(load(a.params, overrides))
-    return 0
+    from paperlib.experiments.common import cli
+    return cli(load, run, argv, main.__doc__)
 
 
 __all__ = ["DetectionParams", "CFBD_COLUMNS", "load", "run", "trained_mapping"]

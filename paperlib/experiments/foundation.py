@@ -363,13 +363,8 @@ def plot_scene_gallery(p: FoundationParams, n: int = 6) -> Path:
 
 def _save_figure(fig, p: FoundationParams, name: str, dpi: int) -> Path:
     """Lay out, write results/foundation/<name> and close the figure; returns the path."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    path = Path(p.results_dir) / "foundation" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    from paperlib.results import save_figure
+    return save_figure(fig, Path(p.results_dir) / "foundation" / name, dpi)
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -1,0 +1,68 @@
+"""What every experiment does the same way: its victims, its attack evaluation, its command line.
+
+Experiments whose parameters carry ``data``, ``model``, ``pretrain``, ``device`` and ``eval`` (the
+foundation's :class:`~paperlib.experiments.foundation.EvalConfig`) share these helpers, so a victim
+or an evaluation is built by one piece of code (and one cache key) wherever it is needed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+
+def clean_base(p):
+    """The clean pre-trained model of these parameters (cached; shared by every experiment)."""
+    from paperlib import pipeline as pl
+    return pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
+
+
+def victim_attack(p, base, v):
+    """The attack of victim settings ``v``, its trigger fitted on ``base`` if it needs one."""
+    from paperlib import pipeline as pl
+    return pl.prepared_attack(v.attack, v.attack_config(), base, p.data, v.poison.target, p.device)
+
+
+def finetune_victim(p, base, v, seed: int):
+    """The victim of the fine-tuning threat model that ``v`` describes (cached)."""
+    from paperlib import pipeline as pl
+    return pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                              v.finetune_scenes, v.finetune, seed, p.device)
+
+
+def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) -> dict:
+    """CA and ASR of ``model`` on the ImageNet analogue under ``attack`` (cached evaluation)."""
+    from paperlib import pipeline as pl
+    ev = p.eval
+    return pl.evaluate(model, p.data, "imagenet_analog", attack, {"attack": attack_id, "cfg": asdict(attack_cfg)},
+                       target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
+
+
+def victim_metrics(p, model, attack, v) -> dict:
+    """:func:`attack_metrics` for the attack of victim settings ``v``."""
+    return attack_metrics(p, model, attack, v.attack, v.attack_config(), v.poison.target)
+
+
+def cli(load, run, argv=None, description: str = "") -> int:
+    """``python -m paperlib.experiments.<name> params/<name>/<scale>.yaml [dotted.key=value ...]``
+
+    Values are read as YAML (``seeds=[0,1,2]``, ``defence.train.lr=5e-5``).
+    """
+    import argparse
+    import logging
+
+    import yaml
+
+    from paperlib.assets import configure_environment
+    ap = argparse.ArgumentParser(description=description or cli.__doc__)
+    ap.add_argument("params", help="parameter file")
+    ap.add_argument("overrides", nargs="*", help="dotted.key=value (value read as YAML)")
+    a = ap.parse_args(argv)
+    overrides = {}
+    for item in a.overrides:
+        if "=" not in item:
+            raise SystemExit(f"override {item!r} is not dotted.key=value")
+        k, _, v = item.partition("=")
+        overrides[k] = yaml.safe_load(v)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_environment()
+    run(load(a.params, overrides))
+    return 0
