@@ -10,6 +10,7 @@ is built on top of it (poisoning, defences).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -482,22 +483,37 @@ def defence_context(victim: ModelArtifact, data: DataConfig, clean_scenes: int, 
 
 def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg, clean_scenes: int,
            cfg: TrainConfig, seed: int, clean_base: ModelArtifact | None = None, device="auto",
-           cache: ArtifactCache | None = None, save_epochs: bool = False) -> ModelArtifact:
+           cache: ArtifactCache | None = None, save_epochs: bool = False,
+           subset: np.ndarray | None = None) -> ModelArtifact:
     """A defended model: ``victim`` fine-tuned on ``clean_scenes`` clean pairs as ``defence_id`` says.
 
     Every defence gets the same clean pairs, the same optimiser settings and the same number of
-    steps (the fair budget); only its loss terms and batch transforms differ.  ``clean_base`` is
-    the clean pre-trained model that ABD's backdoor loss compares the victim with.
+    epochs (the fair budget); only its loss terms and batch transforms differ.  ``clean_base`` is
+    the clean pre-trained model that ABD's backdoor loss compares the victim with.  ``subset``
+    (rows of the clean pair set) trains on a selection only: EftCLIP's curated set.
     """
     from paperlib.defences import plan
+    from paperlib.train.pairs import TensorPairs
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
            "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(),
            "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
+    if subset is not None:
+        subset = np.unique(np.asarray(subset, np.int64))
+        if len(subset) == 0 or subset[0] < 0 or subset[-1] >= clean_scenes:
+            raise ValueError(f"subset: {len(subset)} rows, must be a non-empty selection of rows 0..{clean_scenes - 1}")
+        key["subset"] = hashlib.sha256(subset.tobytes()).hexdigest()[:20]
+        key["subset_size"] = int(len(subset))
     if cache.exists("model", key):
         return ModelArtifact(victim.name, cache.path("model", key), key)
     ctx = defence_context(victim, data, clean_scenes, cfg.batch_size, seed, clean_base, device, cache)
+    if subset is not None:
+        full = ctx.pairs
+        ctx.pairs = TensorPairs(full.images, full.tokens, rows=full.rows[subset], texts=full.texts)
+        if device.type == "cuda":
+            ctx.pairs.to_device(device)
+        ctx.steps_per_epoch = ctx.pairs.steps_per_epoch(cfg.batch_size)
     pairs = ctx.pairs
     p = plan(defence_id, defence_cfg, ctx)
     return _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",

@@ -10,7 +10,7 @@ from paperlib.config import ParamError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection"])
+@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection", "cleanerclip", "abd", "eftclip"])
 @pytest.mark.parametrize("scale", ["smoke", "embedded", "gpu", "paper"])
 def test_parameter_files_load(experiment, scale):
     import importlib
@@ -57,10 +57,27 @@ def test_experiments_share_the_foundation_base(scale):
     from paperlib.data.splits import split_params
     from paperlib.experiments import foundation
     ref = foundation.load(ROOT / "params" / "foundation" / f"{scale}.yaml")
-    for name in ("attacks", "defences", "detection"):
+    for name in ("attacks", "defences", "detection", "cleanerclip", "abd", "eftclip"):
         path = ROOT / "params" / name / f"{scale}.yaml"
         if not path.is_file():
             continue
         p = importlib.import_module(f"paperlib.experiments.{name}").load(path)
         assert split_params("cc3m_analog", p.data) == split_params("cc3m_analog", ref.data), name
         assert p.pretrain.key() == ref.pretrain.key(), name
+
+
+def test_eftclip_parameters_need_the_victims_their_tables_use(tmp_path):
+    from paperlib.experiments.eftclip import load
+    f = tmp_path / "p.yaml"
+    f.write_text("victims: [{attack: wanet}]\ntable5_attacks: [wanet]\n")
+    with pytest.raises(ParamError, match="badnet victim"):
+        load(f)
+    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet, wanet]\n")
+    with pytest.raises(ParamError, match="wanet"):
+        load(f)
+    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet]\ndetection: {default_rho: 12}\n")
+    with pytest.raises(ParamError, match="default_rho"):
+        load(f)
+    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet]\nsegmenter: {imgsz: 70}\n")
+    with pytest.raises(ParamError, match="imgsz"):
+        load(f)

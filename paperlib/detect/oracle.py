@@ -1,0 +1,268 @@
+"""EftCLIP's segmentation oracle: class-agnostic object regions with confidences and boxes.
+
+EftCLIP uses Fast Segment Anything (FastSAM), which is a YOLOv8-seg network trained
+class-agnostically (every mask is one class, "object").  No FastSAM or SAM weights exist offline,
+so :func:`train_segmenter` trains the same kind of network here with ultralytics: a YOLOv8n-seg
+from its model YAML, one class "object", on the exact instance masks of clean CC3M-analogue
+scenes.  :class:`FastSAMOracle` runs it through ultralytics' own ``FastSAM`` class (its
+predictor: class-agnostic NMS, retina masks, the full-image box adjustment).
+
+:class:`ExactMaskOracle` stands in for Segment Anything (the slow, precise oracle of EftCLIP's
+Table 6 and Fig. 6): it returns the scenes' exact masks, i.e. a perfect segmenter.  It is an
+upper bound, not a second network: SAM cannot be had offline, and a larger YOLO trained on the
+same masks would only sit between the two.  Its latency is the cost of reading the masks.
+
+Weights are kept as safetensors (this project never unpickles files it did not just write).
+ultralytics' ``FastSAM`` class only opens its own ``.pt`` format, so :func:`load_fastsam` builds
+the network from its YAML, loads the safetensors weights and hands ultralytics a transient
+``.pt`` written in the same process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from paperlib.config import param
+
+log = logging.getLogger(__name__)
+
+ORACLE_KINDS = ("fastsam", "exact")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How the FastSAM-analogue segmenter is trained (ultralytics ``train`` arguments)."""
+    model_yaml: str = param("yolov8n-seg.yaml", doc="ultralytics model config (FastSAM-s is a YOLOv8-seg)")
+    train_scenes: int = param(3000, range=(10, None), doc="clean scenes with exact masks to train on")
+    val_scenes: int = param(200, range=(2, None), doc="scenes held out for ultralytics' validation")
+    epochs: int = param(30, range=(1, None), doc="training epochs")
+    imgsz: int = param(64, range=(32, None), doc="training / inference image size (multiple of 32)")
+    batch: int = param(32, range=(1, None), doc="batch size")
+    seed: int = param(0, range=(0, None), doc="training seed")
+
+    def __post_init__(self):
+        if self.imgsz % 32:
+            from paperlib.config import ParamError
+            raise ParamError(f"oracle.segmenter.imgsz={self.imgsz}: must be a multiple of 32 (YOLO stride)")
+
+
+@dataclass
+class Region:
+    """One object the oracle found: box (x0, y0, x1, y1, exclusive), mask (H, W) bool, confidence."""
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    conf: float
+
+
+class Oracle(Protocol):
+    name: str
+
+    def segment(self, images: np.ndarray, theta: float, scene_ids: Sequence[int] | None = None
+                ) -> list[list[Region]]:
+        """Regions with confidence >= theta for each image of (B, H, W, 3) uint8 RGB."""
+
+
+# ---------------------------------------------------------------------------
+# Training data: exact instance masks -> YOLO segmentation labels
+# ---------------------------------------------------------------------------
+def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
+    """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
+
+    The outer contour of each object's largest connected piece (OpenCV), the form YOLO-seg
+    labels take."""
+    import cv2
+    h, w = instances.shape
+    polys = []
+    for k in range(1, int(instances.max()) + 1):
+        m = (instances == k).astype(np.uint8)
+        if not m.any():
+            continue
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        c = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+        if len(c) < 3:   # a one- or two-pixel sliver: make a box polygon of it
+            x0, y0 = c.min(0)
+            x1, y1 = c.max(0) + 1
+            c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+        polys.append(np.clip(c / np.array([w, h]), 0.0, 1.0))
+    return polys
+
+
+def export_yolo_dataset(split, scene_ids: np.ndarray, val_count: int, root: Path) -> Path:
+    """Write scenes as a YOLO segmentation dataset (PNG images, polygon labels, data.yaml)."""
+    import cv2
+    root = Path(root)
+    for part in ("train", "val"):
+        (root / "images" / part).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / part).mkdir(parents=True, exist_ok=True)
+    for j, i in enumerate(scene_ids):
+        part = "val" if j < val_count else "train"
+        cv2.imwrite(str(root / "images" / part / f"{i}.png"), np.asarray(split.images[i])[..., ::-1])
+        lines = ["0 " + " ".join(f"{x:.5f} {y:.5f}" for x, y in poly)
+                 for poly in instance_polygons(np.asarray(split.instances[i]))]
+        (root / "labels" / part / f"{i}.txt").write_text("\n".join(lines))
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: object\n")
+    return root / "data.yaml"
+
+
+def oracle_scene_ids(n_split: int, n: int) -> np.ndarray:
+    """The oracle's own training scenes: the last ``n`` of the CC3M analogue (a fixed range,
+    so the oracle never depends on which scenes a victim or a defence drew)."""
+    if n > n_split:
+        raise ValueError(f"oracle needs {n} scenes, the split has {n_split}")
+    return np.arange(n_split - n, n_split)
+
+
+def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device: str = "cpu") -> Path:
+    """Train (or find in the cache) the class-agnostic YOLOv8-seg; returns its artifact folder
+    (``segmenter.safetensors``, ``model.json`` with the network YAML, ``summary.json``)."""
+    from paperlib.assets import configure_environment
+    from paperlib.cache import write_json_atomic
+    configure_environment()
+    key = {"role": "segmenter", "cfg": asdict(cfg), "split": split_key}
+
+    def build(work: Path):
+        from safetensors.torch import save_file
+        from ultralytics import YOLO
+        ids = oracle_scene_ids(len(split), cfg.train_scenes + cfg.val_scenes)
+        t0 = time.time()
+        with tempfile.TemporaryDirectory(prefix="paperlib-yolo-") as tmp:
+            data_yaml = export_yolo_dataset(split, ids, cfg.val_scenes, Path(tmp) / "data")
+            model = YOLO(cfg.model_yaml, task="segment")
+            model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                        workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
+                        amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
+                        name="seg", exist_ok=True, single_cls=True)
+            best = Path(tmp) / "runs" / "seg" / "weights" / "best.pt"
+            trained = YOLO(str(best), task="segment")   # written by this process a moment ago
+            metrics = trained.val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
+                                  device=device, plots=False, verbose=False,
+                                  project=str(Path(tmp) / "runs"), name="val", exist_ok=True)
+            net = trained.model.float()
+            state = {k: v.contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(work / "segmenter.safetensors"))
+            write_json_atomic(work / "model.json", {"yaml": net.yaml, "names": {0: "object"}})
+        summary = {"train_seconds": time.time() - t0, "train_scenes": cfg.train_scenes,
+                   "val_scenes": cfg.val_scenes, "epochs": cfg.epochs,
+                   "mask_map50": float(metrics.seg.map50), "mask_map50_95": float(metrics.seg.map),
+                   "box_map50": float(metrics.box.map50)}
+        write_json_atomic(work / "summary.json", summary)
+        log.info("segmenter trained in %.0f s: mask mAP50 %.3f", summary["train_seconds"], summary["mask_map50"])
+
+    return cache.get_or_build("segmenter", key, build)
+
+
+def load_fastsam(artifact: Path):
+    """ultralytics ``FastSAM`` around our safetensors weights (see the module docstring)."""
+    from paperlib.assets import configure_environment
+    configure_environment()
+    from safetensors.torch import load_file
+    from ultralytics import FastSAM
+    from ultralytics.nn.tasks import SegmentationModel
+    meta = json.loads((Path(artifact) / "model.json").read_text())
+    net = SegmentationModel(meta["yaml"], nc=1, verbose=False)
+    net.load_state_dict(load_file(str(Path(artifact) / "segmenter.safetensors")))
+    net.names = {0: "object"}
+    with tempfile.TemporaryDirectory(prefix="paperlib-fastsam-") as tmp:
+        pt = Path(tmp) / "fastsam-embedded.pt"
+        torch.save({"model": net, "train_args": {"task": "segment"}}, pt)
+        return FastSAM(str(pt))
+
+
+class FastSAMOracle:
+    """The FastSAM analogue: our class-agnostic YOLOv8-seg through ultralytics' FastSAM."""
+
+    name = "fastsam"
+
+    def __init__(self, artifact: Path, imgsz: int, iou: float = 0.7, max_det: int = 20, device: str = "cpu"):
+        self.model = load_fastsam(artifact)
+        self.imgsz, self.iou, self.max_det, self.device = imgsz, iou, max_det, device
+
+    def segment(self, images, theta, scene_ids=None):
+        out = []
+        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in np.asarray(images)]
+        results = self.model.predict(bgr, imgsz=self.imgsz, conf=theta, iou=self.iou, retina_masks=True,
+                                     max_det=self.max_det, device=self.device, verbose=False)
+        for r in results:
+            regions = []
+            if r.masks is not None and len(r.boxes):
+                masks = r.masks.data.cpu().numpy() > 0.5
+                for box, conf, m in zip(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), masks):
+                    x0, y0, x1, y1 = (int(np.floor(box[0])), int(np.floor(box[1])),
+                                      int(np.ceil(box[2])), int(np.ceil(box[3])))
+                    if x1 > x0 and y1 > y0:
+                        regions.append(Region((x0, y0, x1, y1), m, float(conf)))
+            out.append(regions)
+        return out
+
+
+class ExactMaskOracle:
+    """The precise oracle (Segment Anything's stand-in): the scenes' exact masks, confidence 1.
+
+    Needs the scene ids of the images (it reads the split's instance maps); a trigger pasted on
+    top is not an object of the scene, so it is never returned, as SAM prompted with object names
+    would not return it either."""
+
+    name = "exact"
+
+    def __init__(self, split):
+        self.split = split
+
+    def segment(self, images, theta, scene_ids=None):
+        if scene_ids is None:
+            raise ValueError("ExactMaskOracle needs the scene ids of the images")
+        out = []
+        for i in scene_ids:
+            inst = np.asarray(self.split.instances[int(i)])
+            regions = []
+            for k in range(1, int(inst.max()) + 1):
+                m = inst == k
+                if not m.any():
+                    continue
+                ys, xs = np.nonzero(m)
+                regions.append(Region((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), m, 1.0))
+            out.append(regions if theta <= 1.0 else [])
+        return out
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def matched_miou(pred: list[Region], instances: np.ndarray) -> list[float]:
+    """For every true object of an instance map, the IoU of the best-matching predicted mask
+    (0 when nothing overlaps it); their mean over a set of images is the oracle's mIoU."""
+    ious = []
+    for k in range(1, int(instances.max()) + 1):
+        m = instances == k
+        if not m.any():
+            continue
+        ious.append(max((mask_iou(r.mask, m) for r in pred), default=0.0))
+    return ious
+
+
+def timed_segment(oracle, images: np.ndarray, theta: float, scene_ids=None, batch: int = 1
+                  ) -> tuple[list[list[Region]], np.ndarray]:
+    """Regions and per-image latency in ms (images run ``batch`` at a time, as EftCLIP's Fig. 6
+    times one image at a time)."""
+    regions, ms = [], []
+    for s in range(0, len(images), batch):
+        t0 = time.perf_counter()
+        ids = None if scene_ids is None else scene_ids[s:s + batch]
+        regions += oracle.segment(images[s:s + batch], theta, ids)
+        n = min(batch, len(images) - s)
+        ms += [(time.perf_counter() - t0) * 1000 / n] * n
+    return regions, np.asarray(ms)
+
+
+__all__ = ["ORACLE_KINDS", "SegmenterConfig", "Region", "Oracle", "instance_polygons", "export_yolo_dataset",
+           "oracle_scene_ids", "train_segmenter", "load_fastsam", "FastSAMOracle", "ExactMaskOracle",
+           "mask_iou", "matched_miou", "timed_segment"]

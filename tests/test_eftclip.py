@@ -1,0 +1,141 @@
+"""EftCLIP: Algorithms 1-2 on hand-made lists, the curated set, triggers, the oracle's labels."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from paperlib.detect.eftclip import (ImageLists, ImageObservation, caption_labels, curate,
+                                     find_adversarial_trigger, identify_affected_labels, resized_patch,
+                                     triggered)
+from paperlib.detect.oracle import ExactMaskOracle, Region, instance_polygons, matched_miou
+
+
+# --- Algorithm 1 ---------------------------------------------------------------------------
+def test_algorithm1_finds_the_name_only_the_poisoned_clip_sees():
+    # Fig. 7's first row: the poisoned CLIP says umbrella, the oracle finds the rest
+    L = ["umbrella", "boat", "ocean", "river", "water"]
+    S = ["boat", "ocean", "river", "water"]
+    R = ["boat", "ocean"]
+    K, P = find_adversarial_trigger(L, S, R, [])
+    assert P == ["umbrella"] and K == ["umbrella"]
+
+
+def test_algorithm1_line2_removes_names_the_poisoned_clip_gives_a_region():
+    K, P = find_adversarial_trigger(["umbrella", "boat"], ["boat"], ["umbrella"], [])
+    assert P == [] and K == []
+
+
+def test_algorithm1_known_triggers_are_not_added_twice_and_order_is_kept():
+    K, P = find_adversarial_trigger(["a", "b", "c"], [], [], ["b"])
+    assert P == ["a", "b", "c"]
+    assert K == ["b", "a", "c"]          # K u N with N = P \ K = [a, c]
+    K2, _ = find_adversarial_trigger(["b"], [], [], K)
+    assert K2 == K                        # N empty: K unchanged (line 7)
+
+
+# --- Algorithm 2 ---------------------------------------------------------------------------
+def _imgs():
+    return [
+        ImageLists(L=["banana", "dog", "cat"], S=["dog", "cat"], R=["dog", "cat"]),         # trigger found
+        ImageLists(L=["banana", "dog"], S=["dog", "banana"], R=["banana", "dog"]),  # oracle cut the patch
+        ImageLists(L=["car", "bus"], S=["car", "bus"], R=["car", "bus"]),                   # clean image
+    ]
+
+
+def test_algorithm2_as_printed():
+    out = identify_affected_labels(_imgs(), rule="paper")
+    assert out.K == ["banana"]
+    assert out.P == [["banana"], [], []]
+    # image 2: (R n S) n K = {banana} -> A_2 = (R n S) \ K = [dog]; images 1 and 3 contribute nothing
+    assert out.A_images == [[], ["dog"], []]
+    assert out.A == Counter({"dog": 1})
+    assert out.detected("banana").tolist() == [True, False, False]
+
+
+def test_algorithm2_detected_reading_takes_labels_beside_the_found_trigger():
+    out = identify_affected_labels(_imgs(), rule="detected")
+    assert out.A_images == [["dog", "cat"], [], []]
+    assert out.trigger_counts["banana"] == 1
+
+
+def test_algorithm2_rejects_an_unknown_rule():
+    with pytest.raises(ValueError, match="affected_rule"):
+        identify_affected_labels(_imgs(), rule="other")
+
+
+def test_observation_lists_follow_tau_and_theta():
+    names = ["banana", "dog", "cat"]
+    index = {n: i for i, n in enumerate(names)}
+    clf = torch.eye(3)                        # feature j -> name j
+    obs = ImageObservation(L=["banana", "dog", "cat"], conf=np.array([0.9, 0.5]), side=np.array([10, 10]),
+                           clean_feats=torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.3, 1.0]]),
+                           R_names=[["dog"], ["cat"]])
+    hi = obs.lists(3, 0.66, 3, clf, index)
+    assert hi.S == ["dog"] and hi.R == ["dog"] and hi.n_regions == 1
+    lo = obs.lists(3, 0.4, 3, clf, index)
+    assert lo.S == ["dog", "cat"] and lo.R == ["dog", "cat"]
+    short = obs.lists(2, 0.4, 3, clf, index)  # cat is not a prompt when tau = 2: its region goes to dog
+    assert short.L == ["banana", "dog"] and short.S == ["dog"]
+    assert obs.lists(3, 0.4, 11, clf, index).n_regions == 0
+
+
+# --- curated set ---------------------------------------------------------------------------
+def test_curate_draws_per_label_in_proportion_and_others_at_their_ratio():
+    labels = [{"dog"}] * 100 + [{"cat"}] * 100 + [{"car"}] * 100
+    rows = curate(labels, Counter({"dog": 3, "cat": 1}), n_total=80, other_ratio=0.25,
+                  rng=np.random.default_rng(0))
+    got = Counter(next(iter(labels[i])) for i in rows)
+    assert got == Counter({"dog": 45, "cat": 15, "car": 20})
+    assert len(set(rows.tolist())) == len(rows)
+
+
+def test_curate_without_affected_labels_draws_from_the_whole_pool():
+    rows = curate([{"a"}] * 10, Counter(), n_total=4, other_ratio=0.1, rng=np.random.default_rng(0))
+    assert len(rows) == 4
+
+
+def test_caption_labels_match_whole_words_only():
+    labs = caption_labels([["a cat next to a dog"], ["a category of things"]], ["cat", "dog"])
+    assert labs == [{"cat", "dog"}, set()]
+
+
+# --- triggers ------------------------------------------------------------------------------
+def test_triggered_pastes_the_resized_pattern_in_the_corner_only():
+    pattern = torch.arange(3 * 16 * 16, dtype=torch.int64).remainder(256).to(torch.uint8).view(3, 16, 16)
+    imgs = np.zeros((2, 64, 64, 3), np.uint8)
+    out = triggered(imgs, pattern, 8, "bottom_right", seed=0)
+    small = resized_patch(pattern, 8)
+    assert small.shape == (3, 8, 8)
+    assert np.array_equal(out[:, 56:, 56:, :], np.broadcast_to(small.permute(1, 2, 0).numpy(), (2, 8, 8, 3)))
+    out[:, 56:, 56:, :] = 0
+    assert not out.any()
+    assert np.array_equal(resized_patch(pattern, 16), pattern)
+
+
+# --- oracle pieces -------------------------------------------------------------------------
+def _instances():
+    inst = np.zeros((16, 16), np.uint8)
+    inst[2:6, 2:8] = 1
+    inst[9:15, 10:14] = 2
+    return inst
+
+
+def test_instance_polygons_cover_each_object():
+    polys = instance_polygons(_instances())
+    assert len(polys) == 2
+    (x0, y0), (x1, y1) = polys[0].min(0) * 16, polys[0].max(0) * 16
+    assert (round(x0), round(y0)) == (2, 2) and (round(x1), round(y1)) == (7, 5)   # contour pixel centres
+
+
+def test_exact_oracle_returns_exact_boxes_and_perfect_miou():
+    class FakeSplit:
+        instances = _instances()[None]
+    oracle = ExactMaskOracle(FakeSplit())
+    regions = oracle.segment(np.zeros((1, 16, 16, 3), np.uint8), 0.66, [0])[0]
+    assert [r.box for r in regions] == [(2, 2, 8, 6), (10, 9, 14, 15)]
+    assert matched_miou(regions, _instances()) == [1.0, 1.0]
+    half = Region((2, 2, 5, 6), _instances() == 1, 1.0)
+    half.mask = half.mask.copy()
+    half.mask[:, 5:] = False
+    assert matched_miou([half], _instances()) == [pytest.approx(0.5), 0.0]
