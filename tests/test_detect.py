@@ -118,3 +118,27 @@ def test_abl_isolates_the_lowest_losses_and_lga_flips_sign():
     low = LGATerm(gamma=10.0)(step)          # loss below gamma: ascent (negative)
     high = LGATerm(gamma=0.0)(StepContext(M(), {"images": img, "tokens": tok}))
     assert low.item() < 0 < high.item() and low.item() == pytest.approx(-high.item())
+
+
+def test_detect_with_a_given_seed_set_uses_it_for_the_fine_stage():
+    from paperlib.detect.cfbd import CFBDConfig, detect
+    rng = np.random.default_rng(0)
+    n = 200
+    c = rng.normal(0.1, 0.02, n)
+    cap = rng.normal(size=(n, 8))
+    cap[:10] = cap[0] + 0.01 * rng.normal(size=(10, 8))       # ten poisoned pairs share one caption
+    c[:10] = 0.5                                              # and are inconsistent: never in D_b
+    cfg = CFBDConfig(k=2, q=5, gamma_z=0.9)
+    det = detect(c, cap, cfg, seed_rows=np.array([0, 1, 2]))
+    assert det.coarse.seed.tolist() == [0, 1, 2]
+    assert det.flagged[:10].all() and not det.flagged[10:].any()
+    assert not np.isin([0, 1, 2], det.coarse.benign).any()
+
+
+def test_faulty_seed_replaces_exactly_the_asked_share_with_benign_pairs():
+    from paperlib.detect.cfbd import faulty_seed
+    seed = np.arange(50)
+    benign = np.arange(100, 1000)
+    out = faulty_seed(seed, benign, 0.4, np.random.default_rng(0))
+    assert len(out) == 50 and len(set(out.tolist())) == 50
+    assert np.isin(out, seed).sum() == 30 and np.isin(out, benign).sum() == 20

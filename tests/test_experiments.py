@@ -10,7 +10,7 @@ from paperlib.config import ParamError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection", "cleanerclip", "abd", "eftclip"])
+@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"])
 @pytest.mark.parametrize("scale", ["smoke", "embedded", "gpu", "paper"])
 def test_parameter_files_load(experiment, scale):
     import importlib
@@ -57,7 +57,7 @@ def test_experiments_share_the_foundation_base(scale):
     from paperlib.data.splits import split_params
     from paperlib.experiments import foundation
     ref = foundation.load(ROOT / "params" / "foundation" / f"{scale}.yaml")
-    for name in ("attacks", "defences", "detection", "cleanerclip", "abd", "eftclip"):
+    for name in ("attacks", "defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"):
         path = ROOT / "params" / name / f"{scale}.yaml"
         if not path.is_file():
             continue

@@ -91,10 +91,20 @@ class Detection:
     coarse: CoarseResult
 
 
-def detect(c: np.ndarray, caption_emb: np.ndarray, cfg: CFBDConfig) -> Detection:
-    """Both stages.  The coarse-only decision counts everything outside D_b as poisoned."""
+def detect(c: np.ndarray, caption_emb: np.ndarray, cfg: CFBDConfig, seed_rows: np.ndarray | None = None
+           ) -> Detection:
+    """Both stages.  The coarse-only decision counts everything outside D_b as poisoned.
+
+    ``seed_rows`` replaces the coarse stage's seed set D_p (CFBD Table 5's fault-tolerance test
+    mixes benign pairs into it); D_b is still the GMM's and the rest is suspicious."""
     co = coarse_stage(c, cfg)
     n = len(c)
+    if seed_rows is not None:
+        seed_rows = np.unique(np.asarray(seed_rows, np.int64))
+        benign = np.setdiff1d(co.benign, seed_rows)
+        rest = np.setdiff1d(np.arange(n), np.union1d(benign, seed_rows))
+        co = CoarseResult(benign=benign, seed=seed_rows, suspicious=rest, posterior_low=co.posterior_low,
+                          means=co.means)
     z = textual_correlation(caption_emb, np.arange(n), co.seed)
     flagged = np.zeros(n, bool)
     flagged[co.seed] = True
@@ -103,3 +113,15 @@ def detect(c: np.ndarray, caption_emb: np.ndarray, cfg: CFBDConfig) -> Detection
     coarse_flagged[co.benign] = False
     keep = np.flatnonzero(~flagged)
     return Detection(flagged=flagged, coarse_flagged=coarse_flagged, keep=keep, z=z, coarse=co)
+
+
+def faulty_seed(seed_rows: np.ndarray, benign_pool: np.ndarray, fault_ratio: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """A seed set of the same size whose ``fault_ratio`` share is replaced by benign pairs
+    (CFBD Table 5: the seed set mixed with 20-80% benign pairs)."""
+    seed_rows = np.asarray(seed_rows, np.int64)
+    n_bad = int(round(fault_ratio * len(seed_rows)))
+    keep = rng.choice(seed_rows, size=len(seed_rows) - n_bad, replace=False)
+    pool = np.setdiff1d(benign_pool, seed_rows)
+    add = rng.choice(pool, size=min(n_bad, len(pool)), replace=False)
+    return np.sort(np.concatenate([keep, add]))

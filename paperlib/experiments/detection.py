@@ -42,6 +42,8 @@ class DetectionParams:
     cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
     mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
     retrain: bool = param(True, doc="fine-tune the clean base on the kept pairs (victim's recipe) and evaluate")
+    retrain_stages: tuple[str, ...] = param(("fine",), choices=("coarse", "fine"),
+                                            doc="which stage's kept pairs to retrain on (coarse: D_b only)")
     abl: ABLConfig = param(default_factory=ABLConfig, doc="ABL, the baseline detector")
     run_abl: bool = param(True, doc="also run ABL on every poisoned set")
     eval: EvalConfig = param(default_factory=EvalConfig)
@@ -101,12 +103,79 @@ def trained_mapping(p: DetectionParams, base, device):
     return m
 
 
-def run(p: DetectionParams, log=print) -> dict:
+@dataclass
+class Screened:
+    """One poisoned pair set seen through the defender's clean CLIP and mapping network."""
+    ps: object                 # the PoisonedSet
+    truth: np.ndarray          # bool per pair: poisoned
+    image_emb: np.ndarray
+    caption_emb: np.ndarray
+    synthetic_emb: np.ndarray
+    c: np.ndarray              # CFBD's consistency per pair (Eq. 4)
+
+
+class Screener:
+    """Poisoned pair sets and their CFBD scores; the embeddings of clean scenes are computed once
+    and shared by every pair set drawn from the same scenes (e.g. one attack at several rates)."""
+
+    def __init__(self, p: DetectionParams, base, device):
+        from paperlib import pipeline as pl
+        from paperlib.data.splits import split_params
+        from paperlib.models import get_tokenizer
+        self.p, self.base, self.device = p, base, device
+        self.mapping = trained_mapping(p, base, device)
+        self.clean = base.load(device)
+        self.tokenizer = get_tokenizer(base.name)
+        self.split = pl.get_split("cc3m_analog", p.data)
+        self.tokens = pl.split_tokens(self.split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
+        self._scene = {}           # scene id -> (image, caption, synthetic) embeddings
+
+    def _embed(self, pairs, rows: np.ndarray):
+        from paperlib import pipeline as pl
+        from paperlib.train.pairs import TensorPairs
+        sub = TensorPairs(pairs.images, pairs.tokens, rows=pairs.rows[rows], extra_images=pairs.extra_images,
+                          extra_tokens=pairs.extra_tokens, texts=pairs.texts, extra_texts=pairs.extra_texts)
+        img, txt, _ = pl.pair_embeddings(self.clean, sub, self.device)
+        synth, _ = self.mapping.synthetic(img, self.clean, self.tokenizer, self.device)
+        return img.numpy(), txt.numpy(), synth.numpy()
+
+    def screen(self, v: VictimConfig, seed: int, poison_count: int | None = None) -> Screened:
+        from paperlib import pipeline as pl
+        from paperlib.detect.cfbd import consistency
+        from paperlib.experiments.common import victim_attack
+        count = v.poison.poison_count if poison_count is None else poison_count
+        atk = victim_attack(self.p, self.base, v)
+        ids = pl.finetune_scene_ids(self.split, v.finetune_scenes, seed)
+        enc = pl.clean_encoder(self.base, v.poison.target, self.device) if atk.needs_encoder and count else None
+        ps = pl.poisoned_pairs(self.split, self.tokens, ids, atk, v.poison.target, count, seed, self.base.name,
+                               encoder=enc)
+        rows = ps.pairs.rows
+        base_pos = np.flatnonzero(rows >= 0)
+        missing = base_pos[[int(rows[k]) not in self._scene for k in base_pos]]
+        if len(missing):
+            for k, e in zip(missing, zip(*self._embed(ps.pairs, missing))):
+                self._scene[int(rows[k])] = e
+        n = len(rows)
+        img = [None] * n
+        txt = [None] * n
+        syn = [None] * n
+        for k in base_pos:
+            img[k], txt[k], syn[k] = self._scene[int(rows[k])]
+        extra = np.flatnonzero(rows < 0)
+        if len(extra):
+            for k, e in zip(extra, zip(*self._embed(ps.pairs, extra))):
+                img[k], txt[k], syn[k] = e
+        img, txt, syn = np.stack(img), np.stack(txt), np.stack(syn)
+        truth = np.zeros(n, bool)
+        truth[ps.poisoned_rows] = True
+        return Screened(ps=ps, truth=truth, image_emb=img, caption_emb=txt, synthetic_emb=syn,
+                        c=consistency(img, txt, syn))
+
+
+def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict:
     from paperlib import pipeline as pl
-    from paperlib.data.splits import split_params
-    from paperlib.detect.cfbd import consistency, detect
+    from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
-    from paperlib.models import get_tokenizer
     from paperlib.experiments.common import clean_base, victim_attack, victim_metrics
     from paperlib.results import Timer, upsert_csv, write_manifest
 
@@ -115,28 +184,17 @@ def run(p: DetectionParams, log=print) -> dict:
     with timer("pretrain"):
         base = clean_base(p)
     with timer("mapping"):
-        mapping = trained_mapping(p, base, device)
-    clean = base.load(device)
-    tokenizer = get_tokenizer(base.name)
-    split = pl.get_split("cc3m_analog", p.data)
-    tokens = pl.split_tokens(split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
+        screener = screener or Screener(p, base, device)
     rows, scores, abl_rows = [], {}, []
     for v in p.victims:
         cfg = v.attack_config()
         atk = victim_attack(p, base, v)
         for seed in p.seeds:
             with timer(f"detect_{v.attack}"):
-                ids = pl.finetune_scene_ids(split, v.finetune_scenes, seed)
-                enc = pl.clean_encoder(base, v.poison.target, device) if atk.needs_encoder and v.poison.poison_count else None
-                ps = pl.poisoned_pairs(split, tokens, ids, atk, v.poison.target, v.poison.poison_count, seed,
-                                       base.name, encoder=enc)
-                img, txt, _ = pl.pair_embeddings(clean, ps.pairs, device)
-                synth, _ = mapping.synthetic(img, clean, tokenizer, device)
-                c = consistency(img.numpy(), txt.numpy(), synth.numpy())
-                det = detect(c, txt.numpy(), p.cfbd)
-            truth = np.zeros(len(ps.pairs), bool)
-            truth[ps.poisoned_rows] = True
-            scores[(v.attack, seed)] = {"c": c, "z": det.z, "truth": truth}
+                sc = screener.screen(v, seed)
+                det = detect(sc.c, sc.caption_emb, p.cfbd)
+            ps, truth, c = sc.ps, sc.truth, sc.c
+            scores[(v.attack, seed)] = {"c": c, "z": det.z, "truth": truth, "screened": sc, "detection": det}
             for stage, flagged, score in (("coarse", det.coarse_flagged, c),
                                           ("fine", det.flagged, np.where(det.flagged, 1.0, 0.0) + c)):
                 tpr, fpr = tpr_fpr(truth, flagged)
@@ -144,28 +202,37 @@ def run(p: DetectionParams, log=print) -> dict:
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth))})
-            if p.retrain and len(det.keep) < v.finetune.batch_size:
-                log(f"{v.attack}: only {len(det.keep)} pairs kept, fewer than one batch; not retrained")
-            elif p.retrain:
-                with timer(f"retrain_{v.attack}"):
-                    digest = hashlib.sha256(np.sort(det.keep).tobytes()).hexdigest()[:16]
-                    model = pl.retrain_on(base, ps.pairs, det.keep, v.finetune,
-                                          {"victim_pairs": _pairs_key(v, seed), "keep": digest}, p.device, desc=f"CFBD retrain {v.attack}")
+            stages = {"coarse": det.coarse.benign, "fine": det.keep}
+            for stage in p.retrain_stages if p.retrain else ():
+                keep = stages[stage]
+                row = rows[-2] if stage == "coarse" else rows[-1]
+                if len(keep) < v.finetune.batch_size:
+                    log(f"{v.attack}: only {len(keep)} pairs kept by the {stage} stage, fewer than one batch; "
+                        f"not retrained")
+                    continue
+                with timer(f"retrain_{stage}_{v.attack}"):
+                    digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
+                    model = pl.retrain_on(base, ps.pairs, keep, v.finetune,
+                                          {"victim_pairs": _pairs_key(v, seed), "keep": digest}, p.device,
+                                          desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
-                rows[-1].update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
+                row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
             if p.run_abl:
                 with timer(f"abl_{v.attack}"):
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
             log(f"{v.attack:10s} seed {seed}: coarse TPR {rows[-2]['tpr']:.1f} FPR {rows[-2]['fpr']:.1f} | "
                 f"fine TPR {rows[-1]['tpr']:.1f} FPR {rows[-1]['fpr']:.1f}")
+            upsert_csv(Path(p.results_dir) / "detection" / "cfbd.csv", rows,
+                       ("attack", "poison_count", "stage", "scale", "seed"), CFBD_COLUMNS)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / "cfbd.csv", rows, ("attack", "poison_count", "stage", "scale", "seed"),
                        CFBD_COLUMNS)
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
+    m = screener.mapping
     write_manifest(results / "detection" / f"manifest_cfbd_{p.scale}.json", asdict(p), timer.sections,
-                   extra={"base_model": base.path.name, "mapping_final_loss": mapping.history[-1] if mapping.history else None})
-    return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections}
+                   extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
+    return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
 
 
 def _pairs_key(v: VictimConfig, seed: int) -> dict:
@@ -204,7 +271,8 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DetectionParams", "CFBD_COLUMNS", "load", "run", "trained_mapping"]
+__all__ = ["DetectionParams", "CFBD_COLUMNS", "ABL_COLUMNS", "Screened", "Screener", "load", "run", "run_abl_on",
+           "trained_mapping"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

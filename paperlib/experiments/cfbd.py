@@ -1,0 +1,459 @@
+"""CFBD's tables and figures: coarse-to-fine detection of poisoned pairs, against ABL.
+
+Parameters: ``params/cfbd/<scale>.yaml`` (schema :class:`CFBDParams`: the detection experiment's
+schema plus this paper's sweeps).  The detection experiment (:mod:`paperlib.experiments.detection`)
+screens every victim's poisoned set and retrains on the kept pairs (``results/detection/cfbd.csv``);
+this module adds:
+
+* Table 3: TPR of CFBD and ABL at poison rates of 0.3-0.6% (``results/detection/abl.csv`` and
+  ``results/cfbd/table3_rates.csv``);
+* Table 5: fault tolerance, the seed set mixed with benign pairs (``results/cfbd/table5_fault.csv``);
+* Fig. 6: the K / gamma and q ablations (``results/cfbd/fig6_ablation.csv``);
+* Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves;
+* Tables 1, 2, 4 assembled from ``results/attacks/victims.csv``, ``results/defences/matrix.csv``
+  and ``results/detection/cfbd.csv`` beside the paper's numbers; the claims table.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paperlib.attacks import ATTACK_IDS
+from paperlib.config import ParamError, load_params, param
+from paperlib.experiments.detection import DetectionParams
+
+PAPER = "cfbd"
+# ours -> the paper's method ids (papers/cfbd.csv)
+METHODS = {"clean": "clean", "none": "none", "roclip": "roclip", "cleanclip": "cleanclip",
+           "cfbd_coarse": "cfbd", "cfbd": "cfbd"}
+
+
+@dataclass(frozen=True)
+class CFBDParams(DetectionParams):
+    rate_attacks: tuple[str, ...] = param(("badnet", "blended", "ssba", "trojannn", "wanet"), choices=ATTACK_IDS,
+                                          doc="attacks of Table 3 (each needs a victim entry for its settings)")
+    rate_counts: tuple[int, ...] = param((30, 40, 50, 60), range=(1, None),
+                                         doc="poisoned pairs of Table 3 (0.3-0.6% of 10,000 at the embedded scale)")
+    fault_attacks: tuple[str, ...] = param(("badnet", "blended", "sig", "ssba", "trojannn", "wanet"), choices=ATTACK_IDS,
+                                           doc="attacks of Table 5")
+    fault_ratios: tuple[float, ...] = param((0.2, 0.4, 0.6, 0.8), range=(0.0, 1.0), doc="benign share of the seed set")
+    fault_qs: tuple[int, ...] = param((50, 400), range=(1, None), doc="seed-set sizes of Table 5")
+    ablation_ks: tuple[int, ...] = param((1, 2, 3, 4, 5, 6), range=(1, 50), doc="GMM components of Fig. 6a")
+    ablation_gammas: tuple[float, ...] = param((0.5, 0.75, 0.875, 0.9, 0.95, 0.99), range=(0.0, 1.0),
+                                               doc="posterior thresholds of Fig. 6a")
+    ablation_qs: tuple[int, ...] = param((50, 100, 200, 400), range=(1, None), doc="seed-set sizes of Fig. 6b")
+    figure_attack: str = param("badnet", choices=ATTACK_IDS, doc="the attack of Figs. 2 and 4")
+    fault_seed: int = param(0, range=(0, None), doc="seed of the benign pairs mixed into the seed set")
+
+    def validate(self):
+        super().validate()
+        have = {v.attack for v in self.victims}
+        for key in ("rate_attacks", "fault_attacks"):
+            missing = [a for a in getattr(self, key) if a not in have]
+            if missing:
+                raise ParamError(f"{key}: no victim entry for {missing} (it gives the attack's settings); "
+                                 f"victims: {sorted(have)}")
+        if self.figure_attack not in have:
+            raise ParamError(f"figure_attack={self.figure_attack!r}: no such victim; victims: {sorted(have)}")
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> CFBDParams:
+    return load_params(CFBDParams, path, overrides)
+
+
+def _victim(p: CFBDParams, attack: str):
+    return next(v for v in p.victims if v.attack == attack)
+
+
+# ---------------------------------------------------------------------------
+# Table 3: TPR at low poison rates, CFBD against ABL
+# ---------------------------------------------------------------------------
+def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
+    from paperlib.detect.cfbd import detect
+    from paperlib.detect.metrics import tpr_fpr
+    from paperlib.experiments.detection import ABL_COLUMNS, run_abl_on
+    from paperlib.results import upsert_csv
+    rows, abl_rows = [], []
+    for attack in p.rate_attacks:
+        v = _victim(p, attack)
+        for count in p.rate_counts:
+            for seed in p.seeds:
+                sc = screener.screen(v, seed, count)
+                det = detect(sc.c, sc.caption_emb, p.cfbd)
+                tpr, fpr = tpr_fpr(sc.truth, det.flagged)
+                rows.append({"attack": attack, "poison_count": count, "poison_rate": 100.0 * count / len(sc.truth),
+                             "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr})
+                if p.run_abl:
+                    a = run_abl_on(p, screener.base, sc.ps, v, v.attack_config(), seed, sc.truth, screener.device)
+                    a["poison_count"] = count
+                    abl_rows.append(a)
+                    rows.append({"attack": attack, "poison_count": count, "poison_rate": rows[-1]["poison_rate"],
+                                 "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"]})
+                log(f"rate {attack} {count}: CFBD TPR {tpr:.1f}" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
+    out = Path(p.results_dir)
+    if abl_rows:
+        upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"), ABL_COLUMNS)
+    return upsert_csv(out / PAPER / "table3_rates.csv", rows, ("attack", "poison_count", "method", "scale", "seed"))
+
+
+# ---------------------------------------------------------------------------
+# Table 5 (fault tolerance) and Fig. 6 (ablations): cheap, from the screened sets
+# ---------------------------------------------------------------------------
+def fault_tolerance(p: CFBDParams, screened: dict) -> pd.DataFrame:
+    """AUROC of coarse-to-fine detection when the seed set holds ``fault_ratio`` benign pairs."""
+    from paperlib.config import replace
+    from paperlib.detect.cfbd import coarse_stage, detect, faulty_seed
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.results import upsert_csv
+    rows = []
+    for (attack, seed), sc in screened.items():
+        if attack not in p.fault_attacks:
+            continue
+        for q in p.fault_qs:
+            cfg = replace(p.cfbd, q=q)
+            seed_rows = coarse_stage(sc.c, cfg).seed
+            benign = np.flatnonzero(~sc.truth)
+            for ratio in (0.0,) + tuple(p.fault_ratios):
+                rng = np.random.default_rng([p.fault_seed, seed, q, int(ratio * 100)])
+                rows_seed = faulty_seed(seed_rows, benign, ratio, rng) if ratio else seed_rows
+                det = detect(sc.c, sc.caption_emb, cfg, seed_rows=rows_seed)
+                auroc, auprc = auroc_auprc(sc.truth, det.z)
+                tpr, fpr = tpr_fpr(sc.truth, det.flagged)
+                rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
+                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr})
+    return upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
+                      ("attack", "q", "fault_ratio", "scale", "seed"))
+
+
+def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
+    """Fig. 6a: poisoned pairs that the coarse stage puts in D_b, per K and gamma; Fig. 6b: TPR /
+    FPR / AUROC of coarse-to-fine detection per q."""
+    from paperlib.config import replace
+    from paperlib.detect.cfbd import coarse_stage, detect
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.results import upsert_csv
+    rows = []
+    for (attack, seed), sc in screened.items():
+        for k in p.ablation_ks:
+            for g in p.ablation_gammas:
+                co = coarse_stage(sc.c, replace(p.cfbd, k=k, gamma=g))
+                rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "q": p.cfbd.q,
+                             "scale": p.scale, "seed": seed, "poisoned_in_benign": int(sc.truth[co.benign].sum()),
+                             "benign_size": int(len(co.benign))})
+        for q in p.ablation_qs:
+            if q >= len(sc.c):
+                continue
+            det = detect(sc.c, sc.caption_emb, replace(p.cfbd, q=q))
+            tpr, fpr = tpr_fpr(sc.truth, det.flagged)
+            auroc, _ = auroc_auprc(sc.truth, det.z)
+            rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma, "q": q,
+                         "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc})
+    return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
+                      ("study", "attack", "k", "gamma", "q", "scale", "seed"))
+
+
+# ---------------------------------------------------------------------------
+# Tables 1, 2, 4 from the result files
+# ---------------------------------------------------------------------------
+def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
+    """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's)."""
+    from paperlib.papers import lookup
+    res = Path(p.results_dir)
+    attacks = [v.attack for v in p.victims]
+    rows = []
+    vic = pd.read_csv(res / "attacks" / "victims.csv") if (res / "attacks" / "victims.csv").is_file() else pd.DataFrame()
+    mat = pd.read_csv(res / "defences" / "matrix.csv") if (res / "defences" / "matrix.csv").is_file() else pd.DataFrame()
+    det = pd.read_csv(res / "detection" / "cfbd.csv") if (res / "detection" / "cfbd.csv").is_file() else pd.DataFrame()
+    for a in attacks:
+        v = _victim(p, a)
+        if len(vic):
+            s = vic[(vic.attack == a) & (vic.scale == p.scale) & (vic.threat_model == "finetune")
+                    & (vic.poison_count == v.poison.poison_count)]
+            for _, r in s.iterrows():
+                rows.append({"attack": a, "method": "none", "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1})
+                if "base_ca_top1" in s:
+                    rows.append({"attack": a, "method": "clean", "seed": r.seed, "ca_top1": r.base_ca_top1,
+                                 "asr_top1": r.get("base_asr_top1", np.nan)})
+        if len(mat):
+            s = mat[(mat.attack == a) & (mat.scale == p.scale) & mat.defence.isin(["roclip", "cleanclip"])]
+            rows += [{"attack": a, "method": r.defence, "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
+                     for _, r in s.iterrows()]
+        if len(det):
+            s = det[(det.attack == a) & (det.scale == p.scale) & (det.poison_count == v.poison.poison_count)]
+            rows += [{"attack": a, "method": "cfbd" if r.stage == "fine" else "cfbd_coarse", "seed": r.seed,
+                      "ca_top1": r.ca_top1, "asr_top1": r.asr_top1} for _, r in s.iterrows() if pd.notna(r.ca_top1)]
+    if not rows:
+        return pd.DataFrame()
+    t = pd.DataFrame(rows).groupby(["attack", "method"], sort=False)[["ca_top1", "asr_top1"]].agg(["mean", "std", "count"])
+    t.columns = [f"{c}_{s}" for c, s in t.columns]
+    t = t.reset_index()
+    ref = lookup(PAPER, "Table 1")
+    ref2 = lookup(PAPER, "Table 2")
+
+    def paper(refdf, a, m):
+        theirs = METHODS.get(m)
+        sel = refdf[(refdf.attack == a) & (refdf.defence == theirs) & refdf.setting.str.contains("n_poison=3000")]
+        if theirs == "cfbd":
+            stage = "stage=coarse;" if m == "cfbd_coarse" else "stage=coarse_to_fine"
+            sel = sel[sel.setting.str.contains(stage, regex=False)]
+        return float(sel["value"].iloc[0]) if len(sel) else np.nan
+    t["ca_top1_paper"] = [paper(ref, r.attack, r.method) for r in t.itertuples()]
+    t["asr_top1_paper"] = [paper(ref2, r.attack, r.method) for r in t.itertuples()]
+    t.insert(0, "scale", p.scale)
+    return t
+
+
+def table_4(p: CFBDParams) -> pd.DataFrame:
+    """Table 4: AUROC of coarse-to-fine detection per attack (ours mean over seeds) beside the paper."""
+    from paperlib.papers import lookup
+    f = Path(p.results_dir) / "detection" / "cfbd.csv"
+    if not f.is_file():
+        return pd.DataFrame()
+    det = pd.read_csv(f)
+    counts = {v.attack: v.poison.poison_count for v in p.victims}
+    det = det[(det.scale == p.scale) & det.attack.isin(list(counts))]
+    det = det[det.apply(lambda r: r.poison_count == counts[r.attack], axis=1)]
+    t = det.groupby(["attack", "stage"])[["tpr", "fpr", "auroc", "auprc"]].mean().reset_index()
+    ref = lookup(PAPER, "Table 4")
+    # the paper prints AUROC in [0, 1]; the project's metrics are percentages
+    t["auroc_paper"] = [100 * float(ref[ref.attack == a]["value"].iloc[0]) if s == "fine" and (ref.attack == a).any()
+                        else np.nan for a, s in zip(t.attack, t.stage)]
+    t.insert(0, "scale", p.scale)
+    return t
+
+
+def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
+    """Table 3 laid out as the paper: TPR per attack x method x poison rate, ours and the paper's."""
+    from paperlib.papers import lookup
+    r = rates[rates.scale == p.scale].groupby(["attack", "method", "poison_count", "poison_rate"])["tpr"].mean().reset_index()
+    ref = lookup(PAPER, "Table 3")
+    order = sorted(r.poison_count.unique())
+    paper_rates = ["0.3%", "0.4%", "0.5%", "0.6%"]
+    mapping = dict(zip(order, paper_rates)) if len(order) == 4 else {}
+    r["paper_rate"] = r.poison_count.map(mapping)
+    r["tpr_paper"] = [float(ref[(ref.attack == a) & (ref.defence == m) & ref.setting.str.endswith(f"={pr}")]["value"].iloc[0])
+                      if isinstance(pr, str) and len(ref[(ref.attack == a) & (ref.defence == m) & ref.setting.str.endswith(f"={pr}")])
+                      else np.nan for a, m, pr in zip(r.attack, r.method, r.paper_rate)]
+    r.insert(0, "scale", p.scale)
+    return r
+
+
+def table_5_wide(fault: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
+    from paperlib.papers import lookup
+    f = fault[(fault.scale == p.scale) & (fault.fault_ratio > 0)]
+    t = f.groupby(["attack", "q", "fault_ratio"])["auroc"].mean().reset_index()
+    ref = lookup(PAPER, "Table 5")
+
+    def paper(a, q, ratio):
+        sel = ref[(ref.attack == a) & (ref.setting == f"q={q};fault_ratio={int(round(ratio))}%")]
+        return 100 * float(sel["value"].iloc[0]) if len(sel) else np.nan   # paper: [0, 1]; ours: percent
+    t["auroc_paper"] = [paper(a, q, r) for a, q, r in zip(t.attack, t.q, t.fault_ratio)]
+    t.insert(0, "scale", p.scale)
+    return t
+
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+def plot_fig2(sc, det, p: CFBDParams):
+    """Fig. 2: (a) textual correlation with the seed set, poisoned vs benign, per pair; (b) the
+    image-caption cosine of benign and poisoned pairs; (c) the textual-correlation distributions."""
+    import matplotlib.pyplot as plt
+
+    from paperlib.results import save_figure
+    cos = (sc.image_emb * sc.caption_emb).sum(1)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    idx = np.arange(len(det.z))
+    axes[0].scatter(idx[~sc.truth], det.z[~sc.truth], s=1, alpha=.3, label="benign")
+    axes[0].scatter(idx[sc.truth], det.z[sc.truth], s=2, c="tab:red", label="poisoned")
+    axes[0].set_xlabel("pair")
+    axes[0].set_ylabel("textual correlation z")
+    axes[0].set_title("(a) z with the seed set", fontsize=9)
+    for data, ax, xl, title in ((cos, axes[1], "cos(image, caption)", "(b) cosine similarity"),
+                                (det.z, axes[2], "textual correlation z", "(c) z distribution")):
+        ax.hist(data[~sc.truth], bins=60, alpha=.6, density=True, label="benign")
+        ax.hist(data[sc.truth], bins=60, alpha=.6, density=True, label="poisoned", color="tab:red")
+        ax.set_xlabel(xl)
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7, markerscale=4)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"CFBD Fig. 2 ({p.figure_attack}, {p.scale} scale)", fontsize=9)
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
+
+
+def plot_fig4(sc, p: CFBDParams):
+    """Fig. 4: the consistency values, the fitted GMM, its lowest-mean component, the gamma cut."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+    from sklearn.mixture import GaussianMixture
+
+    from paperlib.detect.cfbd import coarse_stage
+    from paperlib.results import save_figure
+    c = sc.c
+    gmm = GaussianMixture(n_components=p.cfbd.k, random_state=p.cfbd.gmm_seed).fit(c[:, None])
+    co = coarse_stage(c, p.cfbd)
+    xs = np.linspace(c.min(), c.max(), 400)
+    low = int(np.argmin(gmm.means_[:, 0]))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    axes[0].hist(c[~sc.truth], bins=80, alpha=.6, label="benign")
+    axes[0].hist(c[sc.truth], bins=80, alpha=.8, label="poisoned", color="tab:red")
+    axes[0].set_title("(a) consistency c", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].hist(c, bins=80, density=True, alpha=.4, color="grey")
+    for j in range(p.cfbd.k):
+        w, m, s = gmm.weights_[j], gmm.means_[j, 0], np.sqrt(gmm.covariances_.reshape(-1)[j])
+        axes[1].plot(xs, w * norm.pdf(xs, m, s), lw=2 if j == low else 1, label=f"mu={m:.3f}" + (" (lowest)" if j == low else ""))
+    axes[1].set_title(f"(b, c) GMM, K={p.cfbd.k}", fontsize=9)
+    axes[1].legend(fontsize=6)
+    axes[2].scatter(c, co.posterior_low, s=1, c=np.where(sc.truth, "tab:red", "tab:blue"))
+    axes[2].axhline(p.cfbd.gamma, color="k", ls="--", lw=1)
+    axes[2].set_xlabel("c")
+    axes[2].set_ylabel("posterior of lowest component")
+    axes[2].set_title(f"(d) D_b: posterior >= {p.cfbd.gamma}", fontsize=9)
+    fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale)", fontsize=9)
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
+
+
+def plot_fig5(scores: dict, p: CFBDParams):
+    """Fig. 5: precision-recall curves of the coarse (c) and coarse-to-fine scores per attack."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    from paperlib.results import save_figure
+    items = [(a, s) for (a, seed), s in scores.items() if seed == p.seeds[0]]
+    n = max(1, len(items))
+    cols = min(3, n)
+    rows_ = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.3 * cols, 2.8 * rows_), squeeze=False)
+    for ax, (a, s) in zip(axes.flat, items):
+        det = s["detection"]
+        for label, score in (("coarse", s["c"]), ("coarse-to-fine", np.where(det.flagged, 1.0, 0.0) + s["c"])):
+            prec, rec, _ = precision_recall_curve(s["truth"], score)
+            ax.plot(rec, prec, label=label)
+        ax.set_title(a, fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_ylim(0, 1.02)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"CFBD Fig. 5: PR curves ({p.scale} scale)", fontsize=9)
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig5_{p.scale}.png")
+
+
+def plot_fig6(abl: pd.DataFrame, p: CFBDParams):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from paperlib.results import save_figure
+    a = abl[(abl.scale == p.scale)]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    kg = a[(a.study == "k_gamma")].groupby(["k", "gamma"])["poisoned_in_benign"].mean().reset_index()
+    kg["K"] = "K=" + kg["k"].astype(str)
+    sns.lineplot(kg, x="gamma", y="poisoned_in_benign", hue="K", marker="o", ax=axes[0])
+    axes[0].set_ylabel("poisoned pairs in D_b (mean over attacks)")
+    axes[0].set_title("(a) K and gamma", fontsize=9)
+    q = a[a.study == "q"]
+    sns.lineplot(q, x="q", y="tpr", hue="attack", marker="o", ax=axes[1])
+    axes[1].set_ylabel("TPR (%)")
+    axes[1].set_title("(b) seed-set size q", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale)", fontsize=9)
+    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")
+
+
+# ---------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------
+def claims(t12: pd.DataFrame, t4: pd.DataFrame, rates: pd.DataFrame, fault: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
+    from paperlib.compare import Claim, claims_table
+    from paperlib.results import write_csv_atomic
+    fine = t4[t4.stage == "fine"] if len(t4) else t4
+    r = rates[rates.scale == p.scale] if len(rates) else rates
+
+    def asr(m):
+        s = t12[t12.method == m]
+        if not len(s):
+            raise KeyError(m)
+        return s
+
+    cl = [
+        Claim("CFBD TPR >= 98% at poison rates 0.3-0.6% (Table 3, worst attack and rate)", "98.02-100 (Table 3, 0.3-0.6%)",
+              lambda _: float(r[r.method == "cfbd"].groupby(["attack", "poison_count"])["tpr"].mean().min()),
+              lambda v: v >= 98),
+        Claim("CFBD AUROC >= 99% on every attack (Table 4, worst attack)", "99.99 on every attack",
+              lambda _: float(fine["auroc"].min()), lambda v: v >= 99),
+        Claim("The fine stage raises AUPRC above the coarse stage (Fig. 5, mean over attacks)", "approaching 1",
+              lambda _: float(t4[t4.stage == "fine"]["auprc"].mean() - t4[t4.stage == "coarse"]["auprc"].mean()),
+              lambda v: v > 0),
+        Claim("Retraining on CFBD's kept pairs leaves top-1 ASR < 1% (Table 2, worst attack)", "0.00 on all 9 attacks",
+              lambda _: float(asr("cfbd")["asr_top1_mean"].max()), lambda v: v < 1),
+        Claim("CFBD's TPR beats ABL's at every poison rate (Table 3, smallest margin)", "ABL 7.67-54.66 vs CFBD 98.02-100",
+              lambda _: float((r[r.method == "cfbd"].groupby(["attack", "poison_count"])["tpr"].mean()
+                               - r[r.method == "abl"].groupby(["attack", "poison_count"])["tpr"].mean()).min()),
+              lambda v: v > 0),
+        Claim("With 80% benign pairs in a q=400 seed set AUROC stays >= 99% (Table 5, worst attack)",
+              _paper_fault_range(),
+              lambda _: float(fault[(fault.scale == p.scale) & (fault.q == 400) & (fault.fault_ratio == 80)]
+                              .groupby("attack")["auroc"].mean().min()),
+              lambda v: v >= 99),
+    ]
+    out = claims_table(cl, pd.DataFrame())
+    out.insert(0, "scale", p.scale)
+    write_csv_atomic(out, Path(p.results_dir) / PAPER / "claims.csv")
+    return out
+
+
+def _paper_fault_range() -> str:
+    from paperlib.papers import lookup
+    ref = lookup(PAPER, "Table 5", setting="q=400;fault_ratio=80%")
+    return f"{100 * ref['value'].min():.2f}-{100 * ref['value'].max():.2f}" if len(ref) else "see Table 5"
+
+
+def save_tables(p: CFBDParams, made: dict) -> None:
+    from paperlib.results import to_markdown, write_csv_atomic
+    out = Path(p.results_dir) / PAPER
+    for name, df in made.items():
+        if len(df):
+            stem = name.lower().replace(" ", "")
+            write_csv_atomic(df, out / f"{stem}_{p.scale}.csv")
+            to_markdown(df, out / f"{stem}_{p.scale}.md", floatfmt=".2f")
+
+
+def run(p: CFBDParams, log=print) -> dict:
+    """Everything of the paper at the scale of ``p``."""
+    from paperlib.experiments import detection
+    from paperlib.results import Timer, write_manifest
+    timer = Timer()
+    from paperlib.config import replace
+    with timer("detection"):
+        # ABL runs at the low poison rates of Table 3 only (as the paper compares them)
+        out = detection.run(replace(p, run_abl=False), log)
+    scores, screener = out["scores"], out["screener"]
+    screened = {k: v["screened"] for k, v in scores.items()}
+    with timer("rates"):
+        rates = rate_sweep(p, screener, log)
+    with timer("fault_and_ablation"):
+        fault = fault_tolerance(p, screened)
+        abl = ablations(p, screened)
+    t12, t4 = tables_ca_asr(p), table_4(p)
+    made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p)}
+    save_tables(p, made)
+    fig_key = next(k for k in scores if k[0] == p.figure_attack)
+    figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p),
+            plot_fig4(scores[fig_key]["screened"], p), plot_fig5(scores, p), plot_fig6(abl, p)]
+    cl = claims(t12, t4, rates, fault, p)
+    write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
+    return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl}
+
+
+if __name__ == "__main__":
+    from paperlib.experiments.common import cli
+    raise SystemExit(cli(load, run, description=__doc__))
+
+__all__ = ["CFBDParams", "load", "rate_sweep", "fault_tolerance", "ablations", "tables_ca_asr", "table_4",
+           "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]
