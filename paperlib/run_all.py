@@ -67,9 +67,14 @@ def main(argv=None) -> int:
         seconds = run_notebook(name, args.scale, base_out / name, results_dir)
         timings[name] = seconds
         print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)
-    record = {"scale": args.scale, "wall_seconds": timings, "total_seconds": sum(timings.values())}
     (base_out).mkdir(parents=True, exist_ok=True)
-    (base_out / f"run_all_{args.scale}.json").write_text(json.dumps(record, indent=1))
+    path = base_out / f"run_all_{args.scale}.json"
+    if args.only and path.is_file():   # a partial run keeps the other notebooks' timings
+        timings = {**json.loads(path.read_text()).get("wall_seconds", {}), **timings}
+    record = {"scale": args.scale, "wall_seconds": timings, "total_seconds": sum(timings.values())}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
     print(json.dumps(record, indent=1))
     return 0
 

@@ -42,6 +42,7 @@ class DetectionParams:
     cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
     mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
     retrain: bool = param(True, doc="fine-tune the clean base on the kept pairs (victim's recipe) and evaluate")
+    retrain_attacks: tuple[str, ...] = param((), doc="attacks whose kept pairs are retrained on (empty: all)")
     retrain_stages: tuple[str, ...] = param(("fine",), choices=("coarse", "fine"),
                                             doc="which stage's kept pairs to retrain on (coarse: D_b only)")
     abl: ABLConfig = param(default_factory=ABLConfig, doc="ABL, the baseline detector")
@@ -203,7 +204,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth))})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
-            for stage in p.retrain_stages if p.retrain else ():
+            retrain = p.retrain and (not p.retrain_attacks or v.attack in p.retrain_attacks)
+            for stage in p.retrain_stages if retrain else ():
                 keep = stages[stage]
                 row = rows[-2] if stage == "coarse" else rows[-1]
                 if len(keep) < v.finetune.batch_size:
