@@ -188,9 +188,23 @@ def load_params(cls, path: str | Path | None = None, overrides: Mapping | None =
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:
-        return from_dict(cls, data)
+        obj = from_dict(cls, data)
+        _check_model_matches_data(obj)
+        return obj
     except ParamError as err:
         raise ParamError(f"{path}: {err}" if path else str(err)) from None
+
+
+def _check_model_matches_data(obj) -> None:
+    """A model config is made for one input size; the data must be rendered / resized to it."""
+    model, data = getattr(obj, "model", None), getattr(obj, "data", None)
+    if not isinstance(model, str) or not hasattr(data, "image_size"):
+        return
+    from paperlib.models import config_image_size
+    want = config_image_size(model)
+    if want != data.image_size:
+        raise ParamError(f"data.image_size={data.image_size} does not fit model {model!r}, which takes "
+                         f"{want} px images: set data.image_size: {want} or choose another model")
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:

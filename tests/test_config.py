@@ -74,3 +74,11 @@ def test_overrides_with_dotted_keys():
 def test_load_params_without_file_gives_defaults():
     p = load_params(foundation.FoundationParams)
     assert p.scale == "embedded" and p.victim.attack == "badnet"
+
+
+def test_a_model_that_does_not_fit_the_data_size_is_refused_at_load(tmp_path):
+    from paperlib.experiments.defences import load
+    f = tmp_path / "p.yaml"
+    f.write_text("model: tiny-rn64\ndata: {image_size: 224}\nvictims: [{attack: badnet}]\n")
+    with pytest.raises(ParamError, match="image_size.*tiny-rn64.*64"):
+        load(f)

@@ -72,9 +72,11 @@ class DataConfig:
     train_object_weights: tuple[float, float, float] = param(
         (1.0, 1.0, 1.0), range=(0.0, None),
         doc="relative frequency of 1-, 2- and 3-object scenes in cc3m_analog")
-    workers: int = param(2, range=(1, 64), doc="rendering processes")
+    workers: int = param(2, range=(1, 64), doc="rendering processes (embedded); image-decoding threads (real data)")
     train_csv: str | None = param(None, doc="real data: CSV of image,caption (paper scale)")
     imagenet_dir: str | None = param(None, doc="real data: ImageNet-style folder with labels.csv")
+    flickr_csv: str | None = param(None, doc="real data: CSV of image,caption for the second captioned set")
+    cifar10_dir: str | None = param(None, doc="real data: CIFAR-10 as an ImageNet-style folder")
 
     def validate(self):
         from paperlib.config import ParamError
@@ -365,6 +367,10 @@ def split_params(name: str, cfg: DataConfig) -> dict:
     key = {"split": name, "version": CODE_VERSIONS["split"],
            **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
     # knobs added after artifacts were built enter the key only when set, so those stay valid
+    if cfg.source == "real":   # the user's files: where they are is what the split is
+        from paperlib.data.realsplit import REAL_SPLITS
+        if name in REAL_SPLITS:
+            key["real"] = d[REAL_SPLITS[name]]
     defaults = asdict(DataConfig())
     for k in _KEYED_IF_SET.get(name, ()):
         if tuple(d[k]) != tuple(defaults[k]):
@@ -377,6 +383,9 @@ def get_split(name: str, cfg: DataConfig, cache: ArtifactCache | None = None) ->
     if name not in SPLIT_NAMES:
         raise KeyError(f"unknown split {name!r}; valid: {', '.join(SPLIT_NAMES)}")
     cache = cache or ArtifactCache()
+    if cfg.source == "real":
+        from paperlib.data.realsplit import open_real_split
+        return open_real_split(name, cfg, cache)
     path = cache.get_or_build("split", split_params(name, cfg), lambda d: _build(name, cfg, d))
     return RenderedSplit(path)
 

@@ -56,7 +56,12 @@ class TensorPairs:
         return len(self.rows)
 
     def to_device(self, device) -> "TensorPairs":
-        """Keep all images in device memory (GPU-resident batches); indexing then happens there."""
+        """Keep all images in device memory (GPU-resident batches); indexing then happens there.
+
+        File-backed images (real data, :class:`paperlib.data.realsplit.LazyImages`) stay where they
+        are and are decoded per batch: CC3M does not fit in any GPU."""
+        if getattr(self.images, "file_backed", False):
+            return self
         if torch.device(device).type != "cpu":
             self._device_images = torch.from_numpy(np.ascontiguousarray(self.images)).to(device)
             self._device_extra = torch.from_numpy(self.extra_images).to(device)

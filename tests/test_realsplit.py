@@ -1,0 +1,93 @@
+"""data.source: real: the paper-scale path (CC3M CSV, ImageNet folder) runs through the same
+pipeline as the embedded scenes, on tiny fixture files made here."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paperlib.config import ParamError
+from paperlib.data.realsplit import LazyImages, caption_objects
+
+NAMES = ["banana", "dog", "teddy bear"]
+
+
+def _fixtures(tmp_path, n=48):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cc3m"
+    (root / "img").mkdir(parents=True)
+    rows = ["image,caption"]
+    for i in range(n):
+        c = NAMES[i % 3]
+        arr = np.zeros((40, 52, 3), np.uint8)
+        arr[..., i % 3] = 200
+        arr += rng.integers(0, 40, arr.shape, dtype=np.uint8)
+        Image.fromarray(arr).save(root / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,a photo of a {c} on a table")
+    (root / "img" / "broken.png").write_bytes(b"not a png")
+    rows += ["img/broken.png,a broken dog", "img/missing.png,a missing banana"]
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    zs = tmp_path / "imagenet"
+    zs.mkdir()
+    (zs / "classes.json").write_text(json.dumps({"classes": NAMES, "templates": ["a photo of a {}."]}))
+    lab = ["image,label"]
+    for i in range(12):
+        arr = np.zeros((48, 48, 3), np.uint8)
+        arr[..., i % 3] = 220
+        Image.fromarray(arr).save(zs / f"{i}.png")
+        lab.append(f"{i}.png,{i % 3}")
+    (zs / "labels.csv").write_text("\n".join(lab) + "\n")
+    return root / "train.csv", zs
+
+
+def _data(csv, zs, **kw):
+    from paperlib.data.splits import DataConfig
+    return DataConfig(source="real", image_size=64, train_csv=str(csv), imagenet_dir=str(zs), workers=2, **kw)
+
+
+def test_caption_objects_match_whole_words_and_multiword_names():
+    out = caption_objects([["a teddy bear and a dog"], ["bananas"], ["a dog, a dog"]], NAMES, 3)
+    assert out.tolist() == [[2, 1, -1], [-1, -1, -1], [1, -1, -1]]
+
+
+def test_real_splits_skip_unreadable_images_and_index_like_arrays(tmp_path, monkeypatch):
+    from paperlib.cache import ArtifactCache
+    from paperlib.data.splits import get_split, split_params
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path)
+    cfg = _data(csv, zs)
+    split = get_split("cc3m_analog", cfg, ArtifactCache())
+    assert len(split) == 48 and split.meta["skipped"] == 2
+    assert isinstance(split.images, LazyImages)
+    assert split.images[3:7].shape == (4, 64, 64, 3) and split.images[np.array([0, 5])].dtype == np.uint8
+    assert split.captions[4] == ["a photo of a dog on a table"]
+    from paperlib.data.vocabulary import build_vocabulary
+    assert split.objects[0, 0] == build_vocabulary().index("banana")
+    zsplit = get_split("imagenet_analog", cfg)
+    assert zsplit.classnames == NAMES and zsplit.labels.tolist()[:4] == [0, 1, 2, 0]
+    assert split_params("cc3m_analog", cfg)["real"] == str(csv)    # the files are part of every key
+    with pytest.raises(ParamError, match="flickr_csv"):
+        get_split("flickr_analog", cfg)
+    with pytest.raises(ParamError, match="no real-data counterpart"):
+        get_split("in_style", cfg)
+    with pytest.raises(ValueError, match="exact object masks"):
+        split.instances
+
+
+def test_pretraining_poisoning_and_evaluation_run_on_real_files(tmp_path, monkeypatch):
+    from paperlib import pipeline as pl
+    from paperlib.train.loop import TrainConfig
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path)
+    data = _data(csv, zs)
+    train = TrainConfig(epochs=1, batch_size=16, warmup_steps=1, lr=1e-3, checkpoint_every=100)
+    base = pl.pretrain_clean(data, "tiny-rn64", train, device="cpu")
+    m = pl.evaluate(base, data, "imagenet_analog", templates="split", device="cpu")
+    assert m["n_images"] == 12 and 0 <= m["ca_top1"] <= 100
+    from paperlib.attacks import attack_config_class
+    cfg = attack_config_class("badnet")(patch_fraction=0.25)
+    atk = pl.prepared_attack("badnet", cfg, base, data, "banana", "cpu")
+    victim = pl.poison_finetune(base, data, "badnet", cfg, "banana", 4, 24, train, 0, "cpu")
+    m = pl.evaluate(victim, data, "imagenet_analog", atk, {"attack": "badnet"}, "banana", templates="split",
+                    device="cpu")
+    assert m["asr_images"] == 8 and 0 <= m["asr_top1"] <= 100
