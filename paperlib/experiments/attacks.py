@@ -45,6 +45,8 @@ class AttackSuiteParams:
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation); "
                                   "also the recipe of pre-training-threat victims")
+    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
+                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="fine-tuning threat model: one victim per attack")
     pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="pre-training threat model victims")
     eval: EvalConfig = param(default_factory=EvalConfig)

@@ -10,8 +10,12 @@ from dataclasses import asdict
 
 
 def clean_base(p):
-    """The clean pre-trained model of these parameters (cached; shared by every experiment)."""
+    """The clean pre-trained model of these parameters (cached; shared by every experiment): the
+    user's pre-trained weights when ``base_checkpoint`` is set (the paper scale: OpenAI's RN50 as
+    safetensors), else a CLIP pre-trained here on the CC3M analogue."""
     from paperlib import pipeline as pl
+    if getattr(p, "base_checkpoint", None):
+        return pl.external_model(p.model, p.base_checkpoint)
     return pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
 
 

@@ -93,6 +93,8 @@ class DefenceMatrixParams:
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of victims and defences")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
+    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
+                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="the victims (fine-tuning threat model), one per attack")
     defence: DefenceSettings = param(default_factory=DefenceSettings)
     eval: EvalConfig = param(default_factory=EvalConfig)

@@ -38,6 +38,8 @@ class DetectionParams:
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of the victims")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
+    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
+                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="victims whose poisoned sets are screened")
     cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
     mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
