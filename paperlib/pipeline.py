@@ -408,7 +408,8 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
 
 
 def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_train: int, n_test: int,
-                      device="auto", batch_size: int = 512, cache: ArtifactCache | None = None) -> dict:
+                      device="auto", batch_size: int = 512, cache: ArtifactCache | None = None,
+                      c_grid: tuple[float, ...] | None = None) -> dict:
     """Linear-probe accuracy (top-1/5, %) of a model's frozen image features, cached.
 
     ``probe``: ``fashion_mnist`` (real grey product photos; ``n_train`` / ``n_test`` images drawn
@@ -421,6 +422,8 @@ def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_t
     key = {"model": artifact.key_params, "probe": probe, "n_train": n_train, "n_test": n_test,
            "image_size": data.image_size,
            "splits": [split_params(s, data) for s in ("probe_train", "probe_test")] if probe == "heldout_style" else None}
+    if c_grid:   # a custom grid of inverse regularisation strengths (default: the probe's own)
+        key["c_grid"] = [float(c) for c in c_grid]
 
     def build(work: Path):
         t0 = time.time()
@@ -436,7 +439,7 @@ def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_t
         encode = lambda x: model.encode_image(normalize_images(x.to(device))).float()  # noqa: E731
         Xtr, ytr = extract_features(encode, train_ds, batch_size, device)
         Xte, yte = extract_features(encode, test_ds, batch_size, device)
-        out = linear_probe(Xtr, ytr, Xte, yte, seed=data.seed)
+        out = linear_probe(Xtr, ytr, Xte, yte, seed=data.seed, **({"c_grid": c_grid} if c_grid else {}))
         out = {k: v for k, v in out.items() if not isinstance(v, dict)}
         out["eval_seconds"] = time.time() - t0
         write_json_atomic(work / "metrics.json", out)
