@@ -230,10 +230,8 @@ def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
     from paperlib.papers import lookup
     r = rates[rates.scale == p.scale].groupby(["attack", "method", "poison_count", "poison_rate"])["tpr"].mean().reset_index()
     ref = lookup(PAPER, "Table 3")
-    order = sorted(r.poison_count.unique())
-    paper_rates = ["0.3%", "0.4%", "0.5%", "0.6%"]
-    mapping = dict(zip(order, paper_rates)) if len(order) == 4 else {}
-    r["paper_rate"] = r.poison_count.map(mapping)
+    # the paper's columns are poison rates (0.3%..0.6%); ours match where the rate is the same
+    r["paper_rate"] = [f"{rate:g}%" for rate in r.poison_rate.round(2)]
     r["tpr_paper"] = [float(ref[(ref.attack == a) & (ref.defence == m) & ref.setting.str.endswith(f"={pr}")]["value"].iloc[0])
                       if isinstance(pr, str) and len(ref[(ref.attack == a) & (ref.defence == m) & ref.setting.str.endswith(f"={pr}")])
                       else np.nan for a, m, pr in zip(r.attack, r.method, r.paper_rate)]
