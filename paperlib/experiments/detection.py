@@ -188,7 +188,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
         base = clean_base(p)
     with timer("mapping"):
         screener = screener or Screener(p, base, device)
-    rows, scores, abl_rows = [], {}, []
+    rows, scores, abl_rows, matrix_rows = [], {}, [], []
     for v in p.victims:
         cfg = v.attack_config()
         atk = victim_attack(p, base, v)
@@ -221,6 +221,12 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                                           desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
                 row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
+                summary = model.summary or {}
+                matrix_rows.append({"attack": v.attack, "defence": "cfbd" if stage == "fine" else "cfbd_coarse",
+                                    "scale": p.scale, "seed": seed,
+                                    **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))},
+                                    "wall_s": summary.get("seconds", 0.0) + timer.sections.get(f"detect_{v.attack}", 0.0),
+                                    "samples": summary.get("samples", 0)})
             if p.run_abl:
                 with timer(f"abl_{v.attack}"):
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
@@ -233,6 +239,10 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                        CFBD_COLUMNS)
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
+    if matrix_rows:   # the retrained models join the defence matrix as defence cfbd (CFBD's "defence")
+        from paperlib.experiments.defences import MATRIX_COLUMNS
+        upsert_csv(results / "defences" / "matrix.csv", matrix_rows, ("attack", "defence", "scale", "seed"),
+                   MATRIX_COLUMNS)
     m = screener.mapping
     write_manifest(results / "detection" / f"manifest_cfbd_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
