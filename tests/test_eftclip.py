@@ -139,3 +139,17 @@ def test_exact_oracle_returns_exact_boxes_and_perfect_miou():
     half.mask = half.mask.copy()
     half.mask[:, 5:] = False
     assert matched_miou([half], _instances()) == [pytest.approx(0.5), 0.0]
+
+
+def test_defend_refuses_a_subset_outside_the_clean_set(tmp_path):
+    from pathlib import Path
+
+    from paperlib import pipeline as pl
+    from paperlib.data.splits import DataConfig
+    from paperlib.defences.cleanclip import CleanCLIPConfig
+    from paperlib.train.loop import TrainConfig
+    victim = pl.ModelArtifact("tiny-rn64", Path(tmp_path), {"role": "poison_finetune"})
+    for bad in (np.array([10]), np.array([], np.int64), np.array([-1, 2])):
+        with pytest.raises(ValueError, match="subset"):
+            pl.defend(victim, DataConfig(), "cleanclip", CleanCLIPConfig(), 10, TrainConfig(), 0, subset=bad,
+                      cache=pl.ArtifactCache(tmp_path / "cache"))
