@@ -109,6 +109,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             save_rows(rows)
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
     victims = save_rows(rows)
+    from paperlib.results import to_markdown
+    to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]],
+                results / "attacks" / "victims.md")
     triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
         if trigger_rows else None
     with timer("gallery"):
