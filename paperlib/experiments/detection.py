@@ -57,6 +57,12 @@ class DetectionParams:
             raise ParamError("victims: give at least one victim whose poisoned set is screened")
 
 
+def cfbd_file(p: DetectionParams) -> str:
+    """``cfbd.csv`` for the paper's mapping network (a caption decoder); the cheaper regression
+    mapping writes ``cfbd_mapping-regression.csv`` so the two never mix in one table."""
+    return "cfbd.csv" if p.mapping.kind == "lm" else f"cfbd_mapping-{p.mapping.kind}.csv"
+
+
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DetectionParams:
     return load_params(DetectionParams, path, overrides)
 
@@ -232,19 +238,19 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
             log(f"{v.attack:10s} seed {seed}: coarse TPR {rows[-2]['tpr']:.1f} FPR {rows[-2]['fpr']:.1f} | "
                 f"fine TPR {rows[-1]['tpr']:.1f} FPR {rows[-1]['fpr']:.1f}")
-            upsert_csv(Path(p.results_dir) / "detection" / "cfbd.csv", rows,
+            upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows,
                        ("attack", "poison_count", "stage", "scale", "seed"), CFBD_COLUMNS)
     results = Path(p.results_dir)
-    table = upsert_csv(results / "detection" / "cfbd.csv", rows, ("attack", "poison_count", "stage", "scale", "seed"),
+    table = upsert_csv(results / "detection" / cfbd_file(p), rows, ("attack", "poison_count", "stage", "scale", "seed"),
                        CFBD_COLUMNS)
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
-    if matrix_rows:   # the retrained models join the defence matrix as defence cfbd (CFBD's "defence")
+    if matrix_rows and p.mapping.kind == "lm":   # the paper's CFBD joins the defence matrix as defence cfbd
         from paperlib.experiments.defences import MATRIX_COLUMNS
         upsert_csv(results / "defences" / "matrix.csv", matrix_rows, ("attack", "defence", "scale", "seed"),
                    MATRIX_COLUMNS)
     m = screener.mapping
-    write_manifest(results / "detection" / f"manifest_cfbd_{p.scale}.json", asdict(p), timer.sections,
+    write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
     return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
 
