@@ -110,10 +110,9 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
         model = create_model(model_name, seed=cfg.seed)
         if init is not None:
             load_checkpoint(model, init.path / init.weights_file)
+        from paperlib.cache import _rank_world
         callbacks = []
         if save_epochs:
-            from paperlib.cache import _rank_world
-
             def keep_epoch(event, state):
                 if event == "epoch_end" and _rank_world()[0] == 0:
                     save_checkpoint(state["model"], work / f"epoch{state['epoch']}.safetensors")
@@ -121,7 +120,6 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
         summary = train(model, pairs, cfg, terms or [(ClipLossTerm(), 1.0)], work_dir=work,
                         device=device, desc=desc, transforms=transforms, callbacks=callbacks)
         summary.update(info or {})
-        from paperlib.cache import _rank_world
         if _rank_world()[0] != 0:
             return
         save_checkpoint(model, work / "model.safetensors")
@@ -496,7 +494,6 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
     (rows of the clean pair set) trains on a selection only: EftCLIP's curated set.
     """
     from paperlib.defences import plan
-    from paperlib.train.pairs import TensorPairs
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
@@ -512,8 +509,7 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
         return ModelArtifact(victim.name, cache.path("model", key), key)
     ctx = defence_context(victim, data, clean_scenes, cfg.batch_size, seed, clean_base, device, cache)
     if subset is not None:
-        full = ctx.pairs
-        ctx.pairs = TensorPairs(full.images, full.tokens, rows=full.rows[subset], texts=full.texts)
+        ctx.pairs = ctx.pairs.subset(subset)
         if device.type == "cuda":
             ctx.pairs.to_device(device)
         ctx.steps_per_epoch = ctx.pairs.steps_per_epoch(cfg.batch_size)
@@ -552,16 +548,14 @@ def pair_embeddings(model, pairs, device, batch_size: int = 512) -> tuple[torch.
 
 def retrain_on(base: ModelArtifact, pairs, keep: np.ndarray, cfg: TrainConfig, key: dict, device="auto",
                cache: ArtifactCache | None = None, desc: str = "retrain") -> ModelArtifact:
-    """Fine-tune the clean pre-trained model on the kept rows of a pair set (CFBD's retraining,
-    EftCLIP's curated set); ``key`` names what was kept (cached under it)."""
-    from paperlib.train.pairs import TensorPairs
+    """Fine-tune the clean pre-trained model on the kept rows of a pair set (CFBD's retraining);
+    ``key`` names what was kept (cached under it)."""
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "retrain", "base": base.key_params, "train": cfg.key(), **key}
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
-    sub = TensorPairs(pairs.images, pairs.tokens, rows=pairs.rows[keep], extra_images=pairs.extra_images,
-                      extra_tokens=pairs.extra_tokens, texts=pairs.texts, extra_texts=pairs.extra_texts)
+    sub = pairs.subset(keep)
     if device.type == "cuda":
         sub.to_device(device)
     return _train_artifact(key, base.name, base, sub, cfg, device, cache, desc)

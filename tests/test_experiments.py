@@ -22,18 +22,25 @@ def test_parameter_files_load(experiment, scale):
     assert p.scale == scale
 
 
-def test_defence_settings_name_the_bad_key(tmp_path):
-    from paperlib.experiments.defences import load
+BAD_PARAMETERS = [
+    ("defences", "victims: [{attack: badnet}]\ndefence: {settings: {cleanclip: {inmodal_wieght: 2}}}\n", "inmodal_wieght"),
+    ("defences", "victims: [{attack: badnet}]\ndefence: {settings: {magic: {}}}\n", "magic"),
+    ("defences", "victims: [{attack: badnet}, {attack: badnet}]\n", "one victim per attack"),
+    ("eftclip", "victims: [{attack: wanet}]\ntable5_attacks: [wanet]\n", "badnet victim"),
+    ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet, wanet]\n", "wanet"),
+    ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\ndetection: {default_rho: 12}\n", "default_rho"),
+    ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\nsegmenter: {imgsz: 70}\n", "imgsz"),
+]
+
+
+@pytest.mark.parametrize("experiment,text,match", BAD_PARAMETERS)
+def test_bad_parameters_are_refused_naming_the_key(experiment, text, match, tmp_path):
+    """Defence settings, EftCLIP's victims and settings: a bad value fails at load, naming the key."""
+    import importlib
     f = tmp_path / "p.yaml"
-    f.write_text("victims: [{attack: badnet}]\ndefence: {settings: {cleanclip: {inmodal_wieght: 2}}}\n")
-    with pytest.raises(ParamError, match="inmodal_wieght"):
-        load(f)
-    f.write_text("victims: [{attack: badnet}]\ndefence: {settings: {magic: {}}}\n")
-    with pytest.raises(ParamError, match="magic"):
-        load(f)
-    f.write_text("victims: [{attack: badnet}, {attack: badnet}]\n")
-    with pytest.raises(ParamError, match="one victim per attack"):
-        load(f)
+    f.write_text(text)
+    with pytest.raises(ParamError, match=match):
+        importlib.import_module(f"paperlib.experiments.{experiment}").load(f)
 
 
 def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
@@ -64,20 +71,3 @@ def test_experiments_share_the_foundation_base(scale):
         p = importlib.import_module(f"paperlib.experiments.{name}").load(path)
         assert split_params("cc3m_analog", p.data) == split_params("cc3m_analog", ref.data), name
         assert p.pretrain.key() == ref.pretrain.key(), name
-
-
-def test_eftclip_parameters_need_the_victims_their_tables_use(tmp_path):
-    from paperlib.experiments.eftclip import load
-    f = tmp_path / "p.yaml"
-    f.write_text("victims: [{attack: wanet}]\ntable5_attacks: [wanet]\n")
-    with pytest.raises(ParamError, match="badnet victim"):
-        load(f)
-    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet, wanet]\n")
-    with pytest.raises(ParamError, match="wanet"):
-        load(f)
-    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet]\ndetection: {default_rho: 12}\n")
-    with pytest.raises(ParamError, match="default_rho"):
-        load(f)
-    f.write_text("victims: [{attack: badnet}]\ntable5_attacks: [badnet]\nsegmenter: {imgsz: 70}\n")
-    with pytest.raises(ParamError, match="imgsz"):
-        load(f)

@@ -103,7 +103,8 @@ class RealSplit:
             self.labels = np.asarray(dataset.labels)[valid]
             self.classnames, self.templates = list(dataset.classnames), list(dataset.templates)
             self.class_ids = list(range(len(self.classnames)))
-        self.objects = objects if objects is not None else np.full((len(valid), 3), -1, np.int32)
+        from paperlib.data.splits import MAX_OBJECTS
+        self.objects = objects if objects is not None else np.full((len(valid), MAX_OBJECTS), -1, np.int32)
         self.boxes = None
 
     @property

@@ -64,8 +64,8 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Attac
 
 
 def run(p: AttackSuiteParams, log=print) -> dict:
-    from paperlib import pipeline as pl
-    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
+    from paperlib.experiments.common import (clean_base, finetune_victim, pretrain_victim, victim_attack,
+                                             victim_metrics)
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -95,14 +95,11 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             log(f"{v.attack:10s} finetune seed {seed}: CA {m['ca_top1']:.1f} (base {base_m['ca_top1']:.1f})"
                 f"  ASR top-1 {m['asr_top1']:.1f}")
     for v in p.pretrain_victims:
-        cfg = v.attack_config()
         atk = victim_attack(p, base, v)
         base_m = victim_metrics(p, base, atk, v)
         for seed in p.seeds:
             with timer(f"pretrain_victim_{v.attack}"):
-                victim = pl.poison_pretrain(p.data, p.model, v.attack, cfg, v.poison.target, v.poison.poison_count,
-                                            p.pretrain, seed, trigger_base=base if atk.needs_fit else None,
-                                            device=p.device)
+                victim = pretrain_victim(p, base, v, seed, atk)
                 m = victim_metrics(p, victim, atk, v)
             rows.append(_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
                                     p.data.train_scenes, victim.summary))

@@ -65,7 +65,8 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> CFBDP
 
 
 def _victim(p: CFBDParams, attack: str):
-    return next(v for v in p.victims if v.attack == attack)
+    from paperlib.experiments.common import victim_config
+    return victim_config(p, attack)
 
 
 # ---------------------------------------------------------------------------

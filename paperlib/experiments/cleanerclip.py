@@ -106,9 +106,9 @@ def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
 
 
 def _victim_and_base(p, attack: str, seed: int):
-    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack
+    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_config
     base = clean_base(p)
-    v = next(v for v in p.victims if v.attack == attack)
+    v = victim_config(p, attack)
     return base, v, victim_attack(p, base, v), finetune_victim(p, base, v, seed)
 
 

@@ -19,6 +19,15 @@ def clean_base(p):
     return pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
 
 
+def victim_config(p, attack: str, threat: str = "finetune"):
+    """The victim settings of ``attack`` in ``p.victims`` (or ``p.pretrain_victims``)."""
+    pool = p.victims if threat == "finetune" else p.pretrain_victims
+    for v in pool:
+        if v.attack == attack:
+            return v
+    raise KeyError(f"no {threat} victim for attack {attack!r}; victims: {[v.attack for v in pool]}")
+
+
 def victim_attack(p, base, v):
     """The attack of victim settings ``v``, its trigger fitted on ``base`` if it needs one."""
     from paperlib import pipeline as pl
@@ -30,6 +39,15 @@ def finetune_victim(p, base, v, seed: int):
     from paperlib import pipeline as pl
     return pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
                               v.finetune_scenes, v.finetune, seed, p.device)
+
+
+def pretrain_victim(p, base, v, seed: int, attack=None):
+    """The victim of the pre-training threat model that ``v`` describes (cached); a fitted
+    trigger is fitted on ``base``, as for the fine-tuning victims."""
+    from paperlib import pipeline as pl
+    attack = attack or victim_attack(p, base, v)
+    return pl.poison_pretrain(p.data, p.model, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                              p.pretrain, seed, trigger_base=base if attack.needs_fit else None, device=p.device)
 
 
 def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) -> dict:

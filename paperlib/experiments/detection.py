@@ -141,10 +141,7 @@ class Screener:
 
     def _embed(self, pairs, rows: np.ndarray):
         from paperlib import pipeline as pl
-        from paperlib.train.pairs import TensorPairs
-        sub = TensorPairs(pairs.images, pairs.tokens, rows=pairs.rows[rows], extra_images=pairs.extra_images,
-                          extra_tokens=pairs.extra_tokens, texts=pairs.texts, extra_texts=pairs.extra_texts)
-        img, txt, _ = pl.pair_embeddings(self.clean, sub, self.device)
+        img, txt, _ = pl.pair_embeddings(self.clean, pairs.subset(rows), self.device)
         synth, _ = self.mapping.synthetic(img, self.clean, self.tokenizer, self.device)
         return img.numpy(), txt.numpy(), synth.numpy()
 

@@ -107,17 +107,12 @@ class Workbench:
         self._clean = None
 
     def victim(self, attack: str, seed: int, threat: str = "finetune"):
-        from paperlib import pipeline as pl
-        from paperlib.experiments.common import finetune_victim, victim_attack
+        from paperlib.experiments.common import finetune_victim, pretrain_victim, victim_attack, victim_config
+        v = victim_config(self.p, attack, threat)
         if threat == "finetune":
-            v = next(v for v in self.p.victims if v.attack == attack)
             return finetune_victim(self.p, self.base, v, seed), victim_attack(self.p, self.base, v), v
-        v = next(v for v in self.p.pretrain_victims if v.attack == attack)
         atk = victim_attack(self.p, self.base, v)
-        model = pl.poison_pretrain(self.p.data, self.p.model, v.attack, v.attack_config(), v.poison.target,
-                                   v.poison.poison_count, self.p.pretrain, seed,
-                                   trigger_base=self.base if atk.needs_fit else None, device=self.p.device)
-        return model, atk, v
+        return pretrain_victim(self.p, self.base, v, seed, atk), atk, v
 
     def classifier(self, artifact, model):
         from paperlib import pipeline as pl
@@ -199,6 +194,14 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
             for kind in d.oracles:
                 maker = wb.list_maker(victim, wb.oracle(kind, dataset))
                 clean_obs = maker.observe(clean_imgs, max(d.taus), min(d.thetas), cfg.region_topk, ids)
+                # the false-alarm rate depends on (theta, tau, n) only: the same images without a trigger
+                false_alarm = {}
+                for theta in d.thetas:
+                    for tau in d.taus:
+                        clean_lists = maker.lists(clean_obs, tau, theta, cfg.min_region_side)
+                        for n in d.n_backdoor:
+                            fa = identify_affected_labels(clean_lists[:n], rule=cfg.affected_rule)
+                            false_alarm[(theta, tau, n)] = 100.0 * fa.detected(target).mean()
                 for rho in d.rho_px:
                     for mu in d.positions:
                         imgs = triggered(clean_imgs, atk.pattern, rho, mu, seed=seed)
@@ -206,16 +209,14 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
                         for theta in d.thetas:
                             for tau in d.taus:
                                 lists = maker.lists(obs, tau, theta, cfg.min_region_side)
-                                clean_lists = maker.lists(clean_obs, tau, theta, cfg.min_region_side)
                                 for n in d.n_backdoor:
                                     out = identify_affected_labels(lists[:n], rule=cfg.affected_rule)
                                     ranked = [k for k, _ in out.trigger_counts.most_common()]
-                                    fa = identify_affected_labels(clean_lists[:n], rule=cfg.affected_rule)
                                     rows.append({
                                         "dataset": dataset, "n_backdoor": n, "rho": rho, "mu": mu, "theta": theta,
                                         "tau": tau, "oracle": kind,
                                         "detection_rate": 100.0 * out.detected(target).mean(),
-                                        "false_alarm_rate": 100.0 * fa.detected(target).mean(),
+                                        "false_alarm_rate": false_alarm[(theta, tau, n)],
                                         "k_size": len(out.K),
                                         "target_rank": ranked.index(target) + 1 if target in ranked else -1,
                                         "victim": f"badnet_{d.victim}", "scale": p.scale, "seed": seed})
@@ -298,11 +299,6 @@ def curated_defence(p: EftCLIPParams, wb: Workbench, attack: str, threat: str, s
             "affected": dict(found.A.most_common(10)), "k_top": [k for k, _ in found.trigger_counts.most_common(5)]}
 
 
-def _metrics(p, wb, model, atk, v) -> dict:
-    from paperlib.experiments.common import victim_metrics
-    return victim_metrics(p, model, atk, v)
-
-
 def _cifar_top1(p, model) -> float:
     from paperlib import pipeline as pl
     return pl.evaluate(model, p.data, "cifar10_analog", templates=p.eval.templates, device=p.device)["ca_top1"]
@@ -311,6 +307,7 @@ def _cifar_top1(p, model) -> float:
 def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> dict[str, pd.DataFrame]:
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
+    from paperlib.experiments.common import victim_metrics
     from paperlib.experiments.defences import MATRIX_COLUMNS
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
@@ -326,9 +323,9 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
         for attack in p.table5_attacks:
             r = curated_defence(p, wb, attack, "finetune", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
-            m_base = base_cache.setdefault(attack, _metrics(p, wb, wb.base, atk, v))
-            m_victim = _metrics(p, wb, victim, atk, v)
-            m_eft = _metrics(p, wb, r["model"], atk, v)
+            m_base = base_cache.setdefault(attack, victim_metrics(p, wb.base, atk, v))
+            m_victim = victim_metrics(p, victim, atk, v)
+            m_eft = victim_metrics(p, r["model"], atk, v)
             info = {"curated": r["curated"], "clean_pool": p.defence.clean_scenes, "detected": r["detected"],
                     "finetune_s": r["seconds"].get("finetune", 0.0), "detect_s": r["seconds"].get("detect", 0.0)}
             add("Table 5", attack, "none", m_victim, seed)
@@ -343,7 +340,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                          "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **info})
             for rule in [x for x in p.other_rules if x != p.eftclip.affected_rule]:
                 ro_ = curated_defence(p, wb, attack, "finetune", seed, rule=rule)
-                m_r = _metrics(p, wb, ro_["model"], atk, v)
+                m_r = victim_metrics(p, ro_["model"], atk, v)
                 extra = {"curated": ro_["curated"], "clean_pool": p.defence.clean_scenes, "detected": ro_["detected"]}
                 add("Table 5", attack, f"eftclip_{rule}", m_r, seed, extra)
                 if attack == "badnet":
@@ -359,7 +356,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                p.defence.clean_scenes, p.defence.train, seed, device=p.device)
                 ro = pl.defend(victim, p.data, "roclip", p.defence.config("roclip", attack),
                                p.defence.clean_scenes, p.defence.train, seed, device=p.device)
-                m_cc, m_ro = _metrics(p, wb, cc, atk, v), _metrics(p, wb, ro, atk, v)
+                m_cc, m_ro = victim_metrics(p, cc, atk, v), victim_metrics(p, ro, atk, v)
                 for label, model, m in (("clean", wb.base, m_base), ("none", victim, m_victim),
                                         ("cleanclip", cc, m_cc), ("eftclip", r["model"], m_eft)):
                     add("Table 2", attack, label, m, seed, {"finetune_set": _set_size(p, label, r)})
@@ -371,7 +368,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 add("Table 6", attack, "eftclip_fastsam", m_eft, seed, info)
                 if "exact" in p.detection.oracles:
                     rx = curated_defence(p, wb, attack, "finetune", seed, oracle_kind="exact")
-                    add("Table 6", attack, "eftclip_exact", _metrics(p, wb, rx["model"], atk, v), seed,
+                    add("Table 6", attack, "eftclip_exact", victim_metrics(p, rx["model"], atk, v), seed,
                         {"curated": rx["curated"], "detected": rx["detected"]})
                     runs.append({"attack": attack, "threat_model": "finetune", "oracle": "exact", "rule": rx["rule"],
                                  "n_affected": rx["n_affected"], "seed": seed,
@@ -384,7 +381,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
                            p.defence.clean_scenes, p.defence.train, seed, device=p.device)
             for label, model in (("clean", wb.base), ("none", victim), ("cleanclip", cc), ("eftclip", r["model"])):
-                add("Table 3", pv.attack, label, _metrics(p, wb, model, atk, v), seed,
+                add("Table 3", pv.attack, label, victim_metrics(p, model, atk, v), seed,
                     {"finetune_set": _set_size(p, label, r)})
             runs.append({"attack": pv.attack, "threat_model": "pretrain", "oracle": "fastsam", "rule": r["rule"],
                          "n_affected": r["n_affected"], "seed": seed,
@@ -474,12 +471,22 @@ def save_tables(p: EftCLIPParams, det: pd.DataFrame, tables: pd.DataFrame) -> di
     return made
 
 
+def _save_rate_figure(fig, axes, title: str, path: Path) -> Path:
+    """The detection-rate panels' shared axes (0-100%), legends and title; written as PNG."""
+    from paperlib.results import save_figure
+    for ax in axes:
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("detection rate (%)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     """Fig. 3: (a) detection rate by rho and mu at theta = default; (b) by theta per mu."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from paperlib.results import save_figure
     d = det[(det.scale == p.scale) & (det.oracle == "fastsam") & (det.tau == p.eftclip.tau)
             & (det.n_backdoor == max(p.detection.n_backdoor))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -490,12 +497,8 @@ def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     b = d[d.rho == p.detection.default_rho]
     sns.lineplot(b, x="theta", y="detection_rate", hue="mu", style="dataset", markers=True, ax=axes[1], errorbar=None)
     axes[1].set_title(f"(b) theta, rho={p.detection.default_rho}", fontsize=9)
-    for ax in axes:
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("detection rate (%)")
-        ax.legend(fontsize=6)
-    fig.suptitle(f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle)", fontsize=9)
-    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
+    return _save_rate_figure(fig, axes, f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle)",
+                             Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
 def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
@@ -503,7 +506,6 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from paperlib.results import save_figure
     d = det[(det.scale == p.scale) & (det.oracle == "fastsam") & (det.rho == p.detection.default_rho)
             & (det.n_backdoor == max(p.detection.n_backdoor))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -515,12 +517,8 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     b["setting"] = b["mu"] + " tau=" + b["tau"].astype(str)
     sns.lineplot(b, x="theta", y="detection_rate", hue="setting", markers=True, ax=axes[1], errorbar=None)
     axes[1].set_title("(b) mu x tau, CC3M analogue", fontsize=9)
-    for ax in axes:
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("detection rate (%)")
-        ax.legend(fontsize=6)
-    fig.suptitle(f"EftCLIP Fig. 4 at the {p.scale} scale", fontsize=9)
-    return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
+    return _save_rate_figure(fig, axes, f"EftCLIP Fig. 4 at the {p.scale} scale",
+                             Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 
 def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
@@ -528,6 +526,7 @@ def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
     import matplotlib.pyplot as plt
 
     from paperlib.results import save_figure
+
     lat = lat[lat.scale == p.scale]
     fig, ax = plt.subplots(figsize=(5.5, 3))
     for (kind, g), colour in zip(lat.groupby("oracle"), ("tab:blue", "tab:red", "tab:green")):

@@ -198,9 +198,9 @@ def run(p: FoundationParams, log=print) -> dict:
                     ZEROSHOT_COLUMNS)
     victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows,
                          ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
-    curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
-                       ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count"),
-                       VICTIM_COLUMNS)
+    upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
+               ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count"),
+               VICTIM_COLUMNS)
     probe_rows = []
     with timer("linear_probe"):
         for probe in ev.linear_probes:
@@ -470,7 +470,6 @@ def main(argv=None) -> int:
 def paper_victims():
     """The papers' own BadNet victims (no defence): CA and ASR top-1 on ImageNet, as transcribed
     in paperlib/papers/*.csv (paper, table, row named on each line)."""
-    import pandas as pd
     from paperlib.papers import load as load_papers
     df = load_papers()
     sel = df[(df.attack == "badnet") & (df.defence == "none") & (df.dataset == "imagenet")

@@ -55,6 +55,12 @@ class TensorPairs:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def subset(self, positions) -> "TensorPairs":
+        """The pair set restricted to ``positions`` (rows of this set), sharing its arrays (host side)."""
+        return TensorPairs(self.images, self.tokens, rows=self.rows[np.asarray(positions, np.int64)],
+                           extra_images=self.extra_images, extra_tokens=self.extra_tokens, texts=self.texts,
+                           extra_texts=self.extra_texts)
+
     def to_device(self, device) -> "TensorPairs":
         """Keep all images in device memory (GPU-resident batches); indexing then happens there.
 
