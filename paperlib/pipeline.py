@@ -267,6 +267,8 @@ def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataC
     device = resolve_device(device)
     key = {"attack": attack_id, "cfg": asdict(attack_cfg), "target": target, "base": base.key_params,
            "split": split_params("cc3m_analog", data)}
+    if attack.fit_version != 1:      # only when bumped: earlier triggers keep their keys
+        key["fit_version"] = attack.fit_version
 
     def build(work: Path):
         model = base.load(device)

@@ -71,3 +71,23 @@ def test_experiments_share_the_foundation_base(scale):
         p = importlib.import_module(f"paperlib.experiments.{name}").load(path)
         assert split_params("cc3m_analog", p.data) == split_params("cc3m_analog", ref.data), name
         assert p.pretrain.key() == ref.pretrain.key(), name
+
+
+def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch):
+    """The suite writes one victims.csv row per victim and one calibration.csv row per setting tried,
+    the settings named as JSON so two settings of one attack stay apart."""
+    from paperlib.experiments.attacks import load, run
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    small = {"poison": {"poison_count": 8}, "finetune_scenes": 300,
+             "finetune": {"epochs": 1, "batch_size": 64, "warmup_steps": 1}}
+    p = load(ROOT / "params" / "attacks" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "pretrain_victims": [],
+        "victims": [{"attack": "wanet", **small}],
+        "calibration": [{"attack": "wanet", "attack_params": {"s": 4.0}, **small},
+                        {"attack": "wanet", "attack_params": {"k": 8, "s": 2.0}, **small}]})
+    run(p, log=lambda *a: None)
+    victims = pd.read_csv(tmp_path / "out" / "attacks" / "victims.csv")
+    assert list(victims.attack) == ["wanet"] and list(victims.threat_model) == ["finetune"]
+    cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
+    assert sorted(cal.attack_params) == ['{"k": 8, "s": 2.0}', '{"s": 4.0}']
+    assert (cal.poison_count == 8).all() and cal.asr_top1.between(0, 100).all()

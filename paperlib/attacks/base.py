@@ -132,6 +132,7 @@ class Attack:
 
     # -- triggers fitted on a clean model or on data (TrojanNN, BadCLIP, SSBA) ------------------
     needs_fit = False   # True: :meth:`fit` must run (once, cached) before the trigger exists
+    fit_version = 1     # bump when :meth:`fit` changes what it makes (a new trigger cache key)
 
     def fit(self, model, split, target: str, device, generator: torch.Generator) -> tuple[dict, dict]:
         """Make the trigger: returns ``(tensors, info)``; :meth:`load_state` takes them back.
