@@ -91,3 +91,20 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
     assert sorted(cal.attack_params) == ['{"k": 8, "s": 2.0}', '{"s": 4.0}']
     assert (cal.poison_count == 8).all() and cal.asr_top1.between(0, 100).all()
+
+
+@pytest.mark.parametrize("name", ["defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"])
+def test_embedded_experiments_reuse_the_attack_suites_victims(name):
+    """A victim named in any embedded experiment has the attack suite's settings for that attack,
+    so it is the same cached model (the defence matrix, detectors and notebooks never train a
+    second, differently poisoned victim under the same attack id)."""
+    import importlib
+    from dataclasses import asdict
+
+    from paperlib.experiments import attacks
+    suite = {v.attack: asdict(v) for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").victims}
+    p = importlib.import_module(f"paperlib.experiments.{name}").load(ROOT / "params" / name / "embedded.yaml")
+    victims = getattr(p, "victims", ())
+    assert victims, f"{name} names no victims"
+    for v in victims:
+        assert asdict(v) == suite[v.attack], (name, v.attack)
