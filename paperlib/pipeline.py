@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -508,7 +509,14 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
         key["subset"] = hashlib.sha256(subset.tobytes()).hexdigest()[:20]
         key["subset_size"] = int(len(subset))
     if cache.exists("model", key):
-        return ModelArtifact(victim.name, cache.path("model", key), key)
+        path = cache.path("model", key)
+        if not (save_epochs and not any(path.glob("epoch*.safetensors"))):
+            return ModelArtifact(victim.name, path, key)
+        # Built earlier without per-epoch weights: train it again (same seed, same model) keeping them,
+        # rather than hand an ASR-per-epoch curve nothing to read.
+        log.warning("defence %s: cached model %s has no per-epoch weights; rebuilding it with them",
+                    defence_id, path.name)
+        shutil.rmtree(path)
     ctx = defence_context(victim, data, clean_scenes, cfg.batch_size, seed, clean_base, device, cache)
     if subset is not None:
         ctx.pairs = ctx.pairs.subset(subset)

@@ -153,3 +153,42 @@ def test_defend_refuses_a_subset_outside_the_clean_set(tmp_path):
         with pytest.raises(ValueError, match="subset"):
             pl.defend(victim, DataConfig(), "cleanclip", CleanCLIPConfig(), 10, TrainConfig(), 0, subset=bad,
                       cache=pl.ArtifactCache(tmp_path / "cache"))
+
+
+def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_for(tmp_path, monkeypatch):
+    """A defended model first built without ``save_epochs`` is reused as it is, unless per-epoch
+    weights are asked for: then it is trained again (an ASR-per-epoch curve never reads nothing)."""
+    from pathlib import Path
+
+    from paperlib import pipeline as pl
+    from paperlib.data.splits import DataConfig
+    from paperlib.defences.ft import FTConfig
+    from paperlib.train.loop import TrainConfig
+
+    class Cache(pl.ArtifactCache):
+        def exists(self, kind, params):
+            self.last = self.path(kind, params)
+            return super().exists(kind, params)
+
+    class Trained(Exception):
+        pass
+
+    def training_starts(*a, **k):
+        raise Trained
+    monkeypatch.setattr(pl, "defence_context", training_starts)
+    cache = Cache(tmp_path / "cache")
+    victim = pl.ModelArtifact("tiny-rn64", Path(tmp_path), {"role": "poison_finetune"})
+    args = (victim, DataConfig(), "ft", FTConfig(), 10, TrainConfig(), 0)
+    with pytest.raises(Trained):                                   # nothing cached: it trains
+        pl.defend(*args, cache=cache)
+    final = cache.last
+    final.mkdir(parents=True)
+    (final / "DONE").write_text("x")
+    assert pl.defend(*args, cache=cache).path == final            # cached, no epochs asked: reused
+    with pytest.raises(Trained):                                   # epochs asked, none kept: retrained
+        pl.defend(*args, cache=cache, save_epochs=True)
+    assert not final.exists()
+    final.mkdir()
+    (final / "DONE").write_text("x")
+    (final / "epoch1.safetensors").write_bytes(b"")
+    assert pl.defend(*args, cache=cache, save_epochs=True).path == final
