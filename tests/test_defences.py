@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from paperlib.defences import DEFENCE_IDS, REGISTRY, DefenceContext, defence_config_class, plan
 from paperlib.defences.abd import (ABDConfig, PatchAndEDA, PatchGenerator, apply_patch, backdoor_loss,
-                                   patch_geometry, train_patch)
+                                   neighbourhood_distribution, patch_geometry, topology_divergence, train_patch)
 from paperlib.defences.augment import AutoAugmentImages, EDACaptions
 from paperlib.defences.cleanclip import InModalTerm, one_way_nce
 from paperlib.defences.cleanerclip import SubcaptionBatch, counterfactual_loss, epoch_subset
@@ -166,6 +166,28 @@ def test_backdoor_loss_by_hand():
     assert backdoor_loss(c, c, tau) < backdoor_loss(c, c.flip(0), tau)
 
 
+def test_neighbourhood_distribution_by_hand():
+    """Three unit vectors at 0, 90 and 180 degrees: cosine distances [[0,1,2],[1,0,1],[2,1,0]];
+    each row shifted so its nearest other sample is at 0, similarity (2 - d) / 2, rows normalised."""
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    shifted = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    sim = (2 - shifted) / 2
+    expected = sim / sim.sum(1, keepdim=True)
+    got = neighbourhood_distribution(f)
+    assert torch.allclose(got, expected) and torch.allclose(got.sum(1), torch.ones(3))
+
+
+def test_topology_divergence_by_hand_and_its_zero():
+    a = _unit([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.2]])
+    b = _unit([[1.0, 0.0], [-0.7, 0.7], [0.1, 1.0], [0.9, 0.3]])
+    p, q = neighbourhood_distribution(b), neighbourhood_distribution(a)
+    by_hand = (p * (p / q).log()).sum() + ((1 - p) * ((1 - p) / (1 - q)).log()).sum()
+    assert topology_divergence(a, b).item() == pytest.approx(by_hand.item(), rel=1e-4)
+    rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    assert topology_divergence(a, a @ rotation).item() == pytest.approx(0.0, abs=1e-5)   # same arrangement
+    assert topology_divergence(a, b) > 1e-3
+
+
 def test_patch_and_eda_touch_only_chosen_rows():
     from paperlib.models import get_tokenizer
     from paperlib.text.eda import EDAAugmenter
@@ -193,6 +215,7 @@ def test_train_patch_runs_and_returns_uint8_patch():
     patch, info = train_patch(victim, clean, b["images"], b["tokens"], cfg, seed=0, device="cpu")
     assert patch.dtype == torch.uint8 and patch.shape == (3, 11, 11)
     assert info["steps"] == 2 and info["history"][-1]["l_bd"] > 0
+    assert info["history"][-1]["topology"] < 0        # AdvCLIP's topology terms are maximised
 
 
 # --- augmentations ------------------------------------------------------------------------------

@@ -4,21 +4,25 @@ backdoor features, then fine-tuning on patched images and EDA captions.
 Stage 1 (:func:`train_patch`), AdvCLIP's generator with ABD's extra loss.  A DCGAN generator maps
 a fixed noise vector z (dim 100) to ONE universal patch of side sqrt(area) of the image side
 (area 0.03), pasted bottom-right with AdvCLIP's margin (14/224 of the side).  A small
-discriminator tells clean from patched images.  The generator minimises::
+discriminator tells clean from patched images.  The generator minimises (AdvCLIP's objective,
+weights as its public code: alpha 10, beta 5, gamma 5, delta 1, L2 weight 1; anchors.md)::
 
     L_G = L_gan + alpha * ( -NCE(f(x), f(x_adv)) - beta * NCE(f(x_adv), g(t)) )
-          + gamma * mean((x_adv - x)^2) + lambda_bd * L_bd
+          + l2_weight * mean((x_adv - x)^2)
+          - delta * ( T(f(x) | f(x_adv)) + gamma * T(f(x_adv) | g(t)) )
+          + lambda_bd * L_bd
 
 with f / g the victim's image / text encoders, NCE the InfoNCE of AdvCLIP (temperature 0.1),
-and ABD's Eq. 2 backdoor loss::
+T AdvCLIP's topology divergence (:func:`topology_divergence`: how differently two feature sets
+arrange the same batch into neighbourhoods; the generator *maximises* it, so patched images stop
+sitting among the neighbours of their clean selves and of their captions), and ABD's Eq. 2
+backdoor loss::
 
     L_bd = -1/B sum_i log exp(s(x_i, x_bd,i)/tau) / sum_j exp(s(x_i, x_bd,j)/tau)
 
 where x_i is the CLEAN model's feature of adversarial image i and x_bd,i the POISONED model's:
 it pulls the two encoders' views of the adversarial image together, so that the patch carries
-what the backdoor adds.  ``lambda_bd = 0`` is the plain UAP of ABD's Table III.  AdvCLIP's
-topology-preserving terms (delta) are not implemented: they need AdvCLIP's neighbourhood graphs
-and ABD does not discuss them; the document says so and the GAN + InfoNCE terms carry the attack.
+what the backdoor adds.  ``lambda_bd = 0`` is the plain UAP of ABD's Table III.
 
 Stage 2 (:func:`plan`): fine-tuning with the CLIP loss where each image carries the patch with
 probability ``p_patch`` (ABD's I_adv) and each caption is replaced by an EDA view with
@@ -48,7 +52,9 @@ class ABDConfig:
     z_dim: int = param(100, range=(1, None), doc="generator noise dimension")
     alpha: float = param(10.0, range=(0.0, None), doc="AdvCLIP adversarial weight")
     beta: float = param(5.0, range=(0.0, None), doc="AdvCLIP cross-modal weight")
-    gamma: float = param(5.0, range=(0.0, None), doc="AdvCLIP L2 weight")
+    gamma: float = param(5.0, range=(0.0, None), doc="AdvCLIP weight of the image-text topology term")
+    delta: float = param(1.0, range=(0.0, None), doc="AdvCLIP weight of both topology terms (0 = none)")
+    l2_weight: float = param(1.0, range=(0.0, None), doc="weight of the patch's mean squared change (AdvCLIP: 1)")
     lambda_bd: float = param(1.0, range=(0.0, None), doc="ABD backdoor loss weight (0 = plain UAP)")
     temperature: float = param(0.1, range=(1e-4, 10.0), doc="InfoNCE temperature of AdvCLIP / L_bd")
     gan_epochs: float = param(5.0, range=(0.0, None), doc="passes of the generator over its images")
@@ -111,6 +117,34 @@ def nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
     return F.cross_entropy(a @ b.t() / tau, torch.arange(len(a), device=a.device))
 
 
+def neighbourhood_distribution(feats: torch.Tensor) -> torch.Tensor:
+    """Row-stochastic (B, B) matrix: how each sample of a batch spreads its similarity over the batch.
+
+    AdvCLIP's construction: cosine distances d_ij = 1 - cos(f_i, f_j); each row is shifted so that
+    the sample's nearest *other* sample is at distance 0 (the diagonal is kept at 0); similarities
+    1 - d are mapped from [-1, 1] to [0, 1] and each row is normalised to sum to one.
+    """
+    f = F.normalize(feats.float(), dim=-1)
+    dist = 1 - f @ f.t()
+    eye = torch.eye(len(f), dtype=torch.bool, device=f.device)
+    nearest = dist.masked_fill(eye, float("inf")).min(dim=1, keepdim=True).values
+    dist = (dist - nearest).masked_fill(eye, 0.0)
+    sim = (2 - dist) / 2                  # ((1 - d) + 1) / 2
+    return sim / sim.sum(dim=1, keepdim=True)
+
+
+def topology_divergence(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """AdvCLIP's topology term T(output | target): the binary cross-entropy style divergence
+    sum_ij [ P_ij log(P_ij / Q_ij) + (1 - P_ij) log((1 - P_ij) / (1 - Q_ij)) ] between the
+    neighbourhood distributions P of ``target`` and Q of ``output`` (summed, not averaged, as
+    AdvCLIP does).  Zero when both feature sets arrange the batch alike."""
+    p, q = neighbourhood_distribution(target), neighbourhood_distribution(output)
+
+    def kl(a, b):
+        return (a * ((a + eps).log() - (b + eps).log())).sum()
+    return kl(p, q) + kl(1 - p, 1 - q)
+
+
 def backdoor_loss(clean_feats: torch.Tensor, poisoned_feats: torch.Tensor, tau: float) -> torch.Tensor:
     """ABD's Eq. 2: InfoNCE pulling the clean model's and the poisoned model's features of the
     same adversarial image together."""
@@ -162,7 +196,10 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
         gan = F.binary_cross_entropy_with_logits(D(x_adv), torch.ones(len(x), device=device))
         adv = -nce(f_x, f_adv, cfg.temperature) - cfg.beta * nce(f_adv, g_t, cfg.temperature)
         l2 = ((x_adv - x) / 255.0).pow(2).mean()
-        loss = gan + cfg.alpha * adv + cfg.gamma * l2
+        topo = torch.zeros((), device=device)
+        if cfg.delta > 0:
+            topo = -(topology_divergence(f_x, f_adv) + cfg.gamma * topology_divergence(f_adv, g_t))
+        loss = gan + cfg.alpha * adv + cfg.l2_weight * l2 + cfg.delta * topo
         l_bd = torch.zeros((), device=device)
         if cfg.lambda_bd > 0 and clean is not None:
             l_bd = backdoor_loss(enc(clean, x_adv), f_adv, cfg.temperature)
@@ -172,6 +209,7 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
         opt_g.step()
         if step % log_every == 0 or step == steps - 1:
             rec = {"step": step, "gan": float(gan.detach()), "adv": float(adv.detach()), "l2": float(l2.detach()),
+                   "topology": float(topo.detach()),
                    "l_bd": float(l_bd.detach()), "d": float(d_loss.detach())}
             history.append(rec)
             bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "step"})
@@ -234,8 +272,8 @@ def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
 
     from paperlib.cache import ArtifactCache, write_json_atomic
     cache = ctx.cache or ArtifactCache()
-    gan_keys = ("patch_area", "margin_fraction", "z_dim", "alpha", "beta", "gamma", "lambda_bd",
-                "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr")
+    gan_keys = ("patch_area", "margin_fraction", "z_dim", "alpha", "beta", "gamma", "delta", "l2_weight",
+                "lambda_bd", "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr")
     key = {"role": "abd_patch", "victim": ctx.victim.key_params,
            "clean": ctx.clean_base.key_params if ctx.clean_base is not None else None,
            "cfg": {k: v for k, v in asdict(cfg).items() if k in gan_keys}, "seed": ctx.seed}
