@@ -92,6 +92,8 @@ def git_commit() -> str:
 def environment() -> dict:
     """Package versions, device and machine: what a manifest records besides parameters."""
     import torch
+
+    from paperlib.train.loop import cpu_has_native_bf16, resolve_precision
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -104,6 +106,8 @@ def environment() -> dict:
         "packages": versions,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "cpu_threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "precision_auto": resolve_precision("auto"),   # what `precision: auto` trains in here
         "machine": platform.machine(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

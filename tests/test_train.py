@@ -96,3 +96,34 @@ def test_safetensors_roundtrip_and_no_pickle(tmp_path):
     torch.save(a.state_dict(), tmp_path / "m.pt")
     with pytest.raises(ValueError, match="safetensors"):
         load_checkpoint(b, tmp_path / "m.pt")
+
+
+def test_precision_auto_resolves_by_device_and_cpu_and_keys_the_resolved_value(monkeypatch):
+    """bf16 autocast is emulated (16x slower) on CPUs without native bf16: ``auto`` picks fp32
+    there, bf16 on CUDA and on CPUs that have it; the cache key holds what it resolved to, so
+    artifacts trained in bf16 and in fp32 never share a key, and an explicit choice is kept."""
+    import paperlib.train.loop as loop
+    monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert loop.resolve_precision("auto", "cpu") == "fp32"
+    assert loop.resolve_precision("auto", "cuda") == "bf16"
+    assert loop.resolve_precision("bf16", "cpu") == "bf16"
+    assert TrainConfig().key()["precision"] == "fp32"
+    assert TrainConfig(precision="bf16").key()["precision"] == "bf16"
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.resolve_precision("auto", "cpu") == "bf16"
+    assert TrainConfig().key() == TrainConfig(precision="bf16").key()   # same artifact as an explicit bf16
+    with pytest.raises(ValueError, match="fp32"):
+        loop.resolve_precision("fp16")
+
+
+def test_cpu_bf16_detection_reads_cpuinfo_flags(monkeypatch, tmp_path):
+    import builtins
+
+    import paperlib.train.loop as loop
+    real_open = builtins.open
+    for flags, expected in (("fpu avx2 fma", False), ("fpu avx512f avx512_bf16", True), ("sse amx_bf16", True)):
+        f = tmp_path / "cpuinfo"
+        f.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(f if p == "/proc/cpuinfo" else p, *a, **k))
+        assert loop.cpu_has_native_bf16() is expected
