@@ -91,6 +91,16 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
     assert sorted(cal.attack_params) == ['{"k": 8, "s": 2.0}', '{"s": 4.0}']
     assert (cal.poison_count == 8).all() and cal.asr_top1.between(0, 100).all()
+    assert set(cal.precision) <= {"bf16", "fp32"} and cal.base_model.nunique() == 1
+    # calibration alone (cached victims, so fast): calibration rows and their own manifest, no victims files
+    p_cal = load(ROOT / "params" / "attacks" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "cal"), "pretrain_victims": [], "victims": [],
+        "calibration": [{"attack": "wanet", "attack_params": {"s": 4.0}, **small}]})
+    run(p_cal, log=lambda *a: None)
+    out = tmp_path / "cal" / "attacks"
+    assert sorted(f.name for f in out.iterdir()) == ["calibration.csv", "manifest_calibration_smoke.json"]
+    again = pd.read_csv(out / "calibration.csv")
+    assert again.asr_top1.tolist() == cal[cal.attack_params == '{"s": 4.0}'].asr_top1.tolist()
 
 
 @pytest.mark.parametrize("name", ["defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"])

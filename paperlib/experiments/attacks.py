@@ -7,7 +7,9 @@ the foundation's (same settings, same cache key).  Outputs:
 * ``results/attacks/victims.csv`` (the columns the foundation issue fixes, plus the clean base's
   CA / ASR on the same rows as ``base_*``);
 * ``results/attacks/calibration.csv``: the other settings tried for attacks that miss the papers'
-  band (``calibration``), one row per setting;
+  band (``calibration``), one row per setting, naming the clean base and the training precision
+  (a run with no ``victims`` / ``pretrain_victims`` writes only these rows and
+  ``manifest_calibration_<scale>.json``);
 * ``results/attacks/triggers.csv``: what fitting a trigger achieved (SSBA decoder bit accuracy,
   TrojanNN neuron activation clean vs triggered, BadCLIP's final guidance loss);
 * ``results/attacks/gallery.png``: one clean image and its triggered versions, with the
@@ -59,8 +61,8 @@ class AttackSuiteParams:
     results_dir: str = param("results", doc="where CSV files and figures go")
 
     def validate(self):
-        if not self.victims and not self.pretrain_victims:
-            raise ParamError("victims / pretrain_victims: give at least one victim")
+        if not self.victims and not self.pretrain_victims and not self.calibration:
+            raise ParamError("victims / pretrain_victims / calibration: give at least one victim")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> AttackSuiteParams:
@@ -70,7 +72,10 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Attac
 def run(p: AttackSuiteParams, log=print) -> dict:
     from paperlib.experiments.common import (clean_base, finetune_victim, pretrain_victim, victim_attack,
                                              victim_metrics)
+    import pandas as pd
+
     from paperlib.results import Timer, upsert_csv, write_manifest
+    from paperlib.train.loop import resolve_precision
 
     timer = Timer()
     results = Path(p.results_dir)
@@ -115,11 +120,17 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             atk = victim_attack(p, base, v)
             victim = finetune_victim(p, base, v, p.seeds[0])
             m = victim_metrics(p, victim, atk, v)
-        calibration_rows.append(_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk))
+        calibration_rows.append({**_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk),
+                                 "precision": resolve_precision(v.finetune.precision), "base_model": base.path.name})
         upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
                    ("attack", "attack_params", "scale", "seed", "poison_count"))
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
             f"  ASR top-1 {m['asr_top1']:.1f}")
+    if not (p.victims or p.pretrain_victims):
+        # a calibration-only run: the victims' files and their manifest stay as they are
+        write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}.json", asdict(p), timer.sections,
+                       extra={"base_model": base.path.name})
+        return {"calibration": pd.DataFrame(calibration_rows), "wall_seconds": timer.sections}
     victims = save_rows(rows)
     from paperlib.results import to_markdown
     to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]],
