@@ -4,7 +4,9 @@
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
-wall times recorded by long runs can be longer when other work shares the cores.
+wall times recorded by long runs can be longer when other work shares the cores.  Rows are kept
+per CPU model: bf16 is fast only on CPUs with native bf16 (``cpu_native_bf16``), which is why
+``precision: auto`` trains in fp32 elsewhere.
 """
 from __future__ import annotations
 
@@ -67,22 +69,36 @@ def render_throughput(n: int = 2000, workers: int = 2) -> dict:
                 "wall_seconds_with_setup": total}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux cpuinfo), or the platform's processor string."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/benchmarks/throughput.csv")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     args = ap.parse_args(argv)
     from paperlib.results import environment, upsert_csv
-    rows = [train_throughput(device=args.device)]
+    rows = [train_throughput(device=args.device, steps=args.steps)]
     if args.device == "cpu":
-        rows.append(train_throughput(precision="fp32", device=args.device))
+        rows.append(train_throughput(precision="fp32", device=args.device, steps=args.steps))
     rows.append(render_throughput())
     env = environment()
     for r in rows:
-        r.update(commit=env["commit"], machine=env["machine"], torch=env["packages"]["torch"],
-                 measured=env["time"])
+        r.update(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
+                 cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
         print(r)
-    upsert_csv(args.out, rows, ("benchmark", "model", "precision", "device", "threads"))
+    upsert_csv(args.out, rows, ("benchmark", "model", "precision", "device", "threads", "cpu"))
     return 0
 
 
