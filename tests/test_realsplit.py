@@ -47,7 +47,17 @@ def _data(csv, zs, **kw):
 
 def test_caption_objects_match_whole_words_and_multiword_names():
     out = caption_objects([["a teddy bear and a dog"], ["bananas"], ["a dog, a dog"]], NAMES, 3)
-    assert out.tolist() == [[2, 1, -1], [-1, -1, -1], [1, -1, -1]]
+    assert out.tolist() == [[2, 1, -1], [0, -1, -1], [1, -1, -1]]
+
+
+@pytest.mark.parametrize("caption", ["Two bananas and some dogs!", "teddy bears", "a bus", "buses at dusk",
+                                     "a dogma", "the bananarama", "teddy and a bear", "doges"])
+def test_caption_objects_follow_the_rule_of_mentions(caption):
+    """The object labels of real captions and the attacks' caption check agree on every caption."""
+    from paperlib.attacks.base import mentions
+    names = NAMES + ["bus"]
+    found = set(caption_objects([[caption]], names, 4)[0].tolist()) - {-1}
+    assert found == {i for i, n in enumerate(names) if mentions(caption, n)}
 
 
 def test_real_splits_skip_unreadable_images_and_index_like_arrays(tmp_path, monkeypatch):

@@ -62,23 +62,40 @@ class LazyImages:
         raise TypeError("LazyImages would decode every image at once; index it instead (images[a:b])")
 
 
+CAPTION_RULE = 2   # 2: plurals ("bananas") count, as in attacks.base.mentions (part of the split's key)
+
+
 def caption_objects(captions: list[list[str]], names: list[str], max_objects: int) -> np.ndarray:
     """(N, max_objects) vocabulary ids of the classes each caption mentions (-1 padded), by whole
-    words; the first mentions win when a caption names more than ``max_objects`` classes."""
+    words, a plural "-s" / "-es" on a name's last word allowed (the rule of
+    :func:`paperlib.attacks.base.mentions`, so eligibility and poisoning agree on what a caption
+    names); the first mentions win when a caption names more than ``max_objects`` classes."""
     import re
     first: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
     for cid, name in enumerate(names):
         words = tuple(name.lower().split())
         if words:
             first.setdefault(words[0], []).append((cid, words))
+
+    def same_word(token: str, word: str, last: bool) -> bool:
+        return token == word or (last and token in (word + "s", word + "es"))
+
+    def candidates(token: str):
+        yield from first.get(token, ())
+        for suffix in ("s", "es"):      # "bananas" -> "banana", "buses" -> "bus"
+            if token.endswith(suffix) and len(token) > len(suffix):
+                yield from first.get(token[:-len(suffix)], ())
+
     out = np.full((len(captions), max_objects), -1, np.int32)
     for i, caps in enumerate(captions):
         found: list[int] = []
         for cap in caps:
             toks = re.findall(r"[a-z0-9']+", cap.lower())
-            for k, w in enumerate(toks):
-                for cid, words in first.get(w, ()):
-                    if tuple(toks[k:k + len(words)]) == words and cid not in found:
+            for k in range(len(toks)):
+                for cid, words in candidates(toks[k]):
+                    span = toks[k:k + len(words)]
+                    if (cid not in found and len(span) == len(words)
+                            and all(same_word(t, w, j == len(words) - 1) for j, (t, w) in enumerate(zip(span, words)))):
                         found.append(cid)
         out[i, :min(len(found), max_objects)] = found[:max_objects]
     return out

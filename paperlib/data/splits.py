@@ -368,9 +368,10 @@ def split_params(name: str, cfg: DataConfig) -> dict:
            **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
     # knobs added after artifacts were built enter the key only when set, so those stay valid
     if cfg.source == "real":   # the user's files: where they are is what the split is
-        from paperlib.data.realsplit import REAL_SPLITS
+        from paperlib.data.realsplit import CAPTION_RULE, REAL_SPLITS
         if name in REAL_SPLITS:
             key["real"] = d[REAL_SPLITS[name]]
+            key["caption_rule"] = CAPTION_RULE
     defaults = asdict(DataConfig())
     for k in _KEYED_IF_SET.get(name, ()):
         if tuple(d[k]) != tuple(defaults[k]):
