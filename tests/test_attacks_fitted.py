@@ -93,3 +93,23 @@ def test_ssba_sample_specific_bounded_and_decodable():
     assert delta.abs().sum() > 0
     assert 0.0 <= info["decoder_bit_accuracy"] <= 100.0
     assert torch.equal(atk2(imgs), out)                # deterministic once fitted
+    stats = atk2.residual_stats(imgs)                  # the diagnostic, checked against its definition
+    r = delta.float()
+    assert stats["residual_linf"] == r.abs().max().item() <= 8
+    assert stats["residual_mean_abs"] == pytest.approx(r.abs().mean().item())
+    assert stats["residual_image_dependence"] == pytest.approx(r.std(dim=0).mean().item() / r.abs().mean().item())
+    assert stats["residual_image_dependence"] > 0 and "residual_image_dependence" in info
+
+
+def test_ssba_residual_stats_are_zero_dependence_for_a_fixed_pattern():
+    """A perturbation that is the same on every image scores 0 image dependence."""
+    atk = build_attack("ssba", SSBAConfig())
+
+    class Fixed:
+        def __call__(self, images, code):
+            return torch.full_like(images, 3.0)
+    atk.encoder = Fixed()
+    imgs = torch.full((4, 3, 8, 8), 100, dtype=torch.uint8)
+    imgs[1] = 50
+    stats = atk.residual_stats(imgs)
+    assert stats == {"residual_mean_abs": 3.0, "residual_linf": 3.0, "residual_image_dependence": 0.0}

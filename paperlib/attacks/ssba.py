@@ -140,13 +140,27 @@ class SSBA(Attack):
         acc = self.bit_accuracy(test)
         tensors = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         tensors.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
-        return tensors, {"history": history, "decoder_bit_accuracy": acc, "held_out_images": int(len(test_rows))}
+        return tensors, {"history": history, "decoder_bit_accuracy": acc, "held_out_images": int(len(test_rows)),
+                         **self.residual_stats(test)}
 
     def load_state(self, tensors, info):
         enc, dec = self._nets()
         enc.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
         dec.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")})
         self.encoder, self.decoder = enc.eval(), dec.eval()
+
+    @torch.no_grad()
+    def residual_stats(self, images: torch.Tensor) -> dict:
+        """How large the applied (rounded) perturbation is, and how much of it depends on the image.
+
+        ``residual_mean_abs`` / ``residual_linf``: mean and largest |triggered - clean| (0-255);
+        ``residual_image_dependence``: per-pixel standard deviation of the residual across images,
+        averaged, divided by its mean magnitude: 0 for one fixed pattern added to every image."""
+        r = self.apply(images).float() - images.float()
+        mean_abs = float(r.abs().mean())
+        dependence = float(r.std(dim=0).mean()) / mean_abs if mean_abs > 0 and len(r) > 1 else 0.0
+        return {"residual_mean_abs": mean_abs, "residual_linf": float(r.abs().max()),
+                "residual_image_dependence": dependence}
 
     @torch.no_grad()
     def bit_accuracy(self, images: torch.Tensor) -> float:

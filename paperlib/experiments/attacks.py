@@ -157,14 +157,17 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack) -
     row = {"attack": v.attack, "attack_params": json.dumps(v.attack_params, sort_keys=True), "scale": scale,
            "seed": seed, "poison_count": v.poison.poison_count,
            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "train_seconds": summary.get("seconds")}
-    if attack.needs_fit and "decoder_bit_accuracy" in attack.fit_info:
-        row["decoder_bit_accuracy"] = attack.fit_info["decoder_bit_accuracy"]
+    if attack.needs_fit:
+        for k in ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf", "residual_image_dependence"):
+            if k in attack.fit_info:
+                row[k] = attack.fit_info[k]
     return row
 
 
 def _trigger_row(attack: str, scale: str, info: dict) -> dict:
     row = {"attack": attack, "scale": scale}
-    for k in ("decoder_bit_accuracy", "activation_clean", "activation_triggered", "target_images"):
+    for k in ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf", "residual_image_dependence",
+              "activation_clean", "activation_triggered", "target_images"):
         if k in info:
             row[k] = info[k]
     if info.get("history"):
