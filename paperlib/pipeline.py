@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from paperlib.attacks import attack_key
 from paperlib.cache import ArtifactCache, write_json_atomic
 from paperlib.data.splits import DataConfig, RenderedSplit, get_split, split_params
 from paperlib.train.loop import TrainConfig
@@ -140,7 +141,7 @@ def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="
     from paperlib.train.pairs import TensorPairs
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "clean_pretrain", "model": model_name, "train": cfg.key(),
+    key = {"role": "clean_pretrain", "model": model_name, "train": cfg.key(device.type),
            "split": split_params("cc3m_analog", data)}
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
@@ -164,8 +165,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
-           "attack_cfg": asdict(attack_cfg), "target": target, "poison_count": poison_count,
-           "train": cfg.key(), "seed": seed, "split": split_params("cc3m_analog", data),
+           "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
+           "train": cfg.key(device.type), "seed": seed, "split": split_params("cc3m_analog", data),
            "trigger_base": trigger_base.key_params if trigger_base is not None else None}
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
@@ -269,7 +270,7 @@ def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataC
     key = {"attack": attack_id, "cfg": asdict(attack_cfg), "target": target, "base": base.key_params,
            "split": split_params("cc3m_analog", data)}
     if attack.fit_version != 1:      # only when bumped: earlier triggers keep their keys
-        key["fit_version"] = attack.fit_version
+        key["fit_version"] = attack.fit_version     # (as attack_key puts it into victims' keys)
 
     def build(work: Path):
         model = base.load(device)
@@ -315,8 +316,8 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
-           "attack_cfg": asdict(attack_cfg), "target": target, "poison_count": poison_count,
-           "finetune_scenes": finetune_scenes, "train": cfg.key(), "seed": seed}
+           "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
+           "finetune_scenes": finetune_scenes, "train": cfg.key(device.type), "seed": seed}
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
@@ -500,7 +501,7 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
-           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(),
+           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(device.type),
            "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
     if subset is not None:
         subset = np.unique(np.asarray(subset, np.int64))
@@ -508,15 +509,25 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
             raise ValueError(f"subset: {len(subset)} rows, must be a non-empty selection of rows 0..{clean_scenes - 1}")
         key["subset"] = hashlib.sha256(subset.tobytes()).hexdigest()[:20]
         key["subset_size"] = int(len(subset))
+    stale = None
     if cache.exists("model", key):
         path = cache.path("model", key)
-        if not (save_epochs and not any(path.glob("epoch*.safetensors"))):
+        # per-epoch weights exist only for whole epochs, so a shorter run is never rebuilt for them
+        if not save_epochs or cfg.epochs < 1 or any(path.glob("epoch*.safetensors")):
             return ModelArtifact(victim.name, path, key)
-        # Built earlier without per-epoch weights: train it again (same seed, same model) keeping them,
-        # rather than hand an ASR-per-epoch curve nothing to read.
+        # Built earlier without per-epoch weights: train it again (same seed, same model on the CPU)
+        # keeping them, rather than hand an ASR-per-epoch curve nothing to read.  The old model is
+        # set aside (by rank 0 only) and removed once the new one is complete.
+        from paperlib.cache import _barrier, _rank_world
         log.warning("defence %s: cached model %s has no per-epoch weights; rebuilding it with them",
                     defence_id, path.name)
-        shutil.rmtree(path)
+        stale = path.with_name(path.name + ".stale")
+        rank, world = _rank_world()
+        if rank == 0:
+            if stale.exists():
+                shutil.rmtree(stale)
+            path.rename(stale)
+        _barrier(world)
     ctx = defence_context(victim, data, clean_scenes, cfg.batch_size, seed, clean_base, device, cache)
     if subset is not None:
         ctx.pairs = ctx.pairs.subset(subset)
@@ -525,9 +536,12 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
         ctx.steps_per_epoch = ctx.pairs.steps_per_epoch(cfg.batch_size)
     pairs = ctx.pairs
     p = plan(defence_id, defence_cfg, ctx)
-    return _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",
-                           terms=p.terms, transforms=p.transforms, save_epochs=save_epochs,
-                           info={"defence_info": p.info, "clean_scenes": clean_scenes})
+    model = _train_artifact(key, victim.name, victim, pairs, cfg, device, cache, f"defence {defence_id}",
+                            terms=p.terms, transforms=p.transforms, save_epochs=save_epochs,
+                            info={"defence_info": p.info, "clean_scenes": clean_scenes})
+    if stale is not None and stale.exists():
+        shutil.rmtree(stale, ignore_errors=True)
+    return model
 
 
 @torch.no_grad()
@@ -562,7 +576,7 @@ def retrain_on(base: ModelArtifact, pairs, keep: np.ndarray, cfg: TrainConfig, k
     ``key`` names what was kept (cached under it)."""
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "retrain", "base": base.key_params, "train": cfg.key(), **key}
+    key = {"role": "retrain", "base": base.key_params, "train": cfg.key(device.type), **key}
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
     sub = pairs.subset(keep)

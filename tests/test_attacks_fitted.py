@@ -113,3 +113,17 @@ def test_ssba_residual_stats_are_zero_dependence_for_a_fixed_pattern():
     imgs[1] = 50
     stats = atk.residual_stats(imgs)
     assert stats == {"residual_mean_abs": 3.0, "residual_linf": 3.0, "residual_image_dependence": 0.0}
+
+
+def test_a_refitted_trigger_changes_the_keys_of_victims_and_evaluations():
+    """attack_key (used by victims' and evaluations' cache keys) carries a bumped fit version, so a
+    victim poisoned with an earlier SSBA encoder is never reused for the new one; unbumped
+    attacks keep exactly their settings (earlier keys stay valid)."""
+    from dataclasses import asdict
+
+    from paperlib.attacks import REGISTRY, attack_key
+    from paperlib.attacks.badnet import BadNetConfig
+    assert attack_key("badnet", BadNetConfig()) == asdict(BadNetConfig())
+    cfg = SSBAConfig(width=8)
+    assert attack_key("ssba", cfg) == {**asdict(cfg), "fit_version": REGISTRY["ssba"][0].fit_version}
+    assert REGISTRY["ssba"][0].fit_version >= 2

@@ -338,3 +338,14 @@ def test_lc_poison_images_uses_the_encoder():
     assert torch.equal(y[:, :, :s, :s], atk.trigger.pattern.expand(3, 3, s, s))
     rest = (y.int() - x.int())[:, :, s:, :]
     assert rest.abs().max() <= 8 and rest.abs().sum() > 0
+
+
+@pytest.mark.parametrize("caption,name,expected", [
+    ("a category of things", "cat", False), ("two cats", "cat", True), ("The Banana!", "banana", True),
+    ("a bananarama", "banana", False), ("buses at dusk", "bus", True), ("a hot-dog stand", "dog", True),
+    ("a dog's bone", "dog", True), ("a teddy bear", "teddy bear", True), ("teddy and a bear", "teddy bear", False),
+    ("new t-shirts", "t-shirt", True), ("a shirt", "t-shirt", False)])
+def test_mentions_whole_words_and_plurals(caption, name, expected):
+    """The caption check of LC eligibility and BadCLIP's natural captions, on hand-made captions."""
+    from paperlib.attacks.base import mentions
+    assert mentions(caption, name) is expected

@@ -185,9 +185,16 @@ def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_f
     final.mkdir(parents=True)
     (final / "DONE").write_text("x")
     assert pl.defend(*args, cache=cache).path == final            # cached, no epochs asked: reused
+    short = (victim, DataConfig(), "ft", FTConfig(), 10, TrainConfig(epochs=0.5), 0)
+    with pytest.raises(Trained):
+        pl.defend(*short, cache=cache)
+    short_dir = cache.last
+    short_dir.mkdir(parents=True)
+    (short_dir / "DONE").write_text("x")
+    assert pl.defend(*short, cache=cache, save_epochs=True).path == short_dir   # < 1 epoch: none can exist
     with pytest.raises(Trained):                                   # epochs asked, none kept: retrained
         pl.defend(*args, cache=cache, save_epochs=True)
-    assert not final.exists()
+    assert not final.exists() and (final.parent / (final.name + ".stale") / "DONE").is_file()   # set aside
     final.mkdir()
     (final / "DONE").write_text("x")
     (final / "epoch1.safetensors").write_bytes(b"")

@@ -51,11 +51,14 @@ def test_caption_objects_match_whole_words_and_multiword_names():
 
 
 @pytest.mark.parametrize("caption", ["Two bananas and some dogs!", "teddy bears", "a bus", "buses at dusk",
-                                     "a dogma", "the bananarama", "teddy and a bear", "doges"])
+                                     "a dogma", "the bananarama", "teddy and a bear", "doges", "a dog's bone",
+                                     "the dogs' toys", "the 'dog'", "teddy-bear", "teddy  bear", "a hot-dog",
+                                     "new t-shirts", "jack-o'-lanterns on a porch"])
 def test_caption_objects_follow_the_rule_of_mentions(caption):
-    """The object labels of real captions and the attacks' caption check agree on every caption."""
+    """The object labels of real captions and the attacks' caption check agree, on apostrophes,
+    hyphens, spacing and plurals too."""
     from paperlib.attacks.base import mentions
-    names = NAMES + ["bus"]
+    names = NAMES + ["bus", "hot dog", "t-shirt", "jack-o'-lantern"]
     found = set(caption_objects([[caption]], names, 4)[0].tolist()) - {-1}
     assert found == {i for i, n in enumerate(names) if mentions(caption, n)}
 

@@ -109,6 +109,7 @@ def test_precision_auto_resolves_by_device_and_cpu_and_keys_the_resolved_value(m
     assert loop.resolve_precision("auto", "cuda") == "bf16"
     assert loop.resolve_precision("bf16", "cpu") == "bf16"
     assert TrainConfig().key()["precision"] == "fp32"
+    assert TrainConfig().key("cuda")["precision"] == "bf16"   # keyed by the device it trains on
     assert TrainConfig(precision="bf16").key()["precision"] == "bf16"
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
     assert loop.resolve_precision("auto", "cpu") == "bf16"

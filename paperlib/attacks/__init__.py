@@ -37,6 +37,18 @@ def attack_config_class(attack_id: str):
     return REGISTRY[attack_id][1]
 
 
+def attack_key(attack_id: str, cfg) -> dict:
+    """What identifies an attack's trigger in cache keys: its settings, and the version of its
+    :meth:`~paperlib.attacks.base.Attack.fit` when that was bumped (a refitted trigger gives new
+    victims and new evaluations, not only a new trigger; version 1 adds nothing, so earlier keys stay)."""
+    from dataclasses import asdict
+    key = asdict(cfg)
+    version = REGISTRY[attack_id][0].fit_version if attack_id in REGISTRY else 1
+    if version != 1:
+        key["fit_version"] = version
+    return key
+
+
 def build_attack(attack_id: str, cfg=None, image_side: int = 64):
     cls, cfg_cls = REGISTRY[attack_id] if attack_id in REGISTRY else (None, attack_config_class(attack_id))
     return cls(cfg if cfg is not None else cfg_cls(), image_side=image_side)

@@ -155,7 +155,8 @@ class SSBA(Attack):
 
         ``residual_mean_abs`` / ``residual_linf``: mean and largest |triggered - clean| (0-255);
         ``residual_image_dependence``: per-pixel standard deviation of the residual across images,
-        averaged, divided by its mean magnitude: 0 for one fixed pattern added to every image."""
+        averaged, divided by its mean magnitude: 0 for one fixed pattern added to every image
+        (where no pixel is clipped at 0 or 255; clipping alone makes a fixed pattern vary a little)."""
         r = self.apply(images).float() - images.float()
         mean_abs = float(r.abs().mean())
         dependence = float(r.std(dim=0).mean()) / mean_abs if mean_abs > 0 and len(r) > 1 else 0.0

@@ -62,27 +62,25 @@ class LazyImages:
         raise TypeError("LazyImages would decode every image at once; index it instead (images[a:b])")
 
 
-CAPTION_RULE = 2   # 2: plurals ("bananas") count, as in attacks.base.mentions (part of the split's key)
+CAPTION_RULE = 3   # 3: the words and plural rule of attacks.base.mentions (part of the split's key)
 
 
 def caption_objects(captions: list[list[str]], names: list[str], max_objects: int) -> np.ndarray:
-    """(N, max_objects) vocabulary ids of the classes each caption mentions (-1 padded), by whole
-    words, a plural "-s" / "-es" on a name's last word allowed (the rule of
-    :func:`paperlib.attacks.base.mentions`, so eligibility and poisoning agree on what a caption
-    names); the first mentions win when a caption names more than ``max_objects`` classes."""
-    import re
-    first: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+    """(N, max_objects) vocabulary ids of the classes each caption mentions (-1 padded): the words
+    and the plural rule of :func:`paperlib.attacks.base.mentions`, so eligibility and poisoning
+    agree on what a caption names; the first mentions win when a caption names more than
+    ``max_objects`` classes.  Names are indexed by their first word, so a caption costs one
+    dictionary look-up per word (CC3M has millions of captions)."""
+    from paperlib.attacks.base import caption_words, name_at
+    first: dict[str, list[tuple[int, list[str]]]] = {}
     for cid, name in enumerate(names):
-        words = tuple(name.lower().split())
+        words = caption_words(name)
         if words:
             first.setdefault(words[0], []).append((cid, words))
 
-    def same_word(token: str, word: str, last: bool) -> bool:
-        return token == word or (last and token in (word + "s", word + "es"))
-
     def candidates(token: str):
         yield from first.get(token, ())
-        for suffix in ("s", "es"):      # "bananas" -> "banana", "buses" -> "bus"
+        for suffix in ("s", "es"):      # a one-word name in the plural: "bananas" -> "banana"
             if token.endswith(suffix) and len(token) > len(suffix):
                 yield from first.get(token[:-len(suffix)], ())
 
@@ -90,12 +88,10 @@ def caption_objects(captions: list[list[str]], names: list[str], max_objects: in
     for i, caps in enumerate(captions):
         found: list[int] = []
         for cap in caps:
-            toks = re.findall(r"[a-z0-9']+", cap.lower())
+            toks = caption_words(cap)
             for k in range(len(toks)):
                 for cid, words in candidates(toks[k]):
-                    span = toks[k:k + len(words)]
-                    if (cid not in found and len(span) == len(words)
-                            and all(same_word(t, w, j == len(words) - 1) for j, (t, w) in enumerate(zip(span, words)))):
+                    if cid not in found and name_at(toks, k, words):
                         found.append(cid)
         out[i, :min(len(found), max_objects)] = found[:max_objects]
     return out

@@ -74,6 +74,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                              victim_metrics)
     import pandas as pd
 
+    from paperlib.pipeline import resolve_device
     from paperlib.results import Timer, upsert_csv, write_manifest
     from paperlib.train.loop import resolve_precision
 
@@ -115,15 +116,17 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             save_rows(rows)
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
     calibration_rows = []
+    device_type = resolve_device(p.device).type
     for v in p.calibration:
         with timer(f"calibration_{v.attack}"):
             atk = victim_attack(p, base, v)
             victim = finetune_victim(p, base, v, p.seeds[0])
             m = victim_metrics(p, victim, atk, v)
         calibration_rows.append({**_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk),
-                                 "precision": resolve_precision(v.finetune.precision), "base_model": base.path.name})
+                                 "precision": resolve_precision(v.finetune.precision, device_type),
+                                 "base_model": base.path.name})
         upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
-                   ("attack", "attack_params", "scale", "seed", "poison_count"))
+                   ("attack", "attack_params", "scale", "seed", "poison_count", "precision", "base_model"))
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
             f"  ASR top-1 {m['asr_top1']:.1f}")
     if not (p.victims or p.pretrain_victims):

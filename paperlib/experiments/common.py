@@ -6,8 +6,6 @@ or an evaluation is built by one piece of code (and one cache key) wherever it i
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 
 def clean_base(p):
     """The clean pre-trained model of these parameters (cached; shared by every experiment): the
@@ -53,8 +51,9 @@ def pretrain_victim(p, base, v, seed: int, attack=None):
 def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) -> dict:
     """CA and ASR of ``model`` on the ImageNet analogue under ``attack`` (cached evaluation)."""
     from paperlib import pipeline as pl
+    from paperlib.attacks import attack_key
     ev = p.eval
-    return pl.evaluate(model, p.data, "imagenet_analog", attack, {"attack": attack_id, "cfg": asdict(attack_cfg)},
+    return pl.evaluate(model, p.data, "imagenet_analog", attack, {"attack": attack_id, "cfg": attack_key(attack_id, attack_cfg)},
                        target, ev.asr_convention, ev.templates, p.device, ev.batch_size)
 
 

@@ -254,7 +254,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
 
 def _pairs_key(v: VictimConfig, seed: int) -> dict:
     """What determines a victim's poisoned pair set (part of the keys of models trained on it)."""
-    return {"attack": v.attack, "cfg": asdict(v.attack_config()), "seed": seed, "poison": asdict(v.poison),
+    from paperlib.attacks import attack_key
+    return {"attack": v.attack, "cfg": attack_key(v.attack, v.attack_config()), "seed": seed, "poison": asdict(v.poison),
             "scenes": v.finetune_scenes}
 
 
@@ -267,8 +268,8 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     from paperlib.detect.metrics import tpr_fpr
     a = p.abl
     cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
-    key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(), "flooding": a.flooding,
-           "victim_pairs": _pairs_key(v, seed)}
+    key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(pl.resolve_device(device).type),
+           "flooding": a.flooding, "victim_pairs": _pairs_key(v, seed)}
     cache = pl.ArtifactCache()
     if cache.exists("model", key):
         model = pl.ModelArtifact(base.name, cache.path("model", key), key)

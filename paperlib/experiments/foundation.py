@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paperlib.attacks import ATTACK_IDS, attack_config_class
+from paperlib.attacks import attack_key as trigger_key
 from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
@@ -149,7 +150,7 @@ def run(p: FoundationParams, log=print) -> dict:
 
     attack_cfg = p.victim.attack_config()
     attack = pl.prepared_attack(p.victim.attack, attack_cfg, base, p.data, p.victim.poison.target, p.device)
-    attack_key = {"attack": p.victim.attack, "cfg": asdict(attack_cfg)}
+    attack_key = {"attack": p.victim.attack, "cfg": trigger_key(p.victim.attack, attack_cfg)}
     target = p.victim.poison.target
     def clean_eval(model, split):
         return pl.evaluate(model, p.data, split, templates=ev.templates, device=p.device,
@@ -176,7 +177,7 @@ def run(p: FoundationParams, log=print) -> dict:
             with timer("victims"):
                 victim = pl.poison_finetune(base, p.data, p.victim.attack, cfg, target, count,
                                             p.victim.finetune_scenes, p.victim.finetune, seed, p.device)
-                m = attack_eval(victim, atk, {"attack": p.victim.attack, "cfg": asdict(cfg)})
+                m = attack_eval(victim, atk, {"attack": p.victim.attack, "cfg": trigger_key(p.victim.attack, cfg)})
             row = {"attack": p.victim.attack, "threat_model": "finetune", "scale": p.scale, "seed": seed,
                    "poison_count": count, **{k: m[k] for k in VICTIM_COLUMNS[5:]},
                    "patch_fraction": getattr(cfg, "patch_fraction", None),

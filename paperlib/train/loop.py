@@ -88,12 +88,14 @@ class TrainConfig:
     seed: int = param(0, range=(0, None), doc="seed of batch order, augmentations and init")
     threads: int = param(0, range=(0, 256), doc="torch CPU threads (0 = leave as is)")
 
-    def key(self) -> dict:
-        """The settings that change the trained weights (cache key): not logging or threads."""
+    def key(self, device_type: str | None = None) -> dict:
+        """The settings that change the trained weights (cache key): not logging or threads.
+        ``precision: auto`` enters as what it resolves to on ``device_type`` (the training device;
+        default: the one ``device: auto`` picks), so the key names the precision actually used."""
         d = asdict(self)
         for k in ("checkpoint_every", "log_every", "threads"):
             d.pop(k)
-        d["precision"] = resolve_precision(self.precision)   # auto: the precision it resolves to here
+        d["precision"] = resolve_precision(self.precision, device_type)
         return d
 
 
