@@ -117,8 +117,16 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
     calibration_rows = []
     device_type = resolve_device(p.device).type
-    for v in p.calibration:
-        with timer(f"calibration_{v.attack}"):
+    calibration_only = not (p.victims or p.pretrain_victims)
+
+    def calibration_manifest():
+        # a calibration-only run: the victims' files and their manifest stay as they are; this one
+        # is rewritten after every setting, so a stopped run still says what it finished
+        write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}.json", asdict(p), timer.sections,
+                       extra={"base_model": base.path.name, "calibration_done": len(calibration_rows),
+                              "calibration_planned": len(p.calibration)})
+    for i, v in enumerate(p.calibration):
+        with timer(f"calibration_{i}_{v.attack}"):
             atk = victim_attack(p, base, v)
             victim = finetune_victim(p, base, v, p.seeds[0])
             m = victim_metrics(p, victim, atk, v)
@@ -127,12 +135,11 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                  "base_model": base.path.name})
         upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
                    ("attack", "attack_params", "scale", "seed", "poison_count", "precision", "base_model"))
+        if calibration_only:
+            calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
             f"  ASR top-1 {m['asr_top1']:.1f}")
-    if not (p.victims or p.pretrain_victims):
-        # a calibration-only run: the victims' files and their manifest stay as they are
-        write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}.json", asdict(p), timer.sections,
-                       extra={"base_model": base.path.name})
+    if calibration_only:
         return {"calibration": pd.DataFrame(calibration_rows), "wall_seconds": timer.sections}
     victims = save_rows(rows)
     from paperlib.results import to_markdown
