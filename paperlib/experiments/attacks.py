@@ -130,9 +130,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             atk = victim_attack(p, base, v)
             victim = finetune_victim(p, base, v, p.seeds[0])
             m = victim_metrics(p, victim, atk, v)
-        calibration_rows.append({**_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk),
-                                 "precision": resolve_precision(v.finetune.precision, device_type),
-                                 "base_model": base.path.name})
+        calibration_rows.append(_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk,
+                                                 resolve_precision(v.finetune.precision, device_type),
+                                                 base.path.name))
         upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
                    ("attack", "attack_params", "scale", "seed", "poison_count", "precision", "base_model"))
         if calibration_only:
@@ -160,24 +160,27 @@ def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) ->
             "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds")}
 
 
-def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack) -> dict:
-    """One calibration measurement: the settings tried (as JSON), CA / ASR, and the fitted trigger's
-    own diagnostic where there is one."""
+# what a fitted trigger reports about itself (SSBA's decoder and residual, TrojanNN's neurons)
+FIT_DIAGNOSTICS = ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf", "residual_image_dependence",
+                   "activation_clean", "activation_triggered", "target_images")
+
+
+def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, precision: str,
+                     base_model: str) -> dict:
+    """One calibration measurement: the settings tried (as JSON), CA / ASR, the fitted trigger's
+    own diagnostics where there are any, and the clean base and precision it was trained with."""
     import json
     row = {"attack": v.attack, "attack_params": json.dumps(v.attack_params, sort_keys=True), "scale": scale,
            "seed": seed, "poison_count": v.poison.poison_count,
            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "train_seconds": summary.get("seconds")}
     if attack.needs_fit:
-        for k in ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf", "residual_image_dependence"):
-            if k in attack.fit_info:
-                row[k] = attack.fit_info[k]
-    return row
+        row.update({k: attack.fit_info[k] for k in FIT_DIAGNOSTICS if k in attack.fit_info})
+    return {**row, "precision": precision, "base_model": base_model}
 
 
 def _trigger_row(attack: str, scale: str, info: dict) -> dict:
     row = {"attack": attack, "scale": scale}
-    for k in ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf", "residual_image_dependence",
-              "activation_clean", "activation_triggered", "target_images"):
+    for k in FIT_DIAGNOSTICS:
         if k in info:
             row[k] = info[k]
     if info.get("history"):
