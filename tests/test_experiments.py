@@ -53,6 +53,9 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     assert list(m.columns[:len(MATRIX_COLUMNS)]) == list(MATRIX_COLUMNS)
     assert set(m.defence) == {"none", "ft", "cleanerclip"}
     assert (m[m.defence != "none"].samples > 0).all()
+    # every row names the victim it defends and the model it measured (cache keys)
+    assert m.victim_model.nunique() == 1 and (m[m.defence == "none"].model == m.victim_model[0]).all()
+    assert m[m.defence != "none"].model.nunique() == 2 and not m[m.defence != "none"].model.isin(m.victim_model).any()
     assert m[[c for c in m.columns if c.startswith(("ca_", "asr_"))]].apply(lambda s: s.between(0, 100)).all().all()
 
 
@@ -88,10 +91,14 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     run(p, log=lambda *a: None)
     victims = pd.read_csv(tmp_path / "out" / "attacks" / "victims.csv")
     assert list(victims.attack) == ["wanet"] and list(victims.threat_model) == ["finetune"]
+    # the row says which settings, base and precision it was measured with
+    assert victims.attack_params[0] == "{}" and victims.precision[0] in {"bf16", "fp32"}
+    assert victims.victim_model[0] != victims.base_model[0]
+    assert victims.asr_images[0] > 0
     cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
     assert sorted(cal.attack_params) == ['{"k": 8, "s": 2.0}', '{"s": 4.0}']
     assert (cal.poison_count == 8).all() and cal.asr_top1.between(0, 100).all()
-    assert set(cal.precision) <= {"bf16", "fp32"} and cal.base_model.nunique() == 1
+    assert set(cal.precision) <= {"bf16", "fp32"} and cal.base_model.tolist() == [victims.base_model[0]] * 2
     # calibration alone (cached victims, so fast): calibration rows and their own manifest, no victims files
     p_cal = load(ROOT / "params" / "attacks" / "smoke.yaml", {
         "results_dir": str(tmp_path / "cal"), "pretrain_victims": [], "victims": [],

@@ -83,6 +83,14 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     with timer("pretrain"):
         base = clean_base(p)
     rows, trigger_rows, attacks = [], [], {}
+    device_type = resolve_device(p.device).type
+
+    def provenance(v, train_cfg, victim):
+        # which settings, base and precision a row was measured with: rows made on different
+        # machines (bf16 vs fp32 bases) or before a setting changed stay distinguishable
+        return {"attack_params": _params_json(v.attack_params),
+                "precision": resolve_precision(train_cfg.precision, device_type),
+                "base_model": base.path.name, "victim_model": victim.path.name}
 
     def save_rows(rows):
         return upsert_csv(results / "attacks" / "victims.csv", rows,
@@ -99,8 +107,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             with timer(f"victim_{v.attack}"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
-            rows.append(_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
-                                    v.finetune_scenes, victim.summary))
+            rows.append({**_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
+                                       v.finetune_scenes, victim.summary),
+                         **provenance(v, v.finetune, victim)})
             save_rows(rows)   # after every victim: a long run shows its progress in results/
             log(f"{v.attack:10s} finetune seed {seed}: CA {m['ca_top1']:.1f} (base {base_m['ca_top1']:.1f})"
                 f"  ASR top-1 {m['asr_top1']:.1f}")
@@ -111,12 +120,12 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             with timer(f"pretrain_victim_{v.attack}"):
                 victim = pretrain_victim(p, base, v, seed, atk)
                 m = victim_metrics(p, victim, atk, v)
-            rows.append(_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
-                                    p.data.train_scenes, victim.summary))
+            rows.append({**_victim_row(v.attack, "pretrain", p.scale, seed, v.poison.poison_count, m, base_m,
+                                       p.data.train_scenes, victim.summary),
+                         **provenance(v, p.pretrain, victim)})
             save_rows(rows)
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
     calibration_rows = []
-    device_type = resolve_device(p.device).type
     calibration_only = not (p.victims or p.pretrain_victims)
 
     def calibration_manifest():
@@ -157,7 +166,15 @@ def run(p: AttackSuiteParams, log=print) -> dict:
 def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
     return {"attack": attack, "threat_model": threat, "scale": scale, "seed": seed, "poison_count": count,
             **{k: m[k] for k in VICTIM_COLUMNS[5:]}, **{f"base_{k}": base_m[k] for k in VICTIM_COLUMNS[5:]},
-            "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds")}
+            "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds"),
+            # how many test images the ASR is a share of (mmPoison: only the source class's)
+            "asr_images": m.get("asr_images")}
+
+
+def _params_json(attack_params: dict) -> str:
+    """An attack's settings as they are written into result rows (sorted JSON; {} = defaults)."""
+    import json
+    return json.dumps(attack_params, sort_keys=True)
 
 
 # what a fitted trigger reports about itself (SSBA's decoder and residual, TrojanNN's neurons)
@@ -169,8 +186,7 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
                      base_model: str) -> dict:
     """One calibration measurement: the settings tried (as JSON), CA / ASR, the fitted trigger's
     own diagnostics where there are any, and the clean base and precision it was trained with."""
-    import json
-    row = {"attack": v.attack, "attack_params": json.dumps(v.attack_params, sort_keys=True), "scale": scale,
+    row = {"attack": v.attack, "attack_params": _params_json(v.attack_params), "scale": scale,
            "seed": seed, "poison_count": v.poison.poison_count,
            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "train_seconds": summary.get("seconds")}
     if attack.needs_fit:

@@ -134,7 +134,7 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
-            rows.append(_row(v.attack, "none", p.scale, seed, m, 0.0, 0))
+            rows.append({**_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **_provenance(victim, victim)})
             for label, d, dcfg in p.defence.rows(v.attack):
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
@@ -144,7 +144,8 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
-                rows.append(_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)))
+                rows.append({**_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
+                             **_provenance(victim, model)})
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
@@ -158,6 +159,12 @@ def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float,
     return {"attack": attack, "defence": defence, "scale": scale, "seed": seed,
             **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
             "wall_s": wall, "samples": samples}
+
+
+def _provenance(victim, model) -> dict:
+    """Cache keys of the victim a row defends and of the model it measured: rows from an older
+    victim (other trigger settings, or a bf16 base made on another machine) stay recognisable."""
+    return {"victim_model": victim.path.name, "model": model.path.name}
 
 
 def main(argv=None) -> int:
