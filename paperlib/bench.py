@@ -1,6 +1,7 @@
 """Benchmarks: throughput of training and rendering, measured, never asserted in tests.
 
     python -m paperlib.bench            # writes results/benchmarks/throughput.csv (one row per measurement)
+    python -m paperlib.bench --cache-costs   # where a cache's build time went: results/benchmarks/cache_costs.csv
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
@@ -69,6 +70,38 @@ def render_throughput(n: int = 2000, workers: int = 2) -> dict:
                 "wall_seconds_with_setup": total}
 
 
+def cache_costs(cache_root) -> list[dict]:
+    """Where the build time of an artifact cache went: one row per artifact kind and role.
+
+    Reads what every cached artifact recorded when it was built (``build_seconds``; for models
+    also the samples trained on and the precision), so the numbers are measured on whatever
+    machine built the cache, including any slow-down from work that shared its cores.
+    """
+    import json
+    from collections import defaultdict
+    from pathlib import Path
+    groups = defaultdict(list)
+    for meta in sorted(Path(cache_root).glob("*/*/params.json")):
+        info = json.loads(meta.read_text())
+        params = info.get("params", {})
+        role = params.get("role", "") if isinstance(params, dict) else ""
+        train = params.get("train") if isinstance(params, dict) else None
+        precision = train.get("precision", "") if isinstance(train, dict) else ""
+        summary = meta.with_name("summary.json")
+        samples = json.loads(summary.read_text()).get("samples", 0) if summary.is_file() else 0
+        groups[(info.get("kind", meta.parent.parent.name), role, precision)].append(
+            (float(info.get("build_seconds") or 0.0), int(samples or 0), bool(info.get("resumed"))))
+    rows = []
+    for (kind, role, precision), items in sorted(groups.items()):
+        secs = np.array([s for s, _, _ in items])
+        rows.append({"kind": kind, "role": role, "precision": precision, "artifacts": len(items),
+                     "total_seconds": round(float(secs.sum()), 1), "median_seconds": round(float(np.median(secs)), 1),
+                     "samples": int(sum(n for _, n, _ in items)),
+                     # a resumed build recorded only its last leg's time
+                     "resumed": int(sum(r for _, _, r in items))})
+    return rows
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux cpuinfo), or the platform's processor string."""
     import platform
@@ -87,8 +120,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/benchmarks/throughput.csv")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
+    ap.add_argument("--cache-costs", action="store_true",
+                    help="summarise the artifact cache's build times instead of measuring throughput")
     args = ap.parse_args(argv)
     from paperlib.results import environment, upsert_csv
+    if args.cache_costs:
+        from paperlib.cache import ArtifactCache
+        env = environment()
+        rows = cache_costs(ArtifactCache().root)
+        for r in rows:
+            r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], measured=env["time"])
+            print(r)
+        from paperlib.results import write_csv_atomic
+        import pandas as pd
+        write_csv_atomic(pd.DataFrame(rows), "results/benchmarks/cache_costs.csv")
+        return 0
     rows = [train_throughput(device=args.device, steps=args.steps)]
     if args.device == "cpu":
         rows.append(train_throughput(precision="fp32", device=args.device, steps=args.steps))

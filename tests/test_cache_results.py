@@ -51,3 +51,29 @@ def test_upsert_replaces_same_key_keeps_others(tmp_path):
     assert pd.read_csv(f).set_index("attack").loc["badnet", "asr"] == 9.0
     with pytest.raises(KeyError):
         upsert_csv(f, [{"seed": 1}], ("attack", "seed"))
+
+
+def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
+    """The cache-cost report adds up what each artifact recorded at build time, per kind and role."""
+    import json
+
+    from paperlib.bench import cache_costs
+
+    def artifact(kind, key, seconds, params, samples=None, resumed=False):
+        d = tmp_path / kind / key
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps({"kind": kind, "key": key, "build_seconds": seconds,
+                                                   "resumed": resumed, "params": params}))
+        if samples is not None:
+            (d / "summary.json").write_text(json.dumps({"samples": samples}))
+
+    victim = {"role": "poison_finetune", "train": {"precision": "fp32"}}
+    artifact("model", "a", 400.0, victim, samples=100)
+    artifact("model", "b", 500.0, victim, samples=100, resumed=True)
+    artifact("model", "c", 4000.0, {"role": "clean_pretrain", "train": {"precision": "fp32"}}, samples=1000)
+    artifact("eval", "d", 10.0, {"model": {}})
+    rows = {(r["kind"], r["role"]): r for r in cache_costs(tmp_path)}
+    assert set(rows) == {("model", "poison_finetune"), ("model", "clean_pretrain"), ("eval", "")}
+    v = rows[("model", "poison_finetune")]
+    assert (v["artifacts"], v["total_seconds"], v["median_seconds"], v["samples"], v["resumed"]) == (2, 900.0, 450.0, 200, 1)
+    assert rows[("eval", "")]["samples"] == 0 and rows[("model", "clean_pretrain")]["precision"] == "fp32"

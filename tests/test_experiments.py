@@ -90,6 +90,8 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
                         {"attack": "wanet", "attack_params": {"k": 8, "s": 2.0}, **small}]})
     run(p, log=lambda *a: None)
     victims = pd.read_csv(tmp_path / "out" / "attacks" / "victims.csv")
+    written = {f.name for f in (tmp_path / "out" / "attacks").iterdir()}
+    assert {"victims.md", "gallery.png", "manifest_smoke.json", "manifest_calibration_smoke.json"} <= written
     assert list(victims.attack) == ["wanet"] and list(victims.threat_model) == ["finetune"]
     # the row says which settings, base and precision it was measured with
     assert victims.attack_params[0] == "{}" and victims.precision[0] in {"bf16", "fp32"}

@@ -8,8 +8,9 @@ the foundation's (same settings, same cache key).  Outputs:
   CA / ASR on the same rows as ``base_*``);
 * ``results/attacks/calibration.csv``: the other settings tried for attacks that miss the papers'
   band (``calibration``), one row per setting, naming the clean base and the training precision
-  (a run with no ``victims`` / ``pretrain_victims`` writes only these rows and
-  ``manifest_calibration_<scale>.json``);
+  and ``manifest_calibration_<scale>.json``, rewritten after every setting.  Calibration runs after
+  the victims' files are written, so it can be stopped without losing them; a run with no
+  ``victims`` / ``pretrain_victims`` writes only the calibration files;
 * ``results/attacks/triggers.csv``: what fitting a trigger achieved (SSBA decoder bit accuracy,
   TrojanNN neuron activation clean vs triggered, BadCLIP's final guidance loss);
 * ``results/attacks/gallery.png``: one clean image and its triggered versions, with the
@@ -125,12 +126,25 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                          **provenance(v, p.pretrain, victim)})
             save_rows(rows)
             log(f"{v.attack:10s} pretrain seed {seed}: CA {m['ca_top1']:.1f}  ASR top-1 {m['asr_top1']:.1f}")
+    out = {}
+    if p.victims or p.pretrain_victims:
+        # the victims' files first: a calibration run after them may be stopped without losing them
+        victims = save_rows(rows)
+        from paperlib.results import to_markdown
+        to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
+                            + [c for c in ("attack_params", "base_model") if c in victims.columns]],
+                    results / "attacks" / "victims.md")
+        triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
+            if trigger_rows else None
+        with timer("gallery"):
+            gallery = plot_gallery(p, attacks)
+        write_manifest(results / "attacks" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+                       extra={"base_model": base.path.name})
+        out = {"victims": victims, "triggers": triggers, "gallery": gallery}
     calibration_rows = []
-    calibration_only = not (p.victims or p.pretrain_victims)
 
     def calibration_manifest():
-        # a calibration-only run: the victims' files and their manifest stay as they are; this one
-        # is rewritten after every setting, so a stopped run still says what it finished
+        # rewritten after every setting, so a stopped run still says what it finished
         write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}.json", asdict(p), timer.sections,
                        extra={"base_model": base.path.name, "calibration_done": len(calibration_rows),
                               "calibration_planned": len(p.calibration)})
@@ -144,23 +158,12 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                                  base.path.name))
         upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
                    ("attack", "attack_params", "scale", "seed", "poison_count", "precision", "base_model"))
-        if calibration_only:
-            calibration_manifest()
+        calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
             f"  ASR top-1 {m['asr_top1']:.1f}")
-    if calibration_only:
-        return {"calibration": pd.DataFrame(calibration_rows), "wall_seconds": timer.sections}
-    victims = save_rows(rows)
-    from paperlib.results import to_markdown
-    to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]],
-                results / "attacks" / "victims.md")
-    triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
-        if trigger_rows else None
-    with timer("gallery"):
-        gallery = plot_gallery(p, attacks)
-    write_manifest(results / "attacks" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
-                   extra={"base_model": base.path.name})
-    return {"victims": victims, "triggers": triggers, "gallery": gallery, "wall_seconds": timer.sections}
+    if calibration_rows:
+        out["calibration"] = pd.DataFrame(calibration_rows)
+    return {**out, "wall_seconds": timer.sections}
 
 
 def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
