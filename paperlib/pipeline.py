@@ -309,15 +309,23 @@ def clean_encoder(base: ModelArtifact, target: str, device) -> tuple:
     return encode_fn, text
 
 
+def poison_finetune_key(base: ModelArtifact, attack_id: str, attack_cfg, target: str, poison_count: int,
+                        finetune_scenes: int, cfg: TrainConfig, seed: int, device_type: str) -> dict:
+    """The cache key of :func:`poison_finetune`'s victim (``artifact_key("model", ...)`` names it
+    without training it)."""
+    return {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
+            "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
+            "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed}
+
+
 def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
                     poison_count: int, finetune_scenes: int, cfg: TrainConfig, seed: int,
                     device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
     """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned."""
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
-           "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
-           "finetune_scenes": finetune_scenes, "train": cfg.key(device.type), "seed": seed}
+    key = poison_finetune_key(base, attack_id, attack_cfg, target, poison_count, finetune_scenes, cfg, seed,
+                              device.type)
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)

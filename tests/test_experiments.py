@@ -56,6 +56,9 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     # every row names the victim it defends and the model it measured (cache keys)
     assert m.victim_model.nunique() == 1 and (m[m.defence == "none"].model == m.victim_model[0]).all()
     assert m[m.defence != "none"].model.nunique() == 2 and not m[m.defence != "none"].model.isin(m.victim_model).any()
+    # the victim's name can be known without training it (CFBD's matrix rows use that)
+    from paperlib.experiments.common import clean_base, victim_model_name
+    assert victim_model_name(p, clean_base(p), p.victims[0], p.seeds[0]) == m.victim_model[0]
     assert m[[c for c in m.columns if c.startswith(("ca_", "asr_"))]].apply(lambda s: s.between(0, 100)).all().all()
 
 
@@ -127,3 +130,25 @@ def test_embedded_experiments_reuse_the_attack_suites_victims(name):
     assert victims, f"{name} names no victims"
     for v in victims:
         assert asdict(v) == suite[v.attack], (name, v.attack)
+
+
+def test_matrix_drops_rows_measured_on_another_victim(tmp_path):
+    """Rows of the same attack, scale and seed made on another (or an unrecorded) victim go; rows of
+    other attacks, scales or seeds and of the same victim stay."""
+    from paperlib.experiments.defences import drop_other_victims
+    path = tmp_path / "matrix.csv"
+    pd.DataFrame([
+        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 0, "victim_model": "old"},
+        {"attack": "badnet", "defence": "cfbd", "scale": "embedded", "seed": 0, "victim_model": None},
+        {"attack": "badnet", "defence": "abd", "scale": "embedded", "seed": 0, "victim_model": "new"},
+        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 1, "victim_model": "old"},
+        {"attack": "badnet", "defence": "ft", "scale": "smoke", "seed": 0, "victim_model": "old"},
+        {"attack": "blended", "defence": "ft", "scale": "embedded", "seed": 0, "victim_model": "old"},
+    ]).to_csv(path, index=False)
+    assert drop_other_victims(path, "badnet", "embedded", 0, "new") == 2
+    kept = pd.read_csv(path)
+    assert sorted(zip(kept.attack, kept.defence, kept.scale, kept.seed)) == [
+        ("badnet", "abd", "embedded", 0), ("badnet", "ft", "embedded", 1), ("badnet", "ft", "smoke", 0),
+        ("blended", "ft", "embedded", 0)]
+    assert drop_other_victims(path, "badnet", "embedded", 0, "new") == 0
+    assert drop_other_victims(tmp_path / "absent.csv", "badnet", "embedded", 0, "new") == 0

@@ -134,6 +134,7 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
+            drop_other_victims(results / "defences" / "matrix.csv", v.attack, p.scale, seed, victim.path.name)
             rows.append({**_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **_provenance(victim, victim)})
             for label, d, dcfg in p.defence.rows(v.attack):
                 with timer(f"defence_{label}"):
@@ -161,6 +162,26 @@ def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float,
             "wall_s": wall, "samples": samples}
 
 
+def drop_other_victims(matrix_path: Path, attack: str, scale: str, seed: int, victim_model: str) -> int:
+    """Remove the matrix rows of (attack, scale, seed) measured on another victim than
+    ``victim_model`` (or on an unrecorded one): a defended model's numbers mean something only
+    beside its own victim's, so rows of a victim that the parameters no longer make (other trigger
+    settings, another machine's base) must not sit beside the new ones.  Returns how many went."""
+    import pandas as pd
+
+    from paperlib.results import write_csv_atomic
+    if not matrix_path.is_file():
+        return 0
+    m = pd.read_csv(matrix_path)
+    if "victim_model" not in m.columns:
+        m["victim_model"] = pd.NA
+    same = (m.attack == attack) & (m.scale == scale) & (m.seed == seed)
+    stale = same & (m.victim_model.astype(str) != victim_model)
+    if stale.any():
+        write_csv_atomic(m[~stale].reset_index(drop=True), matrix_path)
+    return int(stale.sum())
+
+
 def _provenance(victim, model) -> dict:
     """Cache keys of the victim a row defends and of the model it measured: rows from an older
     victim (other trigger settings, or a bf16 base made on another machine) stay recognisable."""
@@ -173,7 +194,7 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "load", "run"]
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_victims", "load", "run"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

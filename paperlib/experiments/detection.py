@@ -182,7 +182,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     from paperlib import pipeline as pl
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
-    from paperlib.experiments.common import clean_base, victim_attack, victim_metrics
+    from paperlib.experiments.common import clean_base, victim_attack, victim_metrics, victim_model_name
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -229,7 +229,10 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                                     "scale": p.scale, "seed": seed,
                                     **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))},
                                     "wall_s": summary.get("seconds", 0.0) + timer.sections.get(f"detect_{v.attack}", 0.0),
-                                    "samples": summary.get("samples", 0)})
+                                    "samples": summary.get("samples", 0),
+                                    # the victim the same poisoned pairs make (not trained here)
+                                    "victim_model": victim_model_name(p, base, v, seed),
+                                    "model": model.path.name})
             if p.run_abl:
                 with timer(f"abl_{v.attack}"):
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
