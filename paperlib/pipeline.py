@@ -377,18 +377,24 @@ def classifier_for(artifact: ModelArtifact, model, classnames: list[str], templa
 def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=None,
              attack_key: dict | None = None, target: str | None = None,
              asr_convention: str = "exclude_target", templates: str = "simple7", device="auto",
-             batch_size: int = 512, cache: ArtifactCache | None = None) -> dict:
+             batch_size: int = 512, cache: ArtifactCache | None = None, clean: bool = True) -> dict:
     """CA top-k (and ASR top-k if an attack is given) of a model on a classification split.
 
     Cached: the key is the model's key, the split, the templates, the attack and the convention.
     ASR images are the split's images whose class is not the target (``exclude_target``), each
     with the trigger applied; the trigger's randomness is seeded, so the number is repeatable.
+    ``clean=False`` measures the ASR only, encoding only the ASR images (mmPoison's source class
+    in a larger rendering of the split).
     """
     from paperlib.eval.zeroshot import attack_success_rate, clean_accuracy, encode_images
     cache = cache or ArtifactCache()
     device = resolve_device(device)
+    if not clean and attack is None:
+        raise ValueError("evaluate(clean=False) measures an ASR: give an attack")
     key = {"model": artifact.key_params, "split": split_params(split_name, data), "attack": attack_key,
            "target": target, "asr_convention": asr_convention, "templates": templates}
+    if not clean:
+        key["clean"] = False      # absent otherwise, so the keys of full evaluations stay as they were
 
     def build(work: Path):
         t0 = time.time()
@@ -396,8 +402,10 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
         model = artifact.load(device)
         classifier = classifier_for(artifact, model, split.classnames, templates_for(templates, split),
                                     device, cache)
-        feats = encode_images(model, split.images, batch_size, device)
-        out = clean_accuracy(feats, classifier, split.labels)
+        out = {}
+        if clean:
+            feats = encode_images(model, split.images, batch_size, device)
+            out = clean_accuracy(feats, classifier, split.labels)
         if attack is not None:
             if target not in split.classnames:
                 raise ValueError(f"target {target!r} is not a class of {split_name}")

@@ -152,3 +152,31 @@ def test_matrix_drops_rows_measured_on_another_victim(tmp_path):
         ("blended", "ft", "embedded", 0)]
     assert drop_other_victims(path, "badnet", "embedded", 0, "new") == 0
     assert drop_other_victims(tmp_path / "absent.csv", "badnet", "embedded", 0, "new") == 0
+
+
+def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
+    """mmPoison's ASR (source-class images only) is measured on imagenet_analog rendered with
+    eval.source_images_per_class images per class, ASR only; CA stays the zero-shot split's."""
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.attacks import attack_config_class, build_attack
+    from paperlib.data.splits import DataConfig
+    from paperlib.experiments.common import attack_metrics
+    from paperlib.experiments.foundation import EvalConfig
+    calls = []
+
+    def fake_evaluate(model, data, split, attack, akey, target, *args, clean=True, **kw):
+        calls.append((data.zeroshot_per_class, clean))
+        return ({"ca_top1": 10.0, "asr_top1": 0.0, "asr_images": data.zeroshot_per_class} if clean
+                else {"asr_top1": 40.0, "asr_images": data.zeroshot_per_class})
+    monkeypatch.setattr(pl, "evaluate", fake_evaluate)
+    p = SimpleNamespace(data=DataConfig(zeroshot_per_class=5), eval=EvalConfig(source_images_per_class=50),
+                        device="cpu")
+    for attack_id, expected in (("mmpoison", {"ca_top1": 10.0, "asr_top1": 40.0, "asr_images": 50}),
+                                ("badnet", {"ca_top1": 10.0, "asr_top1": 0.0, "asr_images": 5})):
+        calls.clear()
+        cfg = attack_config_class(attack_id)()
+        out = attack_metrics(p, None, build_attack(attack_id, cfg), attack_id, cfg, "banana")
+        assert out == expected, attack_id
+        assert calls == ([(5, True), (50, False)] if attack_id == "mmpoison" else [(5, True)])

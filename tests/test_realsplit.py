@@ -104,3 +104,8 @@ def test_pretraining_poisoning_and_evaluation_run_on_real_files(tmp_path, monkey
     m = pl.evaluate(victim, data, "imagenet_analog", atk, {"attack": "badnet"}, "banana", templates="split",
                     device="cpu")
     assert m["asr_images"] == 8 and 0 <= m["asr_top1"] <= 100
+    # the ASR alone (no clean pass) is the same number from the same triggered images
+    asr_only = pl.evaluate(victim, data, "imagenet_analog", atk, {"attack": "badnet"}, "banana", templates="split",
+                           device="cpu", clean=False)
+    assert "ca_top1" not in asr_only and asr_only["asr_images"] == 8
+    assert asr_only["asr_top1"] == pytest.approx(m["asr_top1"])

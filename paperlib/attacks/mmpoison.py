@@ -43,6 +43,9 @@ class MMPoison(Attack):
 
     id = "mmpoison"
     dirty_label = True
+    # ASR rows are one class's test images only; experiments measure it on a larger rendering
+    # (``eval.source_images_per_class``)
+    asr_on_source_class = True
 
     def __init__(self, cfg: MMPoisonConfig = MMPoisonConfig(), image_side: int = 64,
                  source_id: int | None = None):

@@ -60,6 +60,10 @@ class EvalConfig:
                                            doc="linear probes of the clean base's frozen image features")
     fashion_train: int = param(10_000, range=(10, 60_000), doc="Fashion-MNIST training images for the probe")
     fashion_test: int = param(2_000, range=(10, 10_000), doc="Fashion-MNIST test images for the probe")
+    source_images_per_class: int = param(50, range=(0, None),
+                                         doc="mmPoison: images per class of the larger imagenet_analog rendering "
+                                             "its ASR is measured on (only the source class is encoded); "
+                                             "0 or <= data.zeroshot_per_class: the zero-shot split itself")
 
 
 @dataclass(frozen=True)
