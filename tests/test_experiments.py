@@ -47,8 +47,14 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     from paperlib.experiments.defences import MATRIX_COLUMNS, load, run
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
     p = load(ROOT / "params" / "defences" / "smoke.yaml", {"results_dir": str(tmp_path / "out"),
-                                                            "defence.methods": ["ft", "cleanerclip"]})
+                                                            "defence.methods": ["ft", "cleanerclip"],
+                                                            "defence.ft_lrs": [1e-5]})
     run(p, log=lambda *a: None)
+    # the FT sweep: its own file, one row per learning rate, beside the victim's numbers
+    budget = pd.read_csv(tmp_path / "out" / "defences" / "ft_budget.csv")
+    assert budget.lr.tolist() == [1e-5] and budget.asr_top1.between(0, 100).all()
+    none = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv").query("defence == 'none'").iloc[0]
+    assert budget.victim_asr_top1[0] == none.asr_top1 and budget.victim_model[0] == none.victim_model
     m = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
     assert list(m.columns[:len(MATRIX_COLUMNS)]) == list(MATRIX_COLUMNS)
     assert set(m.defence) == {"none", "ft", "cleanerclip"}

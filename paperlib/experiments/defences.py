@@ -6,11 +6,13 @@ so nothing is trained twice.  Every defence fine-tunes the victim on the same ``
 clean CC3M-analogue pairs (disjoint from the poisoned set) with the same optimiser settings and
 number of steps: the fair budget the issue asks for, written into every row (``samples``).
 Output: ``results/defences/matrix.csv`` (one row per attack x defence x seed; ``none`` is the
-undefended victim) and its manifest.
+undefended victim) and its manifest.  ``defence.ft_lrs`` sweeps plain FT's learning rate against
+the papers' FT rows (the shared budget is what decides how much of a backdoor clean fine-tuning
+removes); those rows go to ``results/defences/ft_budget.csv``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from paperlib.attacks import ATTACK_IDS
@@ -40,6 +42,11 @@ class DefenceSettings:
                              doc="settings for one attack only: {attack id: {defence id: {key: value}}} "
                                  "(CleanerCLIP uses 3,000 sub-captioned samples against BadCLIP)")
     save_epochs: bool = param(False, doc="keep per-epoch weights (ASR-per-epoch curves)")
+    ft_lrs: tuple[float, ...] = param((), range=(0.0, 10.0),
+                                      doc="FT learning rates tried against the papers' FT rows (how much of the "
+                                          "backdoor plain clean fine-tuning removes at this budget); rows go to "
+                                          "results/defences/ft_budget.csv, never into the matrix")
+    ft_lr_attacks: tuple[str, ...] = param((), choices=ATTACK_IDS, doc="victims of the FT sweep (empty: all)")
     variants: dict = param(default_factory=dict,
                            doc="extra rows: {label: {defence: id, key: value, ...}}, e.g. ABD's ablations "
                                "{abd_uap: {defence: abd, lambda_bd: 0}}")
@@ -121,7 +128,7 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
     timer = Timer()
     with timer("pretrain"):
         base = clean_base(p)
-    rows = []
+    rows, budget_rows = [], []
     results = Path(p.results_dir)
 
     def save(rows):
@@ -136,6 +143,7 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                 m = victim_metrics(p, victim, atk, v)
             drop_other_victims(results / "defences" / "matrix.csv", v.attack, p.scale, seed, victim.path.name)
             rows.append({**_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **_provenance(victim, victim)})
+            victim_row = rows[-1]
             for label, d, dcfg in p.defence.rows(v.attack):
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
@@ -150,6 +158,19 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
+            if p.defence.ft_lrs and (not p.defence.ft_lr_attacks or v.attack in p.defence.ft_lr_attacks):
+                save(rows)
+                for lr in p.defence.ft_lrs:
+                    with timer(f"ft_budget_{v.attack}"):
+                        train = replace(p.defence.train, lr=lr)
+                        model = pl.defend(victim, p.data, "ft", p.defence.config("ft", v.attack),
+                                          p.defence.clean_scenes, train, seed, clean_base=base, device=p.device)
+                        m = victim_metrics(p, model, atk, v)
+                    budget_rows.append(_budget_row(v.attack, p.scale, seed, train, p.defence.clean_scenes, m,
+                                                   victim_row, model, victim))
+                    upsert_csv(results / "defences" / "ft_budget.csv", budget_rows,
+                               ("attack", "scale", "seed", "lr", "epochs", "clean_scenes"))
+                    log(f"{v.attack:10s} seed {seed} FT lr {lr:g}: CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}")
     matrix = save(rows)
     write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name})
@@ -180,6 +201,19 @@ def drop_other_victims(matrix_path: Path, attack: str, scale: str, seed: int, vi
     if stale.any():
         write_csv_atomic(m[~stale].reset_index(drop=True), matrix_path)
     return int(stale.sum())
+
+
+def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_scenes: int, m: dict,
+                victim_row: dict, model, victim) -> dict:
+    """One FT setting against one victim: CA / ASR after FT beside the victim's, and the share of
+    the victim's top-1 ASR that survives (the papers' FT rows keep about two thirds for BadNet)."""
+    keep = 100.0 * m["asr_top1"] / victim_row["asr_top1"] if victim_row["asr_top1"] else float("nan")
+    return {"attack": attack, "scale": scale, "seed": seed, "lr": train.lr, "epochs": train.epochs,
+            "clean_scenes": clean_scenes,
+            **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
+            "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
+            "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
+            **_provenance(victim, model)}
 
 
 def _provenance(victim, model) -> dict:
