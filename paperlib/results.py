@@ -39,8 +39,8 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     if path.is_file():
         old = pd.read_csv(path)
         if len(old) and all(k in old.columns for k in key):
-            old_keys = old[list(key)].astype(str).agg("|".join, axis=1)
-            new_keys = set(new[list(key)].astype(str).agg("|".join, axis=1))
+            old_keys = _key_strings(old, key)
+            new_keys = set(_key_strings(new, key))
             old = old[~old_keys.isin(new_keys)]
         df = pd.concat([old, new], ignore_index=True)
     else:
@@ -51,6 +51,18 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     df = df.sort_values(list(key), kind="stable").reset_index(drop=True)
     write_csv_atomic(df, path)
     return df
+
+
+def _key_strings(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
+    """One string per row naming its key values; numbers by value, so 5, 5.0 and "5" read back
+    from a CSV name the same row."""
+    import numbers
+
+    def norm(v):
+        if isinstance(v, numbers.Number) and not isinstance(v, bool):
+            return format(float(v), ".12g")
+        return str(v)
+    return df[list(key)].apply(lambda col: col.map(norm)).agg("|".join, axis=1)
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:

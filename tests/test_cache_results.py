@@ -53,6 +53,19 @@ def test_upsert_replaces_same_key_keeps_others(tmp_path):
         upsert_csv(f, [{"seed": 1}], ("attack", "seed"))
 
 
+def test_upsert_matches_numeric_keys_by_value(tmp_path):
+    """A float key written as 5 and read back as an integer still names the same row (epochs 5.0)."""
+    f = tmp_path / "t.csv"
+    upsert_csv(f, [{"lr": 3e-5, "epochs": 5.0, "asr": 1.0}], ("lr", "epochs"))
+    upsert_csv(f, [{"lr": 3e-5, "epochs": 5.0, "asr": 2.0}], ("lr", "epochs"))   # the file holds "5" now
+    assert pd.read_csv(f).asr.tolist() == [2.0]
+    upsert_csv(f, [{"lr": 3e-5, "epochs": 5, "asr": 3.0}], ("lr", "epochs"))
+    df = pd.read_csv(f)
+    assert df.asr.tolist() == [3.0]
+    upsert_csv(f, [{"lr": 1e-5, "epochs": 5, "asr": 4.0}], ("lr", "epochs"))
+    assert sorted(pd.read_csv(f).asr) == [3.0, 4.0]
+
+
 def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     """The cache-cost report adds up what each artifact recorded at build time, per kind and role."""
     import json
