@@ -186,3 +186,25 @@ def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
         out = attack_metrics(p, None, build_attack(attack_id, cfg), attack_id, cfg, "banana")
         assert out == expected, attack_id
         assert calls == ([(5, True), (50, False)] if attack_id == "mmpoison" else [(5, True)])
+
+
+def test_matrix_drops_rows_fine_tuned_at_another_budget(tmp_path):
+    """Rows of the run's defences at another (or an unrecorded) learning rate go before a run
+    starts; the undefended victims, other defences' rows, other scales and rows at the budget stay."""
+    from paperlib.experiments.defences import drop_other_budgets
+    path = tmp_path / "matrix.csv"
+    pd.DataFrame([
+        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 0, "lr": 1e-4},
+        {"attack": "sig", "defence": "ft", "scale": "embedded", "seed": 0, "lr": None},
+        {"attack": "sig", "defence": "cleanclip", "scale": "embedded", "seed": 1, "lr": 3e-5},
+        {"attack": "sig", "defence": "none", "scale": "embedded", "seed": 0, "lr": None},
+        {"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 0, "lr": 1e-4},
+        {"attack": "sig", "defence": "ft", "scale": "smoke", "seed": 0, "lr": 1e-4},
+    ]).to_csv(path, index=False)
+    assert drop_other_budgets(path, "embedded", ["ft", "cleanclip"], 3e-5) == 2
+    kept = pd.read_csv(path)
+    assert sorted(zip(kept.attack, kept.defence, kept.scale)) == [
+        ("sig", "cfbd", "embedded"), ("sig", "cleanclip", "embedded"), ("sig", "ft", "smoke"),
+        ("sig", "none", "embedded")]
+    assert drop_other_budgets(path, "embedded", ["ft", "cleanclip"], 3e-5) == 0
+    assert drop_other_budgets(tmp_path / "absent.csv", "embedded", ["ft"], 3e-5) == 0

@@ -78,7 +78,7 @@ def table_1(matrix: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
 def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
     """Fig. 3: top-1 ASR (and CA) after each epoch of CleanCLIP and CleanerCLIP fine-tuning.
 
-    Needs the defended models' per-epoch weights (``defence.save_epochs: true``).
+    Needs the defended models' per-epoch weights (``defence.save_epochs`` names both).
     """
     from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
@@ -127,7 +127,7 @@ def table_2(p: CleanerCLIPParams) -> pd.DataFrame:
         for d in ("ft", "cleanclip", "cleanerclip"):
             models[d] = pl.defend(victim, p.data, d, p.defence.config(d, v.attack), p.defence.clean_scenes,
                                   p.defence.train, seed, clean_base=base, device=p.device,
-                                  save_epochs=p.defence.save_epochs)
+                                  save_epochs=d in p.defence.save_epochs)
         for label, model in models.items():
             for probe in p.probe.probes:
                 m = pl.linear_probe_eval(model, p.data, probe, p.probe.fashion_train, p.probe.fashion_test, p.device,

@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from paperlib.attacks import ATTACK_IDS
 from paperlib.config import SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
@@ -41,7 +44,9 @@ class DefenceSettings:
     per_attack: dict = param(default_factory=dict,
                              doc="settings for one attack only: {attack id: {defence id: {key: value}}} "
                                  "(CleanerCLIP uses 3,000 sub-captioned samples against BadCLIP)")
-    save_epochs: bool = param(False, doc="keep per-epoch weights (ASR-per-epoch curves)")
+    save_epochs: tuple[str, ...] = param((), choices=tuple(DEFENCES),
+                                         doc="defences whose per-epoch weights are kept (ASR-per-epoch curves: "
+                                             "the CleanerCLIP notebook's Fig. 3 reads CleanCLIP's and CleanerCLIP's)")
     ft_lrs: tuple[float, ...] = param((), range=(0.0, 10.0),
                                       doc="FT learning rates tried against the papers' FT rows (how much of the "
                                           "backdoor plain clean fine-tuning removes at this budget); rows go to "
@@ -130,6 +135,10 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
         base = clean_base(p)
     rows, budget_rows = [], []
     results = Path(p.results_dir)
+    gone = drop_other_budgets(results / "defences" / "matrix.csv", p.scale,
+                              [label for label, _, _ in p.defence.rows(p.victims[0].attack)], p.defence.train.lr)
+    if gone:
+        log(f"removed {gone} matrix rows fine-tuned at another lr than {p.defence.train.lr:g}")
 
     def save(rows):
         return upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
@@ -148,13 +157,13 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
                                       p.defence.train, seed, clean_base=base, device=p.device,
-                                      save_epochs=p.defence.save_epochs)
+                                      save_epochs=d in p.defence.save_epochs)
                     m = victim_metrics(p, model, atk, v)
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
                 rows.append({**_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
-                             **_provenance(victim, model)})
+                             **_provenance(victim, model), "lr": p.defence.train.lr})
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
@@ -188,18 +197,31 @@ def drop_other_victims(matrix_path: Path, attack: str, scale: str, seed: int, vi
     ``victim_model`` (or on an unrecorded one): a defended model's numbers mean something only
     beside its own victim's, so rows of a victim that the parameters no longer make (other trigger
     settings, another machine's base) must not sit beside the new ones.  Returns how many went."""
-    import pandas as pd
+    return _drop_rows(matrix_path, lambda m: (m.attack == attack) & (m.scale == scale) & (m.seed == seed)
+                      & (m.victim_model.astype(str) != victim_model))
 
+
+def drop_other_budgets(matrix_path: Path, scale: str, defences, lr: float) -> int:
+    """Remove the rows of ``defences`` at ``scale`` fine-tuned at another learning rate than the
+    shared budget's ``lr`` (or at an unrecorded one): every defence in the matrix is measured at one
+    budget, so a row from an earlier budget goes before the run starts, not when it reaches that
+    attack.  Other defences' rows (EftCLIP's and CFBD's, written by their own experiments) stay."""
+    return _drop_rows(matrix_path, lambda m: (m.scale == scale) & m.defence.isin(list(defences))
+                      & ~np.isclose(pd.to_numeric(m.lr, errors="coerce").fillna(-1.0), lr, rtol=1e-9, atol=0.0))
+
+
+def _drop_rows(matrix_path: Path, select) -> int:
     from paperlib.results import write_csv_atomic
     if not matrix_path.is_file():
         return 0
     m = pd.read_csv(matrix_path)
-    if "victim_model" not in m.columns:
-        m["victim_model"] = pd.NA
-    same = (m.attack == attack) & (m.scale == scale) & (m.seed == seed)
-    stale = same & (m.victim_model.astype(str) != victim_model)
+    for col in ("victim_model", "lr"):
+        if col not in m.columns:
+            m[col] = pd.NA
+    stale = select(m)
     if stale.any():
-        write_csv_atomic(m[~stale].reset_index(drop=True), matrix_path)
+        write_csv_atomic(m[~stale].drop(columns=[c for c in ("victim_model", "lr") if m[c].isna().all()])
+                         .reset_index(drop=True), matrix_path)
     return int(stale.sum())
 
 
@@ -228,7 +250,7 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_victims", "load", "run"]
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load", "run"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
