@@ -65,7 +65,7 @@ def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) ->
     akey = {"attack": attack_id, "cfg": attack_key(attack_id, attack_cfg)}
     out = pl.evaluate(model, p.data, "imagenet_analog", attack, akey, target, ev.asr_convention, ev.templates,
                       p.device, ev.batch_size)
-    n = getattr(ev, "source_images_per_class", 0)
+    n = ev.source_images_per_class
     if getattr(attack, "asr_on_source_class", False) and p.data.source == "embedded" and n > p.data.zeroshot_per_class:
         # mmPoison's ASR counts only the source class's test images: 5 per class is too few to
         # measure it, so they come from a larger rendering of the same split (CA stays as above)
