@@ -37,7 +37,7 @@ class DefenceSettings:
 
     methods: tuple[str, ...] = param(tuple(DEFENCES), choices=tuple(DEFENCES), doc="defences to run")
     clean_scenes: int = param(5000, range=(2, None), doc="clean pairs every defence fine-tunes on")
-    train: TrainConfig = param(default_factory=lambda: TrainConfig(epochs=5, batch_size=128, lr=1e-4,
+    train: TrainConfig = param(default_factory=lambda: TrainConfig(epochs=5, batch_size=128, lr=3e-5,
                                                                    warmup_steps=20),
                                doc="optimiser settings shared by all defences (the fair budget)")
     settings: dict = param(default_factory=dict, doc="per-defence settings: {defence id: {key: value}}")
