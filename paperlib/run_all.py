@@ -7,15 +7,11 @@ Each notebook ``notebooks/<name>.ipynb`` runs with ``params/<name>/<scale>.yaml`
 executed, to ``results/<name>/<name>.ipynb`` (smoke runs write elsewhere).  Trained models and
 evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
 The wall time of each notebook is recorded in ``results/run_all_<scale>.json``.
-Progress bars are off inside the executed notebooks (``TQDM_DISABLE=1`` unless set otherwise):
-every redraw would be a separate output in the committed notebook; the one-line-per-model log
-that the experiments print stays.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,7 +44,6 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     parameters = {"params_file": str(params_file)}
     if results_dir is not None:
         parameters["results_dir"] = results_dir
-    os.environ.setdefault("TQDM_DISABLE", "1")    # inherited by the kernel papermill starts
     t0 = time.time()
     pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
                         parameters=parameters, cwd=str(root), kernel_name="python3",
