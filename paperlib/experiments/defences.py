@@ -136,7 +136,7 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
     rows, budget_rows = [], []
     results = Path(p.results_dir)
     gone = drop_other_budgets(results / "defences" / "matrix.csv", p.scale,
-                              [label for label, _, _ in p.defence.rows(p.victims[0].attack)], p.defence.train.lr)
+                              [*p.defence.methods, *p.defence.variants], p.defence.train.lr)
     if gone:
         log(f"removed {gone} matrix rows fine-tuned at another lr than {p.defence.train.lr:g}")
 
@@ -215,13 +215,10 @@ def _drop_rows(matrix_path: Path, select) -> int:
     if not matrix_path.is_file():
         return 0
     m = pd.read_csv(matrix_path)
-    for col in ("victim_model", "lr"):
-        if col not in m.columns:
-            m[col] = pd.NA
-    stale = select(m)
+    # a file written before a column existed selects as if the column were empty
+    stale = select(m.assign(**{c: pd.NA for c in ("victim_model", "lr") if c not in m.columns}))
     if stale.any():
-        write_csv_atomic(m[~stale].drop(columns=[c for c in ("victim_model", "lr") if m[c].isna().all()])
-                         .reset_index(drop=True), matrix_path)
+        write_csv_atomic(m[~stale].reset_index(drop=True), matrix_path)
     return int(stale.sum())
 
 
