@@ -11,7 +11,9 @@ The wall time of each notebook is recorded in ``results/run_all_<scale>.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,22 @@ def notebooks(only: list[str] | None = None) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def progress_bars_off():
+    """Hide paperlib's progress bars in the kernels started meanwhile (they inherit the environment):
+    in a saved notebook every redraw would be a separate output.  The caller's setting is restored."""
+    from paperlib.progress import ENV
+    before = os.environ.get(ENV)
+    os.environ[ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
+
+
 def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None = None,
                  log_output: bool = False) -> float:
     import papermill as pm
@@ -45,9 +63,10 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     if results_dir is not None:
         parameters["results_dir"] = results_dir
     t0 = time.time()
-    pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-                        parameters=parameters, cwd=str(root), kernel_name="python3",
-                        log_output=log_output, progress_bar=False)
+    with progress_bars_off():
+        pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+                            parameters=parameters, cwd=str(root), kernel_name="python3",
+                            log_output=log_output, progress_bar=False)
     return time.time() - t0
 
 

@@ -19,6 +19,10 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # run_all hides paperlib's bars: a saved notebook must not hold one output per tqdm redraw
+    bars = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "stream" and "%|" in "".join(o.get("text", ""))]
+    assert not bars, f"{len(bars)} progress-bar outputs"
     assert any(out.rglob("*.csv")), "the notebook wrote no result table"
 
 

@@ -39,14 +39,14 @@ def optimise_patch(model, images: np.ndarray, side: int, position: str, margin: 
 
     ``images``: (N, H, W, 3) uint8 natural images.  Returns the uint8 patch and a loss history.
     """
-    from tqdm.auto import tqdm
+    from paperlib.progress import bar as progress_bar
 
     from paperlib.models import normalize_images
     logits = torch.randn((3, side, side), generator=generator).mul(0.5).to(device).requires_grad_(True)
     opt = torch.optim.Adam([logits], lr=lr)
     n, H = len(images), images.shape[1]
     history = []
-    for step in tqdm(range(steps), desc=desc, unit="step", mininterval=5):
+    for step in progress_bar(range(steps), desc=desc, unit="step", mininterval=5):
         idx = torch.randint(0, n, (batch_size,), generator=generator).numpy()
         x = torch.from_numpy(np.ascontiguousarray(images[np.sort(idx)])).permute(0, 3, 1, 2).float().to(device)
         pos = patch_positions(len(x), H, side, position, margin, generator)

@@ -109,7 +109,7 @@ class SSBA(Attack):
 
     def fit(self, model, split, target, device, generator):
         """Train the encoder / decoder on natural images (``model`` is not needed)."""
-        from tqdm.auto import tqdm
+        from paperlib.progress import bar as progress_bar
         c = self.cfg
         torch.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
         enc, dec = (m.to(device) for m in self._nets())
@@ -120,7 +120,7 @@ class SSBA(Attack):
         train_rows, test_rows = rows[held:], rows[:held]
         imgs = torch.from_numpy(np.ascontiguousarray(split.images[train_rows])).permute(0, 3, 1, 2)
         history = []
-        for step in tqdm(range(c.steps), desc="SSBA encoder", unit="step", mininterval=5):
+        for step in progress_bar(range(c.steps), desc="SSBA encoder", unit="step", mininterval=5):
             idx = torch.randint(0, len(imgs), (c.batch_size,), generator=generator)
             x = imgs[idx].float().to(device)
             code = torch.randint(0, 2, (c.batch_size, c.n_bits), generator=generator).float().to(device)

@@ -139,7 +139,7 @@ class RealSplit:
 def readable_rows(dataset, threads: int) -> np.ndarray:
     """Rows whose image decodes (every file opened once, ``threads`` at a time); the others are
     counted and logged, never fatal."""
-    from tqdm.auto import tqdm
+    from paperlib.progress import bar as progress_bar
 
     from paperlib.data.realdata import UnreadableImage
 
@@ -150,7 +150,7 @@ def readable_rows(dataset, threads: int) -> np.ndarray:
         except UnreadableImage:
             return False
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        flags = list(tqdm(pool.map(ok, range(len(dataset))), total=len(dataset), desc="scan images",
+        flags = list(progress_bar(pool.map(ok, range(len(dataset))), total=len(dataset), desc="scan images",
                           mininterval=5))
     bad = [dataset.image_path(i) for i, f in enumerate(flags) if not f]
     if bad:

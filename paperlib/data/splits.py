@@ -312,8 +312,8 @@ def _build(name: str, cfg: DataConfig, out_dir: Path) -> None:
     captions: list = [None] * n
     styles_used: list = [None] * n
     t0 = time.time()
-    from tqdm.auto import tqdm
-    bar = tqdm(total=n, desc=f"render {name}", unit="scene", mininterval=2)
+    from paperlib.progress import bar as progress_bar
+    bar = progress_bar(total=n, desc=f"render {name}", unit="scene", mininterval=2)
     if cfg.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(cfg.workers, mp_context=get_context("fork")) as pool:
             results = pool.map(_render_range, jobs)

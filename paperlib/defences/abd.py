@@ -156,7 +156,7 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
     """Stage 1: the universal patch (uint8, 3 x s x s) and a record of the losses."""
     import time
 
-    from tqdm.auto import tqdm
+    from paperlib.progress import bar as progress_bar
 
     from paperlib.models import normalize_images
     t0 = time.time()
@@ -176,7 +176,7 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
     n = len(images)
     steps = max(1, int(math.ceil(cfg.gan_epochs * n / cfg.gan_batch)))
     history = []
-    bar = tqdm(range(steps), desc="ABD patch", unit="step", mininterval=5)
+    bar = progress_bar(range(steps), desc="ABD patch", unit="step", mininterval=5)
     for step in bar:
         idx = torch.randint(0, n, (cfg.gan_batch,), generator=g)
         x = images[idx].to(device).float()

@@ -196,12 +196,12 @@ class ListMaker:
     @torch.no_grad()
     def observe(self, images: np.ndarray, tau_max: int, theta_min: float, region_topk: int = 1,
                 scene_ids=None, batch: int = 256, progress: bool = False) -> list[ImageObservation]:
-        from tqdm.auto import tqdm
+        from paperlib.progress import bar as progress_bar
         from paperlib.eval.zeroshot import encode_images
         feats = encode_images(self.poisoned, images, batch, self.device)
         L_all = topk_names(feats, self.poisoned_classifier, self.names, tau_max)
         out = []
-        for s in tqdm(range(0, len(images), batch), desc=f"oracle {self.oracle.name}", disable=not progress):
+        for s in progress_bar(range(0, len(images), batch), desc=f"oracle {self.oracle.name}", disable=not progress):
             chunk = np.asarray(images[s:s + batch])
             ids = None if scene_ids is None else scene_ids[s:s + batch]
             regions = self.oracle.segment(chunk, theta_min, ids)

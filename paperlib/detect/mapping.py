@@ -137,7 +137,7 @@ class MappingNetwork:
 
     def fit(self, image_emb: torch.Tensor, captions: Sequence[str], text_emb: torch.Tensor | None = None,
             device="cpu") -> "MappingNetwork":
-        from tqdm.auto import tqdm
+        from paperlib.progress import bar as progress_bar
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         g = torch.Generator().manual_seed(cfg.seed)
@@ -159,7 +159,7 @@ class MappingNetwork:
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
         self.net.train()
-        for step in tqdm(range(steps), desc=f"CFBD mapping ({cfg.kind})", unit="step", mininterval=5):
+        for step in progress_bar(range(steps), desc=f"CFBD mapping ({cfg.kind})", unit="step", mininterval=5):
             idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=g)
             x = image_emb[idx].to(device)
             if cfg.kind == "regression":

@@ -174,7 +174,7 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
     ``work_dir`` receives ``last*.safetensors`` checkpoints and ``history.jsonl``; if it already
     holds a checkpoint, training resumes from it.
     """
-    from tqdm.auto import tqdm
+    from paperlib.progress import bar as progress_bar
     device = torch.device(device)
     rank, world_size, local_rank = _distributed()
     if world_size > 1:
@@ -216,7 +216,7 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
 
     amp = resolve_precision(cfg.precision, device.type) == "bf16"
     history_path = work_dir / "history.jsonl" if (work_dir is not None and rank == 0) else None
-    bar = tqdm(total=total_steps, initial=state.step, desc=desc, unit="step", disable=rank != 0,
+    bar = progress_bar(total=total_steps, initial=state.step, desc=desc, unit="step", disable=rank != 0,
                mininterval=5)
     model.train()
     t_last = time.time()
