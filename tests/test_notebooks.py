@@ -24,6 +24,8 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
             if o.get("output_type") == "stream" and "%|" in "".join(o.get("text", ""))]
     assert not bars, f"{len(bars)} progress-bar outputs"
     assert any(out.rglob("*.csv")), "the notebook wrote no result table"
+    manifest = json.loads((out / name / "manifest_smoke.json").read_text())   # parameters, versions, wall time
+    assert manifest["params"]["scale"] == "smoke" and manifest["wall_seconds"]
 
 
 def test_every_notebook_has_a_parameters_cell_first():
