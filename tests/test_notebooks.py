@@ -26,6 +26,8 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     assert any(out.rglob("*.csv")), "the notebook wrote no result table"
     manifest = json.loads((out / name / "manifest_smoke.json").read_text())   # parameters, versions, wall time
     assert manifest["params"]["scale"] == "smoke" and manifest["wall_seconds"]
+    # the defence matrix's own manifest is the matrix run's, not a notebook's that takes rows from it
+    assert not (out / "defences" / "manifest_smoke.json").exists()
 
 
 def test_every_notebook_has_a_parameters_cell_first():

@@ -38,7 +38,7 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> ABDPa
 
 def run_matrix(p: ABDParams, log=print) -> pd.DataFrame:
     from paperlib.experiments import defences
-    m = defences.run(p, log=log)["matrix"]
+    m = defences.run(p, log=log, manifest=False)["matrix"]
     return m[(m.scale == p.scale) & m.attack.isin([v.attack for v in p.victims])]
 
 

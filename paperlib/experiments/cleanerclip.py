@@ -59,7 +59,7 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Clean
 def run_matrix(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     """The defence matrix rows this paper needs (cached models are reused)."""
     from paperlib.experiments import defences
-    out = defences.run(p, log=log)
+    out = defences.run(p, log=log, manifest=False)
     m = out["matrix"]
     return m[(m.scale == p.scale) & m.attack.isin([v.attack for v in p.victims])
              & m.defence.isin(list(DEFENCES))]

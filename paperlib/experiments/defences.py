@@ -124,8 +124,11 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Defen
     return load_params(DefenceMatrixParams, path, overrides)
 
 
-def run(p: DefenceMatrixParams, log=print) -> dict:
-    """Train (or reuse) base, victims and defended models; evaluate; write the matrix."""
+def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
+    """Train (or reuse) base, victims and defended models; evaluate; write the matrix.
+
+    ``manifest=False`` for the paper notebooks that take their rows from here: they write their own
+    manifest, and must not overwrite the matrix run's ``results/defences/manifest_<scale>.json``."""
     from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.results import Timer, upsert_csv, write_manifest
@@ -181,8 +184,9 @@ def run(p: DefenceMatrixParams, log=print) -> dict:
                                ("attack", "scale", "seed", "lr", "epochs", "clean_scenes"))
                     log(f"{v.attack:10s} seed {seed} FT lr {lr:g}: CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}")
     matrix = save(rows)
-    write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
-                   extra={"base_model": base.path.name})
+    if manifest:
+        write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+                       extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
 
 
