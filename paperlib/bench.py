@@ -23,7 +23,10 @@ def train_throughput(model_name: str = "tiny-rn64", batch_size: int = 256, steps
     from paperlib.models import config_image_size, create_model
     from paperlib.train.losses import ClipLossTerm, TrainingObjective
     from paperlib.train.optim import make_optimizer
+    from paperlib.train.loop import ieee_fp32_on_cuda
     dev = torch.device(device)
+    if dev.type == "cuda":
+        ieee_fp32_on_cuda()   # as the training loop: fp32 rows are IEEE fp32, not TF32
     model = create_model(model_name, seed=0).to(dev)
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -120,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/benchmarks/throughput.csv")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
+    ap.add_argument("--render-workers", type=int, default=2, help="processes rendering scenes (0: no render benchmark)")
     ap.add_argument("--cache-costs", action="store_true",
                     help="summarise the artifact cache's build times instead of measuring throughput")
     args = ap.parse_args(argv)
@@ -135,12 +139,18 @@ def main(argv=None) -> int:
         import pandas as pd
         write_csv_atomic(pd.DataFrame(rows), "results/benchmarks/cache_costs.csv")
         return 0
-    rows = [train_throughput(device=args.device, steps=args.steps)]
-    if args.device == "cpu":
-        rows.append(train_throughput(precision="fp32", device=args.device, steps=args.steps))
-    rows.append(render_throughput())
+    rows = [train_throughput(device=args.device, steps=args.steps),
+            train_throughput(precision="fp32", device=args.device, steps=args.steps)]
+    if args.device != "cpu":
+        # the gpu scale's model and resolution (params/*/gpu.yaml): RN50 at 224 px
+        rows += [train_throughput("RN50", batch_size=256, precision=prec, device=args.device, steps=args.steps)
+                 for prec in ("bf16", "fp32")]
+    if args.render_workers > 0:
+        rows.append(render_throughput(workers=args.render_workers))
     env = environment()
     for r in rows:
+        if r["device"] != "cpu":
+            r["device"] = env["device"]   # the GPU's name, not just "cuda"
         r.update(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
                  cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
         print(r)

@@ -37,8 +37,16 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        from paperlib.train.loop import ieee_fp32_on_cuda
+        ieee_fp32_on_cuda()   # evaluation runs in fp32: the same numbers on CPU and GPU
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The hardware a model trained on, as a summary records it (the GPU's or the CPU's name)."""
+    from paperlib.bench import cpu_model
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
         if _rank_world()[0] != 0:
             return
         save_checkpoint(model, work / "model.safetensors")
-        summary["device"] = str(device)
+        summary["device"] = device_name(device)
         summary["world_size"] = _rank_world()[1]
         write_json_atomic(work / "summary.json", summary)
         for f in ("last.safetensors", "last_optimizer.safetensors"):

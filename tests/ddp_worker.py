@@ -1,4 +1,5 @@
-"""Run by tests/test_ddp.py under torchrun: two CPU ranks (gloo) train one tiny CLIP with DDP."""
+"""Run by tests/test_ddp.py (two CPU ranks, gloo) and tests/test_cuda.py (GPU ranks, NCCL) under
+torchrun: the ranks train one tiny CLIP with DDP.  ``argv``: output folder [, device]."""
 import hashlib
 import json
 import sys
@@ -13,7 +14,7 @@ from paperlib.train.losses import ClipLossTerm
 from paperlib.train.pairs import TensorPairs
 
 
-def main(out: Path) -> None:
+def main(out: Path, device: str = "cpu") -> None:
     import os
     rank = int(os.environ["RANK"])
     rng = np.random.default_rng(0)
@@ -24,12 +25,12 @@ def main(out: Path) -> None:
     tokens = get_tokenizer("tiny-rn64")([f"a {names[l]} square" for l in labels]).numpy()
     model = create_model("tiny-rn64", seed=0)
     cfg = TrainConfig(epochs=6, batch_size=16, lr=1e-3, warmup_steps=2, log_every=1, threads=1)
-    summary = train(model, TensorPairs(images, tokens), cfg, [(ClipLossTerm(), 1.0)])
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().tobytes()
+    summary = train(model, TensorPairs(images, tokens), cfg, [(ClipLossTerm(), 1.0)], device=device)
+    flat = torch.cat([p.detach().flatten().cpu() for p in model.parameters()]).numpy().tobytes()
     (out / f"rank{rank}.json").write_text(json.dumps({
         "hash": hashlib.sha256(flat).hexdigest(), "steps": summary["steps"],
         "loss": summary["final_losses"]["clip"]}))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])

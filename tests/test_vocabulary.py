@@ -238,3 +238,16 @@ def test_missing_font_names_the_debian_package(vocab, tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_NOTO_FONT", str(tmp_path / "absent.ttf"))
     with pytest.raises(AssetMissingError, match="fonts-noto-color-emoji"):
         sprites.load_sprite_bank("noto", vocab, size=16, cache_dir=tmp_path)
+
+
+def test_vocabulary_snapshot_roundtrip_replaces_the_assets(tmp_path, monkeypatch):
+    from paperlib.data.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary
+    vocab = build_vocabulary()
+    path = save_vocabulary(vocab, tmp_path / "vocab.json")
+    assert load_vocabulary(path) == vocab and load_vocabulary(path).names == vocab.names
+    monkeypatch.setenv("PAPERLIB_VOCABULARY", str(path))
+    monkeypatch.setenv("PAPERLIB_ASSETS", str(tmp_path / "no_assets"))   # the packages are not read
+    assert build_vocabulary() == vocab
+    monkeypatch.setenv("PAPERLIB_VOCABULARY", str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="PAPERLIB_VOCABULARY"):
+        build_vocabulary()

@@ -23,6 +23,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -444,13 +445,42 @@ def _styles_for(keys: list[str], stamps: list[str], indices: dict[str, dict]) ->
     return tuple(s for s in STYLES if s in present)
 
 
+def save_vocabulary(vocab: Vocabulary, path: str | Path) -> Path:
+    """Write ``vocab`` as JSON (atomically): a snapshot that :func:`build_vocabulary` reads
+    instead of the asset packages when ``$PAPERLIB_VOCABULARY`` names it.  With the sprite banks
+    in the artifact cache, that is all a machine without the emoji packages (a rented GPU) needs
+    to render scenes."""
+    from dataclasses import asdict
+
+    from paperlib.cache import write_json_atomic
+    write_json_atomic(Path(path), {"classes": [asdict(c) for c in vocab.classes],
+                                   "skipped_stamps": [list(x) for x in vocab.skipped_stamps]})
+    return Path(path)
+
+
+def load_vocabulary(path: str | Path) -> Vocabulary:
+    """The vocabulary in a :func:`save_vocabulary` snapshot."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    tupled = ("styles", "codepoints", "stamps", "cldr_names")
+    return Vocabulary(classes=tuple(VocabClass(**{k: tuple(v) if k in tupled else v for k, v in c.items()})
+                                    for c in raw["classes"]),
+                      skipped_stamps=tuple(tuple(x) for x in raw.get("skipped_stamps", ())))
+
+
 def build_vocabulary(aliases_file: str | Path = ALIASES_FILE) -> Vocabulary:
     """Build the merged vocabulary (deterministic: sorted by class name).
 
     Classes without a sprite in any training style are dropped: they could never be
     learned.  Raises AssetMissingError when an asset package is absent and ValueError
-    when the YAML refers to names or stamps that do not exist.
+    when the YAML refers to names or stamps that do not exist.  ``$PAPERLIB_VOCABULARY``,
+    when set, names a :func:`save_vocabulary` snapshot that is read instead.
     """
+    snapshot = os.environ.get("PAPERLIB_VOCABULARY")
+    if snapshot:
+        if not Path(snapshot).is_file():
+            raise FileNotFoundError(f"PAPERLIB_VOCABULARY={snapshot}: no such file; "
+                                    "write one with paperlib.data.vocabulary.save_vocabulary")
+        return load_vocabulary(snapshot)
     rules = _load_rules(str(aliases_file))
     classes = _group_entries(_emoji_entries(rules))
     unknown_targets = sorted(set(rules["aliases"].values()) - set(classes))

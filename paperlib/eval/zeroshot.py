@@ -52,9 +52,7 @@ def encode_images(model, images, batch_size: int = 512, device="cpu",
         if transform is not None:
             x = transform(x, s)
         x = normalize_images(x.to(device))
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                            enabled=torch.device(device).type == "cuda"):
-            f = model.encode_image(x)
+        f = model.encode_image(x)   # fp32 on every device, so CPU and GPU rows measure the same model
         feats.append(F.normalize(f.float(), dim=-1).cpu())
     return torch.cat(feats) if feats else torch.zeros(0)
 

@@ -242,7 +242,10 @@ def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_sc
 def _provenance(victim, model) -> dict:
     """Cache keys of the victim a row defends and of the model it measured: rows from an older
     victim (other trigger settings, or a bf16 base made on another machine) stay recognisable."""
-    return {"victim_model": victim.path.name, "model": model.path.name}
+    return {"victim_model": victim.path.name, "model": model.path.name,
+            # what trained the measured model: GPU wall times are not the 2 cores' ("cpu" in
+            # models trained before the name was recorded)
+            "device": model.summary.get("device", "")}
 
 
 def main(argv=None) -> int:

@@ -55,6 +55,14 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def ieee_fp32_on_cuda() -> None:
+    """Make fp32 on a GPU mean IEEE fp32: PyTorch lets cuDNN convolutions use TF32 by default,
+    which would make a ``precision: fp32`` run on a GPU less precise than the same run on a CPU.
+    bf16 autocast is unaffected."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def resolve_precision(precision: str, device_type: str | None = None) -> str:
     """``auto`` -> ``bf16`` on CUDA and on CPUs with native bf16, else ``fp32``; others unchanged.
 
@@ -184,6 +192,8 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
+    if device.type == "cuda":
+        ieee_fp32_on_cuda()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu":

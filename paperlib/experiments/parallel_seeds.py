@@ -1,0 +1,178 @@
+"""More seeds of the defence matrix on one GPU, with the CPU run's numerics.
+
+The embedded matrix (``params/defences/embedded.yaml``) trains tiny models whose steps are too
+small to fill a GPU, and CleanCLIP's per-image AutoAugment and EDA run on the CPU anyway.  So
+this runs several (attack, seed) jobs at once, each an ordinary
+``python -m paperlib.experiments.defences`` process with its own results folder, sharing the
+GPU and the CPU cores, and then merges their rows into ``results/defences/matrix.csv``.
+
+Every training section is forced to ``precision: fp32`` (``auto`` would mean bf16 on a GPU), so
+the cache keys and the arithmetic are those of the 2-core CPU run, and the jobs reuse its clean
+base model (``seed`` varies victims and defences, never the base).  TF32 is off for fp32 on the
+GPU (``train.loop.ieee_fp32_on_cuda``).  Rows record the device that trained each model, because
+their ``wall_s`` are a shared GPU's, not the 2 cores'.
+
+    python -m paperlib.experiments.parallel_seeds data   params/defences/embedded.yaml
+    python -m paperlib.experiments.parallel_seeds run    params/defences/embedded.yaml \\
+        --seeds 1 2 --attacks badnet blended badclip --jobs 6 --deadline 480 --work /tmp/seeds
+    python -m paperlib.experiments.parallel_seeds merge  --work /tmp/seeds --seeds 1 2
+
+``data`` renders the splits and tokens the jobs share (it needs no model), ``run`` builds the
+attacks' triggers once (they need the clean base), then starts the jobs; ``merge`` upserts the
+finished rows.  A job stopped by the deadline keeps the rows it wrote (the matrix saves after
+every defended model) and resumes from the cache when run again.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", workers: int = 16) -> dict:
+    """The parameter file at ``path`` as a dict, with fp32 in every training section, ``seeds``,
+    the victims of ``attacks`` only (all if None), ``device``, and no FT learning-rate study."""
+    raw = yaml.safe_load(Path(path).read_text())
+    raw["seeds"] = list(seeds)
+    raw["device"] = device
+    raw.setdefault("data", {})["workers"] = workers
+    raw.setdefault("pretrain", {})["precision"] = "fp32"
+    victims = raw.get("victims", [])
+    if attacks:
+        unknown = sorted(set(attacks) - {v["attack"] for v in victims})
+        if unknown:
+            raise SystemExit(f"{path}: no victim for attack(s) {unknown}; "
+                             f"valid: {', '.join(v['attack'] for v in victims)}")
+        victims = [v for v in victims if v["attack"] in attacks]
+    for v in victims:
+        v.setdefault("finetune", {})["precision"] = "fp32"
+    raw["victims"] = victims
+    raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
+    raw["defence"]["ft_lrs"] = []
+    return raw
+
+
+def _write(raw: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.replace(tmp, path)
+    return path
+
+
+def warm_data(raw: dict, work: Path) -> None:
+    """Render the splits and tokens every job reads, once (jobs must not build one artifact twice)."""
+    from paperlib.cache import ArtifactCache
+    from paperlib.data.splits import get_split, split_params
+    from paperlib.experiments.defences import load
+    from paperlib.pipeline import split_tokens
+    p = load(_write(raw, work / "params.yaml"))
+    cache = ArtifactCache()
+    split = get_split("cc3m_analog", p.data, cache)
+    split_tokens(split, split_params("cc3m_analog", p.data), p.model, cache)
+    get_split("imagenet_analog", p.data, cache)
+
+
+def warm_attacks(raw: dict, work: Path) -> None:
+    """Build each attack's trigger (BadCLIP's patch, SSBA's encoder, ...) once, on the clean base."""
+    from paperlib.experiments.common import clean_base, victim_attack
+    from paperlib.experiments.defences import load
+    p = load(_write(raw, work / "params.yaml"))
+    base = clean_base(p)
+    for v in p.victims:
+        victim_attack(p, base, v)
+
+
+def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2) -> list[dict]:
+    """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``."""
+    todo = [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
+    t0, running, done = time.time(), [], []
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PAPERLIB_PROGRESS": "0"}
+    while todo or running:
+        while todo and len(running) < jobs:
+            attack, seed = todo.pop(0)
+            name = f"{attack}_seed{seed}"
+            one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
+                   "results_dir": str(work / name)}
+            params = _write(one, work / name / "params.yaml")
+            logf = open(work / name / "log.txt", "w")
+            proc = subprocess.Popen([sys.executable, "-m", "paperlib.experiments.defences", str(params)],
+                                    env=env, stdout=logf, stderr=subprocess.STDOUT)
+            running.append({"name": name, "proc": proc, "log": logf, "start": time.time()})
+            log.info("started %s", name)
+        time.sleep(2)
+        for job in list(running):
+            rc = job["proc"].poll()
+            late = time.time() - t0 > deadline_s
+            if rc is None and late:
+                job["proc"].terminate()
+                rc = job["proc"].wait()
+                log.warning("%s stopped at the deadline", job["name"])
+            if rc is not None:
+                job["log"].close()
+                running.remove(job)
+                done.append({"job": job["name"], "rc": rc, "seconds": round(time.time() - job["start"], 1)})
+                log.info("%s finished rc=%s after %.0f s", job["name"], rc, done[-1]["seconds"])
+        if time.time() - t0 > deadline_s and todo:
+            done += [{"job": f"{a}_seed{s}", "rc": None, "seconds": 0.0} for a, s in todo]
+            todo = []
+    return done
+
+
+def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -> int:
+    """Upsert the jobs' rows of ``seeds`` into the matrix; returns how many rows came in."""
+    import pandas as pd
+
+    from paperlib.experiments.defences import MATRIX_COLUMNS
+    from paperlib.results import upsert_csv
+    frames = [pd.read_csv(f) for f in sorted(Path(work).glob("*/defences/matrix.csv"))]
+    if not frames:
+        return 0
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows.seed.isin(list(seeds))]
+    upsert_csv(into, rows.to_dict("records"), ("attack", "defence", "scale", "seed"), MATRIX_COLUMNS)
+    return len(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=("data", "run", "merge"))
+    ap.add_argument("params", nargs="?", default="params/defences/embedded.yaml")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--attacks", nargs="+", default=None, help="victims to run (default: all in the file)")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--jobs", type=int, default=6, help="processes at a time")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    ap.add_argument("--workers", type=int, default=16, help="rendering processes (data step)")
+    ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds before running jobs stop")
+    ap.add_argument("--work", default="seeds_work", help="folder of the jobs' parameters, logs and rows")
+    ap.add_argument("--into", default="results/defences/matrix.csv")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from paperlib.assets import configure_environment
+    configure_environment()
+    work = Path(a.work)
+    if a.step == "merge":
+        print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {a.into}")
+        return 0
+    raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers)
+    if a.step == "data":
+        warm_data(raw, work)
+        return 0
+    warm_attacks(raw, work)
+    for r in run_jobs(raw, work, a.jobs, a.deadline, a.threads):
+        print(r)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
