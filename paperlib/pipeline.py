@@ -510,6 +510,15 @@ def defence_context(victim: ModelArtifact, data: DataConfig, clean_scenes: int, 
                           cache=cache)
 
 
+def defence_key(victim_key: dict, defence_id: str, defence_cfg, clean_scenes: int, cfg: TrainConfig,
+                seed: int, clean_base: ModelArtifact | None, device_type: str) -> dict:
+    """The cache key of the model :func:`defend` makes (without a ``subset``), computable
+    without the victim's weights."""
+    return {"role": "defence", "victim": victim_key, "defence": defence_id,
+            "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(device_type),
+            "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
+
+
 def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg, clean_scenes: int,
            cfg: TrainConfig, seed: int, clean_base: ModelArtifact | None = None, device="auto",
            cache: ArtifactCache | None = None, save_epochs: bool = False,
@@ -524,9 +533,7 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
     from paperlib.defences import plan
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "defence", "victim": victim.key_params, "defence": defence_id,
-           "defence_cfg": asdict(defence_cfg), "clean_scenes": clean_scenes, "train": cfg.key(device.type),
-           "seed": seed, "clean_base": clean_base.key_params if (clean_base and defence_id == "abd") else None}
+    key = defence_key(victim.key_params, defence_id, defence_cfg, clean_scenes, cfg, seed, clean_base, device.type)
     if subset is not None:
         subset = np.unique(np.asarray(subset, np.int64))
         if len(subset) == 0 or subset[0] < 0 or subset[-1] >= clean_scenes:

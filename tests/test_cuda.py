@@ -72,9 +72,12 @@ def test_gpu_run_resumes_from_its_checkpoint(tmp_path):
               callbacks=[stop_after_first_epoch], device="cuda")
     resumed = create_model("tiny-rn64", seed=0)
     train(resumed, pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=tmp_path / "part", device="cuda")
-    # cuDNN may pick other (non-deterministic) kernels after the restart: equal up to rounding
-    assert torch.allclose(_flat(full), _flat(resumed), atol=1e-4)
-    assert not torch.equal(_flat(full), _flat(create_model("tiny-rn64", seed=0)))
+    # GPU kernels sum in no fixed order, so the two runs are not bit-equal (an absolute 1e-4 failed
+    # once on an H200); a resume that lost the optimiser state or the schedule would land as far
+    # from the uninterrupted run as the training moved, far above 2% of it
+    moved = (_flat(full) - _flat(create_model("tiny-rn64", seed=0))).norm()
+    assert moved > 0
+    assert (_flat(full) - _flat(resumed)).norm() < 0.02 * moved
 
 
 @pytest.mark.parametrize("defence_id", ["ft", "cleanclip", "cleanerclip", "roclip", "abd"])

@@ -66,6 +66,36 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     from paperlib.experiments.common import clean_base, victim_model_name
     assert victim_model_name(p, clean_base(p), p.victims[0], p.seeds[0]) == m.victim_model[0]
     assert m[[c for c in m.columns if c.startswith(("ca_", "asr_"))]].apply(lambda s: s.between(0, 100)).all().all()
+    # rows trained elsewhere (seeds on a GPU): with the victim gone from this cache, the file's rows
+    # stand in for training when they name the models these parameters make, and only then
+    import shutil
+
+    from paperlib.experiments.defences import rows_from_file
+    base = clean_base(p)
+    victim_dir = tmp_path / "cache" / "model" / m.victim_model[0]
+    assert rows_from_file(p, base, p.victims[0], p.seeds[0]) is None          # victim cached: train/reuse
+    shutil.move(victim_dir, tmp_path / "elsewhere")
+    kept = rows_from_file(p, base, p.victims[0], p.seeds[0])
+    assert sorted(r["defence"] for r in kept) == ["cleanerclip", "ft", "none"]
+    other = load(ROOT / "params" / "defences" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"],
+        "defence.settings": {"cleanerclip": {"subset_fraction": 0.5}}})
+    assert rows_from_file(other, base, other.victims[0], other.seeds[0]) is None   # another model: no
+    again = run(load(ROOT / "params" / "defences" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"]}), log=lambda *a: None)
+    assert not victim_dir.exists(), "the victim was trained again"
+    cols = ["attack", "defence", "seed", "ca_top1", "asr_top1", "model"]
+    assert again["matrix"][cols].sort_values(cols).values.tolist() == m[cols].sort_values(cols).values.tolist()
+
+
+def test_ablation_seeds_must_be_among_the_seeds():
+    from paperlib.config import ParamError
+    from paperlib.experiments.defences import load
+    p = load(ROOT / "params" / "defences" / "smoke.yaml", {"seeds": [0, 1, 2]})
+    assert p.ablation_seed_list == (0,)
+    assert load(ROOT / "params" / "defences" / "smoke.yaml", {"seeds": [3, 4], "ablation_seeds": [4]}).ablation_seed_list == (4,)
+    with pytest.raises(ParamError, match="ablation_seeds"):
+        load(ROOT / "params" / "defences" / "smoke.yaml", {"seeds": [0], "ablation_seeds": [1]})
 
 
 @pytest.mark.parametrize("scale", ["embedded", "gpu"])

@@ -61,7 +61,7 @@ def run_matrix(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     from paperlib.experiments import defences
     out = defences.run(p, log=log, manifest=False)
     m = out["matrix"]
-    return m[(m.scale == p.scale) & m.attack.isin([v.attack for v in p.victims])
+    return m[(m.scale == p.scale) & m.seed.isin(list(p.seeds)) & m.attack.isin([v.attack for v in p.victims])
              & m.defence.isin(list(DEFENCES))]
 
 
@@ -89,7 +89,7 @@ def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
         if v.attack not in p.epoch_curve_attacks:
             continue
         atk = victim_attack(p, base, v)
-        for seed in p.seeds:
+        for seed in p.ablation_seed_list:
             victim = finetune_victim(p, base, v, seed)
             for d in ("cleanclip", "cleanerclip"):
                 model = pl.defend(victim, p.data, d, p.defence.config(d, v.attack), p.defence.clean_scenes,
@@ -121,7 +121,7 @@ def table_2(p: CleanerCLIPParams) -> pd.DataFrame:
     from paperlib import pipeline as pl
     from paperlib.results import upsert_csv
     rows = []
-    for seed in p.seeds:
+    for seed in p.ablation_seed_list:
         base, v, _, victim = _victim_and_base(p, p.probe.attack, seed)
         models = {"none": victim}
         for d in ("ft", "cleanclip", "cleanerclip"):
@@ -147,7 +147,7 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     from paperlib.results import upsert_csv
     f = p.fig4
     rows = []
-    for seed in p.seeds:
+    for seed in p.ablation_seed_list:
         base, v, atk, victim = _victim_and_base(p, f.attack, seed)
         cfg0 = p.defence.config("cleanerclip", v.attack)
         runs = [("lambda_ratio", r, replace(cfg0, lambda_1=1.0, lambda_2=r)) for r in f.lambda_ratios]

@@ -84,10 +84,12 @@ class DefenceSettings:
         values = {**self.settings.get(d, {}), **(self.per_attack.get(attack, {}).get(d, {}) if attack else {}), **spec}
         return d, from_dict(defence_config_class(d), values, prefix=f"defence.variants.{label}")
 
-    def rows(self, attack: str):
-        """(row label, defence id, settings) of every defended model for ``attack``."""
+    def rows(self, attack: str, variants: bool = True):
+        """(row label, defence id, settings) of every defended model for ``attack`` (``variants``:
+        with the variant rows)."""
         out = [(d, d, self.config(d, attack)) for d in self.methods]
-        out += [(label, *self.variant(label, attack)) for label in self.variants]
+        if variants:
+            out += [(label, *self.variant(label, attack)) for label in self.variants]
         return out
 
     def config(self, defence_id: str, attack: str | None = None):
@@ -103,6 +105,10 @@ class DefenceMatrixParams:
     model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of victims and defences")
+    ablation_seeds: tuple[int, ...] = param((), range=(0, None),
+                                            doc="seeds of the variant rows and of the papers' figures and "
+                                                "ablations (empty: the first of seeds); the headline "
+                                                "tables use every seed")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
     base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
@@ -111,10 +117,24 @@ class DefenceMatrixParams:
     defence: DefenceSettings = param(default_factory=DefenceSettings)
     eval: EvalConfig = param(default_factory=EvalConfig)
     results_dir: str = param("results", doc="where CSV files and figures go")
+    reuse_rows: bool = param(True, doc="take a victim's rows (and its defended models' rows) from "
+                                       "results/defences/matrix.csv instead of training them when this "
+                                       "machine's cache lacks the victim and every row names the model "
+                                       "these parameters make (same cache key): rows trained elsewhere "
+                                       "(extra seeds on a GPU) count without their weights")
+
+    @property
+    def ablation_seed_list(self) -> tuple[int, ...]:
+        return tuple(self.ablation_seeds) or tuple(self.seeds[:1])
 
     def validate(self):
         if not self.victims:
             raise ParamError("victims: give at least one victim (attack and poisoning settings)")
+        if not self.seeds:
+            raise ParamError("seeds: give at least one seed")
+        stray = sorted(set(self.ablation_seeds) - set(self.seeds))
+        if stray:
+            raise ParamError(f"ablation_seeds: {stray} are not in seeds {list(self.seeds)}")
         seen = [v.attack for v in self.victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"victims: one victim per attack, got {seen}")
@@ -148,15 +168,22 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                           MATRIX_COLUMNS)
 
     for v in p.victims:
-        atk = victim_attack(p, base, v)
+        atk = None
         for seed in p.seeds:
+            kept = rows_from_file(p, base, v, seed) if p.reuse_rows else None
+            if kept is not None:
+                rows += kept
+                log(f"{v.attack:10s} seed {seed}: {len(kept)} rows from the matrix file (models trained on "
+                    f"{', '.join(sorted({str(r.get('device', '')) for r in kept}))}; not in this cache)")
+                continue
+            atk = atk or victim_attack(p, base, v)
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
             drop_other_victims(results / "defences" / "matrix.csv", v.attack, p.scale, seed, victim.path.name)
             rows.append({**_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **_provenance(victim, victim)})
             victim_row = rows[-1]
-            for label, d, dcfg in p.defence.rows(v.attack):
+            for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
                                       p.defence.train, seed, clean_base=base, device=p.device,
@@ -170,7 +197,9 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
-            if p.defence.ft_lrs and (not p.defence.ft_lr_attacks or v.attack in p.defence.ft_lr_attacks):
+            # the FT learning-rate study calibrates the budget: on the first seed only
+            if p.defence.ft_lrs and seed == p.seeds[0] and (not p.defence.ft_lr_attacks
+                                                             or v.attack in p.defence.ft_lr_attacks):
                 save(rows)
                 for lr in p.defence.ft_lrs:
                     with timer(f"ft_budget_{v.attack}"):
@@ -188,6 +217,42 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
         write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
+
+
+def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | None:
+    """The matrix file's rows of victim ``v`` at ``seed`` when they can stand in for training:
+    the victim is not in this machine's cache, and the file holds its row and one row per
+    defended model, each naming the model (cache key) these parameters would make.  None
+    otherwise (then the caller trains, or reuses cached models, as usual)."""
+    from paperlib import pipeline as pl
+    from paperlib.cache import ArtifactCache, artifact_key
+    path = Path(p.results_dir) / "defences" / "matrix.csv"
+    victim_key = _victim_key(p, base, v, seed)
+    if not path.is_file() or ArtifactCache().exists("model", victim_key):
+        return None
+    m = pd.read_csv(path)
+    if "model" not in m.columns:
+        return None
+    m = m[(m.attack == v.attack) & (m.scale == p.scale) & (m.seed == seed)]
+    device_type = pl.resolve_device(p.device).type
+    wanted = {"none": artifact_key("model", victim_key)}
+    for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
+        wanted[label] = artifact_key("model", pl.defence_key(victim_key, d, dcfg, p.defence.clean_scenes,
+                                                             p.defence.train, seed, base, device_type))
+    out = []
+    for label, model_name in wanted.items():
+        hit = m[(m.defence == label) & (m.model.astype(str) == model_name)]
+        if hit.empty:
+            return None
+        row = {k: (None if pd.isna(x) else x) for k, x in hit.iloc[0].to_dict().items()}
+        out.append(row)
+    return out
+
+
+def _victim_key(p, base, v, seed: int) -> dict:
+    from paperlib import pipeline as pl
+    return pl.poison_finetune_key(base, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                                  v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type)
 
 
 def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
@@ -254,7 +319,8 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load", "run"]
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load",
+           "rows_from_file", "run"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
