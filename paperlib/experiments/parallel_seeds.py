@@ -16,11 +16,13 @@ their ``wall_s`` are a shared GPU's, not the 2 cores'.
     python -m paperlib.experiments.parallel_seeds run    params/defences/embedded.yaml \\
         --seeds 1 2 --attacks badnet blended badclip --jobs 6 --deadline 480 --work /tmp/seeds
     python -m paperlib.experiments.parallel_seeds merge  --work /tmp/seeds --seeds 1 2
+    python -m paperlib.experiments.parallel_seeds compare --other /tmp/cpu/defences/matrix.csv --seeds 1
 
 ``data`` renders the splits and tokens the jobs share (it needs no model), ``run`` builds the
 attacks' triggers once (they need the clean base), then starts the jobs; ``merge`` upserts the
-finished rows.  A job stopped by the deadline keeps the rows it wrote (the matrix saves after
-every defended model) and resumes from the cache when run again.
+finished rows; ``compare`` sets rows of the same models trained on another device beside them
+(``results/defences/device_check.csv``).  A job stopped by the deadline keeps the rows it wrote
+(the matrix saves after every defended model) and resumes from the cache when run again.
 """
 from __future__ import annotations
 
@@ -143,9 +145,28 @@ def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -
     return len(rows)
 
 
+def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defences/device_check.csv"),
+                    matrix: Path = Path("results/defences/matrix.csv")) -> "pd.DataFrame":
+    """The same (attack, defence, seed), trained from the same cache key on two devices: the rows
+    of ``other_matrix`` (e.g. a CPU re-run of a GPU seed, in its own cache) beside the matrix's.
+    One row per measurement, with the device that trained it; a check that GPU seeds and CPU seeds
+    measure the same experiment (they are not bit-equal: kernels sum in another order)."""
+    import pandas as pd
+
+    from paperlib.results import upsert_csv
+    other = pd.read_csv(other_matrix)
+    other = other[other.seed.isin(list(seeds))]
+    main = pd.read_csv(matrix)
+    same = main.merge(other[["attack", "defence", "scale", "seed", "model"]], on=["attack", "defence", "scale", "seed", "model"])
+    cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
+            "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
+    rows = pd.concat([same[cols], other.merge(same[["attack", "defence", "scale", "seed", "model"]])[cols]])
+    return upsert_csv(into, rows.to_dict("records"), ("attack", "defence", "scale", "seed", "model", "device"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=("data", "run", "merge"))
+    ap.add_argument("step", choices=("data", "run", "merge", "compare"))
     ap.add_argument("params", nargs="?", default="params/defences/embedded.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--attacks", nargs="+", default=None, help="victims to run (default: all in the file)")
@@ -156,11 +177,15 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds before running jobs stop")
     ap.add_argument("--work", default="seeds_work", help="folder of the jobs' parameters, logs and rows")
     ap.add_argument("--into", default="results/defences/matrix.csv")
+    ap.add_argument("--other", help="compare: a matrix.csv of the same seeds trained on another device")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from paperlib.assets import configure_environment
     configure_environment()
     work = Path(a.work)
+    if a.step == "compare":
+        print(compare_devices(Path(a.other), a.seeds).to_string())
+        return 0
     if a.step == "merge":
         print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {a.into}")
         return 0
