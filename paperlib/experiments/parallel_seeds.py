@@ -194,9 +194,21 @@ def main(argv=None) -> int:
         warm_data(raw, work)
         return 0
     warm_attacks(raw, work)
-    for r in run_jobs(raw, work, a.jobs, a.deadline, a.threads):
+    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads)
+    for r in jobs:
         print(r)
+    write_jobs(jobs, work / "jobs.csv")
     return 0
+
+
+def write_jobs(jobs: list[dict], path: Path) -> Path:
+    """One row per job: its name, exit status and wall seconds (``merge`` does not need it; it is
+    the record of what the run cost on that machine)."""
+    import pandas as pd
+
+    from paperlib.results import write_csv_atomic
+    write_csv_atomic(pd.DataFrame(jobs, columns=["job", "rc", "seconds"]), path)
+    return path
 
 
 if __name__ == "__main__":
