@@ -20,5 +20,9 @@ def enabled() -> bool:
 
 def bar(iterable=None, *, disable: bool = False, **kwargs):
     """A tqdm bar that honours the switch; ``disable=True`` still hides it (e.g. non-zero DDP ranks)."""
-    from tqdm.auto import tqdm
+    try:
+        import ipywidgets  # noqa: F401  (tqdm's notebook bars need it; without it tqdm.auto warns on import)
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
     return tqdm(iterable, disable=disable or not enabled(), **kwargs)

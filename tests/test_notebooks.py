@@ -23,6 +23,9 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     bars = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
             if o.get("output_type") == "stream" and "%|" in "".join(o.get("text", ""))]
     assert not bars, f"{len(bars)} progress-bar outputs"
+    warnings = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+                if o.get("output_type") == "stream" and "Warning" in "".join(o.get("text", ""))]
+    assert not warnings, "".join(warnings[0].get("text", ""))[:300]
     assert any(out.rglob("*.csv")), "the notebook wrote no result table"
     manifest = json.loads((out / name / "manifest_smoke.json").read_text())   # parameters, versions, wall time
     assert manifest["params"]["scale"] == "smoke" and manifest["wall_seconds"]

@@ -256,7 +256,7 @@ class RenderedSplit(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int):
-        img = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        img = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)   # a copy: the split is a read-only memmap
         if self.kind == "classification":
             return img, int(self.labels[i])
         return img, self.captions[i][0]
