@@ -20,19 +20,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 HERE = Path(__file__).resolve().parent
 
-
-def _pairs(n=64, side=64, seed=0):
-    """Images whose colour encodes one of 4 classes; captions (and their strings) name the class."""
-    from paperlib.models import get_tokenizer
-    from paperlib.train.pairs import TensorPairs
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, n)
-    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
-    images = np.repeat(np.repeat(palette[labels][:, None, None, :], side, 1), side, 2)
-    images = np.clip(images + rng.integers(0, 30, images.shape), 0, 255).astype(np.uint8)
-    names = ["red", "green", "blue", "yellow"]
-    texts = [[f"a bright {names[l]} square to the left of a small dog"] for l in labels]
-    return TensorPairs(images, get_tokenizer("tiny-rn64")([t[0] for t in texts]).numpy(), texts=texts)
+# the CPU tests' pair set: colour names the class, caption strings carried for EDA and sub-captions
+from test_defences import _pairs  # noqa: E402
 
 
 def _flat(model):
@@ -46,7 +35,7 @@ def test_clip_loss_falls_on_the_gpu(precision):
     from paperlib.train.losses import ClipLossTerm
     model = create_model("tiny-rn64", seed=0)
     cfg = TrainConfig(epochs=8, batch_size=16, lr=1e-3, warmup_steps=2, log_every=1, precision=precision)
-    out = train(model, _pairs(), cfg, [(ClipLossTerm(), 1.0)], device="cuda")
+    out = train(model, _pairs(64), cfg, [(ClipLossTerm(), 1.0)], device="cuda")
     assert out["steps"] == 32
     assert next(model.parameters()).device.type == "cuda"
     assert out["final_losses"]["clip"] < 0.8 * math.log(16)
@@ -56,7 +45,7 @@ def test_gpu_run_resumes_from_its_checkpoint(tmp_path):
     from paperlib.models import create_model
     from paperlib.train.loop import TrainConfig, train
     from paperlib.train.losses import ClipLossTerm
-    pairs = _pairs()
+    pairs = _pairs(64)
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=3, precision="fp32")
     full = create_model("tiny-rn64", seed=0)
     train(full, pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=tmp_path / "full", device="cuda")
