@@ -39,13 +39,17 @@ def finetune_victim(p, base, v, seed: int):
                               v.finetune_scenes, v.finetune, seed, p.device)
 
 
+def victim_key(p, base, v, seed: int) -> dict:
+    """The cache key parameters of the victim :func:`finetune_victim` makes, without making it."""
+    from paperlib import pipeline as pl
+    return pl.poison_finetune_key(base, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                                  v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type)
+
+
 def victim_model_name(p, base, v, seed: int) -> str:
     """The cache key (directory name) of the victim :func:`finetune_victim` makes, without making it."""
-    from paperlib import pipeline as pl
     from paperlib.cache import artifact_key
-    key = pl.poison_finetune_key(base, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
-                                 v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type)
-    return artifact_key("model", key)
+    return artifact_key("model", victim_key(p, base, v, seed))
 
 
 def pretrain_victim(p, base, v, seed: int, attack=None):

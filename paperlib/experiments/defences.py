@@ -226,8 +226,9 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
     otherwise (then the caller trains, or reuses cached models, as usual)."""
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache, artifact_key
+    from paperlib.experiments.common import victim_key as victim_key_of
     path = Path(p.results_dir) / "defences" / "matrix.csv"
-    victim_key = _victim_key(p, base, v, seed)
+    victim_key = victim_key_of(p, base, v, seed)
     if not path.is_file() or ArtifactCache().exists("model", victim_key):
         return None
     m = pd.read_csv(path)
@@ -248,11 +249,6 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
         out.append(row)
     return out
 
-
-def _victim_key(p, base, v, seed: int) -> dict:
-    from paperlib import pipeline as pl
-    return pl.poison_finetune_key(base, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
-                                  v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type)
 
 
 def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
