@@ -1,0 +1,21 @@
+"""Shared pytest set-up.
+
+Under pytest-xdist (`make test` runs `-n 2` on the 2-core CI machine) every worker
+is its own process, and torch would give each of them one OpenMP thread per core:
+two workers then run four busy threads on two cores, and OpenMP's spin-waiting
+makes that several times slower than one thread each (the foundation notebook's
+smoke run: 81 s alone, 419 s oversubscribed). So each worker gets
+cores // workers threads, and the environment variables carry the same limit to
+the processes a test starts (papermill kernels, torchrun workers).
+"""
+import os
+
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _threads = str(max(1, (os.cpu_count() or 1) // _workers))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
