@@ -198,7 +198,7 @@ def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
     from paperlib import pipeline as pl
     from paperlib.attacks import attack_config_class, build_attack
     from paperlib.data.splits import DataConfig
-    from paperlib.experiments.common import attack_metrics
+    from paperlib.experiments.common import attack_metrics, source_class_data
     from paperlib.experiments.foundation import EvalConfig
     calls = []
 
@@ -216,6 +216,9 @@ def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
         out = attack_metrics(p, None, build_attack(attack_id, cfg), attack_id, cfg, "banana")
         assert out == expected, attack_id
         assert calls == ([(5, True), (50, False)] if attack_id == "mmpoison" else [(5, True)])
+        # the settings parallel_seeds.warm_attacks renders once, before its jobs start
+        larger = source_class_data(p, build_attack(attack_id, cfg))
+        assert (larger.zeroshot_per_class if larger else None) == (50 if attack_id == "mmpoison" else None)
 
 
 def test_matrix_drops_rows_fine_tuned_at_another_budget(tmp_path):

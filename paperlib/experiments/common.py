@@ -61,6 +61,18 @@ def pretrain_victim(p, base, v, seed: int, attack=None):
                               p.pretrain, seed, trigger_base=base if attack.needs_fit else None, device=p.device)
 
 
+def source_class_data(p, attack):
+    """The data settings of the larger ImageNet-analogue rendering that ``attack``'s ASR is
+    measured on, or None when it uses the ordinary one.  mmPoison's ASR counts only the source
+    class's test images: 5 per class are too few to measure it, so at the embedded scale they come
+    from a rendering with ``eval.source_images_per_class`` per class (CA stays on the ordinary one)."""
+    from dataclasses import replace
+    n = p.eval.source_images_per_class
+    if getattr(attack, "asr_on_source_class", False) and p.data.source == "embedded" and n > p.data.zeroshot_per_class:
+        return replace(p.data, zeroshot_per_class=n)
+    return None
+
+
 def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) -> dict:
     """CA and ASR of ``model`` on the ImageNet analogue under ``attack`` (cached evaluation)."""
     from paperlib import pipeline as pl
@@ -69,12 +81,9 @@ def attack_metrics(p, model, attack, attack_id: str, attack_cfg, target: str) ->
     akey = {"attack": attack_id, "cfg": attack_key(attack_id, attack_cfg)}
     out = pl.evaluate(model, p.data, "imagenet_analog", attack, akey, target, ev.asr_convention, ev.templates,
                       p.device, ev.batch_size)
-    n = ev.source_images_per_class
-    if getattr(attack, "asr_on_source_class", False) and p.data.source == "embedded" and n > p.data.zeroshot_per_class:
-        # mmPoison's ASR counts only the source class's test images: 5 per class is too few to
-        # measure it, so they come from a larger rendering of the same split (CA stays as above)
-        from dataclasses import replace
-        src = pl.evaluate(model, replace(p.data, zeroshot_per_class=n), "imagenet_analog", attack, akey, target,
+    source_data = source_class_data(p, attack)
+    if source_data is not None:
+        src = pl.evaluate(model, source_data, "imagenet_analog", attack, akey, target,
                           ev.asr_convention, ev.templates, p.device, ev.batch_size, clean=False)
         out = {**out, **{k: v for k, v in src.items() if k.startswith("asr_")}}
     return out

@@ -84,13 +84,19 @@ def warm_data(raw: dict, work: Path) -> None:
 
 
 def warm_attacks(raw: dict, work: Path) -> None:
-    """Build each attack's trigger (BadCLIP's patch, SSBA's encoder, ...) once, on the clean base."""
-    from paperlib.experiments.common import clean_base, victim_attack
+    """Build each attack's trigger (BadCLIP's patch, SSBA's encoder, ...) once, on the clean base,
+    and the larger evaluation rendering mmPoison's ASR needs (two jobs rendering one split at once
+    broke a rendering pool on the H200: results/defences/gpu_seeds_jobs.csv)."""
+    from paperlib.cache import ArtifactCache
+    from paperlib.data.splits import get_split
+    from paperlib.experiments.common import clean_base, source_class_data, victim_attack
     from paperlib.experiments.defences import load
     p = load(_write(raw, work / "params.yaml"))
     base = clean_base(p)
     for v in p.victims:
-        victim_attack(p, base, v)
+        source_data = source_class_data(p, victim_attack(p, base, v))
+        if source_data is not None:
+            get_split("imagenet_analog", source_data, ArtifactCache())
 
 
 def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2) -> list[dict]:
