@@ -98,3 +98,20 @@ def metric(table: pd.DataFrame, attack: str, defence: str, metric_name: str, k: 
     if sel.empty:
         raise KeyError((attack, defence, metric_name, k))
     return float(sel["ours_mean"].iloc[0])
+
+
+def share_of_pairs(rows: pd.DataFrame, lower: str, higher: str, attacks: Sequence[str], scale: str,
+                   column: str = "asr_top1", strict: bool = True) -> float:
+    """Per-seed form of a claim "``lower`` gives a smaller ``column`` than ``higher``": the
+    percentage of (attack, seed) pairs of tidy matrix ``rows`` where it does (``strict``: <, else
+    <=).  Only pairs where both defences have a row count; NaN if there is none.  The papers report
+    one run each, so a claim holds per seed only where this is 100."""
+    r = rows[(rows["scale"] == scale) & rows["attack"].isin(list(attacks)) & rows["defence"].isin([lower, higher])]
+    wide = r.pivot_table(index=["attack", "seed"], columns="defence", values=column, aggfunc="first")
+    if lower not in wide or higher not in wide:
+        return float("nan")
+    both = wide[[lower, higher]].dropna()
+    if both.empty:
+        return float("nan")
+    wins = both[lower] < both[higher] if strict else both[lower] <= both[higher]
+    return 100.0 * float(wins.mean())

@@ -49,3 +49,19 @@ def test_claims_table_holds_no_and_not_measured():
     out = claims_table(cl, t)
     assert out.holds.tolist() == ["yes", "no", "not measured"]
     assert out.ours.iloc[0] == pytest.approx(15.0) and np.isnan(out.ours.iloc[2])
+
+
+def test_share_of_pairs_counts_attack_seed_pairs_where_the_claim_holds():
+    from paperlib.compare import share_of_pairs
+    rows = pd.DataFrame([
+        # attack, defence, seed, asr
+        ("badnet", "cleanclip", 0, 10.0), ("badnet", "abd", 0, 0.0),      # abd lower
+        ("badnet", "cleanclip", 1, 5.0), ("badnet", "abd", 1, 5.0),       # equal
+        ("blended", "cleanclip", 0, 1.0), ("blended", "abd", 0, 30.0),    # abd higher
+        ("blended", "cleanclip", 1, 2.0),                                  # no abd row: not counted
+        ("sig", "cleanclip", 0, 50.0), ("sig", "abd", 0, 1.0),            # attack not asked for
+    ], columns=["attack", "defence", "seed", "asr_top1"]).assign(scale="embedded")
+    assert share_of_pairs(rows, "abd", "cleanclip", ["badnet", "blended"], "embedded") == pytest.approx(100 / 3)
+    assert share_of_pairs(rows, "abd", "cleanclip", ["badnet", "blended"], "embedded", strict=False) == pytest.approx(200 / 3)
+    assert math.isnan(share_of_pairs(rows, "abd", "cleanclip", ["badnet"], "smoke"))   # no rows at that scale
+    assert math.isnan(share_of_pairs(rows, "abd", "ft", ["badnet"], "embedded"))        # no FT rows

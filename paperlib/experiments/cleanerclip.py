@@ -216,10 +216,11 @@ def plot_fig3(curve: pd.DataFrame, p: CleanerCLIPParams):
 
 
 def claims(t: pd.DataFrame, p: CleanerCLIPParams, t2: pd.DataFrame | None = None,
-           f4: pd.DataFrame | None = None) -> pd.DataFrame:
+           f4: pd.DataFrame | None = None, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's headline claims, evaluated on our Table 1 (and Table 2 / Fig. 4 when given)
-    (``results/cleanerclip/claims.csv``)."""
-    from paperlib.compare import Claim, claims_table, metric
+    (``results/cleanerclip/claims.csv``).  Table 1's claims are on the seeds' means; with the
+    per-seed ``matrix`` (:func:`run_matrix`) the ASR comparisons are also checked seed by seed."""
+    from paperlib.compare import Claim, claims_table, metric, share_of_pairs
     from paperlib.results import write_csv_atomic
     attacks = sorted(set(t.attack))
     cl = [
@@ -238,6 +239,17 @@ def claims(t: pd.DataFrame, p: CleanerCLIPParams, t2: pd.DataFrame | None = None
               lambda t: max(metric(t, a, "cleanclip", "ca") - metric(t, a, "cleanerclip", "ca") for a in attacks),
               lambda v: v <= 1.0),
     ]
+    if matrix is not None and len(matrix):
+        cl += [
+            Claim("CleanerCLIP lowers BadCLIP top-1 ASR below CleanCLIP's, seed by seed (% of seeds)",
+                  "69.87 -> 17.85 (one run)",
+                  lambda _: share_of_pairs(matrix, "cleanerclip", "cleanclip", ["badclip"], p.scale),
+                  lambda v: v >= 100),
+            Claim("CleanerCLIP's top-1 ASR <= CleanCLIP's, per (attack, seed) pair (% of pairs)",
+                  "holds on all 6 attacks (one run each)",
+                  lambda _: share_of_pairs(matrix, "cleanerclip", "cleanclip", attacks, p.scale, strict=False),
+                  lambda v: v >= 100),
+        ]
     if t2 is not None and len(t2):
         from paperlib.papers import lookup
         ref = lookup(PAPER, "Table 2").pivot_table(index="dataset", columns="defence", values="value")
