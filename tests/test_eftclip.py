@@ -199,3 +199,19 @@ def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_f
     (final / "DONE").write_text("x")
     (final / "epoch1.safetensors").write_bytes(b"")
     assert pl.defend(*args, cache=cache, save_epochs=True).path == final
+
+
+def test_segmenter_training_draws_no_progress_bars():
+    """Ultralytics' per-epoch bars are off inside the oracle's quiet block (they filled the executed
+    EftCLIP notebook with thousands of lines), and its logger level is restored afterwards."""
+    import logging
+
+    from ultralytics.utils.tqdm import TQDM
+
+    from paperlib.detect.oracle import _ultralytics_quiet
+    logger = logging.getLogger("ultralytics")
+    before = logger.level
+    with _ultralytics_quiet():
+        assert TQDM(range(3)).disable
+    assert logger.level == before
+    assert not TQDM(range(3)).disable or logger.getEffectiveLevel() > logging.INFO

@@ -19,6 +19,7 @@ the network from its YAML, loads the safetensors weights and hands ultralytics a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -73,6 +74,20 @@ class Oracle(Protocol):
 # ---------------------------------------------------------------------------
 # Training data: exact instance masks -> YOLO segmentation labels
 # ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _ultralytics_quiet():
+    """Ultralytics draws a progress bar per epoch even with ``verbose=False`` (its bars are off
+    only when its logger is above INFO): in an executed notebook that is thousands of lines of
+    output.  Our own log line reports the training instead."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
 def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
     """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
 
@@ -136,15 +151,16 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
         with tempfile.TemporaryDirectory(prefix="paperlib-yolo-") as tmp:
             data_yaml = export_yolo_dataset(split, ids, cfg.val_scenes, Path(tmp) / "data")
             model = YOLO(cfg.model_yaml, task="segment")
-            model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                        workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
-                        amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
-                        name="seg", exist_ok=True, single_cls=True)
-            best = Path(tmp) / "runs" / "seg" / "weights" / "best.pt"
-            trained = YOLO(str(best), task="segment")   # written by this process a moment ago
-            metrics = trained.val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
-                                  device=device, plots=False, verbose=False,
-                                  project=str(Path(tmp) / "runs"), name="val", exist_ok=True)
+            with _ultralytics_quiet():
+                model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                            workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
+                            amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
+                            name="seg", exist_ok=True, single_cls=True)
+                best = Path(tmp) / "runs" / "seg" / "weights" / "best.pt"
+                trained = YOLO(str(best), task="segment")   # written by this process a moment ago
+                metrics = trained.val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
+                                      device=device, plots=False, verbose=False,
+                                      project=str(Path(tmp) / "runs"), name="val", exist_ok=True)
             net = trained.model.float()
             state = {k: v.contiguous() for k, v in net.state_dict().items()}
             save_file(state, str(work / "segmenter.safetensors"))
