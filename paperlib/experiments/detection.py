@@ -232,7 +232,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                                     "samples": summary.get("samples", 0),
                                     # the victim the same poisoned pairs make (not trained here)
                                     "victim_model": victim_model_name(p, base, v, seed),
-                                    "model": model.path.name})
+                                    "model": model.path.name, "device": summary.get("device", "")})
             if p.run_abl:
                 with timer(f"abl_{v.attack}"):
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))

@@ -335,7 +335,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                 **{k: m_eft[k] for k in m_eft if k.startswith(("ca_top", "asr_top"))},
                                 "wall_s": summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
                                 "samples": summary.get("samples", r["curated"] * p.defence.train.epochs),
-                                "victim_model": victim.path.name, "model": r["model"].path.name})
+                                "victim_model": victim.path.name, "model": r["model"].path.name,
+                                "device": summary.get("device", "")})
             runs.append({"attack": attack, "threat_model": "finetune", "oracle": "fastsam", "rule": r["rule"],
                          "seed": seed, "scale": p.scale, "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
                          "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **info})
