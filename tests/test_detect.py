@@ -142,3 +142,29 @@ def test_faulty_seed_replaces_exactly_the_asked_share_with_benign_pairs():
     out = faulty_seed(seed, benign, 0.4, np.random.default_rng(0))
     assert len(out) == 50 and len(set(out.tolist())) == 50
     assert np.isin(out, seed).sum() == 30 and np.isin(out, benign).sum() == 20
+
+
+def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):
+    """Tables 1-2 join victims.csv, the matrix and cfbd.csv; rows of other seeds (the matrix's GPU
+    seeds) must not be averaged into a method whose victim row is one seed."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd
+    (tmp_path / "attacks").mkdir()
+    (tmp_path / "defences").mkdir()
+    (tmp_path / "detection").mkdir()
+    pd.DataFrame([{"attack": "badnet", "scale": "smoke", "threat_model": "finetune", "poison_count": 8, "seed": s,
+                   "ca_top1": 10.0 + s, "asr_top1": 50.0 + s, "base_ca_top1": 20.0, "base_asr_top1": 0.0}
+                  for s in (0, 1)]).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    pd.DataFrame([{"attack": "badnet", "defence": "cleanclip", "scale": "smoke", "seed": s,
+                   "ca_top1": 9.0, "asr_top1": 5.0 + 10 * s} for s in (0, 1, 2)]
+                 ).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    pd.DataFrame([{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": s,
+                   "ca_top1": 11.0, "asr_top1": 1.0 + s} for s in (0, 1)]
+                 ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0]})
+    t = cfbd.tables_ca_asr(p).set_index("method")
+    assert t.loc["cleanclip", "asr_top1_count"] == 1 and t.loc["cleanclip", "asr_top1_mean"] == 5.0
+    assert t.loc["none", "asr_top1_mean"] == 50.0 and t.loc["cfbd", "asr_top1_mean"] == 1.0
+    p2 = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    assert cfbd.tables_ca_asr(p2).set_index("method").loc["cleanclip", "asr_top1_mean"] == 10.0

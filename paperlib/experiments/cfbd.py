@@ -160,14 +160,20 @@ def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
 # Tables 1, 2, 4 from the result files
 # ---------------------------------------------------------------------------
 def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
-    """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's)."""
+    """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's), over the
+    seeds of ``p`` only: the matrix file also holds other seeds (e.g. GPU seeds 1-2), and a method
+    averaged over seeds the victim row does not have would not be comparable with it."""
     from paperlib.papers import lookup
     res = Path(p.results_dir)
     attacks = [v.attack for v in p.victims]
     rows = []
-    vic = pd.read_csv(res / "attacks" / "victims.csv") if (res / "attacks" / "victims.csv").is_file() else pd.DataFrame()
-    mat = pd.read_csv(res / "defences" / "matrix.csv") if (res / "defences" / "matrix.csv").is_file() else pd.DataFrame()
-    det = pd.read_csv(res / "detection" / "cfbd.csv") if (res / "detection" / "cfbd.csv").is_file() else pd.DataFrame()
+
+    def read(path: Path) -> pd.DataFrame:
+        df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        return df[df.seed.isin(list(p.seeds))] if len(df) else df
+    vic = read(res / "attacks" / "victims.csv")
+    mat = read(res / "defences" / "matrix.csv")
+    det = read(res / "detection" / "cfbd.csv")
     for a in attacks:
         v = _victim(p, a)
         if len(vic):
