@@ -40,3 +40,14 @@ def test_every_notebook_has_a_parameters_cell_first():
         assert "parameters" in first["metadata"].get("tags", []), name
         for scale in ("smoke", "embedded", "gpu", "paper"):
             assert (ROOT / "params" / name / f"{scale}.yaml").is_file(), (name, scale)
+
+
+def test_every_notebook_is_valid_nbformat():
+    """Cell ids and the rest of the schema (a cell added by hand without an id makes nbformat warn
+    on every run, and a later nbformat refuse the notebook)."""
+    import nbformat
+    for name in notebooks():
+        raw = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        ids = [c.get("id") for c in raw["cells"]]   # nbformat.read would fill missing ids itself
+        nbformat.validate(nbformat.from_dict(raw))
+        assert all(ids) and len(set(ids)) == len(ids), name
