@@ -250,7 +250,6 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
     return out
 
 
-
 def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
     return {"attack": attack, "defence": defence, "scale": scale, "seed": seed,
             **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
