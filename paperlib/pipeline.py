@@ -161,21 +161,35 @@ def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="
     return _train_artifact(key, model_name, None, pairs, cfg, device, cache, "pretrain clean")
 
 
+# defences that can replace plain CLIP training from scratch (they need neither a victim nor a clean base)
+PRETRAIN_DEFENCES = ("roclip",)
+
+
 def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
                     poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None" = None,
-                    device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
+                    device="auto", cache: ArtifactCache | None = None, defence_id: str | None = None,
+                    defence_cfg=None) -> ModelArtifact:
     """A victim of the pre-training threat model: CLIP trained from scratch on the CC3M analogue
     with ``poison_count`` of its pairs poisoned (EftCLIP; CFBD's training-time setting).
 
     ``trigger_base``: the clean model that fitted triggers (TrojanNN, BadCLIP) are fitted on;
-    needed only for those attacks.
+    needed only for those attacks.  ``defence_id``: train the same poisoned set from scratch
+    under a training-time defence instead of the plain CLIP loss (RoCLIP, whose memory bank holds
+    the poisoned set's own captions; one of :data:`PRETRAIN_DEFENCES`).  Without it the key is the
+    undefended victim's.
     """
     cache = cache or ArtifactCache()
     device = resolve_device(device)
+    if defence_id is not None and defence_id not in PRETRAIN_DEFENCES:
+        raise ValueError(f"defence {defence_id!r} cannot train from scratch; valid: {', '.join(PRETRAIN_DEFENCES)}")
     key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
            "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
            "train": cfg.key(device.type), "seed": seed, "split": split_params("cc3m_analog", data),
            "trigger_base": trigger_base.key_params if trigger_base is not None else None}
+    if defence_id is not None:
+        from paperlib.defences import defence_config_class
+        defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
+        key.update(defence=defence_id, defence_cfg=asdict(defence_cfg))
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
@@ -188,8 +202,18 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     ps = poisoned_pairs(split, tokens, np.arange(len(split)), attack, target, poison_count, seed, model_name)
     if device.type == "cuda":
         ps.pairs.to_device(device)
-    return _train_artifact(key, model_name, None, ps.pairs, cfg, device, cache,
-                           f"pretrain poisoned {attack_id} x{poison_count}")
+    terms, transforms, info = None, (), None
+    if defence_id is not None:
+        from paperlib.defences import DefenceContext, plan
+        from paperlib.models import get_tokenizer
+        ctx = DefenceContext(model_name=model_name, tokenizer=get_tokenizer(model_name), device=device,
+                             pairs=ps.pairs, steps_per_epoch=ps.pairs.steps_per_epoch(cfg.batch_size), seed=seed,
+                             cache=cache)
+        dp = plan(defence_id, defence_cfg, ctx)
+        terms, transforms, info = dp.terms, dp.transforms, {"defence_info": dp.info}
+    what = f"pretrain poisoned {attack_id} x{poison_count}" + (f" under {defence_id}" if defence_id else "")
+    return _train_artifact(key, model_name, None, ps.pairs, cfg, device, cache, what,
+                           terms=terms, transforms=transforms, info=info)
 
 
 @dataclass(frozen=True)

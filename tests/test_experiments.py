@@ -241,3 +241,37 @@ def test_matrix_drops_rows_fine_tuned_at_another_budget(tmp_path):
         ("sig", "none", "embedded")]
     assert drop_other_budgets(path, "embedded", ["ft", "cleanclip"], 3e-5) == 0
     assert drop_other_budgets(tmp_path / "absent.csv", "embedded", ["ft"], 3e-5) == 0
+
+
+def test_smoke_roclip_from_scratch_on_the_poisoned_set(tmp_path, monkeypatch):
+    """RoCLIP as a training-time defence: the pre-training victim's own poisoned pairs trained from
+    scratch again under RoCLIP's loss, beside the victim, in results/defences/pretrain.csv."""
+    from paperlib import pipeline as pl
+    from paperlib.experiments import pretrain_defences
+    from paperlib.experiments.common import clean_base, pretrain_victim
+    from paperlib.experiments.defences import load
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    # the smoke pre-training is one epoch: nearest-neighbour captions from its first epoch on
+    p = load(ROOT / "params" / "defences" / "smoke.yaml", {"results_dir": str(tmp_path / "out"),
+                                                            "defence.settings": {"roclip": {"break_epoch": 1}}})
+    t = pretrain_defences.run(p, log=lambda *a: None)
+    assert list(t.columns[:len(pretrain_defences.PRETRAIN_COLUMNS)]) == list(pretrain_defences.PRETRAIN_COLUMNS)
+    assert sorted(t.defence) == ["none", "roclip"] and (t.threat_model == "pretrain").all()
+    none, ro = t.set_index("defence").loc["none"], t.set_index("defence").loc["roclip"]
+    # the undefended row is the attack suite's victim (same cache key as without a defence)
+    victim = pretrain_victim(p, clean_base(p), p.pretrain_victims[0], 0)
+    assert none.model == none.victim_model == ro.victim_model == victim.path.name
+    assert ro.model != none.model and ro.samples == none.samples > 0
+    from safetensors.torch import load_file
+    w_none = load_file(str(tmp_path / "cache" / "model" / none.model / "model.safetensors"))
+    w_ro = load_file(str(tmp_path / "cache" / "model" / ro.model / "model.safetensors"))
+    assert any(not (w_none[k] == w_ro[k]).all() for k in w_none), "RoCLIP trained the same model as plain CLIP"
+    assert t[[c for c in t.columns if c.startswith(("ca_", "asr_"))]].apply(lambda s: s.between(0, 100)).all().all()
+    # a defence that needs a victim or a clean base cannot train from scratch: refused, valid ones named
+    v = p.pretrain_victims[0]
+    with pytest.raises(ValueError, match="roclip"):
+        pl.poison_pretrain(p.data, p.model, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                           p.pretrain, 0, device="cpu", defence_id="abd")
+    # parameters: only training-time defences are accepted
+    with pytest.raises(ParamError, match="pretrain_defences"):
+        load(ROOT / "params" / "defences" / "smoke.yaml", {"pretrain_defences": ["cleanclip"]})

@@ -23,6 +23,7 @@ from paperlib.config import SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.defences import REGISTRY as DEFENCES
 from paperlib.defences import defence_config_class
+from paperlib.experiments.attacks import PretrainVictimConfig
 from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.train.loop import TrainConfig
@@ -115,6 +116,13 @@ class DefenceMatrixParams:
                                                   "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="the victims (fine-tuning threat model), one per attack")
     defence: DefenceSettings = param(default_factory=DefenceSettings)
+    pretrain_victims: tuple[PretrainVictimConfig, ...] = param(
+        (), doc="victims of the pre-training threat model (trained from scratch on the poisoned CC3M "
+                "analogue) that the training-time defences are compared on "
+                "(paperlib.experiments.pretrain_defences)")
+    pretrain_defences: tuple[str, ...] = param(("roclip",), choices=("roclip",),
+                                               doc="defences trained from scratch on each pre-training "
+                                                   "victim's poisoned set, with its settings in defence.settings")
     eval: EvalConfig = param(default_factory=EvalConfig)
     results_dir: str = param("results", doc="where CSV files and figures go")
     reuse_rows: bool = param(True, doc="take a victim's rows (and its defended models' rows) from "
