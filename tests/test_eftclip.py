@@ -201,17 +201,26 @@ def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_f
     assert pl.defend(*args, cache=cache, save_epochs=True).path == final
 
 
-def test_segmenter_training_draws_no_progress_bars():
-    """Ultralytics' per-epoch bars are off inside the oracle's quiet block (they filled the executed
-    EftCLIP notebook with thousands of lines), and its logger level is restored afterwards."""
+def test_segmenter_training_bars_follow_the_progress_switch(monkeypatch):
+    """Ultralytics' per-epoch bars are off inside the oracle's quiet block when paperlib's bars are
+    off (they filled the executed EftCLIP notebook with thousands of lines), shown when they are
+    on, and its logger level is restored afterwards."""
     import logging
 
     from ultralytics.utils.tqdm import TQDM
 
     from paperlib.detect.oracle import _ultralytics_quiet
+    from paperlib.progress import ENV
     logger = logging.getLogger("ultralytics")
     before = logger.level
-    with _ultralytics_quiet():
-        assert TQDM(range(3)).disable
-    assert logger.level == before
-    assert not TQDM(range(3)).disable or logger.getEffectiveLevel() > logging.INFO
+    try:
+        logger.setLevel(logging.INFO)          # ultralytics' own default: bars on
+        monkeypatch.setenv(ENV, "0")
+        with _ultralytics_quiet():
+            assert TQDM(range(3)).disable
+        assert logger.level == logging.INFO and not TQDM(range(3)).disable
+        monkeypatch.setenv(ENV, "1")
+        with _ultralytics_quiet():
+            assert not TQDM(range(3)).disable
+    finally:
+        logger.setLevel(before)

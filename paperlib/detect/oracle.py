@@ -79,14 +79,18 @@ class Oracle(Protocol):
 def _ultralytics_quiet():
     """Ultralytics draws a progress bar per epoch even with ``verbose=False`` (its bars are off
     only when its logger is above INFO): in an executed notebook that is thousands of lines of
-    output.  Our own log line reports the training instead."""
+    output.  Its bars follow paperlib's switch (:mod:`paperlib.progress`): off in batch execution,
+    where our own log line reports the training instead; shown in a terminal."""
+    from paperlib.progress import enabled
     logger = logging.getLogger("ultralytics")
     level = logger.level
-    logger.setLevel(logging.WARNING)
+    if not enabled():
+        logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
         logger.setLevel(level)
+
 
 def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
     """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
