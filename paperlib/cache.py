@@ -134,3 +134,112 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     with open(tmp, "w") as fh:
         json.dump(obj, fh, indent=1, sort_keys=True, default=str)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# Moving artifacts between machines (a victim trained on the 2 cores, defended on a lent GPU)
+# ---------------------------------------------------------------------------
+# files an imported artifact may not hold: pickles run code when loaded
+UNSAFE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+
+
+class ArtifactError(ValueError):
+    """An artifact that cannot be exported or imported (named, with the reason)."""
+
+
+def check_artifact(kind: str, path: Path) -> dict:
+    """The metadata of a complete artifact directory, after checking that its name is the key
+    its own ``params.json`` hashes to under this code's version of ``kind`` and that it holds no
+    pickle.  An artifact copied from elsewhere is trusted only this far: its weights are loaded as
+    safetensors, never unpickled."""
+    path = Path(path)
+    if not (path / "DONE").is_file() or not (path / "params.json").is_file():
+        raise ArtifactError(f"{path}: not a complete artifact (needs DONE and params.json)")
+    meta = json.loads((path / "params.json").read_text())
+    if meta.get("kind") != kind:
+        raise ArtifactError(f"{path}: params.json says kind {meta.get('kind')!r}, the folder is under {kind!r}")
+    if meta.get("code_version", 0) != CODE_VERSIONS.get(kind, 0):
+        raise ArtifactError(f"{path}: built by code version {meta.get('code_version')} of {kind!r}; "
+                            f"this code is version {CODE_VERSIONS.get(kind, 0)}")
+    expected = artifact_key(kind, meta.get("params"))
+    if path.name != expected:
+        raise ArtifactError(f"{path}: its params.json hashes to {expected}, not to its name {path.name}")
+    unsafe = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.suffix.lower() in UNSAFE_SUFFIXES)
+    if unsafe:
+        raise ArtifactError(f"{path}: holds pickle files {unsafe}; artifacts keep weights as safetensors")
+    return meta
+
+
+def _copy_tree_atomic(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + f".copy{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    os.replace(tmp, dest)
+
+
+def export_artifacts(cache: ArtifactCache, kind: str, keys, dest: str | Path) -> list[Path]:
+    """Copy complete artifacts ``<cache>/<kind>/<key>`` to ``dest/<kind>/<key>`` (a folder laid
+    out like a cache, e.g. to carry to another machine)."""
+    out = []
+    for key in keys:
+        src = cache.root / kind / key
+        check_artifact(kind, src)
+        target = Path(dest) / kind / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            _copy_tree_atomic(src, target)
+        out.append(target)
+    return out
+
+
+def import_artifacts(cache: ArtifactCache, src: str | Path) -> list[Path]:
+    """Copy every artifact of a folder laid out like a cache (``src/<kind>/<key>``) into
+    ``cache``, each checked by :func:`check_artifact` first (nothing is copied if one fails).
+    Artifacts the cache already has are left as they are."""
+    found = [d for k in sorted(Path(src).iterdir()) if k.is_dir() for d in sorted(k.iterdir()) if d.is_dir()]
+    if not found:
+        raise ArtifactError(f"{src}: no <kind>/<key> artifact folders")
+    for d in found:
+        check_artifact(d.parent.name, d)
+    out = []
+    for d in found:
+        target = cache.root / d.parent.name / d.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not (target / "DONE").is_file():
+            if target.exists():
+                shutil.rmtree(target)
+            _copy_tree_atomic(d, target)
+        out.append(target)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m paperlib.cache export KIND KEY... --to DIR`` | ``python -m paperlib.cache import DIR``
+
+    Carry cached artifacts (victims, defended models) between machines: export writes a folder laid
+    out like the cache; import checks each artifact's key against its parameters, refuses pickles,
+    and copies it into this machine's cache (``$PAPERLIB_CACHE`` or ``.cache/paperlib``)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="copy artifacts out of the cache")
+    e.add_argument("kind")
+    e.add_argument("keys", nargs="+")
+    e.add_argument("--to", required=True, help="destination folder")
+    i = sub.add_parser("import", help="copy checked artifacts into the cache")
+    i.add_argument("src", help="a folder laid out like a cache (<kind>/<key>/)")
+    a = ap.parse_args(argv)
+    cache = ArtifactCache()
+    try:
+        done = (export_artifacts(cache, a.kind, a.keys, a.to) if a.cmd == "export"
+                else import_artifacts(cache, a.src))
+    except ArtifactError as err:
+        raise SystemExit(f"error: {err}")
+    for p in done:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -90,3 +90,47 @@ def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     v = rows[("model", "poison_finetune")]
     assert (v["artifacts"], v["total_seconds"], v["median_seconds"], v["samples"], v["resumed"]) == (2, 900.0, 450.0, 200, 1)
     assert rows[("eval", "")]["samples"] == 0 and rows[("model", "clean_pretrain")]["precision"] == "fp32"
+
+
+def test_artifacts_carried_to_another_cache_are_checked(tmp_path, monkeypatch):
+    """Export / import between caches: a complete artifact arrives intact; one whose name is not
+    its parameters' key, or that holds a pickle, is refused with the reason, and nothing is copied."""
+    import json
+
+    import pytest
+
+    from paperlib.cache import ArtifactCache, ArtifactError, export_artifacts, import_artifacts, main
+
+    here, there = ArtifactCache(tmp_path / "here"), ArtifactCache(tmp_path / "there")
+    path = here.get_or_build("model", {"a": 1}, lambda w: (w / "model.safetensors").write_bytes(b"w"))
+    export_artifacts(here, "model", [path.name], tmp_path / "carry")
+    (got,) = import_artifacts(there, tmp_path / "carry")
+    assert got == there.path("model", {"a": 1}) and there.exists("model", {"a": 1})
+    assert (got / "model.safetensors").read_bytes() == b"w"
+    # a renamed artifact (its parameters say otherwise) is refused, and so is the whole import
+    bad = tmp_path / "bad"
+    export_artifacts(here, "model", [path.name], bad)
+    (bad / "model" / path.name).rename(bad / "model" / ("0" * 20))
+    other = ArtifactCache(tmp_path / "other")
+    with pytest.raises(ArtifactError, match="hashes to"):
+        import_artifacts(other, bad)
+    assert not (tmp_path / "other").exists()
+    # a pickle inside is refused
+    evil = tmp_path / "evil"
+    export_artifacts(here, "model", [path.name], evil)
+    (evil / "model" / path.name / "weights.pt").write_bytes(b"\x80")
+    with pytest.raises(ArtifactError, match="pickle"):
+        import_artifacts(other, evil)
+    # tampered parameters (the key no longer matches), and an incomplete build, are refused too
+    meta = json.loads((evil / "model" / path.name / "params.json").read_text())
+    meta["params"]["a"] = 2
+    (evil / "model" / path.name / "weights.pt").unlink()
+    (evil / "model" / path.name / "params.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="hashes to"):
+        import_artifacts(other, evil)
+    with pytest.raises(ArtifactError, match="not a complete artifact"):
+        export_artifacts(here, "model", ["f" * 20], tmp_path / "x")
+    # the command line names the problem instead of a traceback
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cli"))
+    with pytest.raises(SystemExit, match="error: .*pickle|error: .*hashes"):
+        main(["import", str(evil)])
