@@ -164,6 +164,9 @@ def check_artifact(kind: str, path: Path) -> dict:
     expected = artifact_key(kind, meta.get("params"))
     if path.name != expected:
         raise ArtifactError(f"{path}: its params.json hashes to {expected}, not to its name {path.name}")
+    links = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_symlink())
+    if links:
+        raise ArtifactError(f"{path}: holds symbolic links {links}; an artifact is plain files")
     unsafe = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.suffix.lower() in UNSAFE_SUFFIXES)
     if unsafe:
         raise ArtifactError(f"{path}: holds pickle files {unsafe}; artifacts keep weights as safetensors")
@@ -174,8 +177,12 @@ def _copy_tree_atomic(src: Path, dest: Path) -> None:
     tmp = dest.with_name(dest.name + f".copy{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    os.replace(tmp, dest)
+    try:
+        shutil.copytree(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_artifacts(cache: ArtifactCache, kind: str, keys, dest: str | Path) -> list[Path]:

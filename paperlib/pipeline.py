@@ -176,7 +176,9 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     needed only for those attacks.  ``defence_id``: train the same poisoned set from scratch
     under a training-time defence instead of the plain CLIP loss (RoCLIP, whose memory bank holds
     the poisoned set's own captions; one of :data:`PRETRAIN_DEFENCES`).  Without it the key is the
-    undefended victim's.
+    undefended victim's.  A defence's state that lives in its loss term (RoCLIP's memory bank) is
+    not part of the loop's checkpoints: a resumed run refills the bank from its next batches (8 at
+    the embedded scale) and so differs slightly from an uninterrupted one.
     """
     cache = cache or ArtifactCache()
     device = resolve_device(device)
@@ -189,7 +191,7 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
-        key.update(defence=defence_id, defence_cfg=asdict(defence_cfg))
+        key.update(role="pretrain_defence", defence=defence_id, defence_cfg=asdict(defence_cfg))
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)

@@ -134,3 +134,18 @@ def test_artifacts_carried_to_another_cache_are_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cli"))
     with pytest.raises(SystemExit, match="error: .*pickle|error: .*hashes"):
         main(["import", str(evil)])
+
+
+def test_artifacts_with_links_are_refused(tmp_path):
+    """A symbolic link could carry a pickle (or any file of the machine) past the suffix check."""
+    import pytest
+
+    from paperlib.cache import ArtifactCache, ArtifactError, export_artifacts, import_artifacts
+    here = ArtifactCache(tmp_path / "here")
+    path = here.get_or_build("model", {"a": 1}, lambda w: (w / "model.safetensors").write_bytes(b"w"))
+    export_artifacts(here, "model", [path.name], tmp_path / "carry")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "carry" / "model" / path.name / "extra").symlink_to(tmp_path / "outside")
+    with pytest.raises(ArtifactError, match="symbolic links"):
+        import_artifacts(ArtifactCache(tmp_path / "there"), tmp_path / "carry")
+    assert not (tmp_path / "there").exists()

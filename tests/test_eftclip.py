@@ -211,6 +211,7 @@ def test_segmenter_training_bars_follow_the_progress_switch(monkeypatch):
 
     from paperlib.detect.oracle import _ultralytics_quiet
     from paperlib.progress import ENV
+    monkeypatch.setattr("ultralytics.utils.VERBOSE", True)   # YOLO_VERBOSE=False would hide them anyway
     logger = logging.getLogger("ultralytics")
     before = logger.level
     try:

@@ -166,6 +166,10 @@ def test_embedded_experiments_reuse_the_attack_suites_victims(name):
     assert victims, f"{name} names no victims"
     for v in victims:
         assert asdict(v) == suite[v.attack], (name, v.attack)
+    # victims of the pre-training threat model too (the defence matrix's RoCLIP-from-scratch rows)
+    pre = {v.attack: asdict(v) for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").pretrain_victims}
+    for v in getattr(p, "pretrain_victims", ()):
+        assert asdict(v) == pre[v.attack], (name, "pretrain", v.attack)
 
 
 def test_matrix_drops_rows_measured_on_another_victim(tmp_path):
@@ -260,6 +264,7 @@ def test_smoke_roclip_from_scratch_on_the_poisoned_set(tmp_path, monkeypatch):
     none, ro = t.set_index("defence").loc["none"], t.set_index("defence").loc["roclip"]
     # the undefended row is the attack suite's victim (same cache key as without a defence)
     victim = pretrain_victim(p, clean_base(p), p.pretrain_victims[0], 0)
+    assert victim.key_params["role"] == "poison_pretrain" and "defence" not in victim.key_params
     assert none.model == none.victim_model == ro.victim_model == victim.path.name
     assert ro.model != none.model and ro.samples == none.samples > 0
     from safetensors.torch import load_file
@@ -275,3 +280,5 @@ def test_smoke_roclip_from_scratch_on_the_poisoned_set(tmp_path, monkeypatch):
     # parameters: only training-time defences are accepted
     with pytest.raises(ParamError, match="pretrain_defences"):
         load(ROOT / "params" / "defences" / "smoke.yaml", {"pretrain_defences": ["cleanclip"]})
+    with pytest.raises(ParamError, match="pretrain_victims: one victim per attack"):
+        load(ROOT / "params" / "defences" / "smoke.yaml", {"pretrain_victims": [{"attack": "badnet"}] * 2})

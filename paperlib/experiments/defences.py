@@ -146,6 +146,9 @@ class DefenceMatrixParams:
         seen = [v.attack for v in self.victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"victims: one victim per attack, got {seen}")
+        seen = [v.attack for v in self.pretrain_victims]
+        if len(set(seen)) != len(seen):
+            raise ParamError(f"pretrain_victims: one victim per attack, got {seen}")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DefenceMatrixParams:

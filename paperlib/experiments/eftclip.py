@@ -61,7 +61,8 @@ class DetectionSweep:
 
 @dataclass(frozen=True)
 class EftCLIPParams(DefenceMatrixParams):
-    pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="victims poisoned in pre-training (Tables 3, 6)")
+    pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="victims poisoned in pre-training (Table 3; BadNet's also Table 4, "
+                                                                   "against RoCLIP trained from scratch)")
     eftclip: EftCLIPConfig = param(default_factory=EftCLIPConfig, doc="EftCLIP's detection and curation settings")
     segmenter: SegmenterConfig = param(default_factory=SegmenterConfig, doc="the FastSAM-analogue oracle's training")
     detection: DetectionSweep = param(default_factory=DetectionSweep)
@@ -307,7 +308,7 @@ def _cifar_top1(p, model) -> float:
 def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> dict[str, pd.DataFrame]:
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
-    from paperlib.experiments.common import victim_metrics
+    from paperlib.experiments.common import pretrain_victim, victim_metrics
     from paperlib.experiments.defences import MATRIX_COLUMNS
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
@@ -356,15 +357,19 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             if attack == "badnet":
                 cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", attack),
                                p.defence.clean_scenes, p.defence.train, seed, device=p.device)
-                ro = pl.defend(victim, p.data, "roclip", p.defence.config("roclip", attack),
-                               p.defence.clean_scenes, p.defence.train, seed, device=p.device)
-                m_cc, m_ro = victim_metrics(p, cc, atk, v), victim_metrics(p, ro, atk, v)
+                m_cc = victim_metrics(p, cc, atk, v)
                 for label, model, m in (("clean", wb.base, m_base), ("none", victim, m_victim),
                                         ("cleanclip", cc, m_cc), ("eftclip", r["model"], m_eft)):
                     add("Table 2", attack, label, m, seed, {"finetune_set": _set_size(p, label, r)})
-                for label, model, m in (("none", victim, m_victim), ("roclip", ro, m_ro), ("eftclip", r["model"], m_eft)):
-                    add("Table 4", attack, label, m, seed, {"cifar_ca_top1": _cifar_top1(p, model),
-                                                            "finetune_set": _set_size(p, label, r)})
+                if not _table4_pretrain(p):   # without a pre-training victim: RoCLIP as fine-tuning
+                    ro = pl.defend(victim, p.data, "roclip", p.defence.config("roclip", attack),
+                                   p.defence.clean_scenes, p.defence.train, seed, device=p.device)
+                    m_ro = victim_metrics(p, ro, atk, v)
+                    for label, model, m in (("none", victim, m_victim), ("roclip", ro, m_ro),
+                                            ("eftclip", r["model"], m_eft)):
+                        add("Table 4", attack, label, m, seed, {"cifar_ca_top1": _cifar_top1(p, model),
+                                                                "finetune_set": _set_size(p, label, r),
+                                                                "threat_model": "finetune"})
                 add("Table 6", attack, "clean", m_base, seed)
                 add("Table 6", attack, "none", m_victim, seed)
                 add("Table 6", attack, "eftclip_fastsam", m_eft, seed, info)
@@ -382,9 +387,22 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             victim, atk, v = r["victim"], r["attack"], r["v"]
             cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
                            p.defence.clean_scenes, p.defence.train, seed, device=p.device)
-            for label, model in (("clean", wb.base), ("none", victim), ("cleanclip", cc), ("eftclip", r["model"])):
-                add("Table 3", pv.attack, label, victim_metrics(p, model, atk, v), seed,
-                    {"finetune_set": _set_size(p, label, r)})
+            measured = {label: victim_metrics(p, model, atk, v)
+                        for label, model in (("clean", wb.base), ("none", victim), ("cleanclip", cc), ("eftclip", r["model"]))}
+            for label, m in measured.items():
+                add("Table 3", pv.attack, label, m, seed, {"finetune_set": _set_size(p, label, r)})
+            if _table4_pretrain(p) == pv.attack:
+                # EftCLIP's Table 4: RoCLIP retrained from scratch on the whole poisoned set (the
+                # paper's 1M pairs), against EftCLIP fine-tuning the poisoned model on a curated set
+                ro = pretrain_victim(p, wb.base, v, seed, atk, defence_id="roclip",
+                                     defence_cfg=p.defence.config("roclip", pv.attack))
+                for label, model, m in (("none", victim, measured["none"]),
+                                        ("roclip", ro, victim_metrics(p, ro, atk, v)),
+                                        ("eftclip", r["model"], measured["eftclip"])):
+                    add("Table 4", pv.attack, label, m, seed,
+                        {"cifar_ca_top1": _cifar_top1(p, model), "threat_model": "pretrain",
+                         "finetune_set": len(pl.get_split("cc3m_analog", p.data)) if label == "roclip"
+                         else _set_size(p, label, r)})
             runs.append({"attack": pv.attack, "threat_model": "pretrain", "oracle": "fastsam", "rule": r["rule"],
                          "n_affected": r["n_affected"], "seed": seed,
                          "scale": p.scale, "k_top": " ".join(r["k_top"]), "curated": r["curated"],
@@ -394,6 +412,12 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, ("table", "attack", "model", "scale", "seed"))
     found = upsert_csv(out_dir / PAPER / "curation.csv", runs, ("attack", "threat_model", "oracle", "rule", "scale", "seed"))
     return {"tables": tidy, "curation": found}
+
+
+def _table4_pretrain(p) -> str | None:
+    """The pre-training victim Table 4 compares RoCLIP on (BadNet's, as the paper's), or None:
+    then Table 4 is the fine-tuning victim's, with RoCLIP as fine-tuning."""
+    return next((pv.attack for pv in p.pretrain_victims if pv.attack == "badnet"), None)
 
 
 def _set_size(p, label, r) -> int:
@@ -422,6 +446,8 @@ def beside_paper_table(tables: pd.DataFrame, table: str, scale: str) -> pd.DataF
     if "curated" in t or "finetune_set" in t:
         size_col = "finetune_set" if "finetune_set" in t else "curated"
         out["finetune_set"] = g[size_col].first().values
+    if "threat_model" in t and t["threat_model"].notna().any():
+        out["threat_model"] = g["threat_model"].first().values
     ref = lookup(PAPER, table)
     for metric, dataset, col in (("ca", "imagenet", "ca_top1"), ("asr", "imagenet", "asr_top1"),
                                  ("ca", "cifar10", "cifar_ca_top1")):
