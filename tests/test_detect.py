@@ -168,3 +168,25 @@ def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):
     assert t.loc["none", "asr_top1_mean"] == 50.0 and t.loc["cfbd", "asr_top1_mean"] == 1.0
     p2 = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
     assert cfbd.tables_ca_asr(p2).set_index("method").loc["cleanclip", "asr_top1_mean"] == 10.0
+
+
+def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
+    """LC's column of CFBD's Tables 1-2 is at the paper's 0.05% poison rate, not 3,000 pairs: its
+    paper values must still stand beside ours (they were missing)."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd
+    for d in ("attacks", "defences", "detection"):
+        (tmp_path / d).mkdir()
+    pd.DataFrame([{"attack": "lc", "scale": "embedded", "threat_model": "finetune", "poison_count": 50, "seed": 0,
+                   "ca_top1": 16.0, "asr_top1": 48.0, "base_ca_top1": 16.8, "base_asr_top1": 0.1}]
+                 ).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    pd.DataFrame([{"attack": "lc", "defence": "roclip", "scale": "embedded", "seed": 0, "ca_top1": 15.0,
+                   "asr_top1": 35.0}]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    pd.DataFrame([{"attack": "lc", "poison_count": 50, "stage": "fine", "scale": "embedded", "seed": 0,
+                   "ca_top1": 16.5, "asr_top1": 46.0}]).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
+    p = cfbd.load("params/cfbd/embedded.yaml", {"results_dir": str(tmp_path)})
+    lc = cfbd.tables_ca_asr(p).set_index("method")
+    assert lc.loc["none", "asr_top1_paper"] == 83.58 and lc.loc["cfbd", "asr_top1_paper"] == 0.84
+    assert lc.loc["cfbd", "ca_top1_paper"] == 55.11 and lc.loc["roclip", "ca_top1_paper"] == 42.09
+    assert lc.loc["clean", "ca_top1_paper"] == 59.69

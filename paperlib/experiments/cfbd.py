@@ -202,7 +202,10 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
 
     def paper(refdf, a, m):
         theirs = METHODS.get(m)
-        sel = refdf[(refdf.attack == a) & (refdf.defence == theirs) & refdf.setting.str.contains("n_poison=3000")]
+        sel = refdf[(refdf.attack == a) & (refdf.defence == theirs)]
+        # the paper's 3,000 poisoned pairs; the label-consistent column is at its own 0.05% rate
+        at_3000 = sel[sel.setting.str.contains("n_poison=3000")]
+        sel = at_3000 if len(at_3000) else sel
         if theirs == "cfbd":
             stage = "stage=coarse;" if m == "cfbd_coarse" else "stage=coarse_to_fine"
             sel = sel[sel.setting.str.contains(stage, regex=False)]
