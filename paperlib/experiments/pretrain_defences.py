@@ -65,12 +65,12 @@ def run(p: DefenceMatrixParams, log=print) -> pd.DataFrame:
 
 
 def _row(p, v, seed: int, defence: str, m: dict, victim, model) -> dict:
+    """The defence matrix's row (metrics, wall time, samples, provenance) plus the threat model."""
+    from paperlib.experiments.defences import _provenance
+    from paperlib.experiments.defences import _row as matrix_row
     s = model.summary or {}
-    return {"attack": v.attack, "threat_model": "pretrain", "defence": defence, "scale": p.scale, "seed": seed,
-            "poison_count": v.poison.poison_count,
-            **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
-            "wall_s": s.get("seconds", 0.0), "samples": s.get("samples", 0),
-            "victim_model": victim.path.name, "model": model.path.name, "device": s.get("device", "")}
+    return {**matrix_row(v.attack, defence, p.scale, seed, m, s.get("seconds", 0.0), s.get("samples", 0)),
+            "threat_model": "pretrain", "poison_count": v.poison.poison_count, **_provenance(victim, model)}
 
 
 def main(argv=None) -> int:
