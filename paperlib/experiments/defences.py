@@ -192,7 +192,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
             drop_other_victims(results / "defences" / "matrix.csv", v.attack, p.scale, seed, victim.path.name)
-            rows.append({**_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **_provenance(victim, victim)})
+            rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim)})
             victim_row = rows[-1]
             for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
                 with timer(f"defence_{label}"):
@@ -203,8 +203,8 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
-                rows.append({**_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
-                             **_provenance(victim, model), "lr": p.defence.train.lr})
+                rows.append({**matrix_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
+                             **provenance(victim, model), "lr": p.defence.train.lr})
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
@@ -261,7 +261,8 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
     return out
 
 
-def _row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
+def matrix_row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
+    """One measurement in the matrix's columns (MATRIX_COLUMNS): CA / ASR top-1/3/5/10 of ``m``, wall time, samples."""
     return {"attack": attack, "defence": defence, "scale": scale, "seed": seed,
             **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
             "wall_s": wall, "samples": samples}
@@ -307,10 +308,10 @@ def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_sc
             **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
             "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
             "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
-            **_provenance(victim, model)}
+            **provenance(victim, model)}
 
 
-def _provenance(victim, model) -> dict:
+def provenance(victim, model) -> dict:
     """Cache keys of the victim a row defends and of the model it measured: rows from an older
     victim (other trigger settings, or a bf16 base made on another machine) stay recognisable."""
     return {"victim_model": victim.path.name, "model": model.path.name,

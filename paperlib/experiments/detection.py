@@ -183,6 +183,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.experiments.common import clean_base, victim_attack, victim_metrics, victim_model_name
+    from paperlib.experiments.defences import matrix_row
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -224,12 +225,11 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                                           desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
                 row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
-                summary = model.summary or {}
-                matrix_rows.append({"attack": v.attack, "defence": "cfbd" if stage == "fine" else "cfbd_coarse",
-                                    "scale": p.scale, "seed": seed,
-                                    **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))},
-                                    "wall_s": summary.get("seconds", 0.0) + timer.sections.get(f"detect_{v.attack}", 0.0),
-                                    "samples": summary.get("samples", 0),
+                summary = model.summary
+                matrix_rows.append({**matrix_row(v.attack, "cfbd" if stage == "fine" else "cfbd_coarse", p.scale,
+                                                 seed, m, summary.get("seconds", 0.0)
+                                                 + timer.sections.get(f"detect_{v.attack}", 0.0),
+                                                 summary.get("samples", 0)),
                                     # the victim the same poisoned pairs make (not trained here)
                                     "victim_model": victim_model_name(p, base, v, seed),
                                     "model": model.path.name, "device": summary.get("device", "")})

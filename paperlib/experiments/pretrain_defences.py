@@ -66,11 +66,10 @@ def run(p: DefenceMatrixParams, log=print) -> pd.DataFrame:
 
 def _row(p, v, seed: int, defence: str, m: dict, victim, model) -> dict:
     """The defence matrix's row (metrics, wall time, samples, provenance) plus the threat model."""
-    from paperlib.experiments.defences import _provenance
-    from paperlib.experiments.defences import _row as matrix_row
+    from paperlib.experiments.defences import matrix_row, provenance
     s = model.summary or {}
     return {**matrix_row(v.attack, defence, p.scale, seed, m, s.get("seconds", 0.0), s.get("samples", 0)),
-            "threat_model": "pretrain", "poison_count": v.poison.poison_count, **_provenance(victim, model)}
+            "threat_model": "pretrain", "poison_count": v.poison.poison_count, **provenance(victim, model)}
 
 
 def main(argv=None) -> int:
