@@ -225,3 +225,51 @@ def test_segmenter_training_bars_follow_the_progress_switch(monkeypatch):
             assert not TQDM(range(3)).disable
     finally:
         logger.setLevel(before)
+
+
+# --- the detection sweep's cache ------------------------------------------------------------------
+def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path, monkeypatch):
+    """Re-executing the notebook reads a seed's sweep from the cache; changing a swept value or
+    the victim runs it again; the rows carry scale and seed."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_sweep(p, wb, victim, atk, target, seed, log_fn):
+        calls.append((victim.path.name, seed, tuple(p.detection.thetas)))
+        return pd.DataFrame([{"dataset": "cc3m_analog", "n_backdoor": 5, "rho": 4, "mu": "random", "theta": t,
+                              "tau": 5, "oracle": "exact", "detection_rate": 50.0, "false_alarm_rate": 0.0,
+                              "k_size": 1, "target_rank": 1, "victim": "badnet_finetune"}
+                             for t in p.detection.thetas])
+
+    class FakeBench:
+        base = SimpleNamespace(path=Path("base0"))
+        victim_name = "victimA"
+
+        def victim(self, attack, seed, threat):
+            return (SimpleNamespace(path=Path(f"{self.victim_name}_{seed}")), None,
+                    SimpleNamespace(poison=SimpleNamespace(target="banana")))
+
+        def segmenter(self):
+            return Path("segmenter0")
+
+    monkeypatch.setattr(ex, "_sweep_one_seed", fake_sweep)
+    over = {"results_dir": str(tmp_path / "results"), "seeds": [0, 1]}
+    p = ex.load("params/eftclip/smoke.yaml", over)
+    wb = FakeBench()
+    first = ex.detection_sweep(p, wb)
+    assert len(calls) == 2 and sorted(first.seed.unique()) == [0, 1] and set(first.scale) == {p.scale}
+    again = ex.detection_sweep(p, wb)
+    assert len(calls) == 2                                  # both seeds read from the cache
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), again.reset_index(drop=True))
+    ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "detection.thetas": [0.4, 0.66]}), wb)
+    assert len(calls) == 4 and calls[-1][2] == (0.4, 0.66)  # another sweep: run again
+    wb.victim_name = "victimB"
+    ex.detection_sweep(p, wb)
+    assert len(calls) == 6                                  # another victim: run again

@@ -177,55 +177,88 @@ class Workbench:
 # Detection (Table 1, Figs. 3, 4) and the oracles (Fig. 6, oracle.csv)
 # ---------------------------------------------------------------------------
 def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> pd.DataFrame:
-    """Detection rate of Algorithm 1 over the sweep; rows into ``results/detection/eftclip.csv``."""
+    """Detection rate of Algorithm 1 over the sweep; rows into ``results/detection/eftclip.csv``.
+
+    Each seed's rows are an ``eval`` artifact of the cache (``detection_key`` names everything they
+    depend on), so re-executing the notebook reads them instead of running the oracle again.
+    """
     from paperlib import pipeline as pl
-    from paperlib.detect.eftclip import identify_affected_labels, triggered
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
+    frames = []
+    for seed in p.seeds:
+        victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
+        path = pl.ArtifactCache().get_or_build(
+            "eval", detection_key(p, wb, victim, seed),
+            lambda work: _sweep_one_seed(p, wb, victim, atk, v.poison.target, seed, log_fn).to_csv(
+                work / "detection.csv", index=False))
+        frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed))
+    return upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
+                      ("dataset", "n_backdoor", "rho", "mu", "theta", "tau", "oracle", "victim", "scale", "seed"),
+                      DETECTION_COLUMNS)
+
+
+def detection_key(p: EftCLIPParams, wb: Workbench, victim, seed: int) -> dict:
+    """Everything one seed's detection rows depend on: the victim and the clean model (by cache
+    key), the oracles (the segmenter's key), the captioned splits, the sweep, Algorithm 1's
+    settings, the zero-shot prompts and the held-out scene choice (which excludes the defence's
+    clean pool and the segmenter's training scenes)."""
+    from paperlib import pipeline as pl
+    d, cfg = p.detection, p.eftclip
+    return {"role": "eftclip_detection", "victim": victim.path.name, "clean": wb.base.path.name,
+            "oracles": {k: (wb.segmenter().name if k == "fastsam" else k) for k in d.oracles},
+            "splits": {ds: pl.split_params(ds, p.data) for ds in (*d.datasets, "imagenet_analog")},
+            "sweep": {k: getattr(d, k) for k in ("datasets", "n_backdoor", "rho_px", "positions", "thetas",
+                                                 "taus", "oracles", "victim")},
+            "algorithm": {k: getattr(cfg, k) for k in ("region_topk", "min_region_side", "affected_rule")},
+            "templates": p.eval.templates, "clean_scenes": p.defence.clean_scenes,
+            "segmenter_scenes": p.segmenter.train_scenes + p.segmenter.val_scenes, "seed": seed}
+
+
+def _sweep_one_seed(p: EftCLIPParams, wb: Workbench, victim, atk, target: str, seed: int,
+                    log_fn) -> pd.DataFrame:
+    """One seed of the sweep (Table 1, Figs. 3-4): rows without scale and seed."""
+    from paperlib import pipeline as pl
+    from paperlib.detect.eftclip import identify_affected_labels, triggered
     d, cfg = p.detection, p.eftclip
     n_max = max(d.n_backdoor)
     rows = []
-    for seed in p.seeds:
-        victim, atk, v = wb.victim("badnet", seed, d.victim)
-        target = v.poison.target
-        for dataset in d.datasets:
-            split = pl.get_split(dataset, p.data)
-            ids = wb.held_out_scenes(dataset, n_max, victim, seed)
-            clean_imgs = np.asarray(split.images[ids])
-            for kind in d.oracles:
-                maker = wb.list_maker(victim, wb.oracle(kind, dataset))
-                clean_obs = maker.observe(clean_imgs, max(d.taus), min(d.thetas), cfg.region_topk, ids)
-                # the false-alarm rate depends on (theta, tau, n) only: the same images without a trigger
-                false_alarm = {}
-                for theta in d.thetas:
-                    for tau in d.taus:
-                        clean_lists = maker.lists(clean_obs, tau, theta, cfg.min_region_side)
-                        for n in d.n_backdoor:
-                            fa = identify_affected_labels(clean_lists[:n], rule=cfg.affected_rule)
-                            false_alarm[(theta, tau, n)] = 100.0 * fa.detected(target).mean()
-                for rho in d.rho_px:
-                    for mu in d.positions:
-                        imgs = triggered(clean_imgs, atk.pattern, rho, mu, seed=seed)
-                        obs = maker.observe(imgs, max(d.taus), min(d.thetas), cfg.region_topk, ids)
-                        for theta in d.thetas:
-                            for tau in d.taus:
-                                lists = maker.lists(obs, tau, theta, cfg.min_region_side)
-                                for n in d.n_backdoor:
-                                    out = identify_affected_labels(lists[:n], rule=cfg.affected_rule)
-                                    ranked = [k for k, _ in out.trigger_counts.most_common()]
-                                    rows.append({
-                                        "dataset": dataset, "n_backdoor": n, "rho": rho, "mu": mu, "theta": theta,
-                                        "tau": tau, "oracle": kind,
-                                        "detection_rate": 100.0 * out.detected(target).mean(),
-                                        "false_alarm_rate": false_alarm[(theta, tau, n)],
-                                        "k_size": len(out.K),
-                                        "target_rank": ranked.index(target) + 1 if target in ranked else -1,
-                                        "victim": f"badnet_{d.victim}", "scale": p.scale, "seed": seed})
-                        log_fn(f"detection {dataset} {kind} rho={rho} mu={mu}: "
-                               f"{rows[-1]['detection_rate']:.1f}% at theta={theta}, tau={tau}, n={n}")
-    return upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", rows,
-                      ("dataset", "n_backdoor", "rho", "mu", "theta", "tau", "oracle", "victim", "scale", "seed"),
-                      DETECTION_COLUMNS)
+    for dataset in d.datasets:
+        split = pl.get_split(dataset, p.data)
+        ids = wb.held_out_scenes(dataset, n_max, victim, seed)
+        clean_imgs = np.asarray(split.images[ids])
+        for kind in d.oracles:
+            maker = wb.list_maker(victim, wb.oracle(kind, dataset))
+            clean_obs = maker.observe(clean_imgs, max(d.taus), min(d.thetas), cfg.region_topk, ids)
+            # the false-alarm rate depends on (theta, tau, n) only: the same images without a trigger
+            false_alarm = {}
+            for theta in d.thetas:
+                for tau in d.taus:
+                    clean_lists = maker.lists(clean_obs, tau, theta, cfg.min_region_side)
+                    for n in d.n_backdoor:
+                        fa = identify_affected_labels(clean_lists[:n], rule=cfg.affected_rule)
+                        false_alarm[(theta, tau, n)] = 100.0 * fa.detected(target).mean()
+            for rho in d.rho_px:
+                for mu in d.positions:
+                    imgs = triggered(clean_imgs, atk.pattern, rho, mu, seed=seed)
+                    obs = maker.observe(imgs, max(d.taus), min(d.thetas), cfg.region_topk, ids)
+                    for theta in d.thetas:
+                        for tau in d.taus:
+                            lists = maker.lists(obs, tau, theta, cfg.min_region_side)
+                            for n in d.n_backdoor:
+                                out = identify_affected_labels(lists[:n], rule=cfg.affected_rule)
+                                ranked = [k for k, _ in out.trigger_counts.most_common()]
+                                rows.append({
+                                    "dataset": dataset, "n_backdoor": n, "rho": rho, "mu": mu, "theta": theta,
+                                    "tau": tau, "oracle": kind,
+                                    "detection_rate": 100.0 * out.detected(target).mean(),
+                                    "false_alarm_rate": false_alarm[(theta, tau, n)],
+                                    "k_size": len(out.K),
+                                    "target_rank": ranked.index(target) + 1 if target in ranked else -1,
+                                    "victim": f"badnet_{d.victim}"})
+                    log_fn(f"detection {dataset} {kind} rho={rho} mu={mu}: "
+                           f"{rows[-1]['detection_rate']:.1f}% at theta={theta}, tau={tau}, n={n}")
+    return pd.DataFrame(rows)
 
 
 def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -309,7 +342,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
     from paperlib.experiments.common import pretrain_victim, victim_metrics
-    from paperlib.experiments.defences import MATRIX_COLUMNS
+    from paperlib.experiments.defences import MATRIX_COLUMNS, matrix_row, provenance
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
     out_dir = Path(p.results_dir)
@@ -331,13 +364,11 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                     "finetune_s": r["seconds"].get("finetune", 0.0), "detect_s": r["seconds"].get("detect", 0.0)}
             add("Table 5", attack, "none", m_victim, seed)
             add("Table 5", attack, "eftclip", m_eft, seed, info)
-            summary = r["model"].summary or {}
-            matrix_rows.append({"attack": attack, "defence": "eftclip", "scale": p.scale, "seed": seed,
-                                **{k: m_eft[k] for k in m_eft if k.startswith(("ca_top", "asr_top"))},
-                                "wall_s": summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
-                                "samples": summary.get("samples", r["curated"] * p.defence.train.epochs),
-                                "victim_model": victim.path.name, "model": r["model"].path.name,
-                                "device": summary.get("device", "")})
+            summary = r["model"].summary
+            matrix_rows.append({**matrix_row(attack, "eftclip", p.scale, seed, m_eft,
+                                             summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
+                                             summary.get("samples", r["curated"] * p.defence.train.epochs)),
+                                **provenance(victim, r["model"])})
             runs.append({"attack": attack, "threat_model": "finetune", "oracle": "fastsam", "rule": r["rule"],
                          "seed": seed, "scale": p.scale, "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
                          "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **info})
