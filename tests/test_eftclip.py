@@ -241,12 +241,12 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def fake_sweep(p, wb, victim, atk, target, seed, log_fn):
-        calls.append((victim.path.name, seed, tuple(p.detection.thetas)))
-        return pd.DataFrame([{"dataset": "cc3m_analog", "n_backdoor": 5, "rho": 4, "mu": "random", "theta": t,
+    def fake_sweep(p, d, wb, victim, atk, target, seed, log_fn):
+        calls.append((victim.path.name, seed, tuple(d.thetas), tuple(d.rho_px), tuple(d.positions)))
+        return pd.DataFrame([{"dataset": "cc3m_analog", "n_backdoor": 5, "rho": rho, "mu": mu, "theta": t,
                               "tau": 5, "oracle": "exact", "detection_rate": 50.0, "false_alarm_rate": 0.0,
                               "k_size": 1, "target_rank": 1, "victim": "badnet_finetune"}
-                             for t in p.detection.thetas])
+                             for t in d.thetas for rho in d.rho_px for mu in d.positions])
 
     class FakeBench:
         base = SimpleNamespace(path=Path("base0"))
@@ -265,6 +265,10 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     wb = FakeBench()
     first = ex.detection_sweep(p, wb)
     assert len(calls) == 2 and sorted(first.seed.unique()) == [0, 1] and set(first.scale) == {p.scale}
+    # the whole sweep at the ablation seed (the first), Table 1's trigger only at the other
+    d = p.detection
+    assert calls[0][1:] == (0, tuple(d.thetas), tuple(d.rho_px), tuple(d.positions))
+    assert calls[1][1:] == (1, tuple(d.thetas), (d.default_rho,), (d.default_position,))
     again = ex.detection_sweep(p, wb)
     assert len(calls) == 2                                  # both seeds read from the cache
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again.reset_index(drop=True))
@@ -273,3 +277,17 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     wb.victim_name = "victimB"
     ex.detection_sweep(p, wb)
     assert len(calls) == 6                                  # another victim: run again
+
+
+def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():
+    import pandas as pd
+
+    from paperlib.experiments.eftclip import beside_paper_table
+    rows = [{"table": "Table 5", "attack": "badnet", "model": "eftclip", "scale": "embedded", "seed": s,
+             "ca_top1": ca, "asr_top1": asr} for s, ca, asr in ((0, 10.0, 30.0), (1, 12.0, 10.0), (2, 50.0, 90.0))]
+    t = beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded", seeds=[0, 1])
+    r = t.iloc[0]
+    assert r.n_seeds == 2 and r.ca_top1_mean == 11.0 and r.asr_top1_mean == 20.0
+    assert abs(r.asr_top1_std - np.std([30.0, 10.0], ddof=1)) < 1e-9
+    assert beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded").iloc[0].n_seeds == 3
+    assert beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded", seeds=[7]).empty

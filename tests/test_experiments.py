@@ -26,6 +26,8 @@ BAD_PARAMETERS = [
     ("defences", "victims: [{attack: badnet}]\ndefence: {settings: {cleanclip: {inmodal_wieght: 2}}}\n", "inmodal_wieght"),
     ("defences", "victims: [{attack: badnet}]\ndefence: {settings: {magic: {}}}\n", "magic"),
     ("defences", "victims: [{attack: badnet}, {attack: badnet}]\n", "one victim per attack"),
+    ("defences", "victims: [{attack: badnet}]\nseeds: [0, 1]\npretrain_seeds: [2]\n", "pretrain_seeds"),
+    ("defences", "victims: [{attack: badnet}]\nseeds: [0]\nablation_seeds: [0, 1]\n", "ablation_seeds"),
     ("eftclip", "victims: [{attack: wanet}]\ntable5_attacks: [wanet]\n", "badnet victim"),
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet, wanet]\n", "wanet"),
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\ndetection: {default_rho: 12}\n", "default_rho"),

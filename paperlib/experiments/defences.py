@@ -120,6 +120,9 @@ class DefenceMatrixParams:
         (), doc="victims of the pre-training threat model (trained from scratch on the poisoned CC3M "
                 "analogue) that the training-time defences are compared on "
                 "(paperlib.experiments.pretrain_defences)")
+    pretrain_seeds: tuple[int, ...] = param((), range=(0, None),
+                                            doc="seeds of the pre-training threat model (each one a training "
+                                                "from scratch, about 50 min on 2 cores; empty: the first of seeds)")
     pretrain_defences: tuple[str, ...] = param(("roclip",), choices=("roclip",),
                                                doc="defences trained from scratch on each pre-training "
                                                    "victim's poisoned set, with its settings in defence.settings")
@@ -135,14 +138,19 @@ class DefenceMatrixParams:
     def ablation_seed_list(self) -> tuple[int, ...]:
         return tuple(self.ablation_seeds) or tuple(self.seeds[:1])
 
+    @property
+    def pretrain_seed_list(self) -> tuple[int, ...]:
+        return tuple(self.pretrain_seeds) or tuple(self.seeds[:1])
+
     def validate(self):
         if not self.victims:
             raise ParamError("victims: give at least one victim (attack and poisoning settings)")
         if not self.seeds:
             raise ParamError("seeds: give at least one seed")
-        stray = sorted(set(self.ablation_seeds) - set(self.seeds))
-        if stray:
-            raise ParamError(f"ablation_seeds: {stray} are not in seeds {list(self.seeds)}")
+        for key in ("ablation_seeds", "pretrain_seeds"):
+            stray = sorted(set(getattr(self, key)) - set(self.seeds))
+            if stray:
+                raise ParamError(f"{key}: {stray} are not in seeds {list(self.seeds)}")
         seen = [v.attack for v in self.victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"victims: one victim per attack, got {seen}")

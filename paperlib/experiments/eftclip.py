@@ -14,7 +14,7 @@ the oracle, the detection sweep and EftCLIP's settings).  Outputs under ``result
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +179,10 @@ class Workbench:
 def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> pd.DataFrame:
     """Detection rate of Algorithm 1 over the sweep; rows into ``results/detection/eftclip.csv``.
 
-    Each seed's rows are an ``eval`` artifact of the cache (``detection_key`` names everything they
-    depend on), so re-executing the notebook reads them instead of running the oracle again.
+    The whole sweep runs at ``ablation_seeds`` (Figs. 3-4); the other seeds run Table 1's trigger
+    (``default_rho`` at ``default_position``) only.  Each seed's rows are an ``eval`` artifact of the
+    cache (``detection_key`` names everything they depend on), so re-executing the notebook reads
+    them instead of running the oracle again.
     """
     from paperlib import pipeline as pl
     from paperlib.results import upsert_csv
@@ -188,9 +190,10 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     frames = []
     for seed in p.seeds:
         victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
+        d = sweep_at(p, seed)
         path = pl.ArtifactCache().get_or_build(
-            "eval", detection_key(p, wb, victim, seed),
-            lambda work: _sweep_one_seed(p, wb, victim, atk, v.poison.target, seed, log_fn).to_csv(
+            "eval", detection_key(p, d, wb, victim, seed),
+            lambda work: _sweep_one_seed(p, d, wb, victim, atk, v.poison.target, seed, log_fn).to_csv(
                 work / "detection.csv", index=False))
         frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed))
     return upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
@@ -198,13 +201,21 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
                       DETECTION_COLUMNS)
 
 
-def detection_key(p: EftCLIPParams, wb: Workbench, victim, seed: int) -> dict:
+def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
+    """The sweep a seed runs: all of ``detection`` at the ablation seeds, Table 1's trigger elsewhere."""
+    d = p.detection
+    if seed in p.ablation_seed_list:
+        return d
+    return replace(d, rho_px=(d.default_rho,), positions=(d.default_position,))
+
+
+def detection_key(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, seed: int) -> dict:
     """Everything one seed's detection rows depend on: the victim and the clean model (by cache
     key), the oracles (the segmenter's key), the captioned splits, the sweep, Algorithm 1's
     settings, the zero-shot prompts and the held-out scene choice (which excludes the defence's
     clean pool and the segmenter's training scenes)."""
     from paperlib import pipeline as pl
-    d, cfg = p.detection, p.eftclip
+    cfg = p.eftclip
     return {"role": "eftclip_detection", "victim": victim.path.name, "clean": wb.base.path.name,
             "oracles": {k: (wb.segmenter().name if k == "fastsam" else k) for k in d.oracles},
             "splits": {ds: pl.split_params(ds, p.data) for ds in (*d.datasets, "imagenet_analog")},
@@ -215,12 +226,12 @@ def detection_key(p: EftCLIPParams, wb: Workbench, victim, seed: int) -> dict:
             "segmenter_scenes": p.segmenter.train_scenes + p.segmenter.val_scenes, "seed": seed}
 
 
-def _sweep_one_seed(p: EftCLIPParams, wb: Workbench, victim, atk, target: str, seed: int,
+def _sweep_one_seed(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, atk, target: str, seed: int,
                     log_fn) -> pd.DataFrame:
-    """One seed of the sweep (Table 1, Figs. 3-4): rows without scale and seed."""
+    """One seed's sweep ``d`` (Table 1, Figs. 3-4): rows without scale and seed."""
     from paperlib import pipeline as pl
     from paperlib.detect.eftclip import identify_affected_labels, triggered
-    d, cfg = p.detection, p.eftclip
+    cfg = p.eftclip
     n_max = max(d.n_backdoor)
     rows = []
     for dataset in d.datasets:
@@ -372,7 +383,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             runs.append({"attack": attack, "threat_model": "finetune", "oracle": "fastsam", "rule": r["rule"],
                          "seed": seed, "scale": p.scale, "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
                          "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **info})
-            for rule in [x for x in p.other_rules if x != p.eftclip.affected_rule]:
+            ablation = seed in p.ablation_seed_list    # Algorithm 2's other readings, the exact oracle
+            for rule in [x for x in p.other_rules if x != p.eftclip.affected_rule and ablation]:
                 ro_ = curated_defence(p, wb, attack, "finetune", seed, rule=rule)
                 m_r = victim_metrics(p, ro_["model"], atk, v)
                 extra = {"curated": ro_["curated"], "clean_pool": p.defence.clean_scenes, "detected": ro_["detected"]}
@@ -404,7 +416,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 add("Table 6", attack, "clean", m_base, seed)
                 add("Table 6", attack, "none", m_victim, seed)
                 add("Table 6", attack, "eftclip_fastsam", m_eft, seed, info)
-                if "exact" in p.detection.oracles:
+                if "exact" in p.detection.oracles and ablation:
                     rx = curated_defence(p, wb, attack, "finetune", seed, oracle_kind="exact")
                     add("Table 6", attack, "eftclip_exact", victim_metrics(p, rx["model"], atk, v), seed,
                         {"curated": rx["curated"], "detected": rx["detected"]})
@@ -413,7 +425,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                  "scale": p.scale, "k_top": " ".join(rx["k_top"]), "curated": rx["curated"],
                                  "affected_top": " ".join(f"{k}:{c}" for k, c in rx["affected"].items()),
                                  "clean_pool": p.defence.clean_scenes, "detected": rx["detected"]})
-        for pv in p.pretrain_victims:
+        for pv in p.pretrain_victims if seed in p.pretrain_seed_list else ():
             r = curated_defence(p, wb, pv.attack, "pretrain", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
             cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
@@ -463,16 +475,20 @@ _PAPER_ROWS = {"clean": "clean", "none": "none", "cleanclip": "cleanclip", "eftc
                "eftclip_detected": "eftclip", "eftclip_paper": "eftclip"}
 
 
-def beside_paper_table(tables: pd.DataFrame, table: str, scale: str) -> pd.DataFrame:
-    """One of Tables 2-6: our top-1 CA / ASR (mean, std over seeds) beside the paper's value."""
+def beside_paper_table(tables: pd.DataFrame, table: str, scale: str, seeds=None) -> pd.DataFrame:
+    """One of Tables 2-6: our top-1 CA / ASR (mean, std over ``seeds``; default every seed in
+    ``tables``) beside the paper's value; ``n_seeds`` says how many seeds a row averages."""
     from paperlib.papers import lookup
     t = tables[(tables.table == table) & (tables.scale == scale)]
+    if seeds is not None:
+        t = t[t.seed.isin(list(seeds))]
     if t.empty:
         return pd.DataFrame()
     cols = ["ca_top1", "asr_top1"] + (["cifar_ca_top1"] if "cifar_ca_top1" in t and t["cifar_ca_top1"].notna().any() else [])
     g = t.groupby(["attack", "model"], sort=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
+    out["n_seeds"] = g["seed"].nunique()
     out = out.reset_index()
     if "curated" in t or "finetune_set" in t:
         size_col = "finetune_set" if "finetune_set" in t else "curated"
@@ -501,11 +517,12 @@ def table_1(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     """Table 1: detection rate at the default settings for each dataset and n, beside the paper."""
     from paperlib.papers import lookup
     d = p.detection
-    sel = det[(det.scale == p.scale) & (det.rho == d.default_rho) & (det.mu == d.default_position)
-              & np.isclose(det.theta, p.eftclip.theta) & (det.tau == p.eftclip.tau)]
+    sel = det[(det.scale == p.scale) & det.seed.isin(list(p.seeds)) & (det.rho == d.default_rho)
+              & (det.mu == d.default_position) & np.isclose(det.theta, p.eftclip.theta) & (det.tau == p.eftclip.tau)]
     g = sel.groupby(["dataset", "n_backdoor", "oracle"])
     out = g[["detection_rate", "false_alarm_rate"]].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
+    out["n_seeds"] = g["seed"].nunique()
     out = out.reset_index()
     ref = lookup(PAPER, "Table 1")
     out["paper_detection_rate"] = [
@@ -521,7 +538,7 @@ def save_tables(p: EftCLIPParams, det: pd.DataFrame, tables: pd.DataFrame) -> di
     out_dir = Path(p.results_dir) / PAPER
     made = {"Table 1": table_1(det, p)}
     for t in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6"):
-        made[t] = beside_paper_table(tables, t, p.scale)
+        made[t] = beside_paper_table(tables, t, p.scale, p.seeds)
     for name, df in made.items():
         if len(df):
             stem = name.lower().replace(" ", "")
@@ -541,13 +558,19 @@ def _save_rate_figure(fig, axes, title: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _full_sweep(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
+    """The rows of the whole sweep (Figs. 3-4): this scale, the ablation seeds (see ``sweep_at``)."""
+    return det[(det.scale == p.scale) & det.seed.isin(list(p.ablation_seed_list))]
+
+
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     """Fig. 3: (a) detection rate by rho and mu at theta = default; (b) by theta per mu."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    d = det[(det.scale == p.scale) & (det.oracle == "fastsam") & (det.tau == p.eftclip.tau)
-            & (det.n_backdoor == max(p.detection.n_backdoor))]
+    d = _full_sweep(det, p)
+    d = d[(d.oracle == "fastsam") & (d.tau == p.eftclip.tau)
+          & (d.n_backdoor == max(p.detection.n_backdoor))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     a = d[np.isclose(d.theta, p.eftclip.theta)].copy()
     a["setting"] = a["dataset"].str.replace("_analog", "") + " rho=" + a["rho"].astype(str)
@@ -565,8 +588,9 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    d = det[(det.scale == p.scale) & (det.oracle == "fastsam") & (det.rho == p.detection.default_rho)
-            & (det.n_backdoor == max(p.detection.n_backdoor))]
+    d = _full_sweep(det, p)
+    d = d[(d.oracle == "fastsam") & (d.rho == p.detection.default_rho)
+          & (d.n_backdoor == max(p.detection.n_backdoor))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     a = d[d.mu == p.detection.default_position].copy()
     a["tau"] = "tau=" + a["tau"].astype(str)
@@ -646,8 +670,9 @@ def claims(made: dict[str, pd.DataFrame], det: pd.DataFrame, p: EftCLIPParams) -
             raise KeyError((table, model))
         return float(sel[f"{col}_mean"].iloc[0])
 
-    det_s = det[(det.scale == p.scale) & (det.oracle == "fastsam") & (det.tau == p.eftclip.tau)
-                & (det.n_backdoor == max(p.detection.n_backdoor))]
+    det_s = _full_sweep(det, p)
+    det_s = det_s[(det_s.oracle == "fastsam") & (det_s.tau == p.eftclip.tau)
+                  & (det_s.n_backdoor == max(p.detection.n_backdoor))]
 
     def rate(**kw):
         s = det_s

@@ -5,7 +5,8 @@ Parameters: the defence matrix's (``params/defences/<scale>.yaml``, schema
 ``pretrain_defences``, with each defence's settings from ``defence.settings``.  For every
 pre-training victim (CLIP trained from scratch on the CC3M analogue with some pairs poisoned; the
 attack suite's victim, same cache key) the same poisoned pairs are trained from scratch again, with
-the same recipe (``pretrain``) and seed, under each training-time defence.  RoCLIP was designed for
+the same recipe (``pretrain``) and seed, under each training-time defence, at ``pretrain_seeds``
+(default: the first of ``seeds``; each seed is a training from scratch).  RoCLIP was designed for
 this setting (Yang et al. 2023; EftCLIP's Table 4 and CFBD's Tables 1-2 compare with RoCLIP
 retrained on the whole poisoned set); the defence matrix has RoCLIP as fine-tuning.
 
@@ -42,7 +43,7 @@ def run(p: DefenceMatrixParams, log=print) -> pd.DataFrame:
     rows = []
     for v in p.pretrain_victims:
         atk = victim_attack(p, base, v)
-        for seed in p.seeds:
+        for seed in p.pretrain_seed_list:
             with timer(f"victim_{v.attack}"):
                 victim = pretrain_victim(p, base, v, seed, atk)
                 m = victim_metrics(p, victim, atk, v)
