@@ -4,7 +4,8 @@
     python -m paperlib.run_all --scale smoke --only foundation --out /tmp/x
 
 Each notebook ``notebooks/<name>.ipynb`` runs with ``params/<name>/<scale>.yaml`` and is written,
-executed, to ``results/<name>/<name>.ipynb`` (smoke runs write elsewhere).  Trained models and
+executed, to ``results/<name>/<name>.ipynb`` (smoke runs write elsewhere), and only once every cell
+has run: a failed run leaves its output in ``<name>.partial.ipynb`` beside it.  Trained models and
 evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
 The wall time of each notebook is recorded in ``results/run_all_<scale>.json``.
 """
@@ -62,11 +63,17 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     parameters = {"params_file": str(params_file)}
     if results_dir is not None:
         parameters["results_dir"] = results_dir
+    # papermill saves the output after every cell: run into a side file and put it in place only
+    # when every cell ran, so a failed or killed run never replaces the last complete notebook (the
+    # side file stays for reading the error)
+    final = out_dir / f"{name}.ipynb"
+    partial = out_dir / f"{name}.partial.ipynb"
     t0 = time.time()
     with progress_bars_off():
-        pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+        pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(partial),
                             parameters=parameters, cwd=str(root), kernel_name="python3",
                             log_output=log_output, progress_bar=False)
+    os.replace(partial, final)
     return time.time() - t0
 
 

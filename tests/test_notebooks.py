@@ -51,3 +51,29 @@ def test_every_notebook_is_valid_nbformat():
         ids = [c.get("id") for c in raw["cells"]]   # nbformat.read would fill missing ids itself
         nbformat.validate(nbformat.from_dict(raw))
         assert all(ids) and len(set(ids)) == len(ids), name
+
+
+def test_a_failed_run_leaves_the_last_complete_notebook_in_place(tmp_path, monkeypatch):
+    """papermill saves after every cell: run_notebook writes a side file and renames it only when
+    every cell ran, so an error (or a kill) never leaves a half-executed notebook in results/."""
+    import papermill as pm
+
+    def failing(src, dest, **kw):
+        Path(dest).write_text('{"half": true}')
+        raise RuntimeError("cell 7 failed")
+
+    def passing(src, dest, **kw):
+        Path(dest).write_text('{"complete": true}')
+
+    out = tmp_path / "foundation"
+    out.mkdir()
+    (out / "foundation.ipynb").write_text('{"previous": true}')
+    monkeypatch.setattr(pm, "execute_notebook", failing)
+    with pytest.raises(RuntimeError, match="cell 7"):
+        run_notebook("foundation", "smoke", out)
+    assert json.loads((out / "foundation.ipynb").read_text()) == {"previous": True}
+    assert json.loads((out / "foundation.partial.ipynb").read_text()) == {"half": True}   # kept for reading
+    monkeypatch.setattr(pm, "execute_notebook", passing)
+    run_notebook("foundation", "smoke", out)
+    assert json.loads((out / "foundation.ipynb").read_text()) == {"complete": True}
+    assert not (out / "foundation.partial.ipynb").exists()
