@@ -227,6 +227,32 @@ def test_segmenter_training_bars_follow_the_progress_switch(monkeypatch):
         logger.setLevel(before)
 
 
+
+def test_the_fastsam_oracle_leaves_torch_threads_as_it_found_them(tmp_path):
+    """Ultralytics sets torch's CPU threads to cores - 1 when it picks a device; the oracle puts
+    them back, or everything after it in the process (sweep, fine-tunings) ran on fewer threads."""
+    import json
+
+    from safetensors.torch import save_file
+    from ultralytics.nn.tasks import SegmentationModel
+    from ultralytics.utils import NUM_THREADS
+
+    from paperlib.detect.oracle import FastSAMOracle
+    net = SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)   # untrained: only the plumbing
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "segmenter.safetensors"))
+    (tmp_path / "model.json").write_text(json.dumps({"yaml": net.yaml, "names": {"0": "object"}}))
+    before = torch.get_num_threads()
+    want = NUM_THREADS + 1
+    torch.set_num_threads(want)
+    try:
+        oracle = FastSAMOracle(tmp_path, imgsz=64)
+        assert torch.get_num_threads() == want
+        oracle.segment(np.zeros((2, 64, 64, 3), np.uint8), theta=0.5)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- the detection sweep's cache ------------------------------------------------------------------
 def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path, monkeypatch):
     """Re-executing the notebook reads a seed's sweep from the cache; changing a swept value or

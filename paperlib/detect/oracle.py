@@ -92,6 +92,18 @@ def _ultralytics_quiet():
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """Ultralytics' ``select_device`` sets torch's CPU threads to its own count (CPU cores - 1:
+    one thread on a 2-core machine) and leaves it so, which would halve the speed of everything
+    the process runs afterwards (the detection sweep, the curated fine-tunings).  Restored here."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
     """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
 
@@ -155,7 +167,7 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
         with tempfile.TemporaryDirectory(prefix="paperlib-yolo-") as tmp:
             data_yaml = export_yolo_dataset(split, ids, cfg.val_scenes, Path(tmp) / "data")
             model = YOLO(cfg.model_yaml, task="segment")
-            with _ultralytics_quiet():
+            with _ultralytics_quiet(), _torch_threads_kept():
                 model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                             workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
                             amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
@@ -193,7 +205,8 @@ def load_fastsam(artifact: Path):
     with tempfile.TemporaryDirectory(prefix="paperlib-fastsam-") as tmp:
         pt = Path(tmp) / "fastsam-embedded.pt"
         torch.save({"model": net, "train_args": {"task": "segment"}}, pt)
-        return FastSAM(str(pt))
+        with _torch_threads_kept():
+            return FastSAM(str(pt))
 
 
 class FastSAMOracle:
@@ -208,8 +221,9 @@ class FastSAMOracle:
     def segment(self, images, theta, scene_ids=None):
         out = []
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in np.asarray(images)]
-        results = self.model.predict(bgr, imgsz=self.imgsz, conf=theta, iou=self.iou, retina_masks=True,
-                                     max_det=self.max_det, device=self.device, verbose=False)
+        with _torch_threads_kept():
+            results = self.model.predict(bgr, imgsz=self.imgsz, conf=theta, iou=self.iou, retina_masks=True,
+                                         max_det=self.max_det, device=self.device, verbose=False)
         for r in results:
             regions = []
             if r.masks is not None and len(r.boxes):
