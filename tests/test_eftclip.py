@@ -95,6 +95,17 @@ def test_curate_without_affected_labels_draws_from_the_whole_pool():
     assert len(rows) == 4
 
 
+def test_caption_labels_agree_with_mentions_on_plurals_and_multiword_names():
+    """The n-gram lookup labels exactly as mentions() decides, name by name."""
+    from paperlib.attacks.base import mentions
+    names = ["cat", "hot dog", "dog", "glass", "fortune cookie", "bus", "t-shirt", "ox"]
+    caps = [["Two cats and a hot dog."], ["hot dogs on a bus"], ["the glasses, a T-shirt"],
+            ["buses"], ["a fortune cookies jar", "boxes of oxes"], ["category dogma"], [""], []]
+    want = [{n for n in names if any(mentions(c, n) for c in cc)} for cc in caps]
+    assert caption_labels(caps, names) == want
+    assert want[0] == {"cat", "hot dog", "dog"} and want[3] == {"bus"} and want[5] == set()
+
+
 def test_caption_labels_match_whole_words_only():
     labs = caption_labels([["a cat next to a dog"], ["a category of things"]], ["cat", "dog"])
     assert labs == [{"cat", "dog"}, set()]
