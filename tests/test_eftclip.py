@@ -328,3 +328,27 @@ def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():
     assert abs(r.asr_top1_std - np.std([30.0, 10.0], ddof=1)) < 1e-9
     assert beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded").iloc[0].n_seeds == 3
     assert beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded", seeds=[7]).empty
+
+
+def test_table4_claims_need_roclip_trained_from_scratch(tmp_path):
+    """Table 4's claims compare EftCLIP with RoCLIP trained from scratch, as the paper does; with
+    the fine-tuning fallback (no pre-training victim) they are 'not measured', not judged."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    det = pd.DataFrame(columns=list(ex.DETECTION_COLUMNS))
+
+    def table4(threat):
+        return pd.DataFrame([{"attack": "badnet", "model": m, "ca_top1_mean": ca, "asr_top1_mean": asr,
+                              "threat_model": threat} for m, ca, asr in (("eftclip", 8.0, 9.0), ("roclip", 5.0, 5.0))])
+
+    def verdicts(threat):
+        empty_table1 = pd.DataFrame(columns=["oracle", "detection_rate_mean"])
+        out = ex.claims({"Table 1": empty_table1, "Table 4": table4(threat)}, det, p)
+        return out[out.claim.str.contains("Table 4")].set_index("claim")[["ours", "holds"]]
+
+    scratch = verdicts("pretrain")
+    assert list(scratch.holds) == ["yes", "no"] and list(scratch.ours) == [3.0, 4.0]
+    assert (tmp_path / "eftclip" / "claims.csv").is_file()
+    assert set(verdicts("finetune").holds) == {"not measured"}
