@@ -294,3 +294,16 @@ def test_loader_pairs_skip_and_count_unreadable_images(tmp_path):
     assert 3 not in torch.cat([b["index"] for b in batches]).tolist()
     assert pairs.n_skipped == 1
     assert batches[0]["images"].dtype == torch.uint8 and batches[0]["images"].shape[1:] == (3, 16, 16)
+
+
+def test_an_unreadable_image_stays_unreadable_after_ultralytics_patches_pil(tmp_path):
+    """Importing ultralytics (the EftCLIP oracle) replaces PIL's Image.open process-wide; offline its
+    wrapper turned a corrupt file into ModuleNotFoundError (pi-heif), which no loader skips."""
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch, as the oracle's import does)
+
+    from paperlib.data.realdata import load_image
+    (tmp_path / "corrupt.png").write_bytes(b"this is not a png at all")
+    with pytest.raises(UnreadableImage, match="corrupt.png"):
+        load_image(str(tmp_path / "corrupt.png"), 16)
+    _png(tmp_path / "ok.png", (10, 20, 30))
+    assert load_image(str(tmp_path / "ok.png"), 16).shape == (3, 16, 16)

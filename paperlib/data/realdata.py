@@ -124,10 +124,20 @@ def clip_resize_crop(img: Image.Image, image_size: int) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def _pil_open(path: str):
+    """PIL's own ``Image.open``.  Importing ultralytics (the EftCLIP oracle) replaces ``Image.open``
+    process-wide with a wrapper that, on a file PIL cannot identify, tries to install the pi-heif
+    plugin and, offline, raises ModuleNotFoundError instead of PIL's error; the original it keeps
+    is used when present."""
+    import sys
+    original = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", None)
+    return (original or Image.open)(path)
+
+
 def load_image(path: str, image_size: int, index: int | None = None) -> torch.Tensor:
     """Open ``path`` and preprocess it; failures become :class:`UnreadableImage`."""
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             im.load()
             return clip_resize_crop(im, image_size)
     except _IMAGE_ERRORS as exc:
