@@ -352,3 +352,42 @@ def test_table4_claims_need_roclip_trained_from_scratch(tmp_path):
     assert list(scratch.holds) == ["yes", "no"] and list(scratch.ours) == [3.0, 4.0]
     assert (tmp_path / "eftclip" / "claims.csv").is_file()
     assert set(verdicts("finetune").holds) == {"not measured"}
+
+
+def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_path, monkeypatch):
+    """Tables 2 and 5 at every seed; Algorithm 2's variant and Table 6 (the oracle comparison) at
+    ablation_seeds; Tables 3-4 (a training from scratch per seed) at pretrain_seeds."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.experiments import common
+    from paperlib.experiments import eftclip as ex
+
+    def model(name):
+        return SimpleNamespace(path=Path(name), summary={"seconds": 1.0, "samples": 10, "device": "cpu"})
+
+    metrics = {f"{k}_top{n}": 1.0 for k in ("ca", "asr") for n in (1, 3, 5, 10)}
+
+    def fake_curated(p, wb, attack, threat, seed, rule=None, oracle_kind="fastsam"):
+        return {"victim": model(f"victim_{attack}_{threat}_{seed}"), "attack": None,
+                "v": SimpleNamespace(poison=SimpleNamespace(poison_count=5)), "model": model("eft"),
+                "curated": 3, "detected": 50.0, "seconds": {"detect": 0.1}, "rule": rule or "paper",
+                "n_affected": 0, "k_top": ["banana"], "affected": {}}
+
+    monkeypatch.setattr(ex, "curated_defence", fake_curated)
+    monkeypatch.setattr(ex, "_cifar_top1", lambda p, m: 1.0)
+    monkeypatch.setattr(common, "victim_metrics", lambda *a, **k: dict(metrics))
+    monkeypatch.setattr(common, "pretrain_victim", lambda *a, **k: model("roclip_scratch"))
+    monkeypatch.setattr(pl, "defend", lambda *a, **k: model("defended"))
+    monkeypatch.setattr(pl, "get_split", lambda *a, **k: range(10))
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                              "ablation_seeds": [1], "pretrain_seeds": [0, 2]})
+    assert p.pretrain_victims and "exact" in p.detection.oracles and p.other_rules
+    t = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)["tables"]
+    seeds = t.groupby("table").seed.apply(lambda s: sorted(set(s))).to_dict()
+    assert seeds["Table 2"] == seeds["Table 5"] == [0, 1, 2]
+    assert seeds["Table 6"] == [1] and seeds["Table 3"] == seeds["Table 4"] == [0, 2]
+    variant = t[t.model.str.startswith("eftclip_detected")]
+    assert sorted(set(variant.seed)) == [1]
+    assert set(t[t.table == "Table 4"].threat_model) == {"pretrain"}
