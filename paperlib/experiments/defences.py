@@ -334,8 +334,8 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load",
-           "rows_from_file", "run"]
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load", "matrix_row",
+           "provenance", "rows_from_file", "run"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -785,6 +785,6 @@ if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
-__all__ = ["EftCLIPParams", "DetectionSweep", "Workbench", "load", "detection_sweep", "oracle_benchmark",
+__all__ = ["EftCLIPParams", "DetectionSweep", "Workbench", "load", "detection_sweep", "sweep_at", "detection_key", "oracle_benchmark",
            "curated_defence", "defence_tables", "beside_paper_table", "table_1", "save_tables", "plot_fig3",
            "plot_fig4", "plot_fig6", "plot_fig7", "claims", "run"]
