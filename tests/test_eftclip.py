@@ -391,3 +391,24 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     variant = t[t.model.str.startswith("eftclip_detected")]
     assert sorted(set(variant.seed)) == [1]
     assert set(t[t.table == "Table 4"].threat_model) == {"pretrain"}
+
+
+def test_tables_read_each_table_at_its_own_seeds_and_threat_model():
+    """tables.csv keeps earlier runs' rows: a table averages only the rows these parameters make
+    (Table 6 and variants at ablation_seeds, Tables 3-4 at pretrain_seeds, Table 4 in its threat model)."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"seeds": [0, 1, 2], "ablation_seeds": [1], "pretrain_seeds": [0]})
+    assert ex._table4_pretrain(p) == "badnet"
+    cases = [("Table 2", "eftclip", 2, None, True), ("Table 2", "eftclip_detected", 2, None, False),
+             ("Table 2", "eftclip_detected", 1, None, True), ("Table 5", "none", 1, None, True),
+             ("Table 6", "eftclip_fastsam", 0, None, False), ("Table 6", "eftclip_exact", 1, None, True),
+             ("Table 3", "cleanclip", 0, None, True), ("Table 3", "cleanclip", 2, None, False),
+             ("Table 4", "roclip", 0, "pretrain", True), ("Table 4", "roclip", 0, "finetune", False),
+             ("Table 4", "roclip", 2, "pretrain", False), ("Table 5", "none", 7, None, False)]
+    t = pd.DataFrame([{"table": tb, "attack": "badnet", "model": m, "scale": p.scale, "seed": s, "threat_model": th,
+                       "ca_top1": 1.0, "asr_top1": 1.0} for tb, m, s, th, _ in cases])
+    kept = ex.rows_asked(t, p)
+    assert list(kept.index) == [i for i, c in enumerate(cases) if c[-1]]
+    assert ex.rows_asked(t.assign(scale="gpu"), p).empty

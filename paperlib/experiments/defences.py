@@ -271,9 +271,13 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
 
 def matrix_row(attack: str, defence: str, scale: str, seed: int, m: dict, wall: float, samples: int) -> dict:
     """One measurement in the matrix's columns (MATRIX_COLUMNS): CA / ASR top-1/3/5/10 of ``m``, wall time, samples."""
-    return {"attack": attack, "defence": defence, "scale": scale, "seed": seed,
-            **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
+    return {"attack": attack, "defence": defence, "scale": scale, "seed": seed, **metric_columns(m),
             "wall_s": wall, "samples": samples}
+
+
+def metric_columns(m: dict) -> dict:
+    """CA / ASR top-1/3/5/10 of an evaluation, in the matrix's column names and order."""
+    return {f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)}
 
 
 def drop_other_victims(matrix_path: Path, attack: str, scale: str, seed: int, victim_model: str) -> int:
@@ -312,8 +316,7 @@ def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_sc
     the victim's top-1 ASR that survives (the papers' FT rows keep about two thirds for BadNet)."""
     keep = 100.0 * m["asr_top1"] / victim_row["asr_top1"] if victim_row["asr_top1"] else float("nan")
     return {"attack": attack, "scale": scale, "seed": seed, "lr": train.lr, "epochs": train.epochs,
-            "clean_scenes": clean_scenes,
-            **{f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)},
+            "clean_scenes": clean_scenes, **metric_columns(m),
             "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
             "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
             **provenance(victim, model)}
