@@ -388,9 +388,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                              summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
                                              summary.get("samples", r["curated"] * p.defence.train.epochs)),
                                 **provenance(victim, r["model"])})
-            runs.append({"attack": attack, "threat_model": "finetune", "oracle": "fastsam", "rule": r["rule"],
-                         "seed": seed, "scale": p.scale, "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
-                         "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **info})
+            runs.append(_curation_row(p, attack, "finetune", "fastsam", r["rule"], seed, r, **info))
             ablation = seed in p.ablation_seed_list    # Algorithm 2's other readings, the exact oracle
             for rule in [x for x in p.other_rules if x != p.eftclip.affected_rule and ablation]:
                 ro_ = curated_defence(p, wb, attack, "finetune", seed, rule=rule)
@@ -399,10 +397,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 add("Table 5", attack, f"eftclip_{rule}", m_r, seed, extra)
                 if attack == "badnet":
                     add("Table 2", attack, f"eftclip_{rule}", m_r, seed, {"finetune_set": ro_["curated"]})
-                runs.append({"attack": attack, "threat_model": "finetune", "oracle": "fastsam", "rule": rule,
-                             "seed": seed, "scale": p.scale, "k_top": " ".join(ro_["k_top"]),
-                             "n_affected": ro_["n_affected"],
-                             "affected_top": " ".join(f"{k}:{c}" for k, c in ro_["affected"].items()), **extra})
+                runs.append(_curation_row(p, attack, "finetune", "fastsam", rule, seed, ro_, **extra))
             log_fn(f"eftclip {attack}: ASR {m_victim['asr_top1']:.1f} -> {m_eft['asr_top1']:.1f}, "
                    f"CA {m_victim['ca_top1']:.1f} -> {m_eft['ca_top1']:.1f}, curated {r['curated']} pairs")
             if attack == "badnet":
@@ -429,11 +424,9 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                         rx = curated_defence(p, wb, attack, "finetune", seed, oracle_kind="exact")
                         add("Table 6", attack, "eftclip_exact", victim_metrics(p, rx["model"], atk, v), seed,
                             {"curated": rx["curated"], "detected": rx["detected"]})
-                        runs.append({"attack": attack, "threat_model": "finetune", "oracle": "exact", "rule": rx["rule"],
-                                     "n_affected": rx["n_affected"], "seed": seed,
-                                     "scale": p.scale, "k_top": " ".join(rx["k_top"]), "curated": rx["curated"],
-                                     "affected_top": " ".join(f"{k}:{c}" for k, c in rx["affected"].items()),
-                                     "clean_pool": p.defence.clean_scenes, "detected": rx["detected"]})
+                        runs.append(_curation_row(p, attack, "finetune", "exact", rx["rule"], seed, rx,
+                                                  curated=rx["curated"], clean_pool=p.defence.clean_scenes,
+                                                  detected=rx["detected"]))
         for pv in p.pretrain_victims if seed in p.pretrain_seed_list else ():
             r = curated_defence(p, wb, pv.attack, "pretrain", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
@@ -455,15 +448,20 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                         {"cifar_ca_top1": _cifar_top1(p, model), "threat_model": "pretrain",
                          "finetune_set": len(pl.get_split("cc3m_analog", p.data)) if label == "roclip"
                          else _set_size(p, label, r)})
-            runs.append({"attack": pv.attack, "threat_model": "pretrain", "oracle": "fastsam", "rule": r["rule"],
-                         "n_affected": r["n_affected"], "seed": seed,
-                         "scale": p.scale, "k_top": " ".join(r["k_top"]), "curated": r["curated"],
-                         "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()),
-                         "clean_pool": p.defence.clean_scenes, "detected": r["detected"]})
+            runs.append(_curation_row(p, pv.attack, "pretrain", "fastsam", r["rule"], seed, r, curated=r["curated"],
+                                      clean_pool=p.defence.clean_scenes, detected=r["detected"]))
     upsert_csv(out_dir / "defences" / "matrix.csv", matrix_rows, ("attack", "defence", "scale", "seed"), MATRIX_COLUMNS)
     tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, ("table", "attack", "model", "scale", "seed"))
     found = upsert_csv(out_dir / PAPER / "curation.csv", runs, ("attack", "threat_model", "oracle", "rule", "scale", "seed"))
     return {"tables": tidy, "curation": found}
+
+
+def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, **extra) -> dict:
+    """One row of ``curation.csv``: what Algorithm 2 found for one curated set (``r``, from
+    :func:`curated_defence`), plus ``extra`` columns."""
+    return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
+            "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
+            "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **extra}
 
 
 def _table4_pretrain(p) -> str | None:
