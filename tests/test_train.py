@@ -128,3 +128,47 @@ def test_cpu_bf16_detection_reads_cpuinfo_flags(monkeypatch, tmp_path):
         f.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(f if p == "/proc/cpuinfo" else p, *a, **k))
         assert loop.cpu_has_native_bf16() is expected
+
+
+def test_roclip_resume_restores_its_memory_bank(tmp_path):
+    """RoCLIP's nearest-neighbour epochs read a bank filled by earlier steps: a run stopped and
+    resumed must look up the same neighbours as one that never stopped (the bank is checkpointed)."""
+    from paperlib.defences.roclip import RoCLIPConfig, RoCLIPTerm, record_step
+    pairs = _pairs()
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=3)
+
+    def run(work, callbacks=()):
+        model = create_model("tiny-rn64", seed=0)
+        term = RoCLIPTerm(RoCLIPConfig(break_epoch=2, bank_size=32), steps_per_epoch=4)
+        train(model, pairs, cfg, [(term, 1.0)], work_dir=work, transforms=[record_step], callbacks=callbacks)
+        return model, term
+
+    full, full_term = run(tmp_path / "full")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event, state):
+        if event == "epoch_end" and state["epoch"] == 1:
+            raise Stop
+    with pytest.raises(Stop):
+        run(tmp_path / "part", [stop_after_first_epoch])   # last checkpoint at step 3, bank of steps 1-3
+    assert (tmp_path / "part" / "last_terms.safetensors").is_file()
+    resumed, resumed_term = run(tmp_path / "part")
+    assert torch.allclose(_params(full), _params(resumed), atol=1e-6)
+    assert torch.allclose(full_term.bank.items, resumed_term.bank.items, atol=1e-6)
+
+
+def test_resume_without_the_terms_state_is_refused(tmp_path):
+    """A checkpoint that lacks a stateful term's state (written by older code) would resume with an
+    empty bank and silently change the result: the loop names the file instead."""
+    from paperlib.defences.roclip import RoCLIPConfig, RoCLIPTerm, record_step
+    pairs = _pairs()
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=2)
+    term = lambda: RoCLIPTerm(RoCLIPConfig(break_epoch=2, bank_size=32), steps_per_epoch=4)  # noqa: E731
+    train(create_model("tiny-rn64", seed=0), pairs, cfg, [(term(), 1.0)], work_dir=tmp_path,
+          transforms=[record_step])
+    (tmp_path / "last_terms.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="last_terms.safetensors"):
+        train(create_model("tiny-rn64", seed=0), pairs, cfg, [(term(), 1.0)], work_dir=tmp_path,
+              transforms=[record_step])

@@ -6,6 +6,11 @@ bank that is most similar to the image; the other epochs use the plain CLIP loss
 holds detached text embeddings of recent batches (RoCLIP: 21,845 at batch 512; ``bank_size``
 scales it).  On nearest-neighbour epochs the text side receives no gradient from this term, as
 the pool entries are detached.  RoCLIP's optional image augmentation and EDA are off by default.
+
+Under DDP every rank pushes the whole global batch's captions (gathered), so the banks of all
+ranks are the same and the negatives are the global batch's, as in the plain CLIP loss.  The bank
+is the term's extra state: the training loop saves it with each checkpoint, so a resumed run
+looks up the same neighbours as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from torch import nn
 
 from paperlib.config import param
 from paperlib.defences.base import DefenceContext, DefencePlan
-from paperlib.train.losses import StepContext, info_nce
+from paperlib.train.losses import StepContext, contrastive_loss, gather_features
 
 
 @dataclass(frozen=True)
@@ -37,17 +42,21 @@ class MemoryBank:
 
     def push(self, x: torch.Tensor) -> None:
         x = x.detach()
-        self.items = x[-self.size:] if self.items is None else torch.cat([self.items, x])[-self.size:]
+        if self.items is not None:
+            x = torch.cat([self.items.to(x.device), x])
+        self.items = x[-self.size:]
 
     def nearest(self, queries: torch.Tensor) -> torch.Tensor:
         """The bank entry most similar to each query (queries and entries normalised)."""
         if self.items is None:
             raise ValueError("the memory bank is empty")
-        return self.items[(queries.detach() @ self.items.t()).argmax(1)]
+        items = self.items.to(queries.device)   # a bank restored from a checkpoint lives on the CPU
+        return items[(queries.detach() @ items.t()).argmax(1)]
 
 
 class RoCLIPTerm(nn.Module):
     name = "roclip"
+    leaves_parameters_unused = True   # the text tower gets no gradient on nearest-neighbour epochs
 
     def __init__(self, cfg: RoCLIPConfig, steps_per_epoch: int):
         super().__init__()
@@ -61,12 +70,20 @@ class RoCLIPTerm(nn.Module):
         img = step.image_features()
         txt = step.text_features()
         epoch = int(step.batch["step"]) // self.steps_per_epoch
-        if self.nn_epoch(epoch) and len(self.bank):
-            loss = info_nce(img, self.bank.nearest(img), step.logit_scale)
-        else:
-            loss = info_nce(img, txt, step.logit_scale)
-        self.bank.push(txt)
+        partner = self.bank.nearest(img) if self.nn_epoch(epoch) and len(self.bank) else txt
+        loss = contrastive_loss(img, partner, step.logit_scale, step.rank, step.world_size)
+        self.bank.push(gather_features(txt, step.rank, step.world_size))
         return loss
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The memory bank (empty tensor before the first step): saved with the checkpoint."""
+        return torch.empty(0) if self.bank.items is None else self.bank.items.detach().cpu().contiguous()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        if state.numel() and (state.ndim != 2 or len(state) > self.bank.size):
+            raise ValueError(f"RoCLIP memory bank in the checkpoint has shape {tuple(state.shape)}; "
+                             f"expected (n <= {self.bank.size}, embedding dim)")
+        self.bank.items = state.clone() if state.numel() else None
 
 
 def record_step(batch: dict, step: int, generator) -> dict:

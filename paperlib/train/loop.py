@@ -10,9 +10,9 @@ What varies between uses is data and loss, never the loop:
 
 The loop runs on the CPU (deterministic for a seed: every random draw comes from generators
 seeded by (seed, epoch, step)) and on CUDA (bf16 autocast, batches built on the device), and
-under ``torchrun`` with DDP.  It writes a checkpoint (model + optimiser + scheduler + position)
-every ``checkpoint_every`` steps as safetensors, and resumes from it when called again with
-the same ``work_dir``.
+under ``torchrun`` with DDP.  It writes a checkpoint (model + optimiser + scheduler + position +
+the loss terms' own state, such as RoCLIP's memory bank) every ``checkpoint_every`` steps as
+safetensors, and resumes from it when called again with the same ``work_dir``.
 """
 from __future__ import annotations
 
@@ -144,9 +144,23 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_checkpoint(work_dir: Path, model: nn.Module, opt, sched, state: TrainState) -> None:
+def _save_terms(terms: nn.Module, path: Path) -> bool:
+    """The loss terms' own state (e.g. RoCLIP's memory bank) as safetensors; False if they have none."""
+    sd = {k: v.detach().contiguous().cpu() for k, v in terms.state_dict().items()}
+    if not sd:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)
+    return True
+
+
+def _save_checkpoint(work_dir: Path, model: nn.Module, opt, sched, state: TrainState,
+                     terms: nn.Module | None = None) -> None:
     from paperlib.models import save_checkpoint
     save_checkpoint(model, work_dir / "last.safetensors")
+    if terms is not None:
+        _save_terms(terms, work_dir / "last_terms.safetensors")
     opt_meta = _save_optimizer(opt, work_dir / "last_optimizer.safetensors")
     meta = {"state": asdict(state), "optimizer": opt_meta, "scheduler": sched.state_dict()}
     tmp = work_dir / ".last.json.tmp"
@@ -154,13 +168,19 @@ def _save_checkpoint(work_dir: Path, model: nn.Module, opt, sched, state: TrainS
     os.replace(tmp, work_dir / "last.json")
 
 
-def _try_resume(work_dir: Path, model: nn.Module, opt, sched) -> TrainState | None:
+def _try_resume(work_dir: Path, model: nn.Module, opt, sched, terms: nn.Module | None = None) -> TrainState | None:
     meta_path = work_dir / "last.json"
     if not meta_path.is_file():
         return None
     from paperlib.models import load_checkpoint
     meta = json.loads(meta_path.read_text())
     load_checkpoint(model, work_dir / "last.safetensors")
+    terms_path = work_dir / "last_terms.safetensors"
+    if terms is not None and terms.state_dict():
+        if not terms_path.is_file():
+            raise FileNotFoundError(f"{terms_path}: the checkpoint in {work_dir} has no state of the loss "
+                                    "terms (e.g. RoCLIP's memory bank); delete the folder to train anew")
+        terms.load_state_dict(load_file(str(terms_path)))
     _load_optimizer(opt, work_dir / "last_optimizer.safetensors", meta["optimizer"])
     sched.load_state_dict(meta["scheduler"])
     return TrainState(**meta["state"])
@@ -215,14 +235,18 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
     sched = make_scheduler(opt, min(cfg.warmup_steps, total_steps // 2), total_steps)
     state = TrainState()
     if work_dir is not None:
-        resumed = _try_resume(work_dir, model, opt, sched)
+        resumed = _try_resume(work_dir, model, opt, sched, objective.terms)
         if resumed is not None:
             state = resumed
             log.info("%s: resumed at step %d of %d", desc, state.step, total_steps)
     ddp_objective = objective
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
-        ddp_objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None)
+        # A term that leaves a tower without gradient on some steps (RoCLIP's nearest-neighbour
+        # epochs: the captions enter only through the detached bank) needs DDP told so.
+        unused = any(getattr(t, "leaves_parameters_unused", False) for t in objective.terms)
+        ddp_objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None,
+                                                find_unused_parameters=unused)
 
     amp = resolve_precision(cfg.precision, device.type) == "bf16"
     history_path = work_dir / "history.jsonl" if (work_dir is not None and rank == 0) else None
@@ -272,7 +296,7 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
                     with open(history_path, "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
             if work_dir is not None and rank == 0 and state.step % cfg.checkpoint_every == 0:
-                _save_checkpoint(work_dir, model, opt, sched, state)
+                _save_checkpoint(work_dir, model, opt, sched, state, objective.terms)
         else:
             # the epoch ran out: next epoch
             state.epoch += 1
@@ -283,7 +307,7 @@ def train(model: nn.Module, pairs, cfg: TrainConfig, terms: Sequence[tuple[nn.Mo
         break
     bar.close()
     if work_dir is not None and rank == 0:
-        _save_checkpoint(work_dir, model, opt, sched, state)
+        _save_checkpoint(work_dir, model, opt, sched, state, objective.terms)
     for cb in callbacks:
         cb("train_end", {"epoch": state.epoch, "step": state.step, "model": model})
     model.eval()

@@ -71,6 +71,22 @@ def gather_features(x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor
     return torch.cat(parts)
 
 
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor | float,
+                     rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The CLIP loss of a rank's aligned rows against the global batch's negatives.
+
+    One process: :func:`info_nce`.  Under DDP both sides are gathered from every rank and each rank
+    computes the loss of its own rows, as open_clip's ClipLoss does.
+    """
+    if world_size <= 1:
+        return info_nce(img, txt, scale)
+    all_img = gather_features(img, rank, world_size)
+    all_txt = gather_features(txt, rank, world_size)
+    labels = torch.arange(len(img), device=img.device) + rank * len(img)
+    return 0.5 * (F.cross_entropy(scale * img @ all_txt.t(), labels)
+                  + F.cross_entropy(scale * txt @ all_img.t(), labels))
+
+
 class ClipLossTerm(nn.Module):
     """The standard CLIP contrastive loss between ``images`` and ``tokens`` of the batch.
 
@@ -87,14 +103,7 @@ class ClipLossTerm(nn.Module):
     def forward(self, step: StepContext) -> torch.Tensor:
         img = step.image_features(self.image_key)
         txt = step.text_features(self.text_key)
-        scale = step.logit_scale
-        if step.world_size > 1:
-            all_img = gather_features(img, step.rank, step.world_size)
-            all_txt = gather_features(txt, step.rank, step.world_size)
-            labels = torch.arange(len(img), device=img.device) + step.rank * len(img)
-            return 0.5 * (F.cross_entropy(scale * img @ all_txt.t(), labels)
-                          + F.cross_entropy(scale * txt @ all_img.t(), labels))
-        return info_nce(img, txt, scale)
+        return contrastive_loss(img, txt, step.logit_scale, step.rank, step.world_size)
 
 
 class TrainingObjective(nn.Module):
