@@ -314,6 +314,35 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     wb.victim_name = "victimB"
     ex.detection_sweep(p, wb)
     assert len(calls) == 6                                  # another victim: run again
+    ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "eftclip.region_topk": p.eftclip.region_topk + 1}), wb)
+    assert len(calls) == 8                                  # an Algorithm 1 setting outside the sweep: again
+
+
+def test_sweep_rows_keep_only_the_settings_these_parameters_sweep():
+    """results/detection/eftclip.csv keeps rows of earlier runs: Table 1 and Figs. 3-4 read only the
+    rows of the current sweep (a dropped theta or rho, another victim, scale or seed stay out)."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"seeds": [0, 1]})
+    d = p.detection
+    base = {"dataset": d.datasets[0], "n_backdoor": max(d.n_backdoor), "rho": d.default_rho,
+            "mu": d.default_position, "theta": p.eftclip.theta, "tau": p.eftclip.tau, "oracle": "fastsam",
+            "false_alarm_rate": 0.0, "k_size": 1, "target_rank": 1, "victim": f"badnet_{d.victim}",
+            "scale": p.scale}
+    rows = [{**base, "seed": 0, "detection_rate": 40.0}, {**base, "seed": 1, "detection_rate": 60.0},
+            {**base, "seed": 0, "rho": 99, "detection_rate": 0.0},                  # a rho since dropped
+            {**base, "seed": 0, "theta": 0.123, "detection_rate": 0.0},             # a theta since dropped
+            {**base, "seed": 0, "victim": "badnet_pretrain", "detection_rate": 0.0},
+            {**base, "seed": 0, "scale": "other", "detection_rate": 0.0},
+            {**base, "seed": 5, "detection_rate": 0.0}]
+    det = pd.DataFrame(rows)
+    kept = ex.sweep_rows(det, p, p.seeds)
+    assert sorted(kept.detection_rate) == [40.0, 60.0]
+    assert list(ex.sweep_rows(det, p, [1]).detection_rate) == [60.0]
+    t1 = ex.table_1(det, p)
+    r = t1[(t1.dataset == d.datasets[0]) & (t1.oracle == "fastsam")].iloc[0]
+    assert r.detection_rate_mean == 50.0 and r.n_seeds == 2
 
 
 def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():

@@ -524,8 +524,9 @@ def table_1(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     """Table 1: detection rate at the default settings for each dataset and n, beside the paper."""
     from paperlib.papers import lookup
     d = p.detection
-    sel = det[(det.scale == p.scale) & det.seed.isin(list(p.seeds)) & (det.rho == d.default_rho)
-              & (det.mu == d.default_position) & np.isclose(det.theta, p.eftclip.theta) & (det.tau == p.eftclip.tau)]
+    det = sweep_rows(det, p, p.seeds)
+    sel = det[(det.rho == d.default_rho) & (det.mu == d.default_position)
+              & np.isclose(det.theta, p.eftclip.theta) & (det.tau == p.eftclip.tau)]
     g = sel.groupby(["dataset", "n_backdoor", "oracle"])
     out = g[["detection_rate", "false_alarm_rate"]].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
@@ -586,9 +587,21 @@ def _save_rate_figure(fig, axes, title: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def sweep_rows(det: pd.DataFrame, p: EftCLIPParams, seeds) -> pd.DataFrame:
+    """The rows of ``results/detection/eftclip.csv`` that these parameters' sweep makes at ``seeds``:
+    this scale, the victim asked for, and only the datasets, n, rho, mu, theta, tau and oracles of
+    ``detection`` (the file keeps rows of earlier runs, e.g. of a setting since dropped)."""
+    d = p.detection
+    keep = ((det.scale == p.scale) & det.seed.isin(list(seeds)) & (det.victim == f"badnet_{d.victim}")
+            & det.dataset.isin(d.datasets) & det.n_backdoor.isin(d.n_backdoor) & det.rho.isin(d.rho_px)
+            & det.mu.isin(d.positions) & det.tau.isin(d.taus) & det.oracle.isin(d.oracles)
+            & np.isclose(det.theta.to_numpy()[:, None], np.asarray(d.thetas, float)[None, :]).any(1))
+    return det[keep]
+
+
 def _full_sweep(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
-    """The rows of the whole sweep (Figs. 3-4): this scale, the ablation seeds (see ``sweep_at``)."""
-    return det[(det.scale == p.scale) & det.seed.isin(list(p.ablation_seed_list))]
+    """The rows of the whole sweep (Figs. 3-4): the ablation seeds (see ``sweep_at``)."""
+    return sweep_rows(det, p, p.ablation_seed_list)
 
 
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
