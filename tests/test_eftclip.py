@@ -413,7 +413,12 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
                                               "ablation_seeds": [1], "pretrain_seeds": [0, 2]})
     assert p.pretrain_victims and "exact" in p.detection.oracles and p.other_rules
-    t = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)["tables"]
+    made = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    t = made["tables"]
+    # every curated set's row says what it cost, the pre-training victim's and the exact oracle's too
+    cur = made["curation"]
+    assert set(cur.threat_model) == {"finetune", "pretrain"} and set(cur.oracle) == {"fastsam", "exact"}
+    assert (cur.finetune_s == 1.0).all() and (cur.detect_s == 0.1).all()
     seeds = t.groupby("table").seed.apply(lambda s: sorted(set(s))).to_dict()
     assert seeds["Table 2"] == seeds["Table 5"] == [0, 1, 2]
     assert seeds["Table 6"] == [1] and seeds["Table 3"] == seeds["Table 4"] == [0, 2]

@@ -458,10 +458,13 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
 
 def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, **extra) -> dict:
     """One row of ``curation.csv``: what Algorithm 2 found for one curated set (``r``, from
-    :func:`curated_defence`), plus ``extra`` columns."""
+    :func:`curated_defence`), what it cost (the curated model's own training time from its summary,
+    also when this run read it from the cache; Algorithm 1's time in this run), plus ``extra`` columns."""
     return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
             "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
-            "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()), **extra}
+            "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()),
+            "finetune_s": r["model"].summary.get("seconds", 0.0), "detect_s": r["seconds"].get("detect", 0.0),
+            **extra}
 
 
 def _table4_pretrain(p) -> str | None:
