@@ -6,8 +6,8 @@
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
 wall times recorded by long runs can be longer when other work shares the cores.  Rows are kept
-per CPU model: bf16 is fast only on CPUs with native bf16 (``cpu_native_bf16``), which is why
-``precision: auto`` trains in fp32 elsewhere.
+per CPU model: bf16 is fast only on CPUs with native bf16 (``cpu_native_bf16``); ``precision:
+auto`` trains in fp32 on every CPU all the same, so results do not depend on the CPU model.
 """
 from __future__ import annotations
 

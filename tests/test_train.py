@@ -98,9 +98,9 @@ def test_safetensors_roundtrip_and_no_pickle(tmp_path):
         load_checkpoint(b, tmp_path / "m.pt")
 
 
-def test_precision_auto_resolves_by_device_and_cpu_and_keys_the_resolved_value(monkeypatch):
-    """bf16 autocast is emulated (16x slower) on CPUs without native bf16: ``auto`` picks fp32
-    there, bf16 on CUDA and on CPUs that have it; the cache key holds what it resolved to, so
+def test_precision_auto_resolves_by_device_and_keys_the_resolved_value(monkeypatch):
+    """``auto`` is bf16 on CUDA and fp32 on every CPU, with or without native bf16, so the same
+    parameters train the same artifacts on any CPU; the cache key holds what it resolved to, so
     artifacts trained in bf16 and in fp32 never share a key, and an explicit choice is kept."""
     import paperlib.train.loop as loop
     monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: False)
@@ -112,8 +112,9 @@ def test_precision_auto_resolves_by_device_and_cpu_and_keys_the_resolved_value(m
     assert TrainConfig().key("cuda")["precision"] == "bf16"   # keyed by the device it trains on
     assert TrainConfig(precision="bf16").key()["precision"] == "bf16"
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
-    assert loop.resolve_precision("auto", "cpu") == "bf16"
-    assert TrainConfig().key() == TrainConfig(precision="bf16").key()   # same artifact as an explicit bf16
+    assert loop.resolve_precision("auto", "cpu") == "fp32"                # native bf16 changes nothing
+    assert TrainConfig().key() == TrainConfig(precision="fp32").key()     # same artifact as an explicit fp32
+    assert TrainConfig(precision="bf16").key()["precision"] == "bf16"
     with pytest.raises(ValueError, match="fp32"):
         loop.resolve_precision("fp16")
 

@@ -64,17 +64,21 @@ def ieee_fp32_on_cuda() -> None:
 
 
 def resolve_precision(precision: str, device_type: str | None = None) -> str:
-    """``auto`` -> ``bf16`` on CUDA and on CPUs with native bf16, else ``fp32``; others unchanged.
+    """``auto`` -> ``bf16`` on CUDA, ``fp32`` on the CPU; others unchanged.
 
-    ``device_type`` defaults to the device ``device: auto`` picks (CUDA when torch sees one), which
-    is what the cache key uses, so an artifact's key names the precision it was trained in."""
+    On the CPU ``auto`` is fp32 whatever the CPU: a run's numbers (and its cache keys) must not
+    depend on whether the machine it landed on computes bf16 in hardware (bf16 there is faster,
+    emulated and ~19x slower elsewhere, see :func:`cpu_has_native_bf16`); ``precision: bf16`` asks
+    for it explicitly.  ``device_type`` defaults to the device ``device: auto`` picks (CUDA when
+    torch sees one), which is what the cache key uses, so an artifact's key names the precision it
+    was trained in."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device_type is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if device_type == "cuda" or cpu_has_native_bf16() else "fp32"
+    return "bf16" if device_type == "cuda" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class TrainConfig:
     warmup_steps: int = param(100, range=(0, None), doc="linear warm-up steps before the cosine decay")
     grad_clip: float = param(1.0, range=(0.0, None), doc="gradient-norm clip (0 = off)")
     precision: str = param("auto", choices=PRECISIONS,
-                           doc="autocast dtype; auto = bf16 on CUDA and on CPUs with native bf16, else fp32")
+                           doc="autocast dtype; auto = bf16 on CUDA, fp32 on any CPU")
     checkpoint_every: int = param(200, range=(1, None), doc="steps between resumable checkpoints")
     log_every: int = param(50, range=(1, None), doc="steps between log lines")
     seed: int = param(0, range=(0, None), doc="seed of batch order, augmentations and init")
