@@ -135,13 +135,61 @@ def test_detect_with_a_given_seed_set_uses_it_for_the_fine_stage():
     assert not np.isin([0, 1, 2], det.coarse.benign).any()
 
 
-def test_faulty_seed_replaces_exactly_the_asked_share_with_benign_pairs():
-    from paperlib.detect.cfbd import faulty_seed
-    seed = np.arange(50)
-    benign = np.arange(100, 1000)
-    out = faulty_seed(seed, benign, 0.4, np.random.default_rng(0))
-    assert len(out) == 50 and len(set(out.tolist())) == 50
-    assert np.isin(out, seed).sum() == 30 and np.isin(out, benign).sum() == 20
+def test_mixed_seed_set_holds_exactly_the_asked_share_of_benign_pairs():
+    from paperlib.detect.cfbd import mixed_seed_set
+    poisoned, benign = np.arange(60), np.arange(100, 1000)
+    for ratio, n_benign in ((0.0, 0), (0.4, 20), (0.8, 40)):
+        out = mixed_seed_set(poisoned, benign, 50, ratio, np.random.default_rng(0))
+        assert len(out) == 50 and len(set(out.tolist())) == 50
+        assert np.isin(out, benign).sum() == n_benign and np.isin(out, poisoned).sum() == 50 - n_benign
+    with pytest.raises(ValueError, match="needs 70 poisoned"):
+        mixed_seed_set(poisoned, benign, 70, 0.0, np.random.default_rng(0))
+
+
+def test_fault_tolerance_seeds_the_fine_stage_with_poisoned_pairs(monkeypatch, tmp_path):
+    """CFBD Table 5 hands the fine stage a seed set of truly poisoned pairs mixed with benign ones
+    (Sec. 3.3), whatever the coarse stage's own seed set holds: here c ranks every poisoned pair
+    last (as at our scale), so the coarse seed set has none, and still ratio 0 seeds only poisoned."""
+    from types import SimpleNamespace
+
+    import paperlib.detect.cfbd as cf
+    from paperlib.experiments import cfbd as ex
+    rng = np.random.default_rng(0)
+    n, n_poison = 600, 60
+    truth = np.zeros(n, bool)
+    truth[:n_poison] = True
+    c = np.where(truth, 0.0, rng.uniform(0.1, 1.0, n))        # poisoned pairs look the most consistent
+    cap = rng.normal(size=(n, 8))
+    cap[:n_poison] = cap[0] + 0.01 * rng.normal(size=(n_poison, 8))
+    seen = []
+    real = cf.detect
+    monkeypatch.setattr(cf, "detect", lambda c_, e, cfg, seed_rows=None: seen.append(seed_rows) or real(c_, e, cfg, seed_rows))
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "fault_qs": [8], "fault_ratios": [0.4],
+                                           "fault_attacks": ["badnet"]})
+    out = ex.fault_tolerance(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth)})
+    assert [int(truth[s].sum()) for s in seen] == [8, 5]   # q=8: 0% and 40% (3) benign
+    assert not truth[cf.coarse_stage(c, p.cfbd).seed].any()   # the coarse stage's own seed set: no poisoned pair
+    r0 = out[out.fault_ratio == 0].iloc[0]
+    assert r0.tpr >= 100 * 8 / n_poison     # its seed pairs, all poisoned, are flagged (the coarse set's: none)
+
+
+def test_coarse_to_fine_score_ranks_seed_suspicious_benign_and_matches_the_decision():
+    """AUROC / AUPRC / Fig. 5 rank pairs by the fine stage's z inside the coarse stage's tiers;
+    thresholding that score at gamma_z reproduces the detector's decision exactly."""
+    from paperlib.detect.cfbd import CFBDConfig, detect
+    rng = np.random.default_rng(1)
+    n = 300
+    c = rng.uniform(0, 1, n)
+    cap = rng.normal(size=(n, 8))
+    cfg = CFBDConfig(k=3, gamma=0.5, q=10, gamma_z=0.1)
+    det = detect(c, cap, cfg)
+    s = det.score
+    assert np.array_equal(s > cfg.gamma_z, det.flagged)
+    assert s[det.coarse.seed].min() > s[det.coarse.suspicious].max()
+    if len(det.coarse.benign):
+        assert s[det.coarse.suspicious].min() > s[det.coarse.benign].max()
+    sus = det.coarse.suspicious
+    assert np.array_equal(np.argsort(s[sus], kind="stable"), np.argsort(det.z[sus], kind="stable"))
 
 
 def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):

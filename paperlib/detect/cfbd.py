@@ -90,6 +90,17 @@ class Detection:
     z: np.ndarray              # textual correlation of every pair with the seed set (score)
     coarse: CoarseResult
 
+    @property
+    def score(self) -> np.ndarray:
+        """The coarse-to-fine decision as one ranking (for AUROC, AUPRC and Fig. 5): the seed set
+        D_p above every other pair, the coarse stage's benign set D_b below, the suspicious pairs
+        by their z (Eq. 6) between, each tier ordered by z.  Thresholded at gamma_z it gives
+        ``flagged``.  (Not c: the fine stage ranks by textual correlation, Sec. 2.3.)"""
+        s = np.asarray(self.z, np.float64).copy()     # z is a mean cosine, in [-1, 1]
+        s[self.coarse.seed] += 4.0
+        s[self.coarse.benign] -= 4.0
+        return s
+
 
 def detect(c: np.ndarray, caption_emb: np.ndarray, cfg: CFBDConfig, seed_rows: np.ndarray | None = None
            ) -> Detection:
@@ -115,13 +126,16 @@ def detect(c: np.ndarray, caption_emb: np.ndarray, cfg: CFBDConfig, seed_rows: n
     return Detection(flagged=flagged, coarse_flagged=coarse_flagged, keep=keep, z=z, coarse=co)
 
 
-def faulty_seed(seed_rows: np.ndarray, benign_pool: np.ndarray, fault_ratio: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """A seed set of the same size whose ``fault_ratio`` share is replaced by benign pairs
-    (CFBD Table 5: the seed set mixed with 20-80% benign pairs)."""
-    seed_rows = np.asarray(seed_rows, np.int64)
-    n_bad = int(round(fault_ratio * len(seed_rows)))
-    keep = rng.choice(seed_rows, size=len(seed_rows) - n_bad, replace=False)
-    pool = np.setdiff1d(benign_pool, seed_rows)
-    add = rng.choice(pool, size=min(n_bad, len(pool)), replace=False)
-    return np.sort(np.concatenate([keep, add]))
+def mixed_seed_set(poisoned_rows: np.ndarray, benign_rows: np.ndarray, q: int, fault_ratio: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """CFBD Table 5's hand-made seed set D_p (Sec. 3.3, fault tolerance): ``q`` pairs, of which the
+    ``fault_ratio`` share is benign and the rest truly poisoned, so that the fine stage is tested
+    on a seed set of known quality whatever the coarse stage found."""
+    n_benign = int(round(fault_ratio * q))
+    n_poisoned = q - n_benign
+    if n_poisoned > len(poisoned_rows) or n_benign > len(benign_rows):
+        raise ValueError(f"a seed set of q={q} with {100 * fault_ratio:.0f}% benign pairs needs {n_poisoned} "
+                         f"poisoned and {n_benign} benign pairs; there are {len(poisoned_rows)} and "
+                         f"{len(benign_rows)}")
+    return np.sort(np.concatenate([rng.choice(np.asarray(poisoned_rows, np.int64), n_poisoned, replace=False),
+                                   rng.choice(np.asarray(benign_rows, np.int64), n_benign, replace=False)]))

@@ -58,6 +58,12 @@ class CFBDParams(DetectionParams):
                                  f"victims: {sorted(have)}")
         if self.figure_attack not in have:
             raise ParamError(f"figure_attack={self.figure_attack!r}: no such victim; victims: {sorted(have)}")
+        short = [f"{v.attack} ({v.poison.poison_count})" for v in self.victims
+                 if v.attack in self.fault_attacks and v.poison.poison_count < max(self.fault_qs)]
+        if short:
+            raise ParamError(f"fault_qs: Table 5 builds seed sets of up to {max(self.fault_qs)} poisoned pairs, "
+                             f"but these fault_attacks have fewer: {', '.join(short)}; lower fault_qs or "
+                             "their poison_count")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> CFBDParams:
@@ -104,24 +110,24 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
 # Table 5 (fault tolerance) and Fig. 6 (ablations): cheap, from the screened sets
 # ---------------------------------------------------------------------------
 def fault_tolerance(p: CFBDParams, screened: dict) -> pd.DataFrame:
-    """AUROC of coarse-to-fine detection when the seed set holds ``fault_ratio`` benign pairs."""
+    """Table 5: AUROC of coarse-to-fine detection when the seed set D_p is made by hand from
+    ``q`` truly poisoned pairs of which ``fault_ratio`` are swapped for benign ones (CFBD Sec. 3.3);
+    ratio 0 is a seed set of poisoned pairs only.  D_b is still the coarse stage's."""
     from paperlib.config import replace
-    from paperlib.detect.cfbd import coarse_stage, detect, faulty_seed
+    from paperlib.detect.cfbd import detect, mixed_seed_set
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.results import upsert_csv
     rows = []
     for (attack, seed), sc in screened.items():
         if attack not in p.fault_attacks:
             continue
+        poisoned, benign = np.flatnonzero(sc.truth), np.flatnonzero(~sc.truth)
         for q in p.fault_qs:
             cfg = replace(p.cfbd, q=q)
-            seed_rows = coarse_stage(sc.c, cfg).seed
-            benign = np.flatnonzero(~sc.truth)
             for ratio in (0.0,) + tuple(p.fault_ratios):
-                rng = np.random.default_rng([p.fault_seed, seed, q, int(ratio * 100)])
-                rows_seed = faulty_seed(seed_rows, benign, ratio, rng) if ratio else seed_rows
-                det = detect(sc.c, sc.caption_emb, cfg, seed_rows=rows_seed)
-                auroc, auprc = auroc_auprc(sc.truth, det.z)
+                rng = np.random.default_rng([p.fault_seed, seed, q, int(round(ratio * 100))])
+                det = detect(sc.c, sc.caption_emb, cfg, seed_rows=mixed_seed_set(poisoned, benign, q, ratio, rng))
+                auroc, auprc = auroc_auprc(sc.truth, det.score)
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
                              "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr})
@@ -149,7 +155,7 @@ def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
                 continue
             det = detect(sc.c, sc.caption_emb, replace(p.cfbd, q=q))
             tpr, fpr = tpr_fpr(sc.truth, det.flagged)
-            auroc, _ = auroc_auprc(sc.truth, det.z)
+            auroc, _ = auroc_auprc(sc.truth, det.score)
             rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma, "q": q,
                          "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc})
     return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
@@ -338,7 +344,7 @@ def plot_fig5(scores: dict, p: CFBDParams):
     fig, axes = plt.subplots(rows_, cols, figsize=(3.3 * cols, 2.8 * rows_), squeeze=False)
     for ax, (a, s) in zip(axes.flat, items):
         det = s["detection"]
-        for label, score in (("coarse", s["c"]), ("coarse-to-fine", np.where(det.flagged, 1.0, 0.0) + s["c"])):
+        for label, score in (("coarse", s["c"]), ("coarse-to-fine", det.score)):
             prec, rec, _ = precision_recall_curve(s["truth"], score)
             ax.plot(rec, prec, label=label)
         ax.set_title(a, fontsize=9)

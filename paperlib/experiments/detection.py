@@ -203,7 +203,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
             ps, truth, c = sc.ps, sc.truth, sc.c
             scores[(v.attack, seed)] = {"c": c, "z": det.z, "truth": truth, "screened": sc, "detection": det}
             for stage, flagged, score in (("coarse", det.coarse_flagged, c),
-                                          ("fine", det.flagged, np.where(det.flagged, 1.0, 0.0) + c)):
+                                          ("fine", det.flagged, det.score)):
                 tpr, fpr = tpr_fpr(truth, flagged)
                 auroc, auprc = auroc_auprc(truth, score)
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
