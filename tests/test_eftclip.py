@@ -90,6 +90,21 @@ def test_curate_draws_per_label_in_proportion_and_others_at_their_ratio():
     assert len(set(rows.tolist())) == len(rows)
 
 
+def test_curate_keeps_the_set_size_when_an_affected_label_runs_short():
+    """A label with fewer rows than its share: the other affected labels take the rest of the
+    affected budget, and the set keeps its size (it collapsed to 187 of 1,500 pairs before)."""
+    labels = [{"soap"}] * 5 + [{"dog"}] * 100 + [{"car"}] * 200
+    rows = curate(labels, Counter({"soap": 3, "dog": 1}), n_total=100, other_ratio=0.1, rng=np.random.default_rng(0))
+    got = Counter(next(iter(labels[i])) for i in rows)
+    assert len(rows) == 100 and got == Counter({"soap": 5, "dog": 85, "car": 10})
+    # every affected row used up: the non-affected rows fill the set
+    rows = curate([{"soap"}] * 5 + [{"car"}] * 200, Counter({"soap": 1}), n_total=100, other_ratio=0.1,
+                  rng=np.random.default_rng(0))
+    assert len(rows) == 100
+    # a pool smaller than the set: all of it
+    assert len(curate([{"soap"}] * 5 + [{"car"}] * 5, Counter({"soap": 1}), 100, 0.1, np.random.default_rng(0))) == 10
+
+
 def test_curate_without_affected_labels_draws_from_the_whole_pool():
     rows = curate([{"a"}] * 10, Counter(), n_total=4, other_ratio=0.1, rng=np.random.default_rng(0))
     assert len(rows) == 4
@@ -446,3 +461,30 @@ def test_tables_read_each_table_at_its_own_seeds_and_threat_model():
     kept = ex.rows_asked(t, p)
     assert list(kept.index) == [i for i, c in enumerate(cases) if c[-1]]
     assert ex.rows_asked(t.assign(scale="gpu"), p).empty
+
+
+def test_mask_box_is_the_tight_box_of_the_mask():
+    from paperlib.detect.oracle import mask_box
+    m = np.zeros((64, 64), bool)
+    m[25:50, 5:30] = True
+    assert mask_box(m) == (5, 25, 30, 50)       # ultralytics' FastSAM box for it: (0, 25, 30, 64)
+    assert mask_box(np.zeros((8, 8), bool)) is None
+
+
+def test_fastsam_regions_are_cropped_by_their_masks_not_ultralytics_border_snapped_boxes(tmp_path):
+    """FastSAM's predictor snaps box edges within 20 px of the border onto it (meant for 1024 px
+    images): the oracle's boxes are the masks' own, so a crop never grows to the image border."""
+    import json
+
+    from safetensors.torch import save_file
+    from ultralytics.nn.tasks import SegmentationModel
+
+    from paperlib.detect.oracle import FastSAMOracle, mask_box
+    torch.manual_seed(0)
+    net = SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)   # untrained: random regions
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "segmenter.safetensors"))
+    (tmp_path / "model.json").write_text(json.dumps({"yaml": net.yaml, "names": {"0": "object"}}))
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    regions = [r for rs in FastSAMOracle(tmp_path, imgsz=64).segment(imgs, theta=0.0) for r in rs]
+    assert regions
+    assert all(r.box == mask_box(r.mask) for r in regions)

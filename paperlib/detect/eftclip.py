@@ -285,10 +285,13 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
            rng: np.random.Generator) -> np.ndarray:
     """Rows of a clean pool for the curated fine-tuning set (EftCLIP Sec. 4.4-4.5).
 
-    ``(1 - other_ratio) * n_total`` rows go to the affected labels, each label's share
-    proportional to its frequency in A (drawn from the rows that mention it, without
-    replacement); ``other_ratio * n_total`` rows come from rows that mention no affected label.
-    Returns sorted unique row indices (fewer than ``n_total`` when the pool runs short)."""
+    The set has ``n_total`` rows ("a certain number of image-text pairs", Sec. 5): about
+    ``(1 - other_ratio) * n_total`` go to the affected labels, each label's share proportional to
+    its frequency in A (drawn from the rows that mention it, without replacement); a label with
+    fewer rows than its share gives the rest to the other affected labels' remaining rows; the
+    remainder, at least ``other_ratio * n_total``, comes from rows that mention no affected label.
+    Without affected labels all rows are such rows.  Returns sorted unique row indices: exactly
+    ``n_total`` unless the whole pool is smaller."""
     n_total = int(n_total)
     freq = {k: v for k, v in affected.items() if v > 0}
     taken: set[int] = set()
@@ -300,11 +303,13 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
             rows = np.array([i for i, ls in enumerate(labels) if lab in ls and i not in taken], np.int64)
             if want and len(rows):
                 taken.update(rng.choice(rows, size=min(want, len(rows)), replace=False).tolist())
-        n_other = int(round(other_ratio * n_total))
-    else:
-        n_other = n_total
+        short = n_aff - len(taken)
+        spare = np.array([i for i, ls in enumerate(labels) if ls & freq.keys() and i not in taken], np.int64)
+        if short > 0 and len(spare):      # labels that ran out: their share to the other affected labels
+            taken.update(rng.choice(spare, size=min(short, len(spare)), replace=False).tolist())
     others = np.array([i for i, ls in enumerate(labels) if not (ls & freq.keys()) and i not in taken], np.int64)
-    if n_other and len(others):
+    n_other = n_total - len(taken)
+    if n_other > 0 and len(others):
         taken.update(rng.choice(others, size=min(n_other, len(others)), replace=False).tolist())
     return np.array(sorted(taken), np.int64)
 

@@ -63,6 +63,14 @@ class Region:
     conf: float
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The tight box (x0, y0, x1, y1, exclusive) of a boolean mask; None when it is empty."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
 class Oracle(Protocol):
     name: str
 
@@ -228,11 +236,14 @@ class FastSAMOracle:
             regions = []
             if r.masks is not None and len(r.boxes):
                 masks = r.masks.data.cpu().numpy() > 0.5
-                for box, conf, m in zip(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), masks):
-                    x0, y0, x1, y1 = (int(np.floor(box[0])), int(np.floor(box[1])),
-                                      int(np.ceil(box[2])), int(np.ceil(box[3])))
-                    if x1 > x0 and y1 > y0:
-                        regions.append(Region((x0, y0, x1, y1), m, float(conf)))
+                # The crop is the segment's own box, taken from its mask: ultralytics' FastSAM
+                # predictor moves box edges within 20 px of the border onto it and turns boxes
+                # that cover 90% of the image into the whole image (tuned for 1024 px inputs; on
+                # our 64 px images a third of the side), so its boxes are not the segments'.
+                for conf, m in zip(r.boxes.conf.cpu().numpy(), masks):
+                    box = mask_box(m)
+                    if box is not None:
+                        regions.append(Region(box, m, float(conf)))
             out.append(regions)
         return out
 

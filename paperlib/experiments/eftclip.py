@@ -212,7 +212,7 @@ def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
 
 # Bump when the code behind a seed's detection rows changes what they hold (triggered(), ListMaker,
 # the oracles, identify_affected_labels, _sweep_one_seed): cached sweeps of older code are then rebuilt.
-SWEEP_CODE_VERSION = 1
+SWEEP_CODE_VERSION = 2   # 2: FastSAM regions cropped by their masks
 
 
 def detection_key(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, seed: int) -> dict:
