@@ -218,6 +218,25 @@ def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):
     assert cfbd.tables_ca_asr(p2).set_index("method").loc["cleanclip", "asr_top1_mean"] == 10.0
 
 
+def test_cfbd_tables_take_victims_of_seeds_the_attack_suite_lacks_from_the_matrix(tmp_path):
+    """victims.csv holds seed 0 only; the matrix's `none` rows hold the victims of every seed, so
+    Tables 1-2 at seeds 0-2 average three victims (victims.csv's row where it has one)."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd
+    for d in ("attacks", "defences", "detection"):
+        (tmp_path / d).mkdir()
+    pd.DataFrame([{"attack": "badnet", "scale": "smoke", "threat_model": "finetune", "poison_count": 8, "seed": 0,
+                   "ca_top1": 10.0, "asr_top1": 50.0, "base_ca_top1": 20.0, "base_asr_top1": 0.0}]
+                 ).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    pd.DataFrame([{"attack": "badnet", "defence": "none", "scale": "smoke", "seed": s, "ca_top1": 10.0,
+                   "asr_top1": 99.0 if s == 0 else 20.0 * s} for s in (0, 1, 2)]
+                 ).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    r = cfbd.tables_ca_asr(p).set_index("method").loc["none"]
+    assert r.asr_top1_count == 3 and r.asr_top1_mean == (50.0 + 20.0 + 40.0) / 3
+
+
 def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
     """LC's column of CFBD's Tables 1-2 is at the paper's 0.05% poison rate, not 3,000 pairs: its
     paper values must still stand beside ours (they were missing)."""

@@ -182,15 +182,22 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
     det = read(res / "detection" / "cfbd.csv")
     for a in attacks:
         v = _victim(p, a)
+        victim_seeds = set()
         if len(vic):
             s = vic[(vic.attack == a) & (vic.scale == p.scale) & (vic.threat_model == "finetune")
                     & (vic.poison_count == v.poison.poison_count)]
             for _, r in s.iterrows():
+                victim_seeds.add(int(r.seed))
                 rows.append({"attack": a, "method": "none", "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1})
                 if "base_ca_top1" in s:
                     rows.append({"attack": a, "method": "clean", "seed": r.seed, "ca_top1": r.base_ca_top1,
                                  "asr_top1": r.get("base_asr_top1", np.nan)})
         if len(mat):
+            # the attack suite trains seed 0's victims; the matrix's `none` rows hold every seed's
+            s = mat[(mat.attack == a) & (mat.scale == p.scale) & (mat.defence == "none")
+                    & ~mat.seed.isin(sorted(victim_seeds))]
+            rows += [{"attack": a, "method": "none", "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
+                     for _, r in s.iterrows()]
             s = mat[(mat.attack == a) & (mat.scale == p.scale) & mat.defence.isin(["roclip", "cleanclip"])]
             rows += [{"attack": a, "method": r.defence, "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
                      for _, r in s.iterrows()]
