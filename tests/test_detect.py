@@ -259,3 +259,25 @@ def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
     assert lc.loc["clean", "ca_top1_paper"] == 59.69
     # the claim quotes the paper's retraining ASR as printed, LC's 0.84 included
     assert cfbd._paper_retrain_asr() == "0.00-0.84 over 9 attacks (worst: lc 0.84)"
+
+
+def test_cfbd_detection_tables_average_the_seeds_asked_for_with_their_spread(tmp_path):
+    """Tables 3-5 read result files that keep other seeds' rows: only the seeds of the parameters
+    enter, with the spread over them and their number."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd
+    (tmp_path / "detection").mkdir()
+    pd.DataFrame([{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": s,
+                   "tpr": 10.0 * s, "fpr": 0.0, "auroc": 50.0 + 10 * s, "auprc": 1.0} for s in (0, 1, 2)]
+                 ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    r = cfbd.table_4(p).set_index(["attack", "stage"]).loc[("badnet", "fine")]
+    assert r.auroc == 55.0 and r.n_seeds == 2 and abs(r.auroc_std - np.std([50.0, 60.0], ddof=1)) < 1e-9
+    fault = pd.DataFrame([{"attack": "badnet", "q": 8, "fault_ratio": f, "scale": "smoke", "seed": s,
+                           "auroc": 90.0 - f + s} for f in (0.0, 40.0) for s in (0, 1, 2)])
+    t5 = cfbd.table_5_wide(fault, p).set_index("fault_ratio")
+    assert list(t5.index) == [0.0, 40.0] and t5.loc[40.0, "auroc"] == 50.5 and (t5.n_seeds == 2).all()
+    rates = pd.DataFrame([{"attack": "badnet", "method": "cfbd", "poison_count": 8, "poison_rate": 0.3,
+                           "scale": "smoke", "seed": s, "tpr": 100.0 - s} for s in (0, 1, 2)])
+    assert cfbd.table_3_wide(rates, p).iloc[0].tpr == 99.5
