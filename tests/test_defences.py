@@ -267,3 +267,21 @@ def test_each_defence_trains_in_the_one_loop(defence_id, tmp_path):
     after = torch.cat([q.detach().flatten() for q in model.parameters()])
     assert summary["steps"] == 4 and not torch.equal(before, after)
     assert all(np.isfinite(v) for v in summary["final_losses"].values())
+
+
+def test_abd_patch_key_names_the_scenes_its_gan_trains_on():
+    """The patch is cached per victim, settings and seed; the GAN's images come from the clean set,
+    so two clean sets (another size or other scenes) must not share a patch."""
+    from paperlib.config import replace
+    from paperlib.defences.abd import gan_rows, gan_scenes_digest
+    from paperlib.models import get_tokenizer
+    pairs = _pairs(64)
+    cfg = replace(ABDConfig(), gan_images=16)
+
+    def digest(pool):
+        ctx = DefenceContext("tiny-rn64", get_tokenizer("tiny-rn64"), torch.device("cpu"), pool, steps_per_epoch=1)
+        return gan_scenes_digest(ctx, gan_rows(cfg, ctx))
+    first = pairs.subset(np.arange(32))
+    assert digest(first) == digest(pairs.subset(np.arange(32)))
+    assert digest(first) != digest(pairs.subset(np.arange(32, 64)))     # other scenes
+    assert digest(first) != digest(pairs.subset(np.arange(40)))         # a larger clean set

@@ -263,6 +263,20 @@ def plan(cfg: ABDConfig, ctx: DefenceContext) -> DefencePlan:
                              "gan_final": info["history"][-1] if info["history"] else {}})
 
 
+def gan_rows(cfg: ABDConfig, ctx: DefenceContext) -> np.ndarray:
+    """Positions in the clean pair set of the images the patch GAN trains on."""
+    n = len(ctx.pairs)
+    return np.sort(np.random.default_rng([ctx.seed, 55]).choice(n, size=min(cfg.gan_images, n), replace=False))
+
+
+def gan_scenes_digest(ctx: DefenceContext, rows: np.ndarray) -> str:
+    """Which scenes the GAN sees, for the patch's cache key: the clean set (its size, which scenes)
+    decides them, and two clean sets must not share a patch."""
+    import hashlib
+    scenes = np.asarray(getattr(ctx.pairs, "rows", np.arange(len(ctx.pairs))), np.int64)[rows]
+    return hashlib.sha256(np.ascontiguousarray(scenes).tobytes()).hexdigest()[:16]
+
+
 def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
     """The stage-1 patch, cached under the victim's key, the clean model's key and ``cfg``."""
     import json
@@ -274,14 +288,15 @@ def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
     cache = ctx.cache or ArtifactCache()
     gan_keys = ("patch_area", "margin_fraction", "z_dim", "alpha", "beta", "gamma", "delta", "l2_weight",
                 "lambda_bd", "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr")
+    rows = gan_rows(cfg, ctx)
     key = {"role": "abd_patch", "victim": ctx.victim.key_params,
            "clean": ctx.clean_base.key_params if ctx.clean_base is not None else None,
-           "cfg": {k: v for k, v in asdict(cfg).items() if k in gan_keys}, "seed": ctx.seed}
+           "cfg": {k: v for k, v in asdict(cfg).items() if k in gan_keys}, "seed": ctx.seed,
+           "gan_scenes": gan_scenes_digest(ctx, rows)}
 
     def build(work):
         victim = ctx.victim.load(ctx.device)
         clean = ctx.clean_base.load(ctx.device) if (ctx.clean_base is not None and cfg.lambda_bd > 0) else None
-        rows = np.sort(np.random.default_rng([ctx.seed, 55]).choice(len(ctx.pairs), size=min(cfg.gan_images, len(ctx.pairs)), replace=False))
         batch = ctx.pairs.fetch(rows)
         patch, info = train_patch(victim, clean, batch["images"], batch["tokens"], cfg, ctx.seed, ctx.device)
         save_file({"patch": patch.contiguous()}, str(work / "patch.safetensors"))
