@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--render-workers", type=int, default=2, help="processes rendering scenes (0: no render benchmark)")
     ap.add_argument("--cache-costs", action="store_true",
                     help="summarise the artifact cache's build times instead of measuring throughput")
+    ap.add_argument("--costs-out", default="results/benchmarks/cache_costs.csv")
     args = ap.parse_args(argv)
     from paperlib.results import environment, upsert_csv
     if args.cache_costs:
@@ -135,9 +136,8 @@ def main(argv=None) -> int:
         for r in rows:
             r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], measured=env["time"])
             print(r)
-        from paperlib.results import write_csv_atomic
-        import pandas as pd
-        write_csv_atomic(pd.DataFrame(rows), "results/benchmarks/cache_costs.csv")
+        # one row per (kind, role, precision) and machine: another machine's cache adds its rows
+        upsert_csv(args.costs_out, rows, ("kind", "role", "precision", "cpu", "cpu_native_bf16"))
         return 0
     rows = [train_throughput(device=args.device, steps=args.steps),
             train_throughput(precision="fp32", device=args.device, steps=args.steps)]

@@ -92,6 +92,28 @@ def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     assert rows[("eval", "")]["samples"] == 0 and rows[("model", "clean_pretrain")]["precision"] == "fp32"
 
 
+def test_cache_costs_of_another_machine_add_rows_instead_of_replacing(tmp_path, monkeypatch):
+    """Each machine's cache has its own build times: summarising a second machine's cache keeps the
+    first machine's rows (told apart by cpu and cpu_native_bf16) and replaces only its own."""
+    import json
+
+    import pandas as pd
+
+    import paperlib.bench as bench
+    import paperlib.results as results
+    d = tmp_path / "cache" / "model" / "a"
+    d.mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"kind": "model", "key": "a", "build_seconds": 100.0,
+                                               "params": {"role": "clean_pretrain", "train": {"precision": "fp32"}}}))
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "costs.csv"
+    for native in (False, True, True):
+        monkeypatch.setattr(results, "environment", lambda native=native: {"cpu_native_bf16": native, "time": "t"})
+        bench.main(["--cache-costs", "--costs-out", str(out)])
+    got = pd.read_csv(out)
+    assert len(got) == 2 and sorted(got.cpu_native_bf16.tolist()) == [False, True]
+
+
 def test_artifacts_carried_to_another_cache_are_checked(tmp_path, monkeypatch):
     """Export / import between caches: a complete artifact arrives intact; one whose name is not
     its parameters' key, or that holds a pickle, is refused with the reason, and nothing is copied."""
