@@ -136,7 +136,7 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
         summary["device"] = device_name(device)
         summary["world_size"] = _rank_world()[1]
         write_json_atomic(work / "summary.json", summary)
-        for f in ("last.safetensors", "last_optimizer.safetensors"):
+        for f in ("last.safetensors", "last_optimizer.safetensors", "last_terms.safetensors"):
             (work / f).unlink(missing_ok=True)
 
     path = cache.get_or_build("model", kind_params, build, collective=True)

@@ -55,10 +55,13 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
 
 def _key_strings(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
     """One string per row naming its key values; numbers by value, so 5, 5.0 and "5" read back
-    from a CSV name the same row."""
+    from a CSV name the same row, and an empty value is "" however it reads back (CSV turns "" into NaN)."""
+    import math
     import numbers
 
     def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
         if isinstance(v, numbers.Number) and not isinstance(v, bool):
             return format(float(v), ".12g")
         return str(v)

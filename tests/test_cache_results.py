@@ -112,6 +112,13 @@ def test_cache_costs_of_another_machine_add_rows_instead_of_replacing(tmp_path, 
         bench.main(["--cache-costs", "--costs-out", str(out)])
     got = pd.read_csv(out)
     assert len(got) == 2 and sorted(got.cpu_native_bf16.tolist()) == [False, True]
+    # an artifact without role or precision ("" written, NaN read back) is still one row per machine
+    d = tmp_path / "cache" / "eval" / "b"
+    d.mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"kind": "eval", "key": "b", "build_seconds": 1.0, "params": {}}))
+    for _ in range(2):
+        bench.main(["--cache-costs", "--costs-out", str(out)])
+    assert len(pd.read_csv(out)) == 3       # the eval row once (it was appended at every run)
 
 
 def test_artifacts_carried_to_another_cache_are_checked(tmp_path, monkeypatch):

@@ -158,7 +158,7 @@ def test_fault_tolerance_seeds_the_fine_stage_with_poisoned_pairs(monkeypatch, t
     n, n_poison = 600, 60
     truth = np.zeros(n, bool)
     truth[:n_poison] = True
-    c = np.where(truth, 0.0, rng.uniform(0.1, 1.0, n))        # poisoned pairs look the most consistent
+    c = np.where(truth, 0.0, rng.uniform(0.1, 1.0, n))        # poisoned pairs get the lowest c (as at our scale)
     cap = rng.normal(size=(n, 8))
     cap[:n_poison] = cap[0] + 0.01 * rng.normal(size=(n_poison, 8))
     seen = []

@@ -101,6 +101,10 @@ def test_curate_keeps_the_set_size_when_an_affected_label_runs_short():
     rows = curate([{"soap"}] * 5 + [{"car"}] * 200, Counter({"soap": 1}), n_total=100, other_ratio=0.1,
                   rng=np.random.default_rng(0))
     assert len(rows) == 100
+    # the non-affected rows run out: affected rows beyond the labels' shares fill the set
+    rows = curate([{"soap"}] * 200 + [{"car"}] * 3, Counter({"soap": 1}), n_total=100, other_ratio=0.5,
+                  rng=np.random.default_rng(0))
+    assert len(rows) == 100
     # a pool smaller than the set: all of it
     assert len(curate([{"soap"}] * 5 + [{"car"}] * 5, Counter({"soap": 1}), 100, 0.1, np.random.default_rng(0))) == 10
 

@@ -153,7 +153,7 @@ def test_roclip_resume_restores_its_memory_bank(tmp_path):
         if event == "epoch_end" and state["epoch"] == 1:
             raise Stop
     with pytest.raises(Stop):
-        run(tmp_path / "part", [stop_after_first_epoch])   # last checkpoint at step 3, bank of steps 1-3
+        run(tmp_path / "part", [stop_after_first_epoch])   # last checkpoint at step 3, its bank full (steps 2-3)
     assert (tmp_path / "part" / "last_terms.safetensors").is_file()
     resumed, resumed_term = run(tmp_path / "part")
     assert torch.allclose(_params(full), _params(resumed), atol=1e-6)

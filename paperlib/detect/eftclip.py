@@ -289,9 +289,10 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
     ``(1 - other_ratio) * n_total`` go to the affected labels, each label's share proportional to
     its frequency in A (drawn from the rows that mention it, without replacement); a label with
     fewer rows than its share gives the rest to the other affected labels' remaining rows; the
-    remainder, at least ``other_ratio * n_total``, comes from rows that mention no affected label.
-    Without affected labels all rows are such rows.  Returns sorted unique row indices: exactly
-    ``n_total`` unless the whole pool is smaller."""
+    remainder (about ``other_ratio * n_total``; per-label rounding can take a few more for the
+    labels) comes from rows that mention no affected label, and if those run out, from any row
+    left.  Without affected labels all rows are such rows.  Returns sorted unique row indices:
+    exactly ``n_total`` unless the whole pool is smaller."""
     n_total = int(n_total)
     freq = {k: v for k, v in affected.items() if v > 0}
     taken: set[int] = set()
@@ -311,6 +312,9 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
     n_other = n_total - len(taken)
     if n_other > 0 and len(others):
         taken.update(rng.choice(others, size=min(n_other, len(others)), replace=False).tolist())
+    rest = np.array([i for i in range(len(labels)) if i not in taken], np.int64)
+    if len(taken) < n_total and len(rest):   # the non-affected rows ran out: any row left
+        taken.update(rng.choice(rest, size=min(n_total - len(taken), len(rest)), replace=False).tolist())
     return np.array(sorted(taken), np.int64)
 
 

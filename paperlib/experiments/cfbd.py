@@ -193,7 +193,9 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
                     rows.append({"attack": a, "method": "clean", "seed": r.seed, "ca_top1": r.base_ca_top1,
                                  "asr_top1": r.get("base_asr_top1", np.nan)})
         if len(mat):
-            # the attack suite trains seed 0's victims; the matrix's `none` rows hold every seed's
+            # the attack suite trains seed 0's victims; the matrix's `none` rows hold every seed's.
+            # They carry no poison count: they are the same victims only while the defence matrix's
+            # parameters use the attack suite's victim settings (as the embedded files do).
             s = mat[(mat.attack == a) & (mat.scale == p.scale) & (mat.defence == "none")
                     & ~mat.seed.isin(sorted(victim_seeds))]
             rows += [{"attack": a, "method": "none", "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
