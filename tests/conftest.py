@@ -10,6 +10,8 @@ the processes a test starts (papermill kernels, torchrun workers).
 """
 import os
 
+import pytest
+
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     _threads = str(max(1, (os.cpu_count() or 1) // _workers))
@@ -19,3 +21,20 @@ if _workers > 1:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+
+@pytest.fixture
+def interrupt_after_epoch():
+    """A training callback that stops a run at the end of epoch ``n`` (as a killed process would,
+    after its last checkpoint), and the exception it raises: ``interrupt_after_epoch.Interrupted``."""
+    class Interrupted(Exception):
+        pass
+
+    def make(n: int = 1):
+        def callback(event, state):
+            if event == "epoch_end" and state["epoch"] == n:
+                raise Interrupted
+        return callback
+    make.Interrupted = Interrupted
+    return make

@@ -41,7 +41,7 @@ def test_clip_loss_falls_on_the_gpu(precision):
     assert out["final_losses"]["clip"] < 0.8 * math.log(16)
 
 
-def test_gpu_run_resumes_from_its_checkpoint(tmp_path):
+def test_gpu_run_resumes_from_its_checkpoint(tmp_path, interrupt_after_epoch):
     from paperlib.models import create_model
     from paperlib.train.loop import TrainConfig, train
     from paperlib.train.losses import ClipLossTerm
@@ -50,15 +50,9 @@ def test_gpu_run_resumes_from_its_checkpoint(tmp_path):
     full = create_model("tiny-rn64", seed=0)
     train(full, pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=tmp_path / "full", device="cuda")
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(event, state):
-        if event == "epoch_end" and state["epoch"] == 1:
-            raise Stop
-    with pytest.raises(Stop):
+    with pytest.raises(interrupt_after_epoch.Interrupted):
         train(create_model("tiny-rn64", seed=0), pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=tmp_path / "part",
-              callbacks=[stop_after_first_epoch], device="cuda")
+              callbacks=[interrupt_after_epoch(1)], device="cuda")
     resumed = create_model("tiny-rn64", seed=0)
     train(resumed, pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=tmp_path / "part", device="cuda")
     # GPU kernels sum in no fixed order, so the two runs are not bit-equal (an absolute 1e-4 failed

@@ -65,7 +65,7 @@ def test_loss_decreases():
     assert out["final_losses"]["clip"] < np.log(16) * 0.8
 
 
-def test_resume_from_checkpoint_is_exact(tmp_path):
+def test_resume_from_checkpoint_is_exact(tmp_path, interrupt_after_epoch):
     pairs = _pairs()
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_steps=2, checkpoint_every=3)
     full = create_model("tiny-rn64", seed=0)
@@ -75,14 +75,8 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
     short = TrainConfig(**{**cfg.__dict__, "epochs": 2})
     work = tmp_path / "part"
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(event, state):
-        if event == "epoch_end" and state["epoch"] == 1:
-            raise Stop
-    with pytest.raises(Stop):
-        train(part, pairs, short, [(ClipLossTerm(), 1.0)], work_dir=work, callbacks=[stop_after_first_epoch])
+    with pytest.raises(interrupt_after_epoch.Interrupted):
+        train(part, pairs, short, [(ClipLossTerm(), 1.0)], work_dir=work, callbacks=[interrupt_after_epoch(1)])
     resumed = create_model("tiny-rn64", seed=0)
     train(resumed, pairs, short, [(ClipLossTerm(), 1.0)], work_dir=work)
     assert torch.allclose(_params(full), _params(resumed), atol=1e-6)
@@ -131,7 +125,7 @@ def test_cpu_bf16_detection_reads_cpuinfo_flags(monkeypatch, tmp_path):
         assert loop.cpu_has_native_bf16() is expected
 
 
-def test_roclip_resume_restores_its_memory_bank(tmp_path):
+def test_roclip_resume_restores_its_memory_bank(tmp_path, interrupt_after_epoch):
     """RoCLIP's nearest-neighbour epochs read a bank filled by earlier steps: a run stopped and
     resumed must look up the same neighbours as one that never stopped (the bank is checkpointed)."""
     from paperlib.defences.roclip import RoCLIPConfig, RoCLIPTerm, record_step
@@ -146,14 +140,8 @@ def test_roclip_resume_restores_its_memory_bank(tmp_path):
 
     full, full_term = run(tmp_path / "full")
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(event, state):
-        if event == "epoch_end" and state["epoch"] == 1:
-            raise Stop
-    with pytest.raises(Stop):
-        run(tmp_path / "part", [stop_after_first_epoch])   # last checkpoint at step 3, its bank full (steps 2-3)
+    with pytest.raises(interrupt_after_epoch.Interrupted):
+        run(tmp_path / "part", [interrupt_after_epoch(1)])   # last checkpoint at step 3, its bank full (steps 2-3)
     assert (tmp_path / "part" / "last_terms.safetensors").is_file()
     resumed, resumed_term = run(tmp_path / "part")
     assert torch.allclose(_params(full), _params(resumed), atol=1e-6)
