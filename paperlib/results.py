@@ -92,12 +92,22 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def git_commit() -> str:
+def git_commit(repo_dir: Path | None = None) -> str:
+    """HEAD of the checkout, with ``+dirty`` when tracked files outside ``results/`` differ from it.
+
+    The outputs a run writes (executed notebooks, tables, figures under ``results/``) are tracked
+    files too, so counting them would mark every run dirty; only changes to code, parameters and
+    documentation say that the outputs may not come from the named commit.
+    """
+    cwd = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                             cwd=cwd, timeout=10)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, cwd=cwd, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
+                               capture_output=True, text=True, cwd=top or cwd,
                                timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):

@@ -178,3 +178,30 @@ def test_artifacts_with_links_are_refused(tmp_path):
     with pytest.raises(ArtifactError, match="symbolic links"):
         import_artifacts(ArtifactCache(tmp_path / "there"), tmp_path / "carry")
     assert not (tmp_path / "there").exists()
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_outputs(tmp_path):
+    """A run rewrites tracked files under results/; only changes elsewhere make its commit dirty."""
+    import subprocess
+
+    from paperlib.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results" / "table.csv").write_text("a\n1\n")
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    assert git_commit(tmp_path / "pkg") == head
+    (tmp_path / "results" / "table.csv").write_text("a\n2\n")   # what a run does
+    assert git_commit(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")         # what makes outputs unreproducible
+    assert git_commit(tmp_path / "pkg") == head + "+dirty"
+    assert git_commit(tmp_path.parent / "no-such-dir") == "unknown"
