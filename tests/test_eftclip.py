@@ -492,3 +492,30 @@ def test_fastsam_regions_are_cropped_by_their_masks_not_ultralytics_border_snapp
     regions = [r for rs in FastSAMOracle(tmp_path, imgsz=64).segment(imgs, theta=0.0) for r in rs]
     assert regions
     assert all(r.box == mask_box(r.mask) for r in regions)
+
+
+def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path):
+    """Table 6 compares the oracles through Algorithm 2's curated sets; when neither oracle found an
+    affected label both sets are the same random subset, so a gap of 0 is no evidence for the claim."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    det = pd.DataFrame(columns=list(ex.DETECTION_COLUMNS))
+    seed = p.ablation_seed_list[0]
+    table6 = pd.DataFrame([{"attack": "badnet", "model": m, "ca_top1_mean": 9.0, "asr_top1_mean": asr}
+                           for m, asr in (("eftclip_fastsam", 13.0), ("eftclip_exact", 13.0))])
+
+    def verdict(n_fastsam, n_exact):
+        rows = [{"attack": "badnet", "threat_model": "finetune", "oracle": o, "seed": seed, "scale": p.scale,
+                 "rule": p.eftclip.affected_rule, "n_affected": n} for o, n in (("fastsam", n_fastsam),
+                                                                                  ("exact", n_exact))]
+        (tmp_path / "eftclip").mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / "eftclip" / "curation.csv", index=False)
+        out = ex.claims({"Table 1": pd.DataFrame(columns=["oracle", "detection_rate_mean"]), "Table 6": table6},
+                        det, p)
+        return out[out.claim.str.contains("Table 6")][["ours", "holds"]].iloc[0]
+
+    assert verdict(0, 0).holds == "not measured"
+    measured = verdict(0, 2)
+    assert measured.holds == "yes" and measured.ours == 0.0

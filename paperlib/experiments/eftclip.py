@@ -780,9 +780,9 @@ def claims(made: dict[str, pd.DataFrame], det: pd.DataFrame, p: EftCLIPParams) -
         Claim("EftCLIP's top-1 ASR is at most RoCLIP's trained from scratch (Table 4)",
               versus("Table 4", "eftclip", "roclip", "asr"),
               lambda _: from_scratch_gap("asr_top1"), lambda v: v <= 0),
-        Claim("The precise oracle changes EftCLIP's ASR by < 1 point (Table 6)", "9.70 vs 9.67",
-              lambda _: abs(cell("Table 6", "eftclip_fastsam", "asr_top1") - cell("Table 6", "eftclip_exact", "asr_top1")),
-              lambda v: v < 1),
+        Claim("The precise oracle changes EftCLIP's ASR by < 1 point (Table 6; not measured when neither "
+              "oracle's Algorithm 2 finds an affected label)", "9.70 vs 9.67",
+              lambda _: _oracle_gap(p, made), lambda v: v < 1),
     ]
     out = claims_table(cl, pd.DataFrame())
     out.insert(0, "scale", p.scale)
@@ -790,12 +790,34 @@ def claims(made: dict[str, pd.DataFrame], det: pd.DataFrame, p: EftCLIPParams) -
     return out
 
 
-def _n_affected(p: EftCLIPParams, attack: str) -> float:
+def _oracle_gap(p: EftCLIPParams, made: dict[str, pd.DataFrame], attack: str = "badnet") -> float:
+    """Table 6's claim: |ASR with FastSAM - ASR with the exact oracle|.  When neither oracle's
+    Algorithm 2 found an affected label, both curated sets are the same random subset (``curate``)
+    and the two models are one and the same fine-tuning: the gap is 0 by construction and says
+    nothing about the oracles, so the claim is not measured (ValueError)."""
+    seeds = p.ablation_seed_list
+    if (_n_affected(p, attack, oracle="fastsam", seeds=seeds) == 0
+            and _n_affected(p, attack, oracle="exact", seeds=seeds) == 0):
+        raise ValueError("neither oracle found an affected label: both curated sets are random subsets")
+    t = made.get("Table 6", pd.DataFrame())
+
+    def asr(model):
+        sel = t[(t.attack == attack) & (t.model == model)] if len(t) else t
+        if not len(sel):
+            raise KeyError(("Table 6", model))
+        return float(sel["asr_top1_mean"].iloc[0])
+    return abs(asr("eftclip_fastsam") - asr("eftclip_exact"))
+
+
+def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> float:
+    """Mean number of affected labels Algorithm 2 found for ``attack`` (fine-tuning victims) over
+    ``seeds`` (default: every seed), from ``curation.csv``; KeyError when not run."""
     f = Path(p.results_dir) / PAPER / "curation.csv"
     if not f.is_file():   # no curated run yet: the claim is not measured
         raise KeyError(str(f))
     c = pd.read_csv(f)
-    c = c[(c.attack == attack) & (c.scale == p.scale) & c.seed.isin(list(p.seeds)) & (c.oracle == "fastsam")
+    seeds = list(p.seeds) if seeds is None else list(seeds)
+    c = c[(c.attack == attack) & (c.scale == p.scale) & c.seed.isin(seeds) & (c.oracle == oracle)
           & (c.threat_model == "finetune")
           & (c.get("rule", pd.Series("paper", index=c.index)).fillna("paper") == p.eftclip.affected_rule)]
     if not len(c) or "n_affected" not in c or c["n_affected"].isna().all():
