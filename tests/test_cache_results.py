@@ -194,6 +194,7 @@ def test_git_commit_is_dirty_for_code_changes_not_for_outputs(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "results" / "table.csv").write_text("a\n1\n")
     (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "results.py").write_text("y = 1\n")   # code whose name says results
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "init")
@@ -204,4 +205,10 @@ def test_git_commit_is_dirty_for_code_changes_not_for_outputs(tmp_path):
     assert git_commit(tmp_path / "pkg") == head
     (tmp_path / "pkg" / "code.py").write_text("x = 2\n")         # what makes outputs unreproducible
     assert git_commit(tmp_path / "pkg") == head + "+dirty"
+    git("checkout", "--", "pkg/code.py")
+    (tmp_path / "pkg" / "results.py").write_text("y = 2\n")
+    assert git_commit(tmp_path / "pkg") == head + "+dirty"
+    not_a_repo = tmp_path.parent / f"{tmp_path.name}-plain"
+    not_a_repo.mkdir()
+    assert git_commit(not_a_repo) == "unknown"
     assert git_commit(tmp_path.parent / "no-such-dir") == "unknown"

@@ -517,5 +517,6 @@ def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path
         return out[out.claim.str.contains("Table 6")][["ours", "holds"]].iloc[0]
 
     assert verdict(0, 0).holds == "not measured"
-    measured = verdict(0, 2)
-    assert measured.holds == "yes" and measured.ours == 0.0
+    for n_fastsam, n_exact in ((0, 2), (2, 0)):
+        measured = verdict(n_fastsam, n_exact)
+        assert measured.holds == "yes" and measured.ours == 0.0
