@@ -520,3 +520,19 @@ def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path
     for n_fastsam, n_exact in ((0, 2), (2, 0)):
         measured = verdict(n_fastsam, n_exact)
         assert measured.holds == "yes" and measured.ours == 0.0
+
+
+def test_claims_read_an_old_curation_file_as_not_measured(tmp_path):
+    """A curation.csv written by older code (no oracle / threat_model / n_affected columns) makes
+    the claims that read it 'not measured' instead of failing the whole claims table."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    (tmp_path / "eftclip").mkdir()
+    pd.DataFrame([{"attack": "badnet", "scale": p.scale, "seed": p.seeds[0], "curated": 10}]).to_csv(
+        tmp_path / "eftclip" / "curation.csv", index=False)
+    out = ex.claims({"Table 1": pd.DataFrame(columns=["oracle", "detection_rate_mean"])},
+                    pd.DataFrame(columns=list(ex.DETECTION_COLUMNS)), p)
+    affected = out[out.claim.str.contains("Algorithm 2 as printed")].iloc[0]
+    assert affected.holds == "not measured"

@@ -816,11 +816,14 @@ def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=No
     if not f.is_file():   # no curated run yet: the claim is not measured
         raise KeyError(str(f))
     c = pd.read_csv(f)
+    missing = {"attack", "scale", "seed", "oracle", "threat_model", "n_affected"} - set(c.columns)
+    if missing:           # a file from older code: the claim is not measured rather than a crash
+        raise KeyError(f"{f} lacks columns {sorted(missing)}")
     seeds = list(p.seeds) if seeds is None else list(seeds)
     c = c[(c.attack == attack) & (c.scale == p.scale) & c.seed.isin(seeds) & (c.oracle == oracle)
           & (c.threat_model == "finetune")
           & (c.get("rule", pd.Series("paper", index=c.index)).fillna("paper") == p.eftclip.affected_rule)]
-    if not len(c) or "n_affected" not in c or c["n_affected"].isna().all():
+    if not len(c) or c["n_affected"].isna().all():
         raise KeyError(attack)
     return float(c["n_affected"].mean())
 
