@@ -132,9 +132,10 @@ def main(argv=None) -> int:
     if args.cache_costs:
         from paperlib.cache import ArtifactCache
         env = environment()
-        rows = cache_costs(ArtifactCache().root)
+        root = ArtifactCache().root
+        rows = cache_costs(root)
         if not rows:
-            print(f"the artifact cache {ArtifactCache().root} is empty: nothing to summarise")
+            print(f"the artifact cache {root} is empty: nothing to summarise")
             return 0
         for r in rows:
             r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], measured=env["time"])

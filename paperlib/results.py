@@ -103,12 +103,9 @@ def git_commit(repo_dir: Path | None = None) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              cwd=cwd, timeout=10)
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, cwd=cwd, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":(exclude)results"],
-                               capture_output=True, text=True, cwd=top or cwd,
-                               timeout=10).stdout.strip()
+                                ":/", ":(top,exclude)results"],   # the whole checkout but results/
+                               capture_output=True, text=True, cwd=cwd, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -23,7 +23,6 @@ if _workers > 1:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-
 @pytest.fixture
 def interrupt_after_epoch():
     """A training callback that stops a run at the end of epoch ``n`` (as a killed process would,

@@ -312,9 +312,10 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
     n_other = n_total - len(taken)
     if n_other > 0 and len(others):
         taken.update(rng.choice(others, size=min(n_other, len(others)), replace=False).tolist())
-    rest = np.array([i for i in range(len(labels)) if i not in taken], np.int64)
-    if len(taken) < n_total and len(rest):   # the non-affected rows ran out: any row left
-        taken.update(rng.choice(rest, size=min(n_total - len(taken), len(rest)), replace=False).tolist())
+    if len(taken) < n_total:   # the non-affected rows ran out: any row left
+        rest = np.setdiff1d(np.arange(len(labels)), np.fromiter(taken, np.int64, len(taken)))
+        if len(rest):
+            taken.update(rng.choice(rest, size=min(n_total - len(taken), len(rest)), replace=False).tolist())
     return np.array(sorted(taken), np.int64)
 
 
