@@ -23,7 +23,13 @@ def setup(loader, params_file: str, overrides: dict | None = None, results_dir: 
     overrides = dict(overrides or {})
     if results_dir is not None:
         overrides["results_dir"] = results_dir
-    return loader(Path(params_file), overrides)
+    params = loader(Path(params_file), overrides)
+    from paperlib.results import open_results_dir, is_published
+    where = open_results_dir(params, log=logging.getLogger("paperlib.results").info)
+    logging.getLogger("paperlib.results").info(
+        "results go to %s%s", where, " (published: the committed results)" if is_published(where) else
+        " (scratch; the committed results/ stay as they are)")
+    return params
 
 
 def params_frame(p):

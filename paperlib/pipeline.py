@@ -143,14 +143,19 @@ def _train_artifact(kind_params: dict, model_name: str, init: ModelArtifact | No
     return ModelArtifact(model_name, path, kind_params)
 
 
+def clean_pretrain_key(data: DataConfig, model_name: str, cfg: TrainConfig, device_type: str) -> dict:
+    """The cache key of :func:`pretrain_clean`'s base (it names every victim built on the base)."""
+    return {"role": "clean_pretrain", "model": model_name, "train": cfg.key(device_type),
+            "split": split_params("cc3m_analog", data)}
+
+
 def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="auto",
                    cache: ArtifactCache | None = None) -> ModelArtifact:
     """The clean base CLIP, pre-trained from scratch on the CC3M analogue."""
     from paperlib.train.pairs import TensorPairs
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "clean_pretrain", "model": model_name, "train": cfg.key(device.type),
-           "split": split_params("cc3m_analog", data)}
+    key = clean_pretrain_key(data, model_name, cfg, device.type)
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)

@@ -21,6 +21,87 @@ PACKAGES = ("torch", "torchvision", "open_clip_torch", "ultralytics", "nltk", "s
             "numpy", "pandas", "matplotlib", "papermill", "safetensors", "pillow")
 
 
+# Where runs write.  Committed ``results/`` is evidence: it changes only when a run is published
+# on purpose (``run_all --publish`` or ``results_dir: results``).  Every other run (a notebook
+# opened by hand, a smoke run, an override) writes to the scratch folder, which starts as a copy
+# of the committed results so that tables and row reuse see what a published run would.
+PUBLISHED = "results"
+SCRATCH_ENV = "PAPERLIB_SCRATCH"
+
+
+def scratch_root() -> Path:
+    """``$PAPERLIB_SCRATCH`` or ``<repo>/scratch`` (git-ignored)."""
+    from paperlib.assets import repo_root
+    env = os.environ.get(SCRATCH_ENV)
+    return Path(env).expanduser().resolve() if env else repo_root() / "scratch"
+
+
+def default_results_dir() -> str:
+    """The parameters' default ``results_dir``: the scratch results folder, repository-relative
+    when it lies inside the checkout (manifests then name no machine's absolute path)."""
+    from paperlib.assets import repo_root
+    path = scratch_root() / "results"
+    try:
+        return str(path.relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def results_dir_param():
+    """The ``results_dir`` field every experiment's parameters share."""
+    from paperlib.config import param
+    return param(default_factory=default_results_dir,
+                 doc="where CSV files and figures go: by default scratch/results (a copy of the "
+                     "committed results that runs add to); 'results' publishes into the committed "
+                     "results, which only a deliberate run should do")
+
+
+def is_published(results_dir: str | Path) -> bool:
+    """Whether ``results_dir`` is the committed results folder."""
+    from paperlib.assets import repo_root
+    path = Path(results_dir)
+    path = path if path.is_absolute() else repo_root() / path
+    return path.resolve() == (repo_root() / PUBLISHED).resolve()
+
+
+def prepare_results_dir(results_dir: str | Path, log=None) -> Path:
+    """Make ``results_dir`` ready to write into.  The scratch folder is seeded, when it does not
+    exist yet, with a copy of the committed results (copied beside it, then renamed: an interrupted
+    copy leaves no half-seeded folder); any other folder is only created.  Delete the scratch
+    folder to start again from the committed results."""
+    import shutil
+
+    from paperlib.assets import repo_root
+    path = Path(results_dir)
+    path = path if path.is_absolute() else repo_root() / path
+    scratch = scratch_root() / "results"
+    if path.resolve() == scratch.resolve() and not path.exists() and _is_writer():
+        committed = repo_root() / PUBLISHED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.seeding{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if committed.is_dir():
+            shutil.copytree(committed, tmp, ignore=shutil.ignore_patterns("*.partial.ipynb", ".*"))
+        else:
+            tmp.mkdir(parents=True)
+        os.replace(tmp, path)
+        if log:
+            log(f"scratch results folder {path} seeded with a copy of {committed}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_results_dir(p, log=None) -> Path:
+    """The entry points' check of a loaded parameter set's ``results_dir`` before any work: a smoke
+    run never writes into the committed results; the folder is prepared (the scratch one seeded)."""
+    from paperlib.config import ParamError
+    if getattr(p, "scale", None) == "smoke" and is_published(p.results_dir):
+        raise ParamError(f"results_dir: {p.results_dir!r} is the committed results folder, and a smoke run "
+                         "never writes there; leave results_dir at its default (scratch/results) or name "
+                         "another folder")
+    return prepare_results_dir(p.results_dir, log)
+
+
 def _is_writer() -> bool:
     """Under torchrun only rank 0 writes result files (the others compute the same rows)."""
     return int(os.environ.get("RANK", "0")) == 0

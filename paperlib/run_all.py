@@ -1,13 +1,16 @@
 """The main job: every notebook in notebooks/ executed by papermill at one scale.
 
-    python -m paperlib.run_all                 # embedded scale, all notebooks
-    python -m paperlib.run_all --scale smoke --only foundation --out /tmp/x
+    python -m paperlib.run_all                          # embedded scale, all notebooks, into scratch/results
+    python -m paperlib.run_all --scale smoke --only foundation
+    python -m paperlib.run_all --publish                # into the committed results/ (on purpose only)
 
 Each notebook ``notebooks/<name>.ipynb`` runs with ``params/<name>/<scale>.yaml`` and is written,
-executed, to ``results/<name>/<name>.ipynb`` (smoke runs write elsewhere), and only once every cell
-has run: a failed run leaves its output in ``<name>.partial.ipynb`` beside it.  Trained models and
-evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
-The wall time of each notebook is recorded in ``results/run_all_<scale>.json``.
+executed, to ``<out>/<name>/<name>.ipynb``, and only once every cell has run: a failed run leaves
+its output in ``<name>.partial.ipynb`` beside it.  ``<out>`` is the scratch results folder
+(``scratch/results``, seeded with a copy of the committed results) unless ``--publish`` names the
+committed ``results/`` or ``--out`` another folder; a smoke run is never published.  Trained models
+and evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
+The wall time of each notebook is recorded in ``<out>/run_all_<scale>.json``.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +56,19 @@ def progress_bars_off():
             os.environ[ENV] = before
 
 
+def _ipc_kernel_manager(folder: str):
+    """A kernel manager whose kernels talk over local IPC sockets in ``folder``: nothing listens on
+    a TCP port, and the kernel has no 'TCP without encryption' warning to print."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(folder) / "kernel"))
+            super().__init__(**kwargs)
+    return IPCKernelManager
+
+
 def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None = None,
                  log_output: bool = False) -> float:
     import papermill as pm
@@ -69,31 +86,41 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     final = out_dir / f"{name}.ipynb"
     partial = out_dir / f"{name}.partial.ipynb"
     t0 = time.time()
-    with progress_bars_off():
+    with progress_bars_off(), tempfile.TemporaryDirectory(prefix="paperlib-kernel-") as sockets:
         pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(partial),
                             parameters=parameters, cwd=str(root), kernel_name="python3",
-                            log_output=log_output, progress_bar=False)
+                            log_output=log_output, progress_bar=False,
+                            kernel_manager_class=_ipc_kernel_manager(sockets))
     os.replace(partial, final)
     return time.time() - t0
 
 
 def main(argv=None) -> int:
+    from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="embedded", choices=("smoke", "embedded", "gpu", "paper"))
     ap.add_argument("--only", nargs="*", help="notebook names (default: all)")
-    ap.add_argument("--out", help="folder for executed notebooks and results (default: results/)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--out", help="folder for executed notebooks and results (default: scratch/results)")
+    where.add_argument("--publish", action="store_true",
+                       help="write the executed notebooks and every result into the committed results/ "
+                            "(the only run that changes them; never at the smoke scale)")
     args = ap.parse_args(argv)
+    if args.publish and args.scale == "smoke":
+        raise SystemExit("--publish: a smoke run never writes into the committed results/; drop --publish "
+                         "(smoke results go to scratch/results) or choose another scale")
     configure_environment()
-    root = repo_root()
-    base_out = Path(args.out) if args.out else root / "results"
+    results_dir = PUBLISHED if args.publish else (args.out or default_results_dir())
+    base_out = prepare_results_dir(results_dir, log=lambda m: print(f"[run_all] {m}", flush=True))
+    print(f"[run_all] results go to {base_out}"
+          + (" (published)" if args.publish else " (the committed results/ stay as they are; "
+                                                 "--publish writes there)"), flush=True)
     timings = {}
     for name in notebooks(args.only):
         print(f"[run_all] {name} at scale {args.scale} ...", flush=True)
-        results_dir = str(base_out) if args.out else None
-        seconds = run_notebook(name, args.scale, base_out / name, results_dir)
+        seconds = run_notebook(name, args.scale, base_out / name, str(results_dir))
         timings[name] = seconds
         print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)
-    (base_out).mkdir(parents=True, exist_ok=True)
     path = base_out / f"run_all_{args.scale}.json"
     if args.only and path.is_file():   # a partial run keeps the other notebooks' timings
         timings = {**json.loads(path.read_text()).get("wall_seconds", {}), **timings}

@@ -88,6 +88,14 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     assert not victim_dir.exists(), "the victim was trained again"
     cols = ["attack", "defence", "seed", "ca_top1", "asr_top1", "model"]
     assert again["matrix"][cols].sort_values(cols).values.tolist() == m[cols].sort_values(cols).values.tolist()
+    # a run at another budget adds its rows beside the others and returns only its own
+    lower = run(load(ROOT / "params" / "defences" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"],
+        "defence.train.lr": 5e-5}), log=lambda *a: None)["matrix"]
+    assert set(lower[lower.defence != "none"].lr) == {5e-5} and len(lower) == len(m)
+    after = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
+    assert len(after) == len(m) + 2 and sorted(after[after.defence == "ft"].lr) == [5e-5, 1e-4]
+    assert set(m.model) <= set(after.model), "a run at another lr removed rows"
 
 
 def test_ablation_seeds_must_be_among_the_seeds():
@@ -174,28 +182,6 @@ def test_embedded_experiments_reuse_the_attack_suites_victims(name):
         assert asdict(v) == pre[v.attack], (name, "pretrain", v.attack)
 
 
-def test_matrix_drops_rows_measured_on_another_victim(tmp_path):
-    """Rows of the same attack, scale and seed made on another (or an unrecorded) victim go; rows of
-    other attacks, scales or seeds and of the same victim stay."""
-    from paperlib.experiments.defences import drop_other_victims
-    path = tmp_path / "matrix.csv"
-    pd.DataFrame([
-        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 0, "victim_model": "old"},
-        {"attack": "badnet", "defence": "cfbd", "scale": "embedded", "seed": 0, "victim_model": None},
-        {"attack": "badnet", "defence": "abd", "scale": "embedded", "seed": 0, "victim_model": "new"},
-        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 1, "victim_model": "old"},
-        {"attack": "badnet", "defence": "ft", "scale": "smoke", "seed": 0, "victim_model": "old"},
-        {"attack": "blended", "defence": "ft", "scale": "embedded", "seed": 0, "victim_model": "old"},
-    ]).to_csv(path, index=False)
-    assert drop_other_victims(path, "badnet", "embedded", 0, "new") == 2
-    kept = pd.read_csv(path)
-    assert sorted(zip(kept.attack, kept.defence, kept.scale, kept.seed)) == [
-        ("badnet", "abd", "embedded", 0), ("badnet", "ft", "embedded", 1), ("badnet", "ft", "smoke", 0),
-        ("blended", "ft", "embedded", 0)]
-    assert drop_other_victims(path, "badnet", "embedded", 0, "new") == 0
-    assert drop_other_victims(tmp_path / "absent.csv", "badnet", "embedded", 0, "new") == 0
-
-
 def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
     """mmPoison's ASR (source-class images only) is measured on imagenet_analog rendered with
     eval.source_images_per_class images per class, ASR only; CA stays the zero-shot split's."""
@@ -225,28 +211,6 @@ def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
         # the settings parallel_seeds.warm_attacks renders once, before its jobs start
         larger = source_class_data(p, build_attack(attack_id, cfg))
         assert (larger.zeroshot_per_class if larger else None) == (50 if attack_id == "mmpoison" else None)
-
-
-def test_matrix_drops_rows_fine_tuned_at_another_budget(tmp_path):
-    """Rows of the run's defences at another (or an unrecorded) learning rate go before a run
-    starts; the undefended victims, other defences' rows, other scales and rows at the budget stay."""
-    from paperlib.experiments.defences import drop_other_budgets
-    path = tmp_path / "matrix.csv"
-    pd.DataFrame([
-        {"attack": "badnet", "defence": "ft", "scale": "embedded", "seed": 0, "lr": 1e-4},
-        {"attack": "sig", "defence": "ft", "scale": "embedded", "seed": 0, "lr": None},
-        {"attack": "sig", "defence": "cleanclip", "scale": "embedded", "seed": 1, "lr": 3e-5},
-        {"attack": "sig", "defence": "none", "scale": "embedded", "seed": 0, "lr": None},
-        {"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 0, "lr": 1e-4},
-        {"attack": "sig", "defence": "ft", "scale": "smoke", "seed": 0, "lr": 1e-4},
-    ]).to_csv(path, index=False)
-    assert drop_other_budgets(path, "embedded", ["ft", "cleanclip"], 3e-5) == 2
-    kept = pd.read_csv(path)
-    assert sorted(zip(kept.attack, kept.defence, kept.scale)) == [
-        ("sig", "cfbd", "embedded"), ("sig", "cleanclip", "embedded"), ("sig", "ft", "smoke"),
-        ("sig", "none", "embedded")]
-    assert drop_other_budgets(path, "embedded", ["ft", "cleanclip"], 3e-5) == 0
-    assert drop_other_budgets(tmp_path / "absent.csv", "embedded", ["ft"], 3e-5) == 0
 
 
 def test_smoke_roclip_from_scratch_on_the_poisoned_set(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Every notebook runs end to end through papermill with its smoke parameters (no cell errors)."""
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,23 @@ from paperlib.run_all import notebooks, run_notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def results_snapshot() -> dict:
+    """Size and modification time of every file under the committed results/."""
+    return {str(f.relative_to(ROOT)): (f.stat().st_size, f.stat().st_mtime_ns)
+            for f in sorted((ROOT / "results").rglob("*")) if f.is_file()}
+
+
 @pytest.mark.parametrize("name", notebooks())
 def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    # the default results folder is the scratch one, here in tmp_path (the kernel inherits this)
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "scratch"))
     # sprites are shared with the real cache when present (read-only use, keyed by content)
-    out = tmp_path / "out"
-    run_notebook(name, "smoke", out / name, results_dir=str(out))
+    before = results_snapshot()
+    t0 = time.time()
+    out = tmp_path / "scratch" / "results"
+    run_notebook(name, "smoke", out / name)
+    assert results_snapshot() == before, "a smoke run changed the committed results/"
     nb = json.loads((out / name / f"{name}.ipynb").read_text())
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
@@ -26,7 +38,8 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     warnings = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                 if o.get("output_type") == "stream" and "Warning" in "".join(o.get("text", ""))]
     assert not warnings, "".join(warnings[0].get("text", ""))[:300]
-    assert any(out.rglob("*.csv")), "the notebook wrote no result table"
+    # the scratch folder starts as a copy of the committed results: the run's own tables are newer
+    assert any(f.stat().st_mtime > t0 for f in out.rglob("*.csv")), "the notebook wrote no result table"
     manifest = json.loads((out / name / "manifest_smoke.json").read_text())   # parameters, versions, wall time
     assert manifest["params"]["scale"] == "smoke" and manifest["wall_seconds"]
     # the defence matrix's own manifest is the matrix run's, not a notebook's that takes rows from it

@@ -26,6 +26,7 @@ from paperlib.config import SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.experiments.foundation import VICTIM_COLUMNS, EvalConfig, VictimConfig
 from paperlib.models import model_names
+from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 
 
@@ -59,7 +60,7 @@ class AttackSuiteParams:
     eval: EvalConfig = param(default_factory=EvalConfig)
     gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
     gallery_gain: float = param(8.0, range=(1.0, 100.0), doc="magnification of |triggered - clean|")
-    results_dir: str = param("results", doc="where CSV files and figures go")
+    results_dir: str = results_dir_param()
 
     def validate(self):
         if not self.victims and not self.pretrain_victims and not self.calibration:

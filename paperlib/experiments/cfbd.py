@@ -169,13 +169,21 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
     """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's), over the
     seeds of ``p`` only: the matrix file also holds other seeds (e.g. GPU seeds 1-2), and a method
     averaged over seeds the victim row does not have would not be comparable with it."""
+    from paperlib.experiments.common import clean_base_unbuilt, victim_model_name
     from paperlib.papers import lookup
     res = Path(p.results_dir)
     attacks = [v.attack for v in p.victims]
     rows = []
 
+    # the victims these parameters make (cache keys): the files also hold rows of other victims
+    # (other trigger settings, poison counts or bases), which are not this table's
+    base = clean_base_unbuilt(p)
+    victims = {victim_model_name(p, base, _victim(p, a), s) for a in attacks for s in p.seeds}
+
     def read(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        if len(df) and "victim_model" in df.columns:
+            df = df[df.victim_model.astype(str).isin(victims)]
         return df[df.seed.isin(list(p.seeds))] if len(df) else df
     vic = read(res / "attacks" / "victims.csv")
     mat = read(res / "defences" / "matrix.csv")

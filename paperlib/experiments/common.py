@@ -17,6 +17,17 @@ def clean_base(p):
     return pl.pretrain_clean(p.data, p.model, p.pretrain, p.device)
 
 
+def clean_base_unbuilt(p):
+    """The clean base's artifact as :func:`clean_base` would return it, without training it: its
+    key names the victims built on it (to find their rows in a results file)."""
+    from paperlib import pipeline as pl
+    from paperlib.cache import ArtifactCache
+    if getattr(p, "base_checkpoint", None):
+        return pl.external_model(p.model, p.base_checkpoint)
+    key = pl.clean_pretrain_key(p.data, p.model, p.pretrain, pl.resolve_device(p.device).type)
+    return pl.ModelArtifact(p.model, ArtifactCache().path("model", key), key)
+
+
 def victim_config(p, attack: str, threat: str = "finetune"):
     """The victim settings of ``attack`` in ``p.victims`` (or ``p.pretrain_victims``)."""
     pool = p.victims if threat == "finetune" else p.pretrain_victims
@@ -99,14 +110,18 @@ def victim_metrics(p, model, attack, v) -> dict:
 def cli(load, run, argv=None, description: str = "") -> int:
     """``python -m paperlib.experiments.<name> params/<name>/<scale>.yaml [dotted.key=value ...]``
 
-    Values are read as YAML (``seeds=[0,1,2]``, ``defence.train.lr=5e-5``).
+    Values are read as YAML (``seeds=[0,1,2]``, ``defence.train.lr=5e-5``).  Results go to the
+    scratch folder unless ``results_dir=results`` publishes them.
     """
     import argparse
     import logging
+    import os
+    from pathlib import Path
 
     import yaml
 
-    from paperlib.assets import configure_environment
+    from paperlib.assets import configure_environment, repo_root
+    from paperlib.results import open_results_dir
     ap = argparse.ArgumentParser(description=description or cli.__doc__)
     ap.add_argument("params", help="parameter file")
     ap.add_argument("overrides", nargs="*", help="dotted.key=value (value read as YAML)")
@@ -119,5 +134,10 @@ def cli(load, run, argv=None, description: str = "") -> int:
         overrides[k] = yaml.safe_load(v)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_environment()
-    run(load(a.params, overrides))
+    params_file = Path(a.params).resolve()
+    os.chdir(repo_root())   # relative result folders name the same place as in the notebooks
+    params = load(params_file, overrides)
+    print(f"results go to {open_results_dir(params, log=print)} (results_dir=results publishes into "
+          "the committed results)", flush=True)
+    run(params)
     return 0

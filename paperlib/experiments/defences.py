@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from paperlib.attacks import ATTACK_IDS
@@ -26,10 +25,15 @@ from paperlib.defences import defence_config_class
 from paperlib.experiments.attacks import PretrainVictimConfig
 from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
+from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 
 MATRIX_COLUMNS = ("attack", "defence", "scale", "seed", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
                   "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s", "samples")
+# A row is keyed by the measured model's cache key too: that key names every setting that made the
+# model (victim, defence settings, budget, seed, base), so a run at another learning rate or on
+# another victim adds rows beside the others and never replaces or removes them.
+MATRIX_KEY = ("attack", "defence", "scale", "seed", "model")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class DefenceMatrixParams:
                                                doc="defences trained from scratch on each pre-training "
                                                    "victim's poisoned set, with its settings in defence.settings")
     eval: EvalConfig = param(default_factory=EvalConfig)
-    results_dir: str = param("results", doc="where CSV files and figures go")
+    results_dir: str = results_dir_param()
     reuse_rows: bool = param(True, doc="take a victim's rows (and its defended models' rows) from "
                                        "results/defences/matrix.csv instead of training them when this "
                                        "machine's cache lacks the victim and every row names the model "
@@ -177,14 +181,9 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
         base = clean_base(p)
     rows, budget_rows = [], []
     results = Path(p.results_dir)
-    gone = drop_other_budgets(results / "defences" / "matrix.csv", p.scale,
-                              [*p.defence.methods, *p.defence.variants], p.defence.train.lr)
-    if gone:
-        log(f"removed {gone} matrix rows fine-tuned at another lr than {p.defence.train.lr:g}")
 
     def save(rows):
-        return upsert_csv(results / "defences" / "matrix.csv", rows, ("attack", "defence", "scale", "seed"),
-                          MATRIX_COLUMNS)
+        return upsert_csv(results / "defences" / "matrix.csv", rows, MATRIX_KEY, MATRIX_COLUMNS)
 
     for v in p.victims:
         atk = None
@@ -199,7 +198,6 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
-            drop_other_victims(results / "defences" / "matrix.csv", v.attack, p.scale, seed, victim.path.name)
             rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim)})
             victim_row = rows[-1]
             for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
@@ -231,7 +229,11 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                     upsert_csv(results / "defences" / "ft_budget.csv", budget_rows,
                                ("attack", "scale", "seed", "lr", "epochs", "clean_scenes"))
                     log(f"{v.attack:10s} seed {seed} FT lr {lr:g}: CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}")
-    matrix = save(rows)
+    save(rows)
+    # this run's rows only: the file also holds rows of other budgets, victims and seeds
+    matrix = pd.DataFrame(rows)
+    matrix = matrix[[c for c in (*MATRIX_COLUMNS, *[c for c in matrix.columns if c not in MATRIX_COLUMNS])
+                     if c in matrix.columns]] if len(matrix) else pd.DataFrame(columns=list(MATRIX_COLUMNS))
     if manifest:
         write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
@@ -280,36 +282,6 @@ def metric_columns(m: dict) -> dict:
     return {f"{kind}_top{k}": m[f"{kind}_top{k}"] for kind in ("ca", "asr") for k in (1, 3, 5, 10)}
 
 
-def drop_other_victims(matrix_path: Path, attack: str, scale: str, seed: int, victim_model: str) -> int:
-    """Remove the matrix rows of (attack, scale, seed) measured on another victim than
-    ``victim_model`` (or on an unrecorded one): a defended model's numbers mean something only
-    beside its own victim's, so rows of a victim that the parameters no longer make (other trigger
-    settings, another machine's base) must not sit beside the new ones.  Returns how many went."""
-    return _drop_rows(matrix_path, lambda m: (m.attack == attack) & (m.scale == scale) & (m.seed == seed)
-                      & (m.victim_model.astype(str) != victim_model))
-
-
-def drop_other_budgets(matrix_path: Path, scale: str, defences, lr: float) -> int:
-    """Remove the rows of ``defences`` at ``scale`` fine-tuned at another learning rate than the
-    shared budget's ``lr`` (or at an unrecorded one): every defence in the matrix is measured at one
-    budget, so a row from an earlier budget goes before the run starts, not when it reaches that
-    attack.  Other defences' rows (EftCLIP's and CFBD's, written by their own experiments) stay."""
-    return _drop_rows(matrix_path, lambda m: (m.scale == scale) & m.defence.isin(list(defences))
-                      & ~np.isclose(pd.to_numeric(m.lr, errors="coerce").fillna(-1.0), lr, rtol=1e-9, atol=0.0))
-
-
-def _drop_rows(matrix_path: Path, select) -> int:
-    from paperlib.results import write_csv_atomic
-    if not matrix_path.is_file():
-        return 0
-    m = pd.read_csv(matrix_path)
-    # a file written before a column existed selects as if the column were empty
-    stale = select(m.assign(**{c: pd.NA for c in ("victim_model", "lr") if c not in m.columns}))
-    if stale.any():
-        write_csv_atomic(m[~stale].reset_index(drop=True), matrix_path)
-    return int(stale.sum())
-
-
 def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_scenes: int, m: dict,
                 victim_row: dict, model, victim) -> dict:
     """One FT setting against one victim: CA / ASR after FT beside the victim's, and the share of
@@ -337,7 +309,7 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "drop_other_budgets", "drop_other_victims", "load", "matrix_row",
+__all__ = ["DefenceMatrixParams", "DefenceSettings", "MATRIX_COLUMNS", "MATRIX_KEY", "load", "matrix_row",
            "provenance", "rows_from_file", "run"]
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from paperlib.detect.cfbd import CFBDConfig
 from paperlib.detect.mapping import MappingConfig
 from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
+from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 
 ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
@@ -50,7 +51,7 @@ class DetectionParams:
     abl: ABLConfig = param(default_factory=ABLConfig, doc="ABL, the baseline detector")
     run_abl: bool = param(True, doc="also run ABL on every poisoned set")
     eval: EvalConfig = param(default_factory=EvalConfig)
-    results_dir: str = param("results", doc="where CSV files and figures go")
+    results_dir: str = results_dir_param()
 
     def validate(self):
         if not self.victims:
@@ -246,9 +247,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
     if matrix_rows and p.mapping.kind == "lm":   # the paper's CFBD joins the defence matrix as defence cfbd
-        from paperlib.experiments.defences import MATRIX_COLUMNS
-        upsert_csv(results / "defences" / "matrix.csv", matrix_rows, ("attack", "defence", "scale", "seed"),
-                   MATRIX_COLUMNS)
+        from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
+        upsert_csv(results / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
     m = screener.mapping
     write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})

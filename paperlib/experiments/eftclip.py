@@ -360,7 +360,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
     from paperlib.experiments.common import pretrain_victim, victim_metrics
-    from paperlib.experiments.defences import MATRIX_COLUMNS, matrix_row, provenance
+    from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY, matrix_row, provenance
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
     out_dir = Path(p.results_dir)
@@ -450,7 +450,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                          else _set_size(p, label, r)})
             runs.append(_curation_row(p, pv.attack, "pretrain", "fastsam", r["rule"], seed, r, curated=r["curated"],
                                       clean_pool=p.defence.clean_scenes, detected=r["detected"]))
-    upsert_csv(out_dir / "defences" / "matrix.csv", matrix_rows, ("attack", "defence", "scale", "seed"), MATRIX_COLUMNS)
+    upsert_csv(out_dir / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
     tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, ("table", "attack", "model", "scale", "seed"))
     found = upsert_csv(out_dir / PAPER / "curation.csv", runs, ("attack", "threat_model", "oracle", "rule", "scale", "seed"))
     return {"tables": tidy, "curation": found}

@@ -16,6 +16,7 @@ from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.models import model_names
+from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 
 ZEROSHOT_SPLITS = ("imagenet_analog", "cifar10_analog", "in_style")
@@ -98,7 +99,7 @@ class FoundationParams:
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training")
     victim: VictimConfig = param(default_factory=VictimConfig)
     eval: EvalConfig = param(default_factory=EvalConfig)
-    results_dir: str = param("results", doc="where CSV files and figures go")
+    results_dir: str = results_dir_param()
     vocabulary_ablation: tuple[int, ...] = param((), range=(0, None),
                                                  doc="other data.max_classes values to pre-train and "
                                                      "evaluate a base with (0 = all classes)")

@@ -140,14 +140,14 @@ def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -
     """Upsert the jobs' rows of ``seeds`` into the matrix; returns how many rows came in."""
     import pandas as pd
 
-    from paperlib.experiments.defences import MATRIX_COLUMNS
+    from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
     from paperlib.results import upsert_csv
     frames = [pd.read_csv(f) for f in sorted(Path(work).glob("*/defences/matrix.csv"))]
     if not frames:
         return 0
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[rows.seed.isin(list(seeds))]
-    upsert_csv(into, rows.to_dict("records"), ("attack", "defence", "scale", "seed"), MATRIX_COLUMNS)
+    upsert_csv(into, rows.to_dict("records"), MATRIX_KEY, MATRIX_COLUMNS)
     return len(rows)
 
 
