@@ -1,6 +1,8 @@
 # Set-up and entry points of the reproduction.
 #
-#   make all     set everything up, then run every experiment (python -m paperlib.run_all)
+#   make all       set everything up, then run every notebook into scratch/results (python -m paperlib.run_all)
+#   make publish   the same, into the committed results/ (on purpose only: it changes the evidence)
+#   make reproduce retrain everything in a cache of its own, nothing reused; prints its estimate first
 #   make test    set everything up, then run the test suite
 #   make setup   only the set-up; every step is skipped when already done
 #
@@ -58,10 +60,12 @@ PAPERLIB_ASSETS  := $(ASSETS)
 export YOLO_OFFLINE YOLO_AUTOINSTALL YOLO_CONFIG_DIR NLTK_DATA HF_HUB_OFFLINE PAPERLIB_ASSETS
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help all test setup apt python npm wordnet dirs check clean distclean
+.PHONY: help all publish reproduce test setup apt python npm wordnet dirs check clean distclean
 
 help:
-	@echo "make all    set up, then run every experiment (python -m paperlib.run_all)"
+	@echo "make all       set up, then run every notebook into scratch/results (committed results/ untouched)"
+	echo "make publish   set up, then run every notebook into the committed results/ (on purpose only)"
+	echo "make reproduce set up, then retrain everything from scratch (prints its estimate first)"
 	echo "make test   set up, then run the tests (pytest -n $(TEST_WORKERS))"
 	echo "make setup  set up only: apt packages, .venv, npm assets, WordNet (each skipped when done)"
 	echo "make check  list which offline assets are present"
@@ -70,6 +74,14 @@ help:
 all: setup
 	@cd $(ROOT)
 	$(PY) -m paperlib.run_all $(RUN_ARGS)
+
+publish: setup
+	@cd $(ROOT)
+	$(PY) -m paperlib.run_all --publish $(RUN_ARGS)
+
+reproduce: setup
+	@cd $(ROOT)
+	$(PY) -m paperlib.run_all --reproduce $(RUN_ARGS)
 
 test: setup
 	@cd $(ROOT)

@@ -2,6 +2,7 @@
 
     python -m paperlib.bench            # writes results/benchmarks/throughput.csv (one row per measurement)
     python -m paperlib.bench --cache-costs   # where a cache's build time went: results/benchmarks/cache_costs.csv
+    python -m paperlib.bench --guide         # the cost table of docs/student-guide.md, from those files
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,6 +107,78 @@ def cache_costs(cache_root) -> list[dict]:
     return rows
 
 
+# Which parameters make an artifact kind be built again (the student guide's first column).
+RETRAINED_BY = {
+    ("split", ""): "data.* (scenes, styles, classes)",
+    ("tokens", ""): "data.*, model",
+    ("model", "clean_pretrain"): "data.*, model, pretrain.* (the clean base; everything else stands on it)",
+    ("model", "poison_finetune"): "victims.<attack>.* (attack_params, poison, finetune*), seeds",
+    ("trigger", ""): "victims.<attack>.attack_params of fitted triggers (SSBA, TrojanNN, BadCLIP, LC, ...)",
+    ("model", "defence"): "defence.train.*, defence.clean_scenes, defence.settings.<defence>.*, seeds",
+    ("model", "poison_pretrain"): "pretrain_victims.*, pretrain_seeds",
+    ("model", "pretrain_defence"): "pretrain_defences, defence.settings.roclip.*",
+    ("model", "retrain"): "cfbd.*, mapping.* (CFBD retrains on the pairs it keeps)",
+    ("model", "abl_isolation"): "abl.*",
+    ("mapping", "cfbd_mapping"): "mapping.*",
+    ("segmenter", "segmenter"): "segmenter.* (EftCLIP's FastSAM analogue)",
+    ("eval", ""): "eval.*, or any model above",
+    ("eval", "eftclip_detection"): "detection.*, eftclip.*",
+    ("classifier", ""): "eval.templates, or any model above",
+}
+
+
+def costs_markdown(root=None) -> str:
+    """The student guide's cost table, read from the results files: the median build time of one
+    artifact of each kind on each CPU kind seen (``results/benchmarks/cache_costs.csv``) and one
+    defence fine-tuning per device (``results/defences/matrix.csv``'s wall times)."""
+    import pandas as pd
+
+    from paperlib.assets import repo_root
+    root = Path(root) if root is not None else repo_root()
+    costs = pd.read_csv(root / "results" / "benchmarks" / "cache_costs.csv", keep_default_na=False)
+    kinds = {"False": "AVX2 CPU, 2 cores", "True": "AVX-512 CPU, 2 cores"}
+
+    def cell(rows):
+        if rows.empty:
+            return "not measured"
+        n = int(rows.artifacts.sum())
+        return f"{float(np.median(rows.median_seconds)) / 60:.1f} min (n={n})"
+    lines = ["| artifact | rebuilt when you change | " + " | ".join(kinds.values()) + " |",
+             "|---|---|" + "---|" * len(kinds)]
+    for (kind, role), what in RETRAINED_BY.items():
+        sel = costs[(costs.kind == kind) & (costs.role == role)]
+        lines.append(f"| {kind}{' / ' + role if role else ''} | {what} | "
+                     + " | ".join(cell(sel[sel.cpu_native_bf16.astype(str) == k]) for k in kinds) + " |")
+    matrix = pd.read_csv(root / "results" / "defences" / "matrix.csv")
+    tuned = matrix[matrix.defence.isin(["ft", "cleanclip", "cleanerclip", "abd", "roclip"])
+                   & (matrix.scale == "embedded")]
+    # "cpu" names the models trained before a row recorded the CPU's name: 2 cores either way
+    tuned = tuned.assign(device=tuned.device.fillna("cpu").map(
+        lambda d: d if ("NVIDIA" in d or "GPU" in d) else "CPU, 2 cores"))
+    lines += ["", "| one defence fine-tuning at the embedded scale | device | median wall time | models |",
+              "|---|---|---|---|"]
+    for (defence, device), g in tuned.groupby(["defence", "device"]):
+        lines.append(f"| {defence} | {device} | {g.wall_s.median() / 60:.1f} min | {len(g)} |")
+    return "\n".join(lines) + "\n"
+
+
+GUIDE_BEGIN, GUIDE_END = "<!-- costs: python -m paperlib.bench --guide -->", "<!-- end of costs -->"
+
+
+def write_guide_costs(guide) -> bool:
+    """Put :func:`costs_markdown` between the guide's markers; True when the file changed."""
+    guide = Path(guide)
+    text = guide.read_text()
+    head, _, rest = text.partition(GUIDE_BEGIN)
+    _, _, tail = rest.partition(GUIDE_END)
+    new = f"{head}{GUIDE_BEGIN}\n{costs_markdown()}{GUIDE_END}{tail}"
+    if new != text:
+        tmp = guide.with_name(f".{guide.name}.tmp")
+        tmp.write_text(new)
+        tmp.replace(guide)
+    return new != text
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux cpuinfo), or the platform's processor string."""
     import platform
@@ -127,8 +201,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-costs", action="store_true",
                     help="summarise the artifact cache's build times instead of measuring throughput")
     ap.add_argument("--costs-out", default="results/benchmarks/cache_costs.csv")
+    ap.add_argument("--guide", action="store_true",
+                    help="rewrite the cost table of docs/student-guide.md from the results files")
     args = ap.parse_args(argv)
     from paperlib.results import environment, upsert_csv
+    if args.guide:
+        from paperlib.assets import repo_root
+        changed = write_guide_costs(repo_root() / "docs" / "student-guide.md")
+        print("docs/student-guide.md: cost table " + ("rewritten" if changed else "already current"))
+        return 0
     if args.cache_costs:
         from paperlib.cache import ArtifactCache
         env = environment()

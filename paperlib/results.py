@@ -229,11 +229,35 @@ def write_manifest(path: str | Path, params: Mapping, sections: Mapping[str, flo
     return manifest
 
 
+RUN_ENV = "PAPERLIB_RUN"   # "<notebook>:<scale>", set by run_all for the kernels it starts
+
+
 class Timer:
-    """Wall time per named section: ``with timer("pretrain"): ...``."""
+    """Wall time per named section: ``with timer("pretrain"): ...``.
+
+    Under ``run_all`` (``$PAPERLIB_RUN`` names the notebook and scale) every section also prints a
+    line to the kernel's own stderr, which is run_all's terminal, not the notebook: the section, its
+    time, the notebook's elapsed time, and what is left by the published run's manifest
+    (``results/<notebook>/manifest_<scale>.json``; its times are those of the cache it ran on).
+    """
 
     def __init__(self):
         self.sections: dict[str, float] = {}
+        self.started = time.time()
+        run = os.environ.get(RUN_ENV, "")
+        self.notebook, _, self.scale = run.partition(":")
+        self.reference = _published_sections(self.notebook, self.scale) if run else {}
+
+    def _say(self, text: str) -> None:
+        import sys
+        if self.notebook and sys.__stderr__ is not None:
+            print(f"[{self.notebook}] {text}", file=sys.__stderr__, flush=True)
+
+    def _left(self) -> str:
+        todo = [s for s in self.reference if s not in self.sections]
+        if not self.reference:
+            return "no published run to estimate from"
+        return f"~{_minutes(sum(self.reference[s] for s in todo))} left by the published run ({len(todo)} sections)"
 
     def __call__(self, name: str):
         timer = self
@@ -241,10 +265,29 @@ class Timer:
         class _Section:
             def __enter__(self):
                 self.t0 = time.time()
+                ref = timer.reference.get(name)
+                timer._say(f"{name} ..." + (f" (published run: {_minutes(ref)})" if ref is not None else ""))
 
             def __exit__(self, *exc):
-                timer.sections[name] = timer.sections.get(name, 0.0) + time.time() - self.t0
+                took = time.time() - self.t0
+                timer.sections[name] = timer.sections.get(name, 0.0) + took
+                timer._say(f"{name}: {_minutes(took)}; elapsed {_minutes(time.time() - timer.started)}; "
+                           f"{timer._left()}")
         return _Section()
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _published_sections(notebook: str, scale: str) -> dict[str, float]:
+    """Wall seconds per section of the published run of ``notebook`` at ``scale`` (empty if none)."""
+    from paperlib.assets import repo_root
+    path = repo_root() / PUBLISHED / notebook / f"manifest_{scale}.json"
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text()).get("wall_seconds", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def to_markdown(df: pd.DataFrame, path: str | Path | None = None, floatfmt=".1f") -> str:
@@ -264,5 +307,3 @@ def to_markdown(df: pd.DataFrame, path: str | Path | None = None, floatfmt=".1f"
         os.replace(tmp, path)
     return text
 
-
-_ = json

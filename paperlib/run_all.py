@@ -41,6 +41,50 @@ def notebooks(only: list[str] | None = None) -> list[str]:
 
 
 @contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for the kernels started meanwhile (they inherit the environment);
+    the caller's values are restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def published_minutes(name: str, scale: str) -> float | None:
+    """The published run's wall time of notebook ``name`` at ``scale`` (its manifest), if any."""
+    path = repo_root() / "results" / name / f"manifest_{scale}.json"
+    try:
+        return float(json.loads(path.read_text())["total_wall_seconds"]) / 60
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def reproduce_estimate() -> str:
+    """What retraining everything costs on this kind of CPU, from the recorded cold-cache builds
+    (``results/benchmarks/cache_costs.csv``: every artifact of a cold cache, by kind and machine)."""
+    import pandas as pd
+
+    from paperlib.train.loop import cpu_has_native_bf16
+    path = repo_root() / "results" / "benchmarks" / "cache_costs.csv"
+    if not path.is_file():
+        return "no recorded build costs (results/benchmarks/cache_costs.csv is missing)"
+    costs = pd.read_csv(path)
+    here = costs[costs.cpu_native_bf16.astype(str) == str(cpu_has_native_bf16())]
+    if here.empty:
+        return "no recorded build costs for this kind of CPU"
+    hours = here.total_seconds.sum() / 3600
+    return (f"at least {hours:.1f} h on 2 cores of this CPU kind: what the {int(here.artifacts.sum())} artifacts "
+            f"of the cold caches recorded in {path.relative_to(repo_root())} took, which do not cover "
+            "every notebook (a lent GPU is far faster)")
+
+
+@contextlib.contextmanager
 def progress_bars_off():
     """Hide paperlib's progress bars in the kernels started meanwhile (they inherit the environment):
     in a saved notebook every redraw would be a separate output.  The caller's setting is restored."""
@@ -86,7 +130,8 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     final = out_dir / f"{name}.ipynb"
     partial = out_dir / f"{name}.partial.ipynb"
     t0 = time.time()
-    with progress_bars_off(), tempfile.TemporaryDirectory(prefix="paperlib-kernel-") as sockets:
+    with progress_bars_off(), environment(PAPERLIB_RUN=f"{name}:{scale}"), \
+            tempfile.TemporaryDirectory(prefix="paperlib-kernel-") as sockets:
         pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(partial),
                             parameters=parameters, cwd=str(root), kernel_name="python3",
                             log_output=log_output, progress_bar=False,
@@ -96,7 +141,7 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
 
 
 def main(argv=None) -> int:
-    from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir
+    from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir, scratch_root
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="embedded", choices=("smoke", "embedded", "gpu", "paper"))
     ap.add_argument("--only", nargs="*", help="notebook names (default: all)")
@@ -105,19 +150,36 @@ def main(argv=None) -> int:
     where.add_argument("--publish", action="store_true",
                        help="write the executed notebooks and every result into the committed results/ "
                             "(the only run that changes them; never at the smoke scale)")
+    where.add_argument("--reproduce", action="store_true",
+                       help="retrain everything: a cache of its own (.cache/reproduce) and an empty results "
+                            "folder (scratch/reproduce), so no model and no committed row is reused; "
+                            "prints its estimate first, and resumes where it stopped when run again")
     args = ap.parse_args(argv)
     if args.publish and args.scale == "smoke":
         raise SystemExit("--publish: a smoke run never writes into the committed results/; drop --publish "
                          "(smoke results go to scratch/results) or choose another scale")
     configure_environment()
+    if args.reproduce:
+        print(f"[run_all] retraining everything from scratch: {reproduce_estimate()}", flush=True)
+        os.environ["PAPERLIB_CACHE"] = str(repo_root() / ".cache" / "reproduce")
+        args.out = str(scratch_root() / "reproduce")
     results_dir = PUBLISHED if args.publish else (args.out or default_results_dir())
     base_out = prepare_results_dir(results_dir, log=lambda m: print(f"[run_all] {m}", flush=True))
     print(f"[run_all] results go to {base_out}"
           + (" (published)" if args.publish else " (the committed results/ stay as they are; "
                                                  "--publish writes there)"), flush=True)
     timings = {}
-    for name in notebooks(args.only):
-        print(f"[run_all] {name} at scale {args.scale} ...", flush=True)
+    names = notebooks(args.only)
+    known = {n: published_minutes(n, args.scale) for n in names}
+    if not args.reproduce and all(v is not None for v in known.values()):
+        print(f"[run_all] the published run took {sum(known.values()):.0f} min for these notebooks "
+              "(on its own cache; a cold cache takes far longer)", flush=True)
+    t_start = time.time()
+    for i, name in enumerate(names):
+        ref = known[name]
+        print(f"[run_all] {name} at scale {args.scale} ({i + 1}/{len(names)}; elapsed "
+              f"{(time.time() - t_start) / 60:.1f} min"
+              + (f"; the published run took {ref:.1f} min" if ref is not None else "") + ") ...", flush=True)
         seconds = run_notebook(name, args.scale, base_out / name, str(results_dir))
         timings[name] = seconds
         print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)

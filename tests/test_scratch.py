@@ -50,3 +50,49 @@ def test_run_all_writes_to_scratch_unless_published(tmp_path, monkeypatch):
     assert (tmp_path / "s" / "results" / "run_all_smoke.json").is_file()
     with pytest.raises(SystemExit, match="smoke run never writes"):
         run_all.main(["--scale", "smoke", "--publish"])
+
+
+def test_run_all_reproduce_uses_its_own_cache_and_an_empty_results_folder(tmp_path, monkeypatch, capsys):
+    import os
+
+    from paperlib import run_all
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    seen = []
+    monkeypatch.setattr(run_all, "run_notebook", lambda name, scale, out, results_dir: seen.append(
+        (out, results_dir, os.environ["PAPERLIB_CACHE"])) or 1.0)
+    run_all.main(["--scale", "smoke", "--only", "cfbd", "--reproduce"])
+    (out, results_dir, cache), = seen
+    assert Path(results_dir) == tmp_path / "s" / "reproduce" and out == tmp_path / "s" / "reproduce" / "cfbd"
+    assert not (tmp_path / "s" / "reproduce" / "defences").exists(), "committed rows were copied in"
+    assert cache.endswith(os.path.join(".cache", "reproduce"))
+    assert "retraining everything from scratch: at least" in capsys.readouterr().out
+
+
+def test_timer_reports_sections_to_the_terminal_under_run_all(monkeypatch):
+    import io
+    import sys
+
+    from paperlib.results import RUN_ENV, Timer
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", err)
+    monkeypatch.setenv(RUN_ENV, "cleanerclip:embedded")   # the published manifest has table1 .. fig4
+    timer = Timer()
+    with timer("table1"):
+        pass
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("[cleanerclip] table1 ... (published run:")
+    assert lines[1].startswith("[cleanerclip] table1: 0 s; elapsed 0 s; ~") and "left by the published run (3 sections)" in lines[1]
+    monkeypatch.delenv(RUN_ENV)
+    quiet = Timer()
+    with quiet("x"):
+        pass
+    assert len(err.getvalue().splitlines()) == 2 and quiet.sections["x"] >= 0
+
+
+def test_the_student_guide_cost_table_is_the_one_the_results_files_give():
+    from paperlib.bench import GUIDE_BEGIN, GUIDE_END, costs_markdown
+    text = (ROOT / "docs" / "student-guide.md").read_text()
+    table = text.split(GUIDE_BEGIN, 1)[1].split(GUIDE_END, 1)[0]
+    assert table.strip() == costs_markdown().strip(), "run python -m paperlib.bench --guide"
+    assert "| model / clean_pretrain |" in table and "NVIDIA H200" in table
