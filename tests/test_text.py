@@ -294,6 +294,129 @@ def test_parser_on_the_embedded_grammar(wn):
     assert checked > 150
 
 
+# Ordinary English (issue 25): contractions, "than" / "until", a modal before "be" / "have".
+ENGLISH_PARSES = [
+    # caption, subject head, relation, object head
+    ("the dog don't like the cat", "dog", "like", "cat"),
+    ("the dog doesn't like the cat", "dog", "like", "cat"),
+    ("a man isn't riding a horse", "man", "riding", "horse"),
+    ("the kids aren't playing in the garden", "kids", "playing in", "garden"),
+    ("the dog isn't on the sofa", "dog", "on", "sofa"),
+    ("there isn't a cat on the mat", "cat", "on", "mat"),
+    ("a man can't ride a horse", "man", "ride", "horse"),
+    ("he cannot ride a horse", "he", "ride", "horse"),
+    ("the boy won't eat the apple", "boy", "eat", "apple"),
+    ("a man who won't ride a horse", "man", "ride", "horse"),
+    ("the dog hasn't eaten the food", "dog", "eaten", "food"),
+    ("a dog that doesn't bark", "dog", None, None),
+    ("I can't see the dog", "dog", None, None),             # "we can see X": X is the scene
+    ("it's a red car near the house", "car", "near", "house"),
+    ("he's riding a bike", "he", "riding", "bike"),
+    ("they're playing football in the park", "they", "playing", "football"),
+    ("they've eaten the cake", "they", "eaten", "cake"),
+    ("I'm holding a cup", "i", "holding", "cup"),
+    ("she'd like a cup of tea", "she", "like", "cup"),
+    ("she'd been running in the park", "she", "running in", "park"),
+    ("let's play football", "us", "play", "football"),
+    ("the dog don’t like the cat", "dog", "like", "cat"),     # typographic apostrophe
+    ("he'll be ruling the country", "he", "ruling", "country"),
+    ("the dog will be running in the park", "dog", "running in", "park"),
+    ("a cat could have eaten the fish", "cat", "eaten", "fish"),
+    ("a cat could've eaten the fish", "cat", "eaten", "fish"),
+    ("a man shouldn't be riding a horse", "man", "riding", "horse"),
+    ("the cat may be sleeping on a bed", "cat", "sleeping on", "bed"),
+    ("a dog has been sleeping on the sofa", "dog", "sleeping on", "sofa"),
+    ("a girl taller than her brother", "girl", None, None),
+    ("the shop stays open until night", "shop", None, None),
+    ("the sky is blue above the trees", "sky", "above", "trees"),
+    ("a sign saying 'stop' near a road", "sign", "saying", "stop"),
+]
+#: What a contraction split badly leaves behind; none of it is ever a noun, attribute or relation.
+FRAGMENTS = {"don", "doesn", "didn", "isn", "aren", "wasn", "weren", "won", "wouldn", "couldn",
+             "shouldn", "hasn", "haven", "hadn", "ca", "wo", "t", "s", "ll", "re", "ve", "d", "m",
+             "n't", "not"}
+
+
+def _slot_words(p) -> list[str]:
+    """Every word of a parse's heads, attributes and relation (subject, object and extras)."""
+    phrases = [p.subject] + ([p.object] if p.object else []) + list(p.extra)
+    texts = [ph.head for ph in phrases] + [a for ph in phrases for a in ph.adjectives]
+    return " ".join(texts + [p.relation or ""]).split()
+
+
+@pytest.mark.parametrize("caption,subject,relation,obj", ENGLISH_PARSES)
+def test_parser_on_ordinary_english(wn, caption, subject, relation, obj):
+    from paperlib.text.lexicon import AUXILIARIES
+    from paperlib.text.parse import parse_caption
+
+    p = parse_caption(caption)
+    got = (p.subject.head, p.relation, p.object.head if p.object else None)
+    assert got == (subject, relation, obj)
+    words = _slot_words(p)
+    assert not [w for w in words if "'" in w or "’" in w or w in FRAGMENTS], words
+    # a modal or auxiliary is part of the verb group, never a noun, attribute or relation
+    assert not set(words) & (AUXILIARIES | {"do", "does", "did", "let"}), words
+
+
+def test_parser_contractions_keep_their_phrases(wn):
+    from paperlib.text.parse import parse_caption
+
+    p = parse_caption("it's a red car near the house")
+    assert (p.subject.det, p.subject.adjectives, p.extra) == ("a", ["red"], [])
+    p = parse_caption("the dog don't like the cat")
+    assert (p.subject.text(), p.object.text(), p.extra) == ("the dog", "the cat", [])
+    assert p.tokens == ["the", "dog", "do", "n't", "like", "the", "cat"]
+    p = parse_caption("a man isn't riding a horse")
+    assert p.core_text() == "a man riding a horse" and p.extra == []
+    p = parse_caption("he'll be ruling the country")
+    assert (p.subject.span, p.object.text(), p.extra) == ((0, 1), "the country", [])
+    assert p.tokens[p.relation_span[0]:p.relation_span[1]] == ["'ll", "be", "ruling"]
+    p = parse_caption("a cat could have eaten the fish")
+    assert (p.subject.text(), p.relation_span) == ("a cat", (2, 5))
+
+
+def test_parser_than_and_until_are_prepositions(wn):
+    from paperlib.text.lexicon import PREPOSITIONS
+    from paperlib.text.parse import parse_caption
+
+    assert {"than", "until"} <= PREPOSITIONS
+    p = parse_caption("a girl taller than her brother")
+    assert (p.subject.det, p.subject.adjectives) == ("a", [])
+    assert [(x.prep, x.det, x.head) for x in p.extra] == [(None, None, "taller"),
+                                                          ("than", "her", "brother")]
+    p = parse_caption("the shop stays open until night")
+    assert [(x.prep, x.head) for x in p.extra] == [("stays", "open"), ("until", "night")]
+    # temporal, not a relation between two things in the picture
+    assert parse_caption("a man sleeping on a bench until noon").relation == "sleeping on"
+
+
+def test_tokenize_splits_contractions():
+    from paperlib.text.parse import tokenize
+
+    assert tokenize("don't isn't can't won't cannot") == [
+        "do", "n't", "is", "n't", "ca", "n't", "wo", "n't", "can", "not"]
+    assert tokenize("It's he'll they're we've I'm she'd let's") == [
+        "It", "'s", "he", "'ll", "they", "'re", "we", "'ve", "I", "'m", "she", "'d", "let", "'s"]
+    assert tokenize("a jack-o'-lantern, the dog’s bone") == [
+        "a", "jack-o'-lantern", ",", "the", "dog", "'s", "bone"]
+    assert tokenize("a sign saying 'stop'") == ["a", "sign", "saying", "'", "stop", "'"]
+
+
+def test_canonical_words_resolve_contractions():
+    from paperlib.text.tokens import canonical_words, tokenize
+
+    def read(text):
+        return canonical_words(tokenize(text))
+
+    assert read("Don't, can't, won't, ain't") == [
+        "do", "not", ",", "can", "not", ",", "will", "not", ",", "is", "not"]
+    assert read("he'll they're I'm we've") == ["he", "will", "they", "are", "i", "am", "we", "have"]
+    assert read("she'd like, she'd been") == ["she", "would", "like", ",", "she", "had", "been"]
+    assert read("let's go, it's red, a man's hat") == [
+        "let", "us", "go", ",", "it", "'s", "red", ",", "a", "man", "'s", "hat"]
+    assert read("a ca b wo") == ["a", "ca", "b", "wo"]        # stems only before "n't"
+
+
 # ---------------------------------------------------------------------------
 # Sub-captions
 # ---------------------------------------------------------------------------

@@ -118,8 +118,8 @@ PREPOSITIONS = frozenset(
     "about above across after against along alongside amid amidst among around at atop before "
     "behind below beneath beside besides between beyond by down during except for from in "
     "inside into like near nearby of off on onto opposite out outside over past per round "
-    "through throughout to toward towards under underneath unlike up upon via with within "
-    "without".split())
+    "than through throughout till to toward towards under underneath unlike until up upon via "
+    "with within without".split())
 CONJUNCTIONS = frozenset(
     "and or but nor yet so while whereas as because although though if when where whilst "
     "then plus".split())

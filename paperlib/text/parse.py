@@ -8,7 +8,9 @@ grammar of :mod:`paperlib.data.captions`), not for arbitrary prose.
 Pipeline
 --------
 1. **Tokens.**  Words (hyphenated words such as "x-ray" and "jack-o'-lantern" stay one token),
-   clitics ("'s") and punctuation.
+   clitics ("'s", "'ll", "n't": "don't" is "do" + "n't") and punctuation, read as words with the
+   contractions resolved ("n't" -> "not", "'ll" -> "will", "won't" -> "will not"; see
+   :mod:`paperlib.text.tokens`).  Quotation marks are skipped.
 2. **Units.**  First the caller's multi-word nouns (``nouns``, e.g. a benchmark's class names
    such as "ball of yarn"), then multi-word spatial relations ("to the left of", "in front of",
    "next to", "on top of", see :data:`~paperlib.text.lexicon.SPATIAL_RELATIONS`) become one
@@ -19,20 +21,24 @@ Pipeline
    picture shows a dog" is not the noun "picture show").  "close up" before "of" is "close-up".
 3. **Tags.**  Closed-class words are looked up in hand-written lists (determiners, numerals,
    pronouns, relative pronouns, prepositions, conjunctions, auxiliaries, adverbs, existential
-   "there"); "that/this/her/one" are resolved by what follows, a modal not followed by a verb is
-   an open word ("a trash can"), "have" without a participle after it is a verb ("a man has a
-   dog").  Every other word gets the parts of speech WordNet allows (``morphy``; unknown words
-   count as nouns) and is tagged left to right:
+   "there"); "that/this/her/one" are resolved by what follows, a modal followed by neither a
+   verb, an adverb ("not") nor "be"/"have" is an open word ("a trash can", but "will be
+   running", "could have eaten"), "have" without a participle (or "been") after it is a verb ("a
+   man has a dog"), "like" after an auxiliary other than *be* is a verb ("doesn't like"), "let"
+   before "us" is an auxiliary ("let's play").  Every other word gets the parts of speech WordNet
+   allows (``morphy``; unknown words count as nouns) and is tagged left to right:
 
    * *verb* only where a verb can stand: after a subject (noun or pronoun) or a relative pronoun,
      after an auxiliary (after a form of *be*, only an -ing or past participle: "is blue" is an
-     adjective), or after a conjunction (-ing forms).  After a noun, -ing and past forms are verbs
-     ("a woman holding", "a car parked"); a 3rd-person "-s" form after a singular noun, or a base
-     form after a plural noun ("two men play"), is a verb when it is followed by a determiner,
-     numeral or pronoun, or when WordNet's SemCor counts make the verb reading at least as
-     frequent as the noun reading ("shows", "rides" but not "trees"); such a word at the end of
-     the caption stays a noun.  Never after a determiner, numeral, adjective or preposition ("a
-     sleeping dog", "a striped background"), and never for place words ("left", "right", "top").
+     adjective, and so is an adjective after a linking verb: "stays open", "looks happy", the
+     verb then counting as an auxiliary), or after a conjunction (-ing forms).  After a noun,
+     -ing and past forms are verbs ("a woman holding", "a car parked"); a 3rd-person "-s" form
+     after a singular noun, or a base form after a plural noun ("two men play"), is a verb when
+     it is followed by a determiner, numeral or pronoun, or when WordNet's SemCor counts make
+     the verb reading at least as frequent as the noun reading ("shows", "rides" but not
+     "trees"); such a word at the end of the caption stays a noun.  Never after a determiner,
+     numeral, adjective or preposition ("a sleeping dog", "a striped background"), and never
+     for place words ("left", "right", "top").
    * otherwise a word is a *modifier* when the next word continues the noun phrase (adjective if
      WordNet allows an adjective reading or it is a colour/size word, else a noun modifier), and
      the *head* (noun) when it ends the phrase.  A colour or size word before a noun is always an
@@ -41,7 +47,8 @@ Pipeline
      adjectives.
 4. **Noun phrases.**  ``[determiner/numeral]* [adjective/modifier]* noun+``; consecutive nouns
    at the end are joined into the head ("tennis ball"), earlier noun modifiers count as
-   adjectives, adverbs ("very") are dropped.  A pronoun is a phrase of its own.  A collective
+   adjectives, adverbs ("very") are dropped; an adjective after the noun starts a phrase of its
+   own ("a girl taller than ...").  A pronoun is a phrase of its own.  A collective
    noun with "of" becomes part of the determiner: "a herd of elephants" has head "elephants" and
    determiner "a herd of" (:data:`~paperlib.text.lexicon.COLLECTIVE_NOUNS`).
 5. **Frames removed.**  "there is/are", "this is", a leading prepositional phrase about the
@@ -52,10 +59,11 @@ Pipeline
 6. **Relation.**  The first verb followed by a noun phrase (optionally through a preposition:
    "sits on") whose object is not a *setting* noun (frame nouns and places in the frame:
    "picture", "background", "corner", ...); failing that, the first preposition or spatial
-   relation (not "of", "for", "as", "than", ...) followed by a non-setting noun phrase.  Its
-   subject is the nearest noun phrase before it that is not itself the object of a preposition or
-   verb ("a woman in a blue dress holding an umbrella" -> woman).  Auxiliaries and adverbs are
-   not part of the relation ("are playing" -> "playing").
+   relation (not "of", "for", "as", "than", "until", ...) followed by a non-setting noun phrase.
+   Its subject is the nearest noun phrase before it that is not itself the object of a
+   preposition or verb, nor adjectives alone after a verb or noun ("a woman in a blue dress
+   holding an umbrella" -> woman; "the sky is blue above the trees" -> sky).  Auxiliaries and
+   adverbs are not part of the relation ("are playing" -> "playing", "isn't riding" -> "riding").
 7. **Rest.**  Without a relation the subject is the first noun phrase that is not the object of a
    preposition.  Every other phrase goes to ``extra`` with the word(s) that introduced it.
 
@@ -65,8 +73,8 @@ Known failure cases (no statistical model, so these are by design):
   as a verb ("a theatre masks to the right of a hook" -> subject "theatre", relation "masks to
   the right of"); a finite verb at the very end stays a noun ("while a man watches" -> head "man
   watches"); "left" is always a place word ("a man left the room" -> head "man left");
-* predicative adjectives ("the sky is blue") are not attached to the subject (they become an
-  extra phrase);
+* predicative and post-nominal adjectives ("the sky is blue", "a girl taller than her brother")
+  are not attached to the subject (they become an extra phrase);
 * intransitive verbs have no object, so no relation is kept ("a dog sleeping" -> subject only);
 * coordination: the relation goes to the nearest conjunct ("a cat and a dog on a sofa" -> dog on
   sofa, cat in ``extra``); coordinated objects keep only the first ("wearing glasses and a red
@@ -85,16 +93,22 @@ from functools import lru_cache
 from typing import Collection
 
 from paperlib.text import lexicon as lx
+from paperlib.text.tokens import canonical_words, tokenize
 
 __all__ = ["ParsedCaption", "Phrase", "parse_caption", "split_relation", "tokenize"]
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:(?:-|'(?!(?:s|re|ve|ll|d|m|t)\b)-?)[A-Za-z0-9]+)*"
-                    r"|'[A-Za-z]+|[^\sA-Za-z0-9]")
 _MULTI_RELATIONS = sorted((r.split() for r in lx.SPATIAL_RELATIONS if " " in r), key=len,
                           reverse=True)
 _NOT_RELATIONS = frozenset({"of", "for", "as", "than", "per", "except", "unlike", "during",
-                            "about", "via"})
+                            "until", "till", "about", "via"})
 _VIEWERS = frozenset("i you we someone somebody".split())
+_QUOTES = frozenset("' \" ` ‘ “ ”".split())
+#: Auxiliaries that can follow a modal ("will be", "could have"; "'ve" is read as "have").
+_AFTER_MODAL = frozenset("be have been being".split())
+#: Prepositions that are verbs after an auxiliary other than "be" ("doesn't like", "would like").
+_VERB_PREPOSITIONS = frozenset({"like"})
+#: Verbs read like "is" before a predicative adjective ("the shop stays open").
+_LINKING_VERBS = frozenset("stay remain become seem appear look feel get turn grow".split())
 
 
 @dataclass
@@ -158,11 +172,6 @@ class ParsedCaption:
                        replace(self.object, adjectives=list(self.object.adjectives)),
                        extra=[replace(p, adjectives=list(p.adjectives)) for p in self.extra],
                        tokens=list(self.tokens))
-
-
-def tokenize(text: str) -> list[str]:
-    """Words (hyphenated words kept whole), clitics ("'s") and punctuation marks."""
-    return _TOKEN.findall(text.replace("’", "'"))
 
 
 def split_relation(relation: str) -> tuple[str | None, str | None]:
@@ -232,19 +241,26 @@ def _noun_table(nouns: frozenset) -> dict[str, list[list[str]]]:
     """Known multi-word nouns by first word, longest first."""
     table: dict[str, list[list[str]]] = {}
     for noun in nouns:
-        words = [t.lower() for t in tokenize(noun)]
-        if len(words) > 1:
-            table.setdefault(words[0], []).append(words)
+        known = canonical_words(tokenize(noun))
+        if len(known) > 1:
+            table.setdefault(known[0], []).append(known)
     for entries in table.values():
         entries.sort(key=len, reverse=True)
     return table
 
 
-def _units(tokens: list[str], nouns: frozenset = frozenset()) -> list[_Unit]:
-    low = [t.lower() for t in tokens]
+def _units(low: list[str], nouns: frozenset = frozenset()) -> list[_Unit]:
+    """Units over :func:`~paperlib.text.tokens.canonical_words` (lower case, one per token).
+
+    Quotation marks are skipped (a sign saying "stop"), except an apostrophe after a word ending
+    in "s", which may be a possessive ("the girls' bikes").
+    """
     table = _noun_table(nouns) if nouns else {}
     units, i = [], 0
     while i < len(low):
+        if low[i] in _QUOTES and not (low[i] == "'" and i > 0 and low[i - 1].endswith("s")):
+            i += 1
+            continue
         known = next((w for w in table.get(low[i], ()) if low[i:i + len(w)] == w), None)
         if known is not None:
             units.append(_Unit([" ".join(known)], i, i + len(known), "NOUN"))
@@ -336,6 +352,25 @@ class _Tagger:
         return (kind or "a" in _pos(nxt)) and (self._continues(j + 3, "ADJ")
                                                or self._adjective_pair(j + 2))
 
+    def _verb_group_follows(self, j: int) -> bool:
+        """After a modal: does unit j go on with the verb group (an adverb such as "not", a verb,
+        an auxiliary "be"/"have": "will be running", "could have eaten", "can't ride")?"""
+        if j >= len(self.u):
+            return False
+        unit = self.u[j]
+        return (unit.tag == "ADV" or unit.text in _AFTER_MODAL
+                or unit.text in _VERB_PREPOSITIONS
+                or (unit.tag == "OPEN" and lx.verb_lemma(unit.text) is not None))
+
+    def _participle_follows(self, j: int) -> bool:
+        """After "have": is the next unit that is not an adverb a past participle or "been"?"""
+        while j < len(self.u) and self.u[j].tag == "ADV":
+            j += 1
+        if j >= len(self.u):
+            return False
+        unit = self.u[j]
+        return unit.text == "been" or (unit.tag == "OPEN" and lx.verb_form(unit.text) == "past")
+
     def _prev_noun_word(self, j: int) -> str | None:
         return self.u[j - 1].words[-1] if j > 0 else None
 
@@ -380,7 +415,7 @@ class _Tagger:
 
     def tag(self) -> list[_Unit]:
         # ``prev`` / ``prev_word``: tag and last word of the previous unit that is not an adverb
-        prev, prev_word = "START", None
+        prev, prev_word, prev_j = "START", None, -1
         for j, unit in enumerate(self.u):
             t = unit.tag
             word = unit.text
@@ -400,22 +435,37 @@ class _Tagger:
                     t = "PRON"
             elif t == "AUX" and word == "'s" and prev == "NOUN" and self._continues(j + 1, "DET"):
                 t = "POSS"
-            elif t == "AUX" and word in lx.MODALS and not (
-                    j + 1 < len(self.u) and (self.u[j + 1].tag == "ADV" or (
-                        self.u[j + 1].tag == "OPEN" and lx.verb_lemma(self.u[j + 1].text)))):
+            elif t == "AUX" and word in lx.MODALS and not self._verb_group_follows(j + 1):
                 t = self._open_tag(j, prev, prev_word)   # "a trash can"
-            elif t == "AUX" and word in ("has", "have", "had", "having") and not (
-                    j + 1 < len(self.u) and self.u[j + 1].tag == "OPEN"
-                    and lx.verb_form(self.u[j + 1].text) == "past"):
+            elif t == "AUX" and word in ("has", "have", "had", "having") and not \
+                    self._participle_follows(j + 1):
                 t = "VERB"                     # "a man has a dog", "having breakfast"
+            elif t == "PREP" and word in _VERB_PREPOSITIONS and prev == "AUX" \
+                    and prev_word not in lx.BE_FORMS:
+                t = "VERB"                     # "doesn't like", "would like"
+            elif t == "OPEN" and word == "let" and j + 1 < len(self.u) \
+                    and self.u[j + 1].text in ("us", "me"):
+                t = "AUX"                      # "let's go", "let us play"
             elif t == "EX" and not (self._next_tag(j + 1) == "AUX" or prev == "START"):
                 t = "ADV"
             elif t == "OPEN":
                 t = self._open_tag(j, prev, prev_word)
             unit.tag = t
+            if t == "ADJ" and prev == "VERB" and self._predicative(j, prev, prev_word):
+                self.u[prev_j].tag = "AUX"     # a linking verb is read as "is": "stays open"
             if t != "ADV":
-                prev, prev_word = t, unit.words[-1]
+                prev, prev_word, prev_j = t, unit.words[-1], j
         return self.u
+
+    def _predicative(self, j: int, prev: str, prev_word: str | None) -> bool:
+        """Is unit j an adjective after "be" or a linking verb, ending its phrase ("is blue")?"""
+        if not (prev == "AUX" and prev_word in lx.BE_FORMS) and not (
+                prev == "VERB" and prev_word is not None
+                and lx.verb_lemma(prev_word) in _LINKING_VERBS):
+            return False
+        word = self.u[j].text
+        return (("a" in _pos(self.u[j]) or word in lx.COLOURS or word in lx.SIZES)
+                and not self._continues(j + 1, "ADJ"))
 
     def _open_tag(self, j: int, prev: str, prev_word: str | None) -> str:
         unit = self.u[j]
@@ -424,9 +474,8 @@ class _Tagger:
         if self._verb_here(j, prev, prev_word):
             return "VERB"
         kind_word = word in lx.COLOURS or word in lx.SIZES
-        if prev == "AUX" and (prev_word in lx.BE_FORMS) and ("a" in p or kind_word) \
-                and not self._continues(j + 1, "ADJ"):
-            return "ADJ"                       # predicative: "is blue"
+        if self._predicative(j, prev, prev_word):
+            return "ADJ"                       # predicative: "is blue", "stays open"
         if kind_word and self._noun_follows(j + 1):
             return "ADJ"                       # "a red rose" (not "a red" + verb "rose")
         if ("a" in p or kind_word) and self._adjective_pair(j):
@@ -461,6 +510,7 @@ class _Item:
     text: str = ""
     phrase: Phrase | None = None
     verb_words: list[str] = field(default_factory=list)
+    complement: bool = False  # adjectives only, after a verb or noun: "is blue", "girl taller"
 
 
 def _phrase_from(units: list[_Unit]) -> Phrase | None:
@@ -492,6 +542,9 @@ def _items(units: list[_Unit]) -> list[_Item]:
                 t = units[j].tag
                 if t in ("DET", "NUM") and not seen_body:
                     pass
+                elif t == "ADJ" and j > i and units[j - 1].tag == "NOUN" and not (
+                        j + 1 < len(units) and units[j + 1].tag in ("ADJ", "NOUN")):
+                    break                       # after its noun: "a girl taller than ..."
                 elif t in ("ADJ", "NOUN"):
                     seen_body = True
                 elif (units[j].text in ("and", "or", ",") and j > i and units[j - 1].tag == "ADJ"
@@ -505,7 +558,10 @@ def _items(units: list[_Unit]) -> list[_Item]:
             chunk = units[i:j]
             phrase = _phrase_from(chunk)
             if phrase is not None:
-                items.append(_Item("NP", chunk[0].start, chunk[-1].end, phrase=phrase))
+                complement = (all(c.tag != "NOUN" for c in chunk) and bool(items)
+                              and items[-1].kind in ("AUX", "NP"))
+                items.append(_Item("NP", chunk[0].start, chunk[-1].end, phrase=phrase,
+                                   complement=complement))
             i = max(j, i + 1)
             continue
         if u.tag == "PRON":
@@ -574,7 +630,7 @@ def _strip_frames(items: list[_Item], nouns: frozenset) -> tuple[list[_Item], li
         # a leading "this is", "it is", "here is" before a noun phrase
         if (len(items) >= 3 and items[0].kind == "NP" and items[0].phrase.head in
                 ("this", "it", "that", "these", "those", "here") and items[1].kind == "AUX"
-                and items[2].kind == "NP"):
+                and items[2].kind == "NP" and not items[2].complement):
             del items[:2]
             changed = True
             continue
@@ -617,7 +673,7 @@ def parse_caption(text: str, nouns: Collection[str] = ()) -> ParsedCaption:
     if not any(re.search(r"[A-Za-z0-9]", t) for t in tokens):
         raise ValueError(f"cannot parse a caption without words: {text!r}")
     nouns = nouns if isinstance(nouns, frozenset) else frozenset(nouns)
-    units = _Tagger(_units(tokens, nouns)).tag()
+    units = _Tagger(_units(canonical_words(tokens), nouns)).tag()
     items, dropped = _strip_frames(_merge_collectives(_items(units)), nouns)
 
     nps = [k for k, it in enumerate(items) if it.kind == "NP"]
@@ -627,8 +683,8 @@ def parse_caption(text: str, nouns: Collection[str] = ()) -> ParsedCaption:
         subject = Phrase(None, [], u.text, (u.start, u.end))
         return ParsedCaption(tokens, subject, None, None, [], None, text)
 
-    def in_pp(k: int) -> bool:
-        return k > 0 and items[k - 1].kind in ("PREP", "VERB")
+    def in_pp(k: int) -> bool:       # ... or otherwise not a subject: "is blue"
+        return items[k].complement or (k > 0 and items[k - 1].kind in ("PREP", "VERB"))
 
     def subject_before(k: int) -> int | None:
         for m in range(k - 1, -1, -1):
