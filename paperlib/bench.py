@@ -1,7 +1,7 @@
 """Benchmarks: throughput of training and rendering, measured, never asserted in tests.
 
-    python -m paperlib.bench            # writes results/benchmarks/throughput.csv (one row per measurement)
-    python -m paperlib.bench --cache-costs   # where a cache's build time went: results/benchmarks/cache_costs.csv
+    python -m paperlib.bench            # benchmarks/throughput.csv in scratch/results (--publish: results/)
+    python -m paperlib.bench --cache-costs   # where a cache's build time went: benchmarks/cache_costs.csv
     python -m paperlib.bench --guide         # the cost table of docs/student-guide.md, from those files
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
@@ -194,17 +194,23 @@ def cpu_model() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/benchmarks/throughput.csv")
+    ap.add_argument("--out", default=None, help="throughput rows (default: benchmarks/throughput.csv in the "
+                                                "scratch results folder, or the committed one with --publish)")
+    ap.add_argument("--publish", action="store_true", help="write into the committed results/benchmarks/")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     ap.add_argument("--render-workers", type=int, default=2, help="processes rendering scenes (0: no render benchmark)")
     ap.add_argument("--cache-costs", action="store_true",
                     help="summarise the artifact cache's build times instead of measuring throughput")
-    ap.add_argument("--costs-out", default="results/benchmarks/cache_costs.csv")
+    ap.add_argument("--costs-out", default=None, help="cache costs (default: beside --out)")
     ap.add_argument("--guide", action="store_true",
                     help="rewrite the cost table of docs/student-guide.md from the results files")
     args = ap.parse_args(argv)
-    from paperlib.results import environment, upsert_csv
+    from paperlib.results import PUBLISHED, default_results_dir, environment, prepare_results_dir, upsert_csv
+    if args.out is None or args.costs_out is None:
+        folder = prepare_results_dir(PUBLISHED if args.publish else default_results_dir()) / "benchmarks"
+        args.out = args.out or str(folder / "throughput.csv")
+        args.costs_out = args.costs_out or str(folder / "cache_costs.csv")
     if args.guide:
         from paperlib.assets import repo_root
         changed = write_guide_costs(repo_root() / "docs" / "student-guide.md")

@@ -9,6 +9,8 @@ Sections are plain dataclasses.  A field's ``metadata`` may carry
 
 * ``choices``: a tuple (or a zero-argument callable returning one) of valid values;
 * ``range``: ``(low, high)`` inclusive bounds, either may be ``None``;
+* ``suffixes``: the file name endings a path may have (e.g. :data:`SAFETENSORS`: a weights file
+  is refused when the parameters load, not hours later when it is opened);
 * ``doc``: one line shown in error messages and in the parameter tables of the notebooks.
 """
 from __future__ import annotations
@@ -29,10 +31,15 @@ class ParamError(ValueError):
     """A parameter file or dictionary is invalid; the message names the key and valid values."""
 
 
+# the only weights files a parameter may name: a pickle (.pt, .pth, .bin, .ckpt) runs code when it
+# is loaded, and this project handles models from untrusted sources by design
+SAFETENSORS = (".safetensors",)
+
+
 def param(default: Any = dataclasses.MISSING, *, choices=None, range=None, doc: str = "",
-          default_factory: Any = dataclasses.MISSING):
+          default_factory: Any = dataclasses.MISSING, suffixes: tuple[str, ...] | None = None):
     """A dataclass field with validation metadata (see module docstring)."""
-    meta = {"choices": choices, "range": range, "doc": doc}
+    meta = {"choices": choices, "range": range, "doc": doc, "suffixes": suffixes}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -120,6 +127,12 @@ def _check_meta(value: Any, meta: Mapping, where: str) -> None:
         for v in values:
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 raise ParamError(f"{where}: {v!r} is out of range [{lo}, {hi}].")
+    suffixes = meta.get("suffixes")
+    if suffixes and value is not None and not str(value).endswith(tuple(suffixes)):
+        hint = f" ({meta['doc']})" if meta.get("doc") else ""
+        if tuple(suffixes) == SAFETENSORS:
+            hint += "; pickled weights are never loaded: convert them once as the README's 'paper scale' says"
+        raise ParamError(f"{where}: {value!r} is not valid: only {' or '.join(suffixes)} files are accepted{hint}")
 
 
 def from_dict(cls, data: Mapping | None, prefix: str = ""):
@@ -182,17 +195,33 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_params(cls, path: str | Path | None = None, overrides: Mapping | None = None):
-    """Load parameter file ``path`` into dataclass ``cls``; ``overrides`` (dotted keys allowed) win."""
-    data = load_yaml(path) if path is not None else {}
-    for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+def load_params(cls, path: str | Path | None = None, overrides: Mapping | None = None,
+                complete: Callable[[dict], dict] | None = None):
+    """Load parameter file ``path`` into dataclass ``cls``; ``overrides`` (dotted keys allowed) win.
+    ``complete(data)``, when given, fills what the file and overrides left out before validation
+    (the experiments complete a partial victim entry from the attack suite's victim)."""
+    # YAML anchors share one dict between entries (``<<: *victim``): an override of one victim's
+    # poison count must not change every victim made from the anchor
+    data = _unshared(load_yaml(path)) if path is not None else {}
     try:
+        for key, value in (overrides or {}).items():
+            _set_dotted(data, key, value)
+        if complete is not None:
+            data = complete(data)
         obj = from_dict(cls, data)
         _check_model_matches_data(obj)
         return obj
     except ParamError as err:
         raise ParamError(f"{path}: {err}" if path else str(err)) from None
+
+
+def _unshared(obj: Any) -> Any:
+    """A copy of parsed YAML in which no two places hold the same dict or list."""
+    if isinstance(obj, dict):
+        return {k: _unshared(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unshared(v) for v in obj]
+    return obj
 
 
 def _check_model_matches_data(obj) -> None:
@@ -207,14 +236,46 @@ def _check_model_matches_data(obj) -> None:
                          f"{want} px images: set data.image_size: {want} or choose another model")
 
 
+# a list of sections is addressed by the value of this key in a dotted override
+# (``victims.badnet.poison.poison_count``), or by position (``victims.0.poison.poison_count``)
+NAME_KEY = "attack"
+
+
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            node = _list_entry(node, part, dotted, ".".join(parts[:i]))
+            if last:
+                raise ParamError(f"override {dotted!r}: name a key inside the entry {part!r}")
+            continue
         if not isinstance(node, dict):
-            raise ParamError(f"override {dotted!r}: {part!r} is not a section")
-    node[parts[-1]] = value
+            raise ParamError(f"override {dotted!r}: {parts[i - 1]!r} is not a section")
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+
+
+def _list_entry(items: list, part: str, dotted: str, where: str) -> dict:
+    """The entry of a list of sections that ``part`` names: its position, or its ``attack``
+    value; a name not in the list adds an entry of that name (completed by the experiment)."""
+    if part.isdigit():
+        if int(part) >= len(items):
+            raise ParamError(f"override {dotted!r}: {where} has {len(items)} entries, no entry {part}")
+        entry = items[int(part)]
+    else:
+        named = [e for e in items if isinstance(e, dict) and e.get(NAME_KEY) == part]
+        if named:
+            entry = named[0]
+        else:
+            entry = {NAME_KEY: part}
+            items.append(entry)
+    if not isinstance(entry, dict):
+        raise ParamError(f"override {dotted!r}: entry {part!r} of {where} is not a section")
+    return entry
 
 
 def describe(cls, prefix: str = "") -> list[dict]:

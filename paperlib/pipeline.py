@@ -71,15 +71,22 @@ class ModelArtifact:
 def external_model(name: str, weights: str | Path) -> ModelArtifact:
     """A user-supplied pre-trained CLIP (e.g. OpenAI's RN50 converted to safetensors) as the base.
 
-    Its cache identity is the file's size and a hash of its first and last megabyte.
+    Its cache identity is the file's size and a hash of its first and last megabyte.  Its header
+    is read here, so a file that is not safetensors fails before anything is built on it.
     """
     import hashlib
+
+    from paperlib.models import CheckpointError, check_safetensors
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"base_checkpoint {str(path)!r} does not exist: convert the pre-trained "
                                 "weights to safetensors first (see README, 'paper scale')")
     if path.suffix != ".safetensors":
         raise ValueError(f"base_checkpoint {str(path)!r}: only .safetensors files are loaded")
+    try:
+        check_safetensors(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"base_checkpoint: {err}") from None
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         h.update(fh.read(1 << 20))
@@ -303,7 +310,9 @@ def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataC
     attack = build_attack(attack_id, attack_cfg, image_side=data.image_size)
     if not attack.needs_fit:
         return attack
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
+
+    from paperlib.models import read_safetensors
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = {"attack": attack_id, "cfg": asdict(attack_cfg), "target": target, "base": base.key_params,
@@ -322,7 +331,7 @@ def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataC
         write_json_atomic(work / "info.json", info)
 
     path = cache.get_or_build("trigger", key, build)
-    attack.load_state(load_file(str(path / "trigger.safetensors")), json.loads((path / "info.json").read_text()))
+    attack.load_state(read_safetensors(path / "trigger.safetensors"), json.loads((path / "info.json").read_text()))
     attack.fit_info = json.loads((path / "info.json").read_text())
     return attack
 
@@ -400,9 +409,9 @@ def templates_for(name: str, split: RenderedSplit) -> list[str]:
 def classifier_for(artifact: ModelArtifact, model, classnames: list[str], templates: list[str],
                    device, cache: ArtifactCache) -> torch.Tensor:
     """The (D, K) zero-shot classifier of a model for a class list, cached per model."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from paperlib.eval.zeroshot import text_classifier
-    from paperlib.models import get_tokenizer
+    from paperlib.models import get_tokenizer, read_safetensors
     key = {"model": artifact.key_params, "classnames": classnames, "templates": templates}
 
     def build(work: Path):
@@ -410,7 +419,7 @@ def classifier_for(artifact: ModelArtifact, model, classnames: list[str], templa
         save_file({"classifier": w.contiguous()}, str(work / "classifier.safetensors"))
 
     path = cache.get_or_build("classifier", key, build)
-    return load_file(str(path / "classifier.safetensors"))["classifier"]
+    return read_safetensors(path / "classifier.safetensors")["classifier"]
 
 
 def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=None,

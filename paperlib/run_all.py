@@ -141,7 +141,8 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
 
 
 def main(argv=None) -> int:
-    from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir, scratch_root
+    from paperlib.results import (PUBLISHED, default_results_dir, is_published, prepare_results_dir,
+                                  scratch_root)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="embedded", choices=("smoke", "embedded", "gpu", "paper"))
     ap.add_argument("--only", nargs="*", help="notebook names (default: all)")
@@ -164,6 +165,9 @@ def main(argv=None) -> int:
         os.environ["PAPERLIB_CACHE"] = str(repo_root() / ".cache" / "reproduce")
         args.out = str(scratch_root() / "reproduce")
     results_dir = PUBLISHED if args.publish else (args.out or default_results_dir())
+    if is_published(results_dir) and (args.scale == "smoke" or not args.publish):
+        raise SystemExit(f"--out {args.out}: that is the committed results folder; only --publish writes there, "
+                         "and never at the smoke scale")
     base_out = prepare_results_dir(results_dir, log=lambda m: print(f"[run_all] {m}", flush=True))
     print(f"[run_all] results go to {base_out}"
           + (" (published)" if args.publish else " (the committed results/ stay as they are; "

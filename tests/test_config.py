@@ -82,3 +82,36 @@ def test_a_model_that_does_not_fit_the_data_size_is_refused_at_load(tmp_path):
     f.write_text("model: tiny-rn64\ndata: {image_size: 224}\nvictims: [{attack: badnet}]\n")
     with pytest.raises(ParamError, match="image_size.*tiny-rn64.*64"):
         load(f)
+
+
+@pytest.mark.parametrize("experiment", ["attacks", "defences", "detection", "foundation", "abd", "cfbd",
+                                        "cleanerclip", "eftclip"])
+@pytest.mark.parametrize("value", ["x.pt", "/data/weights/openai-rn50.pth"])
+def test_a_pickle_base_checkpoint_is_refused_when_the_parameters_load(experiment, value):
+    """Every experiment with a ``base_checkpoint`` takes safetensors only; a pickle extension fails
+    when the file loads, before anything is trained, not when the base is built."""
+    import importlib
+    module = importlib.import_module(f"paperlib.experiments.{experiment}")
+    paper = ROOT / "params" / experiment / "paper.yaml"
+    assert module.load(paper).base_checkpoint.endswith(".safetensors")
+    with pytest.raises(ParamError) as e:
+        module.load(paper, {"base_checkpoint": value})
+    msg = str(e.value)
+    assert "base_checkpoint" in msg and repr(value) in msg and ".safetensors" in msg
+
+
+def test_every_base_checkpoint_field_shares_the_safetensors_check():
+    """One validator (the field's ``suffixes``), not one copy per experiment."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import paperlib.experiments as pkg
+    fields = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"paperlib.experiments.{info.name}")
+        for obj in vars(module).values():
+            if dataclasses.is_dataclass(obj) and isinstance(obj, type) and obj.__module__ == module.__name__:
+                fields += [(obj.__name__, f) for f in dataclasses.fields(obj) if f.name == "base_checkpoint"]
+    assert len(fields) >= 4
+    assert {name for name, f in fields if f.metadata.get("suffixes") != (".safetensors",)} == set()

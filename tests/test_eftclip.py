@@ -494,6 +494,53 @@ def test_fastsam_regions_are_cropped_by_their_masks_not_ultralytics_border_snapp
     assert all(r.box == mask_box(r.mask) for r in regions)
 
 
+def _segmenter_artifact(folder):
+    """A hand-made segmenter artifact as train_segmenter leaves it (an untrained network)."""
+    import json
+
+    from safetensors.torch import save_file
+    from ultralytics.nn.tasks import SegmentationModel
+    torch.manual_seed(0)
+    net = SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "segmenter.safetensors"))
+    (folder / "model.json").write_text(json.dumps({"yaml": net.yaml, "names": {"0": "object"}}))
+    return folder
+
+
+def test_the_fastsam_oracle_loads_its_weights_without_unpickling(tmp_path, monkeypatch):
+    """No .pt is written or read: torch.load (ultralytics' way into a pickle) and torch.save fail
+    here, and the oracle still loads and segments."""
+    from paperlib.detect.oracle import FastSAMOracle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was written or read")
+    art = _segmenter_artifact(tmp_path)
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(torch, "save", refuse)
+    imgs = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    regions = FastSAMOracle(art, imgsz=64).segment(imgs, theta=0.0)
+    assert len(regions) == 2 and any(regions)
+
+
+def test_a_segmenter_pt_file_is_refused_unopened(tmp_path, monkeypatch):
+    from paperlib.detect.oracle import load_fastsam
+    pt = tmp_path / "FastSAM-s.pt"
+    pt.write_bytes(b"\x80\x04not opened")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the .pt was unpickled"))
+    with pytest.raises(ValueError) as e:
+        load_fastsam(pt)
+    assert str(pt) in str(e.value) and "segmenter.safetensors" in str(e.value)
+
+
+def test_a_corrupt_segmenter_weights_file_is_named(tmp_path):
+    from paperlib.detect.oracle import load_fastsam
+    art = _segmenter_artifact(tmp_path)
+    (art / "segmenter.safetensors").write_bytes(b"\x80\x04garbage" * 64)
+    with pytest.raises(ValueError) as e:
+        load_fastsam(art)
+    assert str(art / "segmenter.safetensors") in str(e.value)
+
+
 def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path):
     """Table 6 compares the oracles through Algorithm 2's curated sets; when neither oracle found an
     affected label both sets are the same random subset, so a gap of 0 is no evidence for the claim."""

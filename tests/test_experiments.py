@@ -248,3 +248,35 @@ def test_smoke_roclip_from_scratch_on_the_poisoned_set(tmp_path, monkeypatch):
         load(ROOT / "params" / "defences" / "smoke.yaml", {"pretrain_defences": ["cleanclip"]})
     with pytest.raises(ParamError, match="pretrain_victims: one victim per attack"):
         load(ROOT / "params" / "defences" / "smoke.yaml", {"pretrain_victims": [{"attack": "badnet"}] * 2})
+
+
+def test_one_victim_by_name_from_overrides():
+    """``victims.<attack>.…`` (or ``victims.<position>.…``) changes that victim alone: the others,
+    made from the same YAML anchor, keep their settings; a name not listed adds that victim."""
+    from paperlib.experiments.cleanerclip import load
+    f = ROOT / "params" / "cleanerclip" / "embedded.yaml"
+    base = {v.attack: v for v in load(f).victims}
+    p = load(f, {"victims.badnet.poison.poison_count": 300})
+    got = {v.attack: v for v in p.victims}
+    assert got["badnet"].poison.poison_count == 300
+    assert all(got[a] == base[a] for a in base if a != "badnet"), "the override reached another victim"
+    assert load(f, {"victims.1.poison.poison_count": 7}).victims[1].poison.poison_count == 7
+    with pytest.raises(ParamError, match="no entry 40"):
+        load(f, {"victims.40.poison.poison_count": 7})
+
+
+def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypatch):
+    from paperlib.experiments import attacks, defences, victims
+    suite = {v.attack: v for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").victims}
+    f = tmp_path / "p.yaml"
+    f.write_text("scale: embedded\nvictims:\n  - {attack: blended}\n  - {attack: sig, poison: {poison_count: 50}}\n")
+    blended, sig = defences.load(f).victims
+    assert blended == suite["blended"]            # the calibrated trigger, not the dataclass default
+    assert sig.poison.poison_count == 50 and sig.poison.target == suite["sig"].poison.target
+    assert sig.finetune == suite["sig"].finetune and sig.finetune_scenes == suite["sig"].finetune_scenes
+    # an attack the suite has no victim for must be stated in full
+    small = tmp_path / "suite.yaml"
+    small.write_text("victims:\n  - {attack: badnet, attack_params: {patch_fraction: 0.25}}\n")
+    monkeypatch.setattr(victims, "suite_file", lambda scale: small)
+    with pytest.raises(ParamError, match=r"victims\[0\] \(blended\): the entry leaves out attack_params, poison.*has: badnet"):
+        defences.load(f)

@@ -87,6 +87,90 @@ def test_real_splits_skip_unreadable_images_and_index_like_arrays(tmp_path, monk
         split.instances
 
 
+# --- the split's cache key follows the data, not only where it lies -----------------------------
+def _open(csv, zs):
+    from paperlib.cache import ArtifactCache
+    from paperlib.data.splits import get_split
+    return get_split("cc3m_analog", _data(csv, zs), ArtifactCache())
+
+
+def _csv_rows(csv):
+    header, *rows = csv.read_text().splitlines()
+    return header, rows
+
+
+def test_a_repaired_image_is_scanned_again_and_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path, n=6)
+    before = _open(csv, zs)
+    assert len(before) == 6 and before.meta["skipped"] == 2
+    arr = np.zeros((40, 52, 3), np.uint8)
+    arr[..., 1] = 200
+    Image.fromarray(arr).save(csv.parent / "img" / "broken.png")     # the corrupt file, repaired in place
+    after = _open(csv, zs)
+    assert len(after) == 7 and after.meta["skipped"] == 1
+    assert after.captions[6] == ["a broken dog"]
+    assert after.images[6].shape == (64, 64, 3)
+
+
+def test_a_reordered_csv_keeps_captions_with_their_images_and_skips_the_missing_file(tmp_path, monkeypatch):
+    from paperlib.data.vocabulary import build_vocabulary
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path, n=6)
+    _open(csv, zs)
+    header, rows = _csv_rows(csv)
+    csv.write_text("\n".join([header] + rows[::-1]) + "\n")         # the broken and missing rows first
+    split = _open(csv, zs)
+    assert len(split) == 6 and split.meta["skipped"] == 2
+    images = split.images[:len(split)]                   # every kept row decodes: no missing file among them
+    vocab = build_vocabulary()
+    for k, caps in enumerate(split.captions):
+        name = NAMES[int(images[k].reshape(-1, 3).mean(0).argmax())]   # the fixture paints name i's channel
+        assert caps[0] == f"a photo of a {name} on a table"
+        assert split.objects[k, 0] == vocab.index(name)
+
+
+def test_a_shortened_csv_opens_with_its_new_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path, n=6)
+    _open(csv, zs)
+    header, rows = _csv_rows(csv)
+    csv.write_text("\n".join([header] + rows[:3]) + "\n")
+    split = _open(csv, zs)
+    assert len(split) == 3 and split.meta["rows"] == 3 and split.meta["skipped"] == 0
+    assert [c[0] for c in split.captions] == [f"a photo of a {n} on a table" for n in NAMES]
+    assert split.images[:3].shape == (3, 64, 64, 3)
+
+
+def test_unchanged_real_data_is_not_scanned_again(tmp_path, monkeypatch):
+    """The content key is stable: opening the same files again (reading them changes nothing) is a
+    cache hit, with no second scan."""
+    from paperlib.data import realsplit
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    csv, zs = _fixtures(tmp_path, n=6)
+    scans = []
+    scan = realsplit.readable_rows
+    monkeypatch.setattr(realsplit, "readable_rows", lambda ds, threads: scans.append(1) or scan(ds, threads))
+    first = _open(csv, zs)
+    second = _open(csv, zs)
+    assert len(scans) == 1 and first.images.rows.tolist() == second.images.rows.tolist()
+
+
+def test_edited_zero_shot_labels_and_class_names_change_the_key(tmp_path):
+    """Every artifact built on a split (tokens, models, evaluations) carries the split's key, so an
+    edit of labels.csv or of the class names must change it, the folder's location staying put."""
+    from paperlib.data.splits import split_params
+    csv, zs = _fixtures(tmp_path, n=3)
+    cfg = _data(csv, zs)
+    keys = [split_params("imagenet_analog", cfg)]
+    (zs / "labels.csv").write_text((zs / "labels.csv").read_text().replace("0.png,0", "0.png,1"))
+    keys.append(split_params("imagenet_analog", cfg))
+    (zs / "classes.json").write_text(json.dumps({"classes": ["banana", "cat", "teddy bear"]}))
+    keys.append(split_params("imagenet_analog", cfg))
+    assert len({json.dumps(k, sort_keys=True) for k in keys}) == 3
+    assert all(k["real"] == str(zs) for k in keys)
+
+
 def test_pretraining_poisoning_and_evaluation_run_on_real_files(tmp_path, monkeypatch):
     from paperlib import pipeline as pl
     from paperlib.train.loop import TrainConfig

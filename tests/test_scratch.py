@@ -96,3 +96,12 @@ def test_the_student_guide_cost_table_is_the_one_the_results_files_give():
     table = text.split(GUIDE_BEGIN, 1)[1].split(GUIDE_END, 1)[0]
     assert table.strip() == costs_markdown().strip(), "run python -m paperlib.bench --guide"
     assert "| model / clean_pretrain |" in table and "NVIDIA H200" in table
+
+
+def test_run_all_out_naming_the_committed_results_needs_publish(tmp_path, monkeypatch):
+    from paperlib import run_all
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
+    monkeypatch.setattr(run_all, "run_notebook", lambda *a: pytest.fail("a notebook ran"))
+    for argv in (["--scale", "smoke", "--out", "results"], ["--out", str(ROOT / "results")]):
+        with pytest.raises(SystemExit, match="only --publish writes there"):
+            run_all.main(argv + ["--only", "foundation"])

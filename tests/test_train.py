@@ -92,6 +92,56 @@ def test_safetensors_roundtrip_and_no_pickle(tmp_path):
         load_checkpoint(b, tmp_path / "m.pt")
 
 
+def _bad_weights(path, content):
+    """A file named like a checkpoint that is not one: a pickle (torch.save), random or no bytes."""
+    if content == "pickle":
+        torch.save(create_model("tiny-rn64", seed=0).state_dict(), path)
+    else:
+        path.write_bytes(np.random.default_rng(0).bytes(4096) if content == "random" else b"")
+    return path
+
+
+@pytest.mark.parametrize("content", ["pickle", "random", "empty"])
+def test_a_corrupt_or_mislabelled_checkpoint_names_the_file_and_what_is_valid(tmp_path, content):
+    from paperlib.models import load_model
+    path = _bad_weights(tmp_path / "rn50.safetensors", content)
+    with pytest.raises(ValueError) as e:
+        load_model("tiny-rn64", path)
+    msg = str(e.value)
+    assert str(path) in msg and "not a safetensors file" in msg
+    assert "save_checkpoint" in msg and "README" in msg          # what would be valid, and where it is said
+
+
+def test_a_checkpoint_of_another_architecture_names_the_file_and_the_model(tmp_path):
+    from paperlib.models import load_model
+    save_checkpoint(create_model("tiny-rn64", seed=0), tmp_path / "tiny.safetensors")
+    with pytest.raises(ValueError) as e:
+        load_model("small-rn64", tmp_path / "tiny.safetensors")
+    assert str(tmp_path / "tiny.safetensors") in str(e.value) and "small-rn64" in str(e.value)
+
+
+def test_a_damaged_cached_weights_file_says_to_rebuild_its_artifact(tmp_path):
+    """Weights the project wrote into its cache (a trigger, a classifier, optimiser state) are read
+    through the same check; a damaged one names the artifact folder to delete."""
+    from paperlib.models import read_safetensors
+    art = tmp_path / "classifier" / "0123abcd"
+    art.mkdir(parents=True)
+    (art / "params.json").write_text("{}")
+    (art / "DONE").write_text("")
+    path = _bad_weights(art / "classifier.safetensors", "random")
+    with pytest.raises(ValueError) as e:
+        read_safetensors(path)
+    assert str(path) in str(e.value) and f"delete {art}" in str(e.value)
+
+
+def test_an_external_base_that_is_not_safetensors_is_refused_before_use(tmp_path):
+    from paperlib.pipeline import external_model
+    path = _bad_weights(tmp_path / "openai-rn50.safetensors", "pickle")
+    with pytest.raises(ValueError) as e:
+        external_model("tiny-rn64", path)
+    assert "base_checkpoint" in str(e.value) and str(path) in str(e.value) and "README" in str(e.value)
+
+
 def test_precision_auto_resolves_by_device_and_keys_the_resolved_value(monkeypatch):
     """``auto`` is bf16 on CUDA and fp32 on every CPU, with or without native bf16, so the same
     parameters train the same artifacts on any CPU; the cache key holds what it resolved to, so

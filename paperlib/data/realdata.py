@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
+import io
 import json
 import logging
 import os
@@ -148,11 +150,15 @@ def _resolve(root: str, p: str) -> str:
     return p if os.path.isabs(p) else os.path.join(root, p)
 
 
-def _read_table(path: str, required: Sequence[str], delimiter: str, what: str) -> pd.DataFrame:
-    """Read a CSV as strings and check the required columns, naming what exists."""
+def _read_table(path: str, required: Sequence[str], delimiter: str, what: str) -> tuple[pd.DataFrame, str]:
+    """Read a CSV as strings and check the required columns, naming what exists; also the
+    SHA-256 of the very bytes parsed (part of a real split's cache key: a digest taken from a
+    second read could describe a file edited in between)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: file not found: {path}")
-    df = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    df = pd.read_csv(io.BytesIO(raw), sep=delimiter, dtype=str, keep_default_na=False)
     present = [str(c) for c in df.columns]
     missing = [c for c in required if c not in present]
     if missing:
@@ -160,7 +166,7 @@ def _read_table(path: str, required: Sequence[str], delimiter: str, what: str) -
             f"{what} {path}: missing column(s) {missing}; columns present: {present}"
             f" (delimiter {delimiter!r})"
         )
-    return df
+    return df, hashlib.sha256(raw).hexdigest()
 
 
 class _ImageRows(Dataset):
@@ -248,7 +254,7 @@ class CaptionCSV(_ImageRows):
         self.csv_path = os.fspath(csv_path)
         self.root = os.path.dirname(os.path.abspath(self.csv_path))
         self.image_size = int(image_size)
-        df = _read_table(self.csv_path, [image_key, caption_key], delimiter, "caption CSV")
+        df, self.table_sha256 = _read_table(self.csv_path, [image_key, caption_key], delimiter, "caption CSV")
         self._images = df[image_key].to_numpy(dtype=object)
         self._captions = df[caption_key].to_numpy(dtype=object)
 
@@ -467,7 +473,7 @@ class ImageFolderZeroShot(_ImageRows):
         self.image_size = int(image_size)
         self.classnames, self.templates = load_class_metadata(self.root)
         csv_path = os.path.join(self.root, "labels.csv")
-        df = _read_table(csv_path, [image_key, label_key], delimiter, "labels CSV")
+        df, self.table_sha256 = _read_table(csv_path, [image_key, label_key], delimiter, "labels CSV")
         raw = df[label_key].to_numpy(dtype=object)
         try:
             labels = np.asarray([int(str(v).strip()) for v in raw], dtype=np.int64)

@@ -359,19 +359,20 @@ _KEYED_IF_SET = {"cc3m_analog": ("train_backgrounds", "train_object_weights")}
 _COMMON_FIELDS = ("source", "seed", "image_size", "sprite_size", "train_styles", "max_classes")
 
 
-def split_params(name: str, cfg: DataConfig) -> dict:
-    """What determines a split's content, and nothing else (its cache key)."""
+def split_params(name: str, cfg: DataConfig, dataset=None) -> dict:
+    """What determines a split's content, and nothing else (its cache key).  For real data that
+    includes what the files hold (:func:`paperlib.data.realsplit.content_key`); ``dataset`` is the
+    real split's opened dataset when the caller has one, so the key describes the rows it read."""
     from paperlib.cache import CODE_VERSIONS
     d = asdict(cfg)
     # the renderer's version is part of every key built on a split (tokens, models, evaluations)
     key = {"split": name, "version": CODE_VERSIONS["split"],
            **{k: d[k] for k in _COMMON_FIELDS + _SPLIT_FIELDS[name]}}
     # knobs added after artifacts were built enter the key only when set, so those stay valid
-    if cfg.source == "real":   # the user's files: where they are is what the split is
-        from paperlib.data.realsplit import CAPTION_RULE, REAL_SPLITS
+    if cfg.source == "real":   # the user's files: where they are and what they hold is what the split is
+        from paperlib.data.realsplit import REAL_SPLITS, real_key
         if name in REAL_SPLITS:
-            key["real"] = d[REAL_SPLITS[name]]
-            key["caption_rule"] = CAPTION_RULE
+            key.update(real_key(name, cfg, dataset))
     defaults = asdict(DataConfig())
     for k in _KEYED_IF_SET.get(name, ()):
         if tuple(d[k]) != tuple(defaults[k]):

@@ -282,9 +282,10 @@ def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
     import json
     from dataclasses import asdict
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from paperlib.cache import ArtifactCache, write_json_atomic
+    from paperlib.models import read_safetensors
     cache = ctx.cache or ArtifactCache()
     gan_keys = ("patch_area", "margin_fraction", "z_dim", "alpha", "beta", "gamma", "delta", "l2_weight",
                 "lambda_bd", "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr")
@@ -303,4 +304,4 @@ def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
         write_json_atomic(work / "info.json", info)
 
     path = cache.get_or_build("abd", key, build)
-    return load_file(str(path / "patch.safetensors"))["patch"], json.loads((path / "info.json").read_text())
+    return read_safetensors(path / "patch.safetensors")["patch"], json.loads((path / "info.json").read_text())

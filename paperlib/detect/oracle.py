@@ -12,10 +12,18 @@ Table 6 and Fig. 6): it returns the scenes' exact masks, i.e. a perfect segmente
 upper bound, not a second network: SAM cannot be had offline, and a larger YOLO trained on the
 same masks would only sit between the two.  Its latency is the cost of reading the masks.
 
-Weights are kept as safetensors (this project never unpickles files it did not just write).
-ultralytics' ``FastSAM`` class only opens its own ``.pt`` format, so :func:`load_fastsam` builds
-the network from its YAML, loads the safetensors weights and hands ultralytics a transient
-``.pt`` written in the same process.
+Weights are kept as safetensors: the segmenter's artifact is ``segmenter.safetensors`` and the
+network's YAML (``model.json``).  :func:`load_fastsam` builds the network from that YAML, loads
+the weights and hands the network to ultralytics' ``FastSAM`` in memory: loading a segmenter
+unpickles nothing, and a ``.pt`` given in place of an artifact folder is refused unopened.
+
+Which files are unpickled, and why that is safe: ultralytics' training writes its checkpoints
+(``last.pt``, ``best.pt``) as pickles and reads them back itself within ``YOLO.train`` (to strip
+the optimiser, for the final validation, and to reload the best epoch).  That happens only inside
+:func:`train_segmenter`, in a private temporary folder this process creates (``mkdtemp``, mode
+0700) and deletes when the training returns; the weights are then saved as safetensors.  No file
+from the cache, from the user or from another machine is ever unpickled (an imported artifact
+may not even hold a ``.pt``: :func:`paperlib.cache.check_artifact`).
 """
 from __future__ import annotations
 
@@ -180,8 +188,7 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
                             workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
                             amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
                             name="seg", exist_ok=True, single_cls=True)
-                best = Path(tmp) / "runs" / "seg" / "weights" / "best.pt"
-                trained = YOLO(str(best), task="segment")   # written by this process a moment ago
+                trained = model   # ultralytics has reloaded its best epoch into it (module docstring)
                 metrics = trained.val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
                                       device=device, plots=False, verbose=False,
                                       project=str(Path(tmp) / "runs"), name="val", exist_ok=True)
@@ -200,21 +207,42 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
 
 
 def load_fastsam(artifact: Path):
-    """ultralytics ``FastSAM`` around our safetensors weights (see the module docstring)."""
+    """ultralytics ``FastSAM`` around the segmenter of an artifact folder (``segmenter.safetensors``
+    and ``model.json``, as :func:`train_segmenter` writes them), without writing or reading a
+    pickle: see the module docstring."""
     from paperlib.assets import configure_environment
     configure_environment()
-    from safetensors.torch import load_file
-    from ultralytics import FastSAM
     from ultralytics.nn.tasks import SegmentationModel
-    meta = json.loads((Path(artifact) / "model.json").read_text())
+
+    from paperlib.models import CheckpointError, read_safetensors
+    artifact = Path(artifact)
+    if not artifact.is_dir():
+        raise CheckpointError(f"{artifact}: a segmenter is loaded from its artifact folder (segmenter.safetensors "
+                              "and model.json, written by train_segmenter), never from a .pt file: ultralytics "
+                              "would unpickle it, running whatever code it holds")
+    meta = json.loads((artifact / "model.json").read_text())
     net = SegmentationModel(meta["yaml"], nc=1, verbose=False)
-    net.load_state_dict(load_file(str(Path(artifact) / "segmenter.safetensors")))
+    net.load_state_dict(read_safetensors(artifact / "segmenter.safetensors"))
     net.names = {0: "object"}
-    with tempfile.TemporaryDirectory(prefix="paperlib-fastsam-") as tmp:
-        pt = Path(tmp) / "fastsam-embedded.pt"
-        torch.save({"model": net, "train_args": {"task": "segment"}}, pt)
-        with _torch_threads_kept():
-            return FastSAM(str(pt))
+    return _fastsam_around(net.float().eval())
+
+
+def _fastsam_around(net):
+    """ultralytics' ``FastSAM`` (its predictor: class-agnostic NMS, retina masks) holding ``net``.
+
+    ``FastSAM(path)`` accepts only a ``.pt`` path, which it unpickles.  ultralytics' ``Model``
+    also takes an already built ``Model`` (it adopts its state), so a ``YOLO`` shell is built from
+    ultralytics' own segmentation YAML (shipped in its wheel; the shell's random network is
+    replaced at once) and a ``FastSAM`` adopts it: the same network, task and predictor as a
+    ``FastSAM`` opened from a ``.pt`` of ``net``."""
+    from ultralytics import YOLO, FastSAM
+    from ultralytics.engine.model import Model
+    with _torch_threads_kept():
+        shell = YOLO("yolov8n-seg.yaml", task="segment")
+    shell.model = net
+    model = FastSAM.__new__(FastSAM)
+    Model.__init__(model, shell)
+    return model
 
 
 class FastSAMOracle:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from paperlib.config import load_params
 from paperlib.experiments.defences import DefenceMatrixParams
+from paperlib.experiments.victims import complete_victims
 
 PAPER = "abd"
 TABLES = {
@@ -33,7 +34,7 @@ class ABDParams(DefenceMatrixParams):
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> ABDParams:
-    return load_params(ABDParams, path, overrides)
+    return load_params(ABDParams, path, overrides, complete=complete_victims)
 
 
 def run_matrix(p: ABDParams, log=print) -> pd.DataFrame:

@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from paperlib.attacks.base import PoisonConfig
-from paperlib.config import SCALES, ParamError, load_params, param
+from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.experiments.foundation import VICTIM_COLUMNS, EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
+from paperlib.experiments.victims import complete_victims
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class AttackSuiteParams:
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation); "
                                   "also the recipe of pre-training-threat victims")
-    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
-                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
+    base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
+                                        doc="safetensors of a pre-trained CLIP used as the clean base "
+                                            "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="fine-tuning threat model: one victim per attack")
     pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="pre-training threat model victims")
     calibration: tuple[VictimConfig, ...] = param((), doc="other settings tried for attacks below the papers' "
@@ -68,7 +70,7 @@ class AttackSuiteParams:
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> AttackSuiteParams:
-    return load_params(AttackSuiteParams, path, overrides)
+    return load_params(AttackSuiteParams, path, overrides, complete=complete_victims)
 
 
 def run(p: AttackSuiteParams, log=print) -> dict:

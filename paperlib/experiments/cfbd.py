@@ -24,6 +24,7 @@ import pandas as pd
 from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
 from paperlib.experiments.detection import DetectionParams
+from paperlib.experiments.victims import complete_victims
 
 PAPER = "cfbd"
 # ours -> the paper's method ids (papers/cfbd.csv)
@@ -67,7 +68,7 @@ class CFBDParams(DetectionParams):
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> CFBDParams:
-    return load_params(CFBDParams, path, overrides)
+    return load_params(CFBDParams, path, overrides, complete=complete_victims)
 
 
 def _victim(p: CFBDParams, attack: str):

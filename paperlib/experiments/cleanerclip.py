@@ -15,6 +15,7 @@ import pandas as pd
 
 from paperlib.config import load_params, param
 from paperlib.experiments.defences import DefenceMatrixParams
+from paperlib.experiments.victims import complete_victims
 
 PAPER = "cleanerclip"
 DEFENCES = {"none": "none", "ft": "ft", "cleanclip": "cleanclip", "cleanerclip": "cleanerclip"}  # ours -> paper's
@@ -53,7 +54,7 @@ class CleanerCLIPParams(DefenceMatrixParams):
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> CleanerCLIPParams:
-    return load_params(CleanerCLIPParams, path, overrides)
+    return load_params(CleanerCLIPParams, path, overrides, complete=complete_victims)
 
 
 def run_matrix(p: CleanerCLIPParams, log=print) -> pd.DataFrame:

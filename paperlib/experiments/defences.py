@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from paperlib.attacks import ATTACK_IDS
-from paperlib.config import SCALES, ParamError, from_dict, load_params, param
+from paperlib.config import SAFETENSORS, SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.defences import REGISTRY as DEFENCES
 from paperlib.defences import defence_config_class
@@ -27,6 +27,7 @@ from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
+from paperlib.experiments.victims import complete_victims
 
 MATRIX_COLUMNS = ("attack", "defence", "scale", "seed", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
                   "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s", "samples")
@@ -116,8 +117,9 @@ class DefenceMatrixParams:
                                                 "tables use every seed")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
-    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
-                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
+    base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
+                                        doc="safetensors of a pre-trained CLIP used as the clean base "
+                                            "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="the victims (fine-tuning threat model), one per attack")
     defence: DefenceSettings = param(default_factory=DefenceSettings)
     pretrain_victims: tuple[PretrainVictimConfig, ...] = param(
@@ -164,7 +166,7 @@ class DefenceMatrixParams:
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DefenceMatrixParams:
-    return load_params(DefenceMatrixParams, path, overrides)
+    return load_params(DefenceMatrixParams, path, overrides, complete=complete_victims)
 
 
 def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paperlib.config import SCALES, ParamError, load_params, param
+from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.detect.abl import ABLConfig
 from paperlib.detect.cfbd import CFBDConfig
@@ -25,6 +25,7 @@ from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
+from paperlib.experiments.victims import complete_victims
 
 ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
@@ -39,8 +40,9 @@ class DetectionParams:
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of the victims")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation)")
-    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP used as the clean base "
-                                                  "instead of pre-training one (the paper scale: OpenAI's RN50)")
+    base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
+                                        doc="safetensors of a pre-trained CLIP used as the clean base "
+                                            "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="victims whose poisoned sets are screened")
     cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
     mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
@@ -65,20 +67,21 @@ def cfbd_file(p: DetectionParams) -> str:
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DetectionParams:
-    return load_params(DetectionParams, path, overrides)
+    return load_params(DetectionParams, path, overrides, complete=complete_victims)
 
 
 def trained_mapping(p: DetectionParams, base, device):
     """CFBD's F, trained on the Flickr30K analogue's (image embedding, caption) pairs; cached."""
     import json
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache, write_json_atomic
     from paperlib.data.splits import split_params
     from paperlib.detect.mapping import MappingNetwork, PrefixCaptioner, RegressionMapping, WordVocab
     from paperlib.eval.zeroshot import encode_images
+    from paperlib.models import read_safetensors
     cache = ArtifactCache()
     key = {"role": "cfbd_mapping", "base": base.key_params, "cfg": asdict(p.mapping),
            "split": split_params("flickr_analog", p.data)}
@@ -107,7 +110,7 @@ def trained_mapping(p: DetectionParams, base, device):
         m.net = PrefixCaptioner(meta["embed_dim"], len(m.vocab), p.mapping)
     else:
         m.net = RegressionMapping(meta["embed_dim"], 4 * meta["embed_dim"])
-    m.net.load_state_dict(load_file(str(path / "mapping.safetensors")))
+    m.net.load_state_dict(read_safetensors(path / "mapping.safetensors"))
     m.net.to(device).eval()
     m.history = meta["history"]
     return m

@@ -27,6 +27,7 @@ from paperlib.detect.eftclip import EftCLIPConfig
 from paperlib.detect.oracle import ORACLE_KINDS, SegmenterConfig
 from paperlib.experiments.attacks import PretrainVictimConfig
 from paperlib.experiments.defences import DefenceMatrixParams
+from paperlib.experiments.victims import complete_victims
 
 log = logging.getLogger(__name__)
 PAPER = "eftclip"
@@ -88,7 +89,7 @@ class EftCLIPParams(DefenceMatrixParams):
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> EftCLIPParams:
-    return load_params(EftCLIPParams, path, overrides)
+    return load_params(EftCLIPParams, path, overrides, complete=complete_victims)
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from paperlib.attacks import ATTACK_IDS, attack_config_class
 from paperlib.attacks import attack_key as trigger_key
 from paperlib.attacks.base import PoisonConfig
-from paperlib.config import SCALES, ParamError, from_dict, load_params, param
+from paperlib.config import SAFETENSORS, SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
@@ -105,7 +105,8 @@ class FoundationParams:
                                                      "evaluate a base with (0 = all classes)")
     data_ablation: DataAblationConfig = param(default_factory=DataAblationConfig,
                                               doc="short pre-training runs on variants of the data")
-    base_checkpoint: str | None = param(None, doc="safetensors of a pre-trained CLIP to use as the clean "
+    base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
+                                        doc="safetensors of a pre-trained CLIP to use as the clean "
                                         "base instead of pre-training (paper scale: OpenAI RN50)")
 
     def validate(self):
@@ -458,9 +459,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("params", help="parameter file")
     args = ap.parse_args(argv)
-    from paperlib.assets import configure_environment
+    from paperlib.assets import configure_environment, repo_root
+    from paperlib.results import open_results_dir
     configure_environment()
-    p = load(args.params)
+    params_file = Path(args.params).resolve()
+    os.chdir(repo_root())   # relative result folders name the same place as in the notebooks
+    p = load(params_file)
+    where = open_results_dir(p)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"results go to {where} (results_dir=results publishes into the committed results)", flush=True)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -182,18 +182,24 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=16, help="rendering processes (data step)")
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds before running jobs stop")
     ap.add_argument("--work", default="seeds_work", help="folder of the jobs' parameters, logs and rows")
-    ap.add_argument("--into", default="results/defences/matrix.csv")
+    ap.add_argument("--publish", action="store_true",
+                    help="merge / compare into the committed results/ (default: the scratch results folder)")
     ap.add_argument("--other", help="compare: a matrix.csv of the same seeds trained on another device")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from paperlib.assets import configure_environment
+    from paperlib.assets import configure_environment, repo_root
+    from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir
     configure_environment()
-    work = Path(a.work)
+    work = Path(a.work).resolve()   # the jobs run from the repository root
+    results = prepare_results_dir(PUBLISHED if a.publish else default_results_dir())
+    a.into = str(results / "defences" / "matrix.csv")
     if a.step == "compare":
-        print(compare_devices(Path(a.other), a.seeds).to_string())
+        print(compare_devices(Path(a.other), a.seeds, into=results / "defences" / "device_check.csv",
+                              matrix=Path(a.into)).to_string())
         return 0
     if a.step == "merge":
-        print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {a.into}")
+        print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {Path(a.into).relative_to(repo_root())}"
+              if Path(a.into).is_relative_to(repo_root()) else f"merged into {a.into}")
         return 0
     raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers)
     if a.step == "data":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paperlib.experiments.defences import DefenceMatrixParams, load
+from paperlib.experiments.defences import MATRIX_KEY, DefenceMatrixParams, load
 
 PRETRAIN_COLUMNS = ("attack", "threat_model", "defence", "scale", "seed", "poison_count", "ca_top1", "ca_top3",
                     "ca_top5", "ca_top10", "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s", "samples",
@@ -56,9 +56,9 @@ def run(p: DefenceMatrixParams, log=print) -> pd.DataFrame:
                     m = victim_metrics(p, model, atk, v)
                 rows.append(_row(p, v, seed, d, m, victim, model))
                 log(f"{v.attack:10s} seed {seed} {d} (from scratch)  CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}")
-            upsert_csv(results / "defences" / "pretrain.csv", rows, ("attack", "defence", "scale", "seed"),
+            upsert_csv(results / "defences" / "pretrain.csv", rows, MATRIX_KEY,
                        PRETRAIN_COLUMNS)
-    table = upsert_csv(results / "defences" / "pretrain.csv", rows, ("attack", "defence", "scale", "seed"),
+    table = upsert_csv(results / "defences" / "pretrain.csv", rows, MATRIX_KEY,
                        PRETRAIN_COLUMNS)
     write_manifest(results / "defences" / f"manifest_pretrain_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name})

@@ -79,14 +79,71 @@ def save_checkpoint(model, path: str | Path, metadata: dict | None = None) -> No
     os.replace(tmp, path)
 
 
+# what a weights file given to this project must be, said by every error about one
+VALID_CHECKPOINT = ("a safetensors file written by paperlib.models.save_checkpoint (a pre-trained CLIP is "
+                    "converted once, on a trusted machine, as the README's 'paper scale' section says)")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be loaded: the message names it and what would be valid."""
+
+
+def _artifact_folder(path: Path) -> Path | None:
+    """The cache artifact folder ``path`` lies in: a complete one (``params.json`` and ``DONE``)
+    or one being built (``<key>.partial``, whose checkpoints a resumed training reads)."""
+    for folder in path.parents:
+        if folder.name.endswith(".partial") or ((folder / "params.json").is_file() and (folder / "DONE").is_file()):
+            return folder
+    return None
+
+
+def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file.  safetensors' own error for anything else (a pickle under
+    a ``.safetensors`` name, random bytes, a truncated copy) names no file; this one names it and
+    what would be valid: for a file inside a cache artifact (weights this project wrote), that
+    the artifact is damaged and rebuilt once its folder is deleted."""
+    from safetensors import SafetensorError
+    path = Path(path)
+    try:
+        return load_file(str(path), device=device)
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError) as err:
+        folder = _artifact_folder(path)
+        valid = (f"the artifact is damaged: delete {folder} and it is rebuilt" if folder is not None
+                 else f"give {VALID_CHECKPOINT}")
+        raise CheckpointError(f"{path}: not a safetensors file ({err}); {valid}") from None
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Fail now, with :func:`read_safetensors`' message, if ``path`` is not a safetensors file
+    (only its header is read: a cheap check before hours of work that would load it at the end)."""
+    from safetensors import SafetensorError, safe_open
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a safetensors file ({err}); give {VALID_CHECKPOINT}") from None
+
+
 def load_checkpoint(model, path: str | Path, strict: bool = True):
-    """Load safetensors weights into ``model`` (no pickle is ever involved)."""
+    """Load safetensors weights into ``model`` (no pickle is ever involved).  A file that is not
+    safetensors, or holds another architecture's weights, raises :class:`CheckpointError`
+    naming the file (torch's own error for the latter names neither the file nor the model)."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: only .safetensors checkpoints are loaded (no pickle files); "
-                         "convert with torch.load(..., weights_only=True) + safetensors.save_file")
-    state = load_file(str(path), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=strict)
+        raise CheckpointError(f"{path}: only .safetensors checkpoints are loaded (no pickle files); "
+                              f"give {VALID_CHECKPOINT}")
+    state = read_safetensors(path)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        name = getattr(model, "paperlib_name", type(model).__name__)
+        raise CheckpointError(f"{path}: its weights do not fit model {name!r} (another architecture?): "
+                              f"{str(err)[:400]}") from None
     return model
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from paperlib.config import param
@@ -137,7 +137,8 @@ def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> dict:
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, path: Path, meta: dict) -> None:
-    tensors = load_file(str(path))
+    from paperlib.models import read_safetensors
+    tensors = read_safetensors(path)
     state: dict = {}
     for key, v in tensors.items():
         pid, name = key.split(".", 1)
@@ -176,7 +177,7 @@ def _try_resume(work_dir: Path, model: nn.Module, opt, sched, terms: nn.Module |
     meta_path = work_dir / "last.json"
     if not meta_path.is_file():
         return None
-    from paperlib.models import load_checkpoint
+    from paperlib.models import load_checkpoint, read_safetensors
     meta = json.loads(meta_path.read_text())
     load_checkpoint(model, work_dir / "last.safetensors")
     terms_path = work_dir / "last_terms.safetensors"
@@ -184,7 +185,7 @@ def _try_resume(work_dir: Path, model: nn.Module, opt, sched, terms: nn.Module |
         if not terms_path.is_file():
             raise FileNotFoundError(f"{terms_path}: the checkpoint in {work_dir} has no state of the loss "
                                     "terms (e.g. RoCLIP's memory bank); delete the folder to train anew")
-        terms.load_state_dict(load_file(str(terms_path)))
+        terms.load_state_dict(read_safetensors(terms_path))
     _load_optimizer(opt, work_dir / "last_optimizer.safetensors", meta["optimizer"])
     sched.load_state_dict(meta["scheduler"])
     return TrainState(**meta["state"])

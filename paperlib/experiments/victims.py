@@ -1,0 +1,67 @@
+"""A partial victim entry is completed from the attack suite's victim of the same attack.
+
+The attack suite (``params/attacks/<scale>.yaml``) holds the calibrated victim of every attack at
+each scale: trigger settings, poison count, fine-tuning recipe.  Without completion, an entry such
+as ``{attack: blended}`` (or a victim added by name from the command line,
+``victims.blended.poison.poison_count=300``) would take the dataclass defaults: a trigger and a
+recipe that nobody calibrated, which at the embedded scale implant nothing.  So a victim entry
+keeps what it states and takes everything it leaves out from the suite's victim of its attack;
+an attack that the suite has no victim for must be stated in full, or it is refused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paperlib.config import ParamError, load_yaml
+
+# keys a victim entry must state when the attack suite cannot complete it
+REQUIRED = {"victims": ("attack_params", "poison", "finetune_scenes", "finetune"),
+            "pretrain_victims": ("attack_params", "poison")}
+
+
+def suite_file(scale: str) -> Path:
+    from paperlib.assets import repo_root
+    return repo_root() / "params" / "attacks" / f"{scale}.yaml"
+
+
+def merged(base: Any, over: Any) -> Any:
+    """``over`` laid onto ``base``: mappings merge key by key, anything else in ``over`` wins."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merged(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def complete_victims(data: dict, fields=("victims", "pretrain_victims")) -> dict:
+    """``data`` (a parsed parameter file, overrides applied) with every victim entry completed
+    from the attack suite of its scale; see the module docstring."""
+    scale = data.get("scale", "embedded")
+    path = suite_file(scale)
+    suite = load_yaml(path) if path.is_file() else {}
+    out = dict(data)
+    for field in fields:
+        entries = data.get(field)
+        if not isinstance(entries, list):
+            continue
+        known = {e.get("attack"): e for e in suite.get(field) or [] if isinstance(e, dict)}
+        done = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ParamError(f"{field}[{i}]: expected a victim section (attack, attack_params, poison, ...), "
+                                 f"got {entry!r}")
+            attack = entry.get("attack")
+            if attack in known:
+                done.append(merged(known[attack], entry))
+                continue
+            missing = [k for k in REQUIRED[field] if k not in entry]
+            if missing:
+                have = ", ".join(sorted(str(a) for a in known)) or "none"
+                raise ParamError(f"{field}[{i}] ({attack}): the entry leaves out {', '.join(missing)} and "
+                                 f"{path} has no {attack} victim to complete it from (it has: {have}); "
+                                 "state the victim in full or choose one of those attacks")
+            done.append(entry)
+        out[field] = done
+    return out
