@@ -256,7 +256,9 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
         if last:
             node[part] = value
         else:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:   # absent, or emptied by an earlier override
+                node[part] = {}
+            node = node[part]
 
 
 def _list_entry(items: list, part: str, dotted: str, where: str) -> dict:
@@ -273,6 +275,8 @@ def _list_entry(items: list, part: str, dotted: str, where: str) -> dict:
         else:
             entry = {NAME_KEY: part}
             items.append(entry)
+            import logging
+            logging.getLogger(__name__).warning("override %r: %s has no entry %r; one is added", dotted, where, part)
     if not isinstance(entry, dict):
         raise ParamError(f"override {dotted!r}: entry {part!r} of {where} is not a section")
     return entry

@@ -78,6 +78,8 @@ def external_model(name: str, weights: str | Path) -> ModelArtifact:
 
     from paperlib.models import CheckpointError, check_safetensors
     path = Path(weights)
+    if path.is_file() and path.with_suffix(".json").is_file():
+        return shipped_base(name, path)
     if not path.is_file():
         raise FileNotFoundError(f"base_checkpoint {str(path)!r} does not exist: convert the pre-trained "
                                 "weights to safetensors first (see README, 'paper scale')")
@@ -94,6 +96,42 @@ def external_model(name: str, weights: str | Path) -> ModelArtifact:
         h.update(fh.read())
     key = {"role": "external", "model": name, "size": path.stat().st_size, "sha256_ends": h.hexdigest()}
     return ModelArtifact(name, path.parent, key, weights_file=path.name)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped_base(name: str, weights: Path, cache: ArtifactCache | None = None) -> ModelArtifact:
+    """A clean base shipped with the project (``paperlib/bases/<name>.safetensors`` beside its record
+    ``<name>.json``, written by :mod:`paperlib.experiments.ship_base`): the file's full SHA-256 must
+    be the record's, the record's model must be ``name``; then it is imported into the cache under
+    a key of that hash, so every machine builds on the same weights and names them the same way."""
+    from paperlib.models import CheckpointError, check_safetensors
+    cache = cache or ArtifactCache()
+    record_path = weights.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    if record.get("model") != name:
+        raise CheckpointError(f"{weights}: its record {record_path.name} says model {record.get('model')!r}, "
+                              f"the parameters ask for {name!r}")
+    key = {"role": "shipped_base", "model": name, "sha256": record.get("sha256")}
+    if cache.exists("model", key):
+        return ModelArtifact(name, cache.path("model", key), key)
+    check_safetensors(weights)
+    digest = file_sha256(weights)
+    if digest != record.get("sha256"):
+        raise CheckpointError(f"{weights}: SHA-256 {digest[:16]}... is not the {str(record.get('sha256'))[:16]}... "
+                              f"its record {record_path.name} names: the file was changed or damaged; restore it "
+                              "(git checkout) or rebuild it with python -m paperlib.experiments.ship_base")
+
+    def build(work: Path):
+        shutil.copyfile(weights, work / "model.safetensors")
+        write_json_atomic(work / "summary.json", {**record.get("summary", {}), "shipped_from": str(weights.name)})
+    return ModelArtifact(name, cache.get_or_build("model", key, build), key)
 
 
 def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,

@@ -263,6 +263,10 @@ def test_one_victim_by_name_from_overrides():
     assert load(f, {"victims.1.poison.poison_count": 7}).victims[1].poison.poison_count == 7
     with pytest.raises(ParamError, match="no entry 40"):
         load(f, {"victims.40.poison.poison_count": 7})
+    # a file without victims: the named victim is made from the attack suite's
+    from paperlib.experiments import defences
+    bare = defences.load(ROOT / "params" / "defences" / "smoke.yaml", {"victims": None, "victims.sig.poison.poison_count": 3})
+    assert [(v.attack, v.poison.poison_count) for v in bare.victims] == [("sig", 3)]
 
 
 def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypatch):

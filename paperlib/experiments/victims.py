@@ -44,6 +44,8 @@ def complete_victims(data: dict, fields=("victims", "pretrain_victims")) -> dict
     out = dict(data)
     for field in fields:
         entries = data.get(field)
+        if isinstance(entries, dict):   # victims by attack name: {badnet: {poison: ...}, ...}
+            entries = [{"attack": k, **(v or {})} for k, v in entries.items()]
         if not isinstance(entries, list):
             continue
         known = {e.get("attack"): e for e in suite.get(field) or [] if isinstance(e, dict)}

@@ -1,0 +1,44 @@
+"""The shipped clean base: written in fp16 beside its record, imported into the cache under a key
+of its full hash on any machine, refused by name when changed or made for another model."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_shipped_base_is_imported_checked_and_used(tmp_path, monkeypatch):
+    from paperlib.experiments import foundation
+    from paperlib.experiments.common import clean_base, clean_base_unbuilt
+    from paperlib.experiments.ship_base import ship
+    from paperlib.models import CheckpointError, read_safetensors
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml", {"results_dir": str(tmp_path / "res")})
+    record = ship(p, "smoke-base", tmp_path / "bases", log=lambda *a: None)
+    weights = tmp_path / "bases" / "smoke-base.safetensors"
+    assert json.loads(weights.with_suffix(".json").read_text())["sha256"] == record["sha256"]
+    assert all(v.dtype.is_floating_point is False or str(v.dtype) == "torch.float16"
+               for v in read_safetensors(weights).values())
+    rows = pd.read_csv(tmp_path / "res" / "base" / "zeroshot.csv")
+    assert set(rows.model) == {"shipped_base"} and (rows.base_model == record["base_model"]).all()
+    # a parameter file naming it builds on it: same artifact, known without training
+    q = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml", {"base_checkpoint": str(weights)})
+    base = clean_base(q)
+    assert base.key_params["role"] == "shipped_base" and base.path.name == record["base_model"]
+    assert clean_base_unbuilt(q).path == base.path
+    # a fresh cache imports it again under the same key
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache2"))
+    assert clean_base(q).path.name == record["base_model"]
+    # a changed file, or a record for another model, is refused naming the file
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache3"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="smoke-base.safetensors: SHA-256"):
+        clean_base(q)
+    rec = json.loads(weights.with_suffix(".json").read_text())
+    weights.with_suffix(".json").write_text(json.dumps({**rec, "model": "RN50"}))
+    with pytest.raises(CheckpointError, match="says model 'RN50'"):
+        clean_base(q)
