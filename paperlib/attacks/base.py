@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from paperlib.config import param
+from paperlib.data.names import caption_words, mentions, name_at  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -168,34 +169,6 @@ class Attack:
         if convention == "all":
             return np.arange(len(labels))
         raise ValueError(f"unknown ASR convention {convention!r}; valid: exclude_target, all")
-
-
-def caption_words(text: str) -> list[str]:
-    """Lower-case words of a caption or a class name: runs of letters and digits, so apostrophes
-    and hyphens split words ("dog's" -> dog, s; "t-shirt" -> t, shirt)."""
-    import re
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def name_at(tokens: Sequence[str], k: int, words: Sequence[str]) -> bool:
-    """Whether the name ``words`` (its :func:`caption_words`) starts at ``tokens[k]``, a plural
-    "-s" / "-es" allowed on its last word."""
-    span = list(tokens[k:k + len(words)])
-    if not words or len(span) != len(words):
-        return False
-    last = words[-1]
-    return span[:-1] == list(words[:-1]) and span[-1] in (last, last + "s", last + "es")
-
-
-def mentions(caption: str, name: str) -> bool:
-    """Whether ``caption`` names ``name`` as whole words, plural "-s"/"-es" allowed (case-insensitive).
-
-    Whole words, so "cat" is not found in "category"; CleanCLIP's label-consistent attack checks
-    that the caption contains the target word (anchors.md).  The same words and the same rule
-    label real captions with classes (:func:`paperlib.data.realsplit.caption_objects`).
-    """
-    words, tokens = caption_words(name), caption_words(caption)
-    return any(name_at(tokens, k, words) for k in range(len(tokens)))
 
 
 def template_captions(target: str, n: int, rng: np.random.Generator, templates=None) -> list[str]:

@@ -75,7 +75,7 @@ def caption_objects(captions: list[list[str]], names: list[str], max_objects: in
     agree on what a caption names; the first mentions win when a caption names more than
     ``max_objects`` classes.  Names are indexed by their first word, so a caption costs one
     dictionary look-up per word (CC3M has millions of captions)."""
-    from paperlib.attacks.base import caption_words, name_at
+    from paperlib.data.names import caption_words, name_at
     first: dict[str, list[tuple[int, list[str]]]] = {}
     for cid, name in enumerate(names):
         words = caption_words(name)

@@ -261,7 +261,7 @@ def caption_labels(captions: Sequence[Sequence[str]], names: Sequence[str]) -> l
     :func:`paperlib.attacks.base.mentions` (whole words, plural "-s"/"-es" on the last word), for
     any captioned data.  Each caption's word n-grams are looked up among the names' accepted forms,
     instead of scanning every caption once per name (5,000 pairs x 300 names took minutes)."""
-    from paperlib.attacks.base import caption_words
+    from paperlib.data.names import caption_words
     forms: dict[tuple[str, ...], set[str]] = {}
     for n in names:
         words = caption_words(n)
