@@ -24,6 +24,25 @@ where x_i is the CLEAN model's feature of adversarial image i and x_bd,i the POI
 it pulls the two encoders' views of the adversarial image together, so that the patch carries
 what the backdoor adds.  ``lambda_bd = 0`` is the plain UAP of ABD's Table III.
 
+How the patch is read off the generator (``patch_mode``).  AdvCLIP's ``advclip.py`` never calls
+``G.eval()``: the patch it saves each epoch (``uap_noise``, ``torch.save``) is the output ``G(z)`` of
+its last generator step, computed in training mode, so its BatchNorm layers normalise with the
+statistics of the current forward pass (there: its 16 fixed noise vectors; here: the one z's 4x4
+positions), not with the running averages.  Every loss above is computed on that training-mode
+output, so it is the patch the generator was optimised to produce; the running averages lag the
+weights (BatchNorm momentum 0.1) and give another patch.  ``patch_mode: train`` (the default)
+reads the trained generator that way (final weights, no update of the running statistics);
+``eval`` reads it with the running averages (what this module did before issue 23), kept as an
+ablation.
+
+The control (``patch_source: random``): instead of the adversarial patch, a uniform-noise patch of
+the same side and place, drawn once per seed and never trained, as AdvCLIP draws its initial patch
+(``utils/patch_utils.py``: ``patch_initialization`` = ``np.random.rand(3, s, s)`` with
+s = int(sqrt(0.03 * 224^2)), pasted by ``mask_generation`` bottom-right with a 14 px margin).  Its
+fine-tuning rows show what any patch of that size and place does, so that the adversarial patch's
+rows can be read against it (ABD Sec. II-B claims the patch carries backdoor features; the paper
+has no such control).
+
 Stage 2 (:func:`plan`): fine-tuning with the CLIP loss where each image carries the patch with
 probability ``p_patch`` (ABD's I_adv) and each caption is replaced by an EDA view with
 probability ``p_eda`` (T_eda); Table II's variants switch either off.
@@ -55,7 +74,17 @@ class ABDConfig:
     gamma: float = param(5.0, range=(0.0, None), doc="AdvCLIP weight of the image-text topology term")
     delta: float = param(1.0, range=(0.0, None), doc="AdvCLIP weight of both topology terms (0 = none)")
     l2_weight: float = param(1.0, range=(0.0, None), doc="weight of the patch's mean squared change (AdvCLIP: 1)")
-    lambda_bd: float = param(1.0, range=(0.0, None), doc="ABD backdoor loss weight (0 = plain UAP)")
+    lambda_bd: float = param(1.0, range=(0.0, None),
+                             doc="ABD backdoor loss weight (0 = plain UAP; the paper gives no weight: its Eq. 2 is "
+                                 "added to AdvCLIP's loss, whose InfoNCE terms weigh alpha = 10 and alpha * beta = 50)")
+    patch_mode: str = param("train", choices=("train", "eval"),
+                            doc="how the patch is read off the trained generator: 'train' = BatchNorm with the "
+                                "forward pass's own statistics, as AdvCLIP saves G(z) (it never calls G.eval()); "
+                                "'eval' = BatchNorm running averages (an ablation)")
+    patch_source: str = param("adversarial", choices=("adversarial", "random"),
+                              doc="'adversarial' = the generator's patch (ABD); 'random' = the control: a "
+                                  "uniform-noise patch of the same side and place, never trained (AdvCLIP's "
+                                  "patch_initialization draws np.random.rand(3, s, s))")
     temperature: float = param(0.1, range=(1e-4, 10.0), doc="InfoNCE temperature of AdvCLIP / L_bd")
     gan_epochs: float = param(5.0, range=(0.0, None), doc="passes of the generator over its images")
     gan_images: int = param(2000, range=(1, None), doc="clean pairs the generator trains on")
@@ -110,6 +139,42 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x / 127.5 - 1).squeeze(1)
+
+
+def read_patch(G: PatchGenerator, z: torch.Tensor, mode: str = "train") -> torch.Tensor:
+    """The generator's patch for ``z`` (float, 0-255, shape (len(z), 3, s, s)), without gradients.
+
+    ``mode="train"``: BatchNorm normalises with the statistics of this forward pass, as AdvCLIP's
+    saved patch was computed (``advclip.py`` keeps its generator in training mode throughout and
+    saves ``uap_noise = G(z)`` of the last generator step); the running averages are left as they
+    were.  ``mode="eval"``: BatchNorm uses the running averages.  The generator's own mode and
+    buffers are unchanged on return.
+    """
+    if mode not in ("train", "eval"):
+        raise ValueError(f"patch mode {mode!r}: 'train' or 'eval'")
+    was_training = G.training
+    buffers = {k: v.clone() for k, v in G.named_buffers()}
+    try:
+        G.train(mode == "train")
+        with torch.no_grad():
+            return G(z)
+    finally:
+        G.train(was_training)
+        with torch.no_grad():
+            for k, v in G.named_buffers():
+                v.copy_(buffers[k])
+
+
+def random_patch(image_side: int, cfg: ABDConfig, seed: int) -> tuple[torch.Tensor, dict]:
+    """The control patch (``patch_source: random``): uniform noise over 0..255 (uint8, 3 x s x s) at
+    the adversarial patch's side and offset (:func:`patch_geometry`), drawn from ``seed`` and never
+    trained.  AdvCLIP's ``patch_initialization`` draws ``np.random.rand(3, s, s)`` (uniform), and its
+    ``mask_generation`` places it bottom-right with a 14 px margin at 224 px, as here."""
+    side, offset = patch_geometry(image_side, cfg.patch_area, cfg.margin_fraction)
+    rng = np.random.default_rng([int(seed), 57])
+    patch = torch.from_numpy(rng.integers(0, 256, (3, side, side), dtype=np.uint8))
+    return patch, {"side": side, "offset": offset, "steps": 0, "history": [], "seconds": 0.0,
+                   "source": "random"}
 
 
 def nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
@@ -213,11 +278,10 @@ def train_patch(victim: nn.Module, clean: nn.Module | None, images: torch.Tensor
                    "l_bd": float(l_bd.detach()), "d": float(d_loss.detach())}
             history.append(rec)
             bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "step"})
-    G.eval()
-    with torch.no_grad():
-        patch = G(z)[0].round().clamp(0, 255).to(torch.uint8).cpu()
+    # AdvCLIP saves the training-mode output (patch_mode "train"); "eval" reads the running averages
+    patch = read_patch(G, z, cfg.patch_mode)[0].round().clamp(0, 255).to(torch.uint8).cpu()
     return patch, {"side": side, "offset": offset, "steps": steps, "history": history,
-                   "seconds": time.time() - t0}
+                   "seconds": time.time() - t0, "patch_mode": cfg.patch_mode}
 
 
 class PatchAndEDA:
@@ -259,7 +323,8 @@ def plan(cfg: ABDConfig, ctx: DefenceContext) -> DefencePlan:
     tf = PatchAndEDA(patch, info["offset"], cfg.p_patch, cfg.p_eda, eda, ctx.tokenizer)
     return DefencePlan(terms=[(ClipLossTerm(), 1.0)], transforms=[tf],
                        info={"patch_side": info["side"], "gan_steps": info["steps"],
-                             "prep_seconds": info.get("seconds", 0.0),
+                             "prep_seconds": info.get("seconds", 0.0), "patch_source": cfg.patch_source,
+                             "patch_mode": cfg.patch_mode,
                              "gan_final": info["history"][-1] if info["history"] else {}})
 
 
@@ -278,7 +343,8 @@ def gan_scenes_digest(ctx: DefenceContext, rows: np.ndarray) -> str:
 
 
 def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
-    """The stage-1 patch, cached under the victim's key, the clean model's key and ``cfg``."""
+    """The stage-1 patch, cached under the victim's key, the clean model's key and ``cfg``; with
+    ``patch_source: random`` the control patch (:func:`random_patch`, no generator, nothing cached)."""
     import json
     from dataclasses import asdict
 
@@ -286,9 +352,12 @@ def abd_patch(cfg: ABDConfig, ctx: DefenceContext) -> tuple[torch.Tensor, dict]:
 
     from paperlib.cache import ArtifactCache, write_json_atomic
     from paperlib.models import read_safetensors
+    if cfg.patch_source == "random":
+        image_side = int(ctx.pairs.fetch(np.arange(1))["images"].shape[-1])
+        return random_patch(image_side, cfg, ctx.seed)
     cache = ctx.cache or ArtifactCache()
     gan_keys = ("patch_area", "margin_fraction", "z_dim", "alpha", "beta", "gamma", "delta", "l2_weight",
-                "lambda_bd", "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr")
+                "lambda_bd", "temperature", "gan_epochs", "gan_images", "gan_batch", "gan_lr", "patch_mode")
     rows = gan_rows(cfg, ctx)
     key = {"role": "abd_patch", "victim": ctx.victim.key_params,
            "clean": ctx.clean_base.key_params if ctx.clean_base is not None else None,

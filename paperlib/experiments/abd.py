@@ -2,10 +2,16 @@
 
 Parameters: ``params/abd/<scale>.yaml`` (the defence matrix's schema; ABD's ablations are matrix
 ``variants``: ``abd_i_adv`` (adversarial images only), ``abd_t_eda`` (EDA captions only),
-``abd_uap`` (the patch without ABD's backdoor loss, adversarial images only)).  Table I: victim,
-RoCLIP, CleanCLIP, ABD; Table II: FT, I_adv, T_eda, both; Table III: UAP vs UAP + L_bd, both with
+``abd_uap`` (the patch without ABD's backdoor loss, adversarial images only), ``abd_lbd10`` /
+``abd_lbd50`` (L_bd weight 10 / 50, images only), ``abd_random`` (the control: a random patch of the
+same size and place, never trained, images only)).  Table I: victim, RoCLIP, CleanCLIP, ABD;
+Table II: FT, I_adv, T_eda, both, and the random-patch control beside I_adv; Table III: UAP vs
+UAP + L_bd at weights 1 (``abd_i_adv``), 10 and 50, and the random-patch control, all with
 adversarial images only and no EDA captions (the paper's UAP(L_bd) column repeats Table II's I_adv
 numbers, 10.49 / 18.15 / 46.03, so its Table III is the images-only setting); Fig. 2: the similarity bars.
+The paper states no L_bd weight; 10 and 50 are AdvCLIP's weights of its two InfoNCE terms
+(alpha = 10; alpha * beta = 50: anchors.md), the scale L_bd competes with in the generator's loss.
+The rows without a paper counterpart (other weights, the control) have no paper value.
 ABD prints one accuracy per cell (its top-1); ours are top-1 too.
 """
 from __future__ import annotations
@@ -21,10 +27,14 @@ from paperlib.experiments.defences import DefenceMatrixParams
 from paperlib.experiments.victims import complete_victims
 
 PAPER = "abd"
+# our row label -> the paper's defence id; ids the paper does not print ("... (ours)") get no paper value
 TABLES = {
     "Table I": {"none": "none", "roclip": "roclip", "cleanclip": "cleanclip", "abd": "abd"},
-    "Table II": {"none": "none", "ft": "ft", "abd_i_adv": "i_adv", "abd_t_eda": "t_eda", "abd": "abd"},
-    "Table III": {"none": "none", "abd_uap": "uap", "abd_i_adv": "uap+lbd"},
+    "Table II": {"none": "none", "ft": "ft", "abd_i_adv": "i_adv", "abd_t_eda": "t_eda", "abd": "abd",
+                 "abd_random": "random patch (ours)"},
+    "Table III": {"none": "none", "abd_uap": "uap", "abd_i_adv": "uap+lbd",
+                  "abd_lbd10": "uap+lbd x10 (ours)", "abd_lbd50": "uap+lbd x50 (ours)",
+                  "abd_random": "random patch (ours)"},
 }
 
 
