@@ -39,8 +39,9 @@ def _scores(n_benign=400, n_poison=30, seed=0):
 
 
 def test_coarse_stage_splits_low_component_topq_and_rest():
+    """The rule as printed (posterior of the lowest-mean component, kept as the ablation)."""
     c, y = _scores()
-    cfg = CFBDConfig(k=2, gamma=0.9, q=20)
+    cfg = CFBDConfig(k=2, gamma=0.9, q=20, benign_rule="posterior")
     co = coarse_stage(c, cfg)
     assert len(co.seed) == 20 and y[co.seed].all()               # the top-q are the poisoned ones here
     assert not y[co.benign].any() and len(co.benign) > 300       # D_b is clean and large
@@ -48,7 +49,7 @@ def test_coarse_stage_splits_low_component_topq_and_rest():
     assert np.array_equal(parts, np.arange(len(c)))              # a partition of all pairs
     assert (co.posterior_low[co.benign] >= 0.9).all()
     # more components split the benign mode: D_b shrinks to its lowest part (CFBD's K trade-off)
-    co3 = coarse_stage(c, CFBDConfig(k=3, gamma=0.9, q=20))
+    co3 = coarse_stage(c, CFBDConfig(k=3, gamma=0.9, q=20, benign_rule="posterior"))
     assert len(co3.benign) < len(co.benign) and c[co3.benign].max() <= np.median(c[~y])
 
 
@@ -68,9 +69,9 @@ def test_fine_stage_flags_suspicious_pairs_whose_captions_match_the_seed():
     assert set(det.keep.tolist()) == set(np.flatnonzero(~y).tolist())
 
 
-def test_q_must_leave_pairs():
+def test_q_must_leave_pairs_without_the_cap():
     with pytest.raises(ValueError, match="q=10"):
-        coarse_stage(np.zeros(10), CFBDConfig(q=10))
+        coarse_stage(np.zeros(10), CFBDConfig(q=10, q_cap="none"))
 
 
 def test_mapping_network_learns_to_caption_separable_embeddings():
@@ -83,7 +84,7 @@ def test_mapping_network_learns_to_caption_separable_embeddings():
     lab = torch.randint(0, 2, (200,), generator=g)
     emb = centres[lab] + 0.05 * torch.randn(200, 4, generator=g)
     caps = ["a red banana", "a blue car on the road"]
-    m = MappingNetwork(MappingConfig(width=32, layers=1, heads=2, epochs=30, batch_size=64, lr=3e-3))
+    m = MappingNetwork(MappingConfig(kind="lm", width=32, layers=1, heads=2, epochs=30, batch_size=64, lr=3e-3))
     m.fit(emb, [caps[i] for i in lab])
     out = m.captions(centres)
     assert out == caps
@@ -184,7 +185,7 @@ def test_coarse_to_fine_score_ranks_seed_suspicious_benign_and_matches_the_decis
     cfg = CFBDConfig(k=3, gamma=0.5, q=10, gamma_z=0.1)
     det = detect(c, cap, cfg)
     s = det.score
-    assert np.array_equal(s > cfg.gamma_z, det.flagged)
+    assert np.array_equal(s > det.gamma_z, det.flagged)
     assert s[det.coarse.seed].min() > s[det.coarse.suspicious].max()
     if len(det.coarse.benign):
         assert s[det.coarse.suspicious].min() > s[det.coarse.benign].max()
@@ -281,3 +282,163 @@ def test_cfbd_detection_tables_average_the_seeds_asked_for_with_their_spread(tmp
     rates = pd.DataFrame([{"attack": "badnet", "method": "cfbd", "poison_count": 8, "poison_rate": 0.3,
                            "scale": "smoke", "seed": s, "tpr": 100.0 - s} for s in (0, 1, 2)])
     assert cfbd.table_3_wide(rates, p).iloc[0].tpr == 99.5
+
+
+# --- issue 23: the benign set's size, gamma_z from the data, q capped, the default mapping ----------
+def _two_clusters(n=2000, benign_share=0.9, seed=0):
+    """Consistency values of two clusters: benign (low c) and poisoned (high c)."""
+    rng = np.random.default_rng(seed)
+    nb = int(round(benign_share * n))
+    c = np.concatenate([rng.normal(0.1, 0.03, nb), rng.normal(0.5, 0.05, n - nb)])
+    return c, np.r_[np.zeros(nb, bool), np.ones(n - nb, bool)]
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_benign_set_share_follows_gamma(k):
+    """By default D_b holds the share gamma of the pairs (CFBD's gamma = 90%), whatever K: with 90%
+    benign pairs it is ~90% of the points and holds no poisoned pair, at K = 2 and at K = 5 (the
+    printed posterior rule keeps only the lowest of five components there), and it grows with gamma
+    ("a larger gamma leads to the inclusion of more pairs in D_b", Sec. 2.2)."""
+    c, y = _two_clusters()
+    co = coarse_stage(c, CFBDConfig(k=k, gamma=0.9, q=50))
+    share = len(co.benign) / len(c)
+    assert 0.87 <= share <= 0.91 and not y[co.benign].any()
+    assert np.isfinite(co.c_cut) and (c[co.benign] <= co.c_cut).all()
+    shares = [len(coarse_stage(c, CFBDConfig(k=k, gamma=g, q=50)).benign) / len(c) for g in (0.5, 0.7, 0.8)]
+    assert shares == sorted(shares) and shares[-1] < share
+    assert shares == pytest.approx([0.5, 0.7, 0.8], abs=0.03)
+
+
+def test_printed_posterior_rule_is_kept_as_the_ablation():
+    """benign_rule=posterior is the selection as printed (and the code before issue 23): at K = 5 the
+    lowest component holds a small part of the benign pairs, and a larger gamma shrinks D_b;
+    component_cdf (the lowest component's own gamma region) also shrinks with K."""
+    c, y = _two_clusters()
+    post = [len(coarse_stage(c, CFBDConfig(k=5, gamma=g, benign_rule="posterior")).benign) for g in (0.8, 0.95)]
+    assert post[0] > post[1] and post[0] / len(c) < 0.5
+    comp = [len(coarse_stage(c, CFBDConfig(k=k, gamma=0.9, benign_rule="component_cdf")).benign) for k in (1, 2, 5)]
+    assert comp[0] >= comp[1] > comp[2]
+
+
+def _template_captions(n_benign, n_poison, shift=0.0, dim=32, seed=0):
+    """Caption embeddings: the poisoned ones a shared target caption plus noise (pairwise cosine ~0.6,
+    below the old fixed gamma_z = 0.8), the benign ones random directions plus ``shift`` times the
+    target caption (shift moves the benign pairs' z up)."""
+    rng = np.random.default_rng(seed)
+    t = np.zeros(dim)
+    t[0] = 1.0
+    poison = t + rng.normal(0, np.sqrt(0.667 / dim), (n_poison, dim))
+    benign = rng.normal(0, 1 / np.sqrt(dim), (n_benign, dim))
+    benign = benign / np.linalg.norm(benign, axis=1, keepdims=True) + shift * t
+    return np.concatenate([benign, poison])
+
+
+def test_gamma_z_follows_the_data():
+    """By default gamma_z is the 99% quantile of z over the coarse benign set: poisoned pairs whose
+    z (~0.6) is below the old fixed 0.8 are flagged, benign ones are not, and the threshold moves
+    with z's distribution (the paper gives no value: 'an empirical threshold')."""
+    rng = np.random.default_rng(3)
+    nb, npz = 900, 100
+    c = np.concatenate([rng.normal(0.05, 0.02, nb), rng.normal(0.6, 0.03, 60), rng.normal(0.2, 0.02, 40)])
+    y = np.r_[np.zeros(nb, bool), np.ones(npz, bool)]
+    cfg = CFBDConfig(k=5, gamma=0.9, q=10)
+    det = detect(c, _template_captions(nb, npz), cfg)
+    assert not y[det.coarse.benign].any() and y[det.coarse.seed].all()
+    assert det.gamma_z == pytest.approx(np.quantile(det.z[det.coarse.benign], 0.99))
+    assert det.gamma_z < det.z[y].min() and det.z[y].max() < 0.8      # all poisoned z between gamma_z and 0.8
+    assert det.flagged[y].all() and not det.flagged[~y].any()
+    # the benign captions drift toward the target caption: their z rises, and gamma_z with it
+    shifted = detect(c, _template_captions(nb, npz, shift=0.5), cfg)
+    assert shifted.gamma_z > det.gamma_z + 0.1
+    assert shifted.gamma_z == pytest.approx(np.quantile(shifted.z[shifted.coarse.benign], 0.99))
+    # the fixed rule of before stays available and misses the same poisoned pairs (z < 0.8)
+    fixed = detect(c, _template_captions(nb, npz), CFBDConfig(k=5, gamma=0.9, q=10, gamma_z_rule="fixed"))
+    assert fixed.gamma_z == 0.8 and fixed.flagged.sum() == 10
+
+
+def test_q_is_capped_at_what_the_coarse_stage_flags():
+    """q never exceeds the pairs outside D_b (q_cap=suspicious, the default), nor, with
+    q_cap=top_component, the pairs of the GMM's highest-mean component; the seed set lies outside
+    D_b and its size is reported as q_eff."""
+    c, y = _two_clusters(n=100)
+    co = coarse_stage(c, CFBDConfig(k=2, gamma=0.9, q=50))
+    assert co.q_eff == len(co.seed) == 10 == 100 - len(co.benign) and y[co.seed].all()
+    assert not np.isin(co.seed, co.benign).any() and len(co.suspicious) == 0
+    det = detect(c, np.random.default_rng(0).normal(size=(100, 8)), CFBDConfig(k=2, gamma=0.9, q=50))
+    assert det.coarse.q_eff == 10 and det.flagged.sum() == 10
+    # a benign tail outside D_b: the suspicious cap lets 50 seeds in (30 of them benign), the top
+    # component's cap keeps the seed set to the poisoned cluster the GMM isolates
+    rng = np.random.default_rng(0)
+    c = np.concatenate([rng.normal(0.05, 0.02, 900), rng.uniform(0.15, 0.3, 80), rng.normal(0.7, 0.01, 20)])
+    y = np.r_[np.zeros(980, bool), np.ones(20, bool)]
+    wide = coarse_stage(c, CFBDConfig(k=5, gamma=0.9, q=50))
+    assert wide.q_eff == 50 and y[wide.seed].sum() == 20
+    top = coarse_stage(c, CFBDConfig(k=5, gamma=0.9, q=50, q_cap="top_component"))
+    assert top.q_eff == top.q_limit == 20 and y[top.seed].all()
+
+
+def test_default_mapping_ranks_poisoned_pairs_above_benign():
+    """The default mapping network is the regression MLP (Sec. 3.1's MLP): trained on clean
+    (image, caption) embeddings it makes c = |s_g - s_o| larger for pairs whose caption was swapped
+    for a target caption than for benign pairs."""
+    import torch
+
+    from paperlib.detect.mapping import MappingConfig, MappingNetwork
+    from paperlib.detect.metrics import auroc_auprc
+    assert MappingConfig().kind == "regression"
+    g = torch.Generator().manual_seed(0)
+    dim, classes = 16, 8
+    text = torch.nn.functional.normalize(torch.randn(classes, dim, generator=g), dim=-1)
+    lab = torch.randint(0, classes, (600,), generator=g)
+    img = text[lab] + 0.3 * torch.randn(600, dim, generator=g)          # images near their class's caption
+    cap_emb = text[lab] + 0.05 * torch.randn(600, dim, generator=g)
+    names = [f"a photo of class {int(i)}" for i in lab]
+    m = MappingNetwork(MappingConfig(epochs=200, lr=3e-3)).fit(img[:400], names[:400], cap_emb[:400])
+    # screened set: 200 pairs, the last 20 poisoned (caption replaced by class 0's)
+    scr_img, scr_cap = img[400:], cap_emb[400:].clone()
+    truth = np.zeros(200, bool)
+    truth[180:] = True
+    scr_cap[180:] = text[0] + 0.05 * torch.randn(20, dim, generator=g)
+    truth &= (lab[400:] != 0).numpy()                                     # a class-0 image keeps a true caption
+    synth, _ = m.synthetic(scr_img, None, None)
+    c = consistency(scr_img.numpy(), scr_cap.numpy(), synth.numpy())
+    assert auroc_auprc(truth, c)[0] > 95
+
+
+def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
+    """Fig. 6a rows per benign rule (one GMM per K), Fig. 6b and Table 3 rows with q_eff and gamma_z,
+    and Figs. 4 / 6 drawn, on hand-made screened sets (no model)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from paperlib.experiments import cfbd as ex
+    rng = np.random.default_rng(0)
+    n, n_poison = 400, 30
+    truth = np.zeros(n, bool)
+    truth[-n_poison:] = True
+    c = np.where(truth, rng.normal(0.6, 0.03, n), rng.normal(0.1, 0.03, n))
+    cap = _template_captions(n - n_poison, n_poison)
+    sc = SimpleNamespace(c=c, caption_emb=cap, truth=truth, image_emb=cap, ps=None)
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "ablation_qs": [5, 50]})
+    abl = ex.ablations(p, {("badnet", 0): sc})
+    kg = abl[abl.study == "k_gamma"]
+    assert set(kg.benign_rule) == {"mixture_cdf", "posterior", "component_cdf"}
+    assert len(kg) == len(p.ablation_ks) * len(p.ablation_gammas) * 3
+    share = kg[(kg.benign_rule == "mixture_cdf") & (kg.k == 3) & (kg.gamma == 0.9)].benign_size.iloc[0] / n
+    assert share == pytest.approx(0.9, abs=0.02)
+    q = abl[abl.study == "q"].set_index("q")
+    outside = n - len(coarse_stage(c, p.cfbd).benign)                 # ~10% of the pairs at gamma 0.9
+    assert q.loc[5, "q_eff"] == 5 and q.loc[50, "q_eff"] == outside < 50
+
+    class Screener:       # Table 3's sweep screens each count; here the same hand-made set
+        base, device = None, "cpu"
+
+        def screen(self, v, seed, count):
+            return sc
+    rates = ex.rate_sweep(ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "run_abl": False,
+                                                             "rate_counts": [30]}), Screener(), log=lambda *a: None)
+    r = rates.iloc[0]
+    assert r.q_eff == 5 and r.tpr == 100.0 and r.fpr == 0.0 and r.gamma_z < 0.5
+    assert r.benign_rule == "mixture_cdf" and r.gamma_z_rule == "quantile" and r.mapping == "regression"
+    assert ex.plot_fig4(sc, p).is_file() and ex.plot_fig6(pd.read_csv(tmp_path / "cfbd" / "fig6_ablation.csv"), p).is_file()

@@ -1,16 +1,36 @@
-"""CFBD's mapping network F: image embedding -> synthetic caption -> text embedding (Eq. 1).
+"""CFBD's mapping network F: image embedding -> synthetic text embedding T^ (Eq. 1).
 
-CFBD maps the CLIP image embedding to the text space with a language-model loss "similar to
-BLIP": here, as in ClipCap, an MLP turns the image embedding into ``prefix_len`` prefix vectors
-that condition a small causal transformer, trained to predict the caption word by word
-(cross-entropy, teacher forcing) on a clean captioned set disjoint from the training pairs (the
-paper: COCO; here: the Flickr30K analogue).  At detection time the network generates a caption
-greedily and the CLIP text encoder embeds it: that is T^_i.
+What the paper says.  Sec. 2.2: "we propose to use a mapping network F to mapping the visual
+embedding f_I(I_i) to the textual domain.  Similar to Li et al. (2022a) [BLIP], we apply a language
+modeling (LM) loss to maximize the likelihood of the text in an autoregressive manner", and Eq. 1
+T^_i = F(I^e_i) is a *text embedding*; Sec. 3.1: "We implement the mapping network with a MLP.  For
+fairness, the mapping network is pre-trained on COCO ... rather than the CC-3M."  The two do not say
+one architecture (an MLP does not decode text autoregressively; an LM loss needs a decoder), and the
+paper names no decoder, vocabulary or decoding rule.  What the coarse stage needs of F (Sec. 2.2's
+intent) is that s_g = cos(I, F(I)) be "relatively high ... regardless of poisoned pairs or benign
+pairs", i.e. that T^ agree with the image at least as well as a benign caption does, so that
+c = |s_g - s_o| is small for benign pairs and large for poisoned ones.
 
-The decoder works on a word vocabulary built from its own training captions (``<bos>``, ``<eos>``,
-``<unk>``, ``<pad>`` plus the words), which keeps the output layer small on a CPU; the generated
-words are joined into a string for the CLIP tokenizer.  :class:`RegressionMapping` is the cheaper
-option (an MLP regressing the caption's CLIP text embedding directly), not the default.
+What we do.  Two kinds, ``MappingConfig.kind``:
+
+* ``regression`` (default since issue 23): :class:`RegressionMapping`, the MLP of Sec. 3.1, trained
+  on a clean captioned set disjoint from the screened pairs (the Flickr30K analogue; the paper: COCO)
+  to output the CLIP text embedding of the image's caption (cosine loss), i.e. Eq. 1's output
+  directly.  At the embedded scale the coarse stage then ranks poisoned pairs above benign ones
+  (coarse AUROC 78-99% over nine attacks, ``results/detection/cfbd_mapping-regression.csv``).
+* ``lm`` (the ablation, the default before issue 23): the LM-loss reading of Sec. 2.2, as in
+  ClipCap: an MLP turns the image embedding into ``prefix_len`` prefix vectors that condition a
+  small causal transformer, trained to predict the caption word by word (cross-entropy, teacher
+  forcing); at detection time it generates a caption greedily and the CLIP text encoder embeds it.
+  At our scale its captions agree with the images less than the real benign captions do, so c is
+  largest for *benign* pairs and the coarse stage ranks poisoned pairs below benign ones (coarse
+  AUROC 17-49%, ``results/detection/cfbd.csv`` before issue 23).  The decoder works on a word
+  vocabulary built from its own training captions (``<bos>``, ``<eos>``, ``<unk>``, ``<pad>`` plus
+  the words), which keeps the output layer small on a CPU; the generated words are joined into a
+  string for the CLIP tokenizer.
+
+``width``, ``layers``, ``heads``, ``prefix_len``, ``max_words`` and ``min_count`` shape the LM
+captioner only; the regression MLP's hidden width is 4x the embedding dimension.
 """
 from __future__ import annotations
 
@@ -33,7 +53,9 @@ _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?|[0-9]+")
 
 @dataclass(frozen=True)
 class MappingConfig:
-    kind: str = param("lm", choices=("lm", "regression"), doc="caption decoder (paper) or direct regression")
+    kind: str = param("regression", choices=("regression", "lm"),
+                      doc="regression: MLP to the caption's text embedding (default, Sec. 3.1's MLP); "
+                          "lm: LM-loss caption decoder (Sec. 2.2's loss, the ablation)")
     prefix_len: int = param(4, range=(1, 64), doc="prefix vectors made from the image embedding")
     width: int = param(128, range=(16, 2048), doc="decoder width")
     layers: int = param(2, range=(1, 24), doc="decoder layers")
@@ -116,7 +138,7 @@ class PrefixCaptioner(nn.Module):
 
 
 class RegressionMapping(nn.Module):
-    """The cheaper option: an MLP from image embedding to the caption's text embedding."""
+    """The default F: an MLP from image embedding to the caption's (normalised) text embedding."""
 
     def __init__(self, embed_dim: int, width: int):
         super().__init__()

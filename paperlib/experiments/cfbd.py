@@ -6,12 +6,16 @@ screens every victim's poisoned set and retrains on the kept pairs (``results/de
 this module adds:
 
 * Table 3: TPR of CFBD and ABL at poison rates of 0.3-0.6% (``results/detection/abl.csv`` and
-  ``results/cfbd/table3_rates.csv``);
+  ``results/cfbd/table3_rates.csv``, with the effective seed-set size ``q_eff`` and threshold
+  ``gamma_z`` of each CFBD row);
 * Table 5: fault tolerance, the seed set mixed with benign pairs (``results/cfbd/table5_fault.csv``);
-* Fig. 6: the K / gamma and q ablations (``results/cfbd/fig6_ablation.csv``);
+* Fig. 6: the K / gamma ablation, under each benign-set rule of ``ablation_benign_rules`` (the
+  paper's printed posterior rule beside our reconstructions, :mod:`paperlib.detect.cfbd`), and the q
+  ablation (``results/cfbd/fig6_ablation.csv``);
 * Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves;
 * Tables 1, 2, 4 assembled from ``results/attacks/victims.csv``, ``results/defences/matrix.csv``
-  and ``results/detection/cfbd.csv`` beside the paper's numbers; the claims table.
+  and ``results/detection/cfbd.csv`` beside the paper's numbers (the "CFBD (coarse-grained)" rows
+  need ``retrain_stages`` to hold ``coarse``: the model retrained on D_b alone); the claims table.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import pandas as pd
 
 from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
+from paperlib.detect.cfbd import BENIGN_RULES
 from paperlib.experiments.detection import DetectionParams
 from paperlib.experiments.victims import complete_victims
 
@@ -44,7 +49,9 @@ class CFBDParams(DetectionParams):
     fault_qs: tuple[int, ...] = param((50, 400), range=(1, None), doc="seed-set sizes of Table 5")
     ablation_ks: tuple[int, ...] = param((1, 2, 3, 4, 5, 6), range=(1, 50), doc="GMM components of Fig. 6a")
     ablation_gammas: tuple[float, ...] = param((0.5, 0.75, 0.875, 0.9, 0.95, 0.99), range=(0.0, 1.0),
-                                               doc="posterior thresholds of Fig. 6a")
+                                               doc="gammas of Fig. 6a")
+    ablation_benign_rules: tuple[str, ...] = param(("mixture_cdf", "posterior", "component_cdf"), choices=BENIGN_RULES,
+                                                   doc="benign-set rules of Fig. 6a (posterior: as printed)")
     ablation_qs: tuple[int, ...] = param((50, 100, 200, 400), range=(1, None), doc="seed-set sizes of Fig. 6b")
     figure_attack: str = param("badnet", choices=ATTACK_IDS, doc="the attack of Figs. 2 and 4")
     fault_seed: int = param(0, range=(0, None), doc="seed of the benign pairs mixed into the seed set")
@@ -82,7 +89,7 @@ def _victim(p: CFBDParams, attack: str):
 def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import tpr_fpr
-    from paperlib.experiments.detection import ABL_COLUMNS, run_abl_on
+    from paperlib.experiments.detection import ABL_COLUMNS, detector_settings, run_abl_on
     from paperlib.results import upsert_csv
     rows, abl_rows = [], []
     for attack in p.rate_attacks:
@@ -93,14 +100,15 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 det = detect(sc.c, sc.caption_emb, p.cfbd)
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "poison_count": count, "poison_rate": 100.0 * count / len(sc.truth),
-                             "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr})
+                             "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr,
+                             **detector_settings(det, p)})
                 if p.run_abl:
                     a = run_abl_on(p, screener.base, sc.ps, v, v.attack_config(), seed, sc.truth, screener.device)
                     a["poison_count"] = count
                     abl_rows.append(a)
                     rows.append({"attack": attack, "poison_count": count, "poison_rate": rows[-1]["poison_rate"],
                                  "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"]})
-                log(f"rate {attack} {count}: CFBD TPR {tpr:.1f}" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
+                log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
     if abl_rows:
         upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"), ABL_COLUMNS)
@@ -131,36 +139,41 @@ def fault_tolerance(p: CFBDParams, screened: dict) -> pd.DataFrame:
                 auroc, auprc = auroc_auprc(sc.truth, det.score)
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
-                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr})
+                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr, "gamma_z": det.gamma_z})
     return upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
                       ("attack", "q", "fault_ratio", "scale", "seed"))
 
 
 def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
-    """Fig. 6a: poisoned pairs that the coarse stage puts in D_b, per K and gamma; Fig. 6b: TPR /
-    FPR / AUROC of coarse-to-fine detection per q."""
+    """Fig. 6a: poisoned pairs that the coarse stage puts in D_b (and D_b's size), per K, gamma and
+    benign-set rule (one GMM fit per K serves every gamma and rule); Fig. 6b: TPR / FPR / AUROC of
+    coarse-to-fine detection per q, with the seed set's size after the cap (``q_eff``)."""
     from paperlib.config import replace
-    from paperlib.detect.cfbd import coarse_stage, detect
+    from paperlib.detect.cfbd import coarse_stage, detect, fit_gmm
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.results import upsert_csv
     rows = []
     for (attack, seed), sc in screened.items():
         for k in p.ablation_ks:
-            for g in p.ablation_gammas:
-                co = coarse_stage(sc.c, replace(p.cfbd, k=k, gamma=g))
-                rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "q": p.cfbd.q,
-                             "scale": p.scale, "seed": seed, "poisoned_in_benign": int(sc.truth[co.benign].sum()),
-                             "benign_size": int(len(co.benign))})
+            gmm = fit_gmm(sc.c, k, p.cfbd.gmm_seed)
+            for rule in p.ablation_benign_rules:
+                for g in p.ablation_gammas:
+                    co = coarse_stage(sc.c, replace(p.cfbd, k=k, gamma=g, benign_rule=rule), gmm=gmm)
+                    rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "benign_rule": rule,
+                                 "q": p.cfbd.q, "scale": p.scale, "seed": seed,
+                                 "poisoned_in_benign": int(sc.truth[co.benign].sum()),
+                                 "benign_size": int(len(co.benign)), "q_eff": co.q_eff})
         for q in p.ablation_qs:
             if q >= len(sc.c):
                 continue
             det = detect(sc.c, sc.caption_emb, replace(p.cfbd, q=q))
             tpr, fpr = tpr_fpr(sc.truth, det.flagged)
             auroc, _ = auroc_auprc(sc.truth, det.score)
-            rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma, "q": q,
-                         "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc})
+            rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma,
+                         "benign_rule": p.cfbd.benign_rule, "q": q, "scale": p.scale, "seed": seed, "tpr": tpr,
+                         "fpr": fpr, "auroc": auroc, "q_eff": det.coarse.q_eff, "gamma_z": det.gamma_z})
     return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
-                      ("study", "attack", "k", "gamma", "q", "scale", "seed"))
+                      ("study", "attack", "k", "gamma", "benign_rule", "q", "scale", "seed"))
 
 
 # ---------------------------------------------------------------------------
@@ -337,34 +350,38 @@ def plot_fig2(sc, det, p: CFBDParams):
 
 
 def plot_fig4(sc, p: CFBDParams):
-    """Fig. 4: the consistency values, the fitted GMM, its lowest-mean component, the gamma cut."""
+    """Fig. 4: the consistency values, the fitted GMM, its lowest-mean component, the gamma cut
+    (under ``p.cfbd.benign_rule``: the c where the mixture's or the lowest component's mass reaches
+    gamma, or the posterior threshold of the printed rule)."""
     import matplotlib.pyplot as plt
     from scipy.stats import norm
-    from sklearn.mixture import GaussianMixture
 
     from paperlib.detect.cfbd import coarse_stage
     from paperlib.results import save_figure
     c = sc.c
-    gmm = GaussianMixture(n_components=p.cfbd.k, random_state=p.cfbd.gmm_seed).fit(c[:, None])
-    co = coarse_stage(c, p.cfbd)
+    cfg = p.cfbd
+    co = coarse_stage(c, cfg)
     xs = np.linspace(c.min(), c.max(), 400)
-    low = int(np.argmin(gmm.means_[:, 0]))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     axes[0].hist(c[~sc.truth], bins=80, alpha=.6, label="benign")
     axes[0].hist(c[sc.truth], bins=80, alpha=.8, label="poisoned", color="tab:red")
     axes[0].set_title("(a) consistency c", fontsize=9)
     axes[0].legend(fontsize=7)
     axes[1].hist(c, bins=80, density=True, alpha=.4, color="grey")
-    for j in range(p.cfbd.k):
-        w, m, s = gmm.weights_[j], gmm.means_[j, 0], np.sqrt(gmm.covariances_.reshape(-1)[j])
-        axes[1].plot(xs, w * norm.pdf(xs, m, s), lw=2 if j == low else 1, label=f"mu={m:.3f}" + (" (lowest)" if j == low else ""))
-    axes[1].set_title(f"(b, c) GMM, K={p.cfbd.k}", fontsize=9)
+    for j, (w, m, s) in enumerate(zip(co.weights, co.means, co.sigmas)):   # sorted by mean: 0 is the lowest
+        axes[1].plot(xs, w * norm.pdf(xs, m, s), lw=2 if j == 0 else 1, label=f"mu={m:.3f}" + (" (lowest)" if j == 0 else ""))
+    if np.isfinite(co.c_cut):
+        axes[1].axvline(co.c_cut, color="k", ls="--", lw=1)
+    axes[1].set_title(f"(b, c) GMM, K={cfg.k}", fontsize=9)
     axes[1].legend(fontsize=6)
-    axes[2].scatter(c, co.posterior_low, s=1, c=np.where(sc.truth, "tab:red", "tab:blue"))
-    axes[2].axhline(p.cfbd.gamma, color="k", ls="--", lw=1)
+    axes[2].scatter(c, co.rule_score, s=1, c=np.where(sc.truth, "tab:red", "tab:blue"))
+    axes[2].axhline(cfg.gamma, color="k", ls="--", lw=1)
     axes[2].set_xlabel("c")
-    axes[2].set_ylabel("posterior of lowest component")
-    axes[2].set_title(f"(d) D_b: posterior >= {p.cfbd.gamma}", fontsize=9)
+    what = {"posterior": ("posterior of lowest component", ">="), "mixture_cdf": ("mixture CDF F(c)", "<="),
+            "component_cdf": ("lowest component's CDF", "<=")}[cfg.benign_rule]
+    axes[2].set_ylabel(what[0], fontsize=8)
+    axes[2].set_title(f"(d) D_b ({cfg.benign_rule}): {what[1]} {cfg.gamma}, {100 * len(co.benign) / len(c):.0f}% of pairs",
+                      fontsize=9)
     fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
@@ -402,12 +419,15 @@ def plot_fig6(abl: pd.DataFrame, p: CFBDParams):
 
     from paperlib.results import save_figure
     a = abl[(abl.scale == p.scale)]
+    # rows of the configured rules only (rows written before the rules existed have none)
+    rule = a["benign_rule"] if "benign_rule" in a else pd.Series(np.nan, index=a.index)
+    a = a[rule == p.cfbd.benign_rule]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     kg = a[(a.study == "k_gamma")].groupby(["k", "gamma"])["poisoned_in_benign"].mean().reset_index()
     kg["K"] = "K=" + kg["k"].astype(str)
     sns.lineplot(kg, x="gamma", y="poisoned_in_benign", hue="K", marker="o", ax=axes[0])
     axes[0].set_ylabel("poisoned pairs in D_b (mean over attacks)")
-    axes[0].set_title("(a) K and gamma", fontsize=9)
+    axes[0].set_title(f"(a) K and gamma ({p.cfbd.benign_rule})", fontsize=9)
     q = a[a.study == "q"]
     sns.lineplot(q, x="q", y="tpr", hue="attack", marker="o", ax=axes[1])
     axes[1].set_ylabel("TPR (%)")

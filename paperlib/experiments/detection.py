@@ -5,8 +5,13 @@ Parameters: ``params/detection/<scale>.yaml`` (schema :class:`DetectionParams`).
 and the victims' poisoned pair sets are the foundation's / attack suite's (same cache keys when
 the same settings are given).  CFBD's detector uses the clean pre-trained CLIP's encoders (the
 defender's model) and a mapping network trained on the Flickr30K analogue (the paper: COCO),
-disjoint from the poisoned set.  Output: ``results/detection/cfbd.csv`` (attack, poison_count,
-stage, tpr, fpr, auroc, auprc, and the CA / ASR of the retrained model) and its manifest.
+disjoint from the poisoned set: by default the MLP regressing the caption's text embedding
+(``mapping.kind: regression``, :mod:`paperlib.detect.mapping` says why), the LM captioner as the
+ablation.  Output: ``results/detection/cfbd.csv`` for the default mapping (attack, poison_count,
+stage, tpr, fpr, auroc, auprc, the CA / ASR of the retrained model, and the detector's effective
+settings: ``q_eff`` the seed set's size after the cap, ``gamma_z`` the fine-stage threshold used,
+``n_benign`` the size of the coarse benign set D_b), ``cfbd_mapping-<kind>.csv`` for another
+mapping, and its manifest.
 """
 from __future__ import annotations
 
@@ -29,7 +34,10 @@ from paperlib.experiments.victims import complete_victims
 
 ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
-                "ca_top1", "asr_top1", "kept", "n_pairs")
+                "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
+                "gamma_z_rule", "mapping")
+# the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
+DEFAULT_MAPPING = MappingConfig().kind
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,8 @@ class DetectionParams:
                                         doc="safetensors of a pre-trained CLIP used as the clean base "
                                             "instead of pre-training one (the paper scale: OpenAI's RN50)")
     victims: tuple[VictimConfig, ...] = param((), doc="victims whose poisoned sets are screened")
-    cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma, q, gamma_z")
+    cfbd: CFBDConfig = param(default_factory=CFBDConfig, doc="CFBD's K, gamma and benign rule, q and its cap, "
+                                                           "gamma_z and its rule")
     mapping: MappingConfig = param(default_factory=MappingConfig, doc="CFBD's mapping network F")
     retrain: bool = param(True, doc="fine-tune the clean base on the kept pairs (victim's recipe) and evaluate")
     retrain_attacks: tuple[str, ...] = param((), doc="attacks whose kept pairs are retrained on (empty: all)")
@@ -61,9 +70,11 @@ class DetectionParams:
 
 
 def cfbd_file(p: DetectionParams) -> str:
-    """``cfbd.csv`` for the paper's mapping network (a caption decoder); the cheaper regression
-    mapping writes ``cfbd_mapping-regression.csv`` so the two never mix in one table."""
-    return "cfbd.csv" if p.mapping.kind == "lm" else f"cfbd_mapping-{p.mapping.kind}.csv"
+    """``cfbd.csv`` for the default mapping network (the regression MLP since issue 23); the LM
+    captioner (the ablation) writes ``cfbd_mapping-lm.csv`` so the two never mix in one table.
+    (Before issue 23 the LM captioner was the default and wrote ``cfbd.csv``, the regression MLP
+    ``cfbd_mapping-regression.csv``.)"""
+    return "cfbd.csv" if p.mapping.kind == DEFAULT_MAPPING else f"cfbd_mapping-{p.mapping.kind}.csv"
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DetectionParams:
@@ -212,7 +223,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                 auroc, auprc = auroc_auprc(truth, score)
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
-                             "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth))})
+                             "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth)),
+                             **detector_settings(det, p)})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
             retrain = p.retrain and (not p.retrain_attacks or v.attack in p.retrain_attacks)
             for stage in p.retrain_stages if retrain else ():
@@ -249,13 +261,21 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                        CFBD_COLUMNS)
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
-    if matrix_rows and p.mapping.kind == "lm":   # the paper's CFBD joins the defence matrix as defence cfbd
+    if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd
         from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
         upsert_csv(results / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
     m = screener.mapping
     write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
     return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
+
+
+def detector_settings(det, p: DetectionParams) -> dict:
+    """What the detector actually used on one pair set, for its result rows: the seed set's size
+    after the cap (``q_eff``), the fine stage's threshold (``gamma_z``, from the data under the
+    quantile rule), the size of the coarse benign set (``n_benign``), and the rules and mapping."""
+    return {"q_eff": int(det.coarse.q_eff), "gamma_z": float(det.gamma_z), "n_benign": int(len(det.coarse.benign)),
+            "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule, "mapping": p.mapping.kind}
 
 
 def _pairs_key(v: VictimConfig, seed: int) -> dict:
@@ -295,7 +315,7 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DetectionParams", "CFBD_COLUMNS", "ABL_COLUMNS", "Screened", "Screener", "load", "run", "run_abl_on",
+__all__ = ["DetectionParams", "CFBD_COLUMNS", "ABL_COLUMNS", "DEFAULT_MAPPING", "detector_settings", "Screened", "Screener", "load", "run", "run_abl_on",
            "trained_mapping"]
 
 if __name__ == "__main__":
