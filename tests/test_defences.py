@@ -218,6 +218,165 @@ def test_train_patch_runs_and_returns_uint8_patch():
     assert info["history"][-1]["topology"] < 0        # AdvCLIP's topology terms are maximised
 
 
+def _bn_layers(g):
+    return [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_abd_patch_read_in_train_mode_by_default_and_differs_from_eval_when_bn_stats_differ():
+    """AdvCLIP (advclip.py) never calls G.eval(): the patch it saves is G(z) in training mode, its
+    BatchNorm using the forward pass's own statistics.  With running averages set by hand far
+    from those statistics, the eval-mode read differs; the default reads as AdvCLIP does, and
+    reading leaves the generator's mode and running averages as they were."""
+    from paperlib.defences.abd import read_patch
+    assert ABDConfig().patch_mode == "train"
+    torch.manual_seed(0)
+    g = PatchGenerator(100, 11)
+    z = torch.randn(1, 100)
+    for m in _bn_layers(g):
+        m.running_mean.fill_(2.0)
+        m.running_var.fill_(9.0)
+    g.eval()
+    before = {k: v.clone() for k, v in g.named_buffers()}
+    train, ev = read_patch(g, z, "train"), read_patch(g, z, "eval")
+    assert not g.training
+    assert all(torch.equal(v, before[k]) for k, v in g.named_buffers())
+    # by hand: training-mode BatchNorm = each channel standardised over this pass's (batch, H, W)
+    with torch.no_grad():
+        h = g.fc(z).view(-1, 128, 4, 4)
+        for layer in g.net:
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                mu = h.mean(dim=(0, 2, 3), keepdim=True)
+                var = h.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+                h = (h - mu) / torch.sqrt(var + layer.eps)
+                h = h * layer.weight.view(1, -1, 1, 1) + layer.bias.view(1, -1, 1, 1)
+            else:
+                h = layer(h)
+        by_hand = (F.interpolate(h, size=(11, 11), mode="bilinear", align_corners=False) + 1) * 127.5
+    assert torch.allclose(train, by_hand, atol=1e-3)
+    assert (train - ev).abs().max() > 5.0              # the two reads are different patches
+    # with running averages equal to this pass's statistics the two reads agree (the only difference)
+    g2 = PatchGenerator(100, 11)
+    g2.load_state_dict(g.state_dict())
+    g2.eval()
+    with torch.no_grad():
+        h = g2.fc(z).view(-1, 128, 4, 4)
+        for layer in g2.net:
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.copy_(h.mean(dim=(0, 2, 3)))
+                layer.running_var.copy_(h.var(dim=(0, 2, 3), unbiased=False))
+            h = layer(h)                                   # eval mode: now the pass's own statistics
+    assert torch.allclose(read_patch(g2, z, "train"), read_patch(g2, z, "eval"), atol=1e-2)
+    with pytest.raises(ValueError, match="patch mode"):
+        read_patch(g, z, "test")
+
+
+@pytest.mark.parametrize("mode", [None, "train", "eval"])
+def test_abd_train_patch_returns_the_read_of_its_patch_mode(mode, monkeypatch):
+    """train_patch returns the patch read in ``cfg.patch_mode`` (default: training mode)."""
+    from paperlib.config import replace
+    from paperlib.defences import abd
+    from paperlib.models import create_model
+    reads = []
+    real = abd.read_patch
+
+    def spy(G, z, how="train"):
+        out = real(G, z, how)
+        reads.append((how, out.clone()))
+        return out
+    monkeypatch.setattr(abd, "read_patch", spy)
+    victim = create_model("tiny-rn64", seed=0)
+    b = _pairs(8).fetch(np.arange(8))
+    cfg = ABDConfig(gan_epochs=1.0, gan_batch=8, lambda_bd=0.0)
+    if mode is not None:
+        cfg = replace(cfg, patch_mode=mode)
+    patch, info = train_patch(victim, None, b["images"], b["tokens"], cfg, seed=0, device="cpu")
+    assert [how for how, _ in reads] == [mode or "train"] and info["patch_mode"] == (mode or "train")
+    assert torch.equal(patch, reads[0][1][0].round().clamp(0, 255).to(torch.uint8))
+
+
+def test_abd_random_patch_has_the_adversarial_size_and_place_and_is_not_trained(tmp_path, monkeypatch):
+    """The control (patch_source: random): uniform noise of the adversarial patch's side at its
+    offset (AdvCLIP's patch_initialization / mask_generation), fixed per seed, with no generator
+    trained and nothing cached; the fine-tuning transform pastes it where the adversarial one goes."""
+    from paperlib.cache import ArtifactCache
+    from paperlib.config import replace
+    from paperlib.defences import abd
+    from paperlib.models import get_tokenizer
+
+    def no_training(*a, **k):
+        raise AssertionError("the random patch must not train a generator")
+    monkeypatch.setattr(abd, "train_patch", no_training)
+    pairs = _pairs(16, side=64)
+    cfg = replace(ABDConfig(), patch_source="random", p_eda=0.0, p_patch=1.0)
+
+    def ctx(seed):
+        return DefenceContext("tiny-rn64", get_tokenizer("tiny-rn64"), torch.device("cpu"), pairs,
+                              steps_per_epoch=1, seed=seed, cache=ArtifactCache(tmp_path / "cache"))
+    patch, info = abd.abd_patch(cfg, ctx(3))
+    side, offset = patch_geometry(64, ABDConfig().patch_area, ABDConfig().margin_fraction)
+    assert patch.dtype == torch.uint8 and patch.shape == (3, side, side)
+    assert (info["side"], info["offset"], info["steps"]) == (side, offset, 0)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+    # uniform over 0..255: mean about 127.5, sd about 73.9; fixed per seed, another seed another patch
+    assert 100 < patch.float().mean() < 155 and patch.float().std() > 50
+    assert torch.equal(patch, abd.abd_patch(cfg, ctx(3))[0])
+    assert not torch.equal(patch, abd.abd_patch(cfg, ctx(4))[0])
+    # the defence's plan pastes exactly this patch at the adversarial patch's place
+    p = plan("abd", cfg, ctx(3))
+    assert p.info["patch_source"] == "random" and p.info["gan_steps"] == 0
+    batch = pairs.fetch(np.arange(16))
+    before = batch["images"].clone()
+    out = p.transforms[0](batch, 0, torch.Generator().manual_seed(0))["images"]
+    assert (out[:, :, offset:offset + side, offset:offset + side] == patch).all()
+    outside = out.clone()
+    outside[:, :, offset:offset + side, offset:offset + side] = before[:, :, offset:offset + side, offset:offset + side]
+    assert torch.equal(outside, before)
+
+
+@pytest.mark.parametrize("scale", ["embedded", "gpu", "paper"])
+def test_abd_params_give_table_iii_three_lbd_weights_and_the_random_patch_control(scale):
+    """The ABD notebook's variant rows (parsed parameters): Table III at L_bd weight 0 (UAP) and at
+    least three positive weights, images only, and the random-patch control (same geometry, images
+    only, as I_adv), each a row of the notebook's tables; embedded Tables II-III at seeds 0-2."""
+    from pathlib import Path
+
+    from paperlib.experiments import abd
+    p = abd.load(Path(__file__).resolve().parents[1] / "params" / "abd" / f"{scale}.yaml")
+    rows = {label: cfg for label, d, cfg in p.defence.rows("badnet") if d == "abd"}
+    assert rows["abd"].patch_mode == "train" and rows["abd"].patch_source == "adversarial"
+    images_only = {label: c for label, c in rows.items() if c.p_eda == 0 and c.p_patch > 0}
+    adversarial = {label: c.lambda_bd for label, c in images_only.items() if c.patch_source == "adversarial"}
+    weights = set(adversarial.values())
+    assert 0.0 in weights and len(weights - {0.0}) >= 3, adversarial
+    assert set(adversarial) <= set(abd.TABLES["Table III"])
+    random = [label for label, c in images_only.items() if c.patch_source == "random"]
+    assert len(random) == 1 and random[0] in abd.TABLES["Table II"] and random[0] in abd.TABLES["Table III"]
+    r, i_adv = rows[random[0]], rows["abd_i_adv"]
+    assert (r.patch_area, r.margin_fraction, r.p_patch) == (i_adv.patch_area, i_adv.margin_fraction, i_adv.p_patch)
+    if scale == "embedded":
+        assert p.ablation_seed_list == (0, 1, 2)
+
+
+def test_abd_tables_keep_rows_the_paper_does_not_print(tmp_path):
+    """Variant rows without a paper counterpart (more L_bd weights, the random patch) reach the
+    notebook's tables with our numbers and no paper value; the paper's rows keep theirs."""
+    import pandas as pd
+
+    from paperlib.experiments import abd
+    from paperlib.experiments.defences import matrix_row
+    p = abd.load(None, {"scale": "embedded", "victims": [{"attack": "badnet"}], "seeds": [0, 1],
+                        "ablation_seeds": [0, 1], "results_dir": str(tmp_path)})
+    m = {f"{k}_top{t}": 10.0 + t for k in ("ca", "asr") for t in (1, 3, 5, 10)}
+    rows = [matrix_row("badnet", label, "embedded", seed, m, 0.0, 0)
+            for label in ("none", "abd_uap", "abd_i_adv", "abd_lbd10", "abd_lbd50", "abd_random") for seed in (0, 1)]
+    t = abd.table(pd.DataFrame(rows), p, "Table III")
+    asr = t[t.metric == "asr"].set_index("defence")
+    assert set(asr.index) == {"none", "abd_uap", "abd_i_adv", "abd_lbd10", "abd_lbd50", "abd_random"}
+    assert asr.loc["abd_i_adv", "paper"] == pytest.approx(10.49) and asr.loc["abd_uap", "paper"] == pytest.approx(18.39)
+    assert asr.loc[["abd_lbd10", "abd_lbd50", "abd_random"], "paper"].isna().all()
+    assert (asr.n_seeds == 2).all()
+
+
 # --- augmentations ------------------------------------------------------------------------------
 def test_autoaugment_is_seeded_and_keeps_shape():
     imgs = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
@@ -257,7 +416,9 @@ def test_each_defence_trains_in_the_one_loop(defence_id, tmp_path):
     if defence_id == "abd":
         cfg = replace(cfg, gan_epochs=0.5, gan_batch=8, gan_images=16)
     if defence_id == "cleanerclip":
-        cfg = replace(cfg, subset_fraction=0.5, vocab_size=200)
+        # the pairs' captions hold two nouns and one relation, too few for a caption vocabulary
+        # (every pair would be skipped): the WordNet one keeps the counterfactual term at work
+        cfg = replace(cfg, subset_fraction=0.5, vocab_size=200, replacement_vocab="wordnet")
     ctx = DefenceContext("tiny-rn64", get_tokenizer("tiny-rn64"), torch.device("cpu"), pairs,
                          steps_per_epoch=2, victim=victim, clean_base=victim, cache=cache)
     p = plan(defence_id, cfg, ctx)
@@ -285,3 +446,59 @@ def test_abd_patch_key_names_the_scenes_its_gan_trains_on():
     assert digest(first) == digest(pairs.subset(np.arange(32)))
     assert digest(first) != digest(pairs.subset(np.arange(32, 64)))     # other scenes
     assert digest(first) != digest(pairs.subset(np.arange(40)))         # a larger clean set
+
+
+def test_cleanerclip_defaults_and_vocabulary_from_the_pair_captions():
+    """Issue 23 item 3: one-slot negatives and the training-caption vocabulary by default, the
+    former construction (full caption, WordNet) as the ablation; the share of pairs is Sec. 4.2's."""
+    from paperlib.config import replace
+    from paperlib.defences.cleanerclip import CleanerCLIPConfig, pair_captions
+    from paperlib.models import get_tokenizer
+    from paperlib.text.subcaptions import ReplacementVocab
+    base = _pairs(32)
+    nouns = ["square", "dog", "cat", "kite"]
+    texts = [[f"a {WORDS[k % 4]} {nouns[k % 4]} to the left of a small {nouns[(k + 1) % 4]}",
+              f"a {nouns[(k + 2) % 4]} above a {nouns[(k + 3) % 4]}"] for k in range(32)]
+    tokenizer = get_tokenizer("tiny-rn64")
+    tokens = np.stack([tokenizer(t).numpy() for t in texts])
+    pairs = TensorPairs(base.images, tokens, texts=texts).subset(np.arange(16))    # the rows it sees
+    cfg = CleanerCLIPConfig()
+    assert (cfg.negatives, cfg.replacement_vocab) == ("one_slot", "training_captions")
+    assert cfg.subset_fraction == 1000 / 500_000
+    assert pair_captions(pairs.subset([0, 1])) == texts[0] + texts[1]
+
+    def generator(c):
+        ctx = DefenceContext("tiny-rn64", tokenizer, torch.device("cpu"), pairs, steps_per_epoch=2)
+        p = plan("cleanerclip", c, ctx)
+        sub = next(t for t in p.transforms if isinstance(t, SubcaptionBatch))
+        return p.info, sub
+
+    info, sub = generator(replace(cfg, subset_fraction=1.0))
+    gen = sub.gen
+    assert info["replacement_vocab"] == "training_captions" and gen.negatives == "one_slot"
+    assert gen.vocab.closed and set(gen.vocab.nouns) == set(nouns)
+    assert set(gen.vocab.adjectives) == set(WORDS) | {"small"}
+    assert set(gen.vocab.relations) == {"to the left of", "above"}
+    pos, neg = gen(["a red square to the left of a small dog"] * 30, np.random.default_rng(0))
+    assert set(pos) == {"a square to the left of a dog"}
+    assert set(neg) == {"a square above a dog", "a cat to the left of a dog", "a kite to the left of a dog",
+                        "a square to the left of a cat", "a square to the left of a kite"}
+    out = sub(pairs.fetch(np.arange(8)), step=0, generator=torch.Generator().manual_seed(0))
+    assert out["subcaption_rows"].tolist() == list(range(8)) and out["tokens_neg"].shape[0] == 8
+    info, sub = generator(replace(cfg, negatives="full_caption", replacement_vocab="wordnet", vocab_size=200))
+    assert info["replacement_vocab"] == "wordnet" and sub.gen.negatives == "full_caption"
+    assert sub.gen.vocab == ReplacementVocab.from_wordnet(200, seed=0)
+
+
+def test_subcaption_batch_leaves_out_pairs_without_a_replacement():
+    """With a closed vocabulary too small for a caption (its two nouns and one relation are all
+    there is), the pair gets no sub-captions instead of stopping the training."""
+    from paperlib.models import get_tokenizer
+    from paperlib.text.subcaptions import ReplacementVocab, SubcaptionGenerator
+    pairs = _pairs(32)                  # "a <colour> square to the left of a small dog"
+    vocab = ReplacementVocab.from_captions([t for ts in pairs.texts for t in ts])
+    gen = SubcaptionGenerator(vocab)
+    tf = SubcaptionBatch(gen, get_tokenizer("tiny-rn64"), n_pairs=32, steps_per_epoch=4,
+                         fraction=1.0, minimum=1, seed=0)
+    out = tf(pairs.fetch(np.arange(8)), step=0, generator=torch.Generator().manual_seed(0))
+    assert out["subcaption_rows"].tolist() == [] and "tokens_neg" not in out and gen.n_skipped == 8

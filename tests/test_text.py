@@ -608,3 +608,211 @@ def test_subcaption_generator_batch(wn, vocab):
     assert pos1[-1] == "tennis ball"
     _, neg3 = gen(caps, np.random.default_rng(1))
     assert neg3 != neg1
+
+
+# ---------------------------------------------------------------------------
+# CleanerCLIP Sec. 3.2: one-slot negatives, training-caption vocabulary (issue 23, item 3)
+# ---------------------------------------------------------------------------
+ONE_SLOT_CAPTIONS = WITH_RELATION + [
+    "a small banana to the left of a red bicycle on a striped background", "a picture of an apple",
+    "she is riding a horse", "an old man above a small red car", "two dogs chasing a green ball"]
+
+
+def _slot_tokens(parsed) -> tuple[list[str], list[str]]:
+    """Tokens of a sub-caption parse's text and, per token, its slot ("an" read as "a"; the
+    article belongs to its noun's slot, as it is re-agreed with it)."""
+    tokens, slots = [], []
+
+    def phrase(p, name):
+        if p.det:
+            tokens.append(p.det)
+            slots.append(name)
+        for i, a in enumerate(p.adjectives):
+            tokens.append(a)
+            slots.append(f"{name}_adjective_{i}")
+        tokens.extend(p.head.split())
+        slots.extend([name] * len(p.head.split()))
+
+    phrase(parsed.subject, "subject")
+    if parsed.relation and parsed.object is not None:
+        tokens.extend(parsed.relation.split())
+        slots.extend(["relation"] * len(parsed.relation.split()))
+        phrase(parsed.object, "object")
+    return ["a" if t == "an" else t for t in tokens], slots
+
+
+def _changed_slots(positive, negative: str) -> list[set[str]]:
+    """The ways to read ``negative`` (text) as ``positive`` (a parse) with one contiguous run of
+    tokens replaced: for each, the set of slots of ``positive`` that run covers (an insertion
+    counts for the slot on either side of it).  Token-level comparison, articles as "a"."""
+    a, slots = _slot_tokens(positive)
+    assert a == ["a" if t == "an" else t for t in positive.core_text().split()]
+    b = ["a" if t == "an" else t for t in negative.split()]
+    options = []
+    for s in range(len(a) + 1):
+        if a[:s] != b[:s]:
+            break
+        for e in range(s, len(a) + 1):
+            tail = len(a) - e
+            if len(b) - tail < s or a[e:] != b[len(b) - tail:] or (e == s and len(b) == len(a)):
+                continue
+            if e > s:
+                options.append(set(slots[s:e]))
+            else:                                   # an insertion between tokens s - 1 and s
+                options += [{slots[k]} for k in (s - 1, s) if 0 <= k < len(a)]
+    return options
+
+
+def _expected_slot(cf) -> set[str]:
+    return {"relation"} if cf.kind == "relation" else (
+        {cf.slot} if cf.kind == "noun" else {f"{cf.slot}_adjective_{k}" for k in range(8)})
+
+
+@pytest.mark.parametrize("p_keep", [0.0, 1.0])
+def test_one_slot_negative_differs_from_its_positive_in_one_slot(wn, vocab, p_keep):
+    """Sec. 3.2: the replacement acts on the sub-caption, so negative = positive with ONE slot
+    (object, attribute or relation word) replaced; token-level comparison, several captions."""
+    from paperlib.text.parse import parse_caption
+    from paperlib.text.subcaptions import ReplacementVocab, SubcaptionGenerator, subcaption_pair
+
+    kinds = Counter()
+    for v in (vocab, ReplacementVocab.from_captions(ONE_SLOT_CAPTIONS + ["a dog on a mat"])):
+        for caption in ONE_SLOT_CAPTIONS:
+            p = parse_caption(caption)
+            for seed in range(12):
+                positive, cf = subcaption_pair(p, np.random.default_rng(seed), v, p_keep_adjective=p_keep)
+                options = _changed_slots(positive, cf.text)
+                assert any(len(o) == 1 and o <= _expected_slot(cf) for o in options), (
+                    caption, positive.core_text(), cf.text, options)
+                assert cf.text != positive.core_text()
+                kinds[cf.kind] += 1
+    assert {"relation", "noun"} <= set(kinds) and (p_keep == 0) == ("adjective" not in kinds), kinds
+    # the generator's pairs (the default construction) are these pairs, one slot apart
+    gen = SubcaptionGenerator(vocab, p_keep_adjective=p_keep)
+    for seed in range(4):
+        pos, neg = gen(ONE_SLOT_CAPTIONS, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        for caption, a, b in zip(ONE_SLOT_CAPTIONS, pos, neg):
+            positive, cf = subcaption_pair(gen.parse(caption), rng, vocab, p_keep_adjective=p_keep)
+            assert (a, b) == (positive.core_text(), cf.text)
+            assert any(len(o) == 1 for o in _changed_slots(positive, b)), (a, b)
+
+
+def test_one_slot_negative_of_a_simple_caption_is_one_word(wn, vocab):
+    from paperlib.text.subcaptions import SubcaptionGenerator
+
+    gen = SubcaptionGenerator(vocab)
+    for seed in range(10):
+        (pos,), (neg,) = gen(["a picture of an apple"], np.random.default_rng(seed))
+        assert pos == "apple" and neg != "apple" and neg in vocab.nouns     # no article added
+
+
+#: SubcaptionGenerator outputs of the construction before issue 23 (WordNet vocabulary 3000 / 0).
+FORMER_CAPTIONS = ["a small banana to the left of a red bicycle on a striped background",
+                   "the cat sits on the old wooden table", "A woman in a blue dress holding an umbrella",
+                   "a picture of an apple"]
+FORMER_NEGATIVES = {
+    (0.0, 0): ["a small art to the left of a red bicycle", "the skirt sits on the old wooden table",
+               "a woman holding a lecture room", "an obstruction"],
+    (0.0, 1): ["a large banana to the left of a red bicycle", "the cat jumps on the old wooden table",
+               "a dipper holding an umbrella", "a soldier"],
+    (0.5, 2): ["a big banana to the left of a red bicycle", "the cat sits on the old crazy table",
+               "a woman eating an umbrella", "a meteorite"],
+}
+FORMER_POSITIVES = {
+    (0.0, 0): ["a banana to the left of a bicycle", "the cat sits on the table",
+               "a woman holding an umbrella", "apple"],
+    (0.5, 2): ["a small banana to the left of a red bicycle", "the cat sits on the table",
+               "a woman holding an umbrella", "apple"],
+}
+
+
+def test_full_caption_negatives_reproduce_the_former_generator(wn, vocab):
+    """The ablation (``negatives="full_caption"`` with the WordNet vocabulary) gives the former
+    construction's sub-captions draw for draw; the default gives other negatives."""
+    from paperlib.text.subcaptions import SubcaptionGenerator
+
+    for (p_keep, seed), negatives in FORMER_NEGATIVES.items():
+        gen = SubcaptionGenerator(vocab, p_keep_adjective=p_keep, negatives="full_caption")
+        pos, neg = gen(FORMER_CAPTIONS, np.random.default_rng(seed))
+        assert neg == negatives
+        if (p_keep, seed) in FORMER_POSITIVES:
+            assert pos == FORMER_POSITIVES[(p_keep, seed)]
+        pos1, neg1 = SubcaptionGenerator(vocab, p_keep_adjective=p_keep)(FORMER_CAPTIONS,
+                                                                         np.random.default_rng(seed))
+        assert pos1 == pos and neg1 != neg
+    with pytest.raises(ValueError, match="one_slot"):
+        SubcaptionGenerator(vocab, negatives="whole")
+
+
+def test_replacement_vocab_from_training_captions(wn):
+    from paperlib.text.subcaptions import ReplacementVocab
+
+    caps = ["a small banana to the left of a red bicycle", "Two dogs chasing a green ball on a striped background.",
+            "a photo of them", "A woman in a blue dress holding an umbrella", "a brick house above a tennis ball"]
+    v = ReplacementVocab.from_captions(caps, nouns=["tennis ball"])
+    assert v.closed and not ReplacementVocab.from_wordnet(size=50).closed
+    assert set(v.nouns) == {"banana", "bicycle", "dog", "ball", "woman", "dress", "umbrella", "brick house",
+                            "tennis ball"}                                 # no "photo", "background", "them"
+    # the setting ("on a striped background") gives no word: neither "striped" nor "on"
+    assert set(v.adjectives) == {"small", "red", "green", "blue"}
+    assert set(v.spatial) == {"to the left of", "in", "above"} and set(v.verbs) == {"chase", "hold"}
+    assert v == ReplacementVocab.from_captions(caps + caps[::-1], nouns=["tennis ball"])   # order-free
+    with pytest.raises(ValueError, match="no replacement noun"):
+        ReplacementVocab.from_captions([])
+
+
+def test_replacements_come_from_the_training_caption_vocabulary(wn):
+    from paperlib.text.lexicon import noun_lemma
+    from paperlib.text.parse import parse_caption, split_relation
+    from paperlib.text.subcaptions import ReplacementVocab, counterfactual, subcaption_pair
+
+    train = ["a tiny red cat to the left of a large blue dog", "a green ball above a striped mat",
+             "two men holding a yellow kite", "a horse behind a fence"]
+    v = ReplacementVocab.from_captions(train)
+    test = ["a small banana to the left of a red bicycle", "the cat sits on the old wooden table",
+            "A woman in a blue dress holding an umbrella", "a cat above a dog", "a picture of an apple",
+            "two dogs chasing a green ball"]
+    seen = Counter()
+    for caption in test:
+        p = parse_caption(caption)
+        for seed in range(20):
+            for p_keep, p_opposite in ((1.0, 0.0), (1.0, 1.0), (0.0, 0.5)):
+                _, cf = subcaption_pair(p, np.random.default_rng(seed), v, p_keep, p_opposite)
+                if cf.kind == "noun":
+                    assert cf.new in v.nouns or " ".join(map(noun_lemma, cf.new.split())) in v.nouns, cf
+                elif cf.kind == "adjective":
+                    assert cf.new in v.adjectives, cf
+                else:
+                    verb, prep = split_relation(cf.new)
+                    old_verb, old_prep = split_relation(cf.old)
+                    assert prep == old_prep or prep in v.spatial, cf
+                    assert verb == old_verb or wn.morphy(verb.split()[-1], "v") in v.verbs, cf
+                seen[cf.kind] += 1
+    assert set(seen) == {"adjective", "relation", "noun"}
+    # closed: colour groups, antonyms and opposite relations outside the captions are not used
+    small = ReplacementVocab(nouns=("cat", "dog"), adjectives=("red", "small"),
+                             relations=("above", "to the left of"), closed=True)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        assert counterfactual(parse_caption("a cat above a dog"), rng, small, p_opposite=1.0,
+                              kind="relation").new == "to the left of"               # not "below"
+    with pytest.raises(ValueError, match="no replacement"):
+        counterfactual(parse_caption("a red cat"), rng, small, kind="adjective")     # no other colour
+    open_ = ReplacementVocab(nouns=small.nouns, adjectives=small.adjectives, relations=small.relations)
+    assert counterfactual(parse_caption("a cat above a dog"), rng, open_, p_opposite=1.0,
+                          kind="relation").new == "below"                            # the former draw
+
+
+def test_generator_negatives_differ_from_their_positives_in_one_slot(wn, vocab):
+    """The same check through the generator alone, on the re-parsed positive sub-captions."""
+    from paperlib.text.parse import parse_caption
+    from paperlib.text.subcaptions import SubcaptionGenerator
+
+    gen = SubcaptionGenerator(vocab)
+    for seed in range(6):
+        pos, neg = gen(ONE_SLOT_CAPTIONS, np.random.default_rng(seed))
+        for a, b in zip(pos, neg):
+            q = parse_caption(a)
+            assert q.core_text() == a
+            assert any(len(o) == 1 for o in _changed_slots(q, b)), (a, b)

@@ -3,8 +3,11 @@
 Each epoch a random subset of the clean fine-tuning pairs (``subset_fraction`` of them: 1,000 of
 500K in the paper, 3,000 against BadCLIP; the proportion is kept at smaller scales) gets, every
 time it is drawn, a positive (factual) and a negative (counterfactual) sub-caption
-(:mod:`paperlib.text.subcaptions`).  The replacement vocabularies come from WordNet alone: the
-paper also used ChatGPT, which is not available offline.
+(:mod:`paperlib.text.subcaptions`).  The negative is the positive with one slot (object,
+attribute or relation word) replaced (Sec. 3.2; ``negatives``), by a word of the clean
+fine-tuning captions the defence receives (``replacement_vocab``; the paper's repositories came
+from WordNet and ChatGPT, which is not available offline; the WordNet-only repositories are the
+ablation).
 
 Reconstruction of Eq. 1-4 (the extracted text lost the symbols).  For the K sub-captioned pairs
 of a batch, with normalised image embeddings v_i, positive sub-caption embeddings p_i and
@@ -46,19 +49,52 @@ from torch import nn
 from paperlib.config import param
 from paperlib.defences.base import DefenceContext, DefencePlan, step_rng
 from paperlib.defences.cleanclip import CleanCLIPConfig, cleanclip_parts
+from paperlib.text.subcaptions import NEGATIVES
 from paperlib.train.losses import StepContext
+
+#: Where the replacement words come from: the defence's clean fine-tuning captions, or WordNet.
+REPLACEMENT_VOCABS = ("training_captions", "wordnet")
 
 
 @dataclass(frozen=True)
 class CleanerCLIPConfig:
+    """CleanerCLIP's settings.
+
+    ``subset_fraction``: the paper (Sec. 4.2, end of the first paragraph, on Table 1) sub-captions
+    1,000 randomly chosen samples per iteration of the 500K-pair fine-tuning set, 3,000 against
+    BadCLIP; its "iteration" is an epoch (Sec. 4.1 "Defense finetuning" runs 10 of them at batch
+    size 64, and Sec. 4.3 calls the Fig. 4(c) study one of the number of samples per epoch).  The
+    default keeps that share, 1,000 / 500K = 0.2% of the pairs per epoch (about 0.13
+    sub-captioned pairs per batch of 64); the paper sets no per-batch share.  ``min_subset`` is
+    ours (a floor for tiny pair sets).
+
+    ``negatives`` (Sec. 3.2: the replacement acts on each sub-caption): ``"one_slot"``, the
+    positive sub-caption with one slot replaced; ``"full_caption"`` (ablation, the former
+    construction): one slot of the core caption with all its adjectives replaced.
+
+    ``replacement_vocab``: ``"training_captions"``, replacement words only from the clean
+    fine-tuning captions the defence receives (``ReplacementVocab.from_captions`` in
+    :mod:`paperlib.text.replacement_vocab`); ``"wordnet"`` (ablation, the former draw):
+    ``vocab_size`` WordNet lemmas per repository, from common to rare as in Sec. 3.2
+    (``ReplacementVocab.from_wordnet``).
+    """
+
     tau_pos: float = param(0.5, range=(1e-4, 10.0), doc="temperature of positive similarities (Eq. 1-2)")
     tau_neg: float = param(0.3, range=(1e-4, 10.0), doc="temperature of negative similarities (Eq. 1-2)")
     lambda_1: float = param(1.0, range=(0.0, None), doc="weight of the CleanCLIP loss (Eq. 4)")
     lambda_2: float = param(1.0, range=(0.0, None), doc="weight of the sub-caption loss (Eq. 4)")
     subset_fraction: float = param(1000 / 500_000, range=(0.0, 1.0),
-                                   doc="share of fine-tuning pairs sub-captioned per epoch (1,000 of 500K; 3,000 for BadCLIP)")
+                                   doc="share of fine-tuning pairs sub-captioned per epoch "
+                                       "(Sec. 4.2: 1,000 of 500K; 3,000 for BadCLIP)")
     min_subset: int = param(1, range=(0, None), doc="at least this many pairs per epoch")
-    vocab_size: int = param(3000, range=(1, None), doc="terms per WordNet replacement repository")
+    negatives: str = param("one_slot", choices=NEGATIVES,
+                           doc="negative = positive sub-caption with one slot replaced (Sec. 3.2), "
+                               "or the core caption with its adjectives and one slot replaced (ablation)")
+    replacement_vocab: str = param("training_captions", choices=REPLACEMENT_VOCABS,
+                                   doc="replacement words from the defence's clean fine-tuning captions, "
+                                       "or from WordNet (ablation)")
+    vocab_size: int = param(3000, range=(1, None),
+                            doc="terms per WordNet replacement repository (replacement_vocab='wordnet')")
     p_keep_adjective: float = param(0.0, range=(0.0, 1.0), doc="chance a positive keeps one adjective")
     p_opposite: float = param(0.5, range=(0.0, 1.0), doc="chance a replaced spatial relation is its opposite")
     cleanclip: CleanCLIPConfig = CleanCLIPConfig()
@@ -99,7 +135,8 @@ def epoch_subset(n_pairs: int, fraction: float, minimum: int, seed: int, epoch: 
 
 class SubcaptionBatch:
     """Adds ``subcaption_rows``, ``tokens_pos`` and ``tokens_neg`` for the batch rows that are in
-    this epoch's subset (sub-captions re-drawn at every step)."""
+    this epoch's subset (sub-captions re-drawn at every step); a row whose caption has no
+    replacement in the vocabulary is left out (the generator counts it)."""
 
     def __init__(self, generator, tokenizer, n_pairs: int, steps_per_epoch: int,
                  fraction: float, minimum: int, seed: int):
@@ -118,25 +155,58 @@ class SubcaptionBatch:
         index = batch["index"].cpu().numpy()
         sel = np.flatnonzero(np.isin(index, self.subset(epoch)))
         dev = batch["tokens"].device
-        batch["subcaption_rows"] = torch.from_numpy(sel).to(dev)
         if len(sel):
             pos, neg = self.gen([batch["texts"][i] for i in sel], step_rng(generator))
+            kept = [k for k, n in enumerate(neg) if n is not None]   # None: no replacement exists
+            sel = sel[kept]
+            pos, neg = [pos[k] for k in kept], [neg[k] for k in kept]
+        batch["subcaption_rows"] = torch.from_numpy(sel).to(dev)
+        if len(sel):
             batch["tokens_pos"] = self.tokenizer(pos).to(dev)
             batch["tokens_neg"] = self.tokenizer(neg).to(dev)
         return batch
 
 
+def pair_captions(pairs) -> list[str]:
+    """Every caption string of a pair set's rows: all captions of each scene (one is drawn per
+    batch), and the captions of its extra pairs."""
+    texts = getattr(pairs, "texts", None)
+    if texts is None:
+        raise ValueError("replacement_vocab='training_captions' needs the caption strings: build "
+                         "the pair set with texts= (or set replacement_vocab='wordnet')")
+    rows = np.asarray(pairs.rows)
+    out = [t for i in np.unique(rows[rows >= 0]) for t in texts[int(i)]]
+    extra = np.unique(-rows[rows < 0] - 1)
+    if len(extra):
+        if pairs.extra_texts is None:
+            raise ValueError("a pair set with texts needs extra_texts for its extra rows")
+        out += [t for e in extra for t in pairs.extra_texts[int(e)]]
+    return out
+
+
+def replacement_vocab(cfg: CleanerCLIPConfig, ctx: DefenceContext):
+    """The replacement vocabulary ``cfg.replacement_vocab`` names, for the pairs of ``ctx``."""
+    from paperlib.text.replacement_vocab import ReplacementVocab
+    if cfg.replacement_vocab not in REPLACEMENT_VOCABS:
+        raise ValueError(f"unknown replacement_vocab {cfg.replacement_vocab!r}; "
+                         f"valid: {', '.join(REPLACEMENT_VOCABS)}")
+    if cfg.replacement_vocab == "wordnet":
+        return ReplacementVocab.from_wordnet(cfg.vocab_size, seed=ctx.seed)
+    return ReplacementVocab.from_captions(pair_captions(ctx.pairs), nouns=ctx.classnames)
+
+
 def plan(cfg: CleanerCLIPConfig, ctx: DefenceContext) -> DefencePlan:
-    from paperlib.text.subcaptions import ReplacementVocab, SubcaptionGenerator
+    from paperlib.text.subcaptions import SubcaptionGenerator
     base = cleanclip_parts(cfg.cleanclip, ctx)
-    vocab = ReplacementVocab.from_wordnet(cfg.vocab_size, seed=ctx.seed)
+    vocab = replacement_vocab(cfg, ctx)
     gen = SubcaptionGenerator(vocab, nouns=ctx.classnames, p_keep_adjective=cfg.p_keep_adjective,
-                              p_opposite=cfg.p_opposite)
+                              p_opposite=cfg.p_opposite, negatives=cfg.negatives)
     sub = SubcaptionBatch(gen, ctx.tokenizer, len(ctx.pairs), ctx.steps_per_epoch,
                           cfg.subset_fraction, cfg.min_subset, ctx.seed)
     terms = [(t, w * cfg.lambda_1) for t, w in base.terms]
     terms.append((CounterfactualTerm(cfg.tau_pos, cfg.tau_neg), cfg.lambda_2))
     n = len(epoch_subset(len(ctx.pairs), cfg.subset_fraction, cfg.min_subset, ctx.seed, 0))
     return DefencePlan(terms=terms, transforms=base.transforms + [sub],
-                       info={"subcaptioned_per_epoch": n, "vocab_nouns": len(vocab.nouns),
+                       info={"subcaptioned_per_epoch": n, "negatives": cfg.negatives,
+                             "replacement_vocab": cfg.replacement_vocab, "vocab_nouns": len(vocab.nouns),
                              "vocab_adjectives": len(vocab.adjectives), "vocab_relations": len(vocab.relations)})

@@ -1,7 +1,7 @@
 """CleanerCLIP's fine-grained counterfactual augmentation: positive and negative sub-captions.
 
 From a parsed caption (:func:`paperlib.text.parse.parse_caption`, ``subject --relation-->
-object``):
+object``), following CleanerCLIP Sec. 3.2:
 
 * the **positive** (factual) sub-caption keeps the subject, the relation and the object and drops
   the adjectives: "a small banana to the left of a red bicycle on a striped background" ->
@@ -9,15 +9,22 @@ object``):
   chosen adjective with that probability (the paper "simplifies or omits" adjectives; default 0:
   omit).  A caption without a relation is reduced to its head noun ("a photo of an apple" ->
   "apple"), as the paper does for captions that are too simple.
-* the **negative** (counterfactual) sub-caption is the core caption (subject, relation, object
-  with their adjectives, no extras) with exactly ONE random replacement, of one of three types
-  drawn uniformly among the types that apply to the caption:
+* the **negative** (counterfactual) sub-caption: Sec. 3.2 applies its random replacement to each
+  *sub-caption*, so by default (``negatives="one_slot"``) it is the positive sub-caption with
+  exactly ONE slot replaced, and differs from its positive in that slot only ("a banana to the
+  left of a bicycle" -> "a banana to the right of a bicycle"; an "a"/"an" before the slot is
+  re-agreed, and a pronoun replaced by a noun gets an article).  The ablation
+  ``negatives="full_caption"`` (the construction before) replaces one slot of the core caption
+  (subject, relation, object with all their adjectives), so its negative also differs from the
+  positive by the adjectives the positive dropped.  The replacement is of one of three types,
+  drawn uniformly among the types that apply to the caption it acts on:
 
   - ``adjective``: one adjective of the subject or object (uniform over all of them) is
     replaced by one of the same kind: a colour by a colour of another colour group, a size word
     by a word of the opposite size group ("small" -> "huge"); otherwise by a WordNet antonym of
     the word where one exists ("old" -> "young"/"new"), else by a random vocabulary adjective
-    that shares no WordNet synset with it.  Needs an adjective.
+    that shares no WordNet synset with it.  Needs an adjective (with ``one_slot`` and
+    ``p_keep_adjective=0`` positives have none, so this type does not arise).
   - ``relation``: a spatial relation is replaced by its opposite with probability
     ``p_opposite`` ("to the left of" -> "to the right of", "above" -> "below", "on" -> "under"),
     else by a random spatial relation from another meaning group; a verb relation gets its verb
@@ -28,13 +35,13 @@ object``):
     not a WordNet synonym (shared synset), hypernym or hyponym of it, nor another head of the
     caption; plural heads get a plural replacement, "a"/"an" are re-agreed.
 
-The replacement vocabularies (:class:`ReplacementVocab`): the paper builds three repositories of
-3,000 terms each with WordNet and ChatGPT; ChatGPT is not available offline, so ours come from
-WordNet alone (see :meth:`ReplacementVocab.from_wordnet`).  Their size is a parameter.
+The replacement vocabularies are :class:`~paperlib.text.replacement_vocab.ReplacementVocab`s:
+the words of the training captions (closed: colour / size groups, antonyms and opposite
+relations are also limited to its words) or, as the ablation, WordNet lemmas (open).
 """
 from __future__ import annotations
 
-import re
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Collection, Sequence
@@ -43,139 +50,20 @@ import numpy as np
 
 from paperlib.text import lexicon as lx
 from paperlib.text.parse import ParsedCaption, Phrase, parse_caption, split_relation
+from paperlib.text.replacement_vocab import _ADJ_RE, CONCRETE_LEXFILES, ReplacementVocab
 
 __all__ = [
-    "CONCRETE_LEXFILES", "Counterfactual", "KINDS", "ReplacementVocab", "SubcaptionGenerator",
-    "counterfactual", "is_related_noun", "negative_subcaption", "positive_subcaption",
+    "CONCRETE_LEXFILES", "Counterfactual", "KINDS", "NEGATIVES", "NoReplacementError", "ReplacementVocab",
+    "SubcaptionGenerator", "counterfactual", "is_related_noun", "negative_subcaption",
+    "positive_parse", "positive_subcaption", "subcaption_pair",
 ]
 
 #: The three replacement types of CleanerCLIP, in the paper's order.
 KINDS = ("adjective", "relation", "noun")
-#: WordNet lexicographer files of concrete, picturable nouns: animal, artifact, food, object,
-#: person, plant (numbers as in :data:`paperlib.assets.LEXNAMES`).
-CONCRETE_LEXFILES = {5: "noun.animal", 6: "noun.artifact", 13: "noun.food", 17: "noun.object",
-                     18: "noun.person", 20: "noun.plant"}
-_NOUN_RE = re.compile(r"^[a-z]+(?:[_-][a-z]+)?$")
-_ADJ_RE = re.compile(r"^[a-z]+$")
+#: What a negative sub-caption is built from: the positive sub-caption (faithful, Sec. 3.2) or
+#: the core caption with its adjectives (the ablation, the construction before).
+NEGATIVES = ("one_slot", "full_caption")
 _PLURAL_PRONOUNS = frozenset("they them we us these those".split())
-_ROMAN = re.compile(r"^[ivxlcdm]+$")
-
-
-def _plain_word(lemma: str) -> bool:
-    """Not a closed-class word, numeral or roman numeral ("above", "six", "xxviii")."""
-    return lemma not in lx.STOP_WORDS and lemma not in lx.NUMBERS and not _ROMAN.match(lemma)
-
-
-# ---------------------------------------------------------------------------
-# Vocabulary
-# ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReplacementVocab:
-    """The three replacement repositories: nouns, adjectives, relations (spatial + verbs)."""
-
-    nouns: tuple[str, ...]
-    adjectives: tuple[str, ...]
-    relations: tuple[str, ...]
-
-    @property
-    def spatial(self) -> tuple[str, ...]:
-        return tuple(r for r in self.relations if r in lx.SPATIAL_RELATIONS)
-
-    @property
-    def verbs(self) -> tuple[str, ...]:
-        return tuple(r for r in self.relations if r in lx.VERB_FORMS)
-
-    @classmethod
-    def from_wordnet(cls, size: int = 3000, seed: int = 0,
-                     common_fraction: float = 0.5) -> "ReplacementVocab":
-        """Build the vocabularies from WordNet 3.0 (the paper used WordNet + ChatGPT).
-
-        * nouns: lemmas of noun senses in the concrete lexicographer files
-          (:data:`CONCRETE_LEXFILES`) whose synset descends from ``physical_entity.n.01`` through
-          hyponym links (instances, i.e. proper nouns such as cities, are not hyponyms and are
-          left out), one or two words, lower-case in WordNet itself, 3-20 letters;
-        * adjectives: single-word lemmas of ``adj.all`` (not pertainyms, not participles), lower
-          case, 3-15 letters;
-        * neither: closed-class words, numerals, roman numerals ("above", "six", "xxviii");
-        * relations: the curated spatial relations and action verbs of
-          :mod:`paperlib.text.lexicon` (about 70 + 70; a curated list, so not ``size`` long).
-
-        "From common to rare", like the paper's: ``common_fraction`` of ``size`` are the most
-        frequent lemmas by SemCor tag count (summed over the qualifying senses), the rest are
-        drawn uniformly, with ``seed``, from the remaining qualifying lemmas.
-        """
-        if size < 1:
-            raise ValueError(f"vocabulary size must be positive, got {size}")
-        if not 0.0 <= common_fraction <= 1.0:
-            raise ValueError(f"common_fraction must lie in [0, 1], got {common_fraction}")
-        nouns, adjectives = _wordnet_vocab(size, seed, common_fraction)
-        relations = tuple(dict.fromkeys(lx.SPATIAL_RELATIONS)) + tuple(lx.VERB_FORMS)
-        return cls(nouns=nouns, adjectives=adjectives, relations=relations)
-
-
-@lru_cache(maxsize=8)
-def _wordnet_vocab(size: int, seed: int, common_fraction: float):
-    wn = lx.wordnet()
-    _, noun_senses, adj_senses = lx.sense_index()
-    physical = wn.synset("physical_entity.n.01")
-    memo: dict = {physical: True}
-
-    def is_physical(synset) -> bool:
-        if synset not in memo:
-            memo[synset] = False
-            memo[synset] = any(is_physical(h) for h in synset.hypernyms())
-        return memo[synset]
-
-    def lower_case_in_wordnet(lemma: str, pos: str, offset: int) -> bool:
-        synset = wn.synset_from_pos_and_offset(pos, offset)
-        return lemma in synset.lemma_names()
-
-    # nouns
-    counts: dict[str, int] = {}
-    senses: dict[str, list[int]] = {}
-    for lemma, lexfile, offset, cnt in noun_senses:
-        if (lexfile in CONCRETE_LEXFILES and _NOUN_RE.match(lemma) and 3 <= len(lemma) <= 20
-                and _plain_word(lemma)):
-            counts[lemma] = counts.get(lemma, 0) + cnt
-            senses.setdefault(lemma, []).append(offset)
-
-    def noun_ok(lemma: str) -> bool:
-        return any(lower_case_in_wordnet(lemma, "n", off)
-                   and is_physical(wn.synset_from_pos_and_offset("n", off))
-                   for off in senses[lemma])
-
-    nouns = _common_and_rare(counts, noun_ok, size, seed, common_fraction)
-
-    # adjectives (adj.all is lexicographer file 0)
-    counts, senses = {}, {}
-    for lemma, lexfile, offset, cnt in adj_senses:
-        if lexfile == 0 and _ADJ_RE.match(lemma) and 3 <= len(lemma) <= 15 and _plain_word(lemma):
-            counts[lemma] = counts.get(lemma, 0) + cnt
-            senses.setdefault(lemma, []).append(offset)
-
-    def adj_ok(lemma: str) -> bool:
-        return any(lower_case_in_wordnet(lemma, "a", off) for off in senses[lemma])
-
-    adjectives = _common_and_rare(counts, adj_ok, size, seed + 1, common_fraction)
-    return (tuple(n.replace("_", " ") for n in nouns), tuple(adjectives))
-
-
-def _common_and_rare(counts: dict[str, int], ok, size: int, seed: int,
-                     common_fraction: float) -> list[str]:
-    ranked = sorted(counts, key=lambda w: (-counts[w], w))
-    n_common = int(round(size * common_fraction))
-    chosen, k = [], 0
-    while len(chosen) < n_common and k < len(ranked):
-        if ok(ranked[k]):
-            chosen.append(ranked[k])
-        k += 1
-    rest = ranked[k:]
-    for idx in np.random.default_rng(seed).permutation(len(rest)):
-        if len(chosen) >= size:
-            break
-        if ok(rest[idx]):
-            chosen.append(rest[idx])
-    return sorted(chosen)
 
 
 # ---------------------------------------------------------------------------
@@ -238,19 +126,36 @@ def _simplified(phrase: Phrase, rng: np.random.Generator | None, p_keep: float) 
     return Phrase(phrase.det, keep, phrase.head, phrase.span)
 
 
+def positive_parse(parsed: ParsedCaption, rng: np.random.Generator | None = None,
+                   p_keep_adjective: float = 0.0) -> ParsedCaption:
+    """The positive sub-caption as a parse (no extras; the bare subject without a relation).
+
+    Sec. 3.2's template: (subject adjective) subject, relational verb, (object adjective) object;
+    a too simple caption keeps only its key word.  Its :meth:`~ParsedCaption.core_text` is
+    :func:`positive_subcaption`."""
+    if parsed.relation is None or parsed.object is None:
+        subject = Phrase(None, [], parsed.subject.head, parsed.subject.span)
+        return ParsedCaption(parsed.tokens, subject, None, None, [], None, subject.head)
+    subject = _simplified(parsed.subject, rng, p_keep_adjective)
+    objct = _simplified(parsed.object, rng, p_keep_adjective)
+    out = ParsedCaption(parsed.tokens, subject, parsed.relation, objct, [], parsed.relation_span)
+    out.text = out.core_text()
+    return out
+
+
 def positive_subcaption(parsed: ParsedCaption, rng: np.random.Generator | None = None,
                         p_keep_adjective: float = 0.0) -> str:
     """Subject + relation + object without adjectives (or the head noun alone, no relation)."""
-    if parsed.relation is None or parsed.object is None:
-        return parsed.subject.head
-    subject = _simplified(parsed.subject, rng, p_keep_adjective)
-    objct = _simplified(parsed.object, rng, p_keep_adjective)
-    return f"{subject.text()} {parsed.relation} {objct.text()}"
+    return positive_parse(parsed, rng, p_keep_adjective).core_text()
 
 
 # ---------------------------------------------------------------------------
 # Negative (counterfactual) sub-caption
 # ---------------------------------------------------------------------------
+class NoReplacementError(ValueError):
+    """No replacement of any applicable type exists in the vocabulary for this caption."""
+
+
 @dataclass
 class Counterfactual:
     """One counterfactual: the text and what was replaced (``parsed`` is the edited parse)."""
@@ -283,12 +188,14 @@ def _replace_adjective(old: str, others: Collection[str], rng, vocab) -> str | N
     if groups is not None:
         own = _group_of(old, groups)
         taken = {g for w in others for g in groups if w in g}
-        pool = [g for g in groups if g is not own and g not in taken]
+        pool = [[w for w in g if vocab.allows(w, "a")] for g in groups
+                if g is not own and g not in taken]
+        pool = [g for g in pool if g]             # a closed vocabulary may lack whole groups
         if not pool:
             return None
         group = pool[rng.integers(len(pool))]
         return group[rng.integers(len(group))]
-    antonyms = [a for a in _antonyms(old) if a not in others]
+    antonyms = [a for a in _antonyms(old) if a not in others and vocab.allows(a, "a")]
     if antonyms:
         return antonyms[rng.integers(len(antonyms))]
     return _draw(rng, vocab.adjectives,
@@ -298,7 +205,7 @@ def _replace_adjective(old: str, others: Collection[str], rng, vocab) -> str | N
 
 def _replace_spatial(prep: str, rng, vocab, p_opposite: float) -> str | None:
     opposite = lx.SPATIAL_OPPOSITES.get(prep)
-    if opposite is not None and rng.random() < p_opposite:
+    if opposite is not None and rng.random() < p_opposite and vocab.allows(opposite, "r"):
         return opposite
     own = _group_of(prep, lx.SPATIAL_GROUPS) or (prep,)
     return _draw(rng, vocab.spatial, lambda c: c not in own)
@@ -358,7 +265,7 @@ def counterfactual(parsed: ParsedCaption, rng: np.random.Generator, vocab: Repla
         out = _apply(parsed, str(k), rng, vocab, p_opposite)
         if out is not None:
             return out
-    raise ValueError(f"no replacement found for {parsed.text!r} (vocabulary too small?)")
+    raise NoReplacementError(f"no replacement found for {parsed.text!r} (vocabulary too small?)")
 
 
 def _apply(parsed: ParsedCaption, kind: str, rng, vocab, p_opposite) -> Counterfactual | None:
@@ -411,32 +318,69 @@ def _apply(parsed: ParsedCaption, kind: str, rng, vocab, p_opposite) -> Counterf
 
 def negative_subcaption(parsed: ParsedCaption, rng: np.random.Generator,
                         vocab: ReplacementVocab, p_opposite: float = 0.5) -> str:
-    """The text of one :func:`counterfactual` (exactly one adjective, relation or noun replaced)."""
+    """The text of one :func:`counterfactual` of ``parsed`` (exactly one adjective, relation or
+    noun replaced; of the core caption with its adjectives, whatever ``parsed`` holds)."""
     return counterfactual(parsed, rng, vocab, p_opposite).text
+
+
+def subcaption_pair(parsed: ParsedCaption, rng: np.random.Generator, vocab: ReplacementVocab,
+                    p_keep_adjective: float = 0.0, p_opposite: float = 0.5,
+                    negatives: str = "one_slot") -> tuple[ParsedCaption, Counterfactual]:
+    """(positive parse, negative) for one caption; the positive text is ``.core_text()``.
+
+    ``negatives="one_slot"`` (CleanerCLIP Sec. 3.2: the replacement acts on the sub-caption):
+    the negative is the positive with one slot replaced; ``"full_caption"`` (ablation): one slot
+    of the core caption with its adjectives replaced.  The random draws come in the same order
+    either way (positive first), so ``"full_caption"`` reproduces the former generator."""
+    if negatives not in NEGATIVES:
+        raise ValueError(f"unknown negatives {negatives!r}; valid: {', '.join(NEGATIVES)}")
+    positive = positive_parse(parsed, rng, p_keep_adjective)
+    source = positive if negatives == "one_slot" else parsed
+    return positive, counterfactual(source, rng, vocab, p_opposite)
 
 
 class SubcaptionGenerator:
     """Positive and negative sub-captions for a batch of captions, re-drawn on every call.
 
     Parses are cached (parsing is deterministic); ``nouns`` are extra multi-word nouns for the
-    parser (e.g. the benchmark's class names).
+    parser (e.g. the benchmark's class names); ``negatives``: see :func:`subcaption_pair`.  A
+    caption that has no replacement in the vocabulary (possible with a small closed vocabulary:
+    "a square to the left of a dog" when the captions hold no other noun and no other relation)
+    gets ``None`` as positive and negative; ``n_skipped`` counts them.
     """
 
     def __init__(self, vocab: ReplacementVocab, nouns: Collection[str] = (),
-                 p_keep_adjective: float = 0.0, p_opposite: float = 0.5, cache_size: int = 65536):
+                 p_keep_adjective: float = 0.0, p_opposite: float = 0.5, cache_size: int = 65536,
+                 negatives: str = "one_slot"):
+        if negatives not in NEGATIVES:
+            raise ValueError(f"unknown negatives {negatives!r}; valid: {', '.join(NEGATIVES)}")
         self.vocab = vocab
         self.nouns = frozenset(nouns)
         self.p_keep_adjective = p_keep_adjective
         self.p_opposite = p_opposite
+        self.negatives = negatives
+        self.n_skipped = 0
         self._parse = lru_cache(maxsize=cache_size)(lambda text: parse_caption(text, self.nouns))
 
     def parse(self, caption: str) -> ParsedCaption:
         return self._parse(caption)
 
-    def __call__(self, captions: Sequence[str], rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    def __call__(self, captions: Sequence[str], rng: np.random.Generator) -> tuple[list, list]:
         positives, negatives = [], []
         for caption in captions:
-            parsed = self._parse(caption)
-            positives.append(positive_subcaption(parsed, rng, self.p_keep_adjective))
-            negatives.append(negative_subcaption(parsed, rng, self.vocab, self.p_opposite))
+            try:
+                positive, negative = subcaption_pair(self._parse(caption), rng, self.vocab,
+                                                     self.p_keep_adjective, self.p_opposite,
+                                                     self.negatives)
+            except NoReplacementError:
+                if self.n_skipped == 0:
+                    logging.getLogger(__name__).warning(
+                        "no counterfactual for %r within the replacement vocabulary: pair skipped "
+                        "(further skips are counted in n_skipped)", caption)
+                self.n_skipped += 1
+                positives.append(None)
+                negatives.append(None)
+                continue
+            positives.append(positive.core_text())
+            negatives.append(negative.text)
         return positives, negatives
