@@ -136,7 +136,10 @@ def costs_markdown(root=None) -> str:
     from paperlib.assets import repo_root
     root = Path(root) if root is not None else repo_root()
     costs = pd.read_csv(root / "results" / "benchmarks" / "cache_costs.csv", keep_default_na=False)
-    kinds = {"False": "AVX2 CPU, 2 cores", "True": "AVX-512 CPU, 2 cores"}
+    # cpu_native_bf16 tells the CPU kinds apart (the two seen: an AVX2 EPYC without bf16, an
+    # AVX-512 EPYC with it)
+    kinds = {"False": "CPU without native bf16 (AVX2 EPYC), 2 cores",
+             "True": "CPU with native bf16 (AVX-512 EPYC), 2 cores"}
 
     def cell(rows):
         if rows.empty:
@@ -202,7 +205,8 @@ def main(argv=None) -> int:
     ap.add_argument("--render-workers", type=int, default=2, help="processes rendering scenes (0: no render benchmark)")
     ap.add_argument("--cache-costs", action="store_true",
                     help="summarise the artifact cache's build times instead of measuring throughput")
-    ap.add_argument("--costs-out", default=None, help="cache costs (default: beside --out)")
+    ap.add_argument("--costs-out", default=None, help="cache costs (default: benchmarks/cache_costs.csv in the "
+                                                      "scratch results folder, or the committed one with --publish)")
     ap.add_argument("--guide", action="store_true",
                     help="rewrite the cost table of docs/student-guide.md from the results files")
     args = ap.parse_args(argv)

@@ -264,12 +264,16 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
 def _list_entry(items: list, part: str, dotted: str, where: str) -> dict:
     """The entry of a list of sections that ``part`` names: its position, or its ``attack``
     value; a name not in the list adds an entry of that name (completed by the experiment)."""
-    if part.isdigit():
+    if part.lstrip("-").isdigit():
+        if part.startswith("-"):
+            raise ParamError(f"override {dotted!r}: entries are numbered from 0; {part} is not one")
         if int(part) >= len(items):
             raise ParamError(f"override {dotted!r}: {where} has {len(items)} entries, no entry {part}")
         entry = items[int(part)]
     else:
         named = [e for e in items if isinstance(e, dict) and e.get(NAME_KEY) == part]
+        if len(named) > 1:
+            raise ParamError(f"override {dotted!r}: {where} has {len(named)} entries named {part!r}; name one by position")
         if named:
             entry = named[0]
         else:

@@ -78,7 +78,7 @@ def external_model(name: str, weights: str | Path) -> ModelArtifact:
 
     from paperlib.models import CheckpointError, check_safetensors
     path = Path(weights)
-    if path.is_file() and path.with_suffix(".json").is_file():
+    if path.is_file() and is_shipped_record(path.with_suffix(".json")):
         return shipped_base(name, path)
     if not path.is_file():
         raise FileNotFoundError(f"base_checkpoint {str(path)!r} does not exist: convert the pre-trained "
@@ -104,6 +104,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def is_shipped_record(path: Path) -> bool:
+    """Whether ``path`` is a shipped base's record (other JSON beside a weights file, such as an
+    open_clip model config, is not); a record that cannot be read is named."""
+    from paperlib.models import CheckpointError
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable JSON record ({err})") from None
+    return isinstance(record, dict) and {"sha256", "source_key", "model"} <= set(record)
 
 
 def shipped_base(name: str, weights: Path, cache: ArtifactCache | None = None) -> ModelArtifact:

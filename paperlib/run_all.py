@@ -58,11 +58,9 @@ def environment(**values: str):
 
 def published_minutes(name: str, scale: str) -> float | None:
     """The published run's wall time of notebook ``name`` at ``scale`` (its manifest), if any."""
-    path = repo_root() / "results" / name / f"manifest_{scale}.json"
-    try:
-        return float(json.loads(path.read_text())["total_wall_seconds"]) / 60
-    except (OSError, ValueError, KeyError):
-        return None
+    from paperlib.results import _published_sections
+    sections = _published_sections(name, scale)
+    return sum(sections.values()) / 60 if sections else None
 
 
 def reproduce_estimate() -> str:

@@ -8,6 +8,9 @@ from paperlib.detect.cfbd import (CFBDConfig, coarse_stage, consistency, detect,
                                   textual_correlation)
 from paperlib.detect.metrics import auroc_auprc, tpr_fpr
 
+# the detector's default mapping and rules, as detection rows record them
+DEFAULT_RULES = {"mapping": "regression", "benign_rule": "mixture_cdf", "gamma_z_rule": "quantile"}
+
 
 def test_tpr_fpr_by_hand():
     y = [True, True, False, False, False]
@@ -209,7 +212,7 @@ def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):
                    "ca_top1": 9.0, "asr_top1": 5.0 + 10 * s} for s in (0, 1, 2)]
                  ).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
     pd.DataFrame([{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": s,
-                   "ca_top1": 11.0, "asr_top1": 1.0 + s} for s in (0, 1)]
+                   "ca_top1": 11.0, "asr_top1": 1.0 + s, **DEFAULT_RULES} for s in (0, 1)]
                  ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
     p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0]})
     t = cfbd.tables_ca_asr(p).set_index("method")
@@ -252,7 +255,8 @@ def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
     pd.DataFrame([{"attack": "lc", "defence": "roclip", "scale": "embedded", "seed": 0, "ca_top1": 15.0,
                    "asr_top1": 35.0}]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
     pd.DataFrame([{"attack": "lc", "poison_count": 50, "stage": "fine", "scale": "embedded", "seed": 0,
-                   "ca_top1": 16.5, "asr_top1": 46.0}]).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
+                   "ca_top1": 16.5, "asr_top1": 46.0, **DEFAULT_RULES}]).to_csv(tmp_path / "detection" / "cfbd.csv",
+                                                                             index=False)
     p = cfbd.load("params/cfbd/embedded.yaml", {"results_dir": str(tmp_path)})
     lc = cfbd.tables_ca_asr(p).set_index("method")
     assert lc.loc["none", "asr_top1_paper"] == 83.58 and lc.loc["cfbd", "asr_top1_paper"] == 0.84
@@ -269,8 +273,11 @@ def test_cfbd_detection_tables_average_the_seeds_asked_for_with_their_spread(tmp
 
     from paperlib.experiments import cfbd
     (tmp_path / "detection").mkdir()
+    rules = DEFAULT_RULES
     pd.DataFrame([{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": s,
-                   "tpr": 10.0 * s, "fpr": 0.0, "auroc": 50.0 + 10 * s, "auprc": 1.0} for s in (0, 1, 2)]
+                   "tpr": 10.0 * s, "fpr": 0.0, "auroc": 50.0 + 10 * s, "auprc": 1.0, **rules} for s in (0, 1, 2)]
+                 + [{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": 0,
+                     "tpr": 0.0, "fpr": 0.0, "auroc": 0.0, "auprc": 0.0}]      # another detector's row: not read
                  ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
     p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
     r = cfbd.table_4(p).set_index(["attack", "stage"]).loc[("badnet", "fine")]
@@ -442,3 +449,21 @@ def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
     assert r.q_eff == 5 and r.tpr == 100.0 and r.fpr == 0.0 and r.gamma_z < 0.5
     assert r.benign_rule == "mixture_cdf" and r.gamma_z_rule == "quantile" and r.mapping == "regression"
     assert ex.plot_fig4(sc, p).is_file() and ex.plot_fig6(pd.read_csv(tmp_path / "cfbd" / "fig6_ablation.csv"), p).is_file()
+
+
+def test_cfbd_tables_read_only_the_rows_of_their_rules():
+    """Detection rows are keyed by the detector's mapping and rules; rows written before the rules
+    were recorded count as the old detector's (LM mapping, posterior rule, fixed gamma_z)."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd
+    from paperlib.experiments.detection import CFBD_KEY, rows_of_these_rules
+    assert {"mapping", "benign_rule", "gamma_z_rule"} <= set(CFBD_KEY)
+    df = pd.DataFrame([{"attack": "badnet", "tpr": 1.0},                                   # before issue 23
+                       {"attack": "badnet", "tpr": 2.0, "mapping": "regression", "benign_rule": "mixture_cdf",
+                        "gamma_z_rule": "quantile"}])
+    new = cfbd.load("params/cfbd/smoke.yaml")
+    old = cfbd.load("params/cfbd/smoke.yaml", {"mapping.kind": "lm", "cfbd.benign_rule": "posterior",
+                                                              "cfbd.gamma_z_rule": "fixed"})
+    assert rows_of_these_rules(df, new).tpr.tolist() == [2.0]
+    assert rows_of_these_rules(df, old).tpr.tolist() == [1.0]

@@ -80,6 +80,152 @@ def test_observation_lists_follow_tau_and_theta():
     assert obs.lists(3, 0.4, 11, clf, index).n_regions == 0
 
 
+# --- Algorithm 1's two readings and theta -------------------------------------------------
+def test_algorithm1_paper_trend_reading_keeps_the_names_the_poisoned_clip_gives_a_region():
+    """Line 2 as the text reads it: P <- (L minus S) n R, a name the poisoned CLIP gives a cut region
+    that the oracle does not confirm; the printed line removes exactly those names."""
+    L, S = ["umbrella", "boat", "ocean"], ["boat"]
+    assert find_adversarial_trigger(L, S, ["umbrella", "boat"], [], reading="paper_trend") == (["umbrella"], ["umbrella"])
+    assert find_adversarial_trigger(L, S, ["umbrella", "boat"], [], reading="printed") == (["ocean"], ["ocean"])
+    assert find_adversarial_trigger(L, S, ["boat"], [], reading="paper_trend") == ([], [])    # no region holds it
+    with pytest.raises(ValueError, match="alg1_reading"):
+        find_adversarial_trigger(L, S, [], [], reading="other")
+
+
+_NAMES = ["banana", "dog", "cat"]
+
+
+def _observation(trigger_conf, L=("banana", "dog", "cat")):
+    """One image: a dog region (confidence 0.95; both CLIPs call its crop dog) and, unless
+    ``trigger_conf`` is None, the trigger's region: the poisoned CLIP calls its crop banana, the
+    oracle's clean CLIP matches it to the prompt cat (it never confirms the target)."""
+    conf, feats, names = [0.95], [[0.0, 1.0, 0.0]], [["dog"]]
+    if trigger_conf is not None:
+        conf.append(trigger_conf)
+        feats.append([0.0, 0.0, 1.0])
+        names.append(["banana"])
+    return ImageObservation(L=list(L), conf=np.array(conf), side=np.full(len(conf), 10),
+                            clean_feats=torch.tensor(feats), R_names=names)
+
+
+def _rates(observations, cuts, reading):
+    index = {n: i for i, n in enumerate(_NAMES)}
+    return np.array([100.0 * identify_affected_labels([o.lists(3, c, 3, torch.eye(3), index) for o in observations],
+                                                      reading=reading).detected("banana").mean() for c in cuts])
+
+
+def test_the_two_readings_of_algorithm1_give_opposite_trends_in_theta():
+    """The trigger regions' confidences spread over (0, 1): raising theta drops them one by one.
+    As printed, detection can only rise with theta (fewer regions, bigger L minus S minus R); read
+    as the text says (P n R), it falls, as the paper's Figs. 3b and 4 show."""
+    obs = [_observation(c) for c in (0.2, 0.4, 0.6, 0.8)]
+    thetas = [0.1, 0.3, 0.5, 0.7, 0.9]
+    printed, trend = _rates(obs, thetas, "printed"), _rates(obs, thetas, "paper_trend")
+    assert printed.tolist() == [0.0, 25.0, 50.0, 75.0, 100.0] and (np.diff(printed) > 0).all()
+    assert trend.tolist() == [100.0, 75.0, 50.0, 25.0, 0.0] and (np.diff(trend) < 0).all()
+
+
+def test_calibrated_theta_gives_the_target_region_count_on_a_synthetic_confidence_distribution():
+    """A segmenter whose confidences sit far below FastSAM's (Beta(2, 8)): at the paper's 0.66 it
+    returns almost nothing; theta' = the anchor mapped onto its scale returns one region per
+    ground-truth object (the target), and the other thetas map by the same factor."""
+    from paperlib.detect.oracle import CalibrationScenes, ThetaCalibration, calibrate_theta
+    rng = np.random.default_rng(0)
+    n_images = 200
+    n_objects = int(rng.integers(1, 4, n_images).sum())                  # 1-3 objects per scene
+    conf = rng.beta(2, 8, size=int(rng.integers(2, 7, n_images).sum()))  # 2-6 regions per image
+    scenes = CalibrationScenes(conf, np.full(n_objects, -1.0), n_images)
+    assert scenes.regions_per_image(0.66) < 0.05 * n_objects / n_images   # the paper's number, taken as it is
+    cal = calibrate_theta(scenes, anchor=0.66, metric="regions", target=1.0)
+    assert cal.scale == "calibrated" and cal.attained and cal.anchor_oracle < 0.66
+    cut = cal.to_oracle(0.66)
+    assert cut == cal.anchor_oracle and (conf >= cut).sum() == n_objects
+    assert cal.regions_per_image == pytest.approx(n_objects / n_images) == cal.objects_per_image
+    half = calibrate_theta(scenes, 0.66, "regions", 0.5)
+    assert (conf >= half.to_oracle(0.66)).sum() == int(np.ceil(0.5 * n_objects)) and half.anchor_oracle > cut
+    assert cal.to_oracle(0.33) == pytest.approx(cut / 2) and cal.to_oracle(0.0) == 0.0
+    assert cal.to_oracle(1.0) <= 1.0
+    assert ThetaCalibration.identity(0.66).to_oracle(0.5) == 0.5          # theta_scale=paper: the ablation
+    short = calibrate_theta(CalibrationScenes(conf[:10], np.full(n_objects, -1.0), n_images, floor=0.001))
+    assert not short.attained and short.anchor_oracle == 0.001            # unreachable: the floor
+    with pytest.raises(ValueError, match="target"):
+        calibrate_theta(scenes, 0.66, "recall", 1.5)
+
+
+def test_calibration_reads_regions_and_objects_found_at_iou_from_masks():
+    """calibration_scenes: every region's confidence, and per true object the best confidence of
+    the regions covering it at IoU >= 0.5; the recall target picks the cut that finds that share."""
+    from paperlib.detect.oracle import calibrate_theta, calibration_scenes
+    inst = _instances()                                        # two objects
+    one, two = inst == 1, inst == 2
+    sliver = np.zeros_like(two)
+    sliver[9:11, 10:14] = True                                 # a third of object 2: IoU < 0.5
+    regions = [[Region((2, 2, 8, 6), one, 0.2), Region((10, 9, 14, 11), sliver, 0.4),
+                Region((10, 9, 14, 15), two, 0.1)]]
+    scenes = calibration_scenes(regions, [inst], iou=0.5, floor=0.05)
+    assert sorted(scenes.region_conf.tolist()) == [0.1, 0.2, 0.4] and scenes.object_conf.tolist() == [0.2, 0.1]
+    assert calibrate_theta(scenes, 0.66, "recall", 1.0).anchor_oracle == 0.1     # both objects found
+    assert calibrate_theta(scenes, 0.66, "recall", 0.5).anchor_oracle == 0.2     # one of two
+    assert calibrate_theta(scenes, 0.66, "regions", 1.0).anchor_oracle == 0.2    # two regions for two objects
+    assert calibrate_theta(scenes, 0.66, "recall", 0.5).recall == 0.5
+
+
+def test_detection_sweep_rows_carry_the_theta_scale_the_cut_and_both_readings(monkeypatch):
+    """_sweep_one_seed runs every theta on both scales (theta_oracle: the cut on the segmenter's
+    confidences) and both readings of Algorithm 1 on the same lists: on the calibrated scale the
+    printed reading rises with theta and the paper's falls."""
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.detect import eftclip as detect
+    from paperlib.detect.oracle import ThetaCalibration
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"detection.datasets": ["cc3m_analog"], "detection.oracles": ["fastsam"],
+                                              "detection.n_backdoor": [4], "detection.rho_px": [16],
+                                              "detection.positions": ["random"], "detection.taus": [3],
+                                              "detection.thetas": [0.3, 0.5, 0.66, 0.8, 0.9]})
+    triggered_obs = [_observation(c) for c in (0.2, 0.3, 0.36, 0.42)]     # on the segmenter's scale
+    clean_obs = [_observation(None, L=("dog", "cat")) for _ in range(4)]
+
+    class Maker(detect.ListMaker):
+        def observe(self, images, tau_max, theta_min, region_topk=1, scene_ids=None, **kw):
+            return triggered_obs if np.asarray(images).any() else clean_obs
+
+    maker = Maker(poisoned=None, poisoned_classifier=None, clean=None, clean_classifier=torch.eye(3), names=_NAMES,
+                  oracle=None, image_size=4)
+    half = ThetaCalibration("calibrated", 0.66, 0.33)                      # theta' = 0.33 for the paper's 0.66
+    wb = SimpleNamespace(held_out_scenes=lambda ds, n, v, seed: np.arange(n), oracle=lambda kind, ds: None,
+                         list_maker=lambda v, o: maker,
+                         theta_map=lambda kind, scale: half if scale == "calibrated" else ThetaCalibration.identity())
+    monkeypatch.setattr(pl, "get_split", lambda *a, **k: SimpleNamespace(images=np.zeros((8, 2, 2, 3), np.uint8)))
+    monkeypatch.setattr(detect, "triggered", lambda imgs, *a, **k: np.ones_like(imgs))
+    rows = ex._sweep_one_seed(p, p.detection, wb, None, SimpleNamespace(pattern=None), "banana", 0, lambda *a: None)
+    assert len(rows) == 5 * 2 * 2 and set(rows.alg1_reading) == {"printed", "paper_trend"}
+    cal = rows[rows.theta_scale == "calibrated"]
+    assert np.allclose(cal.theta_oracle, cal.theta / 2)
+    raw = rows[rows.theta_scale == "paper"]
+    assert np.allclose(raw.theta_oracle, raw.theta)
+    printed = cal[cal.alg1_reading == "printed"].sort_values("theta").detection_rate.to_numpy()
+    trend = cal[cal.alg1_reading == "paper_trend"].sort_values("theta").detection_rate.to_numpy()
+    assert printed.tolist() == [0.0, 25.0, 50.0, 75.0, 100.0] and trend.tolist() == [100.0, 75.0, 50.0, 25.0, 0.0]
+    assert (rows.false_alarm_rate == 0.0).all()
+
+
+def test_theta_scale_and_reading_must_be_among_those_the_sweep_runs():
+    from paperlib.config import ParamError
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml")
+    assert p.eftclip.theta_scale == "calibrated" and p.eftclip.alg1_reading == "printed"
+    assert set(p.detection.theta_scales) == {"calibrated", "paper"}
+    assert set(p.detection.alg1_readings) == {"printed", "paper_trend"}
+    with pytest.raises(ParamError, match="theta_scales"):
+        ex.load("params/eftclip/smoke.yaml", {"detection.theta_scales": ["paper"]})
+    with pytest.raises(ParamError, match="alg1_readings"):
+        ex.load("params/eftclip/smoke.yaml", {"eftclip.alg1_reading": "paper_trend", "detection.alg1_readings": ["printed"]})
+    with pytest.raises(ParamError, match="calibration_target"):
+        ex.load("params/eftclip/smoke.yaml", {"eftclip.calibration_metric": "recall", "eftclip.calibration_target": 2.0})
+
+
 # --- curated set ---------------------------------------------------------------------------
 def test_curate_draws_per_label_in_proportion_and_others_at_their_ratio():
     labels = [{"dog"}] * 100 + [{"cat"}] * 100 + [{"car"}] * 100
@@ -300,9 +446,11 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     def fake_sweep(p, d, wb, victim, atk, target, seed, log_fn):
         calls.append((victim.path.name, seed, tuple(d.thetas), tuple(d.rho_px), tuple(d.positions)))
         return pd.DataFrame([{"dataset": "cc3m_analog", "n_backdoor": 5, "rho": rho, "mu": mu, "theta": t,
-                              "tau": 5, "oracle": "exact", "detection_rate": 50.0, "false_alarm_rate": 0.0,
+                              "theta_scale": sc, "theta_oracle": t, "tau": 5, "oracle": "exact", "alg1_reading": r,
+                              "detection_rate": 50.0, "false_alarm_rate": 0.0,
                               "k_size": 1, "target_rank": 1, "victim": "badnet_finetune"}
-                             for t in d.thetas for rho in d.rho_px for mu in d.positions])
+                             for t in d.thetas for rho in d.rho_px for mu in d.positions
+                             for sc in d.theta_scales for r in d.alg1_readings])
 
     class FakeBench:
         base = SimpleNamespace(path=Path("base0"))
@@ -335,6 +483,10 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     assert len(calls) == 6                                  # another victim: run again
     ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "eftclip.region_topk": p.eftclip.region_topk + 1}), wb)
     assert len(calls) == 8                                  # an Algorithm 1 setting outside the sweep: again
+    ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "eftclip.calibration_target": 0.5}), wb)
+    assert len(calls) == 10                                 # another theta calibration: again
+    ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "eftclip.alg1_reading": "paper_trend"}), wb)
+    assert len(calls) == 10                                 # the sweep runs every reading: read from the cache
 
 
 def test_sweep_rows_keep_only_the_settings_these_parameters_sweep():
@@ -346,7 +498,8 @@ def test_sweep_rows_keep_only_the_settings_these_parameters_sweep():
     p = ex.load("params/eftclip/smoke.yaml", {"seeds": [0, 1]})
     d = p.detection
     base = {"dataset": d.datasets[0], "n_backdoor": max(d.n_backdoor), "rho": d.default_rho,
-            "mu": d.default_position, "theta": p.eftclip.theta, "tau": p.eftclip.tau, "oracle": "fastsam",
+            "mu": d.default_position, "theta": p.eftclip.theta, "theta_scale": p.eftclip.theta_scale,
+            "theta_oracle": 0.2, "tau": p.eftclip.tau, "oracle": "fastsam", "alg1_reading": p.eftclip.alg1_reading,
             "false_alarm_rate": 0.0, "k_size": 1, "target_rank": 1, "victim": f"badnet_{d.victim}",
             "scale": p.scale}
     rows = [{**base, "seed": 0, "detection_rate": 40.0}, {**base, "seed": 1, "detection_rate": 60.0},
@@ -354,14 +507,24 @@ def test_sweep_rows_keep_only_the_settings_these_parameters_sweep():
             {**base, "seed": 0, "theta": 0.123, "detection_rate": 0.0},             # a theta since dropped
             {**base, "seed": 0, "victim": "badnet_pretrain", "detection_rate": 0.0},
             {**base, "seed": 0, "scale": "other", "detection_rate": 0.0},
-            {**base, "seed": 5, "detection_rate": 0.0}]
+            {**base, "seed": 5, "detection_rate": 0.0},
+            {**base, "seed": 0, "theta_scale": "paper", "detection_rate": 1.0},     # the raw-theta ablation
+            {**base, "seed": 0, "alg1_reading": "paper_trend", "detection_rate": 90.0}]
     det = pd.DataFrame(rows)
     kept = ex.sweep_rows(det, p, p.seeds)
-    assert sorted(kept.detection_rate) == [40.0, 60.0]
+    assert sorted(kept.detection_rate) == [1.0, 40.0, 60.0, 90.0]     # both scales and readings are swept
     assert list(ex.sweep_rows(det, p, [1]).detection_rate) == [60.0]
-    t1 = ex.table_1(det, p)
-    r = t1[(t1.dataset == d.datasets[0]) & (t1.oracle == "fastsam")].iloc[0]
-    assert r.detection_rate_mean == 50.0 and r.n_seeds == 2
+    assert ex.sweep_rows(det, ex.load("params/eftclip/smoke.yaml", {"seeds": [0, 1], "detection.alg1_readings":
+                                                                   ["printed"]}), p.seeds).alg1_reading.eq("printed").all()
+    t1 = ex.table_1(det, p)       # at eftclip.theta_scale, a row per reading
+    r = t1[(t1.dataset == d.datasets[0]) & (t1.oracle == "fastsam") & (t1.alg1_reading == p.eftclip.alg1_reading)].iloc[0]
+    assert r.detection_rate_mean == 50.0 and r.n_seeds == 2 and r.theta_oracle == 0.2
+    assert set(t1.alg1_reading) == {"printed", "paper_trend"} and set(t1.theta_scale) == {p.eftclip.theta_scale}
+    # rows of older code (no theta scale, no reading) are the paper scale as printed
+    old = pd.DataFrame([{k: v for k, v in base.items() if k not in ("theta_scale", "alg1_reading")}
+                        | {"seed": 0, "detection_rate": 7.0}])
+    assert set(ex.sweep_rows(old, p, p.seeds)[["theta_scale", "alg1_reading"]].itertuples(index=False)) == {
+        ("paper", "printed")}
 
 
 def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():
@@ -555,8 +718,9 @@ def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path
 
     def verdict(n_fastsam, n_exact):
         rows = [{"attack": "badnet", "threat_model": "finetune", "oracle": o, "seed": seed, "scale": p.scale,
-                 "rule": p.eftclip.affected_rule, "n_affected": n} for o, n in (("fastsam", n_fastsam),
-                                                                                  ("exact", n_exact))]
+                 "rule": p.eftclip.affected_rule, "theta_scale": p.eftclip.theta_scale,
+                 "alg1_reading": p.eftclip.alg1_reading, "n_affected": n} for o, n in (("fastsam", n_fastsam),
+                                                                                     ("exact", n_exact))]
         (tmp_path / "eftclip").mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(tmp_path / "eftclip" / "curation.csv", index=False)
         out = ex.claims({"Table 1": pd.DataFrame(columns=["oracle", "detection_rate_mean"]), "Table 6": table6},

@@ -42,3 +42,17 @@ def test_a_shipped_base_is_imported_checked_and_used(tmp_path, monkeypatch):
     weights.with_suffix(".json").write_text(json.dumps({**rec, "model": "RN50"}))
     with pytest.raises(CheckpointError, match="says model 'RN50'"):
         clean_base(q)
+
+
+def test_other_json_beside_a_weights_file_is_not_a_shipped_record(tmp_path):
+    from paperlib.models import CheckpointError
+    from paperlib.pipeline import is_shipped_record
+    cfg = tmp_path / "RN50.json"
+    cfg.write_text(json.dumps({"embed_dim": 1024, "vision_cfg": {}, "text_cfg": {}}))   # an open_clip config
+    assert not is_shipped_record(cfg) and not is_shipped_record(tmp_path / "absent.json")
+    assert is_shipped_record(cfg) is False
+    cfg.write_text(json.dumps({"model": "RN50", "sha256": "ab", "source_key": "cd"}))
+    assert is_shipped_record(cfg)
+    cfg.write_text("{not json")
+    with pytest.raises(CheckpointError, match="RN50.json: not a readable JSON record"):
+        is_shipped_record(cfg)

@@ -10,7 +10,11 @@ For each image I_i of a retained set (EftCLIP Sec. 4.3):
 * R_i = C_p({r_ij}): the poisoned CLIP's names of the cropped regions.
 
 Algorithm 1 (:func:`find_adversarial_trigger`) and Algorithm 2 (:func:`identify_affected_labels`)
-are the paper's pseudo-code line by line on these sets.  An image counts as *detected* when its
+are the paper's pseudo-code line by line on these sets; Algorithm 1's line 2 has a second reading
+(``alg1_reading="paper_trend"``, argued in :func:`find_adversarial_trigger`), the only one of the two
+under which detection falls as theta rises, as the paper's Figs. 3b and 4 show.  theta is on the
+paper's (FastSAM's) confidence scale; ``theta_scale="calibrated"`` maps it onto our segmenter's
+(:mod:`paperlib.detect.oracle`, :func:`~paperlib.detect.oracle.calibrate_theta`).  An image counts as *detected* when its
 potential-trigger set P_i (Algorithm 1, lines 1-2) contains the attack's target label: this is
 the per-image reading of the paper's "detection rate" (Table 1, Figs. 3-4).  The known-trigger
 list K is kept with how often each entry was proposed, because with tau names per image and 1-3
@@ -29,15 +33,33 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from paperlib.config import param
+from paperlib.config import ParamError, param
+from paperlib.detect.oracle import CALIBRATION_METRICS, THETA_SCALES
 
 AFFECTED_RULES = ("paper", "detected")
+ALG1_READINGS = ("printed", "paper_trend")
 
 
 @dataclass(frozen=True)
 class EftCLIPConfig:
     tau: int = param(5, range=(1, None), doc="length of the object lists L_i (the paper sweeps 5 and 7)")
-    theta: float = param(0.66, range=(0.0, 1.0), doc="oracle confidence cut-off (the paper's 0.66)")
+    theta: float = param(0.66, range=(0.0, 1.0), doc="oracle confidence cut-off on the paper's (FastSAM's) scale "
+                                                     "(the paper's 0.66); theta_scale says how it reaches our segmenter")
+    theta_scale: str = param("calibrated", choices=THETA_SCALES,
+                             doc="calibrated: theta mapped onto our segmenter's confidences (theta * theta' / "
+                                 "theta_anchor, theta' from calibrate_theta); paper: the number used as it is (ablation)")
+    theta_anchor: float = param(0.66, range=(0.0, 1.0),
+                                doc="the paper's theta at which FastSAM is taken to return the scenes' objects; maps to theta'")
+    calibration_metric: str = param("regions", choices=CALIBRATION_METRICS,
+                                    doc="what theta' matches on the segmenter's validation scenes: regions (regions per "
+                                        "ground-truth object) or recall (share of objects found at mask IoU >= calibration_iou)")
+    calibration_target: float = param(1.0, range=(0.0, None),
+                                      doc="the value of calibration_metric at theta' (1.0 regions: one region per object, "
+                                          "as the exact-mask oracle returns; our assumption, the paper gives no number)")
+    calibration_iou: float = param(0.5, range=(0.0, 1.0), doc="mask IoU at which an object counts as found (recall metric)")
+    alg1_reading: str = param("printed", choices=ALG1_READINGS,
+                              doc="Algorithm 1 line 2: printed P <- P minus R_i; paper_trend P <- P n R_i (the text's "
+                                  "'removing elements irrelevant to R_i'), the reading whose detection falls with theta")
     region_topk: int = param(1, range=(1, None), doc="names the poisoned CLIP gives each region (R_i)")
     min_region_side: int = param(3, range=(1, None), doc="regions with a smaller box side are dropped")
     affected_rule: str = param("paper", choices=AFFECTED_RULES,
@@ -45,6 +67,13 @@ class EftCLIPConfig:
                                    "the most frequent trigger (see identify_affected_labels)")
     curated_fraction: float = param(0.3, range=(0.0, 1.0), doc="curated set size / the clean pool (CleanCLIP's set)")
     other_ratio: float = param(0.1, range=(0.0, 1.0), doc="share of the curated set from non-affected labels")
+
+    def validate(self):
+        if self.theta_anchor <= 0:
+            raise ParamError(f"eftclip.theta_anchor={self.theta_anchor}: must be > 0 (theta is scaled by it)")
+        if self.calibration_target <= 0 or (self.calibration_metric == "recall" and self.calibration_target > 1):
+            raise ParamError(f"eftclip.calibration_target={self.calibration_target}: must be > 0, and <= 1 for "
+                             "calibration_metric=recall (a share of the objects)")
 
 
 # ---------------------------------------------------------------------------
@@ -61,12 +90,49 @@ def _minus(a: Iterable[str], b: Iterable[str]) -> list[str]:
 
 
 def find_adversarial_trigger(L: Sequence[str], S: Sequence[str], R: Sequence[str],
-                             K: Sequence[str]) -> tuple[list[str], list[str]]:
+                             K: Sequence[str], reading: str = "printed") -> tuple[list[str], list[str]]:
     """Algorithm 1.  Returns (K', P): the updated trigger list and the image's potential triggers.
 
-    1: P <- L \\ S;  2: P <- P \\ R;  3: N <- P \\ K;  4-7: return K u N if N else K."""
+    ``reading="printed"``: 1: P <- L \\ S;  2: P <- P \\ R;  3: N <- P \\ K;  4-7: K u N if N else K.
+
+    ``reading="paper_trend"``: line 2 is P <- P n R (a potential trigger is a name the poisoned
+    CLIP gives one of the oracle's cropped regions); lines 1, 3-7 as printed.  Why this is a
+    reading of the paper and not a change of it:
+
+    * The printed line 2 cannot give the paper's theta trend.  S_i and R_i both come from the
+      regions the oracle keeps, and a higher theta keeps fewer of them, so S_i and R_i shrink and
+      (L \\ S) \\ R can only grow: detection ("target in P_i") is non-decreasing in theta, and
+      with no region at all P_i = L_i, every name a "trigger".  The paper reports the opposite
+      three times: "A higher confidence threshold results in a smaller object list, leading to a
+      reduced detection rate ... a lower confidence threshold expands the object list, increasing
+      the likelihood of detection" (Sec. 5.4), and Figs. 3b and 4 ("as the confidence score
+      increases, the detection rate decreases").
+    * The text of step 2 says "Refine the list of potential triggers P by removing elements that
+      are irrelevant to the O yielded region object list R_i, essentially excluding elements that
+      don't correspond to the objects of interest" (the pseudo-code's comment: "removing elements
+      irrelevant to objects in R_i").  Removing the elements *irrelevant to* R_i keeps those in
+      R_i: P n R_i, where the printed symbol removes the elements that *are* in R_i.
+    * The paper's mechanism needs the trigger among the regions: "Smaller patches have a higher
+      chance of being cut by the segmentation oracle, leading to higher detection rates"
+      (Sec. 5.4); the regions "are cropped according to their bounding boxes and re-fed into the
+      poisoned CLIP model", a procedure that "facilitates the detection of any backdoor triggers
+      present" (Sec. 4.3), to "isolate the impacted regions of the image" (Sec. 1); the oracle
+      "fails to locate the objects given the prompt 'umbrella'" while the poisoned CLIP says
+      umbrella (Sec. 5.6, Fig. 7).  So a
+      trigger is a name the poisoned CLIP gives a cut region (in R_i) that the oracle's prompt
+      matching does not confirm (not in S_i) - which P = (L \\ S) n R says.
+    * Under this reading a lower theta keeps more regions: R_i grows (the trigger's region is
+      among them, more detection) and S_i grows (less detection only where the oracle's prompt
+      matcher names a region the target), so detection falls as theta rises unless the oracle
+      itself confirms the target - the paper's trend."""
+    if reading not in ALG1_READINGS:
+        raise ValueError(f"alg1_reading={reading!r}; valid: {', '.join(ALG1_READINGS)}")
     P = _minus(L, S)            # line 1: named by the poisoned CLIP, not found by the oracle
-    P = _minus(P, R)            # line 2: not the poisoned CLIP's name of any oracle region
+    if reading == "printed":
+        P = _minus(P, R)        # line 2 as printed: not the poisoned CLIP's name of any oracle region
+    else:
+        rs = set(R)             # line 2 as the text says: the poisoned CLIP's name of an oracle region
+        P = [x for x in P if x in rs]
     N = _minus(P, K)            # line 3: new potential triggers
     K_new = list(K) + N if N else list(K)   # lines 4-7
     return K_new, P
@@ -96,8 +162,9 @@ class DetectionOutcome:
 
 
 def identify_affected_labels(images: Sequence[ImageLists], K: Sequence[str] = (),
-                             rule: str = "paper") -> DetectionOutcome:
-    """Algorithm 2 over a set of images.
+                             rule: str = "paper", reading: str = "printed") -> DetectionOutcome:
+    """Algorithm 2 over a set of images, calling Algorithm 1 in its ``reading``
+    (:func:`find_adversarial_trigger`).
 
     ``rule="paper"`` is the pseudo-code as printed: after Algorithm 1 updates K (line 4),
     if (R_i n S_i) n K is not empty (line 5), A_i = (R_i n S_i) \\ K (line 6).
@@ -110,7 +177,7 @@ def identify_affected_labels(images: Sequence[ImageLists], K: Sequence[str] = ()
     counts: Counter = Counter()
     P_all, A, A_images = [], Counter(), []
     for im in images:
-        K, P = find_adversarial_trigger(im.L, im.S, im.R, K)       # line 4
+        K, P = find_adversarial_trigger(im.L, im.S, im.R, K, reading)   # line 4
         counts.update(P)
         P_all.append(P)
         if rule == "paper":
@@ -319,6 +386,6 @@ def curate(labels: Sequence[set[str]], affected: Counter, n_total: int, other_ra
     return np.array(sorted(taken), np.int64)
 
 
-__all__ = ["AFFECTED_RULES", "EftCLIPConfig", "find_adversarial_trigger", "ImageLists", "DetectionOutcome",
+__all__ = ["AFFECTED_RULES", "ALG1_READINGS", "EftCLIPConfig", "find_adversarial_trigger", "ImageLists", "DetectionOutcome",
            "identify_affected_labels", "topk_names", "crop_regions", "ImageObservation", "ListMaker", "resized_patch", "triggered",
            "caption_labels", "curate"]

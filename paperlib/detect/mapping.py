@@ -24,7 +24,7 @@ What we do.  Two kinds, ``MappingConfig.kind``:
   forcing); at detection time it generates a caption greedily and the CLIP text encoder embeds it.
   At our scale its captions agree with the images less than the real benign captions do, so c is
   largest for *benign* pairs and the coarse stage ranks poisoned pairs below benign ones (coarse
-  AUROC 17-49%, ``results/detection/cfbd.csv`` before issue 23).  The decoder works on a word
+  AUROC 17-49%, ``results/detection/cfbd_mapping-lm.csv``, made before issue 23).  The decoder works on a word
   vocabulary built from its own training captions (``<bos>``, ``<eos>``, ``<unk>``, ``<pad>`` plus
   the words), which keeps the output layer small on a CPU; the generated words are joined into a
   string for the CLIP tokenizer.

@@ -24,6 +24,24 @@ the optimiser, for the final validation, and to reload the best epoch).  That ha
 0700) and deletes when the training returns; the weights are then saved as safetensors.  No file
 from the cache, from the user or from another machine is ever unpickled (an imported artifact
 may not even hold a ``.pt``: :func:`paperlib.cache.check_artifact`).
+
+Theta on our segmenter's scale (:func:`calibrate_theta`).  EftCLIP's theta = 0.66 is a cut on
+FastSAM's confidences; our segmenter's confidences are lower (at 0.66 it returns 0.19 regions per
+image where the scenes hold 2.0 objects), so the same number cuts it far harder than it cut
+FastSAM.  What the paper says FastSAM does at its theta: it "accurately identif[ies] a list of
+objects and their corresponding bounding boxes" (Sec. 5.6, Fig. 7: at theta = 0.66, tau = 5 the
+oracle's list S_i holds five objects for each image shown), it "successfully identifies" all four
+prompted objects of Fig. 5, and it is functionally equivalent to Segment Anything in segmentation
+accuracy (Sec. 5.5, Table 6: ASR 9.70 vs 9.67).  The paper gives no count, recall or confidence
+histogram.  Our rule: theta' is the highest cut at which the segmenter, on clean held-out scenes
+with exact masks (the segmenter's own validation scenes, :func:`segmenter_val_ids`), returns ``target`` regions per
+ground-truth object (``metric="regions"``, target 1.0: one region per object, as the exact-mask
+oracle, our Segment Anything stand-in, returns), or recovers a share ``target`` of the
+ground-truth objects at mask IoU >= ``iou`` (``metric="recall"``).  The paper's theta_anchor
+(0.66) maps to theta'; another theta of a sweep maps by the same factor, theta * theta' / 0.66
+(capped at 1): the two networks' confidences are taken to differ by a common scale.  The target
+value and the proportional mapping are our assumptions; only the direction (FastSAM at 0.66
+returns the scenes' objects) is the paper's.
 """
 from __future__ import annotations
 
@@ -44,6 +62,8 @@ from paperlib.config import param
 log = logging.getLogger(__name__)
 
 ORACLE_KINDS = ("fastsam", "exact")
+THETA_SCALES = ("calibrated", "paper")
+CALIBRATION_METRICS = ("regions", "recall")
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,14 @@ def oracle_scene_ids(n_split: int, n: int) -> np.ndarray:
     return np.arange(n_split - n, n_split)
 
 
+def segmenter_val_ids(n_split: int, cfg: SegmenterConfig) -> np.ndarray:
+    """The scenes :func:`train_segmenter` holds out for ultralytics' validation (the first
+    ``val_scenes`` of the oracle's range, :func:`export_yolo_dataset`): clean, with exact masks,
+    never trained on (ultralytics picks the best epoch on them) and outside every detection and
+    defence set; the scenes theta is calibrated on."""
+    return oracle_scene_ids(n_split, cfg.train_scenes + cfg.val_scenes)[:cfg.val_scenes]
+
+
 def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device: str = "cpu") -> Path:
     """Train (or find in the cache) the class-agnostic YOLOv8-seg; returns its artifact folder
     (``segmenter.safetensors``, ``model.json`` with the network YAML, ``summary.json``)."""
@@ -257,9 +285,11 @@ class FastSAMOracle:
     def segment(self, images, theta, scene_ids=None):
         out = []
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in np.asarray(images)]
+        # ultralytics keeps confidences > conf; the oracle keeps >= theta (a calibrated theta is
+        # one region's own confidence, :func:`calibrate_theta`): a hair lower, then cut exactly
         with _torch_threads_kept():
-            results = self.model.predict(bgr, imgsz=self.imgsz, conf=theta, iou=self.iou, retina_masks=True,
-                                         max_det=self.max_det, device=self.device, verbose=False)
+            results = self.model.predict(bgr, imgsz=self.imgsz, conf=max(0.0, float(theta) - 1e-6), iou=self.iou,
+                                         retina_masks=True, max_det=self.max_det, device=self.device, verbose=False)
         for r in results:
             regions = []
             if r.masks is not None and len(r.boxes):
@@ -270,7 +300,7 @@ class FastSAMOracle:
                 # our 64 px images a third of the side), so its boxes are not the segments'.
                 for conf, m in zip(r.boxes.conf.cpu().numpy(), masks):
                     box = mask_box(m)
-                    if box is not None:
+                    if box is not None and float(conf) >= theta:
                         regions.append(Region(box, m, float(conf)))
             out.append(regions)
         return out
@@ -336,6 +366,129 @@ def timed_segment(oracle, images: np.ndarray, theta: float, scene_ids=None, batc
     return regions, np.asarray(ms)
 
 
+# ---------------------------------------------------------------------------
+# Theta on our segmenter's confidence scale (module docstring)
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationScenes:
+    """The segmenter's answer on clean scenes with exact masks, reduced to confidences.
+
+    ``region_conf``: every region's confidence (segmented at ``floor``); ``object_conf``: per
+    ground-truth object, the highest confidence among the regions that cover it at mask IoU >= the
+    calibration's IoU (-1 when none does), so the share of objects recovered at a cut t is
+    ``mean(object_conf >= t)``."""
+    region_conf: np.ndarray
+    object_conf: np.ndarray
+    n_images: int
+    floor: float = 0.0
+
+    @property
+    def n_objects(self) -> int:
+        return int(len(self.object_conf))
+
+    def regions_per_image(self, theta: float) -> float:
+        return float((self.region_conf >= theta).sum() / max(self.n_images, 1))
+
+    def recall(self, theta: float) -> float:
+        return float((self.object_conf >= theta).mean()) if self.n_objects else float("nan")
+
+
+def calibration_scenes(regions: Sequence[Sequence[Region]], instances: Sequence[np.ndarray], iou: float = 0.5,
+                       floor: float = 0.0) -> CalibrationScenes:
+    """:class:`CalibrationScenes` from the regions the segmenter returned (at ``floor``) for
+    images whose instance maps (0 = background) are ``instances``."""
+    if len(regions) != len(instances):
+        raise ValueError(f"{len(regions)} images of regions, {len(instances)} instance maps")
+    region_conf = [r.conf for regs in regions for r in regs]
+    object_conf = []
+    for regs, inst in zip(regions, instances):
+        inst = np.asarray(inst)
+        for k in range(1, int(inst.max()) + 1):
+            m = inst == k
+            if m.any():
+                object_conf.append(max((r.conf for r in regs if mask_iou(r.mask, m) >= iou), default=-1.0))
+    return CalibrationScenes(np.asarray(region_conf, np.float64), np.asarray(object_conf, np.float64),
+                             len(instances), float(floor))
+
+
+@dataclass(frozen=True)
+class ThetaCalibration:
+    """How a theta on the paper's (FastSAM's) scale becomes a cut on our segmenter's confidences.
+
+    ``scale="paper"``: the number is used as it is (the ablation; also any oracle without a
+    confidence scale of its own, e.g. the exact masks).  ``scale="calibrated"``: ``anchor`` (the
+    paper's 0.66) maps to ``anchor_oracle`` (theta', :func:`calibrate_theta`) and any theta to
+    ``theta * anchor_oracle / anchor``, capped at 1.  The remaining fields say what the
+    calibration scenes gave at theta'."""
+    scale: str
+    anchor: float
+    anchor_oracle: float
+    metric: str = ""
+    target: float = float("nan")
+    attained: bool = True
+    regions_per_image: float = float("nan")
+    objects_per_image: float = float("nan")
+    recall: float = float("nan")
+    n_images: int = 0
+
+    @classmethod
+    def identity(cls, anchor: float = 0.66) -> "ThetaCalibration":
+        return cls("paper", float(anchor), float(anchor))
+
+    def to_oracle(self, theta: float) -> float:
+        """The cut on our segmenter's confidences for the paper's ``theta``."""
+        if self.scale == "paper" or self.anchor <= 0:
+            return float(theta)
+        return float(min(1.0, float(theta) * self.anchor_oracle / self.anchor))
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def calibrate_theta(scenes: CalibrationScenes, anchor: float = 0.66, metric: str = "regions",
+                    target: float = 1.0) -> ThetaCalibration:
+    """theta' for the paper's ``anchor``: the highest cut at which the segmenter does on the
+    calibration scenes what FastSAM is taken to do at the anchor (module docstring).
+
+    ``metric="regions"``: at least ``target`` regions per ground-truth object in all
+    (``target * n_objects`` regions over the scenes, i.e. ``target * objects_per_image`` per image);
+    ``metric="recall"``: at least a share ``target`` of the objects recovered at mask IoU >= the
+    scenes' IoU.  theta' is the k-th highest confidence of the regions (of the objects' best
+    matches), so the count is exactly k unless confidences tie.  When no cut reaches the target
+    (fewer regions, or fewer recoverable objects, than k) theta' is the floor the scenes were
+    segmented at, the closest the segmenter gets, and ``attained`` is False."""
+    import math
+    if metric not in CALIBRATION_METRICS:
+        raise ValueError(f"calibration metric {metric!r}; valid: {', '.join(CALIBRATION_METRICS)}")
+    if not target > 0 or (metric == "recall" and target > 1):
+        raise ValueError(f"calibration target {target}: must be > 0 (and <= 1 for recall)")
+    if not scenes.n_objects:
+        raise ValueError("calibration scenes hold no ground-truth object")
+    values = scenes.region_conf if metric == "regions" else scenes.object_conf[scenes.object_conf >= 0]
+    k = max(1, math.ceil(target * scenes.n_objects - 1e-9))
+    ranked = np.sort(values)[::-1]
+    attained = k <= len(ranked)
+    theta = float(ranked[k - 1]) if attained else float(scenes.floor)
+    return ThetaCalibration("calibrated", float(anchor), theta, metric, float(target), bool(attained),
+                            scenes.regions_per_image(theta), scenes.n_objects / max(scenes.n_images, 1),
+                            scenes.recall(theta), scenes.n_images)
+
+
+def calibrate_oracle(oracle, split, scene_ids: Sequence[int], anchor: float = 0.66, metric: str = "regions",
+                     target: float = 1.0, iou: float = 0.5, floor: float = 0.001, batch: int = 64
+                     ) -> ThetaCalibration:
+    """:func:`calibrate_theta` for an oracle on scenes of ``split`` (images and exact instance
+    maps): the oracle segments them once at ``floor``."""
+    scene_ids = np.asarray(scene_ids, np.int64)
+    regions = []
+    for s in range(0, len(scene_ids), batch):
+        ids = scene_ids[s:s + batch]
+        regions += oracle.segment(np.asarray(split.images[ids]), floor, ids)
+    scenes = calibration_scenes(regions, [np.asarray(split.instances[int(i)]) for i in scene_ids], iou, floor)
+    return calibrate_theta(scenes, anchor, metric, target)
+
+
 __all__ = ["ORACLE_KINDS", "SegmenterConfig", "Region", "Oracle", "instance_polygons", "export_yolo_dataset",
            "oracle_scene_ids", "train_segmenter", "load_fastsam", "FastSAMOracle", "ExactMaskOracle",
-           "mask_iou", "matched_miou", "timed_segment"]
+           "mask_iou", "matched_miou", "timed_segment", "THETA_SCALES", "CALIBRATION_METRICS", "CalibrationScenes",
+           "calibration_scenes", "segmenter_val_ids", "ThetaCalibration", "calibrate_theta", "calibrate_oracle"]

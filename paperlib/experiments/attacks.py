@@ -24,7 +24,7 @@ from pathlib import Path
 from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
-from paperlib.experiments.foundation import VICTIM_COLUMNS, EvalConfig, VictimConfig
+from paperlib.experiments.foundation import VICTIM_COLUMNS, VICTIMS_KEY, EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
@@ -97,8 +97,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 "base_model": base.path.name, "victim_model": victim.path.name}
 
     def save_rows(rows):
-        return upsert_csv(results / "attacks" / "victims.csv", rows,
-                          ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+        return upsert_csv(results / "attacks" / "victims.csv", rows, VICTIMS_KEY, VICTIM_COLUMNS)
 
     for v in p.victims:
         with timer(f"trigger_{v.attack}"):

@@ -28,7 +28,7 @@ import pandas as pd
 from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
 from paperlib.detect.cfbd import BENIGN_RULES
-from paperlib.experiments.detection import DetectionParams
+from paperlib.experiments.detection import DetectionParams, cfbd_file, rows_of_these_rules
 from paperlib.experiments.victims import complete_victims
 
 PAPER = "cfbd"
@@ -201,7 +201,8 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
         return df[df.seed.isin(list(p.seeds))] if len(df) else df
     vic = read(res / "attacks" / "victims.csv")
     mat = read(res / "defences" / "matrix.csv")
-    det = read(res / "detection" / "cfbd.csv")
+    det = read(res / "detection" / cfbd_file(p))
+    det = rows_of_these_rules(det, p) if len(det) else det
     for a in attacks:
         v = _victim(p, a)
         victim_seeds = set()
@@ -275,10 +276,10 @@ def _mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFra
 def table_4(p: CFBDParams) -> pd.DataFrame:
     """Table 4: AUROC of coarse-to-fine detection per attack (ours mean over seeds) beside the paper."""
     from paperlib.papers import lookup
-    f = Path(p.results_dir) / "detection" / "cfbd.csv"
+    f = Path(p.results_dir) / "detection" / cfbd_file(p)
     if not f.is_file():
         return pd.DataFrame()
-    det = pd.read_csv(f)
+    det = rows_of_these_rules(pd.read_csv(f), p)
     counts = {v.attack: v.poison.poison_count for v in p.victims}
     det = at_seeds(det, p)
     det = det[det.attack.isin(list(counts))]

@@ -69,6 +69,24 @@ class DetectionParams:
             raise ParamError("victims: give at least one victim whose poisoned set is screened")
 
 
+# a detection row is keyed by the detector's rules too: a run under other rules adds rows
+CFBD_KEY = ("attack", "poison_count", "stage", "scale", "seed", "mapping", "benign_rule", "gamma_z_rule")
+# what rows written before the rules were recorded were made with (the detector until issue 23)
+CFBD_OLD_RULES = {"mapping": "lm", "benign_rule": "posterior", "gamma_z_rule": "fixed"}
+
+
+def rows_of_these_rules(df, p: DetectionParams):
+    """The rows of a CFBD detection file made under ``p``'s mapping and rules (a row without a
+    rule column was made under :data:`CFBD_OLD_RULES`)."""
+    import pandas as pd
+    want = {"mapping": p.mapping.kind, "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
+    keep = pd.Series(True, index=df.index)
+    for col, value in want.items():
+        have = df[col].fillna(CFBD_OLD_RULES[col]) if col in df.columns else pd.Series(CFBD_OLD_RULES[col], index=df.index)
+        keep &= have == value
+    return df[keep]
+
+
 def cfbd_file(p: DetectionParams) -> str:
     """``cfbd.csv`` for the default mapping network (the regression MLP since issue 23); the LM
     captioner (the ablation) writes ``cfbd_mapping-lm.csv`` so the two never mix in one table.
@@ -254,11 +272,9 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
             log(f"{v.attack:10s} seed {seed}: coarse TPR {rows[-2]['tpr']:.1f} FPR {rows[-2]['fpr']:.1f} | "
                 f"fine TPR {rows[-1]['tpr']:.1f} FPR {rows[-1]['fpr']:.1f}")
-            upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows,
-                       ("attack", "poison_count", "stage", "scale", "seed"), CFBD_COLUMNS)
+            upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     results = Path(p.results_dir)
-    table = upsert_csv(results / "detection" / cfbd_file(p), rows, ("attack", "poison_count", "stage", "scale", "seed"),
-                       CFBD_COLUMNS)
+    table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
     if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd

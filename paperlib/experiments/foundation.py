@@ -130,12 +130,16 @@ _ = (asdict, field)
 VICTIM_COLUMNS = ("attack", "threat_model", "scale", "seed", "poison_count", "ca_top1", "ca_top3",
                   "ca_top5", "ca_top10", "asr_top1", "asr_top3", "asr_top5", "asr_top10")
 ZEROSHOT_COLUMNS = ("model", "split", "scale", "seed", "top1", "top3", "top5", "top10")
+# rows are keyed by the clean base they stand on too: a run on another base (a shipped one) adds
+# rows beside the old base's instead of replacing them
+VICTIMS_KEY = ("attack", "threat_model", "scale", "seed", "poison_count", "base_model")
+ZEROSHOT_KEY = ("model", "split", "scale", "seed", "base_model")
 
 
-def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dict) -> dict:
+def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dict, base_model: str) -> dict:
     return {"model": model_id, "split": split, "scale": scale, "seed": seed,
             **{f"top{k}": metrics[f"ca_top{k}"] for k in (1, 3, 5, 10)},
-            "n_images": metrics["n_images"], "n_classes": metrics["n_classes"]}
+            "n_images": metrics["n_images"], "n_classes": metrics["n_classes"], "base_model": base_model}
 
 
 def run(p: FoundationParams, log=print) -> dict:
@@ -170,7 +174,8 @@ def run(p: FoundationParams, log=print) -> dict:
     zs_rows, victim_rows, curve_rows = [], [], []
     with timer("evaluate_base"):
         for s in ev.splits:
-            zs_rows.append(_zeroshot_row("clean_base", s, p.scale, p.pretrain.seed, clean_eval(base, s)))
+            zs_rows.append(_zeroshot_row("clean_base", s, p.scale, p.pretrain.seed, clean_eval(base, s),
+                                         base.path.name))
         base_in = attack_eval(base)
 
     main_count = p.victim.poison.poison_count          # the main victim first, then the curves
@@ -191,20 +196,19 @@ def run(p: FoundationParams, log=print) -> dict:
                    **{f"base_{k}": base_in[k] for k in VICTIM_COLUMNS[5:]},
                    "finetune_lr": p.victim.finetune.lr, "finetune_epochs": p.victim.finetune.epochs,
                    "finetune_scenes": p.victim.finetune_scenes,
-                   "train_seconds": victim.summary.get("seconds")}
+                   "train_seconds": victim.summary.get("seconds"),
+                   "base_model": base.path.name, "victim_model": victim.path.name}
             curve_rows.append(row)
             if frac is None and count == main_count:
                 victim_rows.append(row)
                 for s in ev.splits:
                     zs_rows.append(_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
-                                                 clean_eval(victim, s)))
+                                                 clean_eval(victim, s), base.path.name))
             log(f"seed {seed} patch {row['patch_fraction']:.3f} poison {count}: "
                 f"CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f} top-5 {m['asr_top5']:.1f}")
 
-    zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ("model", "split", "scale", "seed"),
-                    ZEROSHOT_COLUMNS)
-    victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows,
-                         ("attack", "threat_model", "scale", "seed", "poison_count"), VICTIM_COLUMNS)
+    zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS)
+    victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS)
     upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
                ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count"),
                VICTIM_COLUMNS)
