@@ -56,3 +56,18 @@ def test_other_json_beside_a_weights_file_is_not_a_shipped_record(tmp_path):
     cfg.write_text("{not json")
     with pytest.raises(CheckpointError, match="RN50.json: not a readable JSON record"):
         is_shipped_record(cfg)
+
+
+def test_the_shipped_embedded_base_matches_its_record(tmp_path):
+    """The committed base imports under the key its record names (its hash checked in full)."""
+    from paperlib.cache import ArtifactCache
+    from paperlib.pipeline import shipped_base
+    weights = ROOT / "paperlib" / "bases" / "tiny-rn64-embedded.safetensors"
+    record = json.loads(weights.with_suffix(".json").read_text())
+    assert weights.stat().st_size <= 30 * 1024 * 1024
+    base = shipped_base("tiny-rn64", weights, ArtifactCache(tmp_path))
+    assert base.path.name == record["base_model"] and (base.path / "model.safetensors").is_file()
+    rows = pd.read_csv(ROOT / "results" / "base" / "zeroshot.csv")
+    shipped = rows[(rows.model == "shipped_base") & (rows.base_model == record["base_model"])]
+    assert dict(zip(shipped.split, shipped.top1)) == pytest.approx(
+        {k: round(v, 2) for k, v in record["zeroshot_top1"].items()}, abs=0.01)
