@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -408,10 +408,19 @@ def clean_encoder(base: ModelArtifact, target: str, device) -> tuple:
     return encode_fn, text
 
 
+def victim_train_config(cfg: TrainConfig, seed: int) -> TrainConfig:
+    """The poisoning fine-tune's settings for victim seed ``seed``: the seed moves the training loop's
+    own seed too (batch order, augmentation draws), not only which pairs are poisoned and the
+    attack's draws, so seeds measure everything that varies between two runs of the recipe.
+    Seed 0 keeps the configured loop seed (and so its cache key)."""
+    return replace(cfg, seed=cfg.seed + seed) if seed else cfg
+
+
 def poison_finetune_key(base: ModelArtifact, attack_id: str, attack_cfg, target: str, poison_count: int,
                         finetune_scenes: int, cfg: TrainConfig, seed: int, device_type: str) -> dict:
     """The cache key of :func:`poison_finetune`'s victim (``artifact_key("model", ...)`` names it
     without training it)."""
+    cfg = victim_train_config(cfg, seed)
     return {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
             "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
             "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed}
@@ -436,7 +445,7 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
                         encoder=encoder)
     if device.type == "cuda":
         ps.pairs.to_device(device)
-    return _train_artifact(key, base.name, base, ps.pairs, cfg, device, cache,
+    return _train_artifact(key, base.name, base, ps.pairs, victim_train_config(cfg, seed), device, cache,
                            f"poison {attack_id} x{poison_count}")
 
 

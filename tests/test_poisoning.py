@@ -59,3 +59,17 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     b = [b["index"].tolist() for b in pairs.epoch_batches(0, 10, seed=1, skip=2)]
     assert a[2:] == b and len(a) == 5
     assert a != [b["index"].tolist() for b in pairs.epoch_batches(1, 10, seed=1)]
+
+
+def test_victim_seed_moves_the_training_loops_seed():
+    """A victim seed varies the loop's own seed (batch order, augmentation), not only the pairs;
+    seed 0 keeps the configured loop seed, so its cache key is unchanged."""
+    from paperlib.attacks.badnet import BadNetConfig
+    from paperlib.pipeline import ModelArtifact, poison_finetune_key, victim_train_config
+    from paperlib.train.loop import TrainConfig
+    cfg = TrainConfig(epochs=1, seed=3)
+    assert victim_train_config(cfg, 0) is cfg
+    assert victim_train_config(cfg, 2).seed == 5
+    base = ModelArtifact("tiny-rn64", None, {"role": "test"})
+    keys = [poison_finetune_key(base, "badnet", BadNetConfig(), "banana", 10, 100, cfg, s, "cpu") for s in (0, 1)]
+    assert keys[0]["train"]["seed"] == 3 and keys[1]["train"]["seed"] == 4
