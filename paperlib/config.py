@@ -24,11 +24,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from paperlib.errors import ParamError  # noqa: F401 (re-exported)
+
 SCALES = ("smoke", "embedded", "gpu", "paper")
-
-
-class ParamError(ValueError):
-    """A parameter file or dictionary is invalid; the message names the key and valid values."""
 
 
 # the only weights files a parameter may name: a pickle (.pt, .pth, .bin, .ckpt) runs code when it

@@ -31,7 +31,7 @@ def model_names() -> list[str]:
 def create_model(name: str, device: str | torch.device = "cpu", seed: int | None = None):
     """A randomly initialised open_clip model (``seed`` makes the initialisation reproducible)."""
     if name not in open_clip.list_models():
-        from paperlib.config import ParamError
+        from paperlib.errors import ParamError
         local = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
         raise ParamError(f"unknown model {name!r}. Project configs: {', '.join(local)}; "
                          f"or any open_clip config such as RN50, ViT-B-32")
