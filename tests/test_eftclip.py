@@ -351,7 +351,7 @@ def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_f
 
     def training_starts(*a, **k):
         raise Trained
-    monkeypatch.setattr(pl, "defence_context", training_starts)
+    monkeypatch.setattr(pl.defence, "defence_context", training_starts)   # defend's own module
     cache = Cache(tmp_path / "cache")
     victim = pl.ModelArtifact("tiny-rn64", Path(tmp_path), {"role": "poison_finetune"})
     args = (victim, DataConfig(), "ft", FTConfig(), 10, TrainConfig(), 0)
