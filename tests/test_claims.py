@@ -296,3 +296,17 @@ def test_eftclip_claims_from_per_seed_rows(tmp_path):
     assert (tmp_path / "eftclip" / "claims.csv").is_file()
     with pytest.raises(TypeError, match="per-seed rows"):
         ex.claims({"Table 2": tables}, det, p)
+
+
+def test_run_all_gathers_the_claims_of_its_output_folder(tmp_path, monkeypatch):
+    """At the end of a run the papers' claims.csv of that run's folder become <out>/claims.csv."""
+    from paperlib import run_all
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setattr(run_all, "run_notebook", lambda *a, **k: 0.0)
+    out = tmp_path / "out"
+    (out / "abd").mkdir(parents=True)
+    pd.DataFrame([{"scale": "smoke", "claim": "c", "paper_value": "1", "ours": "2", "spread": "1 seed",
+                   "n_seeds": 1, "verdict": "inconclusive"}]).to_csv(out / "abd" / "claims.csv", index=False)
+    assert run_all.main(["--scale", "smoke", "--out", str(out), "--only", "abd"]) == 0
+    got = pd.read_csv(out / "claims.csv")
+    assert got.paper.tolist() == ["abd"] and got.verdict.tolist() == ["inconclusive"]
