@@ -93,7 +93,7 @@ def per_seed(rows: pd.DataFrame, column: str, seeds: Iterable[int] | None = None
     out = r.groupby("seed")[column].mean().dropna()
     if out.empty:
         raise KeyError("no rows" + (" for " + ", ".join(f"{k}={v}" for k, v in match.items()) if match else "")
-                       + f" with a {column}")
+                       + f" with {column}")
     out.index = out.index.astype(int)
     return out.astype(float)
 

@@ -134,7 +134,7 @@ def test_claims_table_has_the_columns_and_marks_what_was_not_measured():
     assert out.verdict.tolist() == ["inconclusive", "inconclusive", "inconclusive"]   # 13 ± 6 over three seeds
     assert out.ours.tolist() == ["0.23 vs 13.2", "not measured", "0.0"]
     assert out.n_seeds.tolist() == [3, 0, 1]
-    assert out.spread.iloc[1].startswith("not measured: no rows for scale=embedded, attack=wanet")
+    assert out.spread.iloc[1].startswith("not measured: no rows for scale=embedded, attack=wanet, defence=abd with asr_top1")
     assert verdict_counts(out) == {"holds": 0, "fails": 0, "inconclusive": 3}
 
 
