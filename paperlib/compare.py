@@ -2,17 +2,23 @@
 
 :func:`beside_paper` turns tidy result rows (one per attack x defence x seed) into one row per
 (attack, defence, metric, k) with our mean, spread and seed count next to the value the paper
-printed (from :mod:`paperlib.papers`, which names paper, table and row).  :class:`Claim` is one
-headline claim of a paper, evaluated on our numbers; :func:`claims_table` writes them as data
-(``results/<paper>/claims.csv``: claim, paper_value, ours, holds).
+printed (from :mod:`paperlib.papers`, which names paper, table and row).  A paper's headline
+claims are checked seed by seed by :mod:`paperlib.claims` (:class:`Claim`, :func:`claims_table`,
+re-exported here; the verdict rule is in that module's docstring and docs/verdicts.md) and written
+to ``results/<paper>/claims.csv`` (scale, claim, paper_value, ours, spread, n_seeds, verdict);
+:func:`collect_claims` gathers the four papers' files into ``results/claims.csv``:
+
+    python -m paperlib.compare --collect [--results DIR]     # DIR: scratch/results by default
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from paperlib.claims import CLAIM_COLUMNS, Claim, claims_table, verdict_counts  # noqa: F401  (re-exported)
 
 
 def seed_summary(rows: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -69,29 +75,6 @@ def wide_top1(table: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     return wide[cols].reset_index()
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A headline claim: ``ours`` computes our value from the result table, ``holds`` decides."""
-
-    text: str
-    paper_value: str
-    ours: Callable[[pd.DataFrame], float]
-    holds: Callable[[float], bool]
-
-
-def claims_table(claims: Sequence[Claim], table: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for c in claims:
-        try:
-            v = float(c.ours(table))
-            ok = bool(c.holds(v)) if np.isfinite(v) else None
-        except (KeyError, IndexError, ValueError):
-            v, ok = float("nan"), None
-        rows.append({"claim": c.text, "paper_value": c.paper_value, "ours": v,
-                     "holds": "yes" if ok else ("no" if ok is False else "not measured")})
-    return pd.DataFrame(rows)
-
-
 def metric(table: pd.DataFrame, attack: str, defence: str, metric_name: str, k: int = 1) -> float:
     """Our mean of one cell of a :func:`beside_paper` table (KeyError if absent)."""
     sel = table[(table.attack == attack) & (table.defence == defence) & (table.metric == metric_name) & (table.k == k)]
@@ -115,3 +98,69 @@ def share_of_pairs(rows: pd.DataFrame, lower: str, higher: str, attacks: Sequenc
         return float("nan")
     wins = both[lower] < both[higher] if strict else both[lower] <= both[higher]
     return 100.0 * float(wins.mean())
+
+
+PAPERS_ORDER: tuple[str, ...] = ("eftclip", "cleanerclip", "abd", "cfbd")
+COLLECTED_COLUMNS: tuple[str, ...] = ("paper",) + CLAIM_COLUMNS
+
+
+def collect_claims(results_dir: str | Path, papers: Sequence[str] = PAPERS_ORDER, log=print) -> pd.DataFrame:
+    """The four papers' ``<results_dir>/<paper>/claims.csv`` as one table with a ``paper`` column,
+    written to ``<results_dir>/claims.csv`` (paper, scale, claim, paper_value, ours, spread,
+    n_seeds, verdict).  Only files with the seed-by-seed verdicts (a ``verdict`` column) enter: a
+    file of older code (yes / no ``holds``) is named and left out, so every verdict in the
+    collected file follows the two-SEM rule.  Nothing is written when no paper has such a file."""
+    from paperlib.results import write_csv_atomic
+    root = Path(results_dir)
+    frames, skipped = [], []
+    for paper in papers:
+        f = root / paper / "claims.csv"
+        if not f.is_file():
+            skipped.append(f"{paper} (no claims.csv)")
+            continue
+        df = pd.read_csv(f)
+        if "verdict" not in df.columns:
+            skipped.append(f"{paper} (old yes/no verdicts: run its notebook again)")
+            continue
+        for col in CLAIM_COLUMNS:
+            if col not in df.columns:
+                df[col] = "" if col != "n_seeds" else 0
+        frames.append(df[list(CLAIM_COLUMNS)].assign(paper=paper))
+    if skipped and log:
+        log(f"[claims] left out: {', '.join(skipped)}")
+    if not frames:
+        if log:
+            log(f"[claims] no claims.csv with verdicts under {root}: {root / 'claims.csv'} not written")
+        return pd.DataFrame(columns=list(COLLECTED_COLUMNS))
+    out = pd.concat(frames, ignore_index=True)[list(COLLECTED_COLUMNS)]
+    out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
+    write_csv_atomic(out, root / "claims.csv")
+    if log:
+        counts = verdict_counts(out)
+        log(f"[claims] {root / 'claims.csv'}: {len(out)} claims of {out.paper.nunique()} papers, "
+            + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from paperlib.results import default_results_dir
+    ap = argparse.ArgumentParser(prog="python -m paperlib.compare",
+                                 description="Gather the papers' claims.csv into <results>/claims.csv.")
+    ap.add_argument("--collect", action="store_true", help="write <results>/claims.csv from <results>/<paper>/claims.csv")
+    ap.add_argument("--results", default=None,
+                    help="results folder (default: scratch/results; 'results' is the committed folder)")
+    args = ap.parse_args(argv)
+    if not args.collect:
+        ap.print_help()
+        return 2
+    from paperlib.assets import repo_root
+    folder = Path(args.results or default_results_dir())
+    folder = folder if folder.is_absolute() else repo_root() / folder
+    collect_claims(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

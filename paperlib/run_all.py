@@ -10,7 +10,8 @@ its output in ``<name>.partial.ipynb`` beside it.  ``<out>`` is the scratch resu
 (``scratch/results``, seeded with a copy of the committed results) unless ``--publish`` names the
 committed ``results/`` or ``--out`` another folder; a smoke run is never published.  Trained models
 and evaluations are shared through the artifact cache, so later notebooks reuse earlier ones' work.
-The wall time of each notebook is recorded in ``<out>/run_all_<scale>.json``.
+The wall time of each notebook is recorded in ``<out>/run_all_<scale>.json``; at the end the papers'
+``<out>/<paper>/claims.csv`` are gathered into ``<out>/claims.csv`` (:func:`paperlib.compare.collect_claims`).
 """
 from __future__ import annotations
 
@@ -193,6 +194,9 @@ def main(argv=None) -> int:
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(path)
     print(json.dumps(record, indent=1))
+    # every paper's claims in one file, <out>/claims.csv (the committed one only under --publish)
+    from paperlib.compare import collect_claims
+    collect_claims(base_out, log=lambda m: print(f"[run_all] {m}", flush=True))
     return 0
 
 

@@ -1,7 +1,6 @@
 """Our numbers beside the papers': seed summaries, the paper lookup join, and claims as data."""
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,15 +39,11 @@ def test_beside_paper_maps_renamed_defences_and_unk_k_to_top1():
     assert r.paper == pytest.approx(18.39)          # ABD Table III, UAP, BadNet, ASR (printed without k)
 
 
-def test_claims_table_holds_no_and_not_measured():
-    t = beside_paper(_rows(), "cleanerclip", "Table 1", {"none": "none", "cleanclip": "cleanclip"}, "embedded")
-    cl = [Claim("cleanclip lowers ASR", "x", lambda t: metric(t, "badnet", "none", "asr") - metric(t, "badnet", "cleanclip", "asr"),
-                lambda v: v > 0),
-          Claim("ASR is zero", "0", lambda t: metric(t, "badnet", "cleanclip", "asr"), lambda v: v == 0),
-          Claim("absent row", "1", lambda t: metric(t, "wanet", "none", "asr"), lambda v: True)]
-    out = claims_table(cl, t)
-    assert out.holds.tolist() == ["yes", "no", "not measured"]
-    assert out.ours.iloc[0] == pytest.approx(15.0) and np.isnan(out.ours.iloc[2])
+def test_compare_re_exports_the_seed_by_seed_claims():
+    """Claims are checked seed by seed (paperlib.claims, tested in test_claims.py); compare keeps the
+    names importable from where they were."""
+    from paperlib import claims
+    assert Claim is claims.Claim and claims_table is claims.claims_table
 
 
 def test_share_of_pairs_counts_attack_seed_pairs_where_the_claim_holds():

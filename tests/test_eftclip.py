@@ -543,26 +543,31 @@ def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():
 
 def test_table4_claims_need_roclip_trained_from_scratch(tmp_path):
     """Table 4's claims compare EftCLIP with RoCLIP trained from scratch, as the paper does; with
-    the fine-tuning fallback (no pre-training victim) they are 'not measured', not judged."""
+    the fine-tuning fallback (no pre-training victim) they are not measured (inconclusive, 0 seeds),
+    not judged."""
     import pandas as pd
 
     from paperlib.experiments import eftclip as ex
-    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                              "pretrain_seeds": [0, 1, 2]})
     det = pd.DataFrame(columns=list(ex.DETECTION_COLUMNS))
 
     def table4(threat):
-        return pd.DataFrame([{"attack": "badnet", "model": m, "ca_top1_mean": ca, "asr_top1_mean": asr,
-                              "threat_model": threat} for m, ca, asr in (("eftclip", 8.0, 9.0), ("roclip", 5.0, 5.0))])
+        seeds = p.pretrain_seed_list if threat == "pretrain" else p.seeds
+        return pd.DataFrame([{"table": "Table 4", "attack": "badnet", "model": m, "scale": p.scale, "seed": s,
+                              "ca_top1": ca + 0.1 * s, "asr_top1": asr - 0.1 * s, "threat_model": threat}
+                             for m, ca, asr in (("eftclip", 8.0, 9.0), ("roclip", 5.0, 5.0)) for s in seeds])
 
     def verdicts(threat):
-        empty_table1 = pd.DataFrame(columns=["oracle", "detection_rate_mean"])
-        out = ex.claims({"Table 1": empty_table1, "Table 4": table4(threat)}, det, p)
-        return out[out.claim.str.contains("Table 4")].set_index("claim")[["ours", "holds"]]
+        out = ex.claims(table4(threat), det, p)
+        return out[out.claim.str.contains("Table 4")].set_index("claim")[["ours", "verdict", "n_seeds"]]
 
     scratch = verdicts("pretrain")
-    assert list(scratch.holds) == ["yes", "no"] and list(scratch.ours) == [3.0, 4.0]
+    assert list(scratch.verdict) == ["holds", "fails"] and list(scratch.ours) == ["8.1 vs 5.1", "8.9 vs 4.9"]
     assert (tmp_path / "eftclip" / "claims.csv").is_file()
-    assert set(verdicts("finetune").holds) == {"not measured"}
+    fallback = verdicts("finetune")
+    assert set(fallback.verdict) == {"inconclusive"} and set(fallback.ours) == {"not measured"}
+    assert set(fallback.n_seeds) == {0}
 
 
 def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_path, monkeypatch):
@@ -710,32 +715,33 @@ def test_oracle_claim_is_not_measured_when_both_curated_sets_are_random(tmp_path
     import pandas as pd
 
     from paperlib.experiments import eftclip as ex
-    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2]})
     det = pd.DataFrame(columns=list(ex.DETECTION_COLUMNS))
-    seed = p.ablation_seed_list[0]
-    table6 = pd.DataFrame([{"attack": "badnet", "model": m, "ca_top1_mean": 9.0, "asr_top1_mean": asr}
-                           for m, asr in (("eftclip_fastsam", 13.0), ("eftclip_exact", 13.0))])
+    seeds = p.ablation_seed_list
+    table6 = pd.DataFrame([{"table": "Table 6", "attack": "badnet", "model": m, "scale": p.scale, "seed": s,
+                            "ca_top1": 9.0, "asr_top1": 13.0 + 0.1 * s}
+                           for m in ("eftclip_fastsam", "eftclip_exact") for s in seeds])
 
     def verdict(n_fastsam, n_exact):
-        rows = [{"attack": "badnet", "threat_model": "finetune", "oracle": o, "seed": seed, "scale": p.scale,
+        rows = [{"attack": "badnet", "threat_model": "finetune", "oracle": o, "seed": s, "scale": p.scale,
                  "rule": p.eftclip.affected_rule, "theta_scale": p.eftclip.theta_scale,
-                 "alg1_reading": p.eftclip.alg1_reading, "n_affected": n} for o, n in (("fastsam", n_fastsam),
-                                                                                     ("exact", n_exact))]
+                 "alg1_reading": p.eftclip.alg1_reading, "n_affected": n}
+                for o, n in (("fastsam", n_fastsam), ("exact", n_exact)) for s in seeds]
         (tmp_path / "eftclip").mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(tmp_path / "eftclip" / "curation.csv", index=False)
-        out = ex.claims({"Table 1": pd.DataFrame(columns=["oracle", "detection_rate_mean"]), "Table 6": table6},
-                        det, p)
-        return out[out.claim.str.contains("Table 6")][["ours", "holds"]].iloc[0]
+        out = ex.claims(table6, det, p)
+        return out[out.claim.str.contains("Table 6")][["ours", "verdict", "n_seeds"]].iloc[0]
 
-    assert verdict(0, 0).holds == "not measured"
+    unmeasured = verdict(0, 0)
+    assert unmeasured.verdict == "inconclusive" and unmeasured.ours == "not measured" and unmeasured.n_seeds == 0
     for n_fastsam, n_exact in ((0, 2), (2, 0)):
         measured = verdict(n_fastsam, n_exact)
-        assert measured.holds == "yes" and measured.ours == 0.0
+        assert measured.verdict == "holds" and measured.ours == "13.1 vs 13.1" and measured.n_seeds == 3
 
 
 def test_claims_read_an_old_curation_file_as_not_measured(tmp_path):
     """A curation.csv written by older code (no oracle / threat_model / n_affected columns) makes
-    the claims that read it 'not measured' instead of failing the whole claims table."""
+    the claims that read it not measured instead of failing the whole claims table."""
     import pandas as pd
 
     from paperlib.experiments import eftclip as ex
@@ -743,7 +749,7 @@ def test_claims_read_an_old_curation_file_as_not_measured(tmp_path):
     (tmp_path / "eftclip").mkdir()
     pd.DataFrame([{"attack": "badnet", "scale": p.scale, "seed": p.seeds[0], "curated": 10}]).to_csv(
         tmp_path / "eftclip" / "curation.csv", index=False)
-    out = ex.claims({"Table 1": pd.DataFrame(columns=["oracle", "detection_rate_mean"])},
-                    pd.DataFrame(columns=list(ex.DETECTION_COLUMNS)), p)
+    out = ex.claims(pd.DataFrame(), pd.DataFrame(columns=list(ex.DETECTION_COLUMNS)), p)
     affected = out[out.claim.str.contains("Algorithm 2 as printed")].iloc[0]
-    assert affected.holds == "not measured"
+    assert affected.verdict == "inconclusive" and affected.ours == "not measured"
+    assert "lacks columns" in affected.spread

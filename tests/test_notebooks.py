@@ -1,5 +1,6 @@
 """Every notebook runs end to end through papermill with its smoke parameters (no cell errors)."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -46,13 +47,28 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     assert not (out / "defences" / "manifest_smoke.json").exists()
 
 
-def test_every_notebook_has_a_parameters_cell_first():
+def test_every_notebook_opens_with_its_title_then_the_parameters_cell():
     for name in notebooks():
         nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
-        first = nb["cells"][0]
-        assert "parameters" in first["metadata"].get("tags", []), name
+        title, params = nb["cells"][0], nb["cells"][1]
+        assert title["cell_type"] == "markdown" and "".join(title["source"]).startswith("# "), name
+        assert "parameters" in params["metadata"].get("tags", []), name
         for scale in ("smoke", "embedded", "gpu", "paper"):
             assert (ROOT / "params" / name / f"{scale}.yaml").is_file(), (name, scale)
+
+
+def test_every_paper_notebook_ends_with_its_verdicts_and_deviations():
+    """The verdict section is generated from the claims table (show_claims, no number typed in) and
+    the last cell lists the deviations from the paper, linked to docs/deviations-<paper>.md."""
+    for name in ("abd", "cleanerclip", "cfbd", "eftclip"):
+        cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        heading, code, last = ("".join(c["source"]) for c in cells[-3:])
+        assert heading.startswith("## Verdicts") and "docs/verdicts.md" in heading, name
+        assert f"{name}.claims(" in code and "show_claims(cl" in code, name
+        assert last.startswith("## Deviations from the paper") and f"docs/deviations-{name}.md" in last, name
+        assert (ROOT / "docs" / f"deviations-{name}.md").is_file(), name
+        words = re.sub(r"(Tables?|Fig\.|Algorithms?) [0-9IV]+", "", heading)   # names, not numbers
+        assert not re.search(r"[0-9]", words), (name, "a number typed into the verdicts")
 
 
 def test_every_notebook_is_valid_nbformat():

@@ -179,12 +179,11 @@ def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
 # ---------------------------------------------------------------------------
 # Tables 1, 2, 4 from the result files
 # ---------------------------------------------------------------------------
-def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
-    """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's), over the
-    seeds of ``p`` only: the matrix file also holds other seeds (e.g. GPU seeds 1-2), and a method
+def ca_asr_rows(p: CFBDParams) -> pd.DataFrame:
+    """The per-seed rows behind Tables 1-2 (attack, method, seed, ca_top1, asr_top1), at the seeds
+    of ``p`` only: the matrix file also holds other seeds (e.g. GPU seeds 1-2), and a method
     averaged over seeds the victim row does not have would not be comparable with it."""
     from paperlib.experiments.common import clean_base_unbuilt, victim_model_name
-    from paperlib.papers import lookup
     res = Path(p.results_dir)
     attacks = [v.attack for v in p.victims]
     rows = []
@@ -230,9 +229,17 @@ def tables_ca_asr(p: CFBDParams) -> pd.DataFrame:
             s = det[(det.attack == a) & (det.scale == p.scale) & (det.poison_count == v.poison.poison_count)]
             rows += [{"attack": a, "method": "cfbd" if r.stage == "fine" else "cfbd_coarse", "seed": r.seed,
                       "ca_top1": r.ca_top1, "asr_top1": r.asr_top1} for _, r in s.iterrows() if pd.notna(r.ca_top1)]
-    if not rows:
+    return pd.DataFrame(rows, columns=["attack", "method", "seed", "ca_top1", "asr_top1"])
+
+
+def tables_ca_asr(p: CFBDParams, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Tables 1-2: top-1 CA and ASR per attack and method (tidy, ours beside the paper's): the
+    mean, std and count over seeds of :func:`ca_asr_rows` (or of ``rows``)."""
+    from paperlib.papers import lookup
+    rows = ca_asr_rows(p) if rows is None else rows
+    if not len(rows):
         return pd.DataFrame()
-    t = pd.DataFrame(rows).groupby(["attack", "method"], sort=False)[["ca_top1", "asr_top1"]].agg(["mean", "std", "count"])
+    t = rows.groupby(["attack", "method"], sort=False)[["ca_top1", "asr_top1"]].agg(["mean", "std", "count"])
     t.columns = [f"{c}_{s}" for c, s in t.columns]
     t = t.reset_index()
     ref = lookup(PAPER, "Table 1")
@@ -273,17 +280,26 @@ def _mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFra
     return out.reset_index()
 
 
-def table_4(p: CFBDParams) -> pd.DataFrame:
-    """Table 4: AUROC of coarse-to-fine detection per attack (ours mean over seeds) beside the paper."""
-    from paperlib.papers import lookup
+def detection_rows(p: CFBDParams) -> pd.DataFrame:
+    """The per-seed detection rows behind Table 4 and Fig. 5 (one per attack x stage x seed: TPR,
+    FPR, AUROC, AUPRC) that these parameters make: their detector's rules, scale, seeds, victims
+    and poison counts (``results/detection/<cfbd file>``; empty when it does not exist)."""
     f = Path(p.results_dir) / "detection" / cfbd_file(p)
     if not f.is_file():
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["attack", "stage", "seed", "tpr", "fpr", "auroc", "auprc"])
     det = rows_of_these_rules(pd.read_csv(f), p)
     counts = {v.attack: v.poison.poison_count for v in p.victims}
     det = at_seeds(det, p)
     det = det[det.attack.isin(list(counts))]
-    det = det[det.apply(lambda r: r.poison_count == counts[r.attack], axis=1)]
+    return det[det.apply(lambda r: r.poison_count == counts[r.attack], axis=1)] if len(det) else det
+
+
+def table_4(p: CFBDParams) -> pd.DataFrame:
+    """Table 4: AUROC of coarse-to-fine detection per attack (ours mean over seeds) beside the paper."""
+    from paperlib.papers import lookup
+    det = detection_rows(p)
+    if not len(det):
+        return pd.DataFrame()
     t = _mean_spread(det, ["attack", "stage"], ["tpr", "fpr", "auroc", "auprc"])
     ref = lookup(PAPER, "Table 4")
     # the paper prints AUROC in [0, 1]; the project's metrics are percentages
@@ -442,42 +458,104 @@ def plot_fig6(abl: pd.DataFrame, p: CFBDParams):
 # ---------------------------------------------------------------------------
 # Claims
 # ---------------------------------------------------------------------------
-def claims(t12: pd.DataFrame, t4: pd.DataFrame, rates: pd.DataFrame, fault: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
-    from paperlib.compare import Claim, claims_table
+def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame | None = None,
+           rows12: pd.DataFrame | None = None, det: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's headline claims, checked seed by seed with the two-SEM rule of
+    :mod:`paperlib.claims` (``results/cfbd/claims.csv``), on the per-seed rows: ``rates``
+    (:func:`rate_sweep`, Table 3), ``fault`` (:func:`fault_tolerance`, Table 5), ``rows12``
+    (:func:`ca_asr_rows`, Table 2; read from the result files when None) and ``det``
+    (:func:`detection_rows`, Table 4 and Fig. 5; read when None).  CFBD and ABL are paired by seed
+    at each attack and poison rate; a claim "at every ..." holds only if each member holds."""
+    from paperlib.claims import AllOf, Claim, Compare, claims_table, num, per_seed
+    from paperlib.papers import lookup
     from paperlib.results import write_csv_atomic
-    fine = t4[t4.stage == "fine"] if len(t4) else t4
-    r = at_seeds(rates, p)
-    fault = at_seeds(fault, p)
+    rows12 = ca_asr_rows(p) if rows12 is None else rows12
+    det = detection_rows(p) if det is None else det
+    r = at_seeds(rates, p) if rates is not None and len(rates) else pd.DataFrame(columns=["attack", "method", "seed"])
+    fault = at_seeds(fault, p) if fault is not None and len(fault) else pd.DataFrame(columns=["attack", "seed"])
+    seeds = list(p.seeds)
 
-    def asr(m):
-        s = t12[t12.method == m]
-        if not len(s):
-            raise KeyError(m)
-        return s
+    def cells(df, keys):
+        """The (key values) groups of ``df`` in a stable order; KeyError when there is none."""
+        groups = sorted({tuple(x) for x in df[list(keys)].itertuples(index=False)}) if len(df) else []
+        if not groups:
+            raise KeyError("no rows")
+        return groups
 
+    def rng(parts, what="a"):
+        """Range over the members of their means, written as the paper writes a range (lo-hi)."""
+        vals = [float(getattr(p_, what).mean()) for p_ in parts if p_.n_seeds]
+        return f"{num(min(vals))}-{num(max(vals))}"
+
+    def rate_label(attack, count):
+        return f"{attack} {count} pairs"
+
+    def tpr_at_rates():
+        cfbd_rows = r[r.method == "cfbd"]
+        return AllOf([Compare(per_seed(cfbd_rows, "tpr", seeds, attack=a, poison_count=c), ">=", threshold=98.0,
+                              names=("CFBD TPR",), label=rate_label(a, c))
+                      for a, c in cells(cfbd_rows, ["attack", "poison_count"])],
+                     form=lambda parts: rng(parts) + f" (Table 3, {len(parts)} attack x rate cells)",
+                     unit="attack x rate cells")
+
+    def auroc_every_attack():
+        fine = det[det.stage == "fine"] if len(det) else det
+        return AllOf([Compare(per_seed(fine, "auroc", seeds, attack=a), ">=", threshold=99.0, names=("AUROC",),
+                              label=a) for (a,) in cells(fine, ["attack"])],
+                     form=lambda parts: rng(parts) + f" over {len(parts)} attacks", unit="attacks")
+
+    def auprc_fine_over_coarse():
+        if not len(det):
+            raise KeyError("no detection rows")
+        g = det.groupby(["seed", "stage"])["auprc"].mean().unstack("stage")   # mean over attacks, per seed
+        if not {"fine", "coarse"} <= set(g.columns):
+            raise KeyError("needs both stages")
+        return Compare(g["fine"], ">", g["coarse"], names=("fine", "coarse"),
+                       form="fine {a} vs coarse {b} (AUPRC, %, mean over attacks)")
+
+    def retrained_asr():
+        cf = rows12[rows12.method == "cfbd"] if len(rows12) else rows12
+        parts = [Compare(per_seed(cf, "asr_top1", seeds, attack=a), "<", threshold=1.0, names=("ASR after retraining",),
+                         label=a) for (a,) in cells(cf, ["attack"])]
+
+        def form(parts):
+            worst = max((p_ for p_ in parts if p_.n_seeds), key=lambda p_: p_.a.mean())
+            return f"{rng(parts)} over {len(parts)} attacks (worst: {worst.label} {num(worst.a.mean())})"
+        return AllOf(parts, form=form, unit="attacks")
+
+    def cfbd_beats_abl():
+        cfbd_rows, abl = r[r.method == "cfbd"], r[r.method == "abl"]
+        parts = [Compare(per_seed(cfbd_rows, "tpr", seeds, attack=a, poison_count=c), ">",
+                         per_seed(abl, "tpr", seeds, attack=a, poison_count=c), names=("CFBD", "ABL"),
+                         label=rate_label(a, c))
+                 for a, c in cells(abl, ["attack", "poison_count"])]
+        return AllOf(parts, form=lambda parts: f"ABL {rng(parts, 'b')} vs CFBD {rng(parts)}",
+                     unit="attack x rate cells")
+
+    def fault_80():
+        f = fault[(fault.q == 400) & (fault.fault_ratio == 80)] if len(fault) else fault
+        return AllOf([Compare(per_seed(f, "auroc", seeds, attack=a), ">=", threshold=99.0, names=("AUROC",), label=a)
+                      for (a,) in cells(f, ["attack"])], form="range", unit="attacks")
+
+    t3 = lookup(PAPER, "Table 3")
+    t4p = lookup(PAPER, "Table 4")
     cl = [
-        Claim("CFBD TPR >= 98% at poison rates 0.3-0.6% (Table 3, worst attack and rate)", "98.02-100 (Table 3, 0.3-0.6%)",
-              lambda _: float(r[r.method == "cfbd"].groupby(["attack", "poison_count"])["tpr"].mean().min()),
-              lambda v: v >= 98),
-        Claim("CFBD AUROC >= 99% on every attack (Table 4, worst attack)", "99.99 on every attack",
-              lambda _: float(fine["auroc"].min()), lambda v: v >= 99),
-        Claim("The fine stage raises AUPRC above the coarse stage (Fig. 5, mean over attacks)", "approaching 1",
-              lambda _: float(t4[t4.stage == "fine"]["auprc"].mean() - t4[t4.stage == "coarse"]["auprc"].mean()),
-              lambda v: v > 0),
-        Claim("Retraining on CFBD's kept pairs leaves top-1 ASR < 1% (Table 2, worst attack)", _paper_retrain_asr(),
-              lambda _: float(asr("cfbd")["asr_top1_mean"].max()), lambda v: v < 1),
-        Claim("CFBD's TPR beats ABL's at every poison rate (Table 3, smallest margin)", "ABL 7.67-54.66 vs CFBD 98.02-100",
-              lambda _: float((r[r.method == "cfbd"].groupby(["attack", "poison_count"])["tpr"].mean()
-                               - r[r.method == "abl"].groupby(["attack", "poison_count"])["tpr"].mean()).min()),
-              lambda v: v > 0),
-        Claim("With 80% benign pairs in a q=400 seed set AUROC stays >= 99% (Table 5, worst attack)",
-              _paper_fault_range(),
-              lambda _: float(fault[(fault.q == 400) & (fault.fault_ratio == 80)]
-                              .groupby("attack")["auroc"].mean().min()),
-              lambda v: v >= 99),
+        Claim("CFBD TPR >= 98% at poison rates 0.3-0.6% (Table 3, every attack and rate)",
+              f"{t3[t3.defence == 'cfbd'].value.min():.2f}-{t3[t3.defence == 'cfbd'].value.max():.2f} "
+              f"(Table 3, {int((t3.defence == 'cfbd').sum())} attack x rate cells)", tpr_at_rates),
+        Claim("CFBD AUROC >= 99% on every attack (Table 4, coarse-to-fine)",
+              f"{100 * t4p.value.min():.2f}-{100 * t4p.value.max():.2f} over {len(t4p)} attacks", auroc_every_attack),
+        Claim("The fine stage raises AUPRC above the coarse stage (Fig. 5, mean over attacks)",
+              "fine approaching 1 vs coarse lower (Fig. 5 draws PR curves; no number printed)", auprc_fine_over_coarse),
+        Claim("Retraining on CFBD's kept pairs leaves top-1 ASR < 1% (Table 2, every attack)", _paper_retrain_asr(),
+              retrained_asr),
+        Claim("CFBD's TPR beats ABL's at every poison rate (Table 3, CFBD vs ABL paired by seed per attack and rate)",
+              f"ABL {t3[t3.defence == 'abl'].value.min():.2f}-{t3[t3.defence == 'abl'].value.max():.2f} vs CFBD "
+              f"{t3[t3.defence == 'cfbd'].value.min():.2f}-{t3[t3.defence == 'cfbd'].value.max():.2f}", cfbd_beats_abl),
+        Claim("With 80% benign pairs in a q=400 seed set AUROC stays >= 99% (Table 5, every attack)",
+              _paper_fault_range(), fault_80),
     ]
-    out = claims_table(cl, pd.DataFrame())
-    out.insert(0, "scale", p.scale)
+    out = claims_table(cl, p.scale)
     write_csv_atomic(out, Path(p.results_dir) / PAPER / "claims.csv")
     return out
 
@@ -529,7 +607,7 @@ def run(p: CFBDParams, log=print) -> dict:
     fig_key = next(k for k in scores if k[0] == p.figure_attack)
     figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p),
             plot_fig4(scores[fig_key]["screened"], p), plot_fig5(scores, p), plot_fig6(abl, p)]
-    cl = claims(t12, t4, rates, fault, p)
+    cl = claims(p, rates, fault)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
     return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl}
 
@@ -538,5 +616,5 @@ if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
-__all__ = ["CFBDParams", "load", "rate_sweep", "fault_tolerance", "ablations", "tables_ca_asr", "table_4",
-           "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]
+__all__ = ["CFBDParams", "load", "rate_sweep", "fault_tolerance", "ablations", "ca_asr_rows", "tables_ca_asr",
+           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]

@@ -216,57 +216,91 @@ def plot_fig3(curve: pd.DataFrame, p: CleanerCLIPParams):
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
-def claims(t: pd.DataFrame, p: CleanerCLIPParams, t2: pd.DataFrame | None = None,
+def claims(t: pd.DataFrame | None, p: CleanerCLIPParams, t2: pd.DataFrame | None = None,
            f4: pd.DataFrame | None = None, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The paper's headline claims, evaluated on our Table 1 (and Table 2 / Fig. 4 when given)
-    (``results/cleanerclip/claims.csv``).  Table 1's claims are on the seeds' means; with the
-    per-seed ``matrix`` (:func:`run_matrix`) the ASR comparisons are also checked seed by seed."""
-    from paperlib.compare import Claim, claims_table, metric, share_of_pairs
+    """The paper's headline claims, checked seed by seed with the two-SEM rule of
+    :mod:`paperlib.claims` (``results/cleanerclip/claims.csv``): Table 1's on the defence ``matrix``
+    rows (:func:`run_matrix`, one per attack x defence x seed; two defences paired by seed), Table
+    2's on the probe rows ``t2`` (:func:`table_2`) and Fig. 4c's on ``f4`` (:func:`fig_4`), both at
+    ``ablation_seeds``.  ``t`` (Table 1's seed summary) is not needed and kept for callers; a table
+    not given makes its claims not measured."""
+    from paperlib.claims import AllOf, Claim, Compare, claims_table, per_seed, show_paper, signed, within
+    from paperlib.papers import lookup
     from paperlib.results import write_csv_atomic
-    attacks = sorted(set(t.attack))
+    empty = pd.DataFrame(columns=["attack", "defence", "scale", "seed"])
+    m = matrix if matrix is not None else empty
+    seeds, abl_seeds = list(p.seeds), list(p.ablation_seed_list)
+    ours_attacks = {v.attack for v in p.victims}
+    attacks = [a for a in ("badnet", "blended", "sig", "wanet", "ssba", "badclip") if a in ours_attacks]
+
+    def v(attack, defence, col="asr_top1"):
+        return per_seed(m, col, seeds, scale=p.scale, attack=attack, defence=defence)
+
+    def paper(attack, defence, metric="asr"):
+        return float(lookup(PAPER, "Table 1", attack=attack, defence=defence, metric=metric, k=1)["value"].iloc[0])
+
+    def ranged(parts):
+        """The members' differences a - b as a range "lo to hi"."""
+        ds = [p_.mean for p_ in parts if p_.n_seeds]
+        return f"{signed(min(ds))} to {signed(max(ds))} over {len(ds)} attacks"
+
+    ca_gaps = [paper(a, "cleanclip", "ca") - paper(a, "cleanerclip", "ca") for a in attacks]
     cl = [
-        Claim("CleanerCLIP lowers BadCLIP top-1 ASR below CleanCLIP's", "69.87 -> 17.85",
-              lambda t: metric(t, "badclip", "cleanclip", "asr") - metric(t, "badclip", "cleanerclip", "asr"),
-              lambda v: v > 0),
-        Claim("CleanerCLIP's top-1 ASR <= CleanCLIP's on every attack (difference, worst attack)",
-              "holds on all 6 attacks",
-              lambda t: min(metric(t, a, "cleanclip", "asr") - metric(t, a, "cleanerclip", "asr") for a in attacks),
-              lambda v: v >= 0),
-        Claim("CleanerCLIP brings BadNet top-1 ASR near zero (< 5%)", "0.45",
-              lambda t: metric(t, "badnet", "cleanerclip", "asr"), lambda v: v < 5),
-        Claim("FT alone leaves BadNet partly alive (top-1 ASR > 20%)", "62.14",
-              lambda t: metric(t, "badnet", "ft", "asr"), lambda v: v > 20),
-        Claim("CleanerCLIP costs at most 1 point of top-1 CA against CleanCLIP (worst attack)", "52.62 vs 52.64 (BadNet)",
-              lambda t: max(metric(t, a, "cleanclip", "ca") - metric(t, a, "cleanerclip", "ca") for a in attacks),
-              lambda v: v <= 1.0),
+        Claim("CleanerCLIP lowers BadCLIP top-1 ASR below CleanCLIP's (CleanCLIP -> CleanerCLIP)",
+              show_paper("{a} -> {b}", paper("badclip", "cleanclip"), paper("badclip", "cleanerclip")),
+              lambda: Compare(v("badclip", "cleanclip"), ">", v("badclip", "cleanerclip"),
+                              names=("CleanCLIP", "CleanerCLIP"), form="{a} -> {b}")),
+        Claim("CleanerCLIP's top-1 ASR <= CleanCLIP's on every attack (CleanerCLIP vs CleanCLIP per attack: "
+              + ", ".join(attacks) + ")",
+              ", ".join(show_paper("{a} {rel} {b}", paper(a, "cleanerclip"), paper(a, "cleanclip")) for a in attacks),
+              lambda: AllOf([Compare(v(a, "cleanerclip"), "<=", v(a, "cleanclip"), names=("CleanerCLIP", "CleanCLIP"),
+                                     form="{a} {rel} {b}", label=a) for a in attacks], unit="attacks")),
+        Claim("CleanerCLIP brings BadNet top-1 ASR near zero (< 5%)", show_paper(None, paper("badnet", "cleanerclip")),
+              lambda: Compare(v("badnet", "cleanerclip"), "<", threshold=5.0, names=("CleanerCLIP's ASR",))),
+        Claim("FT alone leaves BadNet partly alive (top-1 ASR > 20%)", show_paper(None, paper("badnet", "ft")),
+              lambda: Compare(v("badnet", "ft"), ">", threshold=20.0, names=("FT's ASR",))),
+        Claim("CleanerCLIP costs at most 1 point of top-1 CA against CleanCLIP on every attack (CleanCLIP minus "
+              "CleanerCLIP, range over attacks)",
+              f"{min(ca_gaps):+.2f} to {max(ca_gaps):+.2f} over {len(ca_gaps)} attacks",
+              lambda: AllOf([Compare(v(a, "cleanclip", "ca_top1"), "<=", v(a, "cleanerclip", "ca_top1"), 1.0,
+                                     names=("CleanCLIP", "CleanerCLIP"), label=a) for a in attacks],
+                            form=ranged, unit="attacks")),
     ]
-    if matrix is not None and len(matrix):
-        cl += [
-            Claim("CleanerCLIP lowers BadCLIP top-1 ASR below CleanCLIP's, seed by seed (% of seeds)",
-                  "69.87 -> 17.85 (one run)",
-                  lambda _: share_of_pairs(matrix, "cleanerclip", "cleanclip", ["badclip"], p.scale),
-                  lambda v: v >= 100),
-            Claim("CleanerCLIP's top-1 ASR <= CleanCLIP's, per (attack, seed) pair (% of pairs)",
-                  "holds on all 6 attacks (one run each)",
-                  lambda _: share_of_pairs(matrix, "cleanerclip", "cleanclip", attacks, p.scale, strict=False),
-                  lambda v: v >= 100),
-        ]
-    if t2 is not None and len(t2):
-        from paperlib.papers import lookup
-        ref = lookup(PAPER, "Table 2").pivot_table(index="dataset", columns="defence", values="value")
-        paper_gap = float((ref["cleanclip"] - ref["cleanerclip"]).mean())
-        ours2 = t2[t2.scale == p.scale].pivot_table(index="probe", columns="defence", values="top1")
-        cl.append(Claim("CleanerCLIP's linear-probe accuracy is within 1 point of CleanCLIP's (Table 2, mean over "
-                        "probes, CleanCLIP minus CleanerCLIP)", f"{paper_gap:.2f} (mean over 9 datasets)",
-                        lambda _: float((ours2["cleanclip"] - ours2["cleanerclip"]).mean()), lambda v: abs(v) <= 1))
-    if f4 is not None and len(f4):
-        n = f4[(f4.scale == p.scale) & (f4.study == "n_aug")].assign(k=lambda d: d.value.astype(int))
-        n = n.groupby("k")["ca_top1"].mean().sort_index()
-        cl.append(Claim("More sub-captioned samples cost little clean accuracy (Fig. 4c: CA at the most minus "
-                        "at the fewest)", "51.29 - 51.53 = -0.24 (BadCLIP)",
-                        lambda _: float(n.iloc[-1] - n.iloc[0]), lambda v: v > -1.0))
-    out = claims_table(cl, t)
-    out.insert(0, "scale", p.scale)
+    ref = lookup(PAPER, "Table 2").pivot_table(index="dataset", columns="defence", values="value")
+    paper_gap = float((ref["cleanclip"] - ref["cleanerclip"]).mean())
+
+    def probe_gap():
+        if t2 is None or not len(t2):
+            raise KeyError("Table 2 not run")
+        r = t2[(t2.scale == p.scale) & t2.seed.isin(abl_seeds)]
+        per_probe = r.pivot_table(index=["seed", "probe"], columns="defence", values="top1")
+        if not {"cleanclip", "cleanerclip"} <= set(per_probe.columns):
+            raise KeyError("no CleanCLIP / CleanerCLIP probe rows")
+        g = per_probe.groupby("seed")[["cleanclip", "cleanerclip"]].mean()   # mean over probes, per seed
+        return within(g["cleanclip"], g["cleanerclip"], 1.0, names=("CleanCLIP", "CleanerCLIP"),
+                      form="{d} (mean over " + str(r.probe.nunique()) + " probes)")
+
+    cl.append(Claim("CleanerCLIP's linear-probe accuracy is within 1 point of CleanCLIP's (Table 2, mean over "
+                    "probes, CleanCLIP minus CleanerCLIP)", f"{paper_gap:+.2f} (mean over 9 datasets)", probe_gap))
+
+    def more_subcaptions():
+        if f4 is None or not len(f4):
+            raise KeyError("Fig. 4 not run")
+        n = f4[(f4.scale == p.scale) & (f4.study == "n_aug") & f4.seed.isin(abl_seeds)]
+        n = n.assign(count=n.value.astype(float).astype(int))
+        if n["count"].nunique() < 2:
+            raise KeyError("Fig. 4c needs two sub-caption counts")
+        most, fewest = n["count"].max(), n["count"].min()
+        return Compare(per_seed(n[n["count"] == most], "ca_top1"), ">", per_seed(n[n["count"] == fewest], "ca_top1"),
+                       -1.0, names=(f"CA at {most}", f"CA at {fewest}"),
+                       form="{a} - {b} = {d} (" + str(f4.attack.iloc[0]) + ")")
+    ref4 = lookup(PAPER, "Fig 4c")
+    ref4 = ref4.assign(n=ref4.setting.str.extract(r"=(\d+)")[0].astype(int)).sort_values("n")
+    cl.append(Claim("More sub-captioned samples cost little clean accuracy (Fig. 4c: CA at the most minus at the "
+                    "fewest > -1)",
+                    show_paper("{a} - {b} = {d} (BadCLIP)", ref4["value"].iloc[-1], ref4["value"].iloc[0]),
+                    more_subcaptions))
+    out = claims_table(cl, p.scale)
     write_csv_atomic(out, Path(p.results_dir) / PAPER / "claims.csv")
     return out
 

@@ -275,114 +275,146 @@ def plot_fig7(p: EftCLIPParams, wb: Workbench | None = None):
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig7_{p.scale}.png")
 
 
-def claims(made: dict[str, pd.DataFrame], det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
-    """EftCLIP's headline claims on our numbers (``results/eftclip/claims.csv``)."""
-    from paperlib.compare import Claim, claims_table
+def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
+    """EftCLIP's headline claims, checked seed by seed with the two-SEM rule of
+    :mod:`paperlib.claims` (``results/eftclip/claims.csv``) on the per-seed rows: ``tables`` (the
+    tidy rows of Tables 2-6, ``results/eftclip/tables.csv``, as :func:`defence_tables` returns
+    them; each table read at its own seeds by :func:`rows_asked`), ``det`` (the detection sweep,
+    ``results/detection/eftclip.csv``) and ``curation.csv`` (Algorithm 2's finds).  Two models are
+    paired by seed; a claim "on every ..." holds only if each member holds."""
+    from paperlib.claims import AllOf, Claim, Compare, claims_table, per_seed, show_paper, signed, within
     from paperlib.papers import lookup
     from paperlib.results import write_csv_atomic
+    if isinstance(tables, dict):
+        raise TypeError("eftclip.claims takes the per-seed rows of Tables 2-6 (defence_tables(...)['tables'] or "
+                        "results/eftclip/tables.csv), not the seed summaries of save_tables")
+    rows = rows_asked(tables, p) if tables is not None and len(tables) else pd.DataFrame(
+        columns=["table", "attack", "model", "seed"])
 
-    def cell(table, model, col, attack="badnet"):
-        t = made.get(table, pd.DataFrame())
-        sel = t[(t.attack == attack) & (t.model == model)] if len(t) else t
-        if not len(sel):
-            raise KeyError((table, model))
-        return float(sel[f"{col}_mean"].iloc[0])
+    def v(table, model, col, attack="badnet"):
+        return per_seed(rows, col, table=table, model=model, attack=attack)
 
+    d = p.detection
     det_s = main_rows(_full_sweep(det, p), p, reading=False)     # theta on eftclip.theta_scale
     det_s = det_s[(det_s.oracle == "fastsam") & (det_s.tau == p.eftclip.tau)
-                  & (det_s.n_backdoor == max(p.detection.n_backdoor))]
+                  & (det_s.n_backdoor == max(d.n_backdoor))]
 
     def rate(**kw):
-        """Mean detection rate of the rows matching ``kw`` (Algorithm 1 in eftclip.alg1_reading unless given)."""
+        """Detection rate per seed (mean over the other settings) of the rows matching ``kw``
+        (Algorithm 1 in eftclip.alg1_reading unless given)."""
         s = det_s
-        for k, v in {"alg1_reading": p.eftclip.alg1_reading, **kw}.items():
-            s = s[np.isclose(s[k], v)] if isinstance(v, float) else s[s[k] == v]
-        if not len(s):
-            raise KeyError(kw)
-        return float(s["detection_rate"].mean())
+        for k, val in {"alg1_reading": p.eftclip.alg1_reading, **kw}.items():
+            s = s[np.isclose(s[k], val)] if isinstance(val, float) else s[s[k] == val]
+        return per_seed(s, "detection_rate")
 
-    def from_scratch_gap(col):
-        """EftCLIP minus RoCLIP in Table 4, when its RoCLIP is trained from scratch as the paper's
+    def detects_87():
+        t1 = main_rows(sweep_rows(det, p, p.seeds), p)
+        t1 = t1[(t1.rho == d.default_rho) & (t1.mu == d.default_position) & np.isclose(t1.theta, p.eftclip.theta)
+                & (t1.tau == p.eftclip.tau) & (t1.oracle == "fastsam")]
+        groups = sorted({(a, int(n)) for a, n in zip(t1.dataset, t1.n_backdoor)})
+        if not groups:
+            raise KeyError("no Table 1 rows")
+        return AllOf([Compare(per_seed(t1, "detection_rate", dataset=ds, n_backdoor=n), ">=", threshold=87.0,
+                              names=("detection rate",), label=f"{ds} n={n}") for ds, n in groups],
+                     form="range", unit="dataset x n cells")
+
+    def from_scratch(col, relation):
+        """EftCLIP against RoCLIP in Table 4, when its RoCLIP is trained from scratch as the paper's
         (not the fine-tuning fallback of parameters without a pre-training victim)."""
-        t = made.get("Table 4", pd.DataFrame())
+        t = rows[rows.table == "Table 4"]
         if not len(t) or "threat_model" not in t or set(t.threat_model.dropna()) != {"pretrain"}:
-            raise KeyError(("Table 4", "threat_model"))
-        return cell("Table 4", "eftclip", col) - cell("Table 4", "roclip", col)
+            raise KeyError("Table 4's RoCLIP is not trained from scratch here")
+        return Compare(v("Table 4", "eftclip", col), relation, v("Table 4", "roclip", col), names=("EftCLIP", "RoCLIP"))
 
     def oracle_gap():
-        """|ASR with FastSAM - ASR with the exact oracle| in Table 6.  When neither oracle's
-        Algorithm 2 found an affected label both curated sets are the same random subset
-        (``curate``), so the two models are one fine-tuning and a gap of 0 says nothing about the
-        oracles: not measured (ValueError)."""
+        """ASR with FastSAM against the exact oracle in Table 6.  When neither oracle's Algorithm
+        2 found an affected label both curated sets are the same random subset (``curate``), so the
+        two models are one fine-tuning and a gap of 0 says nothing about the oracles: not measured."""
         seeds = p.ablation_seed_list
         if all(_n_affected(p, "badnet", oracle=o, seeds=seeds) == 0 for o in ("fastsam", "exact")):
             raise ValueError("neither oracle found an affected label: both curated sets are random subsets")
-        return abs(cell("Table 6", "eftclip_fastsam", "asr_top1") - cell("Table 6", "eftclip_exact", "asr_top1"))
+        return within(v("Table 6", "eftclip_fastsam", "asr_top1"), v("Table 6", "eftclip_exact", "asr_top1"), 1.0,
+                      names=("FastSAM", "exact"))
 
-    def paper(table, model, metric):
-        ref = lookup(PAPER, table)
-        sel = ref[(ref.defence == model) & (ref.metric == metric) & (ref.dataset == "imagenet")]
-        return float(sel["value"].iloc[0])
+    def affected_labels():
+        c = _curation_rows(p, "badnet")
+        return Compare(per_seed(c, "n_affected"), ">=", threshold=1.0, names=("labels in A",),
+                       form="{a} labels (mean over seeds)")
+
+    def paper(table, model, metric, attack="badnet", **kw):
+        ref = lookup(PAPER, table, attack=attack, defence=model, metric=metric, dataset="imagenet", **kw)
+        return float(ref["value"].iloc[0])
 
     def versus(table, a, b, metric):
-        return f"{paper(table, a, metric):.2f} vs {paper(table, b, metric):.2f}"
+        return show_paper(None, paper(table, a, metric), paper(table, b, metric))
 
-    t1 = made.get("Table 1", pd.DataFrame())
-    if "alg1_reading" in t1:
-        t1 = t1[t1.alg1_reading == p.eftclip.alg1_reading]
-    lo, hi = float(min(p.detection.thetas)), float(max(p.detection.thetas))
-    trend = [Claim(f"Detection falls as theta rises (Fig. 3b: lowest theta minus highest; Algorithm 1 {r})",
-                   "decreasing", lambda _, r=r: rate(theta=lo, alg1_reading=r) - rate(theta=hi, alg1_reading=r),
-                   lambda v: v > 0)
-             for r in [p.eftclip.alg1_reading, *(x for x in p.detection.alg1_readings if x != p.eftclip.alg1_reading)]]
+    t5 = list(p.table5_attacks)
+    t1ref = lookup(PAPER, "Table 1")
+    t5_asr = [paper("Table 5", "eftclip", "asr", a, setting_contains="after") for a in t5]
+    t5_cost = [paper("Table 5", "none", "ca", a, setting_contains="before")
+               - paper("Table 5", "eftclip", "ca", a, setting_contains="after") for a in t5]
+    lo, hi = float(min(d.thetas)), float(max(d.thetas))
+    readings = [p.eftclip.alg1_reading, *(x for x in d.alg1_readings if x != p.eftclip.alg1_reading)]
+    trend = [Claim(f"Detection falls as theta rises (Fig. 3b: lowest theta {lo:g} -> highest {hi:g}; Algorithm 1 {r})",
+                   "decreasing (Fig. 3b; no number printed)",
+                   lambda r=r: Compare(rate(theta=lo, alg1_reading=r), ">", rate(theta=hi, alg1_reading=r),
+                                       names=(f"theta {lo:g}", f"theta {hi:g}"), form="{a} -> {b}"))
+             for r in readings]
     cl = [
-        Claim("Algorithm 1 detects >= 87% of triggered images (Table 1, worst dataset and n)", "87.4-90.1",
-              lambda _: float(t1[t1.oracle == "fastsam"]["detection_rate_mean"].min()), lambda v: v >= 87),
-        Claim("EftCLIP lowers BadNet top-1 ASR below CleanCLIP's (Table 2)", "13.87 vs 17.00",
-              lambda _: cell("Table 2", "cleanclip", "asr_top1") - cell("Table 2", "eftclip", "asr_top1"),
-              lambda v: v > 0),
-        Claim("EftCLIP keeps top-1 CA at least CleanCLIP's (Table 2)", "58.20 vs 57.00",
-              lambda _: cell("Table 2", "eftclip", "ca_top1") - cell("Table 2", "cleanclip", "ca_top1"),
-              lambda v: v >= 0),
-        Claim("EftCLIP brings top-1 ASR below 15% on all four attacks (Table 5, worst attack)", "8.43-12.30",
-              lambda _: max(cell("Table 5", "eftclip", "asr_top1", a) for a in p.table5_attacks), lambda v: v < 15),
-        Claim("EftCLIP costs at most 1 point of top-1 CA against the victim (Table 5, worst attack)", "-0.09 to +0.53",
-              lambda _: max(cell("Table 5", "none", "ca_top1", a) - cell("Table 5", "eftclip", "ca_top1", a)
-                            for a in p.table5_attacks), lambda v: v <= 1),
-        Claim("Bottom-right triggers are detected more often than random ones (Fig. 3a)", "holds for rho 8 and 16",
-              lambda _: rate(mu="bottom_right", theta=p.eftclip.theta) - rate(mu="random", theta=p.eftclip.theta),
-              lambda v: v > 0),
+        Claim("Algorithm 1 detects >= 87% of triggered images (Table 1, every dataset and n)",
+              f"{t1ref.value.min():.1f}-{t1ref.value.max():.1f}", detects_87),
+        Claim("EftCLIP lowers BadNet top-1 ASR below CleanCLIP's (Table 2, EftCLIP vs CleanCLIP)",
+              versus("Table 2", "eftclip", "cleanclip", "asr"),
+              lambda: Compare(v("Table 2", "eftclip", "asr_top1"), "<", v("Table 2", "cleanclip", "asr_top1"),
+                              names=("EftCLIP", "CleanCLIP"))),
+        Claim("EftCLIP keeps top-1 CA at least CleanCLIP's (Table 2, EftCLIP vs CleanCLIP)",
+              versus("Table 2", "eftclip", "cleanclip", "ca"),
+              lambda: Compare(v("Table 2", "eftclip", "ca_top1"), ">=", v("Table 2", "cleanclip", "ca_top1"),
+                              names=("EftCLIP", "CleanCLIP"))),
+        Claim("EftCLIP brings top-1 ASR below 15% on all four attacks (Table 5, range over attacks)",
+              f"{min(t5_asr):.2f}-{max(t5_asr):.2f}",
+              lambda: AllOf([Compare(v("Table 5", "eftclip", "asr_top1", a), "<", threshold=15.0,
+                                     names=("EftCLIP's ASR",), label=a) for a in t5], form="range", unit="attacks")),
+        Claim("EftCLIP costs at most 1 point of top-1 CA against the victim (Table 5, victim minus EftCLIP, every "
+              "attack)", f"{min(t5_cost):+.2f} to {max(t5_cost):+.2f} over {len(t5_cost)} attacks",
+              lambda: AllOf([Compare(v("Table 5", "none", "ca_top1", a), "<=", v("Table 5", "eftclip", "ca_top1", a), 1.0,
+                                     names=("victim", "EftCLIP"), label=a) for a in t5],
+                            form=lambda parts: (f"{signed(min(x.mean for x in parts if x.n_seeds))} to "
+                                                f"{signed(max(x.mean for x in parts if x.n_seeds))} over "
+                                                f"{sum(1 for x in parts if x.n_seeds)} attacks"), unit="attacks")),
+        Claim("Bottom-right triggers are detected more often than random ones (Fig. 3a, bottom-right vs random)",
+              "holds for rho 8 and 16 (Fig. 3a; no number printed)",
+              lambda: Compare(rate(mu="bottom_right", theta=p.eftclip.theta), ">", rate(mu="random", theta=p.eftclip.theta),
+                              names=("bottom-right", "random"))),
         *trend,
-        Claim("Algorithm 2 as printed finds affected labels (number of labels in A, BadNet)", "a frequency list "
-              "(Sec. 4.4)", lambda _: _n_affected(p, "badnet"), lambda v: v > 0),
-        Claim("On the pre-training victim EftCLIP keeps top-1 CA at least CleanCLIP's (Table 3)",
+        Claim("Algorithm 2 as printed finds affected labels (labels in A, BadNet)", "a frequency list (Sec. 4.4)",
+              affected_labels),
+        Claim("On the pre-training victim EftCLIP keeps top-1 CA at least CleanCLIP's (Table 3, EftCLIP vs CleanCLIP)",
               versus("Table 3", "eftclip", "cleanclip", "ca"),
-              lambda _: cell("Table 3", "eftclip", "ca_top1") - cell("Table 3", "cleanclip", "ca_top1"),
-              lambda v: v >= 0),
-        Claim("On the pre-training victim EftCLIP lowers top-1 ASR below CleanCLIP's (Table 3)",
+              lambda: Compare(v("Table 3", "eftclip", "ca_top1"), ">=", v("Table 3", "cleanclip", "ca_top1"),
+                              names=("EftCLIP", "CleanCLIP"))),
+        Claim("On the pre-training victim EftCLIP lowers top-1 ASR below CleanCLIP's (Table 3, EftCLIP vs CleanCLIP)",
               versus("Table 3", "eftclip", "cleanclip", "asr"),
-              lambda _: cell("Table 3", "cleanclip", "asr_top1") - cell("Table 3", "eftclip", "asr_top1"),
-              lambda v: v > 0),
-        Claim("EftCLIP keeps at least RoCLIP's top-1 CA, RoCLIP trained from scratch (Table 4)",
-              versus("Table 4", "eftclip", "roclip", "ca"),
-              lambda _: from_scratch_gap("ca_top1"), lambda v: v >= 0),
-        Claim("EftCLIP's top-1 ASR is at most RoCLIP's trained from scratch (Table 4)",
-              versus("Table 4", "eftclip", "roclip", "asr"),
-              lambda _: from_scratch_gap("asr_top1"), lambda v: v <= 0),
-        Claim("The precise oracle changes EftCLIP's ASR by < 1 point (Table 6; not measured when neither "
-              "oracle's Algorithm 2 finds an affected label)", "9.70 vs 9.67",
-              lambda _: oracle_gap(), lambda v: v < 1),
+              lambda: Compare(v("Table 3", "eftclip", "asr_top1"), "<", v("Table 3", "cleanclip", "asr_top1"),
+                              names=("EftCLIP", "CleanCLIP"))),
+        Claim("EftCLIP keeps at least RoCLIP's top-1 CA, RoCLIP trained from scratch (Table 4, EftCLIP vs RoCLIP)",
+              versus("Table 4", "eftclip", "roclip", "ca"), lambda: from_scratch("ca_top1", ">=")),
+        Claim("EftCLIP's top-1 ASR is at most RoCLIP's trained from scratch (Table 4, EftCLIP vs RoCLIP)",
+              versus("Table 4", "eftclip", "roclip", "asr"), lambda: from_scratch("asr_top1", "<=")),
+        Claim("The precise oracle changes EftCLIP's ASR by < 1 point (Table 6, FastSAM vs exact; not measured when "
+              "neither oracle's Algorithm 2 finds an affected label)",
+              show_paper(None, paper("Table 6", "eftclip", "asr", setting_contains="oracle=fastsam"),
+                         paper("Table 6", "eftclip", "asr", setting_contains="oracle=sam")), oracle_gap),
     ]
-    out = claims_table(cl, pd.DataFrame())
-    out.insert(0, "scale", p.scale)
+    out = claims_table(cl, p.scale)
     write_csv_atomic(out, Path(p.results_dir) / PAPER / "claims.csv")
     return out
 
 
-def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> float:
-    """Mean number of affected labels Algorithm 2 found for ``attack`` (fine-tuning victims) over
-    ``seeds`` (default: every seed), from ``curation.csv``, at these parameters' rule, theta scale
-    and Algorithm 1 reading (rows of older code: the paper scale, as printed); KeyError when not run."""
+def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> pd.DataFrame:
+    """Rows of ``curation.csv`` for ``attack`` (fine-tuning victims) at ``seeds`` (default: every
+    seed) and these parameters' rule, theta scale and Algorithm 1 reading (rows of older code: the
+    paper scale, as printed); KeyError when not run."""
     f = Path(p.results_dir) / PAPER / "curation.csv"
     if not f.is_file():   # no curated run yet: the claim is not measured
         raise KeyError(str(f))
@@ -398,7 +430,13 @@ def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=No
           & (c.theta_scale == p.eftclip.theta_scale) & (c.alg1_reading == p.eftclip.alg1_reading)]
     if not len(c) or c["n_affected"].isna().all():
         raise KeyError(attack)
-    return float(c["n_affected"].mean())
+    return c
+
+
+def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> float:
+    """Mean number of affected labels Algorithm 2 found for ``attack`` over ``seeds`` (default:
+    every seed), from :func:`_curation_rows`; KeyError when not run."""
+    return float(_curation_rows(p, attack, oracle, seeds)["n_affected"].mean())
 
 
 __all__ = ["beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "plot_fig3", "plot_fig4",

@@ -1,0 +1,188 @@
+"""The README's "Results at a glance", written from the results files (issue 24, item 3).
+
+    python -m paperlib.readme            # rewrite the section between the markers in README.md
+    python -m paperlib.readme --check    # exit 1 if README.md's section differs from what the files give
+
+Every number of the section is read here from a file under ``results/``: the verdict counts from
+``results/claims.csv`` when it exists and has the paper's rows (verdicts by the two-SEM rule of
+:mod:`paperlib.claims`), else from the paper's own ``results/<paper>/claims.csv`` (its ``verdict``
+column, or, in a file of older code, its ``holds`` column mapped yes -> holds, no -> fails,
+not measured -> inconclusive and labelled as the old yes/no verdicts); the headline numbers from the
+paper's tables.  The citations are as the paper texts give them (``../shared/papers``): a text
+that names no authors, venue or arXiv id is said to.  ``tests/test_readme.py`` fails when the
+README's section differs from what this module makes of the committed results.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+BEGIN = "<!-- glance:start -->"
+END = "<!-- glance:end -->"
+OLD_VERDICTS = {"yes": "holds", "no": "fails", "not measured": "inconclusive"}
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` (std over seeds; no std for one seed), one decimal."""
+    return f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 and pd.notna(std) else "")
+
+
+def _row(df: pd.DataFrame, **match) -> pd.Series:
+    sel = df
+    for k, v in match.items():
+        sel = sel[sel[k] == v]
+    if len(sel) != 1:
+        raise KeyError(f"{len(sel)} rows for {match}")
+    return sel.iloc[0]
+
+
+def _headline_eftclip(res: Path) -> str:
+    t = pd.read_csv(res / "eftclip" / "table2_embedded.csv")
+    e, c = _row(t, attack="badnet", model="eftclip"), _row(t, attack="badnet", model="cleanclip")
+    n = int(min(e.n_seeds, c.n_seeds))
+    return (f"Table 2, BadNet top-1 ASR, EftCLIP vs CleanCLIP: paper {e.asr_top1_paper:.2f} vs {c.asr_top1_paper:.2f}; "
+            f"ours {_pm(e.asr_top1_mean, e.asr_top1_std, n)} vs {_pm(c.asr_top1_mean, c.asr_top1_std, n)} "
+            f"(mean ± std, {n} seeds)")
+
+
+def _headline_beside(res: Path, paper: str, file: str, table: str, attack: str, ours: str, theirs: str,
+                     names: tuple[str, str]) -> str:
+    t = pd.read_csv(res / paper / file)
+    t = t[(t.metric == "asr") & (t.k == 1)]
+    a, b = _row(t, attack=attack, defence=ours), _row(t, attack=attack, defence=theirs)
+    n = int(min(a.n_seeds, b.n_seeds))
+    return (f"{table}, {attack_name(attack)} top-1 ASR, {names[0]} vs {names[1]}: paper {a.paper:.2f} vs {b.paper:.2f}; "
+            f"ours {_pm(a.ours_mean, a.ours_std, n)} vs {_pm(b.ours_mean, b.ours_std, n)} (mean ± std, {n} seeds)")
+
+
+def _headline_cfbd(res: Path) -> str:
+    t = pd.read_csv(res / "cfbd" / "table4_embedded.csv")
+    r = _row(t, attack="badnet", stage="fine")
+    return (f"Table 4, BadNet detection AUROC (coarse-to-fine, %): paper {r.auroc_paper:.2f}; "
+            f"ours {_pm(r.auroc, r.auroc_std, int(r.n_seeds))} (mean ± std, {int(r.n_seeds)} seeds)")
+
+
+def attack_name(a: str) -> str:
+    return {"badnet": "BadNet", "badclip": "BadCLIP", "blended": "Blended"}.get(a, a)
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    name: str
+    citation: str
+    headline: Callable[[Path], str]
+
+
+PAPERS: tuple[Paper, ...] = (
+    Paper("eftclip", "EftCLIP",
+          "Md. Iqbal Hossain, Afia Sajeeda, Neeresh Kumar Perla, Ming Shao: *Robust Defense Strategies for "
+          "Multimodal Contrastive Learning: Efficient Fine-tuning Against Backdoor Attacks* (University of "
+          "Massachusetts Dartmouth and Lowell; the text names no venue or arXiv id)", _headline_eftclip),
+    Paper("cleanerclip", "CleanerCLIP",
+          "*CleanerCLIP: Fine-grained Counterfactual Semantic Augmentation for Backdoor Defense in Contrastive "
+          "Learning* (the text we have names no authors, venue or arXiv id)",
+          lambda res: _headline_beside(res, "cleanerclip", "table1.csv", "Table 1", "badclip", "cleanerclip",
+                                       "cleanclip", ("CleanerCLIP", "CleanCLIP"))),
+    Paper("abd", "ABD",
+          "*Adversarial Backdoor Defense in CLIP* (the text we have names no authors, venue or arXiv id)",
+          lambda res: _headline_beside(res, "abd", "table_i.csv", "Table I", "badclip", "abd", "cleanclip",
+                                       ("ABD", "CleanCLIP"))),
+    Paper("cfbd", "CFBD",
+          "*CFBD: Coarse-to-Fine Detection of Backdoor Attacks in Multimodal Contrastive Learning*, anonymous "
+          "authors, paper under double-blind review (no venue named)", _headline_cfbd),
+)
+
+
+def verdicts(res: Path, paper: str) -> tuple[dict[str, int], str, str]:
+    """(counts of holds / fails / inconclusive, the scale, where they come from)."""
+    collected = res / "claims.csv"
+    if collected.is_file():
+        df = pd.read_csv(collected)
+        df = df[df.paper == paper]
+        if len(df):
+            return _counts(df.verdict), _scale(df), "[`results/claims.csv`](results/claims.csv), two-SEM rule"
+    f = res / paper / "claims.csv"
+    df = pd.read_csv(f)
+    where = f"[`claims.csv`](results/{paper}/claims.csv)"
+    if "verdict" in df.columns:
+        return _counts(df.verdict), _scale(df), f"{where}, two-SEM rule"
+    return _counts(df.holds.map(OLD_VERDICTS)), _scale(df), f"{where}, old yes/no verdicts, pre-SEM rule"
+
+
+def _counts(v: pd.Series) -> dict[str, int]:
+    return {k: int((v == k).sum()) for k in ("holds", "fails", "inconclusive")}
+
+
+def _scale(df: pd.DataFrame) -> str:
+    scales = sorted(set(df["scale"].astype(str))) if "scale" in df else []
+    return ", ".join(scales) or "?"
+
+
+def glance(res: str | Path = "results") -> str:
+    """The section's Markdown (between the markers) from the results folder ``res``."""
+    res = Path(res)
+    collected = (res / "claims.csv").is_file()
+    lines = [
+        "The committed results were made before the method defaults of issue 23 and before the victim changes now "
+        "in progress (the shipped clean base); the notebooks will re-make them. Verdict counts come from "
+        + ("`results/claims.csv` (every paper's claims, verdicts by the two-SEM rule of "
+           "[docs/verdicts.md](docs/verdicts.md)) where it has a paper's rows, else from the paper's own claims.csv."
+           if collected else
+           "each paper's own claims.csv: until the notebooks run again these are the **old yes/no verdicts "
+           "(pre-SEM rule)**, yes counted as holds, no as fails and not measured as inconclusive; a new run writes "
+           "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
+        "",
+        "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
+        "|---|---|---|---|",
+    ]
+    for p in PAPERS:
+        counts, scale, where = verdicts(res, p.id)
+        links = (f"[notebook](notebooks/{p.id}.ipynb), [executed](results/{p.id}/{p.id}.ipynb), "
+                 f"[tables](results/{p.id}/), [deviations](docs/deviations-{p.id}.md)")
+        lines.append(f"| {p.name} | {counts['holds']} / {counts['fails']} / {counts['inconclusive']} "
+                     f"({scale}; {where}) | {p.headline(res)} | {links} |")
+    lines += ["", "The papers (citations as their texts in `../shared/papers` give them):", ""]
+    lines += [f"* **{p.name}**: {p.citation}." for p in PAPERS]
+    return "\n".join(lines)
+
+
+def render(text: str, res: str | Path = "results") -> str:
+    """``text`` (the README) with the section between the markers replaced by :func:`glance`."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"the README has no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{glance(res)}\n{END}{tail}"
+
+
+def main(argv=None) -> int:
+    from paperlib.assets import repo_root
+    ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the results files")
+    ap.add_argument("--results", default=None, help="results folder (default: the committed results/)")
+    args = ap.parse_args(argv)
+    root = repo_root()
+    readme = root / "README.md"
+    text = readme.read_text()
+    new = render(text, args.results or root / "results")
+    if args.check:
+        if new != text:
+            print("README.md: the results at a glance differ from the results files; run python -m paperlib.readme")
+            return 1
+        print("README.md: results at a glance current")
+        return 0
+    if new != text:
+        readme.write_text(new)
+    print(f"README.md: results at a glance {'rewritten' if new != text else 'already current'} "
+          f"({len(new.encode())} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Claims checked seed by seed (paperlib.claims): the two-SEM verdict rule on hand-made per-seed
+values, sets of comparisons, the claims table's columns, collecting the papers' files, and each
+paper's claims function on small synthetic tables shaped like its real input.  Light: no models."""
+import math
+
+import pandas as pd
+import pytest
+
+from paperlib.claims import (CLAIM_COLUMNS, AllOf, Claim, Compare, claims_table, per_seed, show_paper, verdict,
+                             verdict_counts, within)
+
+
+def s(*values, seeds=None):
+    return pd.Series(values, index=list(seeds if seeds is not None else range(len(values))), dtype=float)
+
+
+# --- the rule ---------------------------------------------------------------------------------
+def test_a_clear_margin_over_three_seeds_holds():
+    c = Compare(s(5.0, 6.0, 7.0), "<", s(15.0, 16.5, 17.0), names=("A", "B"))
+    assert c.verdict == "holds" and c.n_seeds == 3
+    assert c.ours == "6.0 vs 16.2"
+    assert c.spread.startswith("A - B -10.2 ± 0.17 (SEM), 3 seeds paired; needs < 0")
+
+
+def test_a_margin_within_two_sem_is_inconclusive():
+    # diffs -1, +2, -4: mean -1.0, SEM sqrt(9)/sqrt(3) = 1.73; |mean| < 2 SEM
+    c = Compare(s(10.0, 12.0, 6.0), "<", s(11.0, 10.0, 10.0))
+    assert c.sem == pytest.approx(math.sqrt(3)) and c.verdict == "inconclusive"
+
+
+def test_the_comparison_reversed_fails():
+    c = Compare(s(15.0, 16.5, 17.0), "<", s(5.0, 6.0, 7.0))
+    assert c.verdict == "fails"
+    assert Compare(s(15.0, 16.5, 17.0), ">", s(5.0, 6.0, 7.0)).verdict == "holds"
+
+
+def test_one_seed_is_inconclusive_and_says_so():
+    c = Compare(s(1.0), "<", s(50.0))
+    assert c.verdict == "inconclusive" and c.n_seeds == 1 and "1 seed" in c.spread
+    assert verdict(gap=100.0, sem=float("nan"), n=1) == "inconclusive"
+
+
+def test_pairing_by_seed_decides_where_the_unpaired_means_overlap():
+    """The seeds move both methods together (a strong and a weak victim): unpaired, the means lie
+    within each other's spread; paired, every seed has A below B by about a point."""
+    a = s(10.0, 30.0, 50.0)
+    b = s(11.0, 31.5, 51.2)
+    sem_a = a.std(ddof=1) / math.sqrt(3)
+    assert abs(a.mean() - b.mean()) < 2 * sem_a          # unpaired: no verdict possible
+    c = Compare(a, "<", b, names=("A", "B"))
+    assert c.verdict == "holds" and c.mean == pytest.approx(-3.7 / 3)
+
+
+def test_only_seeds_both_sides_have_are_paired():
+    c = Compare(s(1.0, 2.0, 3.0, seeds=[0, 1, 2]), "<", s(9.0, 9.5, seeds=[1, 2]))
+    assert c.n_seeds == 2 and list(c.d.index) == [1, 2]
+    assert Compare(s(1.0, seeds=[0]), "<", s(2.0, seeds=[5])).ours == "not measured"
+
+
+def test_threshold_claims_and_non_strict_relations():
+    assert Compare(s(0.4, 0.5, 0.6), "<", threshold=5.0).verdict == "holds"
+    assert Compare(s(15.0, 16.0, 17.0), "<", threshold=5.0).verdict == "fails"
+    assert Compare(s(4.0, 6.0, 5.5), "<", threshold=5.0).verdict == "inconclusive"
+    # CA cost at most 3 points: A - B <= 3
+    assert Compare(s(12.0, 12.1, 11.9), "<=", s(11.0, 11.0, 11.0), 3.0).verdict == "holds"
+    # a tie with no spread is inconclusive whichever the strictness
+    assert Compare(s(5.0, 5.0, 5.0), "<=", s(5.0, 5.0, 5.0)).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="relation"):
+        Compare(s(1.0), "~")
+
+
+def test_ours_is_written_in_the_papers_form():
+    paper = show_paper(None, 13.87, 17.0)
+    ours = Compare(s(8.0, 8.2), "<", s(12.3, 12.5)).ours
+    assert paper == "13.87 vs 17.00" and ours == "8.1 vs 12.4"
+    assert show_paper("{a} {rel} {b}", 5.36, 14.02) == "5.36 < 14.02"
+    assert Compare(s(20.0, 21.0), "<", s(3.0, 4.0), form="{a} {rel} {b}").ours == "20.5 > 3.5"
+    assert Compare(s(89.0, 90.0), ">", s(35.0, 36.0), form="{a} -> {b}").ours == "89.5 -> 35.5"
+    assert Compare(s(8.0, 8.2), ">", s(9.0, 9.0), form="{a} - {b} = {d}").ours == "8.1 - 9.0 = -0.90"
+
+
+# --- sets and two-sided claims -----------------------------------------------------------------
+def _held():
+    return Compare(s(1.0, 1.1, 0.9), "<", s(10.0, 10.2, 9.9), form="{a} {rel} {b}", label="badnet")
+
+
+def _failed():
+    return Compare(s(10.0, 10.2, 9.9), "<", s(1.0, 1.1, 0.9), form="{a} {rel} {b}", label="blended")
+
+
+def _open():
+    return Compare(s(10.0, 12.0, 6.0), "<", s(11.0, 10.0, 10.0), form="{a} {rel} {b}", label="badclip")
+
+
+def test_a_set_holds_only_if_every_member_holds_and_fails_if_any_fails():
+    assert AllOf([_held(), _held()]).verdict == "holds"
+    assert AllOf([_held(), _open()]).verdict == "inconclusive"
+    assert AllOf([_held(), _open(), _failed()]).verdict == "fails"
+    assert AllOf([]).verdict == "inconclusive"
+    every = AllOf([_held(), _failed(), _open()], unit="attacks")
+    assert every.ours == "1.0 < 10.0, 10.0 > 1.0, 9.3 < 10.3"
+    assert every.spread.startswith("badnet: diff -9.0") and "blended: diff 9.0" in every.spread
+    assert every.n_seeds == 3
+
+
+def test_a_large_set_counts_its_members_and_names_the_worst():
+    parts = [_held(), _held(), _open(), _failed()]
+    every = AllOf(parts, form="range", unit="attacks")
+    assert every.spread.startswith("4 attacks: 2 hold, 1 fail, 1 inconclusive; worst blended:")
+    assert every.ours == "1.0-10.0"
+
+
+def test_within_is_two_sided():
+    assert within(s(10.0, 10.2, 10.1), s(10.1, 10.0, 10.3), 1.0).verdict == "holds"
+    assert within(s(13.0, 13.2, 13.1), s(10.1, 10.0, 10.3), 1.0).verdict == "fails"
+    assert within(s(7.0, 7.2, 7.1), s(10.1, 10.0, 10.3), 1.0).verdict == "fails"
+    w = within(s(10.0, 12.0, 8.0), s(10.0, 10.0, 10.0), 1.0)
+    assert w.verdict == "inconclusive" and w.spread.endswith("needs |diff| <= 1")
+
+
+# --- claims as data ------------------------------------------------------------------------------
+def test_claims_table_has_the_columns_and_marks_what_was_not_measured():
+    rows = pd.DataFrame([{"attack": "badnet", "defence": d, "scale": "embedded", "seed": seed, "asr_top1": v}
+                         for d, vals in (("abd", (0.0, 0.5, 0.2)), ("cleanclip", (7.9, 26.4, 5.3)))
+                         for seed, v in enumerate(vals)])
+
+    def v(defence, attack="badnet"):
+        return per_seed(rows, "asr_top1", scale="embedded", attack=attack, defence=defence)
+    cl = [Claim("ABD below CleanCLIP", "5.36 vs 14.02", lambda: Compare(v("abd"), "<", v("cleanclip"))),
+          Claim("absent attack", "1.00", lambda: Compare(v("abd", "wanet"), "<", threshold=1.0)),
+          Claim("one seed", "1.00", lambda: Compare(per_seed(rows, "asr_top1", [0], defence="abd"), "<", threshold=1.0))]
+    out = claims_table(cl, "embedded")
+    assert tuple(out.columns) == CLAIM_COLUMNS and out.n_seeds.dtype.kind == "i"
+    assert out.verdict.tolist() == ["inconclusive", "inconclusive", "inconclusive"]   # 13 ± 6 over three seeds
+    assert out.ours.tolist() == ["0.23 vs 13.2", "not measured", "0.0"]
+    assert out.n_seeds.tolist() == [3, 0, 1]
+    assert out.spread.iloc[1].startswith("not measured: no rows for scale=embedded, attack=wanet, defence=abd with asr_top1")
+    assert verdict_counts(out) == {"holds": 0, "fails": 0, "inconclusive": 3}
+
+
+def test_collect_claims_gathers_the_papers_files_and_leaves_out_old_ones(tmp_path, capsys):
+    from paperlib.compare import COLLECTED_COLUMNS, collect_claims, main
+    new = pd.DataFrame([{"scale": "embedded", "claim": "c", "paper_value": "1 vs 2", "ours": "3 vs 4",
+                         "spread": "diff -1 ± 0.1 (SEM), 3 seeds paired", "n_seeds": 3, "verdict": "holds"}])
+    for paper in ("abd", "cfbd"):
+        (tmp_path / paper).mkdir()
+        new.to_csv(tmp_path / paper / "claims.csv", index=False)
+    (tmp_path / "eftclip").mkdir()
+    pd.DataFrame([{"scale": "embedded", "claim": "old", "paper_value": "1", "ours": 2.0, "holds": "no"}]).to_csv(
+        tmp_path / "eftclip" / "claims.csv", index=False)
+    out = collect_claims(tmp_path)
+    assert tuple(out.columns) == COLLECTED_COLUMNS and list(out.paper) == ["abd", "cfbd"]
+    on_disk = pd.read_csv(tmp_path / "claims.csv")
+    assert list(on_disk.columns) == list(COLLECTED_COLUMNS) and on_disk.n_seeds.tolist() == [3, 3]
+    assert "eftclip (old yes/no verdicts" in capsys.readouterr().out
+    (tmp_path / "claims.csv").unlink()
+    assert main(["--collect", "--results", str(tmp_path)]) == 0 and (tmp_path / "claims.csv").is_file()
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert collect_claims(empty).empty and not (empty / "claims.csv").exists()
+
+
+# --- each paper's claims on synthetic per-seed tables ------------------------------------------------
+NEW_COLUMNS = list(CLAIM_COLUMNS)
+
+
+def _matrix(values: dict, seeds=(0, 1, 2), scale="smoke"):
+    """Defence-matrix rows: values[(attack, defence)] = (asr per seed, ca per seed)."""
+    return pd.DataFrame([{"attack": a, "defence": d, "scale": scale, "seed": seed, "asr_top1": asr[i], "ca_top1": ca[i]}
+                         for (a, d), (asr, ca) in values.items() for i, seed in enumerate(seeds)])
+
+
+def test_abd_claims_from_per_seed_matrix_rows(tmp_path):
+    from paperlib.experiments import abd
+    p = abd.load("params/abd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    attacks = [v.attack for v in p.victims]
+    vals = {}
+    for a in attacks:
+        vals[(a, "cleanclip")] = ((20.0, 22.0, 21.0), (10.0, 10.2, 9.8))
+        vals[(a, "abd")] = ((1.0, 2.0, 1.5), (9.0, 9.1, 9.2))
+        vals[(a, "roclip")] = ((40.0, 45.0, 42.0), (10.0, 10.0, 10.0))
+    for d in ("abd_i_adv", "abd_t_eda", "abd_uap"):
+        vals[("badnet", d)] = ((5.0, 5.0, 5.0), (9.0, 9.0, 9.0))
+    out = abd.claims(None, p, matrix=_matrix(vals))
+    assert list(out.columns) == NEW_COLUMNS and (tmp_path / "abd" / "claims.csv").is_file()
+    first = out.iloc[0]
+    assert first.verdict == "holds" and first.n_seeds == 3 and "<" in first.ours
+    assert first.paper_value.count("<") == first.ours.count("<") == len(attacks)   # the paper's shape
+    cost = out[out.claim.str.startswith("ABD costs at most 3 points")].iloc[0]
+    assert cost.verdict == "holds" and cost.paper_value == "55.85 vs 53.47" and cost.ours == "10.0 vs 9.1"
+    ablation = out[out.claim.str.contains("I_adv")].iloc[0]       # ablation variants: ablation_seeds, one seed
+    assert ablation.verdict == "inconclusive" and ablation.n_seeds == 1 and "1 seed" in ablation.spread
+    assert set(out.verdict) <= {"holds", "fails", "inconclusive"}
+    assert (abd.claims(None, p, matrix=None).verdict == "inconclusive").all()
+
+
+def test_cleanerclip_claims_from_per_seed_rows(tmp_path):
+    from paperlib.experiments import cleanerclip
+    p = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    vals = {}
+    for a in [v.attack for v in p.victims]:
+        vals[(a, "cleanclip")] = ((20.0, 22.0, 21.0), (10.0, 10.2, 9.8))
+        vals[(a, "cleanerclip")] = ((30.0, 33.0, 31.0), (9.9, 10.1, 9.8))
+        vals[(a, "ft")] = ((40.0, 45.0, 42.0), (10.0, 10.0, 10.0))
+    t2 = pd.DataFrame([{"attack": "badnet", "defence": d, "probe": pr, "scale": p.scale, "seed": 0, "top1": 80.0}
+                       for d in ("cleanclip", "cleanerclip") for pr in ("heldout_style", "fashion_mnist")])
+    f4 = pd.DataFrame([{"study": "n_aug", "value": str(n), "attack": "badnet", "scale": p.scale, "seed": 0,
+                        "ca_top1": ca, "asr_top1": 10.0} for n, ca in ((50, 9.0), (3000, 8.5))])
+    out = cleanerclip.claims(None, p, t2, f4, matrix=_matrix(vals))
+    assert list(out.columns) == NEW_COLUMNS
+    every = out[out.claim.str.contains("on every attack")].iloc[0]
+    assert every.verdict == "fails" and ">" in every.ours                   # CleanerCLIP above CleanCLIP here
+    ft = out[out.claim.str.startswith("FT alone")].iloc[0]
+    assert ft.verdict == "holds" and ft.paper_value == "62.14"
+    probe = out[out.claim.str.contains("linear-probe")].iloc[0]
+    assert probe.verdict == "inconclusive" and probe.n_seeds == 1 and probe.ours.startswith("+0.0 (mean over 2 probes)")
+    fig4 = out[out.claim.str.contains("Fig. 4c")].iloc[0]
+    assert fig4.ours == "8.5 - 9.0 = -0.50 (badnet)" and fig4.paper_value == "51.29 - 51.53 = -0.24 (BadCLIP)"
+
+
+def test_cfbd_claims_from_per_seed_rows(tmp_path):
+    from paperlib.experiments import cfbd
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    seeds = [0, 1, 2]
+    rates = pd.DataFrame([{"attack": a, "poison_count": c, "poison_rate": 0.3, "method": m, "scale": p.scale,
+                           "seed": sd, "tpr": (99.0 + 0.1 * sd) if m == "cfbd" else 20.0 + sd, "fpr": 0.0}
+                          for a in ("badnet", "blended") for c in (3, 6) for m in ("cfbd", "abl") for sd in seeds])
+    fault = pd.DataFrame([{"attack": a, "q": 400, "fault_ratio": 80.0, "scale": p.scale, "seed": sd,
+                           "auroc": 99.5 + 0.1 * sd} for a in ("badnet", "blended") for sd in seeds])
+    rows12 = pd.DataFrame([{"attack": a, "method": "cfbd", "seed": sd, "ca_top1": 10.0, "asr_top1": 30.0 + sd}
+                           for a in ("badnet", "blended") for sd in seeds])
+    det = pd.DataFrame([{"attack": a, "stage": st, "seed": sd, "tpr": 0.0, "fpr": 0.0, "auroc": 50.0 + sd,
+                         "auprc": (20.0 if st == "fine" else 10.0) + sd}
+                        for a in ("badnet", "blended") for st in ("coarse", "fine") for sd in seeds])
+    out = cfbd.claims(p, rates, fault, rows12=rows12, det=det)
+    assert list(out.columns) == NEW_COLUMNS
+    out = out.set_index("claim")
+    v = out.verdict
+    assert v.filter(like="TPR >= 98%").iloc[0] == "holds"
+    assert v.filter(like="beats ABL").iloc[0] == "holds"
+    assert v.filter(like="AUROC >= 99% on every attack").iloc[0] == "fails"
+    assert v.filter(like="raises AUPRC").iloc[0] == "holds"
+    assert v.filter(like="Retraining").iloc[0] == "fails"
+    assert v.filter(like="80% benign").iloc[0] == "holds"
+    assert out.ours.filter(like="beats ABL").iloc[0] == "ABL 21.0-21.0 vs CFBD 99.1-99.1"
+    assert (out.n_seeds == 3).all()
+    # nothing run: every claim not measured
+    empty = cfbd.claims(p, None, None, rows12=pd.DataFrame(columns=rows12.columns), det=pd.DataFrame(columns=det.columns))
+    assert (empty.verdict == "inconclusive").all() and (empty.n_seeds == 0).all()
+
+
+def test_eftclip_claims_from_per_seed_rows(tmp_path):
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                              "pretrain_seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2]})
+    seeds = [0, 1, 2]
+    rows = []
+    for sd in seeds:
+        for model, ca, asr in (("cleanclip", 8.0, 10.0 + sd), ("eftclip", 9.0 + 0.1 * sd, 2.0 + sd)):
+            rows.append({"table": "Table 2", "attack": "badnet", "model": model, "scale": p.scale, "seed": sd,
+                         "ca_top1": ca, "asr_top1": asr})
+        for a in p.table5_attacks:
+            for model, ca, asr in (("none", 10.0, 90.0), ("eftclip", 9.8 + 0.01 * sd, 5.0 + sd)):
+                rows.append({"table": "Table 5", "attack": a, "model": model, "scale": p.scale, "seed": sd,
+                             "ca_top1": ca, "asr_top1": asr})
+        for model, ca, asr in (("roclip", 5.0, 0.0), ("eftclip", 9.0, 3.0 + sd)):
+            rows.append({"table": "Table 4", "attack": "badnet", "model": model, "scale": p.scale, "seed": sd,
+                         "ca_top1": ca, "asr_top1": asr, "threat_model": "pretrain"})
+    tables = pd.DataFrame(rows)
+    d = p.detection
+    base = {"n_backdoor": max(d.n_backdoor), "rho": d.default_rho, "mu": d.default_position,
+            "theta_scale": p.eftclip.theta_scale, "theta_oracle": 0.2, "tau": p.eftclip.tau, "oracle": "fastsam",
+            "alg1_reading": p.eftclip.alg1_reading, "false_alarm_rate": 0.0, "k_size": 1, "target_rank": 1,
+            "victim": f"badnet_{d.victim}", "scale": p.scale}
+    det = pd.DataFrame([{**base, "dataset": ds, "theta": th, "seed": sd, "detection_rate": 40.0 + sd + 10 * th}
+                        for ds in d.datasets for th in d.thetas for sd in seeds])
+    (tmp_path / "eftclip").mkdir()
+    pd.DataFrame([{"attack": "badnet", "threat_model": "finetune", "oracle": "fastsam", "seed": sd, "scale": p.scale,
+                   "rule": p.eftclip.affected_rule, "theta_scale": p.eftclip.theta_scale,
+                   "alg1_reading": p.eftclip.alg1_reading, "n_affected": 0} for sd in seeds]).to_csv(
+        tmp_path / "eftclip" / "curation.csv", index=False)
+    out = ex.claims(tables, det, p)
+    assert list(out.columns) == NEW_COLUMNS
+    out = out.set_index("claim")
+    v = out.verdict
+    assert v.filter(like="Table 2, EftCLIP vs CleanCLIP").tolist() == ["holds", "holds"]
+    assert out.ours.filter(like="lowers BadNet top-1 ASR").iloc[0] == "3.0 vs 11.0"
+    assert v.filter(like="below 15% on all four").iloc[0] == "holds"
+    assert v.filter(like="Table 1").iloc[0] == "fails"                       # 47-49% against >= 87%
+    assert v.filter(like="Detection falls as theta rises").iloc[0] == "fails"  # it rises here
+    assert v.filter(like="Algorithm 2 as printed").iloc[0] == "fails"         # no label on any seed
+    assert v.filter(like="RoCLIP's top-1 CA").iloc[0] == "holds"
+    assert v.filter(like="at most RoCLIP's").iloc[0] == "fails"
+    assert v.filter(like="precise oracle").iloc[0] == "inconclusive"          # both curated sets random
+    assert out.ours.filter(like="precise oracle").iloc[0] == "not measured"
+    assert (tmp_path / "eftclip" / "claims.csv").is_file()
+    with pytest.raises(TypeError, match="per-seed rows"):
+        ex.claims({"Table 2": tables}, det, p)
+
+
+def test_run_all_gathers_the_claims_of_its_output_folder(tmp_path, monkeypatch):
+    """At the end of a run the papers' claims.csv of that run's folder become <out>/claims.csv."""
+    from paperlib import run_all
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setattr(run_all, "run_notebook", lambda *a, **k: 0.0)
+    out = tmp_path / "out"
+    (out / "abd").mkdir(parents=True)
+    pd.DataFrame([{"scale": "smoke", "claim": "c", "paper_value": "1", "ours": "2", "spread": "1 seed",
+                   "n_seeds": 1, "verdict": "inconclusive"}]).to_csv(out / "abd" / "claims.csv", index=False)
+    assert run_all.main(["--scale", "smoke", "--out", str(out), "--only", "abd"]) == 0
+    got = pd.read_csv(out / "claims.csv")
+    assert got.paper.tolist() == ["abd"] and got.verdict.tolist() == ["inconclusive"]

@@ -1,0 +1,60 @@
+"""The README: its results at a glance are what paperlib.readme makes of the committed results files,
+it stays short, keeps CI's test command, and every link in it and in docs/ leads to a file.  Light:
+reads small CSV files and Markdown."""
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from paperlib import readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_glance_section_is_the_one_the_committed_results_give():
+    text = (ROOT / "README.md").read_text()
+    assert readme.render(text, ROOT / "results") == text, "run python -m paperlib.readme"
+    section = text.split(readme.BEGIN, 1)[1].split(readme.END, 1)[0]
+    for p in readme.PAPERS:
+        assert f"| {p.name} |" in section and f"docs/deviations-{p.id}.md" in section
+        assert f"results/{p.id}/{p.id}.ipynb" in section
+
+
+def test_the_readme_is_short_and_keeps_the_command_ci_runs():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 15 * 1024
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test   # set everything up, then run the test suite (CI runs exactly this through .ci/run)" in text
+
+
+def _links(path: Path):
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+        if not re.match(r"^[a-z]+://", target) and not target.startswith("#"):
+            yield target.split("#", 1)[0]
+
+
+@pytest.mark.parametrize("doc", ["README.md"] + sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")))
+def test_every_relative_link_leads_to_a_file(doc):
+    path = ROOT / doc
+    broken = [t for t in _links(path) if not (path.parent / t).exists()]
+    assert not broken, f"{doc}: {broken}"
+
+
+def test_the_counts_follow_the_collected_verdicts_once_they_exist(tmp_path):
+    """Old per-paper files count yes / no / not measured as holds / fails / inconclusive, labelled; a
+    results/claims.csv with a paper's rows takes over for that paper."""
+    import shutil
+    res = tmp_path / "results"
+    for p in readme.PAPERS:
+        shutil.copytree(ROOT / "results" / p.id, res / p.id,
+                        ignore=shutil.ignore_patterns("*.ipynb", "*.png", "*.json"))
+    old = readme.glance(res)
+    assert old.count("old yes/no verdicts, pre-SEM rule") == len(readme.PAPERS)
+    pd.DataFrame([{"paper": "abd", "scale": "embedded", "claim": c, "paper_value": "", "ours": "", "spread": "",
+                   "n_seeds": 3, "verdict": v} for c, v in (("a", "holds"), ("b", "inconclusive"), ("c", "inconclusive"))]
+                 ).to_csv(res / "claims.csv", index=False)
+    new = readme.glance(res)
+    row = next(line for line in new.splitlines() if line.startswith("| ABD |"))
+    assert "| 1 / 0 / 2 (embedded; [`results/claims.csv`](results/claims.csv), two-SEM rule)" in row
+    assert new.count("old yes/no verdicts, pre-SEM rule") == len(readme.PAPERS) - 1
