@@ -193,3 +193,13 @@ def test_pretraining_poisoning_and_evaluation_run_on_real_files(tmp_path, monkey
                            device="cpu", clean=False)
     assert "ca_top1" not in asr_only and asr_only["asr_images"] == 8
     assert asr_only["asr_top1"] == pytest.approx(m["asr_top1"])
+    # the clean images' share sent to the target is the ASR of a trigger that changes nothing
+    assert 0 <= m["clean_asr_top1"] <= 100 and "clean_asr_top1" not in asr_only
+
+    class NoTrigger(type(atk)):
+        def test_transform(self, images, generator=None):
+            return images
+    same = pl.evaluate(victim, data, "imagenet_analog", NoTrigger(cfg, image_side=data.image_size),
+                       {"attack": "none"}, "banana", templates="split", device="cpu")
+    assert same["clean_asr_top1"] == pytest.approx(same["asr_top1"])
+    assert same["clean_asr_top1"] == pytest.approx(m["clean_asr_top1"])

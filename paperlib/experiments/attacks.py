@@ -173,7 +173,9 @@ def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) ->
             **{k: m[k] for k in VICTIM_COLUMNS[5:]}, **{f"base_{k}": base_m[k] for k in VICTIM_COLUMNS[5:]},
             "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds"),
             # how many test images the ASR is a share of (mmPoison: only the source class's)
-            "asr_images": m.get("asr_images")}
+            "asr_images": m.get("asr_images"),
+            # the same images without the trigger sent to the target: the victim's bias toward it
+            "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1")}
 
 
 def _params_json(attack_params: dict) -> str:
@@ -193,7 +195,8 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
     own diagnostics where there are any, and the clean base and precision it was trained with."""
     row = {"attack": v.attack, "attack_params": _params_json(v.attack_params), "scale": scale,
            "seed": seed, "poison_count": v.poison.poison_count,
-           **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "train_seconds": summary.get("seconds")}
+           **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "clean_asr_top1": m.get("clean_asr_top1"),
+           "train_seconds": summary.get("seconds")}
     if attack.needs_fit:
         row.update({k: attack.fit_info[k] for k in FIT_DIAGNOSTICS if k in attack.fit_info})
     return {**row, "precision": precision, "base_model": base_model}

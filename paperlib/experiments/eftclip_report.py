@@ -1,8 +1,9 @@
 """EftCLIP's tables beside the paper, figures and claims.
 
-Split from :mod:`paperlib.experiments.eftclip` (its parameters, workbench, detection sweep and
-curated defences), which re-exports every public name here, so ``eftclip.table_1`` etc. keep
-working.  This module imports that one, never the reverse at import time.
+Split from :mod:`paperlib.experiments.eftclip` (the detection sweep and curated defences), which
+re-exports every public name here, so ``eftclip.table_1`` etc. keep working.  This module reads the
+parameters and workbench from :mod:`paperlib.experiments.eftclip_setup`, so it imports no module
+that imports it.
 
 The detection rows carry ``theta_scale`` (calibrated / paper: how theta reached our segmenter),
 ``theta_oracle`` (the cut on its confidences) and ``alg1_reading`` (printed / paper_trend);
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paperlib.experiments.eftclip import (PAPER, PAPER_DATASET, ROW_DEFAULTS, EftCLIPParams, Workbench,
-                                          _table4_pretrain)
+from paperlib.experiments.eftclip_setup import (PAPER, PAPER_DATASET, ROW_DEFAULTS, EftCLIPParams, Workbench,
+                                                _table4_pretrain)
 
 
 def with_row_defaults(df: pd.DataFrame) -> pd.DataFrame:

@@ -87,6 +87,12 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
                                  transform=lambda x, s: attack.test_transform(x, gen))
             out.update(attack_success_rate(trig, classifier, split.labels[keep], t_idx, "all"))
             out["asr_images"] = int(len(keep))
+            if clean:
+                # the same images without the trigger: how many the model already sends to the
+                # target (a victim's bias toward the target class, apart from its backdoor)
+                base_rate = attack_success_rate(feats[torch.as_tensor(keep)], classifier, split.labels[keep],
+                                                t_idx, "all")
+                out["clean_asr_top1"] = base_rate["asr_top1"]
         out["n_images"] = int(len(split))
         out["n_classes"] = len(split.classnames)
         out["eval_seconds"] = time.time() - t0

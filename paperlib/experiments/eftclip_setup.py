@@ -1,0 +1,207 @@
+"""EftCLIP's parameters and shared setup: the schema (:class:`EftCLIPParams`), its sweeps, the
+result-row columns and the :class:`Workbench` that holds the base, victims and oracles of a run.
+:mod:`paperlib.experiments.eftclip` runs the experiment; :mod:`paperlib.experiments.eftclip_report`
+makes its tables."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paperlib.attacks.badnet import POSITIONS
+from paperlib.config import ParamError, load_params, param
+from paperlib.detect.eftclip import ALG1_READINGS, EftCLIPConfig
+from paperlib.detect.oracle import ORACLE_KINDS, THETA_SCALES, SegmenterConfig
+from paperlib.experiments.attacks import PretrainVictimConfig
+from paperlib.experiments.defences import DefenceMatrixParams
+from paperlib.experiments.victims import complete_victims
+
+log = logging.getLogger(__name__)
+PAPER = "eftclip"
+DATASETS = ("cc3m_analog", "flickr_analog")
+PAPER_DATASET = {"cc3m_analog": "cc3m", "flickr_analog": "flickr30k"}
+DETECTION_COLUMNS = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "theta_oracle", "tau", "oracle",
+                     "alg1_reading", "detection_rate", "false_alarm_rate", "k_size", "target_rank", "victim",
+                     "scale", "seed")
+DETECTION_KEY = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "tau", "oracle", "alg1_reading",
+                 "victim", "scale", "seed")
+# what rows written before theta scales and Algorithm 1 readings existed were (paper scale, as printed)
+ROW_DEFAULTS = {"theta_scale": "paper", "alg1_reading": "printed"}
+
+
+@dataclass(frozen=True)
+class DetectionSweep:
+    """Which triggered images Algorithm 1 runs on and which settings it sweeps (Table 1, Figs. 3-4)."""
+    datasets: tuple[str, ...] = param(DATASETS, choices=DATASETS, doc="captioned sets (CC3M, Flickr30K analogues)")
+    n_backdoor: tuple[int, ...] = param((500, 1000), range=(1, None), doc="triggered images per run (Table 1)")
+    rho_px: tuple[int, ...] = param((8, 16), range=(1, None), doc="trigger side in pixels of our images (Fig. 3a)")
+    positions: tuple[str, ...] = param(("random", "top_left", "bottom_right"), choices=POSITIONS,
+                                       doc="trigger positions mu (Fig. 3a)")
+    thetas: tuple[float, ...] = param((0.3, 0.5, 0.66, 0.8, 0.9), range=(0.0, 1.0),
+                                      doc="oracle confidences on the paper's scale (Fig. 3b, 4)")
+    theta_scales: tuple[str, ...] = param(THETA_SCALES, choices=THETA_SCALES,
+                                          doc="how each theta reaches our segmenter (eftclip.theta_scale): both by default")
+    alg1_readings: tuple[str, ...] = param(ALG1_READINGS, choices=ALG1_READINGS,
+                                           doc="Algorithm 1 readings run on the same lists (eftclip.alg1_reading): both "
+                                               "by default, so the theta trend of each is measured")
+    taus: tuple[int, ...] = param((5, 7), range=(1, None), doc="object-list lengths (Fig. 4)")
+    oracles: tuple[str, ...] = param(ORACLE_KINDS, choices=ORACLE_KINDS, doc="oracles to compare")
+    default_rho: int = param(16, range=(1, None), doc="rho of Table 1 (the victim's own trigger size)")
+    default_position: str = param("random", choices=POSITIONS, doc="mu of Table 1 (random, as in training)")
+    latency_images: int = param(1000, range=(1, None), doc="images timed one by one per oracle (Fig. 6)")
+    figure_images: int = param(4, range=(1, 12), doc="images drawn in Fig. 7")
+    victim: str = param("finetune", choices=("finetune", "pretrain"),
+                        doc="which BadNet victim the detection runs against")
+
+    def validate(self):
+        if self.default_rho not in self.rho_px or self.default_position not in self.positions:
+            raise ParamError(f"detection: default_rho {self.default_rho} / default_position "
+                             f"{self.default_position!r} must be among rho_px {list(self.rho_px)} / positions")
+
+
+@dataclass(frozen=True)
+class EftCLIPParams(DefenceMatrixParams):
+    pretrain_victims: tuple[PretrainVictimConfig, ...] = param((), doc="victims poisoned in pre-training (Table 3; BadNet's also Table 4, "
+                                                                   "against RoCLIP trained from scratch)")
+    eftclip: EftCLIPConfig = param(default_factory=EftCLIPConfig, doc="EftCLIP's detection and curation settings")
+    segmenter: SegmenterConfig = param(default_factory=SegmenterConfig, doc="the FastSAM-analogue oracle's training")
+    detection: DetectionSweep = param(default_factory=DetectionSweep)
+    retained_images: int = param(1000, range=(1, None),
+                                 doc="triggered images of the retained set D_e that Algorithm 2 reads per victim")
+    table5_attacks: tuple[str, ...] = param(("badnet", "wanet", "trojannn", "trojannet"),
+                                            doc="attacks of Table 5 (each needs a victim)")
+    other_rules: tuple[str, ...] = param(("detected",), choices=("paper", "detected"),
+                                         doc="Algorithm 2 readings run beside eftclip.affected_rule "
+                                             "(rows eftclip_<rule> in Tables 2 and 5)")
+
+    def validate(self):
+        super().validate()
+        attacks = {v.attack for v in self.victims}
+        if "badnet" not in attacks:
+            raise ParamError("victims: EftCLIP needs a badnet victim (its detection experiments use BadNet)")
+        missing = [a for a in self.table5_attacks if a not in attacks]
+        if missing:
+            raise ParamError(f"table5_attacks: no victim for {missing}; victims: {sorted(attacks)}")
+        if self.detection.victim == "pretrain" and not any(v.attack == "badnet" for v in self.pretrain_victims):
+            raise ParamError("detection.victim=pretrain needs a badnet entry in pretrain_victims")
+        if self.eftclip.theta_scale not in self.detection.theta_scales:
+            raise ParamError(f"detection.theta_scales {list(self.detection.theta_scales)} must hold eftclip.theta_scale "
+                             f"{self.eftclip.theta_scale!r} (Table 1 and the claims read its rows)")
+        if self.eftclip.alg1_reading not in self.detection.alg1_readings:
+            raise ParamError(f"detection.alg1_readings {list(self.detection.alg1_readings)} must hold "
+                             f"eftclip.alg1_reading {self.eftclip.alg1_reading!r} (Table 1 and the claims read its rows)")
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> EftCLIPParams:
+    return load_params(EftCLIPParams, path, overrides, complete=complete_victims)
+
+
+# ---------------------------------------------------------------------------
+# The pieces: base, victims, oracle, list maker
+# ---------------------------------------------------------------------------
+class Workbench:
+    """Everything the EftCLIP sections share, built (or read from the cache) once."""
+
+    def __init__(self, p: EftCLIPParams):
+        from paperlib import pipeline as pl
+        from paperlib.experiments.common import clean_base
+        self.p = p
+        self.device = pl.resolve_device(p.device)
+        self.base = clean_base(p)
+        self.zs = pl.get_split("imagenet_analog", p.data)
+        self.names = list(self.zs.classnames)
+        self._oracles = {}
+        self._clean = None
+        self._theta = {}
+
+    def victim(self, attack: str, seed: int, threat: str = "finetune"):
+        from paperlib.experiments.common import finetune_victim, pretrain_victim, victim_attack, victim_config
+        v = victim_config(self.p, attack, threat)
+        if threat == "finetune":
+            return finetune_victim(self.p, self.base, v, seed), victim_attack(self.p, self.base, v), v
+        atk = victim_attack(self.p, self.base, v)
+        return pretrain_victim(self.p, self.base, v, seed, atk), atk, v
+
+    def classifier(self, artifact, model):
+        from paperlib import pipeline as pl
+        return pl.classifier_for(artifact, model, self.names, pl.templates_for(self.p.eval.templates, self.zs),
+                                 self.device, pl.ArtifactCache())
+
+    def clean(self):
+        if self._clean is None:
+            m = self.base.load(self.device)
+            self._clean = (m, self.classifier(self.base, m))
+        return self._clean
+
+    def segmenter(self):
+        from paperlib import pipeline as pl
+        from paperlib.detect.oracle import train_segmenter
+        split = pl.get_split("cc3m_analog", self.p.data)
+        return train_segmenter(split, self.p.segmenter, pl.ArtifactCache(), pl.split_params("cc3m_analog", self.p.data),
+                               device="cuda" if self.device.type == "cuda" else "cpu")
+
+    def oracle(self, kind: str, dataset: str):
+        from paperlib import pipeline as pl
+        from paperlib.detect.oracle import ExactMaskOracle, FastSAMOracle
+        if (kind, dataset) not in self._oracles:
+            if kind == "fastsam":
+                o = FastSAMOracle(self.segmenter(), self.p.segmenter.imgsz,
+                                  device="cuda" if self.device.type == "cuda" else "cpu")
+            else:
+                o = ExactMaskOracle(pl.get_split(dataset, self.p.data))
+            self._oracles[(kind, dataset)] = o
+        return self._oracles[(kind, dataset)]
+
+    def theta_map(self, kind: str, scale: str | None = None):
+        """How the paper's theta reaches oracle ``kind`` (a :class:`~paperlib.detect.oracle.ThetaCalibration`,
+        ``to_oracle(theta)`` gives the cut): at ``scale="calibrated"`` (default ``eftclip.theta_scale``)
+        the FastSAM analogue is calibrated once per workbench on the segmenter's validation scenes
+        (clean, exact masks, a few seconds); the exact-mask oracle (confidence 1 for every object)
+        has no scale of its own and takes theta as it is, as does ``scale="paper"``."""
+        from paperlib import pipeline as pl
+        from paperlib.detect.oracle import ThetaCalibration, calibrate_oracle, segmenter_val_ids
+        cfg = self.p.eftclip
+        scale = scale or cfg.theta_scale
+        if scale == "paper" or kind != "fastsam":
+            return ThetaCalibration.identity(cfg.theta_anchor)
+        if kind not in self._theta:
+            split = pl.get_split("cc3m_analog", self.p.data)
+            self._theta[kind] = calibrate_oracle(
+                self.oracle(kind, "cc3m_analog"), split, segmenter_val_ids(len(split), self.p.segmenter),
+                cfg.theta_anchor, cfg.calibration_metric, cfg.calibration_target, cfg.calibration_iou)
+            log.info("theta calibrated: %s", self._theta[kind])
+        return self._theta[kind]
+
+    def list_maker(self, victim_artifact, oracle):
+        from paperlib.detect.eftclip import ListMaker
+        pm = victim_artifact.load(self.device)
+        cm, cclf = self.clean()
+        return ListMaker(poisoned=pm, poisoned_classifier=self.classifier(victim_artifact, pm), clean=cm,
+                         clean_classifier=cclf, names=self.names, oracle=oracle,
+                         image_size=self.p.data.image_size, device=self.device)
+
+    def held_out_scenes(self, dataset: str, n: int, victim_artifact, seed: int) -> np.ndarray:
+        """Scenes for detection: outside the victim's poisoned set, the defence's clean set and
+        the oracle's training range (CC3M analogue); any scenes of the Flickr analogue."""
+        from paperlib import pipeline as pl
+        from paperlib.detect.oracle import oracle_scene_ids
+        split = pl.get_split(dataset, self.p.data)
+        exclude = np.zeros(0, np.int64)
+        if dataset == "cc3m_analog":
+            vk = victim_artifact.key_params
+            if vk.get("role") == "poison_finetune":
+                exclude = pl.finetune_scene_ids(split, vk["finetune_scenes"], vk["seed"])
+            exclude = np.union1d(exclude, pl.defence_scene_ids(split, self.p.defence.clean_scenes, exclude, seed))
+            exclude = np.union1d(exclude, oracle_scene_ids(len(split), self.p.segmenter.train_scenes
+                                                           + self.p.segmenter.val_scenes))
+        pool = np.setdiff1d(np.arange(len(split)), exclude)
+        if n > len(pool):
+            raise ValueError(f"{dataset}: {n} detection images asked, {len(pool)} held-out scenes exist")
+        return np.sort(np.random.default_rng([seed, 909]).choice(pool, size=n, replace=False))
+
+
+def _table4_pretrain(p) -> str | None:
+    """The pre-training victim Table 4 compares RoCLIP on (BadNet's, as the paper's), or None:
+    then Table 4 is the fine-tuning victim's, with RoCLIP as fine-tuning."""
+    return next((pv.attack for pv in p.pretrain_victims if pv.attack == "badnet"), None)
