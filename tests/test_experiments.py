@@ -125,6 +125,36 @@ def test_experiments_share_the_foundation_base(scale):
         assert p.pretrain.key() == ref.pretrain.key(), name
 
 
+def test_smoke_regime_varies_one_victims_recipe(tmp_path, monkeypatch):
+    """The regime rows: the victim, another poison count, an epochs run measured at every epoch end
+    (exposures = poisoned pairs x epochs), the clean control; the figure draws the papers' band."""
+    from paperlib.experiments.attacks import load, run
+    from paperlib.experiments.regime import papers_band
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    small = {"poison": {"poison_count": 8}, "finetune_scenes": 300,
+             "finetune": {"epochs": 1, "batch_size": 64, "warmup_steps": 1}}
+    p = load(ROOT / "params" / "attacks" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "pretrain_victims": [], "calibration": [],
+        "victims": [{"attack": "badnet", **small}],
+        "regime": {"attack": "badnet", "poison_counts": [16], "epochs": [2], "control": True}})
+    out = run(p, log=lambda *a: None)
+    rows = pd.read_csv(tmp_path / "out" / "attacks" / "regime.csv")
+    got = sorted(zip(rows.variant, rows.poison_count, rows.finetune_epochs, rows.exposures))
+    assert got == [("control", 0, 1.0, 0.0), ("epochs", 8, 1.0, 8.0), ("epochs", 8, 2.0, 16.0),
+                   ("poison_count", 16, 1.0, 16.0), ("victim", 8, 1.0, 8.0)]
+    assert rows.poison_rate.tolist() == pytest.approx((100 * rows.poison_count / 300).tolist(), rel=1e-3)
+    assert rows.clean_asr_top1.between(0, 100).all()
+    # the two epoch-end models of one run are different models, the victim's own is another run
+    ep = rows[rows.variant == "epochs"].sort_values("finetune_epochs")
+    assert ep.run_epochs.tolist() == [2.0, 2.0] and len(set(ep.victim_model)) == 1
+    assert out["regime_figure"].is_file()
+    lo, hi, sources = papers_band("badnet")
+    assert 0 < lo <= hi <= 100 and sources
+    with pytest.raises(ParamError, match="regime.attack"):
+        load(ROOT / "params" / "attacks" / "smoke.yaml", {"victims": [{"attack": "badnet", **small}],
+                                                         "regime": {"attack": "sig", "control": True}})
+
+
 def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch):
     """The suite writes one victims.csv row per victim and one calibration.csv row per setting tried,
     the settings named as JSON so two settings of one attack stay apart."""

@@ -25,6 +25,7 @@ from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.experiments.foundation import VICTIM_COLUMNS, VICTIMS_KEY, EvalConfig, VictimConfig
+from paperlib.experiments.regime import RegimeConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
@@ -60,6 +61,8 @@ class AttackSuiteParams:
     calibration: tuple[VictimConfig, ...] = param((), doc="other settings tried for attacks below the papers' "
                                                   "band (first seed only); rows go to calibration.csv")
     eval: EvalConfig = param(default_factory=EvalConfig)
+    regime: RegimeConfig = param(default_factory=RegimeConfig, doc="one victim's recipe varied: poison counts, "
+                                 "epochs (exposures), a clean control (results/attacks/regime.csv)")
     gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
     gallery_gain: float = param(8.0, range=(1.0, 100.0), doc="magnification of |triggered - clean|")
     results_dir: str = results_dir_param()
@@ -67,6 +70,9 @@ class AttackSuiteParams:
     def validate(self):
         if not self.victims and not self.pretrain_victims and not self.calibration:
             raise ParamError("victims / pretrain_victims / calibration: give at least one victim")
+        if self.regime.wanted and self.regime.attack not in {v.attack for v in self.victims}:
+            raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
+                             f"{[v.attack for v in self.victims]}")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> AttackSuiteParams:
@@ -143,6 +149,12 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         write_manifest(results / "attacks" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
         out = {"victims": victims, "triggers": triggers, "gallery": gallery}
+    if p.regime.wanted:
+        from paperlib.experiments.regime import old_recipe_curve, plot_regime, run_regime
+        with timer("regime"):
+            regime = run_regime(p, base, log)
+            out["regime"] = regime
+            out["regime_figure"] = plot_regime(regime, p, old_recipe_curve(p, base.path.name))
     calibration_rows = []
 
     def calibration_manifest():

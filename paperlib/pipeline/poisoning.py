@@ -219,12 +219,18 @@ def poison_finetune_key(base: ModelArtifact, attack_id: str, attack_cfg, target:
 
 def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
                     poison_count: int, finetune_scenes: int, cfg: TrainConfig, seed: int,
-                    device="auto", cache: ArtifactCache | None = None) -> ModelArtifact:
-    """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned."""
+                    device="auto", cache: ArtifactCache | None = None,
+                    epoch_checkpoints: bool = False) -> ModelArtifact:
+    """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned.
+
+    ``epoch_checkpoints`` also keeps the weights at every epoch end (``epoch<k>.safetensors``, an
+    ASR-against-exposures curve from one run); such a victim has its own cache key."""
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = poison_finetune_key(base, attack_id, attack_cfg, target, poison_count, finetune_scenes, cfg, seed,
                               device.type)
+    if epoch_checkpoints:
+        key["epoch_checkpoints"] = True
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
@@ -237,4 +243,4 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
     if device.type == "cuda":
         ps.pairs.to_device(device)
     return _train_artifact(key, base.name, base, ps.pairs, victim_train_config(cfg, seed), device, cache,
-                           f"poison {attack_id} x{poison_count}")
+                           f"poison {attack_id} x{poison_count}", save_epochs=epoch_checkpoints)
