@@ -115,3 +115,15 @@ def test_every_base_checkpoint_field_shares_the_safetensors_check():
                 fields += [(obj.__name__, f) for f in dataclasses.fields(obj) if f.name == "base_checkpoint"]
     assert len(fields) >= 4
     assert {name for name, f in fields if f.metadata.get("suffixes") != (".safetensors",)} == set()
+
+
+def test_every_parameter_file_loads():
+    """Each file under params/<experiment>/ is valid for that experiment's schema (named files such
+    as attacks/embedded-regime.yaml included)."""
+    import importlib
+    files = sorted((ROOT / "params").glob("*/*.yaml"))
+    assert len(files) >= 32
+    for f in files:
+        mod = importlib.import_module(f"paperlib.experiments.{f.parent.name}")
+        p = mod.load(f)
+        assert p.scale in f.stem, f
