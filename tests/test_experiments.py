@@ -166,7 +166,9 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
         "results_dir": str(tmp_path / "out"), "pretrain_victims": [],
         "victims": [{"attack": "wanet", **small}],
         "calibration": [{"attack": "wanet", "attack_params": {"s": 4.0}, **small},
-                        {"attack": "wanet", "attack_params": {"k": 8, "s": 2.0}, **small}]})
+                        {"attack": "wanet", "attack_params": {"k": 8, "s": 2.0}, **small},
+                        {"attack": "wanet", "attack_params": {"s": 4.0}, **small,
+                         "finetune": {**small["finetune"], "lr": 1e-5}}]})
     run(p, log=lambda *a: None)
     victims = pd.read_csv(tmp_path / "out" / "attacks" / "victims.csv")
     written = {f.name for f in (tmp_path / "out" / "attacks").iterdir()}
@@ -177,18 +179,24 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     assert victims.victim_model[0] != victims.base_model[0]
     assert victims.asr_images[0] > 0
     cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
-    assert sorted(cal.attack_params) == ['{"k": 8, "s": 2.0}', '{"s": 4.0}']
+    # the recipe is part of a calibration row's key: two learning rates of one setting stay apart
+    assert sorted(zip(cal.attack_params, cal.finetune_lr)) == [('{"k": 8, "s": 2.0}', 1e-3), ('{"s": 4.0}', 1e-5),
+                                                               ('{"s": 4.0}', 1e-3)]
+    assert cal.base_ca_top1.notna().all()
+    md = (tmp_path / "out" / "attacks" / f"calibration_{victims.base_model[0]}.md").read_text()
+    assert md.count("| wanet |") == 3
     assert (cal.poison_count == 8).all() and cal.asr_top1.between(0, 100).all()
-    assert set(cal.precision) <= {"bf16", "fp32"} and cal.base_model.tolist() == [victims.base_model[0]] * 2
+    assert set(cal.precision) <= {"bf16", "fp32"} and cal.base_model.tolist() == [victims.base_model[0]] * 3
     # calibration alone (cached victims, so fast): calibration rows and their own manifest, no victims files
     p_cal = load(ROOT / "params" / "attacks" / "smoke.yaml", {
         "results_dir": str(tmp_path / "cal"), "pretrain_victims": [], "victims": [],
         "calibration": [{"attack": "wanet", "attack_params": {"s": 4.0}, **small}]})
     run(p_cal, log=lambda *a: None)
     out = tmp_path / "cal" / "attacks"
-    assert sorted(f.name for f in out.iterdir()) == ["calibration.csv", "manifest_calibration_smoke.json"]
+    assert sorted(f.name for f in out.iterdir()) == ["calibration.csv", f"calibration_{victims.base_model[0]}.md",
+                                                     "manifest_calibration_smoke.json"]
     again = pd.read_csv(out / "calibration.csv")
-    assert again.asr_top1.tolist() == cal[cal.attack_params == '{"s": 4.0}'].asr_top1.tolist()
+    assert again.asr_top1.tolist() == cal[(cal.attack_params == '{"s": 4.0}') & (cal.finetune_lr == 1e-3)].asr_top1.tolist()
 
 
 @pytest.mark.parametrize("name", ["defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"])

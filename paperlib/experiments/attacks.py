@@ -169,9 +169,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             m = victim_metrics(p, victim, atk, v)
         calibration_rows.append(_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk,
                                                  resolve_precision(v.finetune.precision, device_type),
-                                                 base.path.name))
-        upsert_csv(results / "attacks" / "calibration.csv", calibration_rows,
-                   ("attack", "attack_params", "scale", "seed", "poison_count", "precision", "base_model"))
+                                                 base.path.name, victim_metrics(p, base, atk, v)["ca_top1"]))
+        cal = upsert_csv(results / "attacks" / "calibration.csv", calibration_rows, CALIBRATION_KEY)
+        _calibration_markdown(cal, base.path.name, results / "attacks" / f"calibration_{base.path.name}.md")
         calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
             f"  ASR top-1 {m['asr_top1']:.1f}")
@@ -202,16 +202,34 @@ FIT_DIAGNOSTICS = ("decoder_bit_accuracy", "residual_mean_abs", "residual_linf",
 
 
 def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, precision: str,
-                     base_model: str) -> dict:
+                     base_model: str, base_ca: float | None = None) -> dict:
     """One calibration measurement: the settings tried (as JSON), CA / ASR, the fitted trigger's
     own diagnostics where there are any, and the clean base and precision it was trained with."""
     row = {"attack": v.attack, "attack_params": _params_json(v.attack_params), "scale": scale,
-           "seed": seed, "poison_count": v.poison.poison_count,
+           "seed": seed, "poison_count": v.poison.poison_count, "finetune_scenes": v.finetune_scenes,
+           "finetune_epochs": v.finetune.epochs, "finetune_lr": v.finetune.lr, "base_ca_top1": base_ca,
            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "clean_asr_top1": m.get("clean_asr_top1"),
            "train_seconds": summary.get("seconds")}
     if attack.needs_fit:
         row.update({k: attack.fit_info[k] for k in FIT_DIAGNOSTICS if k in attack.fit_info})
     return {**row, "precision": precision, "base_model": base_model}
+
+
+CALIBRATION_KEY = ("attack", "attack_params", "scale", "seed", "poison_count", "finetune_scenes", "finetune_epochs",
+                   "finetune_lr", "precision", "base_model")
+
+
+def _calibration_markdown(cal, base_model: str, path: Path) -> str:
+    """The calibration rows made on one clean base, as a Markdown table (the recipe beside the
+    numbers: poisoned pairs of how many, passes, learning rate; the base's CA for the difference)."""
+    from paperlib.results import to_markdown
+    rows = cal[cal.base_model == base_model].copy()
+    cols = ["attack", "attack_params", "seed", "poison_count", "finetune_scenes", "finetune_epochs", "finetune_lr",
+            "ca_top1", "asr_top1", "clean_asr_top1", "base_ca_top1"]
+    rows = rows[[c for c in cols if c in rows.columns]].sort_values(
+        [c for c in ("attack", "attack_params", "finetune_scenes", "finetune_lr") if c in rows.columns])
+    rows["finetune_lr"] = rows["finetune_lr"].map(lambda v: f"{v:.0e}")
+    return to_markdown(rows, path)
 
 
 def _trigger_row(attack: str, scale: str, info: dict) -> dict:
