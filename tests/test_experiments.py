@@ -155,6 +155,21 @@ def test_smoke_regime_varies_one_victims_recipe(tmp_path, monkeypatch):
                                                          "regime": {"attack": "sig", "control": True}})
 
 
+def test_smoke_trigger_checks_measure_the_clean_base_alone(tmp_path, monkeypatch):
+    """trigger_checks train nothing: one row per setting, the trigger applied to the clean base."""
+    from paperlib.experiments.attacks import load, run
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = load(ROOT / "params" / "attacks" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "pretrain_victims": [], "victims": [], "calibration": [],
+        "trigger_checks": [{"attack": "badnet", "attack_params": {"patch_fraction": 0.25}},
+                           {"attack": "blended", "attack_params": {}}]})
+    run(p, log=lambda *a: None)
+    rows = pd.read_csv(tmp_path / "out" / "attacks" / "base_triggers.csv")
+    assert sorted(rows.attack) == ["badnet", "blended"] and rows.asr_top1.between(0, 100).all()
+    assert rows.base_model.nunique() == 1 and not (tmp_path / "cache" / "model").exists() or \
+        len(list((tmp_path / "cache" / "model").iterdir())) == 1     # the clean base only
+
+
 def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch):
     """The suite writes one victims.csv row per victim and one calibration.csv row per setting tried,
     the settings named as JSON so two settings of one attack stay apart."""

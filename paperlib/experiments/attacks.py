@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
@@ -61,6 +63,8 @@ class AttackSuiteParams:
     calibration: tuple[VictimConfig, ...] = param((), doc="other settings tried for attacks below the papers' "
                                                   "band (first seed only); rows go to calibration.csv")
     eval: EvalConfig = param(default_factory=EvalConfig)
+    trigger_checks: tuple[VictimConfig, ...] = param((), doc="trigger settings applied to the clean base alone "
+                                                     "(no victim trained): results/attacks/base_triggers.csv")
     regime: RegimeConfig = param(default_factory=RegimeConfig, doc="one victim's recipe varied: poison counts, "
                                  "epochs (exposures), a clean control (results/attacks/regime.csv)")
     gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
@@ -68,8 +72,8 @@ class AttackSuiteParams:
     results_dir: str = results_dir_param()
 
     def validate(self):
-        if not self.victims and not self.pretrain_victims and not self.calibration:
-            raise ParamError("victims / pretrain_victims / calibration: give at least one victim")
+        if not self.victims and not self.pretrain_victims and not self.calibration and not self.trigger_checks:
+            raise ParamError("victims / pretrain_victims / calibration / trigger_checks: give at least one")
         if self.regime.wanted and self.regime.attack not in {v.attack for v in self.victims}:
             raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
                              f"{[v.attack for v in self.victims]}")
@@ -82,7 +86,6 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Attac
 def run(p: AttackSuiteParams, log=print) -> dict:
     from paperlib.experiments.common import (clean_base, finetune_victim, pretrain_victim, victim_attack,
                                              victim_metrics)
-    import pandas as pd
 
     from paperlib.pipeline import resolve_device
     from paperlib.results import Timer, upsert_csv, write_manifest
@@ -105,6 +108,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     def save_rows(rows):
         return upsert_csv(results / "attacks" / "victims.csv", rows, VICTIMS_KEY, VICTIM_COLUMNS)
 
+    if p.trigger_checks:
+        with timer("trigger_checks"):
+            check_triggers(p, base, log)
     for v in p.victims:
         with timer(f"trigger_{v.attack}"):
             atk = victim_attack(p, base, v)
@@ -178,6 +184,27 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     if calibration_rows:
         out["calibration"] = pd.DataFrame(calibration_rows)
     return {**out, "wall_seconds": timer.sections}
+
+
+BASE_TRIGGERS_KEY = ("attack", "attack_params", "target", "scale", "base_model")
+
+
+def check_triggers(p: AttackSuiteParams, base, log=print) -> pd.DataFrame:
+    """Each trigger of ``p.trigger_checks`` on the clean base alone: the ASR a victim's backdoor
+    must beat (the papers' triggers give ~0 there; BadCLIP's is optimised on the clean model).
+    Rows into ``attacks/base_triggers.csv``, written after each setting."""
+    from paperlib.experiments.common import victim_attack, victim_metrics
+    from paperlib.results import upsert_csv
+    rows = []
+    for v in p.trigger_checks:
+        atk = victim_attack(p, base, v)
+        m = victim_metrics(p, base, atk, v)
+        rows.append({"attack": v.attack, "attack_params": _params_json(v.attack_params), "target": v.poison.target,
+                     "scale": p.scale, "base_model": base.path.name, "ca_top1": m["ca_top1"],
+                     **{k: m[k] for k in ("asr_top1", "asr_top5", "clean_asr_top1", "asr_images") if k in m}})
+        upsert_csv(Path(p.results_dir) / "attacks" / "base_triggers.csv", rows, BASE_TRIGGERS_KEY)
+        log(f"{v.attack:10s} trigger on the clean base {rows[-1]['attack_params']}: ASR top-1 {m['asr_top1']:.1f}")
+    return pd.DataFrame(rows)
 
 
 def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
