@@ -66,6 +66,8 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
            "target": target, "asr_convention": asr_convention, "templates": templates}
     if not clean:
         key["clean"] = False      # absent otherwise, so the keys of full evaluations stay as they were
+    elif attack is not None:
+        key["metrics"] = 2        # 2: with clean_asr_top1 (evaluations made before lack it)
 
     def build(work: Path):
         t0 = time.time()
