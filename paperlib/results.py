@@ -119,7 +119,10 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         raise KeyError(f"{path}: rows lack key columns {missing}")
     if path.is_file():
         old = pd.read_csv(path)
-        if len(old) and all(k in old.columns for k in key):
+        for k in key:
+            if k not in old.columns:      # a key column added later: older rows have no value there
+                old[k] = float("nan")
+        if len(old):
             old_keys = _key_strings(old, key)
             new_keys = set(_key_strings(new, key))
             old = old[~old_keys.isin(new_keys)]

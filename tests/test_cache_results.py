@@ -66,6 +66,17 @@ def test_upsert_matches_numeric_keys_by_value(tmp_path):
     assert sorted(pd.read_csv(f).asr) == [3.0, 4.0]
 
 
+def test_upsert_with_a_key_column_the_file_lacks(tmp_path):
+    """A key column added later: the file's rows read as having no value there, so a row that has
+    one is added beside them, and writing it again replaces it (no duplicate)."""
+    f = tmp_path / "t.csv"
+    upsert_csv(f, [{"attack": "badnet", "asr": 1.0}], ("attack",))
+    upsert_csv(f, [{"attack": "badnet", "lr": 1e-5, "asr": 2.0}], ("attack", "lr"))
+    upsert_csv(f, [{"attack": "badnet", "lr": 1e-5, "asr": 3.0}], ("attack", "lr"))
+    df = pd.read_csv(f)
+    assert sorted(df.asr) == [1.0, 3.0] and df.lr.isna().sum() == 1
+
+
 def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     """The cache-cost report adds up what each artifact recorded at build time, per kind and role."""
     import json

@@ -147,9 +147,18 @@ def test_smoke_regime_varies_one_victims_recipe(tmp_path, monkeypatch):
     # the two epoch-end models of one run are different models, the victim's own is another run
     ep = rows[rows.variant == "epochs"].sort_values("finetune_epochs")
     assert ep.run_epochs.tolist() == [2.0, 2.0] and len(set(ep.victim_model)) == 1
+    assert ep.epoch_file.tolist() == ["epoch1.safetensors", "epoch2.safetensors"]
+    from safetensors.torch import load_file
+    run_dir = next((tmp_path / "cache" / "model").glob(f"{ep.victim_model.iloc[0]}*"))
+    w1, w2 = (load_file(str(run_dir / f)) for f in ep.epoch_file)
+    assert any(not (w1[k] == w2[k]).all() for k in w1), "the two pass ends hold the same weights"
+    assert set(rows.precision) == {"fp32"}
     assert out["regime_figure"].is_file()
     lo, hi, sources = papers_band("badnet")
     assert 0 < lo <= hi <= 100 and sources
+    with pytest.raises(ParamError, match="whole numbers"):
+        load(ROOT / "params" / "attacks" / "smoke.yaml", {"victims": [{"attack": "badnet", **small}],
+                                                         "regime": {"attack": "badnet", "epochs": [2.5]}})
     with pytest.raises(ParamError, match="regime.attack"):
         load(ROOT / "params" / "attacks" / "smoke.yaml", {"victims": [{"attack": "badnet", **small}],
                                                          "regime": {"attack": "sig", "control": True}})
@@ -166,8 +175,8 @@ def test_smoke_trigger_checks_measure_the_clean_base_alone(tmp_path, monkeypatch
     run(p, log=lambda *a: None)
     rows = pd.read_csv(tmp_path / "out" / "attacks" / "base_triggers.csv")
     assert sorted(rows.attack) == ["badnet", "blended"] and rows.asr_top1.between(0, 100).all()
-    assert rows.base_model.nunique() == 1 and not (tmp_path / "cache" / "model").exists() or \
-        len(list((tmp_path / "cache" / "model").iterdir())) == 1     # the clean base only
+    models = tmp_path / "cache" / "model"
+    assert rows.base_model.nunique() == 1 and (not models.exists() or len(list(models.iterdir())) == 1)
 
 
 def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch):

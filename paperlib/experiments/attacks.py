@@ -255,7 +255,7 @@ def _calibration_markdown(cal, base_model: str, path: Path) -> str:
             "ca_top1", "asr_top1", "clean_asr_top1", "base_ca_top1"]
     rows = rows[[c for c in cols if c in rows.columns]].sort_values(
         [c for c in ("attack", "attack_params", "finetune_scenes", "finetune_lr") if c in rows.columns])
-    rows["finetune_lr"] = rows["finetune_lr"].map(lambda v: f"{v:.0e}")
+    rows["finetune_lr"] = rows["finetune_lr"].map(lambda v: f"{v:g}")
     return to_markdown(rows, path)
 
 

@@ -339,7 +339,7 @@ def table_5_wide(fault: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------
-# Figures
+# Claims (the figures: paperlib.experiments.cfbd_figures)
 # ---------------------------------------------------------------------------
 def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame | None = None,
            rows12: pd.DataFrame | None = None, det: pd.DataFrame | None = None) -> pd.DataFrame:

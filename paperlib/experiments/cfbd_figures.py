@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PAPER = "cfbd"
+PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
 def plot_fig2(sc, det, p):
@@ -124,8 +124,3 @@ def plot_fig6(abl: pd.DataFrame, p):
         ax.legend(fontsize=6)
     fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")
-
-
-# ---------------------------------------------------------------------------
-# Claims
-# ---------------------------------------------------------------------------

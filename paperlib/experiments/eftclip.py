@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-log = logging.getLogger(__name__)
 from paperlib.experiments.eftclip_setup import (  # noqa: F401 (re-exported)
     DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, DetectionSweep, EftCLIPParams,
     Workbench, _table4_pretrain, load)
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from paperlib.config import param
+from paperlib.config import ParamError, param
 
-REGIME_KEY = ("attack", "attack_params", "scale", "seed", "poison_count", "finetune_scenes", "finetune_epochs",
-              "run_epochs", "finetune_lr", "base_model")
-REGIME_COLUMNS = REGIME_KEY + ("variant", "poison_rate", "exposures", "ca_top1", "ca_top5", "asr_top1", "asr_top5",
+REGIME_KEY = ("attack", "attack_params", "scale", "seed", "variant", "poison_count", "finetune_scenes",
+              "finetune_epochs", "run_epochs", "finetune_lr", "precision", "base_model")
+REGIME_COLUMNS = REGIME_KEY + ("epoch_file", "poison_rate", "exposures", "ca_top1", "ca_top5", "asr_top1", "asr_top5",
                                "clean_asr_top1", "base_ca_top1", "base_asr_top1", "victim_model", "train_seconds")
 
 
@@ -40,6 +40,12 @@ class RegimeConfig:
                                       "exposures at a fixed rate, one row per epoch")
     control: bool = param(False, doc="also the recipe on clean pairs only (poison count 0)")
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of these victims")
+
+    def validate(self):
+        bad = [e for e in self.epochs if e < 1 or e != int(e)]
+        if bad:
+            raise ParamError(f"regime.epochs: {bad}: whole numbers of passes >= 1 (each run is measured at "
+                             "every pass end)")
 
     @property
     def wanted(self) -> bool:
@@ -64,7 +70,9 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
     from paperlib import pipeline as pl
     from paperlib.experiments.common import finetune_victim, victim_attack, victim_config, victim_metrics
     from paperlib.results import upsert_csv
+    from paperlib.train.loop import resolve_precision
     v0 = victim_config(p, p.regime.attack)
+    precision = resolve_precision(v0.finetune.precision, pl.resolve_device(p.device).type)
     atk = victim_attack(p, base, v0)
     base_m = victim_metrics(p, base, atk, v0)
     rows = []
@@ -72,24 +80,25 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
     def measured(label, v, seed):
         """(model, epochs trained) of variant ``v``: one, or one per epoch end for an epochs variant."""
         if label != "epochs":
-            yield finetune_victim(p, base, v, seed), v.finetune.epochs
+            yield finetune_victim(p, base, v, seed), v.finetune.epochs, ""
             return
         run = pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
                                  v.finetune_scenes, v.finetune, seed, p.device, epoch_checkpoints=True)
         for f in sorted(run.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
             yield pl.ModelArtifact(run.name, run.path, {**run.key_params, "epoch_file": f.name}, f.name), \
-                float(f.stem[5:])
+                float(f.stem[5:]), f.name
 
     for seed in p.regime.seeds:
         for label, v in regime_victims(p, v0):
-            for victim, epochs in measured(label, v, seed):
+            for victim, epochs, epoch_file in measured(label, v, seed):
                 m = victim_metrics(p, victim, atk, v)
                 count = v.poison.poison_count
                 rows.append({"attack": v.attack, "attack_params": json.dumps(v.attack_params, sort_keys=True),
                              "scale": p.scale, "seed": seed, "poison_count": count,
                              "finetune_scenes": v.finetune_scenes, "finetune_epochs": epochs,
                              "run_epochs": v.finetune.epochs,
-                             "finetune_lr": v.finetune.lr, "base_model": base.path.name, "variant": label,
+                             "finetune_lr": v.finetune.lr, "precision": precision, "base_model": base.path.name,
+                             "variant": label, "epoch_file": epoch_file,
                              "poison_rate": 100.0 * count / v.finetune_scenes, "exposures": count * epochs,
                              **{k: m.get(k) for k in ("ca_top1", "ca_top5", "asr_top1", "asr_top5", "clean_asr_top1")},
                              "base_ca_top1": base_m["ca_top1"], "base_asr_top1": base_m["asr_top1"],
@@ -102,10 +111,13 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
 
 
 def papers_band(attack: str, metric: str = "asr") -> tuple[float, float, list[str]]:
-    """(lowest, highest, sources) of every paper's NoDefense top-1 number for ``attack``."""
+    """(lowest, highest, sources) of every paper's NoDefense top-1 number for ``attack``, of victims
+    poisoned by fine-tuning a pre-trained CLIP (rows of models poisoned during pre-training on CC3M,
+    ``pretrain=cc3m...``, are another threat model and left out)."""
     from paperlib import papers
     df = papers.load()
-    sel = df[(df.attack == attack) & (df.defence == "none") & (df.metric == metric) & (df.k.isna() | (df.k == 1))]
+    sel = df[(df.attack == attack) & (df.defence == "none") & (df.metric == metric) & (df.k.isna() | (df.k == 1))
+             & ~df.setting.str.contains("pretrain=cc3m", regex=False)]
     if sel.empty:
         raise KeyError(f"no paper prints a NoDefense {metric} for {attack!r}")
     return float(sel.value.min()), float(sel.value.max()), sorted(set(sel.paper + " " + sel.table))
@@ -117,10 +129,19 @@ def old_recipe_curve(p, base_model: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     df = pd.read_csv(path)
-    df = df[(df.attack == p.regime.attack) & (df.scale == p.scale)]
+    df = df[(df.attack == p.regime.attack) & (df.scale == p.scale) & (df.poison_count > 0)]
     if "base_model" in df:
         df = df[df.base_model.fillna("") != base_model]
+    frac = victim_config_patch(p)
+    if frac is not None and "patch_fraction" in df:
+        df = df[(df.patch_fraction - frac).abs() < 1e-3]      # the same trigger size only
     return df if len(df) else None
+
+
+def victim_config_patch(p) -> float | None:
+    """The patch fraction of the regime's victim (None for an attack without one)."""
+    from paperlib.experiments.common import victim_config
+    return getattr(victim_config(p, p.regime.attack).attack_config(), "patch_fraction", None)
 
 
 def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) -> Path:
@@ -136,19 +157,21 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     seeds = sorted(set(rows.seed))
     markers = {"victim": "o", "poison_count": "s", "epochs": "^", "control": "x"}
-    labels = {"victim": "the recipe", "poison_count": "other poison counts", "epochs": "other epochs (same rate)",
+    labels = {"victim": "the recipe", "poison_count": "other poison counts", "epochs": "more passes (same rate)",
               "control": "control: clean pairs only"}
     for ax, col, base_col in ((axes[0], "asr_top1", "base_asr_top1"), (axes[1], "ca_top1", "base_ca_top1")):
-        for label, sub in rows.groupby("variant"):
+        for (label, run_epochs), sub in rows.groupby(["variant", "run_epochs"]):
             g = sub.groupby("exposures")[col]
             x = g.mean().index.to_numpy()
             x = x if label != "control" else x + 1      # exposures 0 on a log axis
+            name = labels.get(label, label) + (f" (one run of {run_epochs:g}, each pass end)" if label == "epochs" else "")
             ax.errorbar(x, g.mean().values, yerr=g.std().fillna(0).values, fmt=markers.get(label, "o"),
-                        capsize=3, label=labels.get(label, label))
+                        ls="-" if label == "epochs" else "none", capsize=3, label=name)
         if old_curve is not None and len(old_curve):
             oc = old_curve.assign(exposures=old_curve.poison_count * old_curve.finetune_epochs)
-            oc = oc[oc.poison_count > 0]
-            ax.plot(oc.exposures, oc[col], "d", color="grey", alpha=0.7, label="old recipe (old base, 10 % rate)")
+            for rate, sub in oc.groupby("poison_rate"):
+                ax.plot(sub.exposures, sub[col], "d", alpha=0.7,
+                        label=f"old recipe, old base, random position, {rate:g} % rate")
         ax.axhline(rows[base_col].mean(), color="black", lw=1, ls=":", label="clean base")
         ax.set_xscale("log")
         ax.set_xlabel("poisoned exposures (poisoned pairs x epochs; control drawn at 1)")
