@@ -69,6 +69,8 @@ class AttackSuiteParams:
                                  "epochs (exposures), a clean control (results/attacks/regime.csv)")
     gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
     gallery_gain: float = param(8.0, range=(1.0, 100.0), doc="magnification of |triggered - clean|")
+    run_name: str = param("", doc="names this run's manifests and gallery (manifest_<scale>_<run_name>.json): "
+                          "a named parameter file's run keeps its own beside the suite's")
     results_dir: str = results_dir_param()
 
     def validate(self):
@@ -152,7 +154,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
             if trigger_rows else None
         with timer("gallery"):
             gallery = plot_gallery(p, attacks)
-        write_manifest(results / "attacks" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+        write_manifest(results / "attacks" / f"manifest_{p.scale}{_suffix(p)}.json", asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
         out = {"victims": victims, "triggers": triggers, "gallery": gallery}
     if p.regime.wanted:
@@ -165,7 +167,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
 
     def calibration_manifest():
         # rewritten after every setting, so a stopped run still says what it finished
-        write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}.json", asdict(p), timer.sections,
+        write_manifest(results / "attacks" / f"manifest_calibration_{p.scale}{_suffix(p)}.json", asdict(p),
+                       timer.sections,
                        extra={"base_model": base.path.name, "calibration_done": len(calibration_rows),
                               "calibration_planned": len(p.calibration)})
     for i, v in enumerate(p.calibration):
@@ -205,6 +208,10 @@ def check_triggers(p: AttackSuiteParams, base, log=print) -> pd.DataFrame:
         upsert_csv(Path(p.results_dir) / "attacks" / "base_triggers.csv", rows, BASE_TRIGGERS_KEY)
         log(f"{v.attack:10s} trigger on the clean base {rows[-1]['attack_params']}: ASR top-1 {m['asr_top1']:.1f}")
     return pd.DataFrame(rows)
+
+
+def _suffix(p: AttackSuiteParams) -> str:
+    return f"_{p.run_name}" if p.run_name else ""
 
 
 def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
@@ -298,7 +305,7 @@ def plot_gallery(p: AttackSuiteParams, attacks: dict):
             axes[1, j].set_title("no trigger", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
-    return save_figure(fig, Path(p.results_dir) / "attacks" / "gallery.png")
+    return save_figure(fig, Path(p.results_dir) / "attacks" / f"gallery{_suffix(p)}.png")
 
 
 def main(argv=None) -> int:
