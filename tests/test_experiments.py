@@ -1,5 +1,6 @@
 """The attack-suite and defence-matrix experiments: parameter files of every scale load, bad
 input is refused with the key named, and the smoke defence matrix runs end to end."""
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -268,6 +269,9 @@ def test_mmpoison_asr_comes_from_a_larger_rendering(monkeypatch):
         calls.clear()
         cfg = attack_config_class(attack_id)()
         out = attack_metrics(p, None, build_attack(attack_id, cfg), attack_id, cfg, "banana")
+        # mmPoison's trigger is a source-class image, so the clean base has no "triggered" input to score
+        if attack_id == "mmpoison":
+            assert math.isnan(out.pop("clean_asr_top1"))
         assert out == expected, attack_id
         assert calls == ([(5, True), (50, False)] if attack_id == "mmpoison" else [(5, True)])
         # the settings parallel_seeds.warm_attacks renders once, before its jobs start
