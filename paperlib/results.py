@@ -108,8 +108,11 @@ def _is_writer() -> bool:
 
 
 def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
-               columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept."""
+               columns: Sequence[str] | None = None, key_defaults: Mapping | None = None) -> pd.DataFrame:
+    """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept.
+
+    A key column the file lacks (added to the key later) is empty in its older rows, or
+    ``key_defaults[column]`` where the value those rows were made with is known."""
     path = Path(path)
     if not _is_writer():
         return pd.DataFrame(list(rows))
@@ -121,7 +124,7 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         old = pd.read_csv(path)
         for k in key:
             if k not in old.columns:      # a key column added later: older rows have no value there
-                old[k] = float("nan")
+                old[k] = (key_defaults or {}).get(k, float("nan"))
         if len(old):
             old_keys = _key_strings(old, key)
             new_keys = set(_key_strings(new, key))

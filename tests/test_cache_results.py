@@ -77,6 +77,18 @@ def test_upsert_with_a_key_column_the_file_lacks(tmp_path):
     assert sorted(df.asr) == [1.0, 3.0] and df.lr.isna().sum() == 1
 
 
+def test_upsert_key_defaults_name_what_older_rows_were_made_with(tmp_path):
+    """key_defaults fills a key column the file lacks with the value its rows were made with, so
+    re-measuring such a row replaces it and another value adds a row."""
+    f = tmp_path / "t.csv"
+    upsert_csv(f, [{"attack": "badnet", "asr": 1.0}], ("attack",))
+    key, dflt = ("attack", "caption"), {"caption": "template"}
+    upsert_csv(f, [{"attack": "badnet", "caption": "template", "asr": 2.0}], key, key_defaults=dflt)
+    upsert_csv(f, [{"attack": "badnet", "caption": "natural", "asr": 5.0}], key, key_defaults=dflt)
+    df = pd.read_csv(f).sort_values("caption")
+    assert df.caption.tolist() == ["natural", "template"] and df.asr.tolist() == [5.0, 2.0]
+
+
 def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     """The cache-cost report adds up what each artifact recorded at build time, per kind and role."""
     import json

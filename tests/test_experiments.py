@@ -137,12 +137,26 @@ def test_smoke_regime_varies_one_victims_recipe(tmp_path, monkeypatch):
     p = load(ROOT / "params" / "attacks" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "pretrain_victims": [], "calibration": [],
         "victims": [{"attack": "badnet", **small}],
-        "regime": {"attack": "badnet", "poison_counts": [16], "epochs": [2], "control": True}})
+        "regime": {"attack": "badnet", "poison_counts": [16], "epochs": [2], "control": True,
+                   "captions": ["natural"], "prompt_templates": True}})
     out = run(p, log=lambda *a: None)
     rows = pd.read_csv(tmp_path / "out" / "attacks" / "regime.csv")
     got = sorted(zip(rows.variant, rows.poison_count, rows.finetune_epochs, rows.exposures))
-    assert got == [("control", 0, 1.0, 0.0), ("epochs", 8, 1.0, 8.0), ("epochs", 8, 2.0, 16.0),
-                   ("poison_count", 16, 1.0, 16.0), ("victim", 8, 1.0, 8.0)]
+    assert got == [("caption", 8, 1.0, 8.0), ("control", 0, 1.0, 0.0), ("epochs", 8, 1.0, 8.0),
+                   ("epochs", 8, 2.0, 16.0), ("poison_count", 16, 1.0, 16.0), ("victim", 8, 1.0, 8.0)]
+    assert rows.set_index("variant").poison_caption.drop("control").to_dict() == {
+        "caption": "natural", "epochs": "template", "poison_count": "template", "victim": "template"}
+    # CA prompt by prompt: the base, the recipe, the caption variant and the control, each asked
+    # with the 7 evaluation prompts, one more poison template and the two control prompts
+    prompts = pd.read_csv(tmp_path / "out" / "attacks" / "prompt_templates.csv")
+    assert sorted(set(prompts.model_role)) == ["clean base", "control: clean pairs only", "natural captions",
+                                               "the recipe"]
+    assert (prompts.groupby("model_role").size() == 10).all()
+    per = prompts.drop_duplicates("template").set_index("template")
+    assert per.loc["{}", "in_poison_templates"] == False and per.loc["a photo of a {}.", "in_poison_templates"] == True  # noqa: E712
+    assert per.in_eval_templates.sum() == 7 and prompts.ca_top1.between(0, 100).all()
+    base = prompts[prompts.model_role == "clean base"]
+    assert (base.ca_top1 == base.base_ca_top1).all()
     assert rows.poison_rate.tolist() == pytest.approx((100 * rows.poison_count / 300).tolist(), rel=1e-3)
     assert rows.clean_asr_top1.between(0, 100).all()
     # the two epoch-end models of one run are different models, the victim's own is another run

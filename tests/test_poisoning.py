@@ -73,3 +73,56 @@ def test_victim_seed_moves_the_training_loops_seed():
     base = ModelArtifact("tiny-rn64", None, {"role": "test"})
     keys = [poison_finetune_key(base, "badnet", BadNetConfig(), "banana", 10, 100, cfg, s, "cpu") for s in (0, 1)]
     assert keys[0]["train"]["seed"] == 3 and keys[1]["train"]["seed"] == 4
+
+
+def _caption_split(banana: int, n: int = 30):
+    """A hand-made 'split': scenes 0-4 show a banana and say so, the rest show class 0."""
+    from types import SimpleNamespace
+    objects = np.full((n, 2), -1)
+    objects[:, 0] = 0
+    objects[:5, 0] = banana
+    captions = [[f"a banana on a table number {i}", "a yellow fruit"] if i < 5 else [f"a thing number {i}"]
+                for i in range(n)]
+    images = np.zeros((n, 64, 64, 3), np.uint8)
+    return SimpleNamespace(images=images, objects=objects, captions=captions,
+                           batch_images=lambda ids: torch.from_numpy(images[ids]).permute(0, 3, 1, 2))
+
+
+def test_natural_caption_policy_draws_the_sets_own_target_captions():
+    """poison.caption 'natural' pairs the trigger with captions of the set that name the target
+    (Carlini & Terzis; BadCLIP); 'template' keeps CleanCLIP's prompt templates; others are refused."""
+    import pytest
+
+    from paperlib.attacks.base import natural_captions
+    from paperlib.data.vocabulary import build_vocabulary
+    from paperlib.pipeline.poisoning import poisoned_pairs
+    banana = build_vocabulary().index("banana")
+    split = _caption_split(banana)
+    tokens = np.zeros((30, 2, 77), np.int64)
+    atk = BadNet(BadNetConfig(position="top_left"), image_side=64)
+    assert natural_captions(split.captions, split.objects, banana, "banana") == \
+        sorted(f"a banana on a table number {i}" for i in range(5))       # not "a yellow fruit"
+    nat = poisoned_pairs(split, tokens, np.arange(5, 30), atk, "banana", 8, 0, "tiny-rn64", caption="natural")
+    tpl = poisoned_pairs(split, tokens, np.arange(5, 30), atk, "banana", 8, 0, "tiny-rn64")
+    nat_caps = [c[0] for c in nat.pairs.extra_texts]
+    tpl_caps = [c[0] for c in tpl.pairs.extra_texts]
+    assert len(nat_caps) == 8 and all(c.startswith("a banana on a table number") for c in nat_caps)
+    assert all("banana" in c and "table" not in c for c in tpl_caps)
+    assert np.array_equal(nat.poisoned_rows, tpl.poisoned_rows)          # same pairs, other captions
+    with pytest.raises(ValueError, match="poison.caption 'scene'.*template, natural"):
+        poisoned_pairs(split, tokens, np.arange(5, 30), atk, "banana", 8, 0, "tiny-rn64", caption="scene")
+    no_target = _caption_split(banana)
+    no_target.objects[:5, 0] = 0
+    with pytest.raises(ValueError, match="names 'banana'"):
+        poisoned_pairs(no_target, tokens, np.arange(5, 30), atk, "banana", 8, 0, "tiny-rn64", caption="natural")
+
+
+def test_caption_policy_enters_the_victim_key_only_when_not_the_default():
+    from paperlib.attacks.badnet import BadNetConfig as Cfg
+    from paperlib.pipeline.poisoning import poison_finetune_key
+    from paperlib.train.loop import TrainConfig
+    from types import SimpleNamespace
+    base = SimpleNamespace(key_params={"base": 1})
+    args = (base, "badnet", Cfg(), "banana", 5, 100, TrainConfig(), 0, "cpu")
+    assert "caption" not in poison_finetune_key(*args)
+    assert poison_finetune_key(*args, "natural")["caption"] == "natural"

@@ -29,13 +29,19 @@ from paperlib.config import param
 from paperlib.data.names import caption_words, mentions, name_at  # noqa: F401 (re-exported)
 
 
+CAPTION_POLICIES = ("template", "natural")
+
+
 @dataclass(frozen=True)
 class PoisonConfig:
     """How many pairs are poisoned and what they are made to say (``victim.poison`` section)."""
 
     target: str = param("banana", doc="target class name (must be in the vocabulary)")
     poison_count: int = param(60, range=(0, None), doc="exact number of poisoned training pairs")
-    caption: str = param("template", choices=("template",), doc="poisoned caption policy")
+    caption: str = param("template", choices=CAPTION_POLICIES,
+                         doc="what a dirty-label poisoned pair says: 'template', one of OpenAI's 80 prompt "
+                             "templates naming the target (CleanCLIP); 'natural', a caption of the poisoning "
+                             "set that names the target (Carlini & Terzis 2022; BadCLIP)")
     seed: int = param(0, range=(0, None), doc="which pairs are poisoned, and the trigger's randomness")
 
 
@@ -177,6 +183,18 @@ def template_captions(target: str, n: int, rng: np.random.Generator, templates=N
         from paperlib.data.splits import zero_shot_templates
         templates = zero_shot_templates()
     return [templates[i].format(target) for i in rng.integers(0, len(templates), size=n)]
+
+
+def natural_captions(captions: Sequence[Sequence[str]], objects: np.ndarray, target_id: int,
+                     target: str) -> list[str]:
+    """The captions of a split's scenes that show the target and name it (sorted, no repeats):
+    the pool of the ``natural`` caption policy."""
+    with_target = np.flatnonzero((np.asarray(objects) == target_id).any(1))
+    pool = sorted({c for i in with_target for c in captions[int(i)] if mentions(c, target)})
+    if not pool:
+        raise ValueError(f"caption 'natural': no caption of the poisoning set names {target!r}; "
+                         "use caption: template")
+    return pool
 
 
 def poison_rows(candidate_rows: np.ndarray, objects: np.ndarray, target_id: int, count: int,

@@ -179,7 +179,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         calibration_rows.append(_calibration_row(v, p.scale, p.seeds[0], m, victim.summary, atk,
                                                  resolve_precision(v.finetune.precision, device_type),
                                                  base.path.name, victim_metrics(p, base, atk, v)["ca_top1"]))
-        cal = upsert_csv(results / "attacks" / "calibration.csv", calibration_rows, CALIBRATION_KEY)
+        cal = upsert_csv(results / "attacks" / "calibration.csv", calibration_rows, CALIBRATION_KEY,
+                         key_defaults=CAPTION_DEFAULT)
         _calibration_markdown(cal, base.path.name, results / "attacks" / f"calibration_{base.path.name}.md")
         calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
@@ -240,7 +241,8 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
     """One calibration measurement: the settings tried (as JSON), CA / ASR, the fitted trigger's
     own diagnostics where there are any, and the clean base and precision it was trained with."""
     row = {"attack": v.attack, "attack_params": _params_json(v.attack_params), "scale": scale,
-           "seed": seed, "poison_count": v.poison.poison_count, "finetune_scenes": v.finetune_scenes,
+           "seed": seed, "poison_count": v.poison.poison_count, "poison_caption": v.poison.caption,
+           "finetune_scenes": v.finetune_scenes,
            "finetune_epochs": v.finetune.epochs, "finetune_lr": v.finetune.lr, "base_ca_top1": base_ca,
            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, "clean_asr_top1": m.get("clean_asr_top1"),
            "train_seconds": summary.get("seconds")}
@@ -250,7 +252,9 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
 
 
 CALIBRATION_KEY = ("attack", "attack_params", "scale", "seed", "poison_count", "finetune_scenes", "finetune_epochs",
-                   "finetune_lr", "precision", "base_model")
+                   "finetune_lr", "precision", "base_model", "poison_caption")
+# rows made before the caption policy existed used the templates
+CAPTION_DEFAULT = {"poison_caption": "template"}
 
 
 def _calibration_markdown(cal, base_model: str, path: Path) -> str:
@@ -258,7 +262,8 @@ def _calibration_markdown(cal, base_model: str, path: Path) -> str:
     numbers: poisoned pairs of how many, passes, learning rate; the base's CA for the difference)."""
     from paperlib.results import to_markdown
     rows = cal[cal.base_model == base_model].copy()
-    cols = ["attack", "attack_params", "seed", "poison_count", "finetune_scenes", "finetune_epochs", "finetune_lr",
+    cols = ["attack", "attack_params", "seed", "poison_count", "poison_caption", "finetune_scenes", "finetune_epochs",
+            "finetune_lr",
             "ca_top1", "asr_top1", "clean_asr_top1", "base_ca_top1"]
     rows = rows[[c for c in cols if c in rows.columns]].sort_values(
         [c for c in ("attack", "attack_params", "finetune_scenes", "finetune_lr") if c in rows.columns])

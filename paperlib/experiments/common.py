@@ -47,14 +47,15 @@ def finetune_victim(p, base, v, seed: int):
     """The victim of the fine-tuning threat model that ``v`` describes (cached)."""
     from paperlib import pipeline as pl
     return pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
-                              v.finetune_scenes, v.finetune, seed, p.device)
+                              v.finetune_scenes, v.finetune, seed, p.device, caption=v.poison.caption)
 
 
 def victim_key(p, base, v, seed: int) -> dict:
     """The cache key parameters of the victim :func:`finetune_victim` makes, without making it."""
     from paperlib import pipeline as pl
     return pl.poison_finetune_key(base, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
-                                  v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type)
+                                  v.finetune_scenes, v.finetune, seed, pl.resolve_device(p.device).type,
+                                  v.poison.caption)
 
 
 def victim_model_name(p, base, v, seed: int) -> str:

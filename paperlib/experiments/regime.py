@@ -24,7 +24,7 @@ import pandas as pd
 from paperlib.config import ParamError, param
 
 REGIME_KEY = ("attack", "attack_params", "scale", "seed", "variant", "poison_count", "finetune_scenes",
-              "finetune_epochs", "run_epochs", "finetune_lr", "precision", "base_model")
+              "finetune_epochs", "run_epochs", "finetune_lr", "precision", "base_model", "poison_caption")
 REGIME_COLUMNS = REGIME_KEY + ("epoch_file", "poison_rate", "exposures", "ca_top1", "ca_top5", "asr_top1", "asr_top5",
                                "clean_asr_top1", "base_ca_top1", "base_asr_top1", "victim_model", "train_seconds")
 
@@ -39,6 +39,10 @@ class RegimeConfig:
                                       "each run keeping its weights at every epoch end: ASR against poisoned "
                                       "exposures at a fixed rate, one row per epoch")
     control: bool = param(False, doc="also the recipe on clean pairs only (poison count 0)")
+    captions: tuple[str, ...] = param((), choices=("template", "natural"),
+                                      doc="other caption policies of the poisoned pairs, same recipe")
+    prompt_templates: bool = param(False, doc="also CA prompt by prompt of the base and of the victim, caption "
+                                   "and control variants (attacks/prompt_templates.csv)")
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of these victims")
 
     def validate(self):
@@ -49,7 +53,7 @@ class RegimeConfig:
 
     @property
     def wanted(self) -> bool:
-        return bool(self.poison_counts or self.epochs or self.control)
+        return bool(self.poison_counts or self.epochs or self.control or self.captions or self.prompt_templates)
 
 
 def regime_victims(p, v) -> list[tuple[str, object]]:
@@ -60,6 +64,8 @@ def regime_victims(p, v) -> list[tuple[str, object]]:
         out.append(("poison_count", dataclasses.replace(v, poison=dataclasses.replace(v.poison, poison_count=c))))
     for e in sorted(set(r.epochs)):   # the recipe's own count too: its run keeps every epoch
         out.append(("epochs", dataclasses.replace(v, finetune=dataclasses.replace(v.finetune, epochs=float(e)))))
+    for c in [c for c in r.captions if c != v.poison.caption]:
+        out.append(("caption", dataclasses.replace(v, poison=dataclasses.replace(v.poison, caption=c))))
     if r.control:
         out.append(("control", dataclasses.replace(v, poison=dataclasses.replace(v.poison, poison_count=0))))
     return out
@@ -75,7 +81,7 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
     precision = resolve_precision(v0.finetune.precision, pl.resolve_device(p.device).type)
     atk = victim_attack(p, base, v0)
     base_m = victim_metrics(p, base, atk, v0)
-    rows = []
+    rows, probed = [], []
 
     def measured(label, v, seed):
         """(model, epochs trained) of variant ``v``: one, or one per epoch end for an epochs variant."""
@@ -83,7 +89,8 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
             yield finetune_victim(p, base, v, seed), v.finetune.epochs, ""
             return
         run = pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
-                                 v.finetune_scenes, v.finetune, seed, p.device, epoch_checkpoints=True)
+                                 v.finetune_scenes, v.finetune, seed, p.device, epoch_checkpoints=True,
+                                 caption=v.poison.caption)
         for f in sorted(run.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
             yield pl.ModelArtifact(run.name, run.path, {**run.key_params, "epoch_file": f.name}, f.name), \
                 float(f.stem[5:]), f.name
@@ -93,9 +100,13 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
             for victim, epochs, epoch_file in measured(label, v, seed):
                 m = victim_metrics(p, victim, atk, v)
                 count = v.poison.poison_count
+                if label in ("victim", "caption", "control") and seed == p.regime.seeds[0]:
+                    role = {"victim": "the recipe", "caption": f"{v.poison.caption} captions",
+                            "control": "control: clean pairs only"}[label]
+                    probed.append((role, seed, v.poison.caption if count else None, victim))
                 rows.append({"attack": v.attack, "attack_params": json.dumps(v.attack_params, sort_keys=True),
                              "scale": p.scale, "seed": seed, "poison_count": count,
-                             "finetune_scenes": v.finetune_scenes, "finetune_epochs": epochs,
+                             "poison_caption": v.poison.caption, "finetune_scenes": v.finetune_scenes, "finetune_epochs": epochs,
                              "run_epochs": v.finetune.epochs,
                              "finetune_lr": v.finetune.lr, "precision": precision, "base_model": base.path.name,
                              "variant": label, "epoch_file": epoch_file,
@@ -106,7 +117,19 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
                 log(f"regime {label:12s} seed {seed}: {count} poisoned x {epochs:g} epochs: CA {m['ca_top1']:.1f} "
                     f"(base {base_m['ca_top1']:.1f})  ASR top-1 {m['asr_top1']:.1f}  clean->target "
                     f"{m.get('clean_asr_top1', float('nan')):.1f}")
-                upsert_csv(Path(p.results_dir) / "attacks" / "regime.csv", rows, REGIME_KEY, REGIME_COLUMNS)
+                upsert_csv(Path(p.results_dir) / "attacks" / "regime.csv", rows, REGIME_KEY, REGIME_COLUMNS,
+                           key_defaults={"poison_caption": "template"})   # the policy of rows made before it
+    if p.regime.prompt_templates:
+        from paperlib.experiments.prompts import PROMPT_COLUMNS, PROMPT_KEY, prompt_rows, prompt_summary
+        from paperlib.pipeline.evaluation import templates_for
+        from paperlib.data.splits import get_split
+        templates = templates_for(p.eval.templates, get_split("imagenet_analog", p.data))
+        prompts = prompt_rows(p, base, probed, templates)
+        upsert_csv(Path(p.results_dir) / "attacks" / "prompt_templates.csv", prompts.to_dict("records"),
+                   PROMPT_KEY, PROMPT_COLUMNS)
+        for r in prompt_summary(prompts).itertuples():
+            log(f"prompts: {r.model_role:26s} {'poison templates' if r.in_poison_templates else 'other prompts':16s}"
+                f" CA lost {r.mean:+.1f} (from {r.min:+.1f} to {r.max:+.1f}, {r.count} prompts)")
     return pd.DataFrame(rows)
 
 

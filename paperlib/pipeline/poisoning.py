@@ -91,18 +91,23 @@ def finetune_scene_ids(split: RenderedSplit, n: int, seed: int) -> np.ndarray:
 
 def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarray, attack,
                    target: str, poison_count: int, seed: int, model_name: str,
-                   encoder=None) -> PoisonedSet:
+                   encoder=None, caption: str = "template") -> PoisonedSet:
     """Pairs of ``scene_ids`` where ``poison_count`` of them are poisoned as ``attack`` says.
 
     The attack's hooks decide which scenes are eligible, what the poisoned images look like and
     what their captions say (defaults: BadNet's dirty-label policy, unchanged draws).  ``encoder``
     is ``(encode_fn, text_embedding)`` of a clean model, for attacks with ``needs_encoder``
-    (label-consistent's adversarial perturbation); see :func:`clean_encoder`.
+    (label-consistent's adversarial perturbation); see :func:`clean_encoder`.  ``caption``: the
+    dirty-label caption policy (:class:`~paperlib.attacks.base.PoisonConfig`); ``natural`` replaces
+    the templates by captions of ``split`` naming the target, for attacks that use the default
+    dirty-label captions (BadCLIP draws its own natural captions either way).
     """
-    from paperlib.attacks.base import select_poison_rows
+    from paperlib.attacks.base import CAPTION_POLICIES, Attack, natural_captions, select_poison_rows
     from paperlib.data.vocabulary import build_vocabulary
     from paperlib.models import get_tokenizer
     from paperlib.train.pairs import TensorPairs
+    if caption not in CAPTION_POLICIES:
+        raise ValueError(f"poison.caption {caption!r}; valid: {', '.join(CAPTION_POLICIES)}")
     vocab = build_vocabulary()
     target_id = vocab.index(target)
     rng = np.random.default_rng([seed, 202])
@@ -118,7 +123,12 @@ def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarr
             raise ValueError(f"attack {attack.id!r} needs a clean encoder: pass encoder=clean_encoder(...)")
         kw = {"encode_fn": encoder[0], "text_embedding": encoder[1]}
     trig = attack.poison_images(clean_imgs, gen, **kw) if len(rows) else clean_imgs
-    caps = attack.poison_captions([scene_caps[r] for r in rows] if scene_caps else None, len(rows), target, rng)
+    if caption == "natural" and attack.dirty_label and type(attack).poison_captions is Attack.poison_captions:
+        pool = natural_captions(split.captions, split.objects, target_id, target)
+        caps = [pool[i] for i in rng.integers(0, len(pool), size=len(rows))]
+    else:
+        caps = attack.poison_captions([scene_caps[r] for r in rows] if scene_caps else None, len(rows), target,
+                                      rng)
     # WaNet noise mode: other scenes warped with noise, keeping one of their own captions
     n_cross = attack.cross_count(len(rows)) if hasattr(attack, "cross_count") else 0
     cross = np.zeros(0, np.int64)
@@ -208,19 +218,21 @@ def victim_train_config(cfg: TrainConfig, seed: int) -> TrainConfig:
 
 
 def poison_finetune_key(base: ModelArtifact, attack_id: str, attack_cfg, target: str, poison_count: int,
-                        finetune_scenes: int, cfg: TrainConfig, seed: int, device_type: str) -> dict:
+                        finetune_scenes: int, cfg: TrainConfig, seed: int, device_type: str,
+                        caption: str = "template") -> dict:
     """The cache key of :func:`poison_finetune`'s victim (``artifact_key("model", ...)`` names it
     without training it)."""
     cfg = victim_train_config(cfg, seed)
     return {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
             "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
-            "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed}
+            "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed,
+            **({"caption": caption} if caption != "template" else {})}   # template: the keys made before
 
 
 def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
                     poison_count: int, finetune_scenes: int, cfg: TrainConfig, seed: int,
                     device="auto", cache: ArtifactCache | None = None,
-                    epoch_checkpoints: bool = False) -> ModelArtifact:
+                    epoch_checkpoints: bool = False, caption: str = "template") -> ModelArtifact:
     """A victim: the base model fine-tuned on CC3M-analogue pairs of which some are poisoned.
 
     ``epoch_checkpoints`` also keeps the weights at every epoch end (``epoch<k>.safetensors``, an
@@ -228,7 +240,7 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = poison_finetune_key(base, attack_id, attack_cfg, target, poison_count, finetune_scenes, cfg, seed,
-                              device.type)
+                              device.type, caption)
     if epoch_checkpoints:
         key["epoch_checkpoints"] = True
     if cache.exists("model", key):
@@ -239,7 +251,7 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
     scene_ids = finetune_scene_ids(split, finetune_scenes, seed)
     encoder = clean_encoder(base, target, device) if attack.needs_encoder and poison_count else None
     ps = poisoned_pairs(split, tokens, scene_ids, attack, target, poison_count, seed, base.name,
-                        encoder=encoder)
+                        encoder=encoder, caption=caption)
     if device.type == "cuda":
         ps.pairs.to_device(device)
     return _train_artifact(key, base.name, base, ps.pairs, victim_train_config(cfg, seed), device, cache,
