@@ -467,3 +467,26 @@ def test_cfbd_tables_read_only_the_rows_of_their_rules():
                                                               "cfbd.gamma_z_rule": "fixed"})
     assert rows_of_these_rules(df, new).tpr.tolist() == [2.0]
     assert rows_of_these_rules(df, old).tpr.tolist() == [1.0]
+
+
+def test_cfbd_fig5_draws_no_line_at_recall_zero(tmp_path, monkeypatch):
+    """sklearn closes every PR curve with (recall 0, precision 1), no threshold at all; Fig. 5 must
+    not draw it (it was a vertical line at recall 0 in every panel)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from paperlib.experiments import cfbd_figures
+    figs = []
+    monkeypatch.setattr("paperlib.results.save_figure", lambda fig, path, **k: figs.append(fig) or path)
+    truth = np.r_[np.ones(10), np.zeros(90)].astype(int)
+    score = np.r_[np.linspace(0.4, 1, 10), np.linspace(0, 0.6, 90)]
+    scores = {("badnet", 0): {"truth": truth, "c": score[::-1].copy(), "detection": SimpleNamespace(score=score)}}
+    cfbd_figures.plot_fig5(scores, SimpleNamespace(seeds=[0], scale="smoke", results_dir=str(tmp_path)))
+    ax = figs[0].axes[0]
+    curves = [ln for ln in ax.get_lines() if "AUPRC" in ln.get_label()]
+    assert len(curves) == 2
+    for ln in curves:     # (the inverted score has real thresholds at recall 0, with precision 0)
+        x, y = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
+        assert not ((x == 0) & (y == 1)).any(), ln.get_label()
+    assert any("chance" in ln.get_label() for ln in ax.get_lines())

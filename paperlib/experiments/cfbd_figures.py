@@ -77,7 +77,8 @@ def plot_fig4(sc, p):
 def plot_fig5(scores: dict, p):
     """Fig. 5: precision-recall curves of the coarse (c) and coarse-to-fine scores per attack."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     from paperlib.results import save_figure
     items = [(a, s) for (a, seed), s in scores.items() if seed == p.seeds[0]]
@@ -89,15 +90,20 @@ def plot_fig5(scores: dict, p):
         det = s["detection"]
         for label, score in (("coarse", s["c"]), ("coarse-to-fine", det.score)):
             prec, rec, _ = precision_recall_curve(s["truth"], score)
-            ax.plot(rec, prec, label=label)
+            # sklearn ends every curve with the point (recall 0, precision 1), which is no threshold:
+            # drawn, it is a vertical line at recall 0 in every panel
+            ap = 100 * average_precision_score(s["truth"], score)
+            ax.step(rec[:-1], prec[:-1], where="post", label=f"{label} (AUPRC {ap:.1f})")
+        ax.axhline(float(np.mean(s["truth"])), color="grey", lw=0.8, ls=":", label="chance (poison rate)")
+        ax.legend(fontsize=6)
         ax.set_title(a, fontsize=9)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_ylim(0, 1.02)
     for ax in list(axes.flat)[len(items):]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"CFBD Fig. 5: PR curves ({p.scale} scale)", fontsize=9)
+    fig.suptitle(f"CFBD Fig. 5: PR curves ({p.scale} scale, seed {p.seeds[0]}; the paper's curves are not "
+                 "printed as numbers)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig5_{p.scale}.png")
 
 
