@@ -217,6 +217,9 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     assert victims.attack_params[0] == "{}" and victims.precision[0] in {"bf16", "fp32"}
     assert victims.victim_model[0] != victims.base_model[0]
     assert victims.asr_images[0] > 0
+    # and its recipe: pairs, passes, lr and caption policy (rows of two recipes on one base stay apart)
+    assert (victims.finetune_scenes[0], victims.finetune_epochs[0], victims.finetune_lr[0],
+            victims.poison_caption[0]) == (300, 1.0, 1e-3, "template")
     cal = pd.read_csv(tmp_path / "out" / "attacks" / "calibration.csv")
     # the recipe is part of a calibration row's key: two learning rates of one setting stay apart
     assert sorted(zip(cal.attack_params, cal.finetune_lr)) == [('{"k": 8, "s": 2.0}', 1e-3), ('{"s": 4.0}', 1e-5),

@@ -126,7 +126,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 m = victim_metrics(p, victim, atk, v)
             rows.append({**_victim_row(v.attack, "finetune", p.scale, seed, v.poison.poison_count, m, base_m,
                                        v.finetune_scenes, victim.summary),
-                         **provenance(v, v.finetune, victim)})
+                         **provenance(v, v.finetune, victim), **_recipe(v)})
             save_rows(rows)   # after every victim: a long run shows its progress in results/
             log(f"{v.attack:10s} finetune seed {seed}: CA {m['ca_top1']:.1f} (base {base_m['ca_top1']:.1f})"
                 f"  ASR top-1 {m['asr_top1']:.1f}")
@@ -148,7 +148,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         victims = save_rows(rows)
         from paperlib.results import to_markdown
         to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
-                            + [c for c in ("attack_params", "base_model") if c in victims.columns]],
+                            + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",
+                                           "finetune_lr", "base_model") if c in victims.columns]],
                     results / "attacks" / "victims.md")
         triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
             if trigger_rows else None
@@ -223,6 +224,12 @@ def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) ->
             "asr_images": m.get("asr_images"),
             # the same images without the trigger sent to the target: the victim's bias toward it
             "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1")}
+
+
+def _recipe(v) -> dict:
+    """The fine-tuning recipe of victim settings ``v``, as columns of its row."""
+    return {"finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs, "finetune_lr": v.finetune.lr,
+            "poison_caption": v.poison.caption}
 
 
 def _params_json(attack_params: dict) -> str:

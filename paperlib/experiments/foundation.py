@@ -132,7 +132,9 @@ VICTIM_COLUMNS = ("attack", "threat_model", "scale", "seed", "poison_count", "ca
 ZEROSHOT_COLUMNS = ("model", "split", "scale", "seed", "top1", "top3", "top5", "top10")
 # rows are keyed by the clean base they stand on too: a run on another base (a shipped one) adds
 # rows beside the old base's instead of replacing them
-VICTIMS_KEY = ("attack", "threat_model", "scale", "seed", "poison_count", "base_model")
+# the victim's model (its cache key) too: a victim of another recipe on the same base (lr, passes,
+# captions) is another row, the same victim measured again replaces its row
+VICTIMS_KEY = ("attack", "threat_model", "scale", "seed", "poison_count", "base_model", "victim_model")
 ZEROSHOT_KEY = ("model", "split", "scale", "seed", "base_model")
 
 
