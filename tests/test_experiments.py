@@ -33,6 +33,8 @@ BAD_PARAMETERS = [
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet, wanet]\n", "wanet"),
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\ndetection: {default_rho: 12}\n", "default_rho"),
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\nsegmenter: {imgsz: 70}\n", "imgsz"),
+    ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
+    ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: 3}\n", "seeds_by_attack.badnet"),
 ]
 
 
@@ -203,7 +205,7 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
              "finetune": {"epochs": 1, "batch_size": 64, "warmup_steps": 1}}
     p = load(ROOT / "params" / "attacks" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "pretrain_victims": [],
-        "victims": [{"attack": "wanet", **small}],
+        "victims": [{"attack": "wanet", **small}], "seeds_by_attack": {"wanet": [1]},
         "calibration": [{"attack": "wanet", "attack_params": {"s": 4.0}, **small},
                         {"attack": "wanet", "attack_params": {"k": 8, "s": 2.0}, **small},
                         {"attack": "wanet", "attack_params": {"s": 4.0}, **small,
@@ -213,6 +215,7 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     written = {f.name for f in (tmp_path / "out" / "attacks").iterdir()}
     assert {"victims.md", "gallery.png", "manifest_smoke.json", "manifest_calibration_smoke.json"} <= written
     assert list(victims.attack) == ["wanet"] and list(victims.threat_model) == ["finetune"]
+    assert list(victims.seed) == [1]          # seeds_by_attack, not the suite's seeds
     # the row says which settings, base and precision it was measured with
     assert victims.attack_params[0] == "{}" and victims.precision[0] in {"bf16", "fp32"}
     assert victims.victim_model[0] != victims.base_model[0]

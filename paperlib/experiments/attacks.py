@@ -52,6 +52,8 @@ class AttackSuiteParams:
     model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of the victims")
+    seeds_by_attack: dict = param(default_factory=dict, doc="attack -> its victim's seeds where they are not "
+                                  "``seeds`` (issue 22: 5 seeds for BadNet, 3 for the others)")
     data: DataConfig = param(default_factory=DataConfig)
     pretrain: TrainConfig = param(default_factory=TrainConfig, doc="clean pre-training (shared with foundation); "
                                   "also the recipe of pre-training-threat victims")
@@ -76,7 +78,14 @@ class AttackSuiteParams:
     def validate(self):
         if not self.victims and not self.pretrain_victims and not self.calibration and not self.trigger_checks:
             raise ParamError("victims / pretrain_victims / calibration / trigger_checks: give at least one")
-        if self.regime.wanted and self.regime.attack not in {v.attack for v in self.victims}:
+        attacks = {v.attack for v in self.victims}
+        for a, seeds in self.seeds_by_attack.items():
+            if a not in attacks:
+                raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(attacks)}")
+            if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) and s >= 0
+                                                                            for s in seeds):
+                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of seeds (integers >= 0)")
+        if self.regime.wanted and self.regime.attack not in attacks:
             raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
                              f"{[v.attack for v in self.victims]}")
 
@@ -120,7 +129,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         if atk.needs_fit:
             trigger_rows.append(_trigger_row(v.attack, p.scale, atk.fit_info))
         base_m = victim_metrics(p, base, atk, v)
-        for seed in p.seeds:
+        for seed in p.seeds_by_attack.get(v.attack, p.seeds):
             with timer(f"victim_{v.attack}"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
