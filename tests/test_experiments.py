@@ -35,6 +35,7 @@ BAD_PARAMETERS = [
     ("eftclip", "victims: [{attack: badnet}]\ntable5_attacks: [badnet]\nsegmenter: {imgsz: 70}\n", "imgsz"),
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: 3}\n", "seeds_by_attack.badnet"),
+    ("attacks", "victims: [{attack: badnet}]\nonly: [sig]\n", "only: \\['sig'\\]"),
 ]
 
 
@@ -216,6 +217,8 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     assert {"victims.md", "gallery.png", "manifest_smoke.json", "manifest_calibration_smoke.json"} <= written
     assert list(victims.attack) == ["wanet"] and list(victims.threat_model) == ["finetune"]
     assert list(victims.seed) == [1]          # seeds_by_attack, not the suite's seeds
+    only = load(ROOT / "params" / "attacks" / "smoke.yaml", {"only": ["sig"]}).selected()
+    assert [v.attack for v in only.victims] == ["sig"] and only.pretrain_victims == ()
     # the row says which settings, base and precision it was measured with
     assert victims.attack_params[0] == "{}" and victims.precision[0] in {"bf16", "fp32"}
     assert victims.victim_model[0] != victims.base_model[0]

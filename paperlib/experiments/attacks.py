@@ -18,7 +18,7 @@ the foundation's (same settings, same cache key).  Outputs:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +71,8 @@ class AttackSuiteParams:
                                  "epochs (exposures), a clean control (results/attacks/regime.csv)")
     gallery_image: int = param(0, range=(0, None), doc="index of the imagenet_analog image shown in the gallery")
     gallery_gain: float = param(8.0, range=(1.0, 100.0), doc="magnification of |triggered - clean|")
+    only: tuple[str, ...] = param((), doc="run only these attacks' victims, calibration entries, trigger checks "
+                                  "and regime (empty: all), e.g. only=[badnet]")
     run_name: str = param("", doc="names this run's manifests and gallery (manifest_<scale>_<run_name>.json): "
                           "a named parameter file's run keeps its own beside the suite's")
     results_dir: str = results_dir_param()
@@ -79,6 +81,10 @@ class AttackSuiteParams:
         if not self.victims and not self.pretrain_victims and not self.calibration and not self.trigger_checks:
             raise ParamError("victims / pretrain_victims / calibration / trigger_checks: give at least one")
         attacks = {v.attack for v in self.victims}
+        named = attacks | {v.attack for v in self.pretrain_victims + self.calibration + self.trigger_checks}
+        if set(self.only) - named:
+            raise ParamError(f"only: {sorted(set(self.only) - named)} appear nowhere in this file; "
+                             f"its attacks: {sorted(named)}")
         for a, seeds in self.seeds_by_attack.items():
             if a not in attacks:
                 raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(attacks)}")
@@ -88,6 +94,18 @@ class AttackSuiteParams:
         if self.regime.wanted and self.regime.attack not in attacks:
             raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
                              f"{[v.attack for v in self.victims]}")
+
+    def selected(self) -> "AttackSuiteParams":
+        """These parameters restricted to the attacks of ``only`` (all of them when it is empty)."""
+        if not self.only:
+            return self
+        keep = set(self.only)
+
+        def pick(entries):
+            return tuple(v for v in entries if v.attack in keep)
+        regime = self.regime if self.regime.attack in keep else RegimeConfig()
+        return replace(self, victims=pick(self.victims), pretrain_victims=pick(self.pretrain_victims),
+                       calibration=pick(self.calibration), trigger_checks=pick(self.trigger_checks), regime=regime)
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> AttackSuiteParams:
@@ -102,6 +120,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     from paperlib.results import Timer, upsert_csv, write_manifest
     from paperlib.train.loop import resolve_precision
 
+    p = p.selected()
     timer = Timer()
     results = Path(p.results_dir)
     with timer("pretrain"):
