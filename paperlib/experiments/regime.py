@@ -177,17 +177,21 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     from paperlib.results import save_figure
     attack = p.regime.attack
     lo, hi, sources = papers_band(attack)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    from paperlib.experiments.common import victim_config
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
     seeds = sorted(set(rows.seed))
     markers = {"victim": "o", "poison_count": "s", "epochs": "^", "control": "x"}
     labels = {"victim": "the recipe", "poison_count": "other poison counts", "epochs": "more passes (same rate)",
               "control": "control: clean pairs only"}
+    rows = rows.assign(poison_caption=rows.get("poison_caption", "template"))
     for ax, col, base_col in ((axes[0], "asr_top1", "base_asr_top1"), (axes[1], "ca_top1", "base_ca_top1")):
-        for (label, run_epochs), sub in rows.groupby(["variant", "run_epochs"]):
+        for (label, run_epochs, caption), sub in rows.groupby(["variant", "run_epochs", "poison_caption"]):
             g = sub.groupby("exposures")[col]
             x = g.mean().index.to_numpy()
             x = x if label != "control" else x + 1      # exposures 0 on a log axis
             name = labels.get(label, label) + (f" (one run of {run_epochs:g}, each pass end)" if label == "epochs" else "")
+            if label == "caption":
+                name = f"{caption} captions"
             ax.errorbar(x, g.mean().values, yerr=g.std().fillna(0).values, fmt=markers.get(label, "o"),
                         ls="-" if label == "epochs" else "none", capsize=3, label=name)
         if old_curve is not None and len(old_curve):
@@ -205,11 +209,15 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     base_ca = rows["base_ca_top1"].mean()
     axes[1].axhspan(base_ca - 2, base_ca, color="tab:green", alpha=0.15, label="within 2 points of the base")
     axes[1].set_ylabel("CA top-1 (%)")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{attack}: the victim recipe's regime ({p.scale} scale, seeds {', '.join(map(str, seeds))}); "
-                 f"band: {'; '.join(sources)}", fontsize=8)
-    return save_figure(fig, Path(p.results_dir) / "attacks" / f"regime_{p.scale}.png")
+    for ax in axes:      # beneath each panel, not over its points
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    v = victim_config(p, attack)
+    recipe = (f"{v.poison.poison_count} of {v.finetune_scenes:,} pairs poisoned, {v.finetune.epochs:g} pass(es) at lr "
+              f"{v.finetune.lr:g}, {v.poison.caption} captions")
+    fig.suptitle(f"{attack}: the victim recipe's regime ({p.scale} scale, seeds {', '.join(map(str, seeds))}; recipe: "
+                 f"{recipe})\nband: {'; '.join(sources)}", fontsize=8)
+    name = f"regime_{p.scale}" + (f"_{p.run_name}" if p.run_name else "")   # one figure per named run
+    return save_figure(fig, Path(p.results_dir) / "attacks" / f"{name}.png")
 
 
 __all__ = ["RegimeConfig", "REGIME_KEY", "regime_victims", "run_regime", "papers_band", "plot_regime"]
