@@ -178,7 +178,11 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     attack = p.regime.attack
     lo, hi, sources = papers_band(attack)
     from paperlib.experiments.common import victim_config
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig = plt.figure(figsize=(10, 5.4))
+    grid = fig.add_gridspec(2, 2, height_ratios=[4, 1.3])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+    legend_ax = fig.add_subplot(grid[1, :])      # one legend for both panels, beneath them
+    legend_ax.axis("off")
     seeds = sorted(set(rows.seed))
     markers = {"victim": "o", "poison_count": "s", "epochs": "^", "control": "x"}
     labels = {"victim": "the recipe", "poison_count": "other poison counts", "epochs": "more passes (same rate)",
@@ -209,8 +213,11 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     base_ca = rows["base_ca_top1"].mean()
     axes[1].axhspan(base_ca - 2, base_ca, color="tab:green", alpha=0.15, label="within 2 points of the base")
     axes[1].set_ylabel("CA top-1 (%)")
-    for ax in axes:      # beneath each panel, not over its points
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    entries = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(text, handle)
+    legend_ax.legend(entries.values(), entries.keys(), fontsize=7, loc="center", ncol=3, frameon=False)
     v = victim_config(p, attack)
     recipe = (f"{v.poison.poison_count} of {v.finetune_scenes:,} pairs poisoned, {v.finetune.epochs:g} pass(es) at lr "
               f"{v.finetune.lr:g}, {v.poison.caption} captions")
