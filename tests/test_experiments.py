@@ -59,6 +59,12 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     # the FT sweep: its own file, one row per learning rate, beside the victim's numbers
     budget = pd.read_csv(tmp_path / "out" / "defences" / "ft_budget.csv")
     assert budget.lr.tolist() == [1e-5] and budget.asr_top1.between(0, 100).all()
+    # its optimizer steps and lr beside the victim recipe's (issue 22 item 4)
+    v, t = p.victims[0], p.defence.train
+    assert budget.steps[0] == p.defence.clean_scenes // t.batch_size * t.epochs
+    assert budget.victim_steps[0] == v.finetune_scenes // v.finetune.batch_size * v.finetune.epochs
+    assert budget.lr_vs_victim[0] == pytest.approx(1e-5 / v.finetune.lr)
+    assert budget.steps_vs_victim[0] == pytest.approx(budget.steps[0] / budget.victim_steps[0])
     none = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv").query("defence == 'none'").iloc[0]
     assert budget.victim_asr_top1[0] == none.asr_top1 and budget.victim_model[0] == none.victim_model
     m = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")

@@ -227,9 +227,8 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                                           p.defence.clean_scenes, train, seed, clean_base=base, device=p.device)
                         m = victim_metrics(p, model, atk, v)
                     budget_rows.append(_budget_row(v.attack, p.scale, seed, train, p.defence.clean_scenes, m,
-                                                   victim_row, model, victim))
-                    upsert_csv(results / "defences" / "ft_budget.csv", budget_rows,
-                               ("attack", "scale", "seed", "lr", "epochs", "clean_scenes"))
+                                                   victim_row, model, victim, v))
+                    upsert_csv(results / "defences" / "ft_budget.csv", budget_rows, FT_BUDGET_KEY)
                     log(f"{v.attack:10s} seed {seed} FT lr {lr:g}: CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}")
     save(rows)
     # this run's rows only: the file also holds rows of other budgets, victims and seeds
@@ -285,15 +284,26 @@ def metric_columns(m: dict) -> dict:
 
 
 def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_scenes: int, m: dict,
-                victim_row: dict, model, victim) -> dict:
+                victim_row: dict, model, victim, v=None) -> dict:
     """One FT setting against one victim: CA / ASR after FT beside the victim's, and the share of
-    the victim's top-1 ASR that survives (the papers' FT rows keep about two thirds for BadNet)."""
+    the victim's top-1 ASR that survives (the papers' FT rows keep about two thirds for BadNet);
+    with the victim's settings ``v``, the FT's optimizer steps and lr beside the victim recipe's."""
     keep = 100.0 * m["asr_top1"] / victim_row["asr_top1"] if victim_row["asr_top1"] else float("nan")
-    return {"attack": attack, "scale": scale, "seed": seed, "lr": train.lr, "epochs": train.epochs,
-            "clean_scenes": clean_scenes, **metric_columns(m),
-            "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
-            "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
-            **provenance(victim, model)}
+    steps = int(clean_scenes // train.batch_size * train.epochs)      # whole batches per epoch, as the loop
+    row = {"attack": attack, "scale": scale, "seed": seed, "lr": train.lr, "epochs": train.epochs,
+           "clean_scenes": clean_scenes, **metric_columns(m),
+           "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
+           "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
+           "steps": steps, **provenance(victim, model)}
+    if v is not None:
+        v_steps = int(v.finetune_scenes // v.finetune.batch_size * v.finetune.epochs)
+        row.update(victim_lr=v.finetune.lr, victim_steps=v_steps, lr_vs_victim=train.lr / v.finetune.lr,
+                   steps_vs_victim=steps / v_steps if v_steps else float("nan"))
+    return row
+
+
+# the victim too: FT rows of two victims of one attack (old and new recipes) stand apart
+FT_BUDGET_KEY = ("attack", "scale", "seed", "lr", "epochs", "clean_scenes", "victim_model")
 
 
 def provenance(victim, model) -> dict:
