@@ -112,6 +112,16 @@ def _ipc_kernel_manager(folder: str):
     return IPCKernelManager
 
 
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository root where it lies inside it, else as given."""
+    p = Path(path)
+    try:
+        return Path(os.path.relpath(p.resolve(), repo_root().resolve())).as_posix() \
+            if p.resolve().is_relative_to(repo_root().resolve()) else str(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
 def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None = None,
                  log_output: bool = False) -> float:
     import papermill as pm
@@ -120,9 +130,11 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     if not params_file.is_file():
         raise SystemExit(f"{name}: no parameter file {params_file} for scale {scale!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"params_file": str(params_file)}
+    # relative to the repository (the kernel's working directory): the injected cell of a committed
+    # notebook names no path of the machine that ran it
+    parameters = {"params_file": repo_relative(params_file)}
     if results_dir is not None:
-        parameters["results_dir"] = results_dir
+        parameters["results_dir"] = repo_relative(results_dir)
     # papermill saves the output after every cell: run into a side file and put it in place only
     # when every cell ran, so a failed or killed run never replaces the last complete notebook (the
     # side file stays for reading the error)

@@ -32,6 +32,9 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # the injected cell names the parameter file relative to the repository, no path of this machine
+    injected = ["".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and f"params/{name}/smoke.yaml" in injected[0] and str(ROOT) not in injected[0]
     # run_all hides paperlib's bars: a saved notebook must not hold one output per tqdm redraw
     bars = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
             if o.get("output_type") == "stream" and "%|" in "".join(o.get("text", ""))]
@@ -45,6 +48,13 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     assert manifest["params"]["scale"] == "smoke" and manifest["wall_seconds"]
     # the defence matrix's own manifest is the matrix run's, not a notebook's that takes rows from it
     assert not (out / "defences" / "manifest_smoke.json").exists()
+
+
+def test_repo_relative_paths():
+    from paperlib.run_all import repo_relative
+    assert repo_relative(ROOT / "params" / "cfbd" / "smoke.yaml") == "params/cfbd/smoke.yaml"
+    assert repo_relative("results") == "results"
+    assert repo_relative("/tmp/elsewhere/results") == "/tmp/elsewhere/results"
 
 
 def test_every_notebook_opens_with_its_title_then_the_parameters_cell():
