@@ -94,3 +94,29 @@ def test_extract_features_passes_unit_range_floats_and_keeps_labels():
 def test_extract_features_rejects_wrong_feature_shape():
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         extract_features(lambda x: x, _ToyImages(4), batch_size=2)
+
+
+def test_offline_probes_split_in_half_by_class_and_refuse_training_styles():
+    """The probes beyond the held-out style: a stratified half/half split, scikit-learn's digits as
+    protocol images, style probes only in styles the training set never shows."""
+    import numpy as np
+    import pytest
+
+    from paperlib.data.dataconfig import DataConfig
+    from paperlib.data.probes import digits_arrays, half_split, probe_datasets, probe_key, probe_names
+    from paperlib.errors import ParamError
+    labels = np.repeat(np.arange(3), [4, 5, 1])
+    tr, te = half_split(labels, 0)
+    assert not set(tr) & set(te) and sorted(np.r_[tr, te]) == list(range(10))
+    assert [int((labels[tr] == c).sum()) for c in range(3)] == [2, 3, 1]
+    assert np.array_equal(half_split(labels, 0)[0], tr)            # repeatable
+    x, y = digits_arrays(32)
+    assert x.shape == (1797, 32, 32, 3) and x.dtype == np.uint8 and sorted(set(y)) == list(range(10))
+    train, test = probe_datasets("digits", DataConfig(image_size=32), 0, 0)
+    img, label = train[0]
+    assert img.shape == (3, 32, 32) and img.dtype.is_floating_point is False and len(train) + len(test) == 1797
+    data = DataConfig(train_styles=("noto", "twemoji"))
+    assert {"openmoji_style", "tuxpaint_style", "digits", "cifar10_analog"} <= set(probe_names())
+    assert probe_key("openmoji_style", data) != probe_key("heldout_style", data)
+    with pytest.raises(ParamError, match="'noto' is a training style"):
+        probe_key("noto_style", data)

@@ -34,12 +34,17 @@ class Fig4Sweep:
                                               "(scaled to the clean set by the same fraction)")
 
 
+def _probe_names():
+    from paperlib.data.probes import probe_names
+    return probe_names()
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     """Table 2: linear probes of the defended models' frozen image features."""
     attack: str = param("badnet", doc="the victim whose defended models are probed")
-    probes: tuple[str, ...] = param(("heldout_style", "fashion_mnist"), choices=("heldout_style", "fashion_mnist"),
-                                    doc="probe datasets available offline")
+    probes: tuple[str, ...] = param(("heldout_style", "fashion_mnist"), choices=_probe_names,
+                                    doc="probe datasets available offline (paperlib.data.probes)")
     fashion_train: int = param(10_000, range=(10, 60_000), doc="Fashion-MNIST training images")
     fashion_test: int = param(2_000, range=(10, 10_000), doc="Fashion-MNIST test images")
     c_grid: tuple[float, ...] = param((), range=(0.0, None), doc="probe's C values (empty: its default grid)")

@@ -109,29 +109,25 @@ def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_t
                       c_grid: tuple[float, ...] | None = None) -> dict:
     """Linear-probe accuracy (top-1/5, %) of a model's frozen image features, cached.
 
-    ``probe``: ``fashion_mnist`` (real grey product photos; ``n_train`` / ``n_test`` images drawn
-    from its train / test files) or ``heldout_style`` (the probe_train / probe_test splits).
+    ``probe``: one of :func:`paperlib.data.probes.probe_names` (``n_train`` / ``n_test``: the
+    Fashion-MNIST images drawn from its train / test files).
     """
     from paperlib.eval.linear_probe import extract_features, linear_probe
     from paperlib.models import normalize_images
     cache = cache or ArtifactCache()
     device = resolve_device(device)
+    from paperlib.data.probes import probe_datasets, probe_key, probe_names
+    if probe not in probe_names():
+        raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(probe_names())}")
     key = {"model": artifact.key_params, "probe": probe, "n_train": n_train, "n_test": n_test,
-           "image_size": data.image_size,
-           "splits": [split_params(s, data) for s in ("probe_train", "probe_test")] if probe == "heldout_style" else None}
+           "image_size": data.image_size, "splits": None}
+    key.update(probe_key(probe, data) or {})     # heldout_style and fashion_mnist: the keys made before
     if c_grid:   # a custom grid of inverse regularisation strengths (default: the probe's own)
         key["c_grid"] = [float(c) for c in c_grid]
 
     def build(work: Path):
         t0 = time.time()
-        if probe == "fashion_mnist":
-            from paperlib.data.fashion_mnist import load_fashion_mnist
-            train_ds = load_fashion_mnist("train", data.image_size, limit=n_train, seed=data.seed)
-            test_ds = load_fashion_mnist("test", data.image_size, limit=n_test, seed=data.seed)
-        elif probe == "heldout_style":
-            train_ds, test_ds = get_split("probe_train", data, cache), get_split("probe_test", data, cache)
-        else:
-            raise ValueError(f"unknown probe {probe!r}; valid: fashion_mnist, heldout_style")
+        train_ds, test_ds = probe_datasets(probe, data, n_train, n_test, cache)
         model = artifact.load(device).eval()
         encode = lambda x: model.encode_image(normalize_images(x.to(device))).float()  # noqa: E731
         Xtr, ytr = extract_features(encode, train_ds, batch_size, device)
