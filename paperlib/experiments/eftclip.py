@@ -371,7 +371,8 @@ def _set_size(p, label, r) -> int:
 
 def run(p: EftCLIPParams, log=print) -> dict:
     """Everything: detection sweep, oracle benchmark, curated defences, tables, figures, claims."""
-    from paperlib.experiments.eftclip_report import claims, plot_fig3, plot_fig4, plot_fig6, plot_fig7, save_tables
+    from paperlib.experiments.eftclip_report import (claims, plot_fig3, plot_fig4, plot_fig5, plot_fig6, plot_fig7,
+                                                     save_tables)
     from paperlib.results import Timer, write_manifest
     timer = Timer()
     with timer("setup"):
@@ -385,7 +386,7 @@ def run(p: EftCLIPParams, log=print) -> dict:
         tables = defence_tables(p, wb, log)["tables"]
     with timer("figures"):
         made = save_tables(p, det, tables)
-        figs = [plot_fig3(det, p), plot_fig4(det, p), plot_fig6(lat, p), plot_fig7(p, wb)]
+        figs = [plot_fig3(det, p), plot_fig4(det, p), plot_fig5(p, wb), plot_fig6(lat, p), plot_fig7(p, wb)]
     cl = claims(tables, det, p)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
     return {"detection": det, "oracle": oracle_rows, "tables": made, "figures": figs, "claims": cl}
@@ -394,7 +395,7 @@ def run(p: EftCLIPParams, log=print) -> dict:
 # the tables, figures and claims live in eftclip_report (which imports this module): its names
 # are read from there on first use, so eftclip.table_1, eftclip.claims, ... keep working
 _REPORT_NAMES = ("beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "plot_fig3", "plot_fig4",
-                 "plot_fig6", "plot_fig7", "claims", "_n_affected", "_curation_rows", "_full_sweep", "_PAPER_ROWS")
+                 "plot_fig5", "plot_fig6", "plot_fig7", "claims", "_n_affected", "_curation_rows", "_full_sweep", "_PAPER_ROWS")
 
 
 def __getattr__(name: str):
