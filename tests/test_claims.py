@@ -216,6 +216,10 @@ def test_cleanerclip_claims_from_per_seed_rows(tmp_path):
     assert probe.verdict == "inconclusive" and probe.n_seeds == 1 and probe.ours.startswith("+0.0 (mean over 2 probes)")
     fig4 = out[out.claim.str.contains("Fig. 4c")].iloc[0]
     assert fig4.ours == "8.5 - 9.0 = -0.50 (badnet)" and fig4.paper_value == "51.29 - 51.53 = -0.24 (BadCLIP)"
+    # with BadCLIP's rows beside BadNet's, the claim reads BadCLIP's, as the paper does
+    f4b = pd.concat([f4, f4.assign(attack="badclip", ca_top1=[7.0, 6.0])])
+    fig4 = cleanerclip.claims(None, p, t2, f4b, matrix=_matrix(vals))
+    assert fig4[fig4.claim.str.contains("Fig. 4c")].iloc[0].ours == "6.0 - 7.0 = -1.0 (badclip)"
 
 
 def test_cfbd_claims_from_per_seed_rows(tmp_path):
@@ -310,3 +314,26 @@ def test_run_all_gathers_the_claims_of_its_output_folder(tmp_path, monkeypatch):
     assert run_all.main(["--scale", "smoke", "--out", str(out), "--only", "abd"]) == 0
     got = pd.read_csv(out / "claims.csv")
     assert got.paper.tolist() == ["abd"] and got.verdict.tolist() == ["inconclusive"]
+
+
+def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
+    """Fig. 4a-b on ``fig4.attack``; Fig. 4c's counts on each of ``fig4.subset_attacks`` (BadNet and
+    BadCLIP in the paper), each row naming its victim and defended model."""
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.experiments import cleanerclip, common
+    p = cleanerclip.load("params/cleanerclip/smoke.yaml", {
+        "results_dir": str(tmp_path), "fig4.subset_attacks": ["badnet", "sig"], "fig4.subset_sizes": [50, 3000]})
+    calls = []
+    monkeypatch.setattr(cleanerclip, "_victim_and_base", lambda p_, a, s: (
+        None, SimpleNamespace(attack=a), None, SimpleNamespace(path=tmp_path / f"victim-{a}")))
+    monkeypatch.setattr(pl, "defend", lambda victim, *a, **k: calls.append(victim.path.name) or
+                        SimpleNamespace(path=tmp_path / f"model{len(calls)}"))
+    monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
+    rows = cleanerclip.fig_4(p, log=lambda *a: None)
+    f = p.fig4
+    n_ab = len(f.lambda_ratios) + len(f.temperature_pairs)
+    assert sorted(zip(rows.study, rows.attack)).count(("n_aug", "sig")) == 2
+    assert set(rows[rows.study != "n_aug"].attack) == {f.attack} and len(rows[rows.study != "n_aug"]) == n_ab
+    assert rows.victim_model.str.startswith("victim-").all() and rows.model.nunique() == len(rows)
