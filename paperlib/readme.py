@@ -124,6 +124,44 @@ def _scale(df: pd.DataFrame) -> str:
     return ", ".join(scales) or "?"
 
 
+# the victims of the papers' regime (issue 22): their recipe is params/attacks/embedded-victims.yaml's
+VICTIMS_PARAMS = "params/attacks/embedded-victims.yaml"
+
+
+def new_victims(res: Path, params: str | Path | None = None) -> str:
+    """One paragraph on the victims of ``params``' recipe found in ``res/attacks/victims.csv`` (empty
+    when there are none yet): top-1 ASR and clean top-1 per attack, mean ± std over the seeds there."""
+    import yaml
+
+    from paperlib.assets import repo_root
+    params = Path(params) if params is not None else repo_root() / VICTIMS_PARAMS
+    path = Path(res) / "attacks" / "victims.csv"
+    if not path.is_file() or not Path(params).is_file():
+        return ""
+    recipe = yaml.safe_load(Path(params).read_text())["victims"][0]
+    df = pd.read_csv(path)
+    if "poison_caption" not in df:
+        return ""
+    ft = recipe["finetune"]
+    df = df[(df.poison_caption == recipe["poison"].get("caption", "template")) & (df.finetune_lr == ft["lr"])
+            & (df.finetune_epochs == ft["epochs"]) & (df.finetune_scenes == recipe["finetune_scenes"])
+            & (df.threat_model == "finetune")]
+    if df.empty:
+        return ""
+    parts = []
+    for attack, g in df.groupby("attack", sort=False):
+        n = len(g)
+        parts.append(f"{attack_name(attack)} {_pm(g.asr_top1.mean(), g.asr_top1.std(), n)} at clean "
+                     f"{_pm(g.ca_top1.mean(), g.ca_top1.std(), n)} ({n} seed{'s' if n > 1 else ''})")
+    base = df.base_ca_top1.iloc[0]
+    rate = 100.0 * recipe["poison"]["poison_count"] / recipe["finetune_scenes"]
+    return (f"**New victims** (issue 22, [docs/attacks.md](docs/attacks.md); `{VICTIMS_PARAMS}`): the shipped "
+            f"clean base (clean top-1 {base:.1f}%) fine-tuned on {recipe['finetune_scenes']:,} pairs, {rate:g}% "
+            f"of them poisoned with captions of the set naming the target, "
+            f"{'one pass' if ft['epochs'] == 1 else format(ft['epochs'], 'g') + ' passes'} at lr {ft['lr']:g}. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
+            + ". The notebooks do not use them yet.")
+
+
 def glance(res: str | Path = "results") -> str:
     """The section's Markdown (between the markers) from the results folder ``res``."""
     res = Path(res)
@@ -138,6 +176,7 @@ def glance(res: str | Path = "results") -> str:
            "(pre-SEM rule)**, yes counted as holds, no as fails and not measured as inconclusive; a new run writes "
            "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
         "",
+        *([new_victims(res), ""] if new_victims(res) else []),
         "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
         "|---|---|---|---|",
     ]

@@ -58,3 +58,25 @@ def test_the_counts_follow_the_collected_verdicts_once_they_exist(tmp_path):
     row = next(line for line in new.splitlines() if line.startswith("| ABD |"))
     assert "| 1 / 0 / 2 (embedded; [`results/claims.csv`](results/claims.csv), two-SEM rule)" in row
     assert new.count("old yes/no verdicts, pre-SEM rule") == len(readme.PAPERS) - 1
+
+
+def test_the_new_victims_paragraph_reads_the_recipes_rows(tmp_path):
+    """The glance's paragraph on the new victims: only rows of the parameter file's recipe, each
+    attack's mean ± std over its seeds; nothing when there are none."""
+    from paperlib.readme import new_victims
+    params = tmp_path / "v.yaml"
+    params.write_text("victims:\n  - {attack: badnet, poison: {poison_count: 500, caption: natural},\n"
+                      "     finetune_scenes: 50000, finetune: {epochs: 1, lr: 1.0e-4}}\n")
+    (tmp_path / "attacks").mkdir()
+    assert new_victims(tmp_path, params) == ""
+    row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
+               finetune_epochs=1.0, finetune_scenes=50000, base_ca_top1=27.87)
+    pd.DataFrame([{**row, "seed": 0, "asr_top1": 96.0, "ca_top1": 25.0},
+                  {**row, "seed": 1, "asr_top1": 98.0, "ca_top1": 26.0},
+                  {**row, "seed": 0, "poison_caption": "template", "asr_top1": 16.0, "ca_top1": 24.0},
+                  {**row, "seed": 0, "attack": "blended", "asr_top1": 90.0, "ca_top1": 26.5}]
+                 ).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    text = new_victims(tmp_path, params)
+    assert "BadNet 97.0 ± 1.4 at clean 25.5 ± 0.7 (2 seeds)" in text
+    assert "Blended 90.0 at clean 26.5 (1 seed)" in text and "16.0" not in text
+    assert "1% of them poisoned" in text and "one pass at lr 0.0001" in text
