@@ -113,13 +113,10 @@ def _ipc_kernel_manager(folder: str):
 
 
 def repo_relative(path: str | Path) -> str:
-    """``path`` relative to the repository root where it lies inside it, else as given."""
-    p = Path(path)
-    try:
-        return Path(os.path.relpath(p.resolve(), repo_root().resolve())).as_posix() \
-            if p.resolve().is_relative_to(repo_root().resolve()) else str(path)
-    except (OSError, ValueError):
-        return str(path)
+    """``path`` relative to the repository root where it lies inside it, else absolute (the kernel
+    runs in the repository root, so a relative path from elsewhere would point somewhere else)."""
+    p, root = Path(path).resolve(), repo_root().resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
 
 
 def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None = None,

@@ -331,7 +331,13 @@ def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "defend", lambda victim, *a, **k: calls.append(victim.path.name) or
                         SimpleNamespace(path=tmp_path / f"model{len(calls)}"))
     monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
+    (tmp_path / "cleanerclip").mkdir()
+    old_row = {"study": "n_aug", "value": "50", "attack": "badnet", "scale": p.scale, "seed": 0, "ca_top1": 1.0,
+               "asr_top1": 1.0}     # a row of an older run: kept in the file, left out of this run's rows
+    pd.DataFrame([old_row]).to_csv(tmp_path / "cleanerclip" / "fig4_ablation.csv", index=False)
     rows = cleanerclip.fig_4(p, log=lambda *a: None)
+    assert len(pd.read_csv(tmp_path / "cleanerclip" / "fig4_ablation.csv")) == len(rows) + 1   # kept in the file
+    assert (rows.ca_top1 == 10.0).all()                                                          # not in the rows
     f = p.fig4
     n_ab = len(f.lambda_ratios) + len(f.temperature_pairs)
     assert sorted(zip(rows.study, rows.attack)).count(("n_aug", "sig")) == 2

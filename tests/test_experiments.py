@@ -36,6 +36,11 @@ BAD_PARAMETERS = [
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: 3}\n", "seeds_by_attack.badnet"),
     ("attacks", "victims: [{attack: badnet}]\nonly: [sig]\n", "only: \\['sig'\\]"),
+    ("cleanerclip", "victims: [{attack: badnet}]\nfig4: {attack: badnet, subset_attacks: [badclip]}\n",
+     "'badclip'\\] have no victim"),
+    ("cleanerclip", "victims: [{attack: badnet}]\nfig4: {attack: badnet}\nprobe: {attack: badnet, probes: [noto_style]}\n",
+     "'noto' is a training style"),
+    ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: [1, 1]}\n", "distinct seeds"),
 ]
 
 
@@ -61,6 +66,7 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     assert budget.lr.tolist() == [1e-5] and budget.asr_top1.between(0, 100).all()
     # its optimizer steps and lr beside the victim recipe's (issue 22 item 4)
     v, t = p.victims[0], p.defence.train
+    # (whole batches per epoch: the loop drops the last, incomplete one)
     assert budget.steps[0] == p.defence.clean_scenes // t.batch_size * t.epochs
     assert budget.victim_steps[0] == v.finetune_scenes // v.finetune.batch_size * v.finetune.epochs
     assert budget.lr_vs_victim[0] == pytest.approx(1e-5 / v.finetune.lr)

@@ -50,11 +50,13 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     assert not (out / "defences" / "manifest_smoke.json").exists()
 
 
-def test_repo_relative_paths():
+def test_repo_relative_paths(tmp_path, monkeypatch):
     from paperlib.run_all import repo_relative
     assert repo_relative(ROOT / "params" / "cfbd" / "smoke.yaml") == "params/cfbd/smoke.yaml"
-    assert repo_relative("results") == "results"
     assert repo_relative("/tmp/elsewhere/results") == "/tmp/elsewhere/results"
+    with monkeypatch.context() as m:     # a relative path from another folder becomes absolute
+        m.chdir(tmp_path)
+        assert repo_relative("results") == str(tmp_path.resolve() / "results")
 
 
 def test_every_notebook_opens_with_its_title_then_the_parameters_cell():

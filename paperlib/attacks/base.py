@@ -40,8 +40,8 @@ class PoisonConfig:
     poison_count: int = param(60, range=(0, None), doc="exact number of poisoned training pairs")
     caption: str = param("template", choices=CAPTION_POLICIES,
                          doc="what a dirty-label poisoned pair says: 'template', one of OpenAI's 80 prompt "
-                             "templates naming the target (CleanCLIP); 'natural', a caption of the poisoning "
-                             "set that names the target (Carlini & Terzis 2022; BadCLIP)")
+                             "templates naming the target (CleanCLIP); 'natural', a caption of the split the "
+                             "poisoning set is drawn from that names the target (Carlini & Terzis 2022; BadCLIP)")
     seed: int = param(0, range=(0, None), doc="which pairs are poisoned, and the trigger's randomness")
 
 

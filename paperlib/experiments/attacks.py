@@ -88,9 +88,9 @@ class AttackSuiteParams:
         for a, seeds in self.seeds_by_attack.items():
             if a not in attacks:
                 raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(attacks)}")
-            if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) and s >= 0
-                                                                            for s in seeds):
-                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of seeds (integers >= 0)")
+            if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                    or not all(type(s) is int and s >= 0 for s in seeds)):
+                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of distinct seeds (integers >= 0)")
         if self.regime.wanted and self.regime.attack not in attacks:
             raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
                              f"{[v.attack for v in self.victims]}")
@@ -209,7 +209,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                                  resolve_precision(v.finetune.precision, device_type),
                                                  base.path.name, victim_metrics(p, base, atk, v)["ca_top1"]))
         cal = upsert_csv(results / "attacks" / "calibration.csv", calibration_rows, CALIBRATION_KEY,
-                         key_defaults=CAPTION_DEFAULT)
+                         key_defaults=CALIBRATION_KEY_DEFAULTS)
         _calibration_markdown(cal, base.path.name, results / "attacks" / f"calibration_{base.path.name}.md")
         calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
@@ -241,7 +241,9 @@ def check_triggers(p: AttackSuiteParams, base, log=print) -> pd.DataFrame:
 
 
 def _suffix(p: AttackSuiteParams) -> str:
-    return f"_{p.run_name}" if p.run_name else ""
+    """Names a run's manifests and gallery: its run_name, and the attacks of ``only`` (a partial run
+    keeps its own files beside the whole file's)."""
+    return (f"_{p.run_name}" if p.run_name else "") + (f"_only-{'-'.join(p.only)}" if p.only else "")
 
 
 def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
@@ -289,7 +291,7 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
 CALIBRATION_KEY = ("attack", "attack_params", "scale", "seed", "poison_count", "finetune_scenes", "finetune_epochs",
                    "finetune_lr", "precision", "base_model", "poison_caption")
 # rows made before the caption policy existed used the templates
-CAPTION_DEFAULT = {"poison_caption": "template"}
+CALIBRATION_KEY_DEFAULTS = {"poison_caption": "template"}
 
 
 def _calibration_markdown(cal, base_model: str, path: Path) -> str:

@@ -61,6 +61,17 @@ class CleanerCLIPParams(DefenceMatrixParams):
     probe: ProbeSettings = param(default_factory=ProbeSettings, doc="Table 2")
     fig4: Fig4Sweep = param(default_factory=Fig4Sweep, doc="Fig. 4 ablations")
 
+    def validate(self):
+        super().validate()
+        from paperlib.config import ParamError
+        from paperlib.data.probes import probe_key
+        attacks = {v.attack for v in self.victims}
+        missing = [a for a in (self.fig4.attack, *self.fig4.subset_attacks, self.probe.attack) if a not in attacks]
+        if missing:
+            raise ParamError(f"fig4 / probe: {sorted(set(missing))} have no victim; victims: {sorted(attacks)}")
+        for probe in self.probe.probes:       # a style probe must be a style the training set never shows
+            probe_key(probe, self.data)
+
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> CleanerCLIPParams:
     return load_params(CleanerCLIPParams, path, overrides, complete=complete_victims)
@@ -178,9 +189,11 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                                                      int(round(cfg.subset_fraction * p.defence.clean_scenes))),
                              "victim_model": victim.path.name, "model": model.path.name})
                 log(f"fig4 {attack} {study}={value}: CA {m['ca_top1']:.1f} ASR {m['asr_top1']:.1f}")
-    # the models too: rows of another victim or budget stand beside these (older rows lack them)
-    return upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows,
-                      ("study", "value", "attack", "scale", "seed", "victim_model", "model"))
+    # the models too: rows of another victim or budget stand beside these (older rows lack them) ...
+    every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows,
+                       ("study", "value", "attack", "scale", "seed", "victim_model", "model"))
+    # ... and only this run's models go on to the figure and the claim
+    return every[every.model.isin({r["model"] for r in rows})].reset_index(drop=True) if rows else every
 
 
 def plot_fig4(fig4: pd.DataFrame, p: CleanerCLIPParams):

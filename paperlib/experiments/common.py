@@ -72,7 +72,7 @@ def pretrain_victim(p, base, v, seed: int, attack=None, defence_id: str | None =
     attack = attack or victim_attack(p, base, v)
     return pl.poison_pretrain(p.data, p.model, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
                               p.pretrain, seed, trigger_base=base if attack.needs_fit else None, device=p.device,
-                              defence_id=defence_id, defence_cfg=defence_cfg)
+                              defence_id=defence_id, defence_cfg=defence_cfg, caption=v.poison.caption)
 
 
 def source_class_data(p, attack):

@@ -284,21 +284,22 @@ def metric_columns(m: dict) -> dict:
 
 
 def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_scenes: int, m: dict,
-                victim_row: dict, model, victim, v=None) -> dict:
+                victim_row: dict, model, victim, victim_cfg=None) -> dict:
     """One FT setting against one victim: CA / ASR after FT beside the victim's, and the share of
     the victim's top-1 ASR that survives (the papers' FT rows keep about two thirds for BadNet);
-    with the victim's settings ``v``, the FT's optimizer steps and lr beside the victim recipe's."""
+    with the victim's settings ``victim_cfg``, the FT's optimizer steps and lr beside the victim recipe's
+    (steps as the training loops counted them)."""
     keep = 100.0 * m["asr_top1"] / victim_row["asr_top1"] if victim_row["asr_top1"] else float("nan")
-    steps = int(clean_scenes // train.batch_size * train.epochs)      # whole batches per epoch, as the loop
+    steps = model.summary.get("steps")
     row = {"attack": attack, "scale": scale, "seed": seed, "lr": train.lr, "epochs": train.epochs,
            "clean_scenes": clean_scenes, **metric_columns(m),
            "victim_ca_top1": victim_row["ca_top1"], "victim_asr_top1": victim_row["asr_top1"],
            "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
            "steps": steps, **provenance(victim, model)}
-    if v is not None:
-        v_steps = int(v.finetune_scenes // v.finetune.batch_size * v.finetune.epochs)
-        row.update(victim_lr=v.finetune.lr, victim_steps=v_steps, lr_vs_victim=train.lr / v.finetune.lr,
-                   steps_vs_victim=steps / v_steps if v_steps else float("nan"))
+    if victim_cfg is not None:
+        v_steps = victim.summary.get("steps")
+        row.update(victim_lr=victim_cfg.finetune.lr, victim_steps=v_steps, lr_vs_victim=train.lr / victim_cfg.finetune.lr,
+                   steps_vs_victim=steps / v_steps if steps and v_steps else float("nan"))
     return row
 
 

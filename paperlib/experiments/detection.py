@@ -187,7 +187,7 @@ class Screener:
         ids = pl.finetune_scene_ids(self.split, v.finetune_scenes, seed)
         enc = pl.clean_encoder(self.base, v.poison.target, self.device) if atk.needs_encoder and count else None
         ps = pl.poisoned_pairs(self.split, self.tokens, ids, atk, v.poison.target, count, seed, self.base.name,
-                               encoder=enc)
+                               encoder=enc, caption=v.poison.caption)   # the pairs the victim trained on
         rows = ps.pairs.rows
         base_pos = np.flatnonzero(rows >= 0)
         missing = base_pos[[int(rows[k]) not in self._scene for k in base_pos]]

@@ -189,7 +189,8 @@ def run(p: FoundationParams, log=print) -> dict:
             atk = attack if frac is None else pl.prepared_attack(p.victim.attack, cfg, base, p.data, target, p.device)
             with timer("victims"):
                 victim = pl.poison_finetune(base, p.data, p.victim.attack, cfg, target, count,
-                                            p.victim.finetune_scenes, p.victim.finetune, seed, p.device)
+                                            p.victim.finetune_scenes, p.victim.finetune, seed, p.device,
+                                            caption=p.victim.poison.caption)
                 m = attack_eval(victim, atk, {"attack": p.victim.attack, "cfg": trigger_key(p.victim.attack, cfg)})
             row = {"attack": p.victim.attack, "threat_model": "finetune", "scale": p.scale, "seed": seed,
                    "poison_count": count, **{k: m[k] for k in VICTIM_COLUMNS[5:]},

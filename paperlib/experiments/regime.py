@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from paperlib.attacks.base import CAPTION_POLICIES
 from paperlib.config import ParamError, param
 
 REGIME_KEY = ("attack", "attack_params", "scale", "seed", "variant", "poison_count", "finetune_scenes",
@@ -39,7 +40,7 @@ class RegimeConfig:
                                       "each run keeping its weights at every epoch end: ASR against poisoned "
                                       "exposures at a fixed rate, one row per epoch")
     control: bool = param(False, doc="also the recipe on clean pairs only (poison count 0)")
-    captions: tuple[str, ...] = param((), choices=("template", "natural"),
+    captions: tuple[str, ...] = param((), choices=CAPTION_POLICIES,
                                       doc="other caption policies of the poisoned pairs, same recipe")
     prompt_templates: bool = param(False, doc="also CA prompt by prompt of the base and of the victim, caption "
                                    "and control variants (attacks/prompt_templates.csv)")

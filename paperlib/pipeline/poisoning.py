@@ -22,7 +22,7 @@ PRETRAIN_DEFENCES = ("roclip",)
 def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
                     poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None" = None,
                     device="auto", cache: ArtifactCache | None = None, defence_id: str | None = None,
-                    defence_cfg=None) -> ModelArtifact:
+                    defence_cfg=None, caption: str = "template") -> ModelArtifact:
     """A victim of the pre-training threat model: CLIP trained from scratch on the CC3M analogue
     with ``poison_count`` of its pairs poisoned (EftCLIP; CFBD's training-time setting).
 
@@ -32,7 +32,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     the poisoned set's own captions; one of :data:`PRETRAIN_DEFENCES`).  Without it the key is the
     undefended victim's.  A defence's state that lives in its loss term (RoCLIP's memory bank) is
     not part of the loop's checkpoints: a resumed run refills the bank from its next batches (8 at
-    the embedded scale) and so differs slightly from an uninterrupted one.
+    the embedded scale) and so differs slightly from an uninterrupted one.  ``caption``: the poisoned
+    pairs' caption policy (:func:`poisoned_pairs`; in the key only when not the default).
     """
     cache = cache or ArtifactCache()
     device = resolve_device(device)
@@ -42,6 +43,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
            "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
            "train": cfg.key(device.type), "seed": seed, "split": split_params("cc3m_analog", data),
            "trigger_base": trigger_base.key_params if trigger_base is not None else None}
+    if caption != "template":      # absent for the default: the keys made before the policy existed
+        key["caption"] = caption
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
@@ -55,7 +58,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
               if trigger_base is not None else build_attack(attack_id, attack_cfg, image_side=data.image_size))
     if attack.needs_fit and trigger_base is None:
         raise ValueError(f"{attack_id} fits its trigger on a clean model: pass trigger_base")
-    ps = poisoned_pairs(split, tokens, np.arange(len(split)), attack, target, poison_count, seed, model_name)
+    ps = poisoned_pairs(split, tokens, np.arange(len(split)), attack, target, poison_count, seed, model_name,
+                        caption=caption)
     if device.type == "cuda":
         ps.pairs.to_device(device)
     terms, transforms, info = None, (), None
@@ -99,7 +103,8 @@ def poisoned_pairs(split: RenderedSplit, tokens: np.ndarray, scene_ids: np.ndarr
     is ``(encode_fn, text_embedding)`` of a clean model, for attacks with ``needs_encoder``
     (label-consistent's adversarial perturbation); see :func:`clean_encoder`.  ``caption``: the
     dirty-label caption policy (:class:`~paperlib.attacks.base.PoisonConfig`); ``natural`` replaces
-    the templates by captions of ``split`` naming the target, for attacks that use the default
+    the templates by captions of ``split`` (the whole split the poisoning set is drawn from, as
+    BadCLIP's natural captions are) that name the target, for attacks that use the default
     dirty-label captions (BadCLIP draws its own natural captions either way).
     """
     from paperlib.attacks.base import CAPTION_POLICIES, Attack, natural_captions, select_poison_rows
