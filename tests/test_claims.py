@@ -324,7 +324,8 @@ def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
     from paperlib import pipeline as pl
     from paperlib.experiments import cleanerclip, common
     p = cleanerclip.load("params/cleanerclip/smoke.yaml", {
-        "results_dir": str(tmp_path), "fig4.subset_attacks": ["badnet", "sig"], "fig4.subset_sizes": [50, 3000]})
+        "results_dir": str(tmp_path), "victims": [{"attack": "badnet"}, {"attack": "sig"}],
+        "fig4.subset_attacks": ["badnet", "sig"], "fig4.subset_sizes": [50, 3000]})
     calls = []
     monkeypatch.setattr(cleanerclip, "_victim_and_base", lambda p_, a, s: (
         None, SimpleNamespace(attack=a), None, SimpleNamespace(path=tmp_path / f"victim-{a}")))
