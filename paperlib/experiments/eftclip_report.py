@@ -239,6 +239,20 @@ def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")
 
 
+def _figure_images(p: EftCLIPParams, wb: Workbench):
+    """(victim, scene ids, triggered images, seed) that Figs. 5 and 7 draw: held-out scenes of the
+    CC3M analogue with the first seed's BadNet trigger."""
+    from paperlib import pipeline as pl
+    from paperlib.detect.eftclip import triggered
+    seed = p.seeds[0]
+    victim, atk, _ = wb.victim("badnet", seed, p.detection.victim)
+    split = pl.get_split("cc3m_analog", p.data)
+    ids = wb.held_out_scenes("cc3m_analog", p.detection.figure_images, victim, seed)
+    imgs = triggered(np.asarray(split.images[ids]), atk.pattern, p.detection.default_rho,
+                     p.detection.default_position, seed=seed)
+    return victim, ids, imgs, seed
+
+
 def plot_fig5(p: EftCLIPParams, wb: Workbench | None = None):
     """Fig. 5: the two oracles on the same triggered images, asked with the poisoned CLIP's list.
 
@@ -248,16 +262,9 @@ def plot_fig5(p: EftCLIPParams, wb: Workbench | None = None):
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from paperlib import pipeline as pl
-    from paperlib.detect.eftclip import triggered
     from paperlib.results import save_figure
     wb = wb or Workbench(p)
-    seed = p.seeds[0]
-    victim, atk, _ = wb.victim("badnet", seed, p.detection.victim)
-    split = pl.get_split("cc3m_analog", p.data)
-    ids = wb.held_out_scenes("cc3m_analog", p.detection.figure_images, victim, seed)
-    imgs = triggered(np.asarray(split.images[ids]), atk.pattern, p.detection.default_rho,
-                     p.detection.default_position, seed=seed)
+    victim, ids, imgs, seed = _figure_images(p, wb)
     panels = []
     for kind, colour, what in (("fastsam", "red", "(a) FastSAM analogue"), ("exact", "yellow", "(b) exact masks")):
         oracle = wb.oracle(kind, "cc3m_analog")
@@ -288,16 +295,9 @@ def plot_fig7(p: EftCLIPParams, wb: Workbench | None = None):
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from paperlib import pipeline as pl
-    from paperlib.detect.eftclip import triggered
     from paperlib.results import save_figure
     wb = wb or Workbench(p)
-    seed = p.seeds[0]
-    victim, atk, _ = wb.victim("badnet", seed, p.detection.victim)
-    split = pl.get_split("cc3m_analog", p.data)
-    ids = wb.held_out_scenes("cc3m_analog", p.detection.figure_images, victim, seed)
-    imgs = triggered(np.asarray(split.images[ids]), atk.pattern, p.detection.default_rho,
-                     p.detection.default_position, seed=seed)
+    victim, ids, imgs, seed = _figure_images(p, wb)
     oracle = wb.oracle("fastsam", "cc3m_analog")
     maker = wb.list_maker(victim, oracle)
     cut = wb.theta_map("fastsam").to_oracle(p.eftclip.theta)
