@@ -128,6 +128,14 @@ def _scale(df: pd.DataFrame) -> str:
 VICTIMS_PARAMS = "params/attacks/embedded-victims.yaml"
 
 
+def _lr(lr: float) -> str:
+    """A learning rate as the papers print it: 1e-4, 5e-5, 0.001."""
+    if lr >= 1e-3:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def new_victims(res: Path, params: str | Path | None = None) -> str:
     """One paragraph on the victims of ``params``' recipe found in ``res/attacks/victims.csv`` (empty
     when there are none yet): top-1 ASR and clean top-1 per attack, mean ± std over the seeds there."""
@@ -158,7 +166,7 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
     return (f"**New victims** (issue 22, [docs/attacks.md](docs/attacks.md); `{VICTIMS_PARAMS}`): the shipped "
             f"clean base (clean top-1 {base:.1f}%) fine-tuned on {recipe['finetune_scenes']:,} pairs, {rate:g}% "
             f"of them poisoned with captions of the set naming the target, "
-            f"{'one pass' if ft['epochs'] == 1 else format(ft['epochs'], 'g') + ' passes'} at lr {ft['lr']:g}. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
+            f"{'one pass' if ft['epochs'] == 1 else format(ft['epochs'], 'g') + ' passes'} at lr {_lr(ft['lr'])}. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
             + ". The notebooks do not use them yet.")
 
 

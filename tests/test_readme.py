@@ -79,4 +79,4 @@ def test_the_new_victims_paragraph_reads_the_recipes_rows(tmp_path):
     text = new_victims(tmp_path, params)
     assert "BadNet 97.0 ± 1.4 at clean 25.5 ± 0.7 (2 seeds)" in text
     assert "Blended 90.0 at clean 26.5 (1 seed)" in text and "16.0" not in text
-    assert "1% of them poisoned" in text and "one pass at lr 0.0001" in text
+    assert "1% of them poisoned" in text and "one pass at lr 1e-4" in text
