@@ -59,8 +59,11 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
     p = load(ROOT / "params" / "defences" / "smoke.yaml", {"results_dir": str(tmp_path / "out"),
                                                             "defence.methods": ["ft", "cleanerclip"],
-                                                            "defence.ft_lrs": [1e-5]})
+                                                            "defence.ft_lrs": [1e-5], "run_name": "budget"})
     run(p, log=lambda *a: None)
+    # a named run keeps its own manifest beside the matrix's
+    assert (tmp_path / "out" / "defences" / "manifest_smoke_budget.json").is_file()
+    assert not (tmp_path / "out" / "defences" / "manifest_smoke.json").exists()
     # the FT sweep: its own file, one row per learning rate, beside the victim's numbers
     budget = pd.read_csv(tmp_path / "out" / "defences" / "ft_budget.csv")
     assert budget.lr.tolist() == [1e-5] and budget.asr_top1.between(0, 100).all()

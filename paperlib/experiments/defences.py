@@ -133,6 +133,8 @@ class DefenceMatrixParams:
                                                doc="defences trained from scratch on each pre-training "
                                                    "victim's poisoned set, with its settings in defence.settings")
     eval: EvalConfig = param(default_factory=EvalConfig)
+    run_name: str = param("", doc="names this run's manifest (manifest_<scale>_<run_name>.json): a named "
+                          "parameter file's run keeps its own beside the matrix's")
     results_dir: str = results_dir_param()
     reuse_rows: bool = param(True, doc="take a victim's rows (and its defended models' rows) from "
                                        "results/defences/matrix.csv instead of training them when this "
@@ -236,7 +238,8 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     matrix = matrix[[c for c in (*MATRIX_COLUMNS, *[c for c in matrix.columns if c not in MATRIX_COLUMNS])
                      if c in matrix.columns]] if len(matrix) else pd.DataFrame(columns=list(MATRIX_COLUMNS))
     if manifest:
-        write_manifest(results / "defences" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
+        write_manifest(results / "defences" / f"manifest_{p.scale}{'_' + p.run_name if p.run_name else ''}.json",
+                       asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
 
