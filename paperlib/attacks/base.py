@@ -30,6 +30,14 @@ from paperlib.data.names import caption_words, mentions, name_at  # noqa: F401 (
 
 
 CAPTION_POLICIES = ("template", "natural")
+# rows and keys made before the caption policy existed used the templates
+CAPTION_KEY_DEFAULTS = {"poison_caption": "template"}
+
+
+def caption_key(caption: str) -> dict:
+    """The caption policy's part of a victim's cache key: nothing for the default (the keys made
+    before the policy existed stay as they were)."""
+    return {"caption": caption} if caption != "template" else {}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.experiments.foundation import VICTIM_COLUMNS, VICTIMS_KEY, EvalConfig, VictimConfig
+from paperlib.attacks.base import CAPTION_KEY_DEFAULTS
 from paperlib.experiments.regime import RegimeConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
@@ -209,7 +210,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                                  resolve_precision(v.finetune.precision, device_type),
                                                  base.path.name, victim_metrics(p, base, atk, v)["ca_top1"]))
         cal = upsert_csv(results / "attacks" / "calibration.csv", calibration_rows, CALIBRATION_KEY,
-                         key_defaults=CALIBRATION_KEY_DEFAULTS)
+                         key_defaults=CAPTION_KEY_DEFAULTS)
         _calibration_markdown(cal, base.path.name, results / "attacks" / f"calibration_{base.path.name}.md")
         calibration_manifest()
         log(f"{v.attack:10s} calibration {calibration_rows[-1]['attack_params']}: CA {m['ca_top1']:.1f}"
@@ -290,8 +291,7 @@ def _calibration_row(v, scale: str, seed: int, m: dict, summary: dict, attack, p
 
 CALIBRATION_KEY = ("attack", "attack_params", "scale", "seed", "poison_count", "finetune_scenes", "finetune_epochs",
                    "finetune_lr", "precision", "base_model", "poison_caption")
-# rows made before the caption policy existed used the templates
-CALIBRATION_KEY_DEFAULTS = {"poison_caption": "template"}
+
 
 
 def _calibration_markdown(cal, base_model: str, path: Path) -> str:

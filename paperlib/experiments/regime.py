@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paperlib.attacks.base import CAPTION_POLICIES
+from paperlib.attacks.base import CAPTION_KEY_DEFAULTS, CAPTION_POLICIES
 from paperlib.config import ParamError, param
 
 REGIME_KEY = ("attack", "attack_params", "scale", "seed", "variant", "poison_count", "finetune_scenes",
@@ -119,7 +119,7 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
                     f"(base {base_m['ca_top1']:.1f})  ASR top-1 {m['asr_top1']:.1f}  clean->target "
                     f"{m.get('clean_asr_top1', float('nan')):.1f}")
                 upsert_csv(Path(p.results_dir) / "attacks" / "regime.csv", rows, REGIME_KEY, REGIME_COLUMNS,
-                           key_defaults={"poison_caption": "template"})   # the policy of rows made before it
+                           key_defaults=CAPTION_KEY_DEFAULTS)
     if p.regime.prompt_templates:
         from paperlib.experiments.prompts import PROMPT_COLUMNS, PROMPT_KEY, prompt_rows, prompt_summary
         from paperlib.pipeline.evaluation import templates_for

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from paperlib.attacks import attack_key
+from paperlib.attacks.base import caption_key
 from paperlib.cache import ArtifactCache, write_json_atomic
 from paperlib.data.splits import DataConfig, RenderedSplit, get_split, split_params
 from paperlib.pipeline.core import ModelArtifact, _train_artifact, resolve_device, split_tokens
@@ -43,8 +44,7 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
            "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
            "train": cfg.key(device.type), "seed": seed, "split": split_params("cc3m_analog", data),
            "trigger_base": trigger_base.key_params if trigger_base is not None else None}
-    if caption != "template":      # absent for the default: the keys made before the policy existed
-        key["caption"] = caption
+    key.update(caption_key(caption))
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
@@ -230,8 +230,7 @@ def poison_finetune_key(base: ModelArtifact, attack_id: str, attack_cfg, target:
     cfg = victim_train_config(cfg, seed)
     return {"role": "poison_finetune", "base": base.key_params, "attack": attack_id,
             "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
-            "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed,
-            **({"caption": caption} if caption != "template" else {})}   # template: the keys made before
+            "finetune_scenes": finetune_scenes, "train": cfg.key(device_type), "seed": seed, **caption_key(caption)}
 
 
 def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attack_cfg, target: str,
