@@ -3,6 +3,7 @@
     python -m paperlib.bench            # benchmarks/throughput.csv in scratch/results (--publish: results/)
     python -m paperlib.bench --cache-costs   # where a cache's build time went: benchmarks/cache_costs.csv
     python -m paperlib.bench --guide         # the cost table of docs/student-guide.md, from those files
+    python -m paperlib.bench --versus        # paperlib's loop beside open_clip_train (paperlib/bench_versus.py)
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
@@ -209,6 +210,13 @@ def main(argv=None) -> int:
                                                       "scratch results folder, or the committed one with --publish)")
     ap.add_argument("--guide", action="store_true",
                     help="rewrite the cost table of docs/student-guide.md from the results files")
+    ap.add_argument("--versus", action="store_true",
+                    help="time paperlib's loop and open_clip_train side by side (synthetic data and a CSV of "
+                         "PNGs, fp32 and bf16, interleaved), with FLOPs per pair and the matmul peak; "
+                         "and profile one paperlib step (benchmarks/step_profile.csv)")
+    ap.add_argument("--repeats", type=int, default=3, help="--versus: runs per trainer and setting (median)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="--versus: torch threads")
+    ap.add_argument("--batch-size", type=int, default=256, help="--versus: batch size")
     args = ap.parse_args(argv)
     from paperlib.results import PUBLISHED, default_results_dir, environment, prepare_results_dir, upsert_csv
     if args.out is None or args.costs_out is None:
@@ -234,6 +242,8 @@ def main(argv=None) -> int:
         # one row per (kind, role, precision) and machine: another machine's cache adds its rows
         upsert_csv(args.costs_out, rows, ("kind", "role", "precision", "cpu", "cpu_native_bf16"))
         return 0
+    if args.versus:
+        return _versus(args)
     rows = [train_throughput(device=args.device, steps=args.steps),
             train_throughput(precision="fp32", device=args.device, steps=args.steps)]
     if args.device != "cpu":
@@ -246,10 +256,45 @@ def main(argv=None) -> int:
     for r in rows:
         if r["device"] != "cpu":
             r["device"] = env["device"]   # the GPU's name, not just "cuda"
-        r.update(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
+        r.update(trainer="paperlib", data="", commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
                  cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
         print(r)
-    upsert_csv(args.out, rows, ("benchmark", "model", "precision", "device", "threads", "cpu"))
+    upsert_csv(args.out, rows, THROUGHPUT_KEY, key_defaults=THROUGHPUT_KEY_DEFAULTS)
+    return 0
+
+
+# a throughput row is one benchmark of one trainer on one kind of data (``data`` is empty for the
+# synthetic-batch micro-benchmark ``train`` and for ``render``; rows from before the column: paperlib)
+THROUGHPUT_KEY = ("benchmark", "trainer", "data", "model", "precision", "device", "threads", "cpu")
+THROUGHPUT_KEY_DEFAULTS = {"trainer": "paperlib", "data": ""}
+
+
+def _versus(args) -> int:
+    """``--versus``: the side-by-side rows into throughput.csv, the step profile beside it."""
+    from paperlib.bench_versus import compare, step_profile
+    from paperlib.results import environment, upsert_csv
+    if args.device != "cpu":
+        raise SystemExit("--versus times the CPU (open_clip_train runs with --device cpu); run it without --device")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = compare(batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
+                       workers=args.threads, folder=tmp)
+        csv = Path(tmp) / "versus_csv" / "pairs.csv"   # the PNGs compare exported
+        profile = [r for prec in ("fp32", "bf16") for data in ("synthetic", "csv")
+                   for r in step_profile(precision=prec, data=data, batch_size=args.batch_size,
+                                         threads=args.threads, workers=args.threads, csv=csv)]
+    env = environment()
+    for r in rows + profile:
+        r.update(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
+                 cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
+    for r in rows:
+        print({k: r[k] for k in ("trainer", "data", "precision", "samples_per_second", "fraction_of_peak")})
+    for r in profile:
+        print({k: r[k] for k in ("precision", "phase", "seconds_per_step", "share")})
+    upsert_csv(args.out, rows, THROUGHPUT_KEY, key_defaults=THROUGHPUT_KEY_DEFAULTS)
+    upsert_csv(Path(args.out).with_name("step_profile.csv"), profile,
+               ("trainer", "data", "model", "precision", "threads", "phase", "cpu"))
+    print(f"rows in {args.out} and {Path(args.out).with_name('step_profile.csv')}")
     return 0
 
 
