@@ -41,6 +41,8 @@ BAD_PARAMETERS = [
     ("cleanerclip", "victims: [{attack: badnet}]\nfig4: {attack: badnet}\nprobe: {attack: badnet, probes: [noto_style]}\n",
      "'noto' is a training style"),
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: [1, 1]}\n", "distinct seeds"),
+    ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
+    ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: []}\n", "seeds_by_attack.badnet"),
 ]
 
 
@@ -115,6 +117,22 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     after = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
     assert len(after) == len(m) + 2 and sorted(after[after.defence == "ft"].lr) == [5e-5, 1e-4]
     assert set(m.model) <= set(after.model), "a run at another lr removed rows"
+
+
+def test_an_attack_can_have_seeds_of_its_own_in_the_matrix(tmp_path):
+    from paperlib.experiments.defences import load
+    p = load(ROOT / "params" / "defences" / "smoke.yaml",
+             {"victims": [{"attack": "badnet"}, {"attack": "blended"}], "seeds": [0, 1, 2],
+              "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]}})
+    assert p.seeds_for("badnet") == (0, 1, 2, 3, 4) and p.seeds_for("blended") == (0, 1, 2)
+    from paperlib.experiments.parallel_seeds import fp32_params
+    import yaml
+    raw = yaml.safe_load((ROOT / "params" / "defences" / "smoke.yaml").read_text())
+    raw["seeds_by_attack"] = {"badnet": [0, 1, 2, 3, 4]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    job = fp32_params(tmp_path / "p.yaml", [3], ["badnet"])
+    # a GPU job trains the (attack, seed) pairs it is given, whatever the file's seeds
+    assert job["seeds"] == [3] and "seeds_by_attack" not in job
 
 
 def test_ablation_seeds_must_be_among_the_seeds():

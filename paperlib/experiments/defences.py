@@ -111,6 +111,8 @@ class DefenceMatrixParams:
     model: str = param("tiny-rn64", choices=model_names, doc="open_clip model config")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), doc="where to train")
     seeds: tuple[int, ...] = param((0,), range=(0, None), doc="seeds of victims and defences")
+    seeds_by_attack: dict = param(default_factory=dict, doc="attack -> its seeds where they are not ``seeds`` "
+                                  "(issue 24: BadNet's headline rows at 5 seeds, the others at 3)")
     ablation_seeds: tuple[int, ...] = param((), range=(0, None),
                                             doc="seeds of the variant rows and of the papers' figures and "
                                                 "ablations (empty: the first of seeds); the headline "
@@ -142,6 +144,10 @@ class DefenceMatrixParams:
                                        "these parameters make (same cache key): rows trained elsewhere "
                                        "(extra seeds on a GPU) count without their weights")
 
+    def seeds_for(self, attack: str) -> tuple[int, ...]:
+        """The seeds of ``attack``'s victim and defended models."""
+        return tuple(self.seeds_by_attack.get(attack, self.seeds))
+
     @property
     def ablation_seed_list(self) -> tuple[int, ...]:
         return tuple(self.ablation_seeds) or tuple(self.seeds[:1])
@@ -162,6 +168,12 @@ class DefenceMatrixParams:
         seen = [v.attack for v in self.victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"victims: one victim per attack, got {seen}")
+        for a, seeds in self.seeds_by_attack.items():
+            if a not in seen:
+                raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(seen)}")
+            if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                    or not all(type(s) is int and s >= 0 for s in seeds)):
+                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of distinct seeds (integers >= 0)")
         seen = [v.attack for v in self.pretrain_victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"pretrain_victims: one victim per attack, got {seen}")
@@ -191,7 +203,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
 
     for v in p.victims:
         atk = None
-        for seed in p.seeds:
+        for seed in p.seeds_for(v.attack):
             kept = rows_from_file(p, base, v, seed) if p.reuse_rows else None
             if kept is not None:
                 rows += kept
@@ -219,7 +231,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
             # the FT learning-rate study calibrates the budget: on the first seed only
-            if p.defence.ft_lrs and seed == p.seeds[0] and (not p.defence.ft_lr_attacks
+            if p.defence.ft_lrs and seed == p.seeds_for(v.attack)[0] and (not p.defence.ft_lr_attacks
                                                              or v.attack in p.defence.ft_lr_attacks):
                 save(rows)
                 for lr in p.defence.ft_lrs:

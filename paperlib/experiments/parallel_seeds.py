@@ -44,6 +44,7 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
     the victims of ``attacks`` only (all if None), ``device``, and no FT learning-rate study."""
     raw = yaml.safe_load(Path(path).read_text())
     raw["seeds"] = list(seeds)
+    raw.pop("seeds_by_attack", None)   # the jobs are (attack, seed) pairs named on the command line
     raw["device"] = device
     raw.setdefault("data", {})["workers"] = workers
     raw.setdefault("pretrain", {})["precision"] = "fp32"
