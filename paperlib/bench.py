@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="throughput rows (default: benchmarks/throughput.csv in the "
                                                 "scratch results folder, or the committed one with --publish)")
     ap.add_argument("--publish", action="store_true", help="write into the committed results/benchmarks/")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU; --versus: cpu)")
     ap.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     ap.add_argument("--render-workers", type=int, default=2, help="processes rendering scenes (0: no render benchmark)")
     ap.add_argument("--cache-costs", action="store_true",
@@ -217,7 +217,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="--versus: runs per trainer and setting (median)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="--versus: torch threads")
     ap.add_argument("--batch-size", type=int, default=256, help="--versus: batch size")
+    ap.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=None,
+                    help="--versus: precisions to time (default: fp32, and bf16 where the CPU has native bf16)")
     args = ap.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() and not args.versus else "cpu"
     from paperlib.results import PUBLISHED, default_results_dir, environment, prepare_results_dir, upsert_csv
     if args.out is None or args.costs_out is None:
         folder = prepare_results_dir(PUBLISHED if args.publish else default_results_dir()) / "benchmarks"
@@ -270,31 +274,36 @@ THROUGHPUT_KEY_DEFAULTS = {"trainer": "paperlib", "data": ""}
 
 
 def _versus(args) -> int:
-    """``--versus``: the side-by-side rows into throughput.csv, the step profile beside it."""
+    """``--versus``: the side-by-side rows into throughput.csv, then the step profile beside it."""
+    import tempfile
+
     from paperlib.bench_versus import compare, step_profile
     from paperlib.results import environment, upsert_csv
+    from paperlib.train.loop import cpu_has_native_bf16
     if args.device != "cpu":
-        raise SystemExit("--versus times the CPU (open_clip_train runs with --device cpu); run it without --device")
-    import tempfile
+        raise SystemExit("--versus times the CPU (open_clip_train runs with --device cpu); leave out --device")
+    precisions = tuple(args.precisions or (("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)))
+    env = environment()
+    stamp = dict(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
+                 cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
+    profile_out = Path(args.out).with_name("step_profile.csv")
     with tempfile.TemporaryDirectory() as tmp:
         rows = compare(batch_size=args.batch_size, repeats=args.repeats, threads=args.threads,
-                       workers=args.threads, folder=tmp)
+                       workers=args.threads, precisions=precisions, folder=tmp)
+        for r in rows:
+            r.update(stamp)
+            print({k: r[k] for k in ("trainer", "data", "precision", "samples_per_second", "fraction_of_peak")})
+        upsert_csv(args.out, rows, THROUGHPUT_KEY + ("batch_size", "workers"), key_defaults=THROUGHPUT_KEY_DEFAULTS)
+        print(f"[versus] rows in {args.out}; profiling one step of paperlib's loop", flush=True)
         csv = Path(tmp) / "versus_csv" / "pairs.csv"   # the PNGs compare exported
-        profile = [r for prec in ("fp32", "bf16") for data in ("synthetic", "csv")
+        profile = [r for prec in precisions for data in ("synthetic", "csv")
                    for r in step_profile(precision=prec, data=data, batch_size=args.batch_size,
                                          threads=args.threads, workers=args.threads, csv=csv)]
-    env = environment()
-    for r in rows + profile:
-        r.update(commit=env["commit"], machine=env["machine"], cpu=cpu_model(),
-                 cpu_native_bf16=env["cpu_native_bf16"], torch=env["packages"]["torch"], measured=env["time"])
-    for r in rows:
-        print({k: r[k] for k in ("trainer", "data", "precision", "samples_per_second", "fraction_of_peak")})
     for r in profile:
-        print({k: r[k] for k in ("precision", "phase", "seconds_per_step", "share")})
-    upsert_csv(args.out, rows, THROUGHPUT_KEY, key_defaults=THROUGHPUT_KEY_DEFAULTS)
-    upsert_csv(Path(args.out).with_name("step_profile.csv"), profile,
-               ("trainer", "data", "model", "precision", "threads", "phase", "cpu"))
-    print(f"rows in {args.out} and {Path(args.out).with_name('step_profile.csv')}")
+        r.update(stamp)
+        print({k: r[k] for k in ("data", "precision", "phase", "seconds_per_step", "share")})
+    upsert_csv(profile_out, profile, ("trainer", "data", "model", "batch_size", "precision", "threads", "phase", "cpu"))
+    print(f"[versus] step profile in {profile_out}")
     return 0
 
 

@@ -3,22 +3,32 @@
     python -m paperlib.bench --versus        # rows in benchmarks/throughput.csv (scratch; --publish: results/)
 
 Both trainers train the same open_clip model config for the same number of steps with the same
-optimiser settings (AdamW, lr 1e-4, weight decay 0.1, betas 0.9/0.98, eps 1e-6, gradient clip 1.0),
-batch size, torch threads and data-loader workers, on two kinds of data:
+optimiser (AdamW, lr 1e-4, weight decay 0.1 off norms and biases, betas 0.9/0.98, eps 1e-6,
+warm-up then cosine, gradient clip 1.0), batch size and torch threads, on two kinds of data:
 
-* ``synthetic``: paperlib's :class:`~paperlib.train.pairs.TensorPairs` of random uint8 images and
-  token ids; open_clip_train's ``--dataset-type synthetic`` (one PIL image, transformed per sample);
+* ``synthetic``: what each trainer offers for timing without data.  paperlib: its
+  :class:`~paperlib.train.pairs.TensorPairs` of random uint8 images and token ids, gathered in the
+  training process; open_clip_train: ``--dataset-type synthetic``, one PIL image that ``--workers``
+  processes transform (random resized crop, to tensor, normalise) and tokenise per sample.  So this row
+  compares the trainers *with* their own synthetic pipelines (the ``pipeline`` column says which);
 * ``csv``: a CSV of PNG files exported from rendered ``cc3m_analog`` scenes, what a user would train
   on; paperlib reads it with :class:`~paperlib.data.realdata.CaptionCSV` through
-  :class:`~paperlib.train.pairs.LoaderPairs`, open_clip_train with ``--dataset-type csv``.
+  :class:`~paperlib.train.pairs.LoaderPairs`, open_clip_train with ``--dataset-type csv``, both with
+  ``workers`` loader processes.
 
-Runs are interleaved (paperlib, open_clip_train, paperlib, ...) so that a slow phase of the machine
-hits both, and each trainer's rate is the median over repeats of the steady state: the summed step
-times after the warm-up steps (for open_clip_train, its own per-step "Batch (t)" log with
-``--log-every-n-steps 1``; for paperlib, its ``history.jsonl`` with ``log_every: 1``), data waits
-included.  Each row carries the FLOPs of one trained pair (forward and backward, torch's flop
-counter) and the machine's measured matmul peak in that precision, so it shows its fraction of peak.
-:func:`step_profile` splits one paperlib step into data, forward, backward and optimiser.
+What paperlib's loop does that open_clip_train does not, and so what a speed-up is made of: the model
+and each batch in ``channels_last`` memory format (oneDNN's fast convolution layout on CPUs), and
+resizing only once per image (to the model's side, no random crop); it also runs with
+``torch.use_deterministic_algorithms``, which can only cost time.
+
+Runs alternate (paperlib, open_clip_train, then open_clip_train, paperlib, ...) so that a slow phase of
+the machine or an order effect hits both, and each trainer's rate is the median over repeats of the
+steady state: the mean step time after the warm-up steps, data waits included (for open_clip_train
+its own per-step log with ``--log-every-n-steps 1``; for paperlib its ``history.jsonl`` with
+``log_every: 1``).  Each row carries the FLOPs of one trained pair (forward and backward of the CLIP
+loss as torch's flop counter counts them: matrix products and convolutions only) and the machine's
+matmul peak in that precision, measured once before the runs, so it shows its fraction of peak.
+:func:`step_profile` splits a step of paperlib's loop into data, forward, backward and optimiser.
 """
 from __future__ import annotations
 
@@ -40,7 +50,13 @@ DATA_KINDS = ("synthetic", "csv")
 PRECISIONS = ("fp32", "bf16")
 # the optimiser both trainers use here (paperlib's defaults of its pre-training sections)
 LR, WEIGHT_DECAY, BETAS, EPS, GRAD_CLIP = 1e-4, 0.1, (0.9, 0.98), 1e-6, 1.0
-_BATCH_TIME = re.compile(r"Batch \(t\): ([0-9.]+),")
+# open_clip_train's step line: "Data (t): 0.012 Batch (t): 1.408, 181.8/s, ..." (seconds rounded to 3
+# decimals, the rate to 6 significant digits: the step time is read from the rate)
+_STEP_LINE = re.compile(r"Data \(t\): ([0-9.]+) Batch \(t\): [0-9.]+, ([0-9.eE+-]+)/s,")
+PIPELINES = {("paperlib", "synthetic"): "uint8 arrays in memory, no workers",
+             ("open_clip_train", "synthetic"): "one PIL image, per-sample transforms in workers",
+             ("paperlib", "csv"): "PNG decode and resize in workers",
+             ("open_clip_train", "csv"): "PNG decode and transforms in workers"}
 
 
 def matmul_peak_gflops(precision: str = "fp32", n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
@@ -79,7 +95,8 @@ def flops_per_pair(model_name: str, batch_size: int = 16) -> float:
 
 def export_csv(folder: str | Path, n: int, seed: int = 12345) -> Path:
     """``n`` rendered cc3m_analog scenes as PNG files and ``pairs.csv`` (columns filepath, title:
-    open_clip_train's defaults) in ``folder``; returns the CSV's path."""
+    open_clip_train's defaults) in ``folder``; returns the CSV's path.  The scenes are rendered into a
+    cache inside ``folder``, not the user's artifact cache."""
     import pandas as pd
     from PIL import Image
 
@@ -87,7 +104,7 @@ def export_csv(folder: str | Path, n: int, seed: int = 12345) -> Path:
     from paperlib.data.splits import DataConfig, get_split
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    split = get_split("cc3m_analog", DataConfig(train_scenes=n, seed=seed, workers=2), ArtifactCache())
+    split = get_split("cc3m_analog", DataConfig(train_scenes=n, seed=seed, workers=2), ArtifactCache(folder / "cache"))
     rows = []
     for i in range(n):
         rel = f"images/{i:06d}.png"
@@ -132,13 +149,16 @@ def run_paperlib(model_name: str, data: str, precision: str, batch_size: int, wa
         train(model, pairs, cfg, [(ClipLossTerm(), 1.0)], work_dir=work, desc=f"paperlib {data} {precision}")
         history = [json.loads(line) for line in (Path(work) / "history.jsonl").read_text().splitlines()]
     # history holds the running rate: step k has taken k * batch / rate seconds in all
+    if len(history) != warmup + steps:
+        raise RuntimeError(f"paperlib's loop logged {len(history)} steps, expected {warmup + steps}")
     elapsed = [h["step"] * batch_size / h["samples_per_s"] for h in history]
     return _steady_seconds(list(np.diff([0.0] + elapsed)), warmup)
 
 
 def open_clip_train_args(model_name: str, data: str, precision: str, batch_size: int, warmup: int, steps: int,
                          workers: int, logs: Path, csv: Path | None = None) -> list[str]:
-    """open_clip_train's command line for the same run (no evaluation, no checkpoint)."""
+    """open_clip_train's command line for the same run (no evaluation; its end-of-run checkpoint
+    is written after the timed steps, into ``logs``)."""
     args = ["--model", model_name, "--batch-size", str(batch_size), "--epochs", "1",
             "--lr", str(LR), "--wd", str(WEIGHT_DECAY), "--beta1", str(BETAS[0]), "--beta2", str(BETAS[1]),
             "--eps", str(EPS), "--warmup", str(warmup), "--grad-clip-norm", str(GRAD_CLIP),
@@ -154,14 +174,16 @@ def open_clip_train_args(model_name: str, data: str, precision: str, batch_size:
     return args
 
 
-def parse_batch_times(log_text: str) -> list[float]:
-    """The per-step ``Batch (t)`` seconds of an open_clip_train log written with ``--log-every-n-steps 1``."""
-    return [float(m.group(1)) for m in _BATCH_TIME.finditer(log_text)]
+def parse_steps(log_text: str, batch_size: int) -> list[tuple[float, float]]:
+    """(seconds, data-wait seconds) of each step of an open_clip_train log written with
+    ``--log-every-n-steps 1`` (its meters are reset after every line, so each line is one step)."""
+    return [(batch_size / float(m.group(2)), float(m.group(1))) for m in _STEP_LINE.finditer(log_text)]
 
 
 def run_open_clip_train(model_name: str, data: str, precision: str, batch_size: int, warmup: int, steps: int,
                         workers: int, threads: int, csv: Path | None = None) -> float:
-    """Mean seconds per steady-state step of open_clip_train, run in a child process."""
+    """Mean seconds per steady-state step of open_clip_train, run in a child process (the mean data
+    wait of those steps is logged)."""
     with tempfile.TemporaryDirectory() as tmp:
         if data == "csv":   # open_clip_train reads every row of the CSV: give it exactly the run's rows
             import pandas as pd
@@ -176,17 +198,19 @@ def run_open_clip_train(model_name: str, data: str, precision: str, batch_size: 
         text = proc.stdout + proc.stderr
         if proc.returncode != 0:
             raise RuntimeError(f"open_clip_train failed (exit {proc.returncode}):\n{text[-3000:]}")
-        times = parse_batch_times(text)
-        if len(times) != warmup + steps:
-            raise RuntimeError(f"open_clip_train logged {len(times)} steps, expected {warmup + steps}:\n{text[-3000:]}")
-        return _steady_seconds(times, warmup)
+        logged = parse_steps(text, batch_size)
+        if len(logged) != warmup + steps:
+            raise RuntimeError(f"open_clip_train logged {len(logged)} steps, expected {warmup + steps}:\n{text[-3000:]}")
+        return _steady_seconds([t for t, _ in logged], warmup)
 
 
 def step_profile(model_name: str = "tiny-rn64", data: str = "synthetic", precision: str = "fp32",
                  batch_size: int = 256, steps: int = 4, threads: int = 2, workers: int = 2,
                  csv: Path | None = None) -> list[dict]:
     """Seconds per step of paperlib's step in its phases: data (batch from the pair set to tensors),
-    forward (towers and loss), backward, optimiser (clip, AdamW, schedule); one row per phase."""
+    forward (towers and loss), backward, optimiser (gradient clip, AdamW); one row per phase.  The
+    step is that of :func:`paperlib.train.loop.train` taken apart (its schedule and logit-scale clamp,
+    each a few scalar operations, are left out)."""
     from paperlib.models import config_image_size, create_model, get_tokenizer
     from paperlib.train.losses import ClipLossTerm, TrainingObjective
     from paperlib.train.optim import make_optimizer
@@ -206,7 +230,10 @@ def step_profile(model_name: str = "tiny-rn64", data: str = "synthetic", precisi
             raise ValueError("step_profile: data 'csv' needs csv= (a CSV that export_csv wrote)")
         from paperlib.data.realdata import CaptionCSV
         dataset = CaptionCSV(csv, config_image_size(model_name), image_key="filepath", caption_key="title")
+        if len(dataset) < n:
+            raise ValueError(f"{csv}: {len(dataset)} rows, the profile needs {n}")
         pairs = LoaderPairs(dataset.select(np.arange(n)), get_tokenizer(model_name), workers=workers)
+    torch.use_deterministic_algorithms(True, warn_only=True)   # as the loop on the CPU
     phases = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     amp = precision == "bf16"
     batches = iter(pairs.epoch_batches(0, batch_size, 0))
@@ -237,8 +264,9 @@ def step_profile(model_name: str = "tiny-rn64", data: str = "synthetic", precisi
 def compare(model_name: str = "tiny-rn64", batch_size: int = 256, warmup: int = 3, steps: int = 8,
             repeats: int = 3, threads: int = 2, workers: int = 2, data_kinds=DATA_KINDS,
             precisions=PRECISIONS, folder: str | Path | None = None, log=print) -> list[dict]:
-    """Interleaved runs of both trainers: one row per (trainer, data, precision), the median rate of
-    ``repeats`` runs, with FLOPs per pair, the matmul peak and the fraction of it reached."""
+    """Alternating runs of both trainers: one row per (trainer, data, precision), the median rate of
+    ``repeats`` runs, with FLOPs per pair, the matmul peak and the fraction of it reached.  The CSV
+    data is exported into ``folder`` (a temporary folder when None) as ``versus_csv/pairs.csv``."""
     torch.set_num_threads(threads)
     peak = {p: matmul_peak_gflops(p) for p in precisions}
     flops = flops_per_pair(model_name)
@@ -251,8 +279,10 @@ def compare(model_name: str = "tiny-rn64", batch_size: int = 256, warmup: int = 
         runners = {"paperlib": run_paperlib, "open_clip_train": run_open_clip_train}
         seconds: dict[tuple, list[float]] = {}
         t_start = time.time()
-        plan = [(d, p, r, t) for d in data_kinds for p in precisions for r in range(repeats) for t in TRAINERS]
-        for k, (d, p, r, t) in enumerate(plan):
+        # A B, then B A: an order effect (a warm cache, a slow phase) falls on both trainers alike
+        plan = [(d, p, t) for d in data_kinds for p in precisions for r in range(repeats)
+                for t in (TRAINERS if r % 2 == 0 else TRAINERS[::-1])]
+        for k, (d, p, t) in enumerate(plan):
             s = runners[t](model_name, d, p, batch_size, warmup, steps, workers, threads, csv)
             seconds.setdefault((t, d, p), []).append(s)
             left = (time.time() - t_start) / (k + 1) * (len(plan) - k - 1)
@@ -261,9 +291,10 @@ def compare(model_name: str = "tiny-rn64", batch_size: int = 256, warmup: int = 
     rows = []
     for (t, d, p), runs in seconds.items():
         rate = batch_size / statistics.median(runs)
-        rows.append({"benchmark": "train_versus", "trainer": t, "data": d, "model": model_name,
-                     "batch_size": batch_size, "precision": p, "device": "cpu", "threads": threads,
-                     "workers": workers, "repeats": len(runs), "samples_per_second": round(rate, 1),
+        rows.append({"benchmark": "train_versus", "trainer": t, "data": d, "pipeline": PIPELINES[(t, d)],
+                     "model": model_name, "batch_size": batch_size, "precision": p, "device": "cpu",
+                     "threads": threads, "workers": workers, "repeats": len(runs),
+                     "samples_per_second": round(rate, 1),
                      "samples_per_second_runs": " ".join(f"{batch_size / s:.1f}" for s in runs),
                      "flops_per_pair": round(flops), "achieved_gflops": round(rate * flops / 1e9, 1),
                      "peak_gflops": round(peak[p], 1), "fraction_of_peak": round(rate * flops / 1e9 / peak[p], 3)})
@@ -279,8 +310,8 @@ def _open_clip_train_child(argv: list[str]) -> int:
     """Runs open_clip_train's main with the project's model configs registered (child process)."""
     import paperlib.models  # noqa: F401  (registers tiny-rn64 and small-rn64 with open_clip)
     from open_clip_train.main import main as open_clip_main
-    open_clip_main(argv)
-    return 0
+    status = open_clip_main(argv)   # -1: it refused to start (e.g. its log folder already exists)
+    return 1 if status == -1 else 0
 
 
 if __name__ == "__main__":

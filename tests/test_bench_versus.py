@@ -15,10 +15,12 @@ LOG = """2026-12-03,15:00:01 | INFO | Running with a single process. Device cpu.
 """
 
 
-def test_batch_times_are_read_per_step_and_the_warmup_is_left_out():
-    times = bv.parse_batch_times(LOG)
-    assert times == [1.5, 0.4, 0.6]
-    assert bv._steady_seconds(times, warmup=1) == pytest.approx(0.5)
+def test_step_times_are_read_per_step_and_the_warmup_is_left_out():
+    steps = bv.parse_steps(LOG, batch_size=16)
+    # each step's seconds from its rate (16 pairs / rate), its data wait from "Data (t)"
+    assert [round(t, 4) for t, _ in steps] == [1.5, 0.4, 0.6] and [d for _, d in steps] == [0.21, 0.01, 0.01]
+    times = [t for t, _ in steps]
+    assert bv._steady_seconds(times, warmup=1) == pytest.approx(0.5, rel=1e-4)
     with pytest.raises(ValueError, match="no timed steps"):
         bv._steady_seconds(times, warmup=3)
 
@@ -56,6 +58,8 @@ def test_a_tiny_side_by_side_run_gives_one_row_per_trainer_data_and_precision(tm
     assert sorted(table.index) == [("open_clip_train", "csv"), ("open_clip_train", "synthetic"),
                                    ("paperlib", "csv"), ("paperlib", "synthetic")]
     assert (table["samples_per_second"] > 0).all() and (table["fraction_of_peak"] > 0).all()
+    assert table["pipeline"].nunique() == 4          # each row says how its trainer fed the data
+    assert not (tmp_path / "cache" / "split").exists()   # the exported scenes stay in the folder given
     for data in ("csv", "synthetic"):
         ours, theirs = table.loc[("paperlib", data)], table.loc[("open_clip_train", data)]
         assert ours["speedup_vs_open_clip_train"] == pytest.approx(
