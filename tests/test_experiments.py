@@ -125,6 +125,11 @@ def test_an_attack_can_have_seeds_of_its_own_in_the_matrix(tmp_path):
              {"victims": [{"attack": "badnet"}, {"attack": "blended"}], "seeds": [0, 1, 2],
               "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]}})
     assert p.seeds_for("badnet") == (0, 1, 2, 3, 4) and p.seeds_for("blended") == (0, 1, 2)
+    # the papers' tables read the matrix at each attack's own seeds
+    from paperlib.experiments.defences import in_seeds
+    m = pd.DataFrame({"attack": ["badnet"] * 6 + ["blended"] * 6, "seed": list(range(6)) * 2})
+    kept = m[in_seeds(m, p)]
+    assert kept.groupby("attack").seed.apply(list).to_dict() == {"badnet": [0, 1, 2, 3, 4], "blended": [0, 1, 2]}
     from paperlib.experiments.parallel_seeds import fp32_params
     import yaml
     raw = yaml.safe_load((ROOT / "params" / "defences" / "smoke.yaml").read_text())

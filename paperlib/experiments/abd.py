@@ -50,7 +50,7 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> ABDPa
 def run_matrix(p: ABDParams, log=print) -> pd.DataFrame:
     from paperlib.experiments import defences
     m = defences.run(p, log=log, manifest=False)["matrix"]
-    return m[(m.scale == p.scale) & m.seed.isin(list(p.seeds)) & m.attack.isin([v.attack for v in p.victims])]
+    return m[(m.scale == p.scale) & defences.in_seeds(m, p) & m.attack.isin([v.attack for v in p.victims])]
 
 
 def table(matrix: pd.DataFrame, p: ABDParams, name: str) -> pd.DataFrame:
@@ -148,11 +148,12 @@ def claims(tables: dict[str, pd.DataFrame] | None, p: ABDParams, matrix: pd.Data
     from paperlib.papers import lookup
     from paperlib.results import write_csv_atomic
     m = matrix if matrix is not None else pd.DataFrame(columns=["attack", "defence", "scale", "seed"])
-    seeds, abl_seeds = list(p.seeds), list(p.ablation_seed_list)
+    abl_seeds = list(p.ablation_seed_list)
     t1_attacks = [a for a in ("badnet", "blended", "badclip") if a in {v.attack for v in p.victims}]
 
     def v(attack, defence, col="asr_top1", at=None):
-        return per_seed(m, col, seeds if at is None else at, scale=p.scale, attack=attack, defence=defence)
+        return per_seed(m, col, p.seeds_for(attack) if at is None else at, scale=p.scale, attack=attack,
+                        defence=defence)
 
     def paper(table, attack, defence, metric="asr"):
         return float(lookup(PAPER, table, attack=attack, defence=defence, metric=metric)["value"].iloc[0])

@@ -82,7 +82,7 @@ def run_matrix(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     from paperlib.experiments import defences
     out = defences.run(p, log=log, manifest=False)
     m = out["matrix"]
-    return m[(m.scale == p.scale) & m.seed.isin(list(p.seeds)) & m.attack.isin([v.attack for v in p.victims])
+    return m[(m.scale == p.scale) & defences.in_seeds(m, p) & m.attack.isin([v.attack for v in p.victims])
              & m.defence.isin(list(DEFENCES))]
 
 
@@ -266,12 +266,12 @@ def claims(t: pd.DataFrame | None, p: CleanerCLIPParams, t2: pd.DataFrame | None
     from paperlib.results import write_csv_atomic
     empty = pd.DataFrame(columns=["attack", "defence", "scale", "seed"])
     m = matrix if matrix is not None else empty
-    seeds, abl_seeds = list(p.seeds), list(p.ablation_seed_list)
+    abl_seeds = list(p.ablation_seed_list)
     ours_attacks = {v.attack for v in p.victims}
     attacks = [a for a in ("badnet", "blended", "sig", "wanet", "ssba", "badclip") if a in ours_attacks]
 
     def v(attack, defence, col="asr_top1"):
-        return per_seed(m, col, seeds, scale=p.scale, attack=attack, defence=defence)
+        return per_seed(m, col, p.seeds_for(attack), scale=p.scale, attack=attack, defence=defence)
 
     def paper(attack, defence, metric="asr"):
         return float(lookup(PAPER, "Table 1", attack=attack, defence=defence, metric=metric, k=1)["value"].iloc[0])

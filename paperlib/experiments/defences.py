@@ -179,6 +179,13 @@ class DefenceMatrixParams:
             raise ParamError(f"pretrain_victims: one victim per attack, got {seen}")
 
 
+def in_seeds(m: pd.DataFrame, p: DefenceMatrixParams) -> pd.Series:
+    """Which rows of a matrix frame ``m`` are at one of their attack's seeds (``p.seeds_for``)."""
+    if not len(m):
+        return pd.Series(dtype=bool, index=m.index)
+    return pd.Series([int(s) in p.seeds_for(a) for a, s in zip(m.attack, m.seed)], index=m.index)
+
+
 def load(path: str | Path | None = None, overrides: dict | None = None) -> DefenceMatrixParams:
     return load_params(DefenceMatrixParams, path, overrides, complete=complete_victims)
 
