@@ -297,9 +297,15 @@ def _published_sections(notebook: str, scale: str) -> dict[str, float]:
 
 
 def to_markdown(df: pd.DataFrame, path: str | Path | None = None, floatfmt=".1f") -> str:
-    """A Markdown table (written next to the CSV when ``path`` is given)."""
+    """A Markdown table (written next to the CSV when ``path`` is given).  Floats in ``floatfmt``,
+    except that a missing value is blank and a small nonzero one (a learning rate, 1e-4) keeps two
+    significant digits instead of showing as 0.0."""
     def fmt(v):
         if isinstance(v, float):
+            if v != v:
+                return ""
+            if v != 0 and abs(v) < 0.05:
+                return format(v, ".2g")
             return format(v, floatfmt)
         return str(v)
     cols = list(df.columns)

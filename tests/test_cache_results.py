@@ -235,3 +235,10 @@ def test_git_commit_is_dirty_for_code_changes_not_for_outputs(tmp_path):
     not_a_repo.mkdir()
     assert git_commit(not_a_repo) == "unknown"
     assert git_commit(tmp_path.parent / "no-such-dir") == "unknown"
+
+
+def test_markdown_tables_show_small_numbers_and_leave_missing_ones_blank():
+    from paperlib.results import to_markdown
+    text = to_markdown(pd.DataFrame({"finetune_lr": [1e-4, float("nan")], "asr_top1": [97.06, 0.0]}))
+    rows = [line.split("|")[1:-1] for line in text.splitlines()[2:]]
+    assert [[c.strip() for c in r] for r in rows] == [["0.0001", "97.1"], ["", "0.0"]]
