@@ -5,7 +5,8 @@ Parameters: ``params/attacks/<scale>.yaml`` (schema :class:`AttackSuiteParams`).
 the foundation's (same settings, same cache key).  Outputs:
 
 * ``results/attacks/victims.csv`` (the columns the foundation issue fixes, plus the clean base's
-  CA / ASR on the same rows as ``base_*``);
+  CA / ASR on the same rows as ``base_*``), and ``victims_summary.csv`` / ``.md``: each recipe's
+  seeds summarised beside the papers' NoDefense band (:mod:`paperlib.experiments.victims_summary`);
 * ``results/attacks/calibration.csv``: the other settings tried for attacks that miss the papers'
   band (``calibration``), one row per setting, naming the clean base and the training precision
   and ``manifest_calibration_<scale>.json``, rewritten after every setting.  Calibration runs after
@@ -180,6 +181,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                             + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",
                                            "finetune_lr", "base_model") if c in victims.columns]],
                     results / "attacks" / "victims.md")
+        from paperlib.experiments import victims_summary
+        victims_summary.write(rows, results)   # this run's recipes over their seeds, beside the papers' band
         triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
             if trigger_rows else None
         with timer("gallery"):
