@@ -171,15 +171,65 @@ GUIDE_BEGIN, GUIDE_END = "<!-- costs: python -m paperlib.bench --guide -->", "<!
 
 def write_guide_costs(guide) -> bool:
     """Put :func:`costs_markdown` between the guide's markers; True when the file changed."""
-    guide = Path(guide)
-    text = guide.read_text()
-    head, _, rest = text.partition(GUIDE_BEGIN)
-    _, _, tail = rest.partition(GUIDE_END)
-    new = f"{head}{GUIDE_BEGIN}\n{costs_markdown()}{GUIDE_END}{tail}"
+    return _write_between(guide, GUIDE_BEGIN, GUIDE_END, costs_markdown())
+
+
+def versus_markdown(root=None) -> str:
+    """docs/performance.md's tables, read from the results files: paperlib's loop beside
+    open_clip_train (``throughput.csv``, ``train_versus`` rows) and one step of the loop taken
+    apart (``step_profile.csv``), per CPU model and batch size."""
+    import pandas as pd
+
+    from paperlib.assets import repo_root
+    root = Path(root) if root is not None else repo_root()
+    folder = root / "results" / "benchmarks"
+    rows = pd.read_csv(folder / "throughput.csv")
+    rows = rows[rows.benchmark == "train_versus"] if "trainer" in rows else rows.iloc[:0]
+    if rows.empty:
+        return "Not measured yet: `python -m paperlib.bench --versus --publish`.\n"
+    lines = ["| CPU (threads) | batch | data | precision | paperlib pairs/s | open_clip_train pairs/s | "
+             "speed-up | paperlib % of peak | open_clip_train % of peak | matmul peak GFLOP/s | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (cpu, threads, batch, data, prec), g in rows.groupby(["cpu", "threads", "batch_size", "data", "precision"],
+                                                             sort=False):
+        ours = g[g.trainer == "paperlib"].iloc[0]
+        theirs = g[g.trainer == "open_clip_train"].iloc[0]
+        lines.append(f"| {cpu} ({threads}) | {batch} | {data} | {prec} | {ours.samples_per_second:.1f} | "
+                     f"{theirs.samples_per_second:.1f} | {ours.samples_per_second / theirs.samples_per_second:.2f}x | "
+                     f"{100 * ours.fraction_of_peak:.0f} % | {100 * theirs.fraction_of_peak:.0f} % | "
+                     f"{ours.peak_gflops:.0f} | {ours.repeats} each |")
+    flops = rows.flops_per_pair.iloc[0]
+    lines += ["", f"One trained pair of tiny-rn64 costs {flops / 1e9:.2f} GFLOP (forward and backward, torch's "
+              "flop counter). Where a step of paperlib's loop goes (seconds per step, share):", "",
+              "| CPU (threads) | batch | data | precision | data | forward | backward | optimizer |",
+              "|---|---|---|---|---|---|---|---|"]
+    prof_path = folder / "step_profile.csv"
+    if prof_path.is_file():
+        prof = pd.read_csv(prof_path)
+        for (cpu, threads, batch, data, prec), g in prof.groupby(["cpu", "threads", "batch_size", "data", "precision"],
+                                                                 sort=False):
+            cells = {r.phase: f"{r.seconds_per_step:.3f} s ({100 * r.share:.0f} %)" for r in g.itertuples()}
+            lines.append(f"| {cpu} ({threads}) | {batch} | {data} | {prec} | "
+                         + " | ".join(cells.get(ph, "-") for ph in ("data", "forward", "backward", "optimizer")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+PERF_BEGIN, PERF_END = "<!-- versus: python -m paperlib.bench --guide -->", "<!-- end of versus -->"
+
+
+def _write_between(path, begin: str, end: str, body: str) -> bool:
+    """Put ``body`` between the markers of the file at ``path``; True when the file changed."""
+    path = Path(path)
+    text = path.read_text()
+    head, found, rest = text.partition(begin)
+    if not found:
+        raise ValueError(f"{path}: no marker {begin!r}")
+    _, _, tail = rest.partition(end)
+    new = f"{head}{begin}\n{body}{end}{tail}"
     if new != text:
-        tmp = guide.with_name(f".{guide.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(new)
-        tmp.replace(guide)
+        tmp.replace(path)
     return new != text
 
 
@@ -209,7 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--costs-out", default=None, help="cache costs (default: benchmarks/cache_costs.csv in the "
                                                       "scratch results folder, or the committed one with --publish)")
     ap.add_argument("--guide", action="store_true",
-                    help="rewrite the cost table of docs/student-guide.md from the results files")
+                    help="rewrite the tables of docs/student-guide.md (costs) and docs/performance.md "
+                         "(--versus) from the results files")
     ap.add_argument("--versus", action="store_true",
                     help="time paperlib's loop and open_clip_train side by side (synthetic data and a CSV of "
                          "PNGs, fp32 and bf16, interleaved), with FLOPs per pair and the matmul peak; "
@@ -231,6 +282,8 @@ def main(argv=None) -> int:
         from paperlib.assets import repo_root
         changed = write_guide_costs(repo_root() / "docs" / "student-guide.md")
         print("docs/student-guide.md: cost table " + ("rewritten" if changed else "already current"))
+        changed = _write_between(repo_root() / "docs" / "performance.md", PERF_BEGIN, PERF_END, versus_markdown())
+        print("docs/performance.md: side-by-side tables " + ("rewritten" if changed else "already current"))
         return 0
     if args.cache_costs:
         from paperlib.cache import ArtifactCache

@@ -105,3 +105,10 @@ def test_run_all_out_naming_the_committed_results_needs_publish(tmp_path, monkey
     for argv in (["--scale", "smoke", "--out", "results"], ["--out", str(ROOT / "results")]):
         with pytest.raises(SystemExit, match="only --publish writes there"):
             run_all.main(argv + ["--only", "foundation"])
+
+
+def test_the_performance_tables_are_the_ones_the_results_files_give():
+    from paperlib.bench import PERF_BEGIN, PERF_END, versus_markdown
+    text = (ROOT / "docs" / "performance.md").read_text()
+    table = text.split(PERF_BEGIN, 1)[1].split(PERF_END, 1)[0]
+    assert table.strip() == versus_markdown().strip(), "run python -m paperlib.bench --guide"
