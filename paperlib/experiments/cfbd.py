@@ -488,8 +488,8 @@ def run(p: CFBDParams, log=print) -> dict:
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p)}
     save_tables(p, made)
     fig_key = next(k for k in scores if k[0] == p.figure_attack)
-    figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p),
-            plot_fig4(scores[fig_key]["screened"], p), plot_fig5(scores, p), plot_fig6(abl, p)]
+    figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p, seed=fig_key[1]),
+            plot_fig4(scores[fig_key]["screened"], p, seed=fig_key[1]), plot_fig5(scores, p), plot_fig6(abl, p)]
     cl = claims(p, rates, fault)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
     return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl}

@@ -11,7 +11,12 @@ import pandas as pd
 PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
-def plot_fig2(sc, det, p):
+def _seeds(seeds) -> str:
+    seeds = sorted({int(x) for x in seeds})
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def plot_fig2(sc, det, p, seed: int | None = None):
     """Fig. 2: (a) textual correlation with the seed set, poisoned vs benign, per pair; (b) the
     image-caption cosine of benign and poisoned pairs; (c) the textual-correlation distributions."""
     import matplotlib.pyplot as plt
@@ -33,11 +38,12 @@ def plot_fig2(sc, det, p):
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7, markerscale=4)
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"CFBD Fig. 2 ({p.figure_attack}, {p.scale} scale)", fontsize=9)
+    fig.suptitle(f"CFBD Fig. 2 ({p.figure_attack}, {p.scale} scale, {_seeds([p.seeds[0] if seed is None else seed])}; "
+                 "the paper's panels are not printed as numbers)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
 
 
-def plot_fig4(sc, p):
+def plot_fig4(sc, p, seed: int | None = None):
     """Fig. 4: the consistency values, the fitted GMM, its lowest-mean component, the gamma cut
     (under ``p.cfbd.benign_rule``: the c where the mixture's or the lowest component's mass reaches
     gamma, or the posterior threshold of the printed rule)."""
@@ -70,7 +76,8 @@ def plot_fig4(sc, p):
     axes[2].set_ylabel(what[0], fontsize=8)
     axes[2].set_title(f"(d) D_b ({cfg.benign_rule}): {what[1]} {cfg.gamma}, {100 * len(co.benign) / len(c):.0f}% of pairs",
                       fontsize=9)
-    fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale)", fontsize=9)
+    fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale, {_seeds([p.seeds[0] if seed is None else seed])})",
+                 fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 
@@ -112,7 +119,7 @@ def plot_fig6(abl: pd.DataFrame, p):
     import seaborn as sns
 
     from paperlib.results import save_figure
-    a = abl[(abl.scale == p.scale)]
+    a = abl[(abl.scale == p.scale) & abl.seed.isin(list(p.seeds))]
     # rows of the configured rules only (rows written before the rules existed have none)
     rule = a["benign_rule"] if "benign_rule" in a else pd.Series(np.nan, index=a.index)
     a = a[rule == p.cfbd.benign_rule]
@@ -120,13 +127,16 @@ def plot_fig6(abl: pd.DataFrame, p):
     kg = a[(a.study == "k_gamma")].groupby(["k", "gamma"])["poisoned_in_benign"].mean().reset_index()
     kg["K"] = "K=" + kg["k"].astype(str)
     sns.lineplot(kg, x="gamma", y="poisoned_in_benign", hue="K", marker="o", ax=axes[0])
+    axes[0].set_xlabel("gamma")
     axes[0].set_ylabel("poisoned pairs in D_b (mean over attacks)")
     axes[0].set_title(f"(a) K and gamma ({p.cfbd.benign_rule})", fontsize=9)
     q = a[a.study == "q"]
     sns.lineplot(q, x="q", y="tpr", hue="attack", marker="o", ax=axes[1])
+    axes[1].set_xlabel("q (seed-set size)")
     axes[1].set_ylabel("TPR (%)")
     axes[1].set_title("(b) seed-set size q", fontsize=9)
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale)", fontsize=9)
+    fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale, {_seeds(a.seed) if len(a) else 'no rows'}; mean over seeds)",
+                 fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")

@@ -175,6 +175,20 @@ def _full_sweep(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     return sweep_rows(det, p, p.ablation_seed_list)
 
 
+def _paper_detection_lines(ax, p: EftCLIPParams) -> None:
+    """The paper's Table 1 detection rates at its largest n (its default setting) as dotted lines."""
+    from paperlib.papers import lookup
+    t1 = lookup(PAPER, "Table 1")
+    n = t1.setting.str.extract(r"n_backdoor=(\d+)")[0].astype(int)
+    for row, colour in zip(t1[n == n.max()].itertuples(), ("grey", "black")):
+        ax.axhline(row.value, color=colour, ls=":", lw=1, label=f"paper Table 1, {row.row}")
+
+
+def _seeds_text(seeds) -> str:
+    seeds = sorted({int(x) for x in seeds})
+    return f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds)) or 'none'}"
+
+
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     """Fig. 3: (a) detection rate by rho and mu at theta = default (Algorithm 1 in
     ``eftclip.alg1_reading``); (b) by theta per mu, one line style per Algorithm 1 reading (the
@@ -194,7 +208,10 @@ def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     sns.lineplot(b, x="theta", y="detection_rate", hue="mu", style="alg1_reading", markers=True, ax=axes[1],
                  errorbar=None)
     axes[1].set_title(f"(b) theta ({p.eftclip.theta_scale} scale), rho={p.detection.default_rho}", fontsize=9)
-    return _save_rate_figure(fig, axes, f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle)",
+    for ax in axes:
+        _paper_detection_lines(ax, p)
+    return _save_rate_figure(fig, axes, f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle; "
+                                        f"{_seeds_text(d.seed)}, mean over seeds)",
                              Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
@@ -215,8 +232,10 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     b["setting"] = b["mu"] + " tau=" + b["tau"].astype(str)
     sns.lineplot(b, x="theta", y="detection_rate", hue="setting", markers=True, ax=axes[1], errorbar=None)
     axes[1].set_title("(b) mu x tau, CC3M analogue", fontsize=9)
+    for ax in axes:
+        _paper_detection_lines(ax, p)
     return _save_rate_figure(fig, axes, f"EftCLIP Fig. 4 at the {p.scale} scale ({p.eftclip.theta_scale} theta, "
-                                        f"Algorithm 1 {p.eftclip.alg1_reading})",
+                                        f"Algorithm 1 {p.eftclip.alg1_reading}; {_seeds_text(d.seed)}, mean over seeds)",
                              Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 
@@ -231,6 +250,11 @@ def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
     for (kind, g), colour in zip(lat.groupby("oracle"), ("tab:blue", "tab:red", "tab:green")):
         ax.scatter(g["image"], g["ms"], s=3, c=colour, label=f"{kind} (mean {g['ms'].mean():.1f} ms)")
         ax.axhline(g["ms"].mean(), color=colour, ls="--", lw=1)
+    from paperlib.papers import lookup
+    for row in lookup(PAPER, "Fig 6").itertuples():   # the paper's "around" numbers (caption of its Fig. 6)
+        ax.axhline(row.value, color="grey", ls=":", lw=1)
+        ax.annotate(f"paper: {row.row}, ~{row.value:g} ms", (0, row.value), fontsize=6, color="grey",
+                    xytext=(2, 2), textcoords="offset points")
     ax.set_yscale("log")
     ax.set_xlabel("image")
     ax.set_ylabel("ms per image")

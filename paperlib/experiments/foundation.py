@@ -419,11 +419,19 @@ def plot_poison_curve(out: dict, p: FoundationParams) -> Path:
                         capsize=3, label=f"{label}, patch {px} px ({frac:.3f} of side)")
     base_ca = df["base_ca_top1"].mean()
     ax.axhline(base_ca, color="grey", lw=1, ls=":", label=f"clean base CA top-1 ({base_ca:.1f})")
+    from paperlib.experiments.regime import papers_band
+    try:   # the four papers' NoDefense top-1 ASR of this attack (at their 0.3 % poison rate)
+        low, high, _ = papers_band(p.victim.attack)
+        ax.axhspan(low, high, color="tab:green", alpha=0.12, label=f"papers' NoDefense ASR top-1 ({low:.0f}-{high:.0f})")
+    except KeyError:
+        pass
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")
     ax.set_ylim(-2, 102)
-    ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}")
+    seeds = ", ".join(str(int(x)) for x in sorted(set(df.seed))) if "seed" in df else "?"
+    ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}, seeds {seeds} "
+                 "(mean and std)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save_figure(fig, p, f"poison_curve_{p.scale}.png", dpi=120)
