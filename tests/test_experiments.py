@@ -405,6 +405,16 @@ def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypat
     assert blended == suite["blended"]            # the calibrated trigger, not the dataclass default
     assert sig.poison.poison_count == 50 and sig.poison.target == suite["sig"].poison.target
     assert sig.finetune == suite["sig"].finetune and sig.finetune_scenes == suite["sig"].finetune_scenes
+    # attack_params stated empty: the attack's own defaults, not the suite's calibrated trigger
+    assert suite["blended"].attack_params and suite["badclip"].attack_params
+    g = tmp_path / "q.yaml"
+    g.write_text("scale: embedded\nvictims:\n  - {attack: blended, attack_params: {}}\n"
+                 "  - {attack: badclip, attack_params: {}}\n")
+    blended0, badclip0 = defences.load(g).victims
+    assert blended0.attack_params == {} and badclip0.attack_params == {}
+    assert blended0.poison == suite["blended"].poison          # the rest still from the suite
+    a = attacks.load(ROOT / "params" / "attacks" / "embedded-victims.yaml")
+    assert {v.attack: v.attack_params for v in a.victims}["badclip"] == {}
     # an attack the suite has no victim for must be stated in full
     small = tmp_path / "suite.yaml"
     small.write_text("victims:\n  - {attack: badnet, attack_params: {patch_fraction: 0.25}}\n")

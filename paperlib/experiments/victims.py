@@ -7,6 +7,11 @@ as ``{attack: blended}`` (or a victim added by name from the command line,
 recipe that nobody calibrated, which at the embedded scale implant nothing.  So a victim entry
 keeps what it states and takes everything it leaves out from the suite's victim of its attack;
 an attack that the suite has no victim for must be stated in full, or it is refused.
+
+``attack_params: {}`` stated explicitly means the attack's own defaults (the settings of its paper),
+not "complete from the suite": merged key by key, an empty mapping would take every trigger setting
+of the suite's victim (e.g. its calibrated Blended opacity or BadCLIP patch size), the opposite of
+what the entry says.  Leaving ``attack_params`` out takes the suite's.
 """
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ def complete_victims(data: dict, fields=("victims", "pretrain_victims")) -> dict
             attack = entry.get("attack")
             if attack in known:
                 done.append(merged(known[attack], entry))
+                if entry.get("attack_params") == {}:   # stated empty: the attack's defaults, see above
+                    done[-1]["attack_params"] = {}
                 continue
             missing = [k for k in REQUIRED[field] if k not in entry]
             if missing:
