@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 BEGIN = "<!-- glance:start -->"
@@ -68,7 +69,10 @@ def _headline_cfbd(res: Path) -> str:
 
 
 def attack_name(a: str) -> str:
-    return {"badnet": "BadNet", "badclip": "BadCLIP", "blended": "Blended"}.get(a, a)
+    """How the papers write an attack's name."""
+    return {"badnet": "BadNet", "badclip": "BadCLIP", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
+            "ssba": "SSBA", "trojannn": "TrojanNN", "trojannet": "TrojanNet", "lc": "LC",
+            "mmpoison": "mmPoison"}.get(a, a)
 
 
 @dataclass(frozen=True)
@@ -138,35 +142,44 @@ def _lr(lr: float) -> str:
 
 def new_victims(res: Path, params: str | Path | None = None) -> str:
     """One paragraph on the victims of ``params``' recipe found in ``res/attacks/victims.csv`` (empty
-    when there are none yet): top-1 ASR and clean top-1 per attack, mean ± std over the seeds there."""
-    import yaml
+    when there are none yet): top-1 ASR and clean top-1 per attack, mean ± std over the seeds there,
+    counting only rows made with the file's settings for that attack (trigger, poison count and
+    captions, fine-tuning set, passes and lr)."""
+    import json
 
     from paperlib.assets import repo_root
+    from paperlib.experiments import attacks
     params = Path(params) if params is not None else repo_root() / VICTIMS_PARAMS
     path = Path(res) / "attacks" / "victims.csv"
     if not path.is_file() or not Path(params).is_file():
         return ""
-    recipe = yaml.safe_load(Path(params).read_text())["victims"][0]
+    suite = attacks.load(params)
     df = pd.read_csv(path)
-    if "poison_caption" not in df:
+    if "poison_caption" not in df or "attack_params" not in df:
         return ""
-    ft = recipe["finetune"]
-    df = df[(df.poison_caption == recipe["poison"].get("caption", "template")) & (df.finetune_lr == ft["lr"])
-            & (df.finetune_epochs == ft["epochs"]) & (df.finetune_scenes == recipe["finetune_scenes"])
-            & (df.threat_model == "finetune")]
-    if df.empty:
-        return ""
-    parts = []
-    for attack, g in df.groupby("attack", sort=False):
+    parts, base = [], None
+    for v in suite.victims:
+        g = df[(df.attack == v.attack) & (df.threat_model == "finetune")
+               & df.attack_params.map(lambda t, want=v.attack_params: isinstance(t, str) and json.loads(t) == want)
+               & (df.poison_count == v.poison.poison_count) & (df.poison_caption == v.poison.caption)
+               & (df.finetune_scenes == v.finetune_scenes) & (df.finetune_epochs == v.finetune.epochs)
+               & np.isclose(df.finetune_lr.astype(float), v.finetune.lr)]
+        if g.empty:
+            continue
         n = len(g)
-        parts.append(f"{attack_name(attack)} {_pm(g.asr_top1.mean(), g.asr_top1.std(), n)} at clean "
+        base = g.base_ca_top1.iloc[0]
+        parts.append(f"{attack_name(v.attack)} {_pm(g.asr_top1.mean(), g.asr_top1.std(), n)} at clean "
                      f"{_pm(g.ca_top1.mean(), g.ca_top1.std(), n)} ({n} seed{'s' if n > 1 else ''})")
-    base = df.base_ca_top1.iloc[0]
-    rate = 100.0 * recipe["poison"]["poison_count"] / recipe["finetune_scenes"]
+    if not parts:
+        return ""
+    recipe = suite.victims[0]
+    ft = recipe.finetune
+    rate = 100.0 * recipe.poison.poison_count / recipe.finetune_scenes
     return (f"**New victims** (issue 22, [docs/attacks.md](docs/attacks.md); `{VICTIMS_PARAMS}`): the shipped "
-            f"clean base (clean top-1 {base:.1f}%) fine-tuned on {recipe['finetune_scenes']:,} pairs, {rate:g}% "
+            f"clean base (clean top-1 {base:.1f}%) fine-tuned on {recipe.finetune_scenes:,} pairs, {rate:g}% "
             f"of them poisoned with captions of the set naming the target, "
-            f"{'one pass' if ft['epochs'] == 1 else format(ft['epochs'], 'g') + ' passes'} at lr {_lr(ft['lr'])}. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
+            f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, each "
+            "trigger as its papers set it. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
             + ". The notebooks do not use them yet.")
 
 

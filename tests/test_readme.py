@@ -65,18 +65,24 @@ def test_the_new_victims_paragraph_reads_the_recipes_rows(tmp_path):
     attack's mean ± std over its seeds; nothing when there are none."""
     from paperlib.readme import new_victims
     params = tmp_path / "v.yaml"
-    params.write_text("victims:\n  - {attack: badnet, poison: {poison_count: 500, caption: natural},\n"
-                      "     finetune_scenes: 50000, finetune: {epochs: 1, lr: 1.0e-4}}\n")
+    params.write_text("victims:\n  - &r {attack: badnet, poison: {poison_count: 500, caption: natural},\n"
+                      "     finetune_scenes: 50000, finetune: {epochs: 1, lr: 1.0e-4}}\n"
+                      "  - {<<: *r, attack: blended, attack_params: {}}\n")
     (tmp_path / "attacks").mkdir()
     assert new_victims(tmp_path, params) == ""
     row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
-               finetune_epochs=1.0, finetune_scenes=50000, base_ca_top1=27.87)
+               finetune_epochs=1.0, finetune_scenes=50000, base_ca_top1=27.87, poison_count=500,
+               attack_params='{"patch_fraction": 0.25}')     # BadNet's trigger in the suite the entry completes from
     pd.DataFrame([{**row, "seed": 0, "asr_top1": 96.0, "ca_top1": 25.0},
                   {**row, "seed": 1, "asr_top1": 98.0, "ca_top1": 26.0},
                   {**row, "seed": 0, "poison_caption": "template", "asr_top1": 16.0, "ca_top1": 24.0},
-                  {**row, "seed": 0, "attack": "blended", "asr_top1": 90.0, "ca_top1": 26.5}]
+                  {**row, "seed": 2, "attack_params": '{"patch_fraction": 0.1}', "asr_top1": 10.0, "ca_top1": 27.0},
+                  {**row, "seed": 0, "attack": "blended", "attack_params": "{}", "asr_top1": 90.0, "ca_top1": 26.5},
+                  # another trigger than the file's (Blended's defaults): not counted
+                  {**row, "seed": 1, "attack": "blended", "attack_params": '{"alpha": 0.3}', "asr_top1": 50.0,
+                   "ca_top1": 26.5}]
                  ).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
     text = new_victims(tmp_path, params)
     assert "BadNet 97.0 ± 1.4 at clean 25.5 ± 0.7 (2 seeds)" in text
-    assert "Blended 90.0 at clean 26.5 (1 seed)" in text and "16.0" not in text
+    assert "Blended 90.0 at clean 26.5 (1 seed)" in text and "16.0" not in text and "50.0" not in text
     assert "1% of them poisoned" in text and "one pass at lr 1e-4" in text
