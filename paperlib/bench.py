@@ -187,17 +187,19 @@ def versus_markdown(root=None) -> str:
     rows = rows[rows.benchmark == "train_versus"] if "trainer" in rows else rows.iloc[:0]
     if rows.empty:
         return "Not measured yet: `python -m paperlib.bench --versus --publish`.\n"
+    def cpu_label(cpu, native) -> str:   # the two CPU kinds seen share a model name; native bf16 tells them apart
+        return f"{cpu}, {'native' if str(native) == 'True' else 'no native'} bf16"
     lines = ["| CPU (threads) | batch | data | precision | paperlib pairs/s | open_clip_train pairs/s | "
              "speed-up | paperlib % of peak | open_clip_train % of peak | matmul peak GFLOP/s | runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (cpu, threads, batch, data, prec), g in rows.groupby(["cpu", "threads", "batch_size", "data", "precision"],
-                                                             sort=False):
+    for (cpu, native, threads, batch, data, prec), g in rows.groupby(
+            ["cpu", "cpu_native_bf16", "threads", "batch_size", "data", "precision"], sort=False):
         ours = g[g.trainer == "paperlib"].iloc[0]
         theirs = g[g.trainer == "open_clip_train"].iloc[0]
-        lines.append(f"| {cpu} ({threads}) | {batch} | {data} | {prec} | {ours.samples_per_second:.1f} | "
+        lines.append(f"| {cpu_label(cpu, native)} ({threads:g}) | {batch:g} | {data} | {prec} | {ours.samples_per_second:.1f} | "
                      f"{theirs.samples_per_second:.1f} | {ours.samples_per_second / theirs.samples_per_second:.2f}x | "
                      f"{100 * ours.fraction_of_peak:.0f} % | {100 * theirs.fraction_of_peak:.0f} % | "
-                     f"{ours.peak_gflops:.0f} | {ours.repeats} each |")
+                     f"{ours.peak_gflops:.0f} | {ours.repeats:g} each |")
     flops = rows.flops_per_pair.iloc[0]
     lines += ["", f"One trained pair of tiny-rn64 costs {flops / 1e9:.2f} GFLOP (forward and backward, torch's "
               "flop counter). Where a step of paperlib's loop goes (seconds per step, share):", "",
@@ -206,10 +208,10 @@ def versus_markdown(root=None) -> str:
     prof_path = folder / "step_profile.csv"
     if prof_path.is_file():
         prof = pd.read_csv(prof_path)
-        for (cpu, threads, batch, data, prec), g in prof.groupby(["cpu", "threads", "batch_size", "data", "precision"],
-                                                                 sort=False):
+        for (cpu, native, threads, batch, data, prec), g in prof.groupby(
+                ["cpu", "cpu_native_bf16", "threads", "batch_size", "data", "precision"], sort=False):
             cells = {r.phase: f"{r.seconds_per_step:.3f} s ({100 * r.share:.0f} %)" for r in g.itertuples()}
-            lines.append(f"| {cpu} ({threads}) | {batch} | {data} | {prec} | "
+            lines.append(f"| {cpu_label(cpu, native)} ({threads:g}) | {batch:g} | {data} | {prec} | "
                          + " | ".join(cells.get(ph, "-") for ph in ("data", "forward", "backward", "optimizer")) + " |")
     return "\n".join(lines) + "\n"
 
