@@ -163,13 +163,15 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
                & df.attack_params.map(lambda t, want=v.attack_params: isinstance(t, str) and json.loads(t) == want)
                & (df.poison_count == v.poison.poison_count) & (df.poison_caption == v.poison.caption)
                & (df.finetune_scenes == v.finetune_scenes) & (df.finetune_epochs == v.finetune.epochs)
-               & np.isclose(df.finetune_lr.astype(float), v.finetune.lr)]
+               & np.isclose(df.finetune_lr.astype(float), v.finetune.lr, rtol=1e-6, atol=0.0)]
         if g.empty:
             continue
         n = len(g)
         base = g.base_ca_top1.iloc[0]
+        other_rate = (f", {100.0 * v.poison.poison_count / v.finetune_scenes:g}% poisoned"
+                      if v.poison.poison_count != suite.victims[0].poison.poison_count else "")
         parts.append(f"{attack_name(v.attack)} {_pm(g.asr_top1.mean(), g.asr_top1.std(), n)} at clean "
-                     f"{_pm(g.ca_top1.mean(), g.ca_top1.std(), n)} ({n} seed{'s' if n > 1 else ''})")
+                     f"{_pm(g.ca_top1.mean(), g.ca_top1.std(), n)} ({n} seed{'s' if n > 1 else ''}{other_rate})")
     if not parts:
         return ""
     recipe = suite.victims[0]
@@ -178,8 +180,8 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
     return (f"**New victims** (issue 22, [docs/attacks.md](docs/attacks.md); `{VICTIMS_PARAMS}`): the shipped "
             f"clean base (clean top-1 {base:.1f}%) fine-tuned on {recipe.finetune_scenes:,} pairs, {rate:g}% "
             f"of them poisoned with captions of the set naming the target, "
-            f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, each "
-            "trigger as its papers set it. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
+            f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, the "
+            "triggers of that file. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
             + ". The notebooks do not use them yet.")
 
 

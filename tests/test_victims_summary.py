@@ -32,3 +32,15 @@ def test_a_later_run_adds_its_recipes_and_keeps_the_others(tmp_path):
     assert (tmp_path / "attacks" / "victims_summary.md").read_text().count("| badnet |") == 1
     again = vs.write(_rows("blended", 1e-4, [97, 98, 99], [25, 25, 25]), tmp_path)   # more seeds replace
     assert again.set_index("attack").loc["blended", "n_seeds"] == 3 and len(again) == 2
+
+
+def test_a_run_of_one_more_seed_keeps_the_recipes_other_seeds(tmp_path):
+    every = pd.DataFrame(_rows("badnet", 1e-4, [90, 95, 100, 99], [25, 26, 27, 26]))
+    vs.write(every.iloc[:3], tmp_path, every.iloc[:3])
+    df = vs.write(every.iloc[3:], tmp_path, every)           # seed 3 alone, the file holding 0-3
+    assert df.set_index("attack").loc["badnet", "seeds"] == "0 1 2 3"
+
+
+def test_a_run_without_fine_tuning_victims_writes_no_summary(tmp_path):
+    assert vs.write([{"attack": "badnet", "threat_model": "pretrain", "seed": 0, "asr_top1": 10.0}], tmp_path) is None
+    assert not (tmp_path / "attacks" / "victims_summary.csv").exists()

@@ -141,7 +141,7 @@ def plot_fig2(bars: pd.DataFrame, p: ABDParams):
 def claims(tables: dict[str, pd.DataFrame] | None, p: ABDParams, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's headline claims, checked seed by seed on the defence ``matrix`` rows
     (:func:`run_matrix`: one row per attack x defence x seed), paired by seed, with the two-SEM
-    rule of :mod:`paperlib.claims` (``results/abd/claims.csv``).  Table I's claims read ``seeds``,
+    rule of :mod:`paperlib.claims` (``results/abd/claims.csv``).  Table I's claims read each attack's seeds (``seeds_for``),
     Tables II-III's (ABD's ablation variants) ``ablation_seeds``.  ``tables`` (the seed summaries)
     is not needed and kept for callers; without ``matrix`` every claim is not measured."""
     from paperlib.claims import AllOf, Claim, Compare, claims_table, per_seed, show_paper

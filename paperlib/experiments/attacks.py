@@ -182,7 +182,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                                            "finetune_lr", "base_model") if c in victims.columns]],
                     results / "attacks" / "victims.md")
         from paperlib.experiments import victims_summary
-        victims_summary.write(rows, results)   # this run's recipes over their seeds, beside the papers' band
+        victims_summary.write(rows, results, victims)   # this run's recipes over their seeds, beside the papers' band
         triggers = upsert_csv(results / "attacks" / "triggers.csv", trigger_rows, ("attack", "scale")) \
             if trigger_rows else None
         with timer("gallery"):

@@ -319,8 +319,9 @@ def _budget_row(attack: str, scale: str, seed: int, train: TrainConfig, clean_sc
            "asr_kept": keep, "samples": model.summary.get("samples", 0), "wall_s": model.summary.get("seconds", 0.0),
            "steps": steps, **provenance(victim, model)}
     if victim_cfg is not None:
+        import json
         v_steps = victim.summary.get("steps")
-        row.update(victim_lr=victim_cfg.finetune.lr, victim_steps=v_steps, lr_vs_victim=train.lr / victim_cfg.finetune.lr,
+        row.update(attack_params=json.dumps(victim_cfg.attack_params, sort_keys=True), victim_lr=victim_cfg.finetune.lr, victim_steps=v_steps, lr_vs_victim=train.lr / victim_cfg.finetune.lr,
                    steps_vs_victim=steps / v_steps if steps and v_steps else float("nan"))
     return row
 

@@ -181,7 +181,7 @@ def _paper_detection_lines(ax, p: EftCLIPParams) -> None:
     t1 = lookup(PAPER, "Table 1")
     n = t1.setting.str.extract(r"n_backdoor=(\d+)")[0].astype(int)
     for row, colour in zip(t1[n == n.max()].itertuples(), ("grey", "black")):
-        ax.axhline(row.value, color=colour, ls=":", lw=1, label=f"paper Table 1, {row.row}")
+        ax.axhline(row.value, color=colour, ls=":", lw=1, label=f"paper Table 1, {row.row} (its default setting only)")
 
 
 def _seeds_text(seeds) -> str:

@@ -420,11 +420,14 @@ def plot_poison_curve(out: dict, p: FoundationParams) -> Path:
     base_ca = df["base_ca_top1"].mean()
     ax.axhline(base_ca, color="grey", lw=1, ls=":", label=f"clean base CA top-1 ({base_ca:.1f})")
     from paperlib.experiments.regime import papers_band
-    try:   # the four papers' NoDefense top-1 ASR of this attack (at their 0.3 % poison rate)
+    try:   # the papers' NoDefense top-1 ASR of this attack, each at its own poison rate (0.3 % and up)
         low, high, _ = papers_band(p.victim.attack)
-        ax.axhspan(low, high, color="tab:green", alpha=0.12, label=f"papers' NoDefense ASR top-1 ({low:.0f}-{high:.0f})")
+        ax.axhspan(low, high, color="tab:green", alpha=0.12,
+                   label=f"papers' NoDefense ASR top-1 ({low:.0f}-{high:.0f}), at their own poison rates")
     except KeyError:
         pass
+    papers_rate = 0.003 * p.victim.finetune_scenes   # ABD's and CleanerCLIP's 1,500 of 500K pairs
+    ax.axvline(papers_rate, color="tab:green", lw=1, ls="--", label=f"0.3 % of the fine-tuning pairs ({papers_rate:g})")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")

@@ -26,6 +26,8 @@ SUMMARY_COLUMNS = RECIPE + (
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """The summary lines of victim ``rows`` (columns as in victims.csv), one per recipe."""
     from paperlib.experiments.regime import papers_band
+    if rows.empty or any(c not in rows for c in RECIPE):   # e.g. a run of pre-training victims only
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     rows = rows[rows.threat_model == "finetune"]
     out = []
     for key, g in rows.groupby(list(RECIPE), dropna=False, sort=False):
@@ -48,17 +50,25 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
 
 
-def write(rows: list[dict] | pd.DataFrame, results: str | Path) -> pd.DataFrame | None:
-    """Upsert the summary of a run's victim ``rows`` into ``results/attacks/victims_summary.csv`` and
-    rewrite its Markdown view; returns the whole file (None when the run made no fine-tuning victim)."""
-    from paperlib.results import to_markdown, upsert_csv
-    summary = summarise(pd.DataFrame(rows))
+def write(rows: list[dict] | pd.DataFrame, results: str | Path, every: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Upsert the summary of a run's recipes into ``results/attacks/victims_summary.csv`` and rewrite
+    its Markdown view; returns the whole file (None when the run made no fine-tuning victim).  A
+    recipe's line counts every seed of it in ``every`` (the whole victims file), not only the seeds
+    this run made, so a run of one more seed does not shrink the line to that seed."""
+    from paperlib.results import _key_strings, to_markdown, upsert_csv
+    rows = pd.DataFrame(rows)
+    if rows.empty or any(c not in rows for c in RECIPE):
+        return None
+    if every is not None and len(every) and all(c in every for c in RECIPE):
+        every = every[_key_strings(every, RECIPE).isin(set(_key_strings(rows, RECIPE)))]
+        rows = every if len(every) else rows
+    summary = summarise(rows)
     if summary.empty:
         return None
     path = Path(results) / "attacks" / "victims_summary.csv"
     df = upsert_csv(path, summary.to_dict("records"), RECIPE, SUMMARY_COLUMNS)
-    view = df[["attack", "base_model", "poison_count", "finetune_scenes", "poison_rate", "poison_caption",
-               "finetune_lr", "seeds", "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std", "base_ca_top1",
+    view = df[["attack", "attack_params", "scale", "base_model", "poison_count", "finetune_scenes", "poison_rate",
+               "poison_caption", "finetune_epochs", "finetune_lr", "seeds", "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std", "base_ca_top1",
                "base_asr_top1", "clean_asr_top1_mean", "papers_asr_low", "papers_asr_high"]]
     to_markdown(view, path.with_suffix(".md"))
     return df
