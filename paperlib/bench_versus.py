@@ -122,26 +122,34 @@ def _steady_seconds(step_seconds: list[float], warmup: int) -> float:
     return float(sum(timed)) / len(timed)
 
 
-def run_paperlib(model_name: str, data: str, precision: str, batch_size: int, warmup: int, steps: int,
-                 workers: int, threads: int, csv: Path | None = None) -> float:
-    """Mean seconds per steady-state step of paperlib's training loop (:func:`paperlib.train.loop.train`)."""
-    from paperlib.models import config_image_size, create_model, get_tokenizer
-    from paperlib.train.loop import TrainConfig, train
-    from paperlib.train.losses import ClipLossTerm
+def _pair_set(model_name: str, context_length: int, data: str, n: int, workers: int, csv: Path | None, what: str):
+    """The ``n`` pairs a run trains on: random uint8 images and token ids (``synthetic``), or the first
+    ``n`` rows of the exported CSV of PNGs read by loader workers (``csv``)."""
+    from paperlib.models import config_image_size, get_tokenizer
     from paperlib.train.pairs import LoaderPairs, TensorPairs
-    n = batch_size * (warmup + steps)
-    model = create_model(model_name, seed=0)
     if data == "synthetic":
         side = config_image_size(model_name)
         rng = np.random.default_rng(0)
-        pairs = TensorPairs(rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8),
-                            rng.integers(1, 49000, (n, model.context_length)))
-    else:
-        from paperlib.data.realdata import CaptionCSV
-        dataset = CaptionCSV(csv, config_image_size(model_name), image_key="filepath", caption_key="title")
-        if len(dataset) < n:
-            raise ValueError(f"{csv}: {len(dataset)} rows, the run needs {n}")
-        pairs = LoaderPairs(dataset.select(np.arange(n)), get_tokenizer(model_name), workers=workers)
+        return TensorPairs(rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8),
+                           rng.integers(1, 49000, (n, context_length)))
+    if csv is None:
+        raise ValueError(f"{what}: data 'csv' needs csv= (a CSV that export_csv wrote)")
+    from paperlib.data.realdata import CaptionCSV
+    dataset = CaptionCSV(csv, config_image_size(model_name), image_key="filepath", caption_key="title")
+    if len(dataset) < n:
+        raise ValueError(f"{csv}: {len(dataset)} rows, the {what} needs {n}")
+    return LoaderPairs(dataset.select(np.arange(n)), get_tokenizer(model_name), workers=workers)
+
+
+def run_paperlib(model_name: str, data: str, precision: str, batch_size: int, warmup: int, steps: int,
+                 workers: int, threads: int, csv: Path | None = None) -> float:
+    """Mean seconds per steady-state step of paperlib's training loop (:func:`paperlib.train.loop.train`)."""
+    from paperlib.models import create_model
+    from paperlib.train.loop import TrainConfig, train
+    from paperlib.train.losses import ClipLossTerm
+    n = batch_size * (warmup + steps)
+    model = create_model(model_name, seed=0)
+    pairs = _pair_set(model_name, model.context_length, data, n, workers, csv, "run")
     cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=LR, weight_decay=WEIGHT_DECAY, betas=BETAS, eps=EPS,
                       warmup_steps=warmup, grad_clip=GRAD_CLIP, precision=precision, log_every=1,
                       checkpoint_every=10 ** 9, seed=0, threads=threads)
@@ -211,28 +219,14 @@ def step_profile(model_name: str = "tiny-rn64", data: str = "synthetic", precisi
     forward (towers and loss), backward, optimiser (gradient clip, AdamW); one row per phase.  The
     step is that of :func:`paperlib.train.loop.train` taken apart (its schedule and logit-scale clamp,
     each a few scalar operations, are left out)."""
-    from paperlib.models import config_image_size, create_model, get_tokenizer
+    from paperlib.models import create_model
     from paperlib.train.losses import ClipLossTerm, TrainingObjective
     from paperlib.train.optim import make_optimizer
-    from paperlib.train.pairs import LoaderPairs, TensorPairs
     torch.set_num_threads(threads)
     model = create_model(model_name, seed=0).to(memory_format=torch.channels_last)
     objective = TrainingObjective(model, [(ClipLossTerm(), 1.0)])
     opt = make_optimizer(model, LR, WEIGHT_DECAY, BETAS, EPS)
-    n = batch_size * (steps + 1)
-    if data == "synthetic":
-        side = config_image_size(model_name)
-        rng = np.random.default_rng(0)
-        pairs = TensorPairs(rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8),
-                            rng.integers(1, 49000, (n, model.context_length)))
-    else:
-        if csv is None:
-            raise ValueError("step_profile: data 'csv' needs csv= (a CSV that export_csv wrote)")
-        from paperlib.data.realdata import CaptionCSV
-        dataset = CaptionCSV(csv, config_image_size(model_name), image_key="filepath", caption_key="title")
-        if len(dataset) < n:
-            raise ValueError(f"{csv}: {len(dataset)} rows, the profile needs {n}")
-        pairs = LoaderPairs(dataset.select(np.arange(n)), get_tokenizer(model_name), workers=workers)
+    pairs = _pair_set(model_name, model.context_length, data, batch_size * (steps + 1), workers, csv, "profile")
     torch.use_deterministic_algorithms(True, warn_only=True)   # as the loop on the CPU
     phases = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     amp = precision == "bf16"

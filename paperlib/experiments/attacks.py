@@ -87,12 +87,8 @@ class AttackSuiteParams:
         if set(self.only) - named:
             raise ParamError(f"only: {sorted(set(self.only) - named)} appear nowhere in this file; "
                              f"its attacks: {sorted(named)}")
-        for a, seeds in self.seeds_by_attack.items():
-            if a not in attacks:
-                raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(attacks)}")
-            if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
-                    or not all(type(s) is int and s >= 0 for s in seeds)):
-                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of distinct seeds (integers >= 0)")
+        from paperlib.experiments.victims import check_seeds_by_attack
+        check_seeds_by_attack(self.seeds_by_attack, attacks)
         if self.regime.wanted and self.regime.attack not in attacks:
             raise ParamError(f"regime.attack: {self.regime.attack!r} has no victim; victims: "
                              f"{[v.attack for v in self.victims]}")

@@ -168,12 +168,8 @@ class DefenceMatrixParams:
         seen = [v.attack for v in self.victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"victims: one victim per attack, got {seen}")
-        for a, seeds in self.seeds_by_attack.items():
-            if a not in seen:
-                raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(seen)}")
-            if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
-                    or not all(type(s) is int and s >= 0 for s in seeds)):
-                raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of distinct seeds (integers >= 0)")
+        from paperlib.experiments.victims import check_seeds_by_attack
+        check_seeds_by_attack(self.seeds_by_attack, set(seen))
         seen = [v.attack for v in self.pretrain_victims]
         if len(set(seen)) != len(seen):
             raise ParamError(f"pretrain_victims: one victim per attack, got {seen}")

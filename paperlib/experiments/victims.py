@@ -74,3 +74,14 @@ def complete_victims(data: dict, fields=("victims", "pretrain_victims")) -> dict
             done.append(entry)
         out[field] = done
     return out
+
+
+def check_seeds_by_attack(seeds_by_attack: dict, attacks) -> None:
+    """``seeds_by_attack`` (attack -> its seeds) names only attacks with a victim, each with a
+    non-empty list of distinct integer seeds >= 0; a ParamError naming the key otherwise."""
+    for a, seeds in seeds_by_attack.items():
+        if a not in attacks:
+            raise ParamError(f"seeds_by_attack: {a!r} has no victim; victims: {sorted(attacks)}")
+        if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(type(s) is int and s >= 0 for s in seeds)):
+            raise ParamError(f"seeds_by_attack.{a}: {seeds!r}; give a list of distinct seeds (integers >= 0)")
