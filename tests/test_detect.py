@@ -249,12 +249,12 @@ def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
     from paperlib.experiments import cfbd
     for d in ("attacks", "defences", "detection"):
         (tmp_path / d).mkdir()
-    pd.DataFrame([{"attack": "lc", "scale": "embedded", "threat_model": "finetune", "poison_count": 50, "seed": 0,
+    pd.DataFrame([{"attack": "lc", "scale": "embedded", "threat_model": "finetune", "poison_count": 250, "seed": 0,
                    "ca_top1": 16.0, "asr_top1": 48.0, "base_ca_top1": 16.8, "base_asr_top1": 0.1}]
                  ).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
     pd.DataFrame([{"attack": "lc", "defence": "roclip", "scale": "embedded", "seed": 0, "ca_top1": 15.0,
                    "asr_top1": 35.0}]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
-    pd.DataFrame([{"attack": "lc", "poison_count": 50, "stage": "fine", "scale": "embedded", "seed": 0,
+    pd.DataFrame([{"attack": "lc", "poison_count": 250, "stage": "fine", "scale": "embedded", "seed": 0,
                    "ca_top1": 16.5, "asr_top1": 46.0, **DEFAULT_RULES}]).to_csv(tmp_path / "detection" / "cfbd.csv",
                                                                              index=False)
     p = cfbd.load("params/cfbd/embedded.yaml", {"results_dir": str(tmp_path)})

@@ -285,22 +285,31 @@ def test_smoke_attack_suite_writes_victims_and_calibration(tmp_path, monkeypatch
     assert again.asr_top1.tolist() == cal[(cal.attack_params == '{"s": 4.0}') & (cal.finetune_lr == 1e-3)].asr_top1.tolist()
 
 
-@pytest.mark.parametrize("name", ["defences", "detection", "cleanerclip", "abd", "eftclip", "cfbd"])
-def test_embedded_experiments_reuse_the_attack_suites_victims(name):
-    """A victim named in any embedded experiment has the attack suite's settings for that attack,
-    so it is the same cached model (the defence matrix, detectors and notebooks never train a
-    second, differently poisoned victim under the same attack id)."""
+@pytest.mark.parametrize("name,file,suite_file", [
+    ("defences", "embedded", "embedded"), ("detection", "embedded", "embedded"),
+    ("defences", "embedded-victims", "embedded-victims"),
+    ("cleanerclip", "embedded", "embedded-victims"), ("abd", "embedded", "embedded-victims"),
+    ("eftclip", "embedded", "embedded-victims"), ("cfbd", "embedded", "embedded-victims")])
+def test_embedded_experiments_reuse_the_attack_suites_victims(name, file, suite_file):
+    """A victim named in any embedded experiment has the settings of its attack suite for that
+    attack (the four papers' notebooks: the new victims of attacks/embedded-victims.yaml, on the
+    shipped base; the old matrix and detection files: attacks/embedded.yaml), so it is the same cached
+    model (the defence matrix, detectors and notebooks never train a second, differently poisoned
+    victim under the same attack id)."""
     import importlib
     from dataclasses import asdict
 
     from paperlib.experiments import attacks
-    suite = {v.attack: asdict(v) for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").victims}
-    p = importlib.import_module(f"paperlib.experiments.{name}").load(ROOT / "params" / name / "embedded.yaml")
+    suite_params = attacks.load(ROOT / "params" / "attacks" / f"{suite_file}.yaml")
+    suite = {v.attack: asdict(v) for v in suite_params.victims}
+    p = importlib.import_module(f"paperlib.experiments.{name}").load(ROOT / "params" / name / f"{file}.yaml")
     victims = getattr(p, "victims", ())
     assert victims, f"{name} names no victims"
     for v in victims:
         assert asdict(v) == suite[v.attack], (name, v.attack)
-    # victims of the pre-training threat model too (the defence matrix's RoCLIP-from-scratch rows)
+    assert p.base_checkpoint == suite_params.base_checkpoint, "victims of the same settings on another base"
+    # victims of the pre-training threat model: the attack suite's (the defence matrix's
+    # RoCLIP-from-scratch rows, EftCLIP's Tables 3-4)
     pre = {v.attack: asdict(v) for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").pretrain_victims}
     for v in getattr(p, "pretrain_victims", ()):
         assert asdict(v) == pre[v.attack], (name, "pretrain", v.attack)
@@ -414,7 +423,7 @@ def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypat
     assert blended0.attack_params == {} and badclip0.attack_params == {}
     assert blended0.poison == suite["blended"].poison          # the rest still from the suite
     a = attacks.load(ROOT / "params" / "attacks" / "embedded-victims.yaml")
-    assert {v.attack: v.attack_params for v in a.victims}["badclip"] == {}
+    assert {v.attack: v.attack_params for v in a.victims}["blended"] == {}
     # an attack the suite has no victim for must be stated in full
     small = tmp_path / "suite.yaml"
     small.write_text("victims:\n  - {attack: badnet, attack_params: {patch_fraction: 0.25}}\n")
