@@ -71,3 +71,22 @@ def test_the_shipped_embedded_base_matches_its_record(tmp_path):
     shipped = rows[(rows.model == "shipped_base") & (rows.base_model == record["base_model"])]
     assert dict(zip(shipped.split, shipped.top1)) == pytest.approx(
         {k: round(v, 2) for k, v in record["zeroshot_top1"].items()}, abs=0.01)
+
+
+def test_a_shipped_base_shows_the_data_ablation_rows_that_chose_its_data(tmp_path):
+    """With base_checkpoint the data variants are not pre-trained again; the notebook shows the
+    rows already in the results folder, of this scale and these variants only."""
+    import pandas as pd
+
+    from paperlib.experiments import foundation
+    (tmp_path / "foundation").mkdir()
+    rows = [{"variant": v, "split": "imagenet_analog", "scale": sc, "seed": 0, "top1": t}
+            for v, sc, t in [("one_style_plain_bg", "embedded", 3.0), ("two_styles_plain_bg", "embedded", 4.0),
+                             ("two_styles_plain_bg", "smoke", 9.0), ("gone_variant", "embedded", 5.0)]]
+    pd.DataFrame(rows).to_csv(tmp_path / "foundation" / "data_ablation.csv", index=False)
+    p = foundation.load(ROOT / "params" / "foundation" / "embedded.yaml", {"results_dir": str(tmp_path)})
+    assert p.base_checkpoint and "two_styles_plain_bg" in p.data_ablation.variants
+    got = foundation.committed_data_ablation(p)
+    assert sorted(got.variant) == ["one_style_plain_bg", "two_styles_plain_bg"] and set(got.scale) == {"embedded"}
+    empty = foundation.load(ROOT / "params" / "foundation" / "embedded.yaml", {"results_dir": str(tmp_path / "none")})
+    assert len(foundation.committed_data_ablation(empty)) == 0

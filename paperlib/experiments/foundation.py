@@ -234,6 +234,12 @@ def run(p: FoundationParams, log=print) -> dict:
         with timer("data_ablation"):
             data_abl = data_ablation(p, clean_eval_for=lambda m, d, s: pl.evaluate(
                 m, d, s, templates=ev.templates, device=p.device, batch_size=ev.batch_size))
+    elif p.data_ablation.variants:
+        # a shipped base is not pre-trained here, so neither are its data variants: the rows that
+        # chose its data (written when the base was trained from scratch) are shown as they stand
+        data_abl = committed_data_ablation(p)
+        log(f"data ablation: {len(data_abl)} rows of {results / 'foundation' / 'data_ablation.csv'} reused "
+            f"(the base is shipped: its pre-training variants are not re-run)")
     write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": str(base.path.name), "base_summary": base.summary})
     return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
@@ -268,6 +274,17 @@ def data_ablation(p: FoundationParams, clean_eval_for):
                          "final_loss": s.get("final_losses", {}).get("clip")})
     return upsert_csv(Path(p.results_dir) / "foundation" / "data_ablation.csv", rows,
                       ("variant", "split", "scale", "seed"))
+
+
+def committed_data_ablation(p: FoundationParams):
+    """The data ablation's rows already in ``<results_dir>/foundation/data_ablation.csv`` for this
+    scale and the variants of ``p`` (empty when the file has none)."""
+    import pandas as pd
+    path = Path(p.results_dir) / "foundation" / "data_ablation.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    return df[(df.scale == p.scale) & df.variant.isin(list(p.data_ablation.variants))].reset_index(drop=True)
 
 
 def vocabulary_ablation(p: FoundationParams, base, clean_eval):
@@ -451,6 +468,7 @@ def check_targets(out: dict, p: FoundationParams):
     rows = [
         ("clean base zero-shot top-1 >= 20% (imagenet_analog)", 20.0, float(base["top1"].mean())),
         ("clean base zero-shot top-5 >= 45% (imagenet_analog)", 45.0, float(base["top5"].mean())),
+        ("shipped clean base zero-shot top-1 >= 25% (imagenet_analog; issue 22)", 25.0, float(base["top1"].mean())),
         ("clean pre-training <= 30 minutes", 30.0, minutes),
         ("BadNet victim ASR top-1 >= 90%", 90.0, float(vic["asr_top1"].mean())),
         ("victim clean top-1 within 2 points of the base", 2.0,
