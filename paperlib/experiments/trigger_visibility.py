@@ -1,0 +1,176 @@
+"""How visible each trigger is to the clean base: the measured reason an attack implants or not.
+
+Issue 22 asks, for the attacks whose victims miss the papers' band (WaNet, SSBA, LC, mmPoison), for
+the best setting found *with the reason measured*.  A backdoor is learned by fine-tuning the
+image encoder that the clean base already is; one pass over 1 % poisoned pairs can only bind the
+target caption to what that encoder already tells apart from clean images.  So for every trigger of
+an attack-suite file, on test images of the ImageNet analogue (non-target classes, the ASR images):
+
+* ``pixel_mean_abs``: mean absolute pixel change the trigger makes (0-255 scale), and
+  ``pixel_changed``: the share of pixel values it moves by more than 8 levels;
+* ``feature_cosine``: mean cosine similarity between each image's clean-base embedding with and
+  without the trigger (1: the base does not see it at all);
+* ``probe_auroc``: how well a linear classifier (scikit-learn's logistic regression) on the clean
+  base's image embeddings tells triggered from clean images, out of fold (5 folds, an image and its
+  triggered copy always in the same fold), as a percentage (50: chance, 100: separable).
+
+Beside them, the victims' top-1 ASR at the same trigger and recipe (mean over the seeds in
+``attacks/victims.csv``, else the first seed's ``attacks/calibration.csv`` row).  Rows:
+``results/attacks/trigger_visibility.csv`` (and ``.md``), keyed by attack, trigger and base.
+
+    python -m paperlib.experiments.trigger_visibility params/attacks/embedded-victims.yaml [results_dir=results]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+VISIBILITY_KEY = ("attack", "attack_params", "scale", "base_model", "target")
+RECIPE_COLUMNS = ("poison_count", "poison_caption", "finetune_scenes", "finetune_epochs", "finetune_lr")
+CHANGED_LEVELS = 8      # a pixel value moved by more than this (of 255) counts as changed
+
+
+def pixel_change(clean: np.ndarray, triggered: np.ndarray) -> dict:
+    """Mean absolute change (0-255) and the share (%) of values moved by more than CHANGED_LEVELS."""
+    d = np.abs(triggered.astype(np.int16) - clean.astype(np.int16))
+    return {"pixel_mean_abs": float(d.mean()), "pixel_changed": 100.0 * float((d > CHANGED_LEVELS).mean())}
+
+
+def separability(clean_feats: np.ndarray, trig_feats: np.ndarray, folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold AUROC (%) of a logistic regression telling triggered from clean embeddings, and
+    the mean cosine similarity of each pair.  Image i and its triggered copy share a fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    n = len(clean_feats)
+    if n != len(trig_feats) or n < 2 * folds:
+        raise ValueError(f"need as many triggered as clean embeddings and at least {2 * folds} of each; "
+                         f"got {n} and {len(trig_feats)}")
+    cos = float(np.mean(np.sum(clean_feats * trig_feats, axis=1) /
+                        (np.linalg.norm(clean_feats, axis=1) * np.linalg.norm(trig_feats, axis=1) + 1e-12)))
+    x = np.concatenate([clean_feats, trig_feats])
+    y = np.concatenate([np.zeros(n), np.ones(n)])
+    groups = np.concatenate([np.arange(n), np.arange(n)])
+    order = np.random.default_rng(seed).permutation(n)          # GroupKFold is deterministic: shuffle the groups
+    groups = order[groups]
+    scores = np.zeros(2 * n)
+    for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[train], y[train])
+        scores[test] = clf.decision_function(x[test])
+    return {"feature_cosine": cos, "probe_auroc": 100.0 * float(roc_auc_score(y, scores))}
+
+
+def _victim_asr(results: Path, row: dict) -> tuple[float, int, str]:
+    """(mean top-1 ASR, number of seeds, file) of the victims of this trigger and recipe."""
+    for name in ("victims.csv", "calibration.csv"):
+        path = results / "attacks" / name
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path)
+        if "attack_params" not in df or "base_model" not in df:
+            continue
+        sel = (df.attack == row["attack"]) & (df.attack_params.astype(str) == row["attack_params"]) \
+            & (df.base_model.astype(str) == row["base_model"])
+        for c in RECIPE_COLUMNS:
+            if c in df:
+                want = row[c]
+                sel &= np.isclose(df[c].astype(float), float(want)) if isinstance(want, (int, float)) \
+                    else (df[c].astype(str) == str(want))
+        if "threat_model" in df:
+            sel &= df.threat_model == "finetune"
+        if sel.any():
+            return float(df[sel].asr_top1.mean()), int(df[sel].seed.nunique()), name
+    return float("nan"), 0, ""
+
+
+def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
+    """The visibility rows of every trigger of ``p`` (its victims, calibration entries and trigger checks)."""
+    from paperlib import pipeline as pl
+    from paperlib.data.splits import get_split
+    from paperlib.eval.zeroshot import encode_images
+    from paperlib.experiments.attacks import _params_json
+    from paperlib.experiments.common import clean_base, victim_attack
+    from paperlib.results import to_markdown, upsert_csv
+    import torch
+
+    results = Path(p.results_dir)
+    base = clean_base(p)
+    device = pl.resolve_device(p.device)
+    model = base.load(device)
+    split = get_split("imagenet_analog", p.data)
+    rows, seen = [], set()
+    for v in (*p.victims, *p.calibration, *p.trigger_checks):
+        params_json = _params_json(v.attack_params)
+        if (v.attack, params_json) in seen:
+            continue
+        seen.add((v.attack, params_json))
+        atk = victim_attack(p, base, v)
+        t_idx = split.classnames.index(v.poison.target)
+        keep = atk.asr_rows(split.labels, split.classnames, t_idx, p.eval.asr_convention)
+        keep = keep[np.random.default_rng(0).permutation(len(keep))[:max_images]]
+        clean = np.ascontiguousarray(split.images[np.sort(keep)])
+        x = torch.as_tensor(clean).permute(0, 3, 1, 2)
+        gen = torch.Generator().manual_seed(12345)
+        trig = atk.test_transform(x, gen)
+        same = bool(torch.equal(trig, x))
+        with torch.no_grad():
+            fc = encode_images(model, x, device=device).numpy()
+            ft = encode_images(model, trig, device=device).numpy()
+        row = {"attack": v.attack, "attack_params": params_json, "scale": p.scale, "base_model": base.path.name,
+               "target": v.poison.target, "n_images": int(len(keep)),
+               **pixel_change(x.numpy(), trig.numpy()),
+               **({"feature_cosine": 1.0, "probe_auroc": 50.0} if same else separability(fc, ft)),
+               "poison_count": v.poison.poison_count, "poison_caption": v.poison.caption,
+               "finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs,
+               "finetune_lr": v.finetune.lr}
+        asr, n_seeds, source = _victim_asr(results, row)
+        row.update({"victim_asr_top1": asr, "victim_seeds": n_seeds, "victim_source": source,
+                    "test_images_changed": not same})
+        rows.append(row)
+        log(f"{v.attack:10s} {params_json:45s} pixels {row['pixel_mean_abs']:5.2f}  cos {row['feature_cosine']:.3f}  "
+            f"probe AUROC {row['probe_auroc']:5.1f}  victim ASR {asr:5.1f} ({n_seeds} seeds)")
+    out = upsert_csv(results / "attacks" / "trigger_visibility.csv", rows, VISIBILITY_KEY)
+    cols = ["attack", "attack_params", "pixel_mean_abs", "pixel_changed", "feature_cosine", "probe_auroc",
+            "victim_asr_top1", "victim_seeds"]
+    mine = out[out.base_model.astype(str) == base.path.name].sort_values("probe_auroc")
+    to_markdown(mine[cols], results / "attacks" / "trigger_visibility.md", floatfmt=".2f")
+    plot(mine, results / "attacks" / f"trigger_visibility_{p.scale}.png", p.scale)
+    return pd.DataFrame(rows)
+
+
+def plot(rows: pd.DataFrame, path: Path, scale: str) -> Path:
+    """Victim top-1 ASR against the clean base's probe AUROC, one point per trigger with victims."""
+    import matplotlib.pyplot as plt
+
+    from paperlib.results import save_figure
+    rows = rows[rows.victim_seeds > 0]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter(rows.probe_auroc, rows.victim_asr_top1, color="tab:blue")
+    for r in rows.itertuples():
+        trig = "" if r.attack_params == "{}" else " " + ",".join(
+            f"{k}={v}" for k, v in json.loads(r.attack_params).items() if k != "position")
+        ax.annotate(f"{r.attack}{trig} ({r.victim_seeds})", (r.probe_auroc, r.victim_asr_top1), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axvline(50, color="grey", lw=0.8, ls=":", label="chance (50)")
+    ax.set_xlabel("clean base: triggered vs clean images, linear probe AUROC (%)")
+    ax.set_ylabel("victim top-1 ASR (%), mean over seeds (n)")
+    ax.set_title(f"What the clean base sees of a trigger, and what the victim learns ({scale})", fontsize=9)
+    ax.set_ylim(-3, 103)
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    """``python -m paperlib.experiments.trigger_visibility params/attacks/<file>.yaml [key=value ...]``"""
+    from paperlib.experiments.attacks import load
+    from paperlib.experiments.common import cli
+    return cli(load, run, argv, main.__doc__)
+
+
+__all__ = ["pixel_change", "separability", "run", "VISIBILITY_KEY"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

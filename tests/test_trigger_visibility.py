@@ -1,0 +1,30 @@
+"""Trigger visibility (issue 22's measured reason): the pixel and feature measures on hand-made inputs."""
+import numpy as np
+import pytest
+
+from paperlib.experiments.trigger_visibility import pixel_change, separability
+
+
+def test_pixel_change_counts_the_patch_and_nothing_else():
+    clean = np.zeros((2, 3, 64, 64), np.uint8)
+    trig = clean.copy()
+    trig[:, :, -16:, -16:] = 255                       # a 16 px white corner patch
+    m = pixel_change(clean, trig)
+    assert m["pixel_changed"] == pytest.approx(100 * 256 / 4096)
+    assert m["pixel_mean_abs"] == pytest.approx(255 * 256 / 4096)
+    small = clean.copy()
+    small[:, :, :4, :4] = 8                            # moved by 8 levels: not counted as changed
+    assert pixel_change(clean, small)["pixel_changed"] == 0.0
+
+
+def test_separability_is_high_for_a_visible_shift_and_chance_for_none():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(200, 16))
+    shifted = clean + np.r_[3.0, np.zeros(15)]           # the trigger moves one direction a lot
+    seen = separability(clean, shifted)
+    assert seen["probe_auroc"] > 95
+    same = separability(clean, clean + rng.normal(scale=1e-6, size=clean.shape))
+    assert 35 < same["probe_auroc"] < 65 and same["feature_cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert seen["feature_cosine"] < same["feature_cosine"]
+    with pytest.raises(ValueError, match="as many triggered as clean"):
+        separability(clean, shifted[:10])
