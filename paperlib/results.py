@@ -165,11 +165,13 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Lay out ``fig``, write it as PNG to ``path`` (rank 0 only, atomically) and close it."""
+def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
+    """Lay out ``fig`` (``tight``: matplotlib's tight layout), write it as PNG to ``path`` (rank 0
+    only, atomically) and close it."""
     import matplotlib.pyplot as plt
     path = Path(path)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     if _is_writer():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")

@@ -28,3 +28,20 @@ def test_separability_is_high_for_a_visible_shift_and_chance_for_none():
     assert seen["feature_cosine"] < same["feature_cosine"]
     with pytest.raises(ValueError, match="as many triggered as clean"):
         separability(clean, shifted[:10])
+
+
+def test_shift_consistency_tells_a_patch_from_a_warp():
+    """A patch moves every embedding the same way; an image-dependent change moves each its own way."""
+    rng = np.random.default_rng(1)
+    clean = rng.normal(size=(100, 16))
+    patch = separability(clean, clean + np.r_[2.0, np.zeros(15)])
+    warp = separability(clean, clean + rng.normal(scale=2.0, size=clean.shape))
+    assert patch["shift_consistency"] > 0.99 and warp["shift_consistency"] < 0.3
+
+
+def test_trigger_labels_say_pixels():
+    from paperlib.experiments.trigger_visibility import trigger_label
+    assert trigger_label("badclip", '{"patch_fraction": 0.15625}', 64) == "badclip 10 px"
+    assert trigger_label("badnet", '{"patch_fraction": 0.25, "position": "bottom_right"}', 64) == "badnet 16 px"
+    assert trigger_label("wanet", '{"k": 64, "s": 1.0}', 64) == "wanet k=64 s=1.0"
+    assert trigger_label("sig", "{}", 64) == "sig (defaults)"

@@ -10,6 +10,9 @@ an attack-suite file, on test images of the ImageNet analogue (non-target classe
   ``pixel_changed``: the share of pixel values it moves by more than 8 levels;
 * ``feature_cosine``: mean cosine similarity between each image's clean-base embedding with and
   without the trigger (1: the base does not see it at all);
+* ``shift_consistency``: mean cosine between each image's embedding shift (triggered minus clean)
+  and the mean shift (1: the trigger moves every image the same way, as a patch does; near 0: each
+  image its own way);
 * ``probe_auroc``: how well a linear classifier (scikit-learn's logistic regression) on the clean
   base's image embeddings tells triggered from clean images, out of fold (5 folds, an image and its
   triggered copy always in the same fold), as a percentage (50: chance, 100: separable).
@@ -49,8 +52,12 @@ def separability(clean_feats: np.ndarray, trig_feats: np.ndarray, folds: int = 5
     if n != len(trig_feats) or n < 2 * folds:
         raise ValueError(f"need as many triggered as clean embeddings and at least {2 * folds} of each; "
                          f"got {n} and {len(trig_feats)}")
-    cos = float(np.mean(np.sum(clean_feats * trig_feats, axis=1) /
-                        (np.linalg.norm(clean_feats, axis=1) * np.linalg.norm(trig_feats, axis=1) + 1e-12)))
+    def unit(a):
+        return a / (np.linalg.norm(a, axis=-1, keepdims=True) + 1e-12)
+    cos = float(np.mean(np.sum(unit(clean_feats) * unit(trig_feats), axis=1)))
+    # does the trigger move every image the same way?  cosine of each image's shift with the mean shift
+    shift = trig_feats - clean_feats
+    consistency = float(np.mean(unit(shift) @ unit(shift.mean(axis=0))))
     x = np.concatenate([clean_feats, trig_feats])
     y = np.concatenate([np.zeros(n), np.ones(n)])
     groups = np.concatenate([np.arange(n), np.arange(n)])
@@ -60,7 +67,8 @@ def separability(clean_feats: np.ndarray, trig_feats: np.ndarray, folds: int = 5
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[train], y[train])
         scores[test] = clf.decision_function(x[test])
-    return {"feature_cosine": cos, "probe_auroc": 100.0 * float(roc_auc_score(y, scores))}
+    return {"feature_cosine": cos, "shift_consistency": consistency,
+            "probe_auroc": 100.0 * float(roc_auc_score(y, scores))}
 
 
 def _victim_asr(results: Path, row: dict) -> tuple[float, int, str]:
@@ -122,7 +130,8 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
         row = {"attack": v.attack, "attack_params": params_json, "scale": p.scale, "base_model": base.path.name,
                "target": v.poison.target, "n_images": int(len(keep)),
                **pixel_change(x.numpy(), trig.numpy()),
-               **({"feature_cosine": 1.0, "probe_auroc": 50.0} if same else separability(fc, ft)),
+               **({"feature_cosine": 1.0, "shift_consistency": 0.0, "probe_auroc": 50.0} if same
+                  else separability(fc, ft)),
                "poison_count": v.poison.poison_count, "poison_caption": v.poison.caption,
                "finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs,
                "finetune_lr": v.finetune.lr}
@@ -133,34 +142,47 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
         log(f"{v.attack:10s} {params_json:45s} pixels {row['pixel_mean_abs']:5.2f}  cos {row['feature_cosine']:.3f}  "
             f"probe AUROC {row['probe_auroc']:5.1f}  victim ASR {asr:5.1f} ({n_seeds} seeds)")
     out = upsert_csv(results / "attacks" / "trigger_visibility.csv", rows, VISIBILITY_KEY)
-    cols = ["attack", "attack_params", "pixel_mean_abs", "pixel_changed", "feature_cosine", "probe_auroc",
+    cols = ["attack", "attack_params", "pixel_mean_abs", "pixel_changed", "feature_cosine", "shift_consistency",
+            "probe_auroc",
             "victim_asr_top1", "victim_seeds"]
     mine = out[out.base_model.astype(str) == base.path.name].sort_values("probe_auroc")
     to_markdown(mine[cols], results / "attacks" / "trigger_visibility.md", floatfmt=".2f")
-    plot(mine, results / "attacks" / f"trigger_visibility_{p.scale}.png", p.scale)
+    plot(mine, results / "attacks" / f"trigger_visibility_{p.scale}.png", p.scale, p.data.image_size)
     return pd.DataFrame(rows)
 
 
-def plot(rows: pd.DataFrame, path: Path, scale: str) -> Path:
-    """Victim top-1 ASR against the clean base's probe AUROC, one point per trigger with victims."""
+def trigger_label(attack: str, attack_params: str, image_side: int) -> str:
+    """``badclip 10 px``, ``wanet k=64 s=1.0``, ``sig (defaults)``: the attack and what its settings change."""
+    settings = json.loads(attack_params)
+    parts = [f"{round(float(v) * image_side)} px" if k == "patch_fraction" else f"{k}={v}"
+             for k, v in settings.items() if k != "position"]
+    return " ".join([attack, *(parts or ["(defaults)"])])
+
+
+def plot(rows: pd.DataFrame, path: Path, scale: str, image_side: int) -> Path:
+    """Victim top-1 ASR against the clean base's probe AUROC, one numbered point per trigger with
+    victims; the numbers are listed beside the axes (the visible triggers crowd one corner)."""
     import matplotlib.pyplot as plt
 
     from paperlib.results import save_figure
-    rows = rows[rows.victim_seeds > 0]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter(rows.probe_auroc, rows.victim_asr_top1, color="tab:blue")
-    for r in rows.itertuples():
-        trig = "" if r.attack_params == "{}" else " " + ",".join(
-            f"{k}={v}" for k, v in json.loads(r.attack_params).items() if k != "position")
-        ax.annotate(f"{r.attack}{trig} ({r.victim_seeds})", (r.probe_auroc, r.victim_asr_top1), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+    rows = rows[rows.victim_seeds > 0].sort_values(["probe_auroc", "victim_asr_top1"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.6, 4.6))
+    ax.scatter(rows.probe_auroc, rows.victim_asr_top1, color="tab:blue", s=18)
+    legend = []
+    for i, r in enumerate(rows.itertuples(), 1):
+        ax.annotate(str(i), (r.probe_auroc, r.victim_asr_top1), fontsize=7, xytext=(3, 2 + 5 * (i % 2)),
+                    textcoords="offset points")
+        legend.append(f"{i:2d} {trigger_label(r.attack, r.attack_params, image_side)} "
+                      f"({r.victim_seeds} seed{'s' if r.victim_seeds > 1 else ''})")
     ax.axvline(50, color="grey", lw=0.8, ls=":", label="chance (50)")
     ax.set_xlabel("clean base: triggered vs clean images, linear probe AUROC (%)")
-    ax.set_ylabel("victim top-1 ASR (%), mean over seeds (n)")
+    ax.set_ylabel("victim top-1 ASR (%), mean over seeds")
     ax.set_title(f"What the clean base sees of a trigger, and what the victim learns ({scale})", fontsize=9)
     ax.set_ylim(-3, 103)
-    ax.legend(loc="lower right", fontsize=8)
-    return save_figure(fig, path)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.text(0.70, 0.5, "\n".join(legend), fontsize=7, family="monospace", va="center")
+    fig.subplots_adjust(right=0.68)
+    return save_figure(fig, path, tight=False)
 
 
 def main(argv=None) -> int:
