@@ -182,7 +182,8 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
             f"of them poisoned with captions of the set naming the target, "
             f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, the "
             "triggers of that file. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
-            + ". The notebooks do not use them yet.")
+            + ". The notebooks' parameter files use them; the executed notebooks and their tables below "
+            "predate them.")
 
 
 def glance(res: str | Path = "results") -> str:
