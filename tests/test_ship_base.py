@@ -89,4 +89,23 @@ def test_a_shipped_base_shows_the_data_ablation_rows_that_chose_its_data(tmp_pat
     got = foundation.committed_data_ablation(p)
     assert sorted(got.variant) == ["one_style_plain_bg", "two_styles_plain_bg"] and set(got.scale) == {"embedded"}
     empty = foundation.load(ROOT / "params" / "foundation" / "embedded.yaml", {"results_dir": str(tmp_path / "none")})
-    assert len(foundation.committed_data_ablation(empty)) == 0
+    assert foundation.committed_data_ablation(empty) is None
+
+
+def test_foundation_targets_read_only_this_runs_base_and_victim(tmp_path):
+    """zeroshot.csv and victims.csv keep rows of other bases and attacks: the targets must not
+    average them in (the old base's 16.8 % beside the shipped 27.9 %, another attack's victim)."""
+    import pandas as pd
+
+    from paperlib.experiments import foundation
+    p = foundation.load(ROOT / "params" / "foundation" / "embedded.yaml", {"results_dir": str(tmp_path)})
+    zs = pd.DataFrame([{"model": "clean_base", "split": "imagenet_analog", "scale": "embedded", "top1": t,
+                        "top5": t + 20, "base_model": b} for t, b in [(16.8, "old"), (27.9, "shipped")]])
+    vic = pd.DataFrame([{"attack": a, "scale": "embedded", "poison_count": 500, "asr_top1": asr, "ca_top1": 26.0,
+                         "base_ca_top1": 27.9, "victim_model": m}
+                        for a, asr, m in [("badnet", 98.0, "v0"), ("wanet", 5.0, "v1"), ("badnet", 10.0, "other")]])
+    out = {"zeroshot": zs, "victims": vic, "base_summary": {"seconds": 600.0}, "base_model": "shipped",
+           "victim_models": ["v0"]}
+    t = foundation.check_targets(out, p).set_index("target")["measured"]
+    assert t["shipped clean base zero-shot top-1 >= 25% (imagenet_analog; issue 22)"] == 27.9
+    assert t["BadNet victim ASR top-1 >= 90%"] == 98.0

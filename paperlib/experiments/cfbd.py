@@ -43,7 +43,7 @@ class CFBDParams(DetectionParams):
     rate_attacks: tuple[str, ...] = param(("badnet", "blended", "ssba", "trojannn", "wanet"), choices=ATTACK_IDS,
                                           doc="attacks of Table 3 (each needs a victim entry for its settings)")
     rate_counts: tuple[int, ...] = param((30, 40, 50, 60), range=(1, None),
-                                         doc="poisoned pairs of Table 3 (0.3-0.6% of 10,000 at the embedded scale)")
+                                         doc="poisoned pairs of Table 3 (the paper's 0.3-0.6 %: of 50,000 pairs at the embedded scale, 150-300)")
     fault_attacks: tuple[str, ...] = param(("badnet", "blended", "sig", "ssba", "trojannn", "wanet"), choices=ATTACK_IDS,
                                            doc="attacks of Table 5")
     fault_ratios: tuple[float, ...] = param((0.2, 0.4, 0.6, 0.8), range=(0.0, 1.0), doc="benign share of the seed set")

@@ -48,7 +48,8 @@ class DetectionSweep:
     taus: tuple[int, ...] = param((5, 7), range=(1, None), doc="object-list lengths (Fig. 4)")
     oracles: tuple[str, ...] = param(ORACLE_KINDS, choices=ORACLE_KINDS, doc="oracles to compare")
     default_rho: int = param(16, range=(1, None), doc="rho of Table 1 (the victim's own trigger size)")
-    default_position: str = param("random", choices=POSITIONS, doc="mu of Table 1 (random, as in training)")
+    default_position: str = param("random", choices=POSITIONS, doc="mu of Table 1: where the victim learned its patch (random for the "
+                                  "pre-training victim and the old suite, bottom_right for the new victims)")
     latency_images: int = param(1000, range=(1, None), doc="images timed one by one per oracle (Fig. 6)")
     figure_images: int = param(4, range=(1, 12), doc="images drawn in Fig. 7")
     victim: str = param("finetune", choices=("finetune", "pretrain"),

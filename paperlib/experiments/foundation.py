@@ -238,11 +238,12 @@ def run(p: FoundationParams, log=print) -> dict:
         # a shipped base is not pre-trained here, so neither are its data variants: the rows that
         # chose its data (written when the base was trained from scratch) are shown as they stand
         data_abl = committed_data_ablation(p)
-        log(f"data ablation: {len(data_abl)} rows of {results / 'foundation' / 'data_ablation.csv'} reused "
+        log(f"data ablation: {0 if data_abl is None else len(data_abl)} rows of {results / 'foundation' / 'data_ablation.csv'} reused "
             f"(the base is shipped: its pre-training variants are not re-run)")
     write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": str(base.path.name), "base_summary": base.summary})
     return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
+            "base_model": base.path.name, "victim_models": [r["victim_model"] for r in victim_rows],
             "base_summary": base.summary, "wall_seconds": timer.sections, "ablation": ablation,
             "data_ablation": data_abl,
             "linear_probe": probes}
@@ -278,13 +279,14 @@ def data_ablation(p: FoundationParams, clean_eval_for):
 
 def committed_data_ablation(p: FoundationParams):
     """The data ablation's rows already in ``<results_dir>/foundation/data_ablation.csv`` for this
-    scale and the variants of ``p`` (empty when the file has none)."""
+    scale and the variants of ``p`` (None when the file has none)."""
     import pandas as pd
     path = Path(p.results_dir) / "foundation" / "data_ablation.csv"
     if not path.is_file():
-        return pd.DataFrame()
+        return None
     df = pd.read_csv(path)
-    return df[(df.scale == p.scale) & df.variant.isin(list(p.data_ablation.variants))].reset_index(drop=True)
+    df = df[(df.scale == p.scale) & df.variant.isin(list(p.data_ablation.variants))].reset_index(drop=True)
+    return df if len(df) else None
 
 
 def vocabulary_ablation(p: FoundationParams, base, clean_eval):
@@ -461,9 +463,15 @@ def check_targets(out: dict, p: FoundationParams):
     """The foundation issue's targets, checked against the measured numbers (one row each)."""
     import pandas as pd
     zs = out["zeroshot"]
-    base = zs[(zs["model"] == "clean_base") & (zs["split"] == "imagenet_analog") & (zs["scale"] == p.scale)]
+    # the files keep rows of other bases and attacks: only this run's base and victim count
+    here = out.get("base_model")
+    base = zs[(zs["model"] == "clean_base") & (zs["split"] == "imagenet_analog") & (zs["scale"] == p.scale)
+              & ((zs["base_model"].astype(str) == here) if here and "base_model" in zs else True)]
     vic = out["victims"]
-    vic = vic[(vic["scale"] == p.scale) & (vic["poison_count"] == p.victim.poison.poison_count)]
+    vic = vic[(vic["scale"] == p.scale) & (vic["poison_count"] == p.victim.poison.poison_count)
+              & (vic["attack"] == p.victim.attack)
+              & ((vic["victim_model"].astype(str).isin(out.get("victim_models", ())))
+                 if out.get("victim_models") and "victim_model" in vic else True)]
     minutes = out["base_summary"].get("seconds", float("nan")) / 60
     rows = [
         ("clean base zero-shot top-1 >= 20% (imagenet_analog)", 20.0, float(base["top1"].mean())),

@@ -18,7 +18,8 @@ an attack-suite file, on test images of the ImageNet analogue (non-target classe
   triggered copy always in the same fold), as a percentage (50: chance, 100: separable).
 
 Beside them, the victims' top-1 ASR at the same trigger and recipe (mean over the seeds in
-``attacks/victims.csv``, else the first seed's ``attacks/calibration.csv`` row).  Rows:
+``attacks/victims.csv``, else over those in ``attacks/calibration.csv``; an attack without a test-time
+trigger, mmPoison, gets no visibility numbers).  Rows:
 ``results/attacks/trigger_visibility.csv`` (and ``.md``), keyed by attack, trigger and base.
 
     python -m paperlib.experiments.trigger_visibility params/attacks/embedded-victims.yaml [results_dir=results]
@@ -130,7 +131,7 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
         row = {"attack": v.attack, "attack_params": params_json, "scale": p.scale, "base_model": base.path.name,
                "target": v.poison.target, "n_images": int(len(keep)),
                **pixel_change(x.numpy(), trig.numpy()),
-               **({"feature_cosine": 1.0, "shift_consistency": 0.0, "probe_auroc": 50.0} if same
+               **({"feature_cosine": float("nan"), "shift_consistency": float("nan"), "probe_auroc": float("nan")} if same
                   else separability(fc, ft)),
                "poison_count": v.poison.poison_count, "poison_caption": v.poison.caption,
                "finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs,
