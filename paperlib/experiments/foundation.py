@@ -464,14 +464,10 @@ def check_targets(out: dict, p: FoundationParams):
     import pandas as pd
     zs = out["zeroshot"]
     # the files keep rows of other bases and attacks: only this run's base and victim count
-    here = out.get("base_model")
     base = zs[(zs["model"] == "clean_base") & (zs["split"] == "imagenet_analog") & (zs["scale"] == p.scale)
-              & ((zs["base_model"].astype(str) == here) if here and "base_model" in zs else True)]
+              & (zs["base_model"].astype(str) == out["base_model"])]
     vic = out["victims"]
-    vic = vic[(vic["scale"] == p.scale) & (vic["poison_count"] == p.victim.poison.poison_count)
-              & (vic["attack"] == p.victim.attack)
-              & ((vic["victim_model"].astype(str).isin(out.get("victim_models", ())))
-                 if out.get("victim_models") and "victim_model" in vic else True)]
+    vic = vic[vic["victim_model"].astype(str).isin(out["victim_models"])]
     minutes = out["base_summary"].get("seconds", float("nan")) / 60
     rows = [
         ("clean base zero-shot top-1 >= 20% (imagenet_analog)", 20.0, float(base["top1"].mean())),

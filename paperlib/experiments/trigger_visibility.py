@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 VISIBILITY_KEY = ("attack", "attack_params", "scale", "base_model", "target")
+# what names a victim's recipe beside its trigger (victims_summary's recipe, less what the row keys already)
 RECIPE_COLUMNS = ("poison_count", "poison_caption", "finetune_scenes", "finetune_epochs", "finetune_lr")
 CHANGED_LEVELS = 8      # a pixel value moved by more than this (of 255) counts as changed
 
@@ -100,7 +101,7 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
     from paperlib import pipeline as pl
     from paperlib.data.splits import get_split
     from paperlib.eval.zeroshot import encode_images
-    from paperlib.experiments.attacks import _params_json
+    from paperlib.experiments.attacks import _params_json, _recipe
     from paperlib.experiments.common import clean_base, victim_attack
     from paperlib.results import to_markdown, upsert_csv
     import torch
@@ -125,17 +126,14 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
         gen = torch.Generator().manual_seed(12345)
         trig = atk.test_transform(x, gen)
         same = bool(torch.equal(trig, x))
-        with torch.no_grad():
-            fc = encode_images(model, x, device=device).numpy()
-            ft = encode_images(model, trig, device=device).numpy()
+        fc = encode_images(model, x, device=device).numpy()
+        ft = encode_images(model, trig, device=device).numpy()
         row = {"attack": v.attack, "attack_params": params_json, "scale": p.scale, "base_model": base.path.name,
                "target": v.poison.target, "n_images": int(len(keep)),
                **pixel_change(x.numpy(), trig.numpy()),
                **({"feature_cosine": float("nan"), "shift_consistency": float("nan"), "probe_auroc": float("nan")} if same
                   else separability(fc, ft)),
-               "poison_count": v.poison.poison_count, "poison_caption": v.poison.caption,
-               "finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs,
-               "finetune_lr": v.finetune.lr}
+               "poison_count": v.poison.poison_count, **_recipe(v)}
         asr, n_seeds, source = _victim_asr(results, row)
         row.update({"victim_asr_top1": asr, "victim_seeds": n_seeds, "victim_source": source,
                     "test_images_changed": not same})
@@ -144,8 +142,7 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
             f"probe AUROC {row['probe_auroc']:5.1f}  victim ASR {asr:5.1f} ({n_seeds} seeds)")
     out = upsert_csv(results / "attacks" / "trigger_visibility.csv", rows, VISIBILITY_KEY)
     cols = ["attack", "attack_params", "pixel_mean_abs", "pixel_changed", "feature_cosine", "shift_consistency",
-            "probe_auroc",
-            "victim_asr_top1", "victim_seeds"]
+            "probe_auroc", "victim_asr_top1", "victim_seeds"]
     mine = out[out.base_model.astype(str) == base.path.name].sort_values("probe_auroc")
     to_markdown(mine[cols], results / "attacks" / "trigger_visibility.md", floatfmt=".2f")
     plot(mine, results / "attacks" / f"trigger_visibility_{p.scale}.png", p.scale, p.data.image_size)
