@@ -145,10 +145,9 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
     when there are none yet): top-1 ASR and clean top-1 per attack, mean ± std over the seeds there,
     counting only rows made with the file's settings for that attack (trigger, poison count and
     captions, fine-tuning set, passes and lr)."""
-    import json
-
     from paperlib.assets import repo_root
     from paperlib.experiments import attacks
+    from paperlib.experiments.victims_summary import of_recipe
     params = Path(params) if params is not None else repo_root() / VICTIMS_PARAMS
     path = Path(res) / "attacks" / "victims.csv"
     if not path.is_file() or not Path(params).is_file():
@@ -159,11 +158,7 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
         return ""
     parts, base = [], None
     for v in suite.victims:
-        g = df[(df.attack == v.attack) & (df.threat_model == "finetune")
-               & df.attack_params.map(lambda t, want=v.attack_params: isinstance(t, str) and json.loads(t) == want)
-               & (df.poison_count == v.poison.poison_count) & (df.poison_caption == v.poison.caption)
-               & (df.finetune_scenes == v.finetune_scenes) & (df.finetune_epochs == v.finetune.epochs)
-               & np.isclose(df.finetune_lr.astype(float), v.finetune.lr, rtol=1e-6, atol=0.0)]
+        g = df[of_recipe(df, v)]
         if g.empty:
             continue
         n = len(g)
@@ -182,8 +177,68 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
             f"of them poisoned with captions of the set naming the target, "
             f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, the "
             "triggers of that file. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
-            + ". The notebooks' parameter files use them; the executed notebooks and their tables below "
+            + ". The notebooks' parameter files use them; the executed notebooks (the papers' table below) "
             "predate them.")
+
+
+# the defence matrix on those victims, at the budget of this file (its rows: results/defences/matrix_summary.csv)
+MATRIX_PARAMS = "params/defences/embedded-victims.yaml"
+DEFENCE_NAMES = {"none": "none", "ft": "FT", "cleanclip": "CleanCLIP", "cleanerclip": "CleanerCLIP", "abd": "ABD",
+                 "roclip": "RoCLIP"}
+
+
+def _band(low: float, high: float) -> str:
+    if pd.isna(low):
+        return "none printed"
+    f = (lambda x: f"{x:.1f}" if x < 10 else f"{x:.0f}")
+    return f(low) if f(low) == f(high) else f"{f(low)}–{f(high)}"
+
+
+def new_matrix(res: Path, params: str | Path | None = None) -> str:
+    """A table of the defence matrix on the victims of ``params`` (empty when no line of
+    ``res/defences/matrix_summary.csv`` is of them): per attack and defence, top-1 ASR / clean top-1
+    as means over the seeds, and the papers' range of top-1 ASR for that attack and defence."""
+    from paperlib.assets import repo_root
+    from paperlib.experiments import defences
+    from paperlib.experiments.victims_summary import of_recipe
+    params = Path(params) if params is not None else repo_root() / MATRIX_PARAMS
+    path = Path(res) / "defences" / "matrix_summary.csv"
+    if not path.is_file() or not Path(params).is_file():
+        return ""
+    p = defences.load(params)
+    df = pd.read_csv(path)
+    budget = df.defence.eq("none") | np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
+    order = ["none", *p.defence.methods]
+    head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
+    lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0
+    for v in p.victims:
+        g = df[of_recipe(df, v) & budget].set_index("defence")
+        planned += len(p.seeds_for(v.attack)) * len(p.defence.methods)
+        if "none" not in g.index:
+            continue
+        cells = []
+        for d in order:
+            if d not in g.index:
+                cells.append("…")
+                continue
+            r = g.loc[d]
+            n = str(r.seeds).split()
+            done += len(n) if d != "none" else 0
+            seeds = "" if r.seeds == g.loc["none", "seeds"] else f" ({'seed' if len(n) == 1 else 'seeds'} {r.seeds})"
+            cells.append(f"{r.asr_top1_mean:.1f} / {r.ca_top1_mean:.1f}{seeds} [{_band(r.papers_asr_low, r.papers_asr_high)}]")
+        seeds = g.loc["none", "seeds"].split()
+        lines.append(f"| {attack_name(v.attack)} ({seeds[0]}-{seeds[-1]}) | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        return ""
+    mine = df[budget & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
+    devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
+    return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
+            f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; "
+            f"every defence fine-tunes on {p.defence.clean_scenes:,} clean pairs, {p.defence.train.epochs:g} passes "
+            f"at lr {_lr(p.defence.train.lr)}; [matrix_summary.csv](results/defences/matrix_summary.csv), with stds "
+            "and what each defence removed paired by seed). Top-1 ASR / clean top-1 (%, means over the seeds), "
+            "[the papers' top-1 ASR for that attack and defence, lowest–highest, fine-tuning victims]:\n\n"
+            + "\n".join(lines))
 
 
 def glance(res: str | Path = "results") -> str:
@@ -201,6 +256,7 @@ def glance(res: str | Path = "results") -> str:
            "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
         "",
         *([new_victims(res), ""] if new_victims(res) else []),
+        *([new_matrix(res), ""] if new_matrix(res) else []),
         "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
         "|---|---|---|---|",
     ]

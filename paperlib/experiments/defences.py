@@ -6,7 +6,9 @@ so nothing is trained twice.  Every defence fine-tunes the victim on the same ``
 clean CC3M-analogue pairs (disjoint from the poisoned set) with the same optimiser settings and
 number of steps: the fair budget the issue asks for, written into every row (``samples``).
 Output: ``results/defences/matrix.csv`` (one row per attack x defence x seed; ``none`` is the
-undefended victim) and its manifest.  ``defence.ft_lrs`` sweeps plain FT's learning rate against
+undefended victim), its manifest, and ``results/defences/matrix_summary.csv`` (each victim recipe's
+seeds condensed per defence, paired against the undefended victim, beside the papers' band:
+:mod:`paperlib.experiments.matrix_summary`).  ``defence.ft_lrs`` sweeps plain FT's learning rate against
 the papers' FT rows (the shared budget is what decides how much of a backdoor clean fine-tuning
 removes); those rows go to ``results/defences/ft_budget.csv``.
 """
@@ -202,7 +204,10 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     results = Path(p.results_dir)
 
     def save(rows):
-        return upsert_csv(results / "defences" / "matrix.csv", rows, MATRIX_KEY, MATRIX_COLUMNS)
+        from paperlib.experiments import matrix_summary
+        out = upsert_csv(results / "defences" / "matrix.csv", rows, MATRIX_KEY, MATRIX_COLUMNS)
+        matrix_summary.write(results)   # each recipe's seeds condensed, beside the papers' band
+        return out
 
     for v in p.victims:
         atk = None

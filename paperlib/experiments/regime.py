@@ -134,16 +134,17 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def papers_band(attack: str, metric: str = "asr") -> tuple[float, float, list[str]]:
-    """(lowest, highest, sources) of every paper's NoDefense top-1 number for ``attack``, of victims
-    poisoned by fine-tuning a pre-trained CLIP (rows of models poisoned during pre-training on CC3M,
-    ``pretrain=cc3m...``, are another threat model and left out)."""
+def papers_band(attack: str, metric: str = "asr", defence: str = "none") -> tuple[float, float, list[str]]:
+    """(lowest, highest, sources) of every top-1 ``metric`` the papers print for ``attack`` under
+    ``defence`` (NoDefense by default), of victims poisoned by fine-tuning a pre-trained CLIP (rows of
+    models poisoned during pre-training on CC3M, ``pretrain=cc3m...``, are another threat model and
+    left out)."""
     from paperlib import papers
     df = papers.load()
-    sel = df[(df.attack == attack) & (df.defence == "none") & (df.metric == metric) & (df.k.isna() | (df.k == 1))
+    sel = df[(df.attack == attack) & (df.defence == defence) & (df.metric == metric) & (df.k.isna() | (df.k == 1))
              & ~df.setting.str.contains("pretrain=cc3m", regex=False)]
     if sel.empty:
-        raise KeyError(f"no paper prints a NoDefense {metric} for {attack!r}")
+        raise KeyError(f"no paper prints a top-1 {metric} for {attack!r} under {defence!r}")
     return float(sel.value.min()), float(sel.value.max()), sorted(set(sel.paper + " " + sel.table))
 
 

@@ -23,6 +23,18 @@ SUMMARY_COLUMNS = RECIPE + (
     "papers_sources")
 
 
+def of_recipe(df: pd.DataFrame, v) -> pd.Series:
+    """Which rows of ``df`` (columns as in victims.csv or matrix_summary.csv) were made with victim entry
+    ``v``'s recipe: its attack and trigger settings, poison count and captions, fine-tuning set, passes
+    and lr (fine-tuning victims only)."""
+    import json
+    same_trigger = df.attack_params.map(lambda t: isinstance(t, str) and json.loads(t) == v.attack_params)
+    return ((df.attack == v.attack) & (df.threat_model == "finetune") & same_trigger.astype(bool)
+            & (df.poison_count == v.poison.poison_count) & (df.poison_caption == v.poison.caption)
+            & (df.finetune_scenes == v.finetune_scenes) & (df.finetune_epochs == v.finetune.epochs)
+            & np.isclose(df.finetune_lr.astype(float), v.finetune.lr, rtol=1e-6, atol=0.0))
+
+
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """The summary lines of victim ``rows`` (columns as in victims.csv), one per recipe."""
     from paperlib.experiments.regime import papers_band
@@ -74,4 +86,4 @@ def write(rows: list[dict] | pd.DataFrame, results: str | Path, every: pd.DataFr
     return df
 
 
-__all__ = ["RECIPE", "SUMMARY_COLUMNS", "summarise", "write"]
+__all__ = ["RECIPE", "SUMMARY_COLUMNS", "of_recipe", "summarise", "write"]

@@ -1,0 +1,66 @@
+"""The defence matrix's summary: a victim recipe's seeds per defence, paired against the undefended victim."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from paperlib.experiments import matrix_summary as ms
+from paperlib.experiments.regime import papers_band
+
+
+def _victims(keys, lr=1e-4, attack="badnet"):
+    return pd.DataFrame([{"attack": attack, "threat_model": "finetune", "scale": "embedded", "base_model": "b0",
+                          "attack_params": "{}", "poison_count": 500, "poison_caption": "natural",
+                          "finetune_scenes": 50000, "finetune_epochs": 1, "finetune_lr": lr, "seed": s,
+                          "victim_model": k} for s, k in enumerate(keys)])
+
+
+def _matrix(rows):
+    """rows: (attack, defence, seed, victim key, asr, ca, lr)."""
+    return pd.DataFrame([{"attack": a, "defence": d, "scale": "embedded", "seed": s, "victim_model": v,
+                          "asr_top1": asr, "ca_top1": ca, "lr": lr, "device": "cpu"}
+                         for a, d, s, v, asr, ca, lr in rows])
+
+
+def test_a_defence_is_paired_seed_by_seed_against_its_own_victim():
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "none", 1, "v1", 90.0, 27.0, np.nan),
+                 ("badnet", "ft", 0, "v0", 70.0, 26.0, 1e-4), ("badnet", "ft", 1, "v1", 80.0, 25.0, 1e-4)])
+    s = ms.summarise(ms.joined(m, _victims(["v0", "v1"]))).set_index("defence")
+    ft, none = s.loc["ft"], s.loc["none"]
+    assert ft.seeds == "0 1" and ft.n_paired == 2 and ft.defence_lr == pytest.approx(1e-4)
+    # removed per seed: 100-70 = 30 and 90-80 = 10 -> mean 20, SEM std([30, 10]) / sqrt(2) = 10
+    assert ft.asr_removed_mean == pytest.approx(20.0) and ft.asr_removed_sem == pytest.approx(10.0)
+    assert ft.ca_cost_mean == pytest.approx(1.0)                      # 0 and 2 points of clean top-1
+    assert ft.asr_top1_mean == pytest.approx(75.0) and ft.asr_top1_std == pytest.approx(np.std([70, 80], ddof=1))
+    assert pd.isna(none.defence_lr) and pd.isna(none.asr_removed_mean)
+    lo, hi, _ = papers_band("badnet", defence="ft")                   # the papers' FT rows for BadNet
+    assert (ft.papers_asr_low, ft.papers_asr_high) == (lo, hi) and lo <= hi
+
+
+def test_rows_of_unknown_victims_and_other_recipes_stay_apart():
+    v = pd.concat([_victims(["v0"]), _victims(["w0"], lr=5e-5)])
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "ft", 0, "v0", 60.0, 26.0, 1e-4),
+                 ("badnet", "none", 0, "w0", 80.0, 26.0, np.nan), ("badnet", "ft", 0, "w0", 40.0, 26.0, 1e-4),
+                 ("badnet", "ft", 0, "old", 5.0, 20.0, 3e-5)])        # its victim is in no victims file
+    s = ms.summarise(ms.joined(m, v))
+    assert len(s) == 4 and not (s.defence_lr == 3e-5).any()
+    ft = s[s.defence == "ft"].set_index("finetune_lr")
+    assert ft.loc[1e-4, "asr_removed_mean"] == 40.0 and ft.loc[5e-5, "asr_removed_mean"] == 40.0
+    assert ft.n_seeds.tolist() == [1, 1] and ft.asr_removed_sem.isna().all()   # one seed: no standard error
+
+
+def test_written_whole_from_the_files_and_nothing_without_them(tmp_path):
+    assert ms.write(tmp_path).empty and not (tmp_path / "defences" / "matrix_summary.csv").exists()
+    (tmp_path / "defences").mkdir()
+    (tmp_path / "attacks").mkdir()
+    _victims(["v0"]).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan),
+             ("badnet", "abd", 0, "v0", 2.0, 24.0, 1e-4)]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    df = ms.write(tmp_path)
+    assert sorted(df.defence) == ["abd", "none"]
+    assert (tmp_path / "defences" / "matrix_summary.md").read_text().count("| badnet |") == 2
+    assert pd.read_csv(tmp_path / "defences" / "matrix_summary.csv").asr_removed_mean.dropna().tolist() == [98.0]
+
+
+def test_the_command_names_a_bad_argument():
+    with pytest.raises(SystemExit, match="results_dir="):
+        ms.main(["results=results"])
