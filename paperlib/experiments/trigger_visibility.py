@@ -33,8 +33,6 @@ import numpy as np
 import pandas as pd
 
 VISIBILITY_KEY = ("attack", "attack_params", "scale", "base_model", "target")
-# what names a victim's recipe beside its trigger (victims_summary's recipe, less what the row keys already)
-RECIPE_COLUMNS = ("poison_count", "poison_caption", "finetune_scenes", "finetune_epochs", "finetune_lr")
 CHANGED_LEVELS = 8      # a pixel value moved by more than this (of 255) counts as changed
 
 
@@ -73,24 +71,18 @@ def separability(clean_feats: np.ndarray, trig_feats: np.ndarray, folds: int = 5
             "probe_auroc": 100.0 * float(roc_auc_score(y, scores))}
 
 
-def _victim_asr(results: Path, row: dict) -> tuple[float, int, str]:
-    """(mean top-1 ASR, number of seeds, file) of the victims of this trigger and recipe."""
+def _victim_asr(results: Path, v, base_model: str) -> tuple[float, int, str]:
+    """(mean top-1 ASR, number of seeds, file) of the victims of entry ``v``'s trigger and recipe on
+    ``base_model``: the attack suite's victims, else its calibration runs."""
+    from paperlib.experiments.victims_summary import RECIPE, of_recipe
     for name in ("victims.csv", "calibration.csv"):
         path = results / "attacks" / name
         if not path.is_file():
             continue
         df = pd.read_csv(path)
-        if "attack_params" not in df or "base_model" not in df:
+        if any(c not in df for c in RECIPE if c not in ("threat_model", "scale")):
             continue
-        sel = (df.attack == row["attack"]) & (df.attack_params.astype(str) == row["attack_params"]) \
-            & (df.base_model.astype(str) == row["base_model"])
-        for c in RECIPE_COLUMNS:
-            if c in df:
-                want = row[c]
-                sel &= np.isclose(df[c].astype(float), float(want)) if isinstance(want, (int, float)) \
-                    else (df[c].astype(str) == str(want))
-        if "threat_model" in df:
-            sel &= df.threat_model == "finetune"
+        sel = of_recipe(df, v) & (df.base_model.astype(str) == base_model)
         if sel.any():
             return float(df[sel].asr_top1.mean()), int(df[sel].seed.nunique()), name
     return float("nan"), 0, ""
@@ -134,7 +126,7 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
                **({"feature_cosine": float("nan"), "shift_consistency": float("nan"), "probe_auroc": float("nan")} if same
                   else separability(fc, ft)),
                "poison_count": v.poison.poison_count, **_recipe(v)}
-        asr, n_seeds, source = _victim_asr(results, row)
+        asr, n_seeds, source = _victim_asr(results, v, base.path.name)
         row.update({"victim_asr_top1": asr, "victim_seeds": n_seeds, "victim_source": source,
                     "test_images_changed": not same})
         rows.append(row)

@@ -26,10 +26,11 @@ SUMMARY_COLUMNS = RECIPE + (
 def of_recipe(df: pd.DataFrame, v) -> pd.Series:
     """Which rows of ``df`` (columns as in victims.csv or matrix_summary.csv) were made with victim entry
     ``v``'s recipe: its attack and trigger settings, poison count and captions, fine-tuning set, passes
-    and lr (fine-tuning victims only)."""
+    and lr (fine-tuning victims only; a file without ``threat_model``, like calibration.csv, holds no other)."""
     import json
     same_trigger = df.attack_params.map(lambda t: isinstance(t, str) and json.loads(t) == v.attack_params)
-    return ((df.attack == v.attack) & (df.threat_model == "finetune") & same_trigger.astype(bool)
+    finetune = df.threat_model == "finetune" if "threat_model" in df else True
+    return ((df.attack == v.attack) & finetune & same_trigger.astype(bool)
             & (df.poison_count == v.poison.poison_count) & (df.poison_caption == v.poison.caption)
             & (df.finetune_scenes == v.finetune_scenes) & (df.finetune_epochs == v.finetune.epochs)
             & np.isclose(df.finetune_lr.astype(float), v.finetune.lr, rtol=1e-6, atol=0.0))
