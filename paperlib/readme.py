@@ -207,7 +207,10 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
         return ""
     p = defences.load(params)
     df = pd.read_csv(path)
-    budget = df.defence.eq("none") | np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
+    # the file's budget: its lr, and the pairs one process sees in whole batches over its passes
+    samples = p.defence.clean_scenes // p.defence.train.batch_size * p.defence.train.batch_size * p.defence.train.epochs
+    budget = df.defence.eq("none") | (np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
+                                      & np.isclose(df.defence_samples.astype(float), samples))
     order = ["none", *p.defence.methods]
     head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
     lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0

@@ -17,7 +17,8 @@ def _victims(keys, lr=1e-4, attack="badnet"):
 def _matrix(rows):
     """rows: (attack, defence, seed, victim key, asr, ca, lr)."""
     return pd.DataFrame([{"attack": a, "defence": d, "scale": "embedded", "seed": s, "victim_model": v,
-                          "asr_top1": asr, "ca_top1": ca, "lr": lr, "device": "cpu"}
+                          "asr_top1": asr, "ca_top1": ca, "lr": lr, "device": "cpu",
+                          "samples": 0 if d == "none" else 24960}
                          for a, d, s, v, asr, ca, lr in rows])
 
 
@@ -46,6 +47,15 @@ def test_rows_of_unknown_victims_and_other_recipes_stay_apart():
     ft = s[s.defence == "ft"].set_index("finetune_lr")
     assert ft.loc[1e-4, "asr_removed_mean"] == 40.0 and ft.loc[5e-5, "asr_removed_mean"] == 40.0
     assert ft.n_seeds.tolist() == [1, 1] and ft.asr_removed_sem.isna().all()   # one seed: no standard error
+
+
+def test_another_budget_at_the_same_lr_is_another_line():
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "cleanclip", 0, "v0", 70.0, 20.0, 1e-4),
+                 ("badnet", "cleanclip", 0, "v0", 10.0, 25.0, 1e-4)])
+    m.loc[2, "samples"] = 99840                                           # four times the passes
+    s = ms.summarise(ms.joined(m, _victims(["v0"])))
+    cc = s[s.defence == "cleanclip"].set_index("defence_samples")
+    assert cc.loc[24960, "asr_top1_mean"] == 70.0 and cc.loc[99840, "asr_top1_mean"] == 10.0
 
 
 def test_written_whole_from_the_files_and_nothing_without_them(tmp_path):

@@ -6,7 +6,7 @@
 The defence matrix (``results/defences/matrix.csv``) has a row per attack x defence x seed, keyed by
 the victim's model; the attack suite's ``results/attacks/victims.csv`` says which recipe made each
 victim model (trigger, poison count and captions, fine-tuning set, passes, lr).  Joined on the victim
-model, the rows of one recipe and one defence budget (its lr) are summarised over seeds into
+model, the rows of one recipe and one defence budget (its lr and the pairs it fine-tuned on) are summarised over seeds into
 ``results/defences/matrix_summary.csv`` (and ``.md``):
 
 * top-1 ASR and clean top-1, mean and std over the seeds;
@@ -29,7 +29,7 @@ import pandas as pd
 
 from paperlib.experiments.victims_summary import RECIPE
 
-KEY = RECIPE + ("defence", "defence_lr")
+KEY = RECIPE + ("defence", "defence_lr", "defence_samples")
 COLUMNS = KEY + (
     "seeds", "n_seeds", "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std",
     "asr_removed_mean", "asr_removed_sem", "ca_cost_mean", "ca_cost_sem", "n_paired",
@@ -46,21 +46,25 @@ def _std(x: pd.Series) -> float:
 
 def joined(matrix: pd.DataFrame, victims: pd.DataFrame) -> pd.DataFrame:
     """The matrix rows whose victim model is in ``victims`` (fine-tuning victims only), with the
-    victim's recipe columns beside them and ``defence_lr`` (NaN on the undefended rows)."""
+    victim's recipe columns beside them and the defence's budget, ``defence_lr`` and
+    ``defence_samples`` (pairs seen in fine-tuning; NaN on the undefended rows)."""
     if matrix.empty or victims.empty or "victim_model" not in matrix or "victim_model" not in victims \
             or any(c not in victims for c in RECIPE):
-        return pd.DataFrame(columns=list(matrix.columns) + [c for c in RECIPE if c not in matrix] + ["defence_lr"])
+        return pd.DataFrame(columns=list(matrix.columns) + [c for c in RECIPE if c not in matrix]
+                            + ["defence_lr", "defence_samples"])
     v = victims[victims.threat_model == "finetune"]
     recipe = [c for c in RECIPE if c not in ("attack", "scale")]
     v = v.drop_duplicates("victim_model", keep="last")[["victim_model", *recipe]]
     out = matrix.merge(v, on="victim_model", how="inner")
-    out["defence_lr"] = np.where(out.defence == "none", np.nan, out["lr"].astype(float))
+    undefended = out.defence == "none"
+    out["defence_lr"] = np.where(undefended, np.nan, out["lr"].astype(float))
+    out["defence_samples"] = np.where(undefended, np.nan, out["samples"].astype(float))
     return out
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per recipe x defence x defence lr of :func:`joined` rows; the undefended line per recipe
-    has ``defence_lr`` NaN and nothing removed."""
+    """One line per recipe x defence x budget (lr, samples) of :func:`joined` rows; the undefended line
+    per recipe has the budget NaN and nothing removed."""
     from paperlib.experiments.regime import papers_band
     if rows.empty:
         return pd.DataFrame(columns=list(COLUMNS))
@@ -110,7 +114,7 @@ def write(results: str | Path) -> pd.DataFrame:
     if df.empty:
         return df
     write_csv_atomic(df, path)
-    view = df[["attack", "base_model", "attack_params", "poison_count", "finetune_lr", "defence", "defence_lr", "seeds",
+    view = df[["attack", "base_model", "attack_params", "poison_count", "finetune_lr", "defence", "defence_lr", "defence_samples", "seeds",
                "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std", "asr_removed_mean",
                "asr_removed_sem", "ca_cost_mean", "papers_asr_low", "papers_asr_high"]]
     to_markdown(view, path.with_suffix(".md"))
