@@ -385,6 +385,49 @@ def test_autoaugment_is_seeded_and_keeps_shape():
     assert a.shape == imgs.shape and a.dtype == torch.uint8 and torch.equal(a, b)
 
 
+def test_joint_views_go_through_a_batchnorm_tower_in_one_pass():
+    """CleanCLIP's trainer encodes each image and its augmented view in one batch: with BatchNorm in
+    training mode the two views then share batch statistics, which two passes would not."""
+    from paperlib.train.losses import JOINT_IMAGES
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.calls = torch.nn.BatchNorm1d(3), 0
+
+        def encode_image(self, x):
+            self.calls += 1
+            return self.bn(x.float().mean(dim=(2, 3))) + torch.arange(3.0)
+
+    imgs = torch.randint(0, 128, (4, 3, 8, 8), dtype=torch.uint8)
+    aug = torch.randint(128, 256, (4, 3, 8, 8), dtype=torch.uint8)     # another brightness: other statistics
+    batch = AutoAugmentImages(joint=True)({"images": imgs}, 0, torch.Generator().manual_seed(1))
+    assert batch[JOINT_IMAGES] == ("images", "images_aug")
+    batch["images_aug"] = aug
+    model = Tower().train()
+    step = StepContext(model, batch)
+    joint_img, joint_aug = step.image_features("images"), step.image_features("images_aug")
+    assert model.calls == 1                                            # one forward pass for both views
+    from paperlib.models import normalize_images
+    whole = F.normalize(Tower().train().encode_image(normalize_images(torch.cat([imgs, aug]))), dim=-1)
+    assert torch.allclose(joint_img, whole[:4], atol=1e-6) and torch.allclose(joint_aug, whole[4:], atol=1e-6)
+    apart = StepContext(Tower().train(), {"images": imgs, "images_aug": aug})   # no joint mark: two passes
+    assert not torch.allclose(apart.image_features("images"), joint_img, atol=1e-3)
+    assert AutoAugmentImages()({"images": imgs}, 0, torch.Generator()).get(JOINT_IMAGES) is None
+
+
+def test_cleanclip_marks_its_views_joint_unless_asked_not_to():
+    from paperlib.config import replace
+    from paperlib.defences.cleanclip import CleanCLIPConfig, cleanclip_parts
+    from paperlib.models import get_tokenizer
+    ctx = DefenceContext("tiny-rn64", get_tokenizer("tiny-rn64"), torch.device("cpu"), _pairs(8), steps_per_epoch=1)
+    aug = [t for t in cleanclip_parts(CleanCLIPConfig(), ctx).transforms if isinstance(t, AutoAugmentImages)]
+    assert len(aug) == 1 and aug[0].joint
+    aug = [t for t in cleanclip_parts(replace(CleanCLIPConfig(), joint_views=False), ctx).transforms
+           if isinstance(t, AutoAugmentImages)]
+    assert not aug[0].joint
+
+
 def test_eda_needs_texts():
     from paperlib.models import get_tokenizer
     with pytest.raises(KeyError, match="texts"):

@@ -12,12 +12,14 @@ from paperlib.defences.base import step_rng
 
 class AutoAugmentImages:
     """``batch[out_key]`` = AutoAugment (ImageNet policy, torchvision) of ``batch[in_key]``,
-    one independently drawn policy per image."""
+    one independently drawn policy per image.  ``joint``: the two views are marked to go through
+    the image tower in one pass (:data:`paperlib.train.losses.JOINT_IMAGES`), as CleanCLIP's trainer
+    sends them."""
 
-    def __init__(self, in_key: str = "images", out_key: str = "images_aug"):
+    def __init__(self, in_key: str = "images", out_key: str = "images_aug", joint: bool = False):
         from torchvision.transforms import v2
         self.op = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
-        self.in_key, self.out_key = in_key, out_key
+        self.in_key, self.out_key, self.joint = in_key, out_key, joint
 
     def __call__(self, batch: dict, step: int, generator: torch.Generator) -> dict:
         images = batch[self.in_key]
@@ -27,6 +29,9 @@ class AutoAugmentImages:
             out = torch.stack([self.op(img) for img in images.cpu()])
         batch[self.out_key] = out.to(images.device).contiguous(memory_format=torch.channels_last) \
             if images.device.type == "cpu" else out.to(images.device)
+        if self.joint:
+            from paperlib.train.losses import JOINT_IMAGES
+            batch[JOINT_IMAGES] = (self.in_key, self.out_key)
         return batch
 
 

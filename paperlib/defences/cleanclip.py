@@ -7,7 +7,10 @@ Loss (CleanCLIP's Eq. 3, weights as its public code sets them, anchors.md)::
 
 with one shared logit scale ``s``.  I_aug is an AutoAugment view of each image, T_aug an EDA view
 of its caption, both re-drawn every step.  The public code uses one direction of each in-modal
-cross-entropy (anchor -> augmented view); ``symmetric=True`` averages both directions.
+cross-entropy (anchor -> augmented view); ``symmetric=True`` averages both directions.  Its trainer
+concatenates the images with their views before one forward pass, so a BatchNorm tower (RN50, our
+tiny-rn64) normalises both with one batch's statistics; ``joint_views`` does the same (False encodes
+them in two passes, as this project did before 2026-12-03: the ablation row of that choice).
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ class CleanCLIPConfig:
     inmodal_weight: float = param(1.0, range=(0.0, None), doc="weight of the in-modal terms")
     symmetric: bool = param(False, doc="both directions of each in-modal cross-entropy")
     eda_alpha: float = param(0.1, range=(0.0, 1.0), doc="EDA alpha_sr = alpha_ri = alpha_rs = p_rd")
+    joint_views: bool = param(True, doc="the images and their AutoAugment views in one forward pass of the "
+                                        "image tower, as CleanCLIP's trainer (one set of BatchNorm batch "
+                                        "statistics); False: two passes (the project's code before 2026-12-03)")
 
 
 def one_way_nce(a: torch.Tensor, b: torch.Tensor, scale) -> torch.Tensor:
@@ -61,7 +67,7 @@ def cleanclip_parts(cfg: CleanCLIPConfig, ctx: DefenceContext) -> DefencePlan:
     a = cfg.eda_alpha
     return DefencePlan(
         terms=[(ClipLossTerm(), cfg.clip_weight), (InModalTerm(cfg.symmetric), cfg.inmodal_weight)],
-        transforms=[AutoAugmentImages(), EDACaptions(ctx.tokenizer, alpha_sr=a, alpha_ri=a, alpha_rs=a, p_rd=a)])
+        transforms=[AutoAugmentImages(joint=cfg.joint_views), EDACaptions(ctx.tokenizer, alpha_sr=a, alpha_ri=a, alpha_rs=a, p_rd=a)])
 
 
 def plan(cfg: CleanCLIPConfig, ctx: DefenceContext) -> DefencePlan:

@@ -20,6 +20,10 @@ from torch import nn
 from paperlib.models import normalize_images
 
 LOGIT_SCALE_MAX = math.log(100.0)  # CLIP / CleanCLIP clamp
+# A batch entry naming image views that go through the image tower together, in one batch: CleanCLIP's
+# trainer concatenates each image with its augmented view before the forward pass, so a tower with
+# BatchNorm (every ResNet CLIP) normalises both with the same batch statistics.
+JOINT_IMAGES = "joint_image_keys"
 
 
 @dataclass
@@ -31,10 +35,19 @@ class StepContext:
     _cache: dict = field(default_factory=dict)
 
     def image_features(self, key: str = "images") -> torch.Tensor:
-        """L2-normalised image embeddings of ``batch[key]`` (uint8 or [0,1] images)."""
+        """L2-normalised image embeddings of ``batch[key]`` (uint8 or [0,1] images).  When the batch
+        names ``key`` among its joint views (``batch[JOINT_IMAGES]``), all those views are encoded in
+        one forward pass and cached together."""
         if ("img", key) not in self._cache:
-            feats = self.model.encode_image(normalize_images(self.batch[key]))
-            self._cache[("img", key)] = F.normalize(feats.float(), dim=-1)
+            group = tuple(self.batch.get(JOINT_IMAGES, ()))
+            if key in group and all(k in self.batch for k in group):
+                views = [self.batch[k] for k in group]
+                feats = self.model.encode_image(normalize_images(torch.cat(views)))
+                for k, f in zip(group, feats.split([len(v) for v in views])):
+                    self._cache[("img", k)] = F.normalize(f.float(), dim=-1)
+            else:
+                feats = self.model.encode_image(normalize_images(self.batch[key]))
+                self._cache[("img", key)] = F.normalize(feats.float(), dim=-1)
         return self._cache[("img", key)]
 
     def text_features(self, key: str = "tokens") -> torch.Tensor:
