@@ -200,6 +200,7 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     as means over the seeds, and the papers' range of top-1 ASR for that attack and defence."""
     from paperlib.assets import repo_root
     from paperlib.experiments import defences
+    from paperlib.experiments.matrix_summary import settings_json
     from paperlib.experiments.victims_summary import of_recipe
     params = Path(params) if params is not None else repo_root() / MATRIX_PARAMS
     path = Path(res) / "defences" / "matrix_summary.csv"
@@ -214,8 +215,13 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     order = ["none", *p.defence.methods]
     head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
     lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0
+    if "defence_settings" not in df:
+        df = df.assign(defence_settings=float("nan"))
     for v in p.victims:
-        g = df[of_recipe(df, v) & budget].set_index("defence")
+        # the file's settings of each defence for this attack (rows of other variants left out)
+        wanted = {d: settings_json(p.defence.config(d, v.attack)) for d in p.defence.methods}
+        same = df.defence.eq("none") | (df.defence_settings == df.defence.map(wanted))
+        g = df[of_recipe(df, v) & budget & same].set_index("defence")
         planned += len(p.seeds_for(v.attack)) * len(p.defence.methods)
         if "none" not in g.index:
             continue
@@ -233,7 +239,7 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
         lines.append(f"| {attack_name(v.attack)} ({seeds[0]}-{seeds[-1]}) | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         return ""
-    mine = df[budget & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
+    mine = df[budget & df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
     devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
     return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
             f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; "

@@ -58,6 +58,34 @@ def test_another_budget_at_the_same_lr_is_another_line():
     assert cc.loc[24960, "asr_top1_mean"] == 70.0 and cc.loc[99840, "asr_top1_mean"] == 10.0
 
 
+def test_two_settings_of_one_defence_at_one_budget_are_two_lines():
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "cleanclip", 0, "v0", 70.0, 20.0, 1e-4),
+                 ("badnet", "cleanclip", 0, "v0", 40.0, 24.0, 1e-4)])
+    m["defence_settings"] = [np.nan, '{"joint_views": false}', '{"joint_views": true}']
+    s = ms.summarise(ms.joined(m, _victims(["v0"])))
+    cc = s[s.defence == "cleanclip"].set_index("defence_settings")
+    assert cc.loc['{"joint_views": true}', "asr_removed_mean"] == 60.0
+    assert cc.loc['{"joint_views": false}', "asr_removed_mean"] == 30.0
+
+
+def test_older_rows_get_their_settings_from_their_models_cache_entries(tmp_path):
+    import json
+    from paperlib.cache import ArtifactCache
+    (tmp_path / "defences").mkdir()
+    cache = ArtifactCache(tmp_path / "cache")
+    (cache.root / "model" / "m1").mkdir(parents=True)
+    (cache.root / "model" / "m1" / "params.json").write_text(json.dumps({"params": {"defence_cfg": {"b": 2, "a": 1}}}))
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "ft", 0, "v0", 70.0, 26.0, 1e-4),
+                 ("badnet", "abd", 0, "v0", 2.0, 24.0, 1e-4)])
+    m["model"] = ["v0", "m1", "elsewhere"]                                 # abd's model is in no cache here
+    m.to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    before = pd.read_csv(tmp_path / "defences" / "matrix.csv")
+    assert ms.fill_settings(tmp_path, cache) == 1
+    got = pd.read_csv(tmp_path / "defences" / "matrix.csv")
+    assert got.defence_settings.tolist()[1] == '{"a": 1, "b": 2}' and got.defence_settings.isna().tolist() == [True, False, True]
+    pd.testing.assert_frame_equal(got.drop(columns="defence_settings"), before, check_dtype=False)   # nothing else changed
+
+
 def test_written_whole_from_the_files_and_nothing_without_them(tmp_path):
     assert ms.write(tmp_path).empty and not (tmp_path / "defences" / "matrix_summary.csv").exists()
     (tmp_path / "defences").mkdir()

@@ -102,21 +102,29 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
                       "defence: {methods: [ft, abd], clean_scenes: 5000, train: {epochs: 5, batch_size: 128, lr: 1.0e-4}}\n")
     (tmp_path / "defences").mkdir()
     assert new_matrix(tmp_path, params) == ""
+    from paperlib.experiments import defences
+    from paperlib.experiments.matrix_summary import settings_json
+    cfg = defences.load(params).defence
+    ft, abd = (settings_json(cfg.config(d, "badnet")) for d in ("ft", "abd"))
     row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
                finetune_epochs=1.0, finetune_scenes=50000, poison_count=500, attack_params='{"patch_fraction": 0.25}',
                seeds="0 1", devices="cpu A", defence_samples=24960, papers_asr_low=float("nan"), papers_asr_high=float("nan"))
     pd.DataFrame([{**row, "defence": "none", "defence_lr": None, "asr_top1_mean": 98.0, "ca_top1_mean": 26.0,
                    "papers_asr_low": 91.28, "papers_asr_high": 100.0},
                   {**row, "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 75.0, "ca_top1_mean": 26.1,
-                   "papers_asr_low": 62.14, "papers_asr_high": 66.41},
-                  {**row, "defence": "ft", "defence_lr": 3e-5, "asr_top1_mean": 90.0, "ca_top1_mean": 26.2},
+                   "papers_asr_low": 62.14, "papers_asr_high": 66.41, "defence_settings": ft},
+                  {**row, "defence": "ft", "defence_lr": 3e-5, "asr_top1_mean": 90.0, "ca_top1_mean": 26.2,
+                   "defence_settings": ft},
                   {**row, "defence": "ft", "defence_lr": 1e-4, "defence_samples": 99840, "asr_top1_mean": 33.3,
-                   "ca_top1_mean": 26.2},
+                   "ca_top1_mean": 26.2, "defence_settings": ft},
                   {**row, "defence": "abd", "defence_lr": 1e-4, "seeds": "0", "asr_top1_mean": 1.5, "ca_top1_mean": 24.0,
-                   "papers_asr_low": 5.36, "papers_asr_high": 5.36},
+                   "papers_asr_low": 5.36, "papers_asr_high": 5.36, "defence_settings": abd},
+                  # ABD with other settings (a variant, or rows written before the column): not this file's
+                  {**row, "defence": "abd", "defence_lr": 1e-4, "asr_top1_mean": 44.4, "ca_top1_mean": 24.0,
+                   "defence_settings": abd.replace("}", ', "x": 1}')},
                   {**row, "poison_count": 1000, "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 11.1,
-                   "ca_top1_mean": 11.1}]).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
+                   "ca_top1_mean": 11.1, "defence_settings": ft}]).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
     text = new_matrix(tmp_path, params)
     assert "| BadNet (0-1) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] | 1.5 / 24.0 (seed 0) [5.4] |" in text
-    assert "90.0" not in text and "11.1" not in text and "33.3" not in text and "Blended" not in text
+    assert "90.0" not in text and "11.1" not in text and "33.3" not in text and "44.4" not in text and "Blended" not in text
     assert "3 of 8 defended models" in text and "embedded scale, on cpu A" in text

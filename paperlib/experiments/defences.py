@@ -195,6 +195,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     manifest, and must not overwrite the matrix run's ``results/defences/manifest_<scale>.json``."""
     from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
+    from paperlib.experiments import matrix_summary
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -204,7 +205,6 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     results = Path(p.results_dir)
 
     def save(rows):
-        from paperlib.experiments import matrix_summary
         out = upsert_csv(results / "defences" / "matrix.csv", rows, MATRIX_KEY, MATRIX_COLUMNS)
         matrix_summary.write(results)   # each recipe's seeds condensed, beside the papers' band
         return out
@@ -234,7 +234,8 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
                 rows.append({**matrix_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
-                             **provenance(victim, model), "lr": p.defence.train.lr})
+                             **provenance(victim, model), "lr": p.defence.train.lr,
+                             "defence_settings": matrix_summary.settings_json(dcfg)})
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")

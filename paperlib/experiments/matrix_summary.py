@@ -2,11 +2,13 @@
 
     python -m paperlib.experiments.matrix_summary                  # scratch results
     python -m paperlib.experiments.matrix_summary results_dir=results
+    python -m paperlib.experiments.matrix_summary results_dir=results --settings-from-cache   # older rows
 
 The defence matrix (``results/defences/matrix.csv``) has a row per attack x defence x seed, keyed by
 the victim's model; the attack suite's ``results/attacks/victims.csv`` says which recipe made each
 victim model (trigger, poison count and captions, fine-tuning set, passes, lr).  Joined on the victim
-model, the rows of one recipe and one defence budget (its lr and the pairs it fine-tuned on) are summarised over seeds into
+model, the rows of one recipe, one defence's settings and one budget (its lr and the pairs it
+fine-tuned on) are summarised over seeds into
 ``results/defences/matrix_summary.csv`` (and ``.md``):
 
 * top-1 ASR and clean top-1, mean and std over the seeds;
@@ -22,6 +24,7 @@ The defence experiment rewrites the summary after every run; this command rebuil
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +32,38 @@ import pandas as pd
 
 from paperlib.experiments.victims_summary import RECIPE
 
-KEY = RECIPE + ("defence", "defence_lr", "defence_samples")
+KEY = RECIPE + ("defence", "defence_lr", "defence_samples", "defence_settings")
 COLUMNS = KEY + (
     "seeds", "n_seeds", "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std",
     "asr_removed_mean", "asr_removed_sem", "ca_cost_mean", "ca_cost_sem", "n_paired",
     "papers_asr_low", "papers_asr_high", "papers_sources", "devices")
+
+
+def settings_json(defence_cfg) -> str:
+    """A defence's settings as the matrix records them: the JSON of its config (sorted keys), the
+    ``defence_cfg`` part of the model's cache key, so rows of two variants at one budget stay apart."""
+    import json
+    return json.dumps(asdict(defence_cfg), sort_keys=True)
+
+
+def settings_from_cache(matrix: pd.DataFrame, cache=None) -> pd.Series:
+    """``defence_settings`` for rows that lack it (rows written before the column), read from the
+    defended model's own cache entry (its ``params.json``); NaN where the model is not in ``cache``
+    (e.g. trained on another machine) and for undefended rows."""
+    import json
+    from paperlib.cache import ArtifactCache
+    root = (cache or ArtifactCache()).root / "model"
+    have = matrix["defence_settings"] if "defence_settings" in matrix else pd.Series(float("nan"), index=matrix.index)
+
+    def one(row):
+        if isinstance(row.defence_settings, str) or row.defence == "none" or not isinstance(row.model, str):
+            return row.defence_settings
+        meta = root / row.model / "params.json"
+        if not meta.is_file():
+            return float("nan")
+        cfg = json.loads(meta.read_text()).get("params", {}).get("defence_cfg")
+        return json.dumps(cfg, sort_keys=True) if isinstance(cfg, dict) else float("nan")
+    return matrix.assign(defence_settings=have).apply(one, axis=1)
 
 
 def _sem(x: pd.Series) -> float:
@@ -47,7 +77,8 @@ def _std(x: pd.Series) -> float:
 def joined(matrix: pd.DataFrame, victims: pd.DataFrame) -> pd.DataFrame:
     """The matrix rows whose victim model is in ``victims`` (fine-tuning victims only), with the
     victim's recipe columns beside them and the defence's budget, ``defence_lr`` and
-    ``defence_samples`` (pairs seen in fine-tuning; NaN on the undefended rows)."""
+    ``defence_samples`` (pairs seen in fine-tuning; NaN on the undefended rows), and its
+    ``defence_settings`` (the JSON of its config; NaN on rows written before the column)."""
     if matrix.empty or victims.empty or "victim_model" not in matrix or "victim_model" not in victims \
             or any(c not in victims for c in RECIPE):
         return pd.DataFrame(columns=list(matrix.columns) + [c for c in RECIPE if c not in matrix]
@@ -55,6 +86,8 @@ def joined(matrix: pd.DataFrame, victims: pd.DataFrame) -> pd.DataFrame:
     v = victims[victims.threat_model == "finetune"]
     recipe = [c for c in RECIPE if c not in ("attack", "scale")]
     v = v.drop_duplicates("victim_model", keep="last")[["victim_model", *recipe]]
+    if "defence_settings" not in matrix:
+        matrix = matrix.assign(defence_settings=float("nan"))
     out = matrix.merge(v, on="victim_model", how="inner")
     undefended = out.defence == "none"
     out["defence_lr"] = np.where(undefended, np.nan, out["lr"].astype(float))
@@ -114,23 +147,47 @@ def write(results: str | Path) -> pd.DataFrame:
     if df.empty:
         return df
     write_csv_atomic(df, path)
-    view = df[["attack", "base_model", "attack_params", "poison_count", "finetune_lr", "defence", "defence_lr", "defence_samples", "seeds",
+    import hashlib
+    df_view = df.assign(settings_id=df.defence_settings.map(
+        lambda t: hashlib.sha1(t.encode()).hexdigest()[:8] if isinstance(t, str) else ""))
+    view = df_view[["attack", "base_model", "attack_params", "poison_count", "finetune_lr", "defence", "settings_id", "defence_lr", "defence_samples", "seeds",
                "asr_top1_mean", "asr_top1_std", "ca_top1_mean", "ca_top1_std", "asr_removed_mean",
                "asr_removed_sem", "ca_cost_mean", "papers_asr_low", "papers_asr_high"]]
     to_markdown(view, path.with_suffix(".md"))
     return df
 
 
+def fill_settings(results: str | Path, cache=None) -> int:
+    """Fill the matrix file's ``defence_settings`` where a row lacks it and its defended model is in
+    the artifact cache (:func:`settings_from_cache`); returns how many
+    rows were filled.  The file is rewritten atomically, its rows otherwise unchanged."""
+    from paperlib.results import write_csv_atomic
+    path = Path(results) / "defences" / "matrix.csv"
+    if not path.is_file():
+        return 0
+    m = pd.read_csv(path)
+    before = m["defence_settings"].notna().sum() if "defence_settings" in m else 0
+    m["defence_settings"] = settings_from_cache(m, cache)
+    write_csv_atomic(m, path)
+    return int(m["defence_settings"].notna().sum() - before)
+
+
 def main(argv=None) -> int:
     from paperlib.results import default_results_dir, prepare_results_dir
     args = list(sys.argv[1:] if argv is None else argv)
-    results = default_results_dir()
+    results, fill = default_results_dir(), False
     for a in args:
+        if a == "--settings-from-cache":
+            fill = True
+            continue
         if not a.startswith("results_dir="):
             raise SystemExit(f"python -m paperlib.experiments.matrix_summary: unknown argument {a!r}; "
-                             "valid: results_dir=<folder> (default: the scratch results)")
+                             "valid: results_dir=<folder> (default: the scratch results), --settings-from-cache")
         results = a.split("=", 1)[1]
     folder = prepare_results_dir(results)
+    if fill:
+        print(f"{folder / 'defences' / 'matrix.csv'}: defence settings of {fill_settings(folder)} rows read from "
+              "their models' cache entries")
     df = write(folder)
     print(f"{folder / 'defences' / 'matrix_summary.csv'}: {len(df)} lines"
           if len(df) else f"no matrix rows with a known victim recipe under {folder}")
@@ -141,4 +198,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["KEY", "COLUMNS", "joined", "summarise", "build", "write"]
+__all__ = ["KEY", "COLUMNS", "settings_json", "settings_from_cache", "joined", "summarise", "build", "write", "fill_settings"]
