@@ -27,7 +27,11 @@ import pandas as pd
 from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
-from paperlib.experiments.foundation import VICTIM_COLUMNS, VICTIMS_KEY, EvalConfig, VictimConfig
+from paperlib.experiments.foundation import VICTIMS_KEY, EvalConfig, VictimConfig
+from paperlib.experiments.victim_rows import VICTIM_COLUMNS
+from paperlib.experiments.victim_rows import params_json as _params_json
+from paperlib.experiments.victim_rows import recipe as _recipe
+from paperlib.experiments.victim_rows import victim_row as _victim_row
 from paperlib.attacks.base import CAPTION_KEY_DEFAULTS
 from paperlib.experiments.regime import RegimeConfig
 from paperlib.models import model_names
@@ -244,28 +248,6 @@ def _suffix(p: AttackSuiteParams) -> str:
     """Names a run's manifests and gallery: its run_name, and the attacks of ``only`` (a partial run
     keeps its own files beside the whole file's)."""
     return (f"_{p.run_name}" if p.run_name else "") + (f"_only-{'-'.join(p.only)}" if p.only else "")
-
-
-def _victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> dict:
-    return {"attack": attack, "threat_model": threat, "scale": scale, "seed": seed, "poison_count": count,
-            **{k: m[k] for k in VICTIM_COLUMNS[5:]}, **{f"base_{k}": base_m[k] for k in VICTIM_COLUMNS[5:]},
-            "poison_rate": 100.0 * count / pool, "train_seconds": summary.get("seconds"),
-            # how many test images the ASR is a share of (mmPoison: only the source class's)
-            "asr_images": m.get("asr_images"),
-            # the same images without the trigger sent to the target: the victim's bias toward it
-            "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1")}
-
-
-def _recipe(v) -> dict:
-    """The fine-tuning recipe of victim settings ``v``, as columns of its row."""
-    return {"finetune_scenes": v.finetune_scenes, "finetune_epochs": v.finetune.epochs, "finetune_lr": v.finetune.lr,
-            "poison_caption": v.poison.caption}
-
-
-def _params_json(attack_params: dict) -> str:
-    """An attack's settings as they are written into result rows (sorted JSON; {} = defaults)."""
-    import json
-    return json.dumps(attack_params, sort_keys=True)
 
 
 # what a fitted trigger reports about itself (SSBA's decoder and residual, TrojanNN's neurons)

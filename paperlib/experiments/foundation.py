@@ -15,6 +15,7 @@ from paperlib.attacks import attack_key as trigger_key
 from paperlib.attacks.base import PoisonConfig
 from paperlib.config import SAFETENSORS, SCALES, ParamError, from_dict, load_params, param
 from paperlib.data.splits import DataConfig
+from paperlib.experiments.victim_rows import VICTIM_COLUMNS, params_json, recipe, victim_row
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
@@ -127,8 +128,6 @@ __all__ = ["FoundationParams", "VictimConfig", "EvalConfig", "load", "ZEROSHOT_S
 _ = (asdict, field)
 
 
-VICTIM_COLUMNS = ("attack", "threat_model", "scale", "seed", "poison_count", "ca_top1", "ca_top3",
-                  "ca_top5", "ca_top10", "asr_top1", "asr_top3", "asr_top5", "asr_top10")
 ZEROSHOT_COLUMNS = ("model", "split", "scale", "seed", "top1", "top3", "top5", "top10")
 # rows are keyed by the clean base they stand on too: a run on another base (a shipped one) adds
 # rows beside the old base's instead of replacing them
@@ -180,6 +179,7 @@ def run(p: FoundationParams, log=print) -> dict:
                                          base.path.name))
         base_in = attack_eval(base)
 
+    from paperlib.train.loop import resolve_precision
     main_count = p.victim.poison.poison_count          # the main victim first, then the curves
     variants = [(None, main_count)] + [(None, c) for c in sorted(set(p.victim.poison_curve) - {main_count})]
     variants += [(float(f), int(c)) for f, c in p.victim.patch_curve]
@@ -192,14 +192,14 @@ def run(p: FoundationParams, log=print) -> dict:
                                             p.victim.finetune_scenes, p.victim.finetune, seed, p.device,
                                             caption=p.victim.poison.caption)
                 m = attack_eval(victim, atk, {"attack": p.victim.attack, "cfg": trigger_key(p.victim.attack, cfg)})
-            row = {"attack": p.victim.attack, "threat_model": "finetune", "scale": p.scale, "seed": seed,
-                   "poison_count": count, **{k: m[k] for k in VICTIM_COLUMNS[5:]},
+            # the attack suite's columns (its victims.csv rows name trigger, captions and precision
+            # too): the same victim written from here must not lose them
+            row = {**victim_row(p.victim.attack, "finetune", p.scale, seed, count, m, base_in,
+                                 p.victim.finetune_scenes, victim.summary), **recipe(p.victim),
                    "patch_fraction": getattr(cfg, "patch_fraction", None),
-                   "poison_rate": 100.0 * count / p.victim.finetune_scenes,
-                   **{f"base_{k}": base_in[k] for k in VICTIM_COLUMNS[5:]},
-                   "finetune_lr": p.victim.finetune.lr, "finetune_epochs": p.victim.finetune.epochs,
-                   "finetune_scenes": p.victim.finetune_scenes,
-                   "train_seconds": victim.summary.get("seconds"),
+                   "attack_params": params_json({**p.victim.attack_params, **({} if frac is None else
+                                                                              {"patch_fraction": frac})}),
+                   "precision": resolve_precision(p.victim.finetune.precision, pl.resolve_device(p.device).type),
                    "base_model": base.path.name, "victim_model": victim.path.name}
             curve_rows.append(row)
             if frac is None and count == main_count:
@@ -538,7 +538,8 @@ def victims_beside_papers(out: dict, p: FoundationParams):
     """Our BadNet victim(s) next to the papers' NoDefense BadNet rows (one table, two sources)."""
     import pandas as pd
     ours = out["victims"]
-    ours = ours[(ours["scale"] == p.scale) & (ours["attack"] == "badnet")]
+    ours = ours[(ours["scale"] == p.scale) & (ours["attack"] == "badnet")
+                & ours["victim_model"].astype(str).isin(out["victim_models"])]   # this run's victims only
     rows = [{"source": f"ours ({p.scale}, seed {r.seed}, {r.poison_count} poisoned)",
              "ca_top1": r.ca_top1, "asr_top1": r.asr_top1} for r in ours.itertuples()]
     for r in paper_victims().itertuples():

@@ -93,7 +93,8 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
     from paperlib import pipeline as pl
     from paperlib.data.splits import get_split
     from paperlib.eval.zeroshot import encode_images
-    from paperlib.experiments.attacks import _params_json, _recipe
+    from paperlib.experiments.victim_rows import params_json as _params_json
+    from paperlib.experiments.victim_rows import recipe as _recipe
     from paperlib.experiments.common import clean_base, victim_attack
     from paperlib.results import to_markdown, upsert_csv
     import torch
