@@ -156,8 +156,10 @@ def run(p: FoundationParams, log=print) -> dict:
     with timer("pretrain"):
         base = (pl.external_model(p.model, p.base_checkpoint) if p.base_checkpoint
                 else pl.pretrain_clean(p.data, p.model, p.pretrain, p.device))
-    log(f"clean base: {base.summary.get('samples')} samples in {base.summary.get('seconds', 0):.0f} s "
-        f"({base.summary.get('samples_per_second', 0):.0f} samples/s on {base.summary.get('device')})")
+    bs = base.summary
+    rate = bs.get("samples_per_second") or bs.get("samples", 0) / max(bs.get("seconds", 0), 1e-9)
+    log(f"clean base{' (shipped: ' + bs['shipped_from'] + ')' if bs.get('shipped_from') else ''}: trained on "
+        f"{bs.get('samples')} samples in {bs.get('seconds', 0):.0f} s ({rate:.0f} samples/s on {bs.get('device')})")
 
     attack_cfg = p.victim.attack_config()
     attack = pl.prepared_attack(p.victim.attack, attack_cfg, base, p.data, p.victim.poison.target, p.device)
