@@ -207,7 +207,13 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     if not path.is_file() or not Path(params).is_file():
         return ""
     p = defences.load(params)
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, dtype={"seeds": str})
+    # this file's world only: its scale, and its clean base where a shipped base names its key beside it
+    df = df[df.scale == p.scale]
+    shipped = repo_root() / Path(p.base_checkpoint).with_suffix(".json") if p.base_checkpoint else None
+    if shipped is not None and shipped.is_file():
+        import json
+        df = df[df.base_model.astype(str) == json.loads(shipped.read_text())["base_model"]]
     # the file's budget: its lr, and the pairs one process sees in whole batches over its passes
     samples = p.defence.clean_scenes // p.defence.train.batch_size * p.defence.train.batch_size * p.defence.train.epochs
     budget = df.defence.eq("none") | (np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
@@ -236,10 +242,13 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
             seeds = "" if r.seeds == g.loc["none", "seeds"] else f" ({'seed' if len(n) == 1 else 'seeds'} {r.seeds})"
             cells.append(f"{r.asr_top1_mean:.1f} / {r.ca_top1_mean:.1f}{seeds} [{_band(r.papers_asr_low, r.papers_asr_high)}]")
         seeds = g.loc["none", "seeds"].split()
-        lines.append(f"| {attack_name(v.attack)} ({seeds[0]}-{seeds[-1]}) | " + " | ".join(cells) + " |")
+        span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else seeds[0]
+        lines.append(f"| {attack_name(v.attack)} ({span}) | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         return ""
     mine = df[budget & df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
+    mine = mine[mine.defence.eq("none") | (mine.defence_settings == mine.apply(
+        lambda r: settings_json(p.defence.config(r.defence, r.attack)) if r.defence != "none" else None, axis=1))]
     devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
     return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
             f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; "

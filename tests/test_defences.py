@@ -426,6 +426,9 @@ def test_cleanclip_marks_its_views_joint_unless_asked_not_to():
     aug = [t for t in cleanclip_parts(replace(CleanCLIPConfig(), joint_views=False), ctx).transforms
            if isinstance(t, AutoAugmentImages)]
     assert not aug[0].joint
+    aug = [t for t in cleanclip_parts(replace(CleanCLIPConfig(), inmodal_weight=0.0), ctx).transforms
+           if isinstance(t, AutoAugmentImages)]
+    assert not aug[0].joint                          # no in-modal term: CleanCLIP's trainer concatenates nothing
 
 
 def test_eda_needs_texts():

@@ -99,23 +99,33 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     assert rows_from_file(p, base, p.victims[0], p.seeds[0]) is None          # victim cached: train/reuse
     shutil.move(victim_dir, tmp_path / "elsewhere")
     kept = rows_from_file(p, base, p.victims[0], p.seeds[0])
-    assert sorted(r["defence"] for r in kept) == ["cleanerclip", "ft", "none"]
+    assert sorted(kept) == ["cleanerclip", "ft", "none"] and kept["ft"]["defence"] == "ft"
     other = load(ROOT / "params" / "defences" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"],
         "defence.settings": {"cleanerclip": {"subset_fraction": 0.5}}})
-    assert rows_from_file(other, base, other.victims[0], other.seeds[0]) is None   # another model: no
+    assert sorted(rows_from_file(other, base, other.victims[0], other.seeds[0])) == ["ft", "none"]  # another model: no
     again = run(load(ROOT / "params" / "defences" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"]}), log=lambda *a: None)
     assert not victim_dir.exists(), "the victim was trained again"
     cols = ["attack", "defence", "seed", "ca_top1", "asr_top1", "model"]
     assert again["matrix"][cols].sort_values(cols).values.tolist() == m[cols].sort_values(cols).values.tolist()
+    # only some rows match (FT's; CleanerCLIP at other settings is another model): the victim and the
+    # unmatched defence are trained, FT's row is the file's and FT is not trained again
+    ft_model = m[m.defence == "ft"].model.iloc[0]
+    shutil.move(tmp_path / "cache" / "model" / ft_model, tmp_path / "elsewhere_ft")
+    part = run(other, log=lambda *a: None)["matrix"].set_index("defence")
+    assert victim_dir.exists() and not (tmp_path / "cache" / "model" / ft_model).exists()
+    assert part.loc["ft", "model"] == ft_model and part.loc["cleanerclip", "model"] not in set(m.model)
+    # every row says what it defends: the victim's recipe beside its key
+    assert part.loc["none", "attack_params"] and part.loc["none", "poison_count"] == other.victims[0].poison.poison_count
     # a run at another budget adds its rows beside the others and returns only its own
     lower = run(load(ROOT / "params" / "defences" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"],
         "defence.train.lr": 5e-5}), log=lambda *a: None)["matrix"]
     assert set(lower[lower.defence != "none"].lr) == {5e-5} and len(lower) == len(m)
     after = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
-    assert len(after) == len(m) + 2 and sorted(after[after.defence == "ft"].lr) == [5e-5, 1e-4]
+    # (+1: the partial run above added its CleanerCLIP at other settings; +2: this run at another lr)
+    assert len(after) == len(m) + 1 + 2 and sorted(after[after.defence == "ft"].lr) == [5e-5, 1e-4]
     assert set(m.model) <= set(after.model), "a run at another lr removed rows"
 
 

@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from paperlib.experiments import matrix_summary as ms
-from paperlib.experiments.regime import papers_band
 
 
 def _victims(keys, lr=1e-4, attack="badnet"):
@@ -33,8 +32,8 @@ def test_a_defence_is_paired_seed_by_seed_against_its_own_victim():
     assert ft.ca_cost_mean == pytest.approx(1.0)                      # 0 and 2 points of clean top-1
     assert ft.asr_top1_mean == pytest.approx(75.0) and ft.asr_top1_std == pytest.approx(np.std([70, 80], ddof=1))
     assert pd.isna(none.defence_lr) and pd.isna(none.asr_removed_mean)
-    lo, hi, _ = papers_band("badnet", defence="ft")                   # the papers' FT rows for BadNet
-    assert (ft.papers_asr_low, ft.papers_asr_high) == (lo, hi) and lo <= hi
+    # the papers' FT rows for BadNet: CleanerCLIP Table 1 (62.14) to ABD Table II (66.41)
+    assert (ft.papers_asr_low, ft.papers_asr_high) == (62.14, 66.41)
 
 
 def test_rows_of_unknown_victims_and_other_recipes_stay_apart():
@@ -84,6 +83,30 @@ def test_older_rows_get_their_settings_from_their_models_cache_entries(tmp_path)
     got = pd.read_csv(tmp_path / "defences" / "matrix.csv")
     assert got.defence_settings.tolist()[1] == '{"a": 1, "b": 2}' and got.defence_settings.isna().tolist() == [True, False, True]
     pd.testing.assert_frame_equal(got.drop(columns="defence_settings"), before, check_dtype=False)   # nothing else changed
+
+
+def test_a_victim_in_no_victims_file_is_known_by_its_rows_own_recipe():
+    m = _matrix([("badnet", "none", 0, "gpu0", 99.0, 26.0, np.nan), ("badnet", "ft", 0, "gpu0", 70.0, 26.0, 1e-4),
+                 ("badnet", "ft", 0, "old", 5.0, 20.0, 3e-5)])             # no recipe anywhere: left out
+    own = _victims(["gpu0"]).drop(columns=["victim_model", "seed"]).iloc[0].to_dict()
+    for c, x in own.items():
+        if c not in ("attack", "scale"):
+            m[c] = [x, x, np.nan]
+    s = ms.summarise(ms.joined(m, _victims(["v0"])))                    # the file lists another victim
+    assert sorted(s.defence) == ["ft", "none"] and s.set_index("defence").loc["ft", "asr_removed_mean"] == 29.0
+    assert (s.poison_count == 500).all() and (s.base_model == "b0").all()
+
+
+def test_counts_are_written_exactly(tmp_path):
+    (tmp_path / "defences").mkdir()
+    (tmp_path / "attacks").mkdir()
+    _victims(["v0"]).to_csv(tmp_path / "attacks" / "victims.csv", index=False)
+    m = _matrix([("badnet", "none", 0, "v0", 100.0, 26.0, np.nan), ("badnet", "ft", 0, "v0", 70.0, 26.0, 1e-4)])
+    m.loc[1, "samples"] = 14976                                            # five digits: %.4g would say 14980
+    m.to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    ms.write(tmp_path)
+    back = pd.read_csv(tmp_path / "defences" / "matrix_summary.csv")
+    assert back.defence_samples.dropna().tolist() == [14976]
 
 
 def test_written_whole_from_the_files_and_nothing_without_them(tmp_path):

@@ -94,7 +94,9 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     and recipes left out; nothing without lines."""
     from paperlib.readme import new_matrix
     params = tmp_path / "d.yaml"
-    params.write_text("scale: embedded\nseeds: [0, 1]\n"
+    (tmp_path / "b.safetensors").write_bytes(b"")
+    (tmp_path / "b.json").write_text('{"base_model": "b0"}')          # the shipped base's key beside it
+    params.write_text(f"scale: embedded\nseeds: [0, 1]\nbase_checkpoint: {tmp_path / 'b.safetensors'}\n"
                       "victims:\n  - &r {attack: badnet, attack_params: {patch_fraction: 0.25},\n"
                       "     poison: {poison_count: 500, caption: natural},\n"
                       "     finetune_scenes: 50000, finetune: {epochs: 1, lr: 1.0e-4}}\n"
@@ -108,7 +110,7 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     ft, abd = (settings_json(cfg.config(d, "badnet")) for d in ("ft", "abd"))
     row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
                finetune_epochs=1.0, finetune_scenes=50000, poison_count=500, attack_params='{"patch_fraction": 0.25}',
-               seeds="0 1", devices="cpu A", defence_samples=24960, papers_asr_low=float("nan"), papers_asr_high=float("nan"))
+               seeds="0 1", devices="cpu A", defence_samples=24960, scale="embedded", base_model="b0", papers_asr_low=float("nan"), papers_asr_high=float("nan"))
     pd.DataFrame([{**row, "defence": "none", "defence_lr": None, "asr_top1_mean": 98.0, "ca_top1_mean": 26.0,
                    "papers_asr_low": 91.28, "papers_asr_high": 100.0},
                   {**row, "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 75.0, "ca_top1_mean": 26.1,
@@ -123,8 +125,18 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
                   {**row, "defence": "abd", "defence_lr": 1e-4, "asr_top1_mean": 44.4, "ca_top1_mean": 24.0,
                    "defence_settings": abd.replace("}", ', "x": 1}')},
                   {**row, "poison_count": 1000, "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 11.1,
-                   "ca_top1_mean": 11.1, "defence_settings": ft}]).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
+                   "ca_top1_mean": 11.1, "defence_settings": ft},
+                  # the same recipe on another clean base, and at another scale: not this file's world
+                  {**row, "base_model": "b1", "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 55.5,
+                   "ca_top1_mean": 20.0, "defence_settings": ft},
+                  {**row, "scale": "smoke", "defence": "ft", "defence_lr": 1e-4, "asr_top1_mean": 66.6,
+                   "ca_top1_mean": 20.0, "defence_settings": ft}]).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
     text = new_matrix(tmp_path, params)
     assert "| BadNet (0-1) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] | 1.5 / 24.0 (seed 0) [5.4] |" in text
-    assert "90.0" not in text and "11.1" not in text and "33.3" not in text and "44.4" not in text and "Blended" not in text
+    assert "90.0" not in text and "11.1" not in text and "33.3" not in text and "44.4" not in text
+    assert "55.5" not in text and "66.6" not in text
+    # every line at one seed: the seeds column still reads as text
+    one = pd.read_csv(tmp_path / "defences" / "matrix_summary.csv")
+    one[one.seeds == "0 1"].assign(seeds="0").to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
+    assert "| BadNet (0) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] |" in new_matrix(tmp_path, params) and "Blended" not in text
     assert "3 of 8 defended models" in text and "embedded scale, on cpu A" in text

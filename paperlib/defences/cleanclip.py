@@ -67,7 +67,7 @@ def cleanclip_parts(cfg: CleanCLIPConfig, ctx: DefenceContext) -> DefencePlan:
     a = cfg.eda_alpha
     return DefencePlan(
         terms=[(ClipLossTerm(), cfg.clip_weight), (InModalTerm(cfg.symmetric), cfg.inmodal_weight)],
-        transforms=[AutoAugmentImages(joint=cfg.joint_views), EDACaptions(ctx.tokenizer, alpha_sr=a, alpha_ri=a, alpha_rs=a, p_rd=a)])
+        transforms=[AutoAugmentImages(joint=cfg.joint_views and cfg.inmodal_weight > 0), EDACaptions(ctx.tokenizer, alpha_sr=a, alpha_ri=a, alpha_rs=a, p_rd=a)])
 
 
 def plan(cfg: CleanCLIPConfig, ctx: DefenceContext) -> DefencePlan:

@@ -213,18 +213,26 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
         atk = None
         for seed in p.seeds_for(v.attack):
             kept = rows_from_file(p, base, v, seed) if p.reuse_rows else None
-            if kept is not None:
-                rows += kept
+            if kept is not None and len(kept) == 1 + len(p.defence.rows(v.attack, seed in p.ablation_seed_list)):
+                rows += list(kept.values())
                 log(f"{v.attack:10s} seed {seed}: {len(kept)} rows from the matrix file (models trained on "
-                    f"{', '.join(sorted({str(r.get('device', '')) for r in kept}))}; not in this cache)")
+                    f"{', '.join(sorted({str(r.get('device', '')) for r in kept.values()}))}; not in this cache)")
                 continue
+            kept = {k: r for k, r in (kept or {}).items() if k != "none"}   # the victim is trained below anyway
             atk = atk or victim_attack(p, base, v)
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
-            rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim)})
+            recipe = victim_recipe(v, base)
+            rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim),
+                         **recipe})
             victim_row = rows[-1]
             for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
+                if label in kept:    # its model was trained elsewhere: the file's row stands in for it
+                    rows.append(kept[label])
+                    log(f"{v.attack:10s} seed {seed} {label:12s} row from the matrix file (trained on "
+                        f"{kept[label].get('device', '')}; not in this cache)")
+                    continue
                 with timer(f"defence_{label}"):
                     model = pl.defend(victim, p.data, d, dcfg, p.defence.clean_scenes,
                                       p.defence.train, seed, clean_base=base, device=p.device,
@@ -234,7 +242,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
                 rows.append({**matrix_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
-                             **provenance(victim, model), "lr": p.defence.train.lr,
+                             **provenance(victim, model), **recipe, "lr": p.defence.train.lr,
                              "defence_settings": matrix_summary.settings_json(dcfg)})
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
@@ -265,11 +273,21 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     return {"matrix": matrix, "wall_seconds": timer.sections}
 
 
-def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | None:
-    """The matrix file's rows of victim ``v`` at ``seed`` when they can stand in for training:
-    the victim is not in this machine's cache, and the file holds its row and one row per
-    defended model, each naming the model (cache key) these parameters would make.  None
-    otherwise (then the caller trains, or reuses cached models, as usual)."""
+def victim_recipe(v, base) -> dict:
+    """The victim's recipe as columns of its matrix rows (victims.csv's recipe columns), so a row
+    says what it defends even when the attack suite never listed its victim (e.g. one trained on a
+    GPU, whose key differs by precision)."""
+    from paperlib.experiments.victim_rows import params_json, recipe
+    return {"threat_model": "finetune", "base_model": base.path.name, "attack_params": params_json(v.attack_params),
+            "poison_count": v.poison.poison_count, **recipe(v)}
+
+
+def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> dict[str, dict] | None:
+    """The matrix file's rows of victim ``v`` at ``seed`` that can stand in for training, by label
+    (``none`` for the victim): only when the victim is not in this machine's cache, and only rows
+    naming the model (cache key) these parameters would make.  The caller uses them all when every
+    label has one; otherwise it trains the victim and the defences without a row.  None when the
+    victim is cached (then the caller trains, or reuses cached models, as usual)."""
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.experiments.common import victim_key as victim_key_of
@@ -286,13 +304,11 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> list[dict] | N
     for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
         wanted[label] = artifact_key("model", pl.defence_key(victim_key, d, dcfg, p.defence.clean_scenes,
                                                              p.defence.train, seed, base, device_type))
-    out = []
+    out = {}
     for label, model_name in wanted.items():
         hit = m[(m.defence == label) & (m.model.astype(str) == model_name)]
-        if hit.empty:
-            return None
-        row = {k: (None if pd.isna(x) else x) for k, x in hit.iloc[0].to_dict().items()}
-        out.append(row)
+        if len(hit):
+            out[label] = {k: (None if pd.isna(x) else x) for k, x in hit.iloc[0].to_dict().items()}
     return out
 
 

@@ -158,8 +158,9 @@ def run(p: FoundationParams, log=print) -> dict:
                 else pl.pretrain_clean(p.data, p.model, p.pretrain, p.device))
     bs = base.summary
     rate = bs.get("samples_per_second") or bs.get("samples", 0) / max(bs.get("seconds", 0), 1e-9)
-    log(f"clean base{' (shipped: ' + bs['shipped_from'] + ')' if bs.get('shipped_from') else ''}: trained on "
-        f"{bs.get('samples')} samples in {bs.get('seconds', 0):.0f} s ({rate:.0f} samples/s on {bs.get('device')})")
+    log(f"clean base{' (shipped: ' + bs['shipped_from'] + ')' if bs.get('shipped_from') else ''}: "
+        + (f"trained on {bs['samples']} samples in {bs.get('seconds', 0):.0f} s ({rate:.0f} samples/s on "
+           f"{bs.get('device')})" if bs.get("samples") else "no training record (an external checkpoint)"))
 
     attack_cfg = p.victim.attack_config()
     attack = pl.prepared_attack(p.victim.attack, attack_cfg, base, p.data, p.victim.poison.target, p.device)

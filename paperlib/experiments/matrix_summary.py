@@ -43,7 +43,9 @@ def settings_json(defence_cfg) -> str:
     """A defence's settings as the matrix records them: the JSON of its config (sorted keys), the
     ``defence_cfg`` part of the model's cache key, so rows of two variants at one budget stay apart."""
     import json
-    return json.dumps(asdict(defence_cfg), sort_keys=True)
+
+    from paperlib.cache import canonical
+    return json.dumps(canonical(asdict(defence_cfg)), sort_keys=True)
 
 
 def settings_from_cache(matrix: pd.DataFrame, cache=None) -> pd.Series:
@@ -75,20 +77,32 @@ def _std(x: pd.Series) -> float:
 
 
 def joined(matrix: pd.DataFrame, victims: pd.DataFrame) -> pd.DataFrame:
-    """The matrix rows whose victim model is in ``victims`` (fine-tuning victims only), with the
-    victim's recipe columns beside them and the defence's budget, ``defence_lr`` and
-    ``defence_samples`` (pairs seen in fine-tuning; NaN on the undefended rows), and its
-    ``defence_settings`` (the JSON of its config; NaN on rows written before the column)."""
-    if matrix.empty or victims.empty or "victim_model" not in matrix or "victim_model" not in victims \
-            or any(c not in victims for c in RECIPE):
-        return pd.DataFrame(columns=list(matrix.columns) + [c for c in RECIPE if c not in matrix]
-                            + ["defence_lr", "defence_samples"])
-    v = victims[victims.threat_model == "finetune"]
+    """The matrix rows whose victim's recipe is known, with the recipe's columns: from ``victims``
+    (the attack suite's file, fine-tuning victims) where it lists the victim model, else from the
+    row's own recipe columns (rows the defence experiment writes carry them: a victim trained on a
+    GPU is in no victims file).  Rows with neither are left out.  Added: the defence's budget,
+    ``defence_lr`` and ``defence_samples`` (pairs seen in fine-tuning; NaN on the undefended rows),
+    and its ``defence_settings`` (the JSON of its config; NaN on rows written before the column)."""
     recipe = [c for c in RECIPE if c not in ("attack", "scale")]
-    v = v.drop_duplicates("victim_model", keep="last")[["victim_model", *recipe]]
+    if matrix.empty or "victim_model" not in matrix:
+        return pd.DataFrame(columns=list(matrix.columns) + [c for c in recipe if c not in matrix]
+                            + ["defence_lr", "defence_samples"])
+    matrix = matrix[matrix.victim_model.notna()]
     if "defence_settings" not in matrix:
         matrix = matrix.assign(defence_settings=float("nan"))
-    out = matrix.merge(v, on="victim_model", how="inner")
+    for c in recipe:
+        if c not in matrix:
+            matrix = matrix.assign(**{c: float("nan")})
+    if len(victims) and "victim_model" in victims and all(c in victims for c in recipe):
+        v = victims[(victims.threat_model == "finetune") & victims.victim_model.notna()]
+        v = v.drop_duplicates("victim_model", keep="last")[["victim_model", *recipe]]
+        out = matrix.merge(v, on="victim_model", how="left", suffixes=("", "_file"))
+        for c in recipe:   # the victims file's word first, the row's own where the file has none
+            out[c] = out[f"{c}_file"].where(out[f"{c}_file"].notna(), out[c])
+        out = out.drop(columns=[f"{c}_file" for c in recipe])
+    else:
+        out = matrix.copy()
+    out = out[out[recipe].notna().all(axis=1)]
     undefended = out.defence == "none"
     out["defence_lr"] = np.where(undefended, np.nan, out["lr"].astype(float))
     out["defence_samples"] = np.where(undefended, np.nan, out["samples"].astype(float))
@@ -119,10 +133,14 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                          "asr_removed_sem": _sem(pd.Series(removed)),
                          "ca_cost_mean": float(np.mean(cost)) if len(cost) else np.nan,
                          "ca_cost_sem": _sem(pd.Series(cost)), "n_paired": len(paired)})
-        try:
-            low, high, sources = papers_band(rec["attack"], defence=rec["defence"])
-        except KeyError:
-            low, high, sources = np.nan, np.nan, []
+        low, high, sources = np.nan, np.nan, []
+        # a variant of ours (abd_uap) under the paper's own name for it (uap in ABD's Table III)
+        for name in dict.fromkeys((rec["defence"], str(rec["defence"]).removeprefix("abd_"))):
+            try:
+                low, high, sources = papers_band(rec["attack"], defence=name)
+                break
+            except KeyError:
+                continue
         line.update({"papers_asr_low": low, "papers_asr_high": high, "papers_sources": "; ".join(sources)})
         out.append(line)
     return pd.DataFrame(out, columns=list(COLUMNS))
@@ -146,6 +164,8 @@ def write(results: str | Path) -> pd.DataFrame:
     path = Path(results) / "defences" / "matrix_summary.csv"
     if df.empty:
         return df
+    for c in ("defence_samples", "n_seeds", "n_paired"):   # counts: exact, not 4 significant digits
+        df[c] = df[c].round().astype("Int64")
     write_csv_atomic(df, path)
     import hashlib
     df_view = df.assign(settings_id=df.defence_settings.map(
