@@ -219,15 +219,16 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     budget = df.defence.eq("none") | (np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
                                       & np.isclose(df.defence_samples.astype(float), samples))
     order = ["none", *p.defence.methods]
-    head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
-    lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0
     if "defence_settings" not in df:
         df = df.assign(defence_settings=float("nan"))
+    # the file's settings of each defence for the line's attack (rows of other variants left out)
+    wanted = df.apply(lambda r: settings_json(p.defence.config(r.defence, r.attack))
+                      if r.defence in p.defence.methods else None, axis=1)
+    df = df[budget & (df.defence.eq("none") | (df.defence_settings == wanted))]
+    head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
+    lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0
     for v in p.victims:
-        # the file's settings of each defence for this attack (rows of other variants left out)
-        wanted = {d: settings_json(p.defence.config(d, v.attack)) for d in p.defence.methods}
-        same = df.defence.eq("none") | (df.defence_settings == df.defence.map(wanted))
-        g = df[of_recipe(df, v) & budget & same].set_index("defence")
+        g = df[of_recipe(df, v)].set_index("defence")
         planned += len(p.seeds_for(v.attack)) * len(p.defence.methods)
         if "none" not in g.index:
             continue
@@ -246,9 +247,7 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
         lines.append(f"| {attack_name(v.attack)} ({span}) | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         return ""
-    mine = df[budget & df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
-    mine = mine[mine.defence.eq("none") | (mine.defence_settings == mine.apply(
-        lambda r: settings_json(p.defence.config(r.defence, r.attack)) if r.defence != "none" else None, axis=1))]
+    mine = df[df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
     devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
     return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
             f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; "
@@ -273,8 +272,7 @@ def glance(res: str | Path = "results") -> str:
            "(pre-SEM rule)**, yes counted as holds, no as fails and not measured as inconclusive; a new run writes "
            "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
         "",
-        *([new_victims(res), ""] if new_victims(res) else []),
-        *([new_matrix(res), ""] if new_matrix(res) else []),
+        *[x for part in (new_victims(res), new_matrix(res)) if part for x in (part, "")],
         "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
         "|---|---|---|---|",
     ]

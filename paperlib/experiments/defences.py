@@ -196,6 +196,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.experiments import matrix_summary
+    from paperlib.experiments.victim_rows import victim_recipe
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -223,7 +224,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
             with timer("victims"):
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
-            recipe = victim_recipe(v, base)
+            recipe = victim_recipe(v, base.path.name)
             rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim),
                          **recipe})
             victim_row = rows[-1]
@@ -271,15 +272,6 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                        asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
-
-
-def victim_recipe(v, base) -> dict:
-    """The victim's recipe as columns of its matrix rows (victims.csv's recipe columns), so a row
-    says what it defends even when the attack suite never listed its victim (e.g. one trained on a
-    GPU, whose key differs by precision)."""
-    from paperlib.experiments.victim_rows import params_json, recipe
-    return {"threat_model": "finetune", "base_model": base.path.name, "attack_params": params_json(v.attack_params),
-            "poison_count": v.poison.poison_count, **recipe(v)}
 
 
 def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> dict[str, dict] | None:

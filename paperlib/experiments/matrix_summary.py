@@ -18,11 +18,13 @@ fine-tuned on) are summarised over seeds into
 * the lowest and highest top-1 ASR the four papers print for that attack and defence on victims
   poisoned by fine-tuning (``paperlib/papers/*.csv``), and which tables.
 
-Matrix rows whose victim is not in the victims file (older runs) are left out: their recipe is unknown.
+A matrix row whose victim is not in the victims file (a victim trained on a GPU) is known by its own
+recipe columns, which the defence experiment writes; older rows with neither are left out.
 The defence experiment rewrites the summary after every run; this command rebuilds it from the files.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -167,7 +169,6 @@ def write(results: str | Path) -> pd.DataFrame:
     for c in ("defence_samples", "n_seeds", "n_paired"):   # counts: exact, not 4 significant digits
         df[c] = df[c].round().astype("Int64")
     write_csv_atomic(df, path)
-    import hashlib
     df_view = df.assign(settings_id=df.defence_settings.map(
         lambda t: hashlib.sha1(t.encode()).hexdigest()[:8] if isinstance(t, str) else ""))
     view = df_view[["attack", "base_model", "attack_params", "poison_count", "finetune_lr", "defence", "settings_id", "defence_lr", "defence_samples", "seeds",

@@ -93,8 +93,7 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
     from paperlib import pipeline as pl
     from paperlib.data.splits import get_split
     from paperlib.eval.zeroshot import encode_images
-    from paperlib.experiments.victim_rows import params_json as _params_json
-    from paperlib.experiments.victim_rows import recipe as _recipe
+    from paperlib.experiments.victim_rows import params_json, recipe
     from paperlib.experiments.common import clean_base, victim_attack
     from paperlib.results import to_markdown, upsert_csv
     import torch
@@ -106,10 +105,10 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
     split = get_split("imagenet_analog", p.data)
     rows, seen = [], set()
     for v in (*p.victims, *p.calibration, *p.trigger_checks):
-        params_json = _params_json(v.attack_params)
-        if (v.attack, params_json) in seen:
+        trigger = params_json(v.attack_params)
+        if (v.attack, trigger) in seen:
             continue
-        seen.add((v.attack, params_json))
+        seen.add((v.attack, trigger))
         atk = victim_attack(p, base, v)
         t_idx = split.classnames.index(v.poison.target)
         keep = atk.asr_rows(split.labels, split.classnames, t_idx, p.eval.asr_convention)
@@ -121,17 +120,17 @@ def run(p, log=print, max_images: int = 1000) -> pd.DataFrame:
         same = bool(torch.equal(trig, x))
         fc = encode_images(model, x, device=device).numpy()
         ft = encode_images(model, trig, device=device).numpy()
-        row = {"attack": v.attack, "attack_params": params_json, "scale": p.scale, "base_model": base.path.name,
+        row = {"attack": v.attack, "attack_params": trigger, "scale": p.scale, "base_model": base.path.name,
                "target": v.poison.target, "n_images": int(len(keep)),
                **pixel_change(x.numpy(), trig.numpy()),
                **({"feature_cosine": float("nan"), "shift_consistency": float("nan"), "probe_auroc": float("nan")} if same
                   else separability(fc, ft)),
-               "poison_count": v.poison.poison_count, **_recipe(v)}
+               "poison_count": v.poison.poison_count, **recipe(v)}
         asr, n_seeds, source = _victim_asr(results, v, base.path.name)
         row.update({"victim_asr_top1": asr, "victim_seeds": n_seeds, "victim_source": source,
                     "test_images_changed": not same})
         rows.append(row)
-        log(f"{v.attack:10s} {params_json:45s} pixels {row['pixel_mean_abs']:5.2f}  cos {row['feature_cosine']:.3f}  "
+        log(f"{v.attack:10s} {trigger:45s} pixels {row['pixel_mean_abs']:5.2f}  cos {row['feature_cosine']:.3f}  "
             f"probe AUROC {row['probe_auroc']:5.1f}  victim ASR {asr:5.1f} ({n_seeds} seeds)")
     out = upsert_csv(results / "attacks" / "trigger_visibility.csv", rows, VISIBILITY_KEY)
     cols = ["attack", "attack_params", "pixel_mean_abs", "pixel_changed", "feature_cosine", "shift_consistency",

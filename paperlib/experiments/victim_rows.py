@@ -26,10 +26,18 @@ def recipe(v) -> dict:
             "poison_caption": v.poison.caption}
 
 
+def victim_recipe(v, base_model: str) -> dict:
+    """Victim entry ``v``'s recipe as columns of a row that measures it or a model made from it (the
+    defence matrix's rows carry them: a victim trained on a GPU, whose key differs by precision, is in
+    no victims file)."""
+    return {"threat_model": "finetune", "base_model": base_model, "attack_params": params_json(v.attack_params),
+            "poison_count": v.poison.poison_count, **recipe(v)}
+
+
 def params_json(attack_params: dict) -> str:
     """An attack's settings as they are written into result rows (sorted JSON; {} = defaults)."""
     import json
     return json.dumps(attack_params, sort_keys=True)
 
 
-__all__ = ["VICTIM_COLUMNS", "victim_row", "recipe", "params_json"]
+__all__ = ["VICTIM_COLUMNS", "victim_row", "recipe", "victim_recipe", "params_json"]
