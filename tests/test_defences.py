@@ -353,8 +353,54 @@ def test_abd_params_give_table_iii_three_lbd_weights_and_the_random_patch_contro
     assert len(random) == 1 and random[0] in abd.TABLES["Table II"] and random[0] in abd.TABLES["Table III"]
     r, i_adv = rows[random[0]], rows["abd_i_adv"]
     assert (r.patch_area, r.margin_fraction, r.p_patch) == (i_adv.patch_area, i_adv.margin_fraction, i_adv.p_patch)
+    # the replaced read (eval-mode BatchNorm) stays a row of Table II: full ABD otherwise
+    evals = [label for label, c in rows.items() if c.patch_mode == "eval"]
+    assert evals == ["abd_eval_patch"] and "abd_eval_patch" in abd.TABLES["Table II"]
+    assert replace_mode(rows["abd_eval_patch"]) == rows["abd"]
     if scale == "embedded":
         assert p.ablation_seed_list == (0, 1, 2)
+
+
+def replace_mode(cfg, mode="train"):
+    from paperlib.config import replace
+    return replace(cfg, patch_mode=mode)
+
+
+def test_abd_patch_trigger_overlap_measures_what_the_patch_covers(tmp_path, monkeypatch):
+    """The overlap table on hand-made triggers: a 16 px bottom-right corner square holds ABD's
+    11 px box at 64 px (the box lies wholly in it: 121 of its 256 pixels), a centred square misses
+    it, and a full-image change covers the box and puts only the box's share of its pixels there."""
+    import pandas as pd
+
+    from paperlib.experiments import abd, common
+
+    class Square:
+        def __init__(self, top, side):
+            self.top, self.side = top, side
+
+        def test_transform(self, images, generator=None):
+            out = images.clone()
+            out[:, :, self.top:self.top + self.side, self.top:self.top + self.side] = 255 - out[:, :, self.top:self.top + self.side, self.top:self.top + self.side]
+            return out
+
+    class Everywhere:
+        def test_transform(self, images, generator=None):
+            return 255 - images
+
+    triggers = {"badnet": Square(48, 16), "badclip": Square(27, 10), "blended": Everywhere()}
+    monkeypatch.setattr(common, "clean_base", lambda p: None)
+    monkeypatch.setattr(common, "victim_attack", lambda p, base, v: triggers[v.attack])
+    p = abd.load(None, {"scale": "embedded", "victims": [{"attack": a} for a in triggers],
+                        "results_dir": str(tmp_path)})
+    out = abd.patch_trigger_overlap(p, n=8).set_index("attack")
+    assert (out.patch_side == 11).all() and (out.patch_offset == 49).all()
+    assert out.loc["badnet", "trigger_pixels"] == 256
+    assert out.loc["badnet", "trigger_in_patch_pct"] == pytest.approx(100 * 121 / 256)
+    assert out.loc["badnet", "patch_changed_by_trigger_pct"] == pytest.approx(100.0)
+    assert out.loc["badclip", "trigger_in_patch_pct"] == 0 and out.loc["badclip", "patch_changed_by_trigger_pct"] == 0
+    assert out.loc["blended", "trigger_in_patch_pct"] == pytest.approx(100 * 121 / 4096)
+    assert out.loc["blended", "patch_changed_by_trigger_pct"] == pytest.approx(100.0)
+    assert len(pd.read_csv(tmp_path / "abd" / "patch_trigger_overlap_embedded.csv")) == 3
 
 
 def test_abd_tables_keep_rows_the_paper_does_not_print(tmp_path):

@@ -4,8 +4,10 @@ Parameters: ``params/abd/<scale>.yaml`` (the defence matrix's schema; ABD's abla
 ``variants``: ``abd_i_adv`` (adversarial images only), ``abd_t_eda`` (EDA captions only),
 ``abd_uap`` (the patch without ABD's backdoor loss, adversarial images only), ``abd_lbd10`` /
 ``abd_lbd50`` (L_bd weight 10 / 50, images only), ``abd_random`` (the control: a random patch of the
-same size and place, never trained, images only)).  Table I: victim, RoCLIP, CleanCLIP, ABD;
-Table II: FT, I_adv, T_eda, both, and the random-patch control beside I_adv; Table III: UAP vs
+same size and place, never trained, images only), ``abd_eval_patch`` (full ABD with the patch read
+off the generator in eval mode: the read this code used before issue 23, kept as an ablation row)).
+Table I: victim, RoCLIP, CleanCLIP, ABD; Table II: FT, I_adv, T_eda, both, the random-patch control
+beside I_adv and the eval-mode read beside ABD; Table III: UAP vs
 UAP + L_bd at weights 1 (``abd_i_adv``), 10 and 50, and the random-patch control, all with
 adversarial images only and no EDA captions (the paper's UAP(L_bd) column repeats Table II's I_adv
 numbers, 10.49 / 18.15 / 46.03, so its Table III is the images-only setting); Fig. 2: the similarity bars.
@@ -31,7 +33,7 @@ PAPER = "abd"
 TABLES = {
     "Table I": {"none": "none", "roclip": "roclip", "cleanclip": "cleanclip", "abd": "abd"},
     "Table II": {"none": "none", "ft": "ft", "abd_i_adv": "i_adv", "abd_t_eda": "t_eda", "abd": "abd",
-                 "abd_random": "random patch (ours)"},
+                 "abd_random": "random patch (ours)", "abd_eval_patch": "abd, eval-mode patch (ours)"},
     "Table III": {"none": "none", "abd_uap": "uap", "abd_i_adv": "uap+lbd",
                   "abd_lbd10": "uap+lbd x10 (ours)", "abd_lbd50": "uap+lbd x50 (ours)",
                   "abd_random": "random patch (ours)"},
@@ -117,6 +119,41 @@ def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = Non
     return out
 
 
+def patch_trigger_overlap(p: ABDParams, n: int = 64) -> pd.DataFrame:
+    """Where ABD's patch sits against each victim's trigger: the share of the trigger's pixels
+    (those its test-time transform changes on ``n`` random uint8 images, any channel) inside ABD's
+    patch box, and the share of the box the trigger changes.  ABD's patch is AdvCLIP's bottom-right
+    square (``patch_geometry``); a victim whose trigger sits under it is cleaned partly by
+    occlusion, which the random-patch control (``abd_random``) measures and this names.
+    Writes ``<results>/abd/patch_trigger_overlap_<scale>.csv``."""
+    import torch
+
+    from paperlib.defences.abd import patch_geometry
+    from paperlib.experiments.common import clean_base, victim_attack
+    from paperlib.results import write_csv_atomic
+    base = clean_base(p)
+    side = p.data.image_size
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=g)
+    rows = []
+    for v in p.victims:
+        cfg = p.defence.config("abd", v.attack)
+        ps, off = patch_geometry(side, cfg.patch_area, cfg.margin_fraction)
+        box = torch.zeros(side, side, dtype=torch.bool)
+        box[off:off + ps, off:off + ps] = True
+        trig = victim_attack(p, base, v).test_transform(images, torch.Generator().manual_seed(1))
+        changed = (trig.to(torch.int16) - images.to(torch.int16)).abs().amax(1) > 0   # (n, H, W)
+        share = changed.float().mean(0) > 0.5        # pixels the trigger changes on most images
+        n_trig = int(share.sum())
+        rows.append({"attack": v.attack, "scale": p.scale, "image_side": side, "patch_side": ps, "patch_offset": off,
+                     "trigger_pixels": n_trig,
+                     "trigger_in_patch_pct": 100.0 * float((share & box).sum()) / n_trig if n_trig else float("nan"),
+                     "patch_changed_by_trigger_pct": 100.0 * float((share & box).sum()) / float(box.sum())})
+    out = pd.DataFrame(rows)
+    write_csv_atomic(out, Path(p.results_dir) / PAPER / f"patch_trigger_overlap_{p.scale}.csv")
+    return out
+
+
 def plot_fig2(bars: pd.DataFrame, p: ABDParams):
     import matplotlib.pyplot as plt
 
@@ -134,6 +171,9 @@ def plot_fig2(bars: pd.DataFrame, p: ABDParams):
     ax.set_xticks(x)
     ax.set_xticklabels([s.replace(", ", ",\n") for s in bars["pair"]], fontsize=6)
     ax.set_ylabel("cosine x 100")
+    ax.set_xlabel("images, captions")
+    ax.set_title(f"ABD Fig. 2 on the {bars['attack'].iloc[0]} victim: {p.scale} scale, seed {int(bars['seed'].iloc[0])}",
+                 fontsize=8)
     ax.legend(fontsize=7)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
 
@@ -192,4 +232,4 @@ def claims(tables: dict[str, pd.DataFrame] | None, p: ABDParams, matrix: pd.Data
     return out
 
 
-__all__ = ["ABDParams", "TABLES", "load", "run_matrix", "table", "similarity_bars", "plot_fig2", "claims"]
+__all__ = ["ABDParams", "TABLES", "load", "run_matrix", "table", "similarity_bars", "patch_trigger_overlap", "plot_fig2", "claims"]
