@@ -96,7 +96,13 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     from paperlib.experiments.defences import rows_from_file
     base = clean_base(p)
     victim_dir = tmp_path / "cache" / "model" / m.victim_model[0]
-    assert rows_from_file(p, base, p.victims[0], p.seeds[0]) is None          # victim cached: train/reuse
+    assert rows_from_file(p, base, p.victims[0], p.seeds[0]) == {}            # every model cached: train/reuse
+    # a defence's model gone, the victim still here: only that row stands in (a variant added on a
+    # machine that holds the victims trains just the variant)
+    ft_dir = tmp_path / "cache" / "model" / m[m.defence == "ft"].model.iloc[0]
+    shutil.move(ft_dir, tmp_path / "ft_elsewhere")
+    assert sorted(rows_from_file(p, base, p.victims[0], p.seeds[0])) == ["ft"]
+    shutil.move(tmp_path / "ft_elsewhere", ft_dir)
     shutil.move(victim_dir, tmp_path / "elsewhere")
     kept = rows_from_file(p, base, p.victims[0], p.seeds[0])
     assert sorted(kept) == ["cleanerclip", "ft", "none"] and kept["ft"]["defence"] == "ft"

@@ -276,29 +276,36 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
 
 def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> dict[str, dict] | None:
     """The matrix file's rows of victim ``v`` at ``seed`` that can stand in for training, by label
-    (``none`` for the victim): only when the victim is not in this machine's cache, and only rows
-    naming the model (cache key) these parameters would make.  The caller uses them all when every
-    label has one; otherwise it trains the victim and the defences without a row.  None when the
-    victim is cached (then the caller trains, or reuses cached models, as usual)."""
+    (``none`` for the victim): only rows naming the model (cache key) these parameters would make.
+    With the victim absent from this machine's cache, every such row; with the victim cached, only
+    those of models absent from it (the cached ones are evaluated from the cache).  The caller uses
+    them all when every label has one; otherwise it trains (or loads) the victim and the defences
+    without a row.  So a run that adds a variant on a machine holding the victims trains just the
+    variant, and one on a fresh machine retrains the victim and the missing rows only.  None when
+    there is no matrix file to read."""
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.experiments.common import victim_key as victim_key_of
     path = Path(p.results_dir) / "defences" / "matrix.csv"
     victim_key = victim_key_of(p, base, v, seed)
-    if not path.is_file() or ArtifactCache().exists("model", victim_key):
+    if not path.is_file():
         return None
+    cache = ArtifactCache()
+    victim_cached = cache.exists("model", victim_key)
     m = pd.read_csv(path)
     if "model" not in m.columns:
         return None
     m = m[(m.attack == v.attack) & (m.scale == p.scale) & (m.seed == seed)]
     device_type = pl.resolve_device(p.device).type
-    wanted = {"none": artifact_key("model", victim_key)}
+    wanted = {"none": victim_key}
     for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
-        wanted[label] = artifact_key("model", pl.defence_key(victim_key, d, dcfg, p.defence.clean_scenes,
-                                                             p.defence.train, seed, base, device_type))
+        wanted[label] = pl.defence_key(victim_key, d, dcfg, p.defence.clean_scenes, p.defence.train, seed, base,
+                                       device_type)
     out = {}
-    for label, model_name in wanted.items():
-        hit = m[(m.defence == label) & (m.model.astype(str) == model_name)]
+    for label, key in wanted.items():
+        if victim_cached and cache.exists("model", key):
+            continue
+        hit = m[(m.defence == label) & (m.model.astype(str) == artifact_key("model", key))]
         if len(hit):
             out[label] = {k: (None if pd.isna(x) else x) for k, x in hit.iloc[0].to_dict().items()}
     return out
