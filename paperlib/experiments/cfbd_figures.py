@@ -35,6 +35,7 @@ def plot_fig2(sc, det, p, seed: int | None = None):
         ax.hist(data[~sc.truth], bins=60, alpha=.6, density=True, label="benign")
         ax.hist(data[sc.truth], bins=60, alpha=.6, density=True, label="poisoned", color="tab:red")
         ax.set_xlabel(xl)
+        ax.set_ylabel("density")
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7, markerscale=4)
     axes[1].legend(fontsize=7)
@@ -60,6 +61,8 @@ def plot_fig4(sc, p, seed: int | None = None):
     axes[0].hist(c[~sc.truth], bins=80, alpha=.6, label="benign")
     axes[0].hist(c[sc.truth], bins=80, alpha=.8, label="poisoned", color="tab:red")
     axes[0].set_title("(a) consistency c", fontsize=9)
+    axes[0].set_xlabel("consistency c")
+    axes[0].set_ylabel("pairs")
     axes[0].legend(fontsize=7)
     axes[1].hist(c, bins=80, density=True, alpha=.4, color="grey")
     for j, (w, m, s) in enumerate(zip(co.weights, co.means, co.sigmas)):   # sorted by mean: 0 is the lowest
@@ -67,6 +70,8 @@ def plot_fig4(sc, p, seed: int | None = None):
     if np.isfinite(co.c_cut):
         axes[1].axvline(co.c_cut, color="k", ls="--", lw=1)
     axes[1].set_title(f"(b, c) GMM, K={cfg.k}", fontsize=9)
+    axes[1].set_xlabel("consistency c")
+    axes[1].set_ylabel("density")
     axes[1].legend(fontsize=6)
     axes[2].scatter(c, co.rule_score, s=1, c=np.where(sc.truth, "tab:red", "tab:blue"))
     axes[2].axhline(cfg.gamma, color="k", ls="--", lw=1)

@@ -19,7 +19,10 @@ from paperlib.experiments.defences import DefenceMatrixParams
 from paperlib.experiments.victims import complete_victims
 
 PAPER = "cleanerclip"
-DEFENCES = {"none": "none", "ft": "ft", "cleanclip": "cleanclip", "cleanerclip": "cleanerclip"}  # ours -> paper's
+# ours -> paper's; cleanerclip_former (a variant row, at the ablation seeds) is the negatives' former
+# construction, which the paper does not print
+DEFENCES = {"none": "none", "ft": "ft", "cleanclip": "cleanclip", "cleanerclip": "cleanerclip",
+            "cleanerclip_former": "cleanerclip, full-caption negatives, WordNet words (ours)"}
 
 
 @dataclass(frozen=True)

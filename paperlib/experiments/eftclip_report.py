@@ -339,7 +339,7 @@ def plot_fig7(p: EftCLIPParams, wb: Workbench | None = None):
             x0, y0, x1, y1 = r.box
             axes[i, 1].add_patch(patches.Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=1))
         axes[i, 1].set_title("O: " + (", ".join(lists[i].S) or "-"), fontsize=6)
-    fig.suptitle(f"EftCLIP Fig. 7 ({p.scale} scale): poisoned CLIP's list vs the oracle's at theta={p.eftclip.theta} "
+    fig.suptitle(f"EftCLIP Fig. 7 ({p.scale} scale, seed {seed}): poisoned CLIP's list vs the oracle's at theta={p.eftclip.theta} "
                  f"({p.eftclip.theta_scale}: cut {cut:.3f})", fontsize=8)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig7_{p.scale}.png")
 
