@@ -1,7 +1,7 @@
 """The README's "Results at a glance", written from the results files (issue 24, item 3).
 
-    python -m paperlib.readme            # rewrite the section between the markers in README.md
-    python -m paperlib.readme --check    # exit 1 if README.md's section differs from what the files give
+    python -m paperlib.readme            # rewrite the sections between the markers in README.md and docs/defences.md
+    python -m paperlib.readme --check    # exit 1 if either section differs from what the files give
 
 Every number of the section is read here from a file under ``results/``: the verdict counts from
 ``results/claims.csv`` when it exists and has the paper's rows (verdicts by the two-SEM rule of
@@ -296,6 +296,22 @@ def render(text: str, res: str | Path = "results") -> str:
     return f"{head}{BEGIN}\n{glance(res)}\n{END}{tail}"
 
 
+DOCS_BEGIN = "<!-- new-matrix:start -->"
+DOCS_END = "<!-- new-matrix:end -->"
+DOCS_FILE = "docs/defences.md"
+
+
+def render_docs(text: str, res: str | Path = "results") -> str:
+    """``docs/defences.md`` with the section between its markers replaced by the defence matrix on
+    the new victims (:func:`new_matrix`, links made relative to ``docs/``)."""
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise ValueError(f"{DOCS_FILE} has no {DOCS_BEGIN} ... {DOCS_END} markers")
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    body = new_matrix(Path(res)).replace("](results/", "](../results/") or "(no rows of the new victims yet)"
+    return f"{head}{DOCS_BEGIN}\n{body}\n{DOCS_END}{tail}"
+
+
 def main(argv=None) -> int:
     from paperlib.assets import repo_root
     ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
@@ -303,20 +319,24 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=None, help="results folder (default: the committed results/)")
     args = ap.parse_args(argv)
     root = repo_root()
-    readme = root / "README.md"
-    text = readme.read_text()
-    new = render(text, args.results or root / "results")
-    if args.check:
+    res = args.results or root / "results"
+    stale = 0
+    for path, rend, what in ((root / "README.md", render, "results at a glance"),
+                             (root / DOCS_FILE, render_docs, "defence matrix on the new victims")):
+        text = path.read_text()
+        new = rend(text, res)
+        name = path.relative_to(root)
+        if args.check:
+            if new != text:
+                print(f"{name}: the {what} differ from the results files; run python -m paperlib.readme")
+                stale = 1
+            else:
+                print(f"{name}: {what} current")
+            continue
         if new != text:
-            print("README.md: the results at a glance differ from the results files; run python -m paperlib.readme")
-            return 1
-        print("README.md: results at a glance current")
-        return 0
-    if new != text:
-        readme.write_text(new)
-    print(f"README.md: results at a glance {'rewritten' if new != text else 'already current'} "
-          f"({len(new.encode())} bytes)")
-    return 0
+            path.write_text(new)
+        print(f"{name}: {what} {'rewritten' if new != text else 'already current'} ({len(new.encode())} bytes)")
+    return stale
 
 
 if __name__ == "__main__":

@@ -21,6 +21,22 @@ def test_the_glance_section_is_the_one_the_committed_results_give():
         assert f"results/{p.id}/{p.id}.ipynb" in section
 
 
+def test_the_defence_docs_table_is_the_one_the_committed_results_give(tmp_path):
+    """docs/defences.md's table of the new victims is written from the matrix summary, with links
+    relative to docs/; a file without its markers is refused by name."""
+    text = (ROOT / readme.DOCS_FILE).read_text()
+    assert readme.render_docs(text, ROOT / "results") == text, "run python -m paperlib.readme"
+    section = text.split(readme.DOCS_BEGIN, 1)[1].split(readme.DOCS_END, 1)[0]
+    assert "](results/" not in section
+    if "| attack (seeds) |" in section:
+        assert "](../results/defences/matrix_summary.csv)" in section
+    with pytest.raises(ValueError, match="docs/defences.md"):
+        readme.render_docs("no markers", ROOT / "results")
+    # with no matrix summary the section says so instead of keeping a stale table
+    empty = readme.render_docs(f"a\n{readme.DOCS_BEGIN}\nold\n{readme.DOCS_END}\nb", tmp_path)
+    assert "old" not in empty and "no rows of the new victims yet" in empty
+
+
 def test_the_readme_is_short_and_keeps_the_command_ci_runs():
     text = (ROOT / "README.md").read_text()
     assert len(text.encode()) <= 15 * 1024
