@@ -177,6 +177,37 @@ def test_fault_tolerance_seeds_the_fine_stage_with_poisoned_pairs(monkeypatch, t
     assert r0.tpr >= 100 * 8 / n_poison     # its seed pairs, all poisoned, are flagged (the coarse set's: none)
 
 
+def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tmp_path):
+    """The former-rules ablation runs the detector on the same screened set under the current
+    rules and under each replaced rule (posterior benign set, fixed gamma_z, uncapped q) and all
+    three at once, with exactly the settings each names, and its table keeps the fine stage."""
+    from types import SimpleNamespace
+
+    import paperlib.detect.cfbd as cf
+    from paperlib.experiments import cfbd as ex
+    rng = np.random.default_rng(0)
+    n, n_poison = 400, 20
+    truth = np.zeros(n, bool)
+    truth[:n_poison] = True
+    c = np.where(truth, rng.uniform(0.8, 1.0, n), rng.uniform(0.0, 0.6, n))
+    cap = rng.normal(size=(n, 8))
+    seen = []
+    real = cf.detect
+    monkeypatch.setattr(cf, "detect", lambda c_, e, cfg, seed_rows=None: seen.append(cfg) or real(c_, e, cfg, seed_rows))
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "cfbd.q": 50})
+    out = ex.former_rules(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth)})
+    rules = [(s.benign_rule, s.gamma_z_rule, s.q_cap) for s in seen]
+    cur = (p.cfbd.benign_rule, p.cfbd.gamma_z_rule, p.cfbd.q_cap)
+    assert rules == [cur, ("posterior", cur[1], cur[2]), (cur[0], "fixed", cur[2]), (cur[0], cur[1], "none"),
+                     ("posterior", "fixed", "none")]
+    assert set(out.rules) == {"current rules", *ex.FORMER_RULES} and len(out) == 2 * len(rules)
+    # the cap: with it q is at most the pairs the set can hold; uncapped it is the asked q
+    q_eff = out[out.stage == "fine"].set_index("rules").q_eff
+    assert q_eff["uncapped q"] == 50 and q_eff["current rules"] <= 50
+    wide = ex.former_rules_wide(out, p)
+    assert list(wide.rules)[0] == "current rules" and (wide.n_seeds == 1).all() and len(wide) == len(rules)
+
+
 def test_coarse_to_fine_score_ranks_seed_suspicious_benign_and_matches_the_decision():
     """AUROC / AUPRC / Fig. 5 rank pairs by the fine stage's z inside the coarse stage's tiers;
     thresholding that score at gamma_z reproduces the detector's decision exactly."""

@@ -8,10 +8,12 @@ this module adds:
 * Table 3: TPR of CFBD and ABL at poison rates of 0.3-0.6% (``results/detection/abl.csv`` and
   ``results/cfbd/table3_rates.csv``, with the effective seed-set size ``q_eff`` and threshold
   ``gamma_z`` of each CFBD row);
-* Table 5: fault tolerance, the seed set mixed with benign pairs (``results/cfbd/table5_fault.csv``);
-* Fig. 6: the K / gamma ablation, under each benign-set rule of ``ablation_benign_rules`` (the
-  paper's printed posterior rule beside our reconstructions, :mod:`paperlib.detect.cfbd`), and the q
-  ablation (``results/cfbd/fig6_ablation.csv``);
+* from the screened sets, no training (:mod:`paperlib.experiments.cfbd_screened`): Table 5, fault
+  tolerance, the seed set mixed with benign pairs (``results/cfbd/table5_fault.csv``); Fig. 6, the
+  K / gamma ablation under each benign-set rule of ``ablation_benign_rules`` (the paper's printed
+  posterior rule beside our reconstructions, :mod:`paperlib.detect.cfbd`) and the q ablation
+  (``results/cfbd/fig6_ablation.csv``); the detector's former rules as ablation rows
+  (``results/cfbd/former_rules.csv``);
 * Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves;
 * Tables 1, 2, 4 assembled from ``results/attacks/victims.csv``, ``results/defences/matrix.csv``
   and ``results/detection/cfbd.csv`` beside the paper's numbers (the "CFBD (coarse-grained)" rows
@@ -29,6 +31,8 @@ from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
 from paperlib.detect.cfbd import BENIGN_RULES
 from paperlib.experiments.cfbd_figures import plot_fig2, plot_fig4, plot_fig5, plot_fig6  # noqa: F401 (re-exported)
+from paperlib.experiments.cfbd_screened import (FORMER_RULES, ablations, at_seeds, fault_tolerance,  # noqa: F401 (re-exported)
+                                                former_rules, former_rules_wide, mean_spread)
 from paperlib.experiments.detection import DetectionParams, cfbd_file, rows_of_these_rules
 from paperlib.experiments.victims import complete_victims
 
@@ -117,67 +121,6 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------
-# Table 5 (fault tolerance) and Fig. 6 (ablations): cheap, from the screened sets
-# ---------------------------------------------------------------------------
-def fault_tolerance(p: CFBDParams, screened: dict) -> pd.DataFrame:
-    """Table 5: AUROC of coarse-to-fine detection when the seed set D_p is made by hand from
-    ``q`` truly poisoned pairs of which ``fault_ratio`` are swapped for benign ones (CFBD Sec. 3.3);
-    ratio 0 is a seed set of poisoned pairs only.  D_b is still the coarse stage's."""
-    from paperlib.config import replace
-    from paperlib.detect.cfbd import detect, mixed_seed_set
-    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
-    from paperlib.results import upsert_csv
-    rows = []
-    for (attack, seed), sc in screened.items():
-        if attack not in p.fault_attacks:
-            continue
-        poisoned, benign = np.flatnonzero(sc.truth), np.flatnonzero(~sc.truth)
-        for q in p.fault_qs:
-            cfg = replace(p.cfbd, q=q)
-            for ratio in (0.0,) + tuple(p.fault_ratios):
-                rng = np.random.default_rng([p.fault_seed, seed, q, int(round(ratio * 100))])
-                det = detect(sc.c, sc.caption_emb, cfg, seed_rows=mixed_seed_set(poisoned, benign, q, ratio, rng))
-                auroc, auprc = auroc_auprc(sc.truth, det.score)
-                tpr, fpr = tpr_fpr(sc.truth, det.flagged)
-                rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
-                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr, "gamma_z": det.gamma_z})
-    return upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
-                      ("attack", "q", "fault_ratio", "scale", "seed"))
-
-
-def ablations(p: CFBDParams, screened: dict) -> pd.DataFrame:
-    """Fig. 6a: poisoned pairs that the coarse stage puts in D_b (and D_b's size), per K, gamma and
-    benign-set rule (one GMM fit per K serves every gamma and rule); Fig. 6b: TPR / FPR / AUROC of
-    coarse-to-fine detection per q, with the seed set's size after the cap (``q_eff``)."""
-    from paperlib.config import replace
-    from paperlib.detect.cfbd import coarse_stage, detect, fit_gmm
-    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
-    from paperlib.results import upsert_csv
-    rows = []
-    for (attack, seed), sc in screened.items():
-        for k in p.ablation_ks:
-            gmm = fit_gmm(sc.c, k, p.cfbd.gmm_seed)
-            for rule in p.ablation_benign_rules:
-                for g in p.ablation_gammas:
-                    co = coarse_stage(sc.c, replace(p.cfbd, k=k, gamma=g, benign_rule=rule), gmm=gmm)
-                    rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "benign_rule": rule,
-                                 "q": p.cfbd.q, "scale": p.scale, "seed": seed,
-                                 "poisoned_in_benign": int(sc.truth[co.benign].sum()),
-                                 "benign_size": int(len(co.benign)), "q_eff": co.q_eff})
-        for q in p.ablation_qs:
-            if q >= len(sc.c):
-                continue
-            det = detect(sc.c, sc.caption_emb, replace(p.cfbd, q=q))
-            tpr, fpr = tpr_fpr(sc.truth, det.flagged)
-            auroc, _ = auroc_auprc(sc.truth, det.score)
-            rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma,
-                         "benign_rule": p.cfbd.benign_rule, "q": q, "scale": p.scale, "seed": seed, "tpr": tpr,
-                         "fpr": fpr, "auroc": auroc, "q_eff": det.coarse.q_eff, "gamma_z": det.gamma_z})
-    return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
-                      ("study", "attack", "k", "gamma", "benign_rule", "q", "scale", "seed"))
-
-
-# ---------------------------------------------------------------------------
 # Tables 1, 2, 4 from the result files
 # ---------------------------------------------------------------------------
 def ca_asr_rows(p: CFBDParams) -> pd.DataFrame:
@@ -262,25 +205,6 @@ def tables_ca_asr(p: CFBDParams, rows: pd.DataFrame | None = None) -> pd.DataFra
     return t
 
 
-def at_seeds(df: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
-    """The rows of a result file that these parameters make: this scale, the seeds asked for (the
-    files keep rows of earlier runs and of other seeds)."""
-    if not len(df):
-        return df
-    return df[(df.scale == p.scale) & df.seed.isin(list(p.seeds))]
-
-
-def _mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
-    """Mean of ``cols`` per ``by`` group, each with its spread over seeds (``<col>_std``) and the
-    number of seeds (``n_seeds``)."""
-    g = df.groupby(by)
-    out = g[cols].mean()
-    for c in cols:
-        out[f"{c}_std"] = g[c].std()
-    out["n_seeds"] = g["seed"].nunique()
-    return out.reset_index()
-
-
 def detection_rows(p: CFBDParams) -> pd.DataFrame:
     """The per-seed detection rows behind Table 4 and Fig. 5 (one per attack x stage x seed: TPR,
     FPR, AUROC, AUPRC) that these parameters make: their detector's rules, scale, seeds, victims
@@ -301,7 +225,7 @@ def table_4(p: CFBDParams) -> pd.DataFrame:
     det = detection_rows(p)
     if not len(det):
         return pd.DataFrame()
-    t = _mean_spread(det, ["attack", "stage"], ["tpr", "fpr", "auroc", "auprc"])
+    t = mean_spread(det, ["attack", "stage"], ["tpr", "fpr", "auroc", "auprc"])
     ref = lookup(PAPER, "Table 4")
     # the paper prints AUROC in [0, 1]; the project's metrics are percentages
     t["auroc_paper"] = [100 * float(ref[ref.attack == a]["value"].iloc[0]) if s == "fine" and (ref.attack == a).any()
@@ -313,7 +237,7 @@ def table_4(p: CFBDParams) -> pd.DataFrame:
 def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
     """Table 3 laid out as the paper: TPR per attack x method x poison rate, ours and the paper's."""
     from paperlib.papers import lookup
-    r = _mean_spread(at_seeds(rates, p), ["attack", "method", "poison_count", "poison_rate"], ["tpr"])
+    r = mean_spread(at_seeds(rates, p), ["attack", "method", "poison_count", "poison_rate"], ["tpr"])
     ref = lookup(PAPER, "Table 3")
     # the paper's columns are poison rates (0.3%..0.6%); ours match where the rate is the same
     r["paper_rate"] = [f"{rate:g}%" for rate in r.poison_rate.round(2)]
@@ -327,7 +251,7 @@ def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
 def table_5_wide(fault: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
     from paperlib.papers import lookup
     # fault ratio 0 (a seed set of poisoned pairs only) is our row; the paper starts at 20%
-    t = _mean_spread(at_seeds(fault, p), ["attack", "q", "fault_ratio"], ["auroc"])
+    t = mean_spread(at_seeds(fault, p), ["attack", "q", "fault_ratio"], ["auroc"])
     ref = lookup(PAPER, "Table 5")
 
     def paper(a, q, ratio):
@@ -484,20 +408,24 @@ def run(p: CFBDParams, log=print) -> dict:
     with timer("fault_and_ablation"):
         fault = fault_tolerance(p, screened)
         abl = ablations(p, screened)
+        former = former_rules(p, screened)
     t12, t4 = tables_ca_asr(p), table_4(p)
-    made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p)}
+    made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
+            "Former rules": former_rules_wide(former, p)}
     save_tables(p, made)
     fig_key = next(k for k in scores if k[0] == p.figure_attack)
     figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p, seed=fig_key[1]),
             plot_fig4(scores[fig_key]["screened"], p, seed=fig_key[1]), plot_fig5(scores, p), plot_fig6(abl, p)]
     cl = claims(p, rates, fault)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
-    return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl}
+    return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl,
+            "former_rules": former}
 
 
 if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
-__all__ = ["CFBDParams", "load", "rate_sweep", "fault_tolerance", "ablations", "ca_asr_rows", "tables_ca_asr",
+__all__ = ["CFBDParams", "FORMER_RULES", "load", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
+           "former_rules_wide", "ca_asr_rows", "tables_ca_asr",
            "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]

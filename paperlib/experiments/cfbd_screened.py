@@ -1,0 +1,139 @@
+"""CFBD's cheap studies on the screened pair sets (no training): Table 5 (fault tolerance), Fig. 6
+(the K / gamma / benign-rule and q ablations) and the detector's former rules as ablation rows,
+with the two helpers every CFBD table uses (:func:`at_seeds`, :func:`mean_spread`).  The
+parameters are :class:`paperlib.experiments.cfbd.CFBDParams`; ``screened`` maps (attack, seed) to
+the detection experiment's :class:`paperlib.experiments.detection.Screened`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAPER = "cfbd"
+
+
+def at_seeds(df: pd.DataFrame, p) -> pd.DataFrame:
+    """The rows of a result file that these parameters make: this scale, the seeds asked for (the
+    files keep rows of earlier runs and of other seeds)."""
+    if not len(df):
+        return df
+    return df[(df.scale == p.scale) & df.seed.isin(list(p.seeds))]
+
+
+def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
+    """Mean of ``cols`` per ``by`` group, each with its spread over seeds (``<col>_std``) and the
+    number of seeds (``n_seeds``)."""
+    g = df.groupby(by)
+    out = g[cols].mean()
+    for c in cols:
+        out[f"{c}_std"] = g[c].std()
+    out["n_seeds"] = g["seed"].nunique()
+    return out.reset_index()
+
+
+def fault_tolerance(p, screened: dict) -> pd.DataFrame:
+    """Table 5: AUROC of coarse-to-fine detection when the seed set D_p is made by hand from
+    ``q`` truly poisoned pairs of which ``fault_ratio`` are swapped for benign ones (CFBD Sec. 3.3);
+    ratio 0 is a seed set of poisoned pairs only.  D_b is still the coarse stage's."""
+    from paperlib.config import replace
+    from paperlib.detect.cfbd import detect, mixed_seed_set
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.results import upsert_csv
+    rows = []
+    for (attack, seed), sc in screened.items():
+        if attack not in p.fault_attacks:
+            continue
+        poisoned, benign = np.flatnonzero(sc.truth), np.flatnonzero(~sc.truth)
+        for q in p.fault_qs:
+            cfg = replace(p.cfbd, q=q)
+            for ratio in (0.0,) + tuple(p.fault_ratios):
+                rng = np.random.default_rng([p.fault_seed, seed, q, int(round(ratio * 100))])
+                det = detect(sc.c, sc.caption_emb, cfg, seed_rows=mixed_seed_set(poisoned, benign, q, ratio, rng))
+                auroc, auprc = auroc_auprc(sc.truth, det.score)
+                tpr, fpr = tpr_fpr(sc.truth, det.flagged)
+                rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
+                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr, "gamma_z": det.gamma_z})
+    return upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
+                      ("attack", "q", "fault_ratio", "scale", "seed"))
+
+
+def ablations(p, screened: dict) -> pd.DataFrame:
+    """Fig. 6a: poisoned pairs that the coarse stage puts in D_b (and D_b's size), per K, gamma and
+    benign-set rule (one GMM fit per K serves every gamma and rule); Fig. 6b: TPR / FPR / AUROC of
+    coarse-to-fine detection per q, with the seed set's size after the cap (``q_eff``)."""
+    from paperlib.config import replace
+    from paperlib.detect.cfbd import coarse_stage, detect, fit_gmm
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.results import upsert_csv
+    rows = []
+    for (attack, seed), sc in screened.items():
+        for k in p.ablation_ks:
+            gmm = fit_gmm(sc.c, k, p.cfbd.gmm_seed)
+            for rule in p.ablation_benign_rules:
+                for g in p.ablation_gammas:
+                    co = coarse_stage(sc.c, replace(p.cfbd, k=k, gamma=g, benign_rule=rule), gmm=gmm)
+                    rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "benign_rule": rule,
+                                 "q": p.cfbd.q, "scale": p.scale, "seed": seed,
+                                 "poisoned_in_benign": int(sc.truth[co.benign].sum()),
+                                 "benign_size": int(len(co.benign)), "q_eff": co.q_eff})
+        for q in p.ablation_qs:
+            if q >= len(sc.c):
+                continue
+            det = detect(sc.c, sc.caption_emb, replace(p.cfbd, q=q))
+            tpr, fpr = tpr_fpr(sc.truth, det.flagged)
+            auroc, _ = auroc_auprc(sc.truth, det.score)
+            rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma,
+                         "benign_rule": p.cfbd.benign_rule, "q": q, "scale": p.scale, "seed": seed, "tpr": tpr,
+                         "fpr": fpr, "auroc": auroc, "q_eff": det.coarse.q_eff, "gamma_z": det.gamma_z})
+    return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
+                      ("study", "attack", "k", "gamma", "benign_rule", "q", "scale", "seed"))
+
+
+# the detector's rules before issue 23, each kept as an ablation row (issue 23: a replaced variant
+# is a row, never silently dropped): label -> the settings it changes
+FORMER_RULES = {
+    "printed benign rule (posterior)": {"benign_rule": "posterior"},
+    "fixed gamma_z (0.8)": {"gamma_z_rule": "fixed"},
+    "uncapped q": {"q_cap": "none"},
+    "all three former rules": {"benign_rule": "posterior", "gamma_z_rule": "fixed", "q_cap": "none"},
+}
+
+
+def former_rules(p, screened: dict) -> pd.DataFrame:
+    """CFBD's detector on the same screened sets under its current rules and under each former
+    rule (:data:`FORMER_RULES`), one row per attack x seed x rule x stage (TPR, FPR, AUROC, AUPRC,
+    the seed set's size ``q_eff``, ``gamma_z``, the benign set's size): what each replaced rule
+    would have made of the same scores (``results/cfbd/former_rules.csv``).  No training."""
+    from paperlib.config import replace
+    from paperlib.detect.cfbd import detect
+    from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.results import upsert_csv
+    rows = []
+    for (attack, seed), sc in screened.items():
+        for label, change in {"current rules": {}, **FORMER_RULES}.items():
+            det = detect(sc.c, sc.caption_emb, replace(p.cfbd, **change))
+            for stage, flagged, score in (("coarse", det.coarse_flagged, sc.c), ("fine", det.flagged, det.score)):
+                tpr, fpr = tpr_fpr(sc.truth, flagged)
+                auroc, auprc = auroc_auprc(sc.truth, score)
+                rows.append({"attack": attack, "seed": seed, "scale": p.scale, "rules": label, "stage": stage,
+                             "tpr": tpr, "fpr": fpr, "auroc": auroc, "auprc": auprc, "q_eff": int(det.coarse.q_eff),
+                             "gamma_z": float(det.gamma_z), "n_benign": int(len(det.coarse.benign)),
+                             "mapping": p.mapping.kind})
+    return upsert_csv(Path(p.results_dir) / PAPER / "former_rules.csv", rows,
+                      ("attack", "seed", "scale", "rules", "stage", "mapping"))
+
+
+def former_rules_wide(df: pd.DataFrame, p) -> pd.DataFrame:
+    """The former-rules ablation as a table: per rule set and attack, the fine stage's TPR / FPR /
+    AUROC (mean over the seeds of ``p``)."""
+    d = at_seeds(df, p)
+    d = d[(d.stage == "fine") & (d.mapping == p.mapping.kind)] if len(d) else d
+    if not len(d):
+        return pd.DataFrame()
+    order = {r: i for i, r in enumerate(["current rules", *FORMER_RULES])}
+    t = mean_spread(d, ["rules", "attack"], ["tpr", "fpr", "auroc"])
+    return t.sort_values(["rules", "attack"], key=lambda s: s.map(order) if s.name == "rules" else s).reset_index(drop=True)
+
+
+__all__ = ["FORMER_RULES", "ablations", "at_seeds", "fault_tolerance", "former_rules", "former_rules_wide", "mean_spread"]
