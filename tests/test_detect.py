@@ -208,6 +208,30 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     assert list(wide.rules)[0] == "current rules" and (wide.n_seeds == 1).all() and len(wide) == len(rules)
 
 
+def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):
+    """The mapping table sets the default mapping's rows (cfbd.csv) beside the ablation's
+    (cfbd_mapping-lm.csv), each under its own rules, at the first seed only; rows of other rules,
+    seeds or poison counts in the same files stay out."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd as ex
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
+
+    def rows(mapping, auroc, **extra):
+        return [{"attack": a, "poison_count": 8, "stage": s, "scale": "smoke", "seed": 0, "tpr": 1.0, "fpr": 2.0,
+                 "auroc": auroc, "auprc": 3.0, "n_benign": 10, "mapping": mapping, **rules, **extra}
+                for a in ("badnet", "blended") for s in ("coarse", "fine")]
+    det = tmp_path / "detection"
+    det.mkdir()
+    pd.DataFrame(rows("regression", 90.0) + rows("regression", 11.0, seed=1)).to_csv(det / "cfbd.csv", index=False)
+    pd.DataFrame(rows("lm", 40.0) + rows("lm", 12.0, benign_rule="posterior") + rows("lm", 13.0, poison_count=99)
+                 ).to_csv(det / "cfbd_mapping-lm.csv", index=False)
+    t = ex.mapping_ablation_wide(p)
+    assert set(t.mapping) == {"regression (default)", "lm"} and (t.seed == 0).all() and len(t) == 8
+    assert set(t[t.mapping == "lm"].auroc) == {40.0} and set(t[t.mapping != "lm"].auroc) == {90.0}
+
+
 def test_coarse_to_fine_score_ranks_seed_suspicious_benign_and_matches_the_decision():
     """AUROC / AUPRC / Fig. 5 rank pairs by the fine stage's z inside the coarse stage's tiers;
     thresholding that score at gamma_z reproduces the detector's decision exactly."""

@@ -59,6 +59,10 @@ class CFBDParams(DetectionParams):
                                                    doc="benign-set rules of Fig. 6a (posterior: as printed)")
     ablation_qs: tuple[int, ...] = param((50, 100, 200, 400), range=(1, None), doc="seed-set sizes of Fig. 6b")
     figure_attack: str = param("badnet", choices=ATTACK_IDS, doc="the attack of Figs. 2 and 4")
+    mapping_ablation: tuple[str, ...] = param(("lm",), choices=("regression", "lm"),
+                                              doc="mapping networks screened beside ``mapping`` as ablation rows "
+                                                  "(the first seed, no retraining): 'lm' is Sec. 2.2's LM-loss "
+                                                  "captioner, the default before issue 23")
     fault_seed: int = param(0, range=(0, None), doc="seed of the benign pairs mixed into the seed set")
 
     def validate(self):
@@ -232,6 +236,36 @@ def table_4(p: CFBDParams) -> pd.DataFrame:
                         else np.nan for a, s in zip(t.attack, t.stage)]
     t.insert(0, "scale", p.scale)
     return t
+
+
+def mapping_ablation(p: CFBDParams, log=print) -> pd.DataFrame:
+    """Every victim's poisoned set screened with each mapping of ``p.mapping_ablation`` besides
+    ``p.mapping`` (the first seed, no retraining, no ABL; rows in ``results/detection/
+    cfbd_mapping-<kind>.csv``), then :func:`mapping_ablation_wide` of them beside the default's."""
+    from paperlib.config import replace
+    from paperlib.experiments import detection
+    for kind in p.mapping_ablation:
+        if kind != p.mapping.kind:
+            detection.run(replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]), retrain=False,
+                                  run_abl=False), log)
+    return mapping_ablation_wide(p)
+
+
+def mapping_ablation_wide(p: CFBDParams) -> pd.DataFrame:
+    """AUROC / TPR / FPR of the coarse and the coarse-to-fine stage per attack, under ``p.mapping``
+    and under each ablation mapping, at the first seed (the seed the ablation runs at)."""
+    from paperlib.config import replace
+    parts = []
+    for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
+        q = replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]))
+        d = detection_rows(q)
+        if len(d):
+            parts.append(d.assign(mapping=kind + (" (default)" if kind == p.mapping.kind else "")))
+    if not parts:
+        return pd.DataFrame()
+    d = pd.concat(parts, ignore_index=True)
+    return d[["mapping", "attack", "stage", "seed", "auroc", "tpr", "fpr", "n_benign"]].sort_values(
+        ["mapping", "attack", "stage"]).reset_index(drop=True)
 
 
 def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
@@ -409,9 +443,11 @@ def run(p: CFBDParams, log=print) -> dict:
         fault = fault_tolerance(p, screened)
         abl = ablations(p, screened)
         former = former_rules(p, screened)
+    with timer("mapping_ablation"):
+        mapping_abl = mapping_ablation(p, log)
     t12, t4 = tables_ca_asr(p), table_4(p)
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
-            "Former rules": former_rules_wide(former, p)}
+            "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl}
     save_tables(p, made)
     fig_key = next(k for k in scores if k[0] == p.figure_attack)
     figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p, seed=fig_key[1]),
@@ -427,5 +463,5 @@ if __name__ == "__main__":
     raise SystemExit(cli(load, run, description=__doc__))
 
 __all__ = ["CFBDParams", "FORMER_RULES", "load", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
-           "former_rules_wide", "ca_asr_rows", "tables_ca_asr",
+           "former_rules_wide", "mapping_ablation", "mapping_ablation_wide", "ca_asr_rows", "tables_ca_asr",
            "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]
