@@ -208,6 +208,22 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     assert list(wide.rules)[0] == "current rules" and (wide.n_seeds == 1).all() and len(wide) == len(rules)
 
 
+def test_cfbd_tables_take_each_attacks_own_seeds():
+    """With BadNet at five seeds and the others at three, CFBD's tables keep BadNet's rows at 0-4
+    and the others' at 0-2 (rows of seeds 3-4 of another attack, e.g. an older run's, stay out),
+    and the detection experiment screens each attack at its own seeds."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd as ex
+    p = ex.load("params/cfbd/smoke.yaml", {"seeds": [0, 1, 2], "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]}})
+    assert p.seeds_for("badnet") == (0, 1, 2, 3, 4) and p.seeds_for("blended") == (0, 1, 2)
+    df = pd.DataFrame({"attack": ["badnet"] * 6 + ["blended"] * 6, "seed": list(range(6)) * 2, "scale": "smoke"})
+    kept = ex.at_seeds(df, p)
+    assert sorted(kept[kept.attack == "badnet"].seed) == [0, 1, 2, 3, 4]
+    assert sorted(kept[kept.attack == "blended"].seed) == [0, 1, 2]
+    assert ex.at_seeds(df.assign(scale="embedded"), p).empty
+
+
 def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):
     """The mapping table sets the default mapping's rows (cfbd.csv) beside the ablation's
     (cfbd_mapping-lm.csv), each under its own rules, at the first seed only; rows of other rules,

@@ -43,6 +43,8 @@ BAD_PARAMETERS = [
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: [1, 1]}\n", "distinct seeds"),
     ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
     ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: []}\n", "seeds_by_attack.badnet"),
+    ("detection", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
+    ("detection", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: [0, 0]}\n", "distinct seeds"),
 ]
 
 

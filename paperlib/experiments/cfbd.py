@@ -32,7 +32,7 @@ from paperlib.config import ParamError, load_params, param
 from paperlib.detect.cfbd import BENIGN_RULES
 from paperlib.experiments.cfbd_figures import plot_fig2, plot_fig4, plot_fig5, plot_fig6  # noqa: F401 (re-exported)
 from paperlib.experiments.cfbd_screened import (FORMER_RULES, ablations, at_seeds, fault_tolerance,  # noqa: F401 (re-exported)
-                                                former_rules, former_rules_wide, mean_spread)
+                                                former_rules, former_rules_wide, mean_spread, seed_mask)
 from paperlib.experiments.detection import DetectionParams, cfbd_file, rows_of_these_rules
 from paperlib.experiments.victims import complete_victims
 
@@ -139,13 +139,13 @@ def ca_asr_rows(p: CFBDParams) -> pd.DataFrame:
     # the victims these parameters make (cache keys): the files also hold rows of other victims
     # (other trigger settings, poison counts or bases), which are not this table's
     base = clean_base_unbuilt(p)
-    victims = {victim_model_name(p, base, _victim(p, a), s) for a in attacks for s in p.seeds}
+    victims = {victim_model_name(p, base, _victim(p, a), s) for a in attacks for s in p.seeds_for(a)}
 
     def read(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         if len(df) and "victim_model" in df.columns:
             df = df[df.victim_model.astype(str).isin(victims)]
-        return df[df.seed.isin(list(p.seeds))] if len(df) else df
+        return df[seed_mask(df, p)] if len(df) else df
     vic = read(res / "attacks" / "victims.csv")
     mat = read(res / "defences" / "matrix.csv")
     det = read(res / "detection" / cfbd_file(p))
@@ -246,8 +246,8 @@ def mapping_ablation(p: CFBDParams, log=print) -> pd.DataFrame:
     from paperlib.experiments import detection
     for kind in p.mapping_ablation:
         if kind != p.mapping.kind:
-            detection.run(replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]), retrain=False,
-                                  run_abl=False), log)
+            detection.run(replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]),
+                                  seeds_by_attack={}, retrain=False, run_abl=False), log)
     return mapping_ablation_wide(p)
 
 
@@ -257,7 +257,7 @@ def mapping_ablation_wide(p: CFBDParams) -> pd.DataFrame:
     from paperlib.config import replace
     parts = []
     for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
-        q = replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]))
+        q = replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]), seeds_by_attack={})
         d = detection_rows(q)
         if len(d):
             parts.append(d.assign(mapping=kind + (" (default)" if kind == p.mapping.kind else "")))
@@ -314,7 +314,7 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
     det = detection_rows(p) if det is None else det
     r = at_seeds(rates, p) if rates is not None and len(rates) else pd.DataFrame(columns=["attack", "method", "seed"])
     fault = at_seeds(fault, p) if fault is not None and len(fault) else pd.DataFrame(columns=["attack", "seed"])
-    seeds = list(p.seeds)
+    seeds = p.seeds_for    # each attack's seeds (Table 3's rates exist at ``seeds`` only)
 
     def cells(df, keys):
         """The (key values) groups of ``df`` in a stable order; KeyError when there is none."""
@@ -333,7 +333,7 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
 
     def tpr_at_rates():
         cfbd_rows = r[r.method == "cfbd"]
-        return AllOf([Compare(per_seed(cfbd_rows, "tpr", seeds, attack=a, poison_count=c), ">=", threshold=98.0,
+        return AllOf([Compare(per_seed(cfbd_rows, "tpr", seeds(a), attack=a, poison_count=c), ">=", threshold=98.0,
                               names=("CFBD TPR",), label=rate_label(a, c))
                       for a, c in cells(cfbd_rows, ["attack", "poison_count"])],
                      form=lambda parts: rng(parts) + f" (Table 3, {len(parts)} attack x rate cells)",
@@ -341,14 +341,17 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
 
     def auroc_every_attack():
         fine = det[det.stage == "fine"] if len(det) else det
-        return AllOf([Compare(per_seed(fine, "auroc", seeds, attack=a), ">=", threshold=99.0, names=("AUROC",),
+        return AllOf([Compare(per_seed(fine, "auroc", seeds(a), attack=a), ">=", threshold=99.0, names=("AUROC",),
                               label=a) for (a,) in cells(fine, ["attack"])],
                      form=lambda parts: rng(parts) + f" over {len(parts)} attacks", unit="attacks")
 
     def auprc_fine_over_coarse():
         if not len(det):
             raise KeyError("no detection rows")
-        g = det.groupby(["seed", "stage"])["auprc"].mean().unstack("stage")   # mean over attacks, per seed
+        # mean over attacks, per seed: at the seeds every attack has (BadNet's extra seeds would
+        # otherwise make means of BadNet alone)
+        common = det[det.seed.isin(list(p.seeds))]
+        g = common.groupby(["seed", "stage"])["auprc"].mean().unstack("stage")
         if not {"fine", "coarse"} <= set(g.columns):
             raise KeyError("needs both stages")
         return Compare(g["fine"], ">", g["coarse"], names=("fine", "coarse"),
@@ -356,7 +359,7 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
 
     def retrained_asr():
         cf = rows12[rows12.method == "cfbd"] if len(rows12) else rows12
-        parts = [Compare(per_seed(cf, "asr_top1", seeds, attack=a), "<", threshold=1.0, names=("ASR after retraining",),
+        parts = [Compare(per_seed(cf, "asr_top1", seeds(a), attack=a), "<", threshold=1.0, names=("ASR after retraining",),
                          label=a) for (a,) in cells(cf, ["attack"])]
 
         def form(parts):
@@ -366,8 +369,8 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
 
     def cfbd_beats_abl():
         cfbd_rows, abl = r[r.method == "cfbd"], r[r.method == "abl"]
-        parts = [Compare(per_seed(cfbd_rows, "tpr", seeds, attack=a, poison_count=c), ">",
-                         per_seed(abl, "tpr", seeds, attack=a, poison_count=c), names=("CFBD", "ABL"),
+        parts = [Compare(per_seed(cfbd_rows, "tpr", seeds(a), attack=a, poison_count=c), ">",
+                         per_seed(abl, "tpr", seeds(a), attack=a, poison_count=c), names=("CFBD", "ABL"),
                          label=rate_label(a, c))
                  for a, c in cells(abl, ["attack", "poison_count"])]
         return AllOf(parts, form=lambda parts: f"ABL {rng(parts, 'b')} vs CFBD {rng(parts)}",
@@ -375,7 +378,7 @@ def claims(p: CFBDParams, rates: pd.DataFrame | None = None, fault: pd.DataFrame
 
     def fault_80():
         f = fault[(fault.q == 400) & (fault.fault_ratio == 80)] if len(fault) else fault
-        return AllOf([Compare(per_seed(f, "auroc", seeds, attack=a), ">=", threshold=99.0, names=("AUROC",), label=a)
+        return AllOf([Compare(per_seed(f, "auroc", seeds(a), attack=a), ">=", threshold=99.0, names=("AUROC",), label=a)
                       for (a,) in cells(f, ["attack"])], form="range", unit="attacks")
 
     t3 = lookup(PAPER, "Table 3")

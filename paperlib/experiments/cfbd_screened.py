@@ -13,12 +13,20 @@ import pandas as pd
 PAPER = "cfbd"
 
 
+def seed_mask(df: pd.DataFrame, p) -> pd.Series:
+    """Which rows of ``df`` are at their attack's seeds (``p.seeds_for``; ``p.seeds`` for a frame
+    without an attack column)."""
+    if "attack" not in df.columns or not hasattr(p, "seeds_for"):
+        return df.seed.isin(list(p.seeds))
+    return pd.Series([int(s) in p.seeds_for(a) for a, s in zip(df.attack, df.seed)], index=df.index, dtype=bool)
+
+
 def at_seeds(df: pd.DataFrame, p) -> pd.DataFrame:
-    """The rows of a result file that these parameters make: this scale, the seeds asked for (the
+    """The rows of a result file that these parameters make: this scale, each attack's seeds (the
     files keep rows of earlier runs and of other seeds)."""
     if not len(df):
         return df
-    return df[(df.scale == p.scale) & df.seed.isin(list(p.seeds))]
+    return df[(df.scale == p.scale) & seed_mask(df, p)]
 
 
 def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
@@ -136,4 +144,5 @@ def former_rules_wide(df: pd.DataFrame, p) -> pd.DataFrame:
     return t.sort_values(["rules", "attack"], key=lambda s: s.map(order) if s.name == "rules" else s).reset_index(drop=True)
 
 
-__all__ = ["FORMER_RULES", "ablations", "at_seeds", "fault_tolerance", "former_rules", "former_rules_wide", "mean_spread"]
+__all__ = ["FORMER_RULES", "ablations", "at_seeds", "fault_tolerance", "former_rules", "former_rules_wide", "mean_spread",
+           "seed_mask"]
