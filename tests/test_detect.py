@@ -224,6 +224,30 @@ def test_cfbd_tables_take_each_attacks_own_seeds():
     assert ex.at_seeds(df.assign(scale="embedded"), p).empty
 
 
+def test_cfbd_tables_take_the_matrix_rows_of_its_settings_only():
+    """Tables 1-2's CleanCLIP and RoCLIP rows are the matrix's at the settings and lr of
+    ``matrix_params``: a CleanCLIP row of another setting (the two-pass ablation), another lr, or
+    with no recorded settings stays out; without ``matrix_params`` every row counts."""
+    import dataclasses
+
+    import pandas as pd
+
+    from paperlib.experiments import cfbd as ex
+    from paperlib.experiments import defences
+    from paperlib.experiments.matrix_summary import settings_json
+    p = ex.load("params/cfbd/smoke.yaml")
+    mp = defences.load(p.matrix_params)
+    cc = mp.defence.config("cleanclip", "badnet")
+    other = settings_json(dataclasses.replace(cc, joint_views=not cc.joint_views))
+    rows = pd.DataFrame({"defence": ["cleanclip", "cleanclip", "cleanclip", "cleanclip", "roclip"],
+                         "defence_settings": [settings_json(cc), other, settings_json(cc), None,
+                                              settings_json(mp.defence.config("roclip", "badnet"))],
+                         "lr": [mp.defence.train.lr, mp.defence.train.lr, mp.defence.train.lr / 3, mp.defence.train.lr,
+                                mp.defence.train.lr]})
+    assert ex._of_matrix_settings(rows, p, "badnet").tolist() == [True, False, False, False, True]
+    assert ex._of_matrix_settings(rows, ex.load("params/cfbd/smoke.yaml", {"matrix_params": None}), "badnet").all()
+
+
 def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):
     """The mapping table sets the default mapping's rows (cfbd.csv) beside the ablation's
     (cfbd_mapping-lm.csv), each under its own rules, at the first seed only; rows of other rules,

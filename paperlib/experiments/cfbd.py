@@ -59,6 +59,10 @@ class CFBDParams(DetectionParams):
                                                    doc="benign-set rules of Fig. 6a (posterior: as printed)")
     ablation_qs: tuple[int, ...] = param((50, 100, 200, 400), range=(1, None), doc="seed-set sizes of Fig. 6b")
     figure_attack: str = param("badnet", choices=ATTACK_IDS, doc="the attack of Figs. 2 and 4")
+    matrix_params: str | None = param(None, doc="the defence matrix's parameter file whose RoCLIP and CleanCLIP "
+                                               "rows Tables 1-2 show (their settings and lr; the matrix file also "
+                                               "holds rows of other settings, e.g. CleanCLIP's two-pass ablation); "
+                                               "None: every row of the victim")
     mapping_ablation: tuple[str, ...] = param(("lm",), choices=("regression", "lm"),
                                               doc="mapping networks screened beside ``mapping`` as ablation rows "
                                                   "(the first seed, no retraining): 'lm' is Sec. 2.2's LM-loss "
@@ -171,6 +175,7 @@ def ca_asr_rows(p: CFBDParams) -> pd.DataFrame:
             rows += [{"attack": a, "method": "none", "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
                      for _, r in s.iterrows()]
             s = mat[(mat.attack == a) & (mat.scale == p.scale) & mat.defence.isin(["roclip", "cleanclip"])]
+            s = s[_of_matrix_settings(s, p, a)] if len(s) else s
             rows += [{"attack": a, "method": r.defence, "seed": r.seed, "ca_top1": r.ca_top1, "asr_top1": r.asr_top1}
                      for _, r in s.iterrows()]
         if len(det):
@@ -178,6 +183,23 @@ def ca_asr_rows(p: CFBDParams) -> pd.DataFrame:
             rows += [{"attack": a, "method": "cfbd" if r.stage == "fine" else "cfbd_coarse", "seed": r.seed,
                       "ca_top1": r.ca_top1, "asr_top1": r.asr_top1} for _, r in s.iterrows() if pd.notna(r.ca_top1)]
     return pd.DataFrame(rows, columns=["attack", "method", "seed", "ca_top1", "asr_top1"])
+
+
+def _of_matrix_settings(rows: pd.DataFrame, p: CFBDParams, attack: str) -> pd.Series:
+    """Which matrix ``rows`` (one attack's) were made with the settings and lr that
+    ``p.matrix_params`` gives their defence (all of them when it names no file)."""
+    if p.matrix_params is None:
+        return pd.Series(True, index=rows.index)
+    from paperlib.assets import repo_root
+    from paperlib.experiments import defences
+    from paperlib.experiments.matrix_summary import settings_json
+    path = Path(p.matrix_params)
+    mp = defences.load(path if path.is_absolute() else repo_root() / path)
+    if "defence_settings" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    wanted = {d: settings_json(mp.defence.config(d, attack)) for d in set(rows.defence)}
+    lr = rows.lr.astype(float) if "lr" in rows.columns else pd.Series(np.nan, index=rows.index)
+    return (rows.defence.map(wanted) == rows.defence_settings) & np.isclose(lr, mp.defence.train.lr, rtol=1e-6, atol=0.0)
 
 
 def tables_ca_asr(p: CFBDParams, rows: pd.DataFrame | None = None) -> pd.DataFrame:
