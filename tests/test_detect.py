@@ -309,11 +309,11 @@ def test_cfbd_tables_take_only_the_parameters_seeds(tmp_path):
     pd.DataFrame([{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": s,
                    "ca_top1": 11.0, "asr_top1": 1.0 + s, **DEFAULT_RULES} for s in (0, 1)]
                  ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
-    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0]})
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "matrix_params": None, "seeds": [0]})
     t = cfbd.tables_ca_asr(p).set_index("method")
     assert t.loc["cleanclip", "asr_top1_count"] == 1 and t.loc["cleanclip", "asr_top1_mean"] == 5.0
     assert t.loc["none", "asr_top1_mean"] == 50.0 and t.loc["cfbd", "asr_top1_mean"] == 1.0
-    p2 = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    p2 = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "matrix_params": None, "seeds": [0, 1]})
     assert cfbd.tables_ca_asr(p2).set_index("method").loc["cleanclip", "asr_top1_mean"] == 10.0
 
 
@@ -331,7 +331,7 @@ def test_cfbd_tables_take_victims_of_seeds_the_attack_suite_lacks_from_the_matri
     pd.DataFrame([{"attack": "badnet", "defence": "none", "scale": "smoke", "seed": s, "ca_top1": 10.0,
                    "asr_top1": 99.0 if s == 0 else 20.0 * s} for s in (0, 1, 2)]
                  ).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
-    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "matrix_params": None, "seeds": [0, 1, 2]})
     r = cfbd.tables_ca_asr(p).set_index("method").loc["none"]
     assert r.asr_top1_count == 3 and r.asr_top1_mean == (50.0 + 20.0 + 40.0) / 3
 
@@ -352,7 +352,7 @@ def test_cfbd_tables_show_the_papers_label_consistent_column(tmp_path):
     pd.DataFrame([{"attack": "lc", "poison_count": 250, "stage": "fine", "scale": "embedded", "seed": 0,
                    "ca_top1": 16.5, "asr_top1": 46.0, **DEFAULT_RULES}]).to_csv(tmp_path / "detection" / "cfbd.csv",
                                                                              index=False)
-    p = cfbd.load("params/cfbd/embedded.yaml", {"results_dir": str(tmp_path)})
+    p = cfbd.load("params/cfbd/embedded.yaml", {"results_dir": str(tmp_path), "matrix_params": None})
     lc = cfbd.tables_ca_asr(p).set_index("method")
     assert lc.loc["none", "asr_top1_paper"] == 83.58 and lc.loc["cfbd", "asr_top1_paper"] == 0.84
     assert lc.loc["cfbd", "ca_top1_paper"] == 55.11 and lc.loc["roclip", "ca_top1_paper"] == 42.09
@@ -374,7 +374,7 @@ def test_cfbd_detection_tables_average_the_seeds_asked_for_with_their_spread(tmp
                  + [{"attack": "badnet", "poison_count": 8, "stage": "fine", "scale": "smoke", "seed": 0,
                      "tpr": 0.0, "fpr": 0.0, "auroc": 0.0, "auprc": 0.0}]      # another detector's row: not read
                  ).to_csv(tmp_path / "detection" / "cfbd.csv", index=False)
-    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "matrix_params": None, "seeds": [0, 1]})
     r = cfbd.table_4(p).set_index(["attack", "stage"]).loc[("badnet", "fine")]
     assert r.auroc == 55.0 and r.n_seeds == 2 and abs(r.auroc_std - np.std([50.0, 60.0], ddof=1)) < 1e-9
     fault = pd.DataFrame([{"attack": "badnet", "q": 8, "fault_ratio": f, "scale": "smoke", "seed": s,
