@@ -224,6 +224,33 @@ def test_cfbd_tables_take_each_attacks_own_seeds():
     assert ex.at_seeds(df.assign(scale="embedded"), p).empty
 
 
+def test_mapping_ablation_screens_only_victims_without_rows(tmp_path, monkeypatch):
+    """The mapping ablation screens (at the first seed, no retraining) only the victims whose rows
+    for that mapping are missing, so rows already there are never replaced; with every row there
+    it screens nothing."""
+    import pandas as pd
+
+    from paperlib.experiments import cfbd as ex
+    from paperlib.experiments import detection
+    calls = []
+    monkeypatch.setattr(detection, "run", lambda q, log=print: calls.append(q))
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1], "mapping_ablation": ["lm"]})
+    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
+    (tmp_path / "detection").mkdir()
+    rows = [{"attack": "badnet", "poison_count": 8, "stage": s, "scale": "smoke", "seed": 0, "auroc": 50.0,
+             "tpr": 0.0, "fpr": 0.0, "n_benign": 5, "mapping": "lm", **rules} for s in ("coarse", "fine")]
+    pd.DataFrame(rows).to_csv(tmp_path / "detection" / "cfbd_mapping-lm.csv", index=False)
+    ex.mapping_ablation(p)
+    assert len(calls) == 1 and [v.attack for v in calls[0].victims] == ["blended"]
+    q = calls[0]
+    assert (q.mapping.kind, q.seeds, q.retrain, q.run_abl) == ("lm", (0,), False, False)
+    pd.DataFrame(rows + [{**r, "attack": "blended"} for r in rows]).to_csv(
+        tmp_path / "detection" / "cfbd_mapping-lm.csv", index=False)
+    calls.clear()
+    ex.mapping_ablation(p)
+    assert calls == []
+
+
 def test_cfbd_tables_take_the_matrix_rows_of_its_settings_only():
     """Tables 1-2's CleanCLIP and RoCLIP rows are the matrix's at the settings and lr of
     ``matrix_params``: a CleanCLIP row of another setting (the two-pass ablation), another lr, or

@@ -121,7 +121,8 @@ def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = Non
 
 def patch_trigger_overlap(p: ABDParams, n: int = 64) -> pd.DataFrame:
     """Where ABD's patch sits against each victim's trigger: the share of the trigger's pixels
-    (those its test-time transform changes on ``n`` random uint8 images, any channel) inside ABD's
+    (those its test-time transform changes, in any channel, on more than half of ``n`` random uint8
+    images) inside ABD's
     patch box, and the share of the box the trigger changes.  ABD's patch is AdvCLIP's bottom-right
     square (``patch_geometry``); a victim whose trigger sits under it is cleaned partly by
     occlusion, which the random-patch control (``abd_random``) measures and this names.

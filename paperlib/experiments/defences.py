@@ -140,11 +140,12 @@ class DefenceMatrixParams:
     run_name: str = param("", doc="names this run's manifest (manifest_<scale>_<run_name>.json): a named "
                           "parameter file's run keeps its own beside the matrix's")
     results_dir: str = results_dir_param()
-    reuse_rows: bool = param(True, doc="take a victim's rows (and its defended models' rows) from "
-                                       "results/defences/matrix.csv instead of training them when this "
-                                       "machine's cache lacks the victim and every row names the model "
-                                       "these parameters make (same cache key): rows trained elsewhere "
-                                       "(extra seeds on a GPU) count without their weights")
+    reuse_rows: bool = param(True, doc="take rows from results/defences/matrix.csv instead of training "
+                                       "when they name the model (cache key) these parameters make and "
+                                       "this machine's cache lacks it: the victim's and its defended "
+                                       "models' rows when the victim is absent, a defended model's row "
+                                       "when only that model is; rows trained elsewhere (extra seeds on a "
+                                       "GPU) count without their weights")
 
     def seeds_for(self, attack: str) -> tuple[int, ...]:
         """The seeds of ``attack``'s victim and defended models."""
@@ -282,7 +283,7 @@ def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> dict[str, dict
     them all when every label has one; otherwise it trains (or loads) the victim and the defences
     without a row.  So a run that adds a variant on a machine holding the victims trains just the
     variant, and one on a fresh machine retrains the victim and the missing rows only.  None when
-    there is no matrix file to read."""
+    there is no matrix file to read, or it has no ``model`` column."""
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.experiments.common import victim_key as victim_key_of
