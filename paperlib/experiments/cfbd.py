@@ -14,8 +14,9 @@ this module adds:
   posterior rule beside our reconstructions, :mod:`paperlib.detect.cfbd`) and the q ablation
   (``results/cfbd/fig6_ablation.csv``); the detector's former rules as ablation rows
   (``results/cfbd/former_rules.csv``);
-* the mapping ablation: the poisoned sets screened again with the LM-loss captioner at the first
-  seed (``mapping_ablation``; ``results/detection/cfbd_mapping-lm.csv``);
+* the mapping ablation (:mod:`paperlib.experiments.cfbd_mapping`): the poisoned sets screened
+  again with the LM-loss captioner at the first seed (``mapping_ablation``;
+  ``results/detection/cfbd_mapping-lm.csv``);
 * Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves;
 * Tables 1, 2, 4 assembled from ``results/attacks/victims.csv``, ``results/defences/matrix.csv``
   and ``results/detection/cfbd.csv`` beside the paper's numbers (the "CFBD (coarse-grained)" rows
@@ -33,6 +34,7 @@ from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
 from paperlib.detect.cfbd import BENIGN_RULES
 from paperlib.experiments.cfbd_figures import plot_fig2, plot_fig4, plot_fig5, plot_fig6  # noqa: F401 (re-exported)
+from paperlib.experiments.cfbd_mapping import detection_rows, mapping_ablation, mapping_ablation_wide  # noqa: F401
 from paperlib.experiments.cfbd_screened import (FORMER_RULES, ablations, at_seeds, fault_tolerance,  # noqa: F401 (re-exported)
                                                 former_rules, former_rules_wide, mean_spread, seed_mask)
 from paperlib.experiments.detection import DetectionParams, cfbd_file, rows_of_these_rules
@@ -235,20 +237,6 @@ def tables_ca_asr(p: CFBDParams, rows: pd.DataFrame | None = None) -> pd.DataFra
     return t
 
 
-def detection_rows(p: CFBDParams) -> pd.DataFrame:
-    """The per-seed detection rows behind Table 4 and Fig. 5 (one per attack x stage x seed: TPR,
-    FPR, AUROC, AUPRC) that these parameters make: their detector's rules, scale, seeds, victims
-    and poison counts (``results/detection/<cfbd file>``; empty when it does not exist)."""
-    f = Path(p.results_dir) / "detection" / cfbd_file(p)
-    if not f.is_file():
-        return pd.DataFrame(columns=["attack", "stage", "seed", "tpr", "fpr", "auroc", "auprc"])
-    det = rows_of_these_rules(pd.read_csv(f), p)
-    counts = {v.attack: v.poison.poison_count for v in p.victims}
-    det = at_seeds(det, p)
-    det = det[det.attack.isin(list(counts))]
-    return det[det.apply(lambda r: r.poison_count == counts[r.attack], axis=1)] if len(det) else det
-
-
 def table_4(p: CFBDParams) -> pd.DataFrame:
     """Table 4: AUROC of coarse-to-fine detection per attack (ours mean over seeds) beside the paper."""
     from paperlib.papers import lookup
@@ -262,51 +250,6 @@ def table_4(p: CFBDParams) -> pd.DataFrame:
                         else np.nan for a, s in zip(t.attack, t.stage)]
     t.insert(0, "scale", p.scale)
     return t
-
-
-def mapping_ablation(p: CFBDParams, log=print) -> pd.DataFrame:
-    """Every victim's poisoned set screened with each mapping of ``p.mapping_ablation`` besides
-    ``p.mapping`` (the first seed, no retraining, no ABL; rows in ``results/detection/
-    cfbd_mapping-<kind>.csv``), then :func:`mapping_ablation_wide` of them beside the default's.
-    Only victims without both stages' rows for that mapping are screened: rows already there (a
-    retrained row's CA / ASR among them) are never replaced by unretrained ones."""
-    from dataclasses import fields
-
-    from paperlib.config import from_dict, to_dict
-    from paperlib.experiments import detection
-    for kind in p.mapping_ablation:
-        if kind == p.mapping.kind:
-            continue
-        one = _first_seed(p, kind)
-        have = detection_rows(one)
-        done = {a for a, g in have.groupby("attack") if set(g.stage) >= {"coarse", "fine"}} if len(have) else set()
-        missing = [v for v in p.victims if v.attack not in done]
-        if missing:
-            data = {k: v for k, v in to_dict(one).items() if k in {f.name for f in fields(detection.DetectionParams)}}
-            data.update(victims=[to_dict(v) for v in missing], retrain=False, run_abl=False)
-            detection.run(from_dict(detection.DetectionParams, data), log)
-    return mapping_ablation_wide(p)
-
-
-def _first_seed(p: CFBDParams, kind: str) -> CFBDParams:
-    """``p`` with mapping ``kind`` at the first seed of ``seeds`` for every attack."""
-    from paperlib.config import replace
-    return replace(p, mapping=replace(p.mapping, kind=kind), seeds=tuple(p.seeds[:1]), seeds_by_attack={})
-
-
-def mapping_ablation_wide(p: CFBDParams) -> pd.DataFrame:
-    """AUROC / TPR / FPR of the coarse and the coarse-to-fine stage per attack, under ``p.mapping``
-    and under each ablation mapping, at the first seed (the seed the ablation runs at)."""
-    parts = []
-    for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
-        d = detection_rows(_first_seed(p, kind))
-        if len(d):
-            parts.append(d.assign(mapping=kind + (" (default)" if kind == p.mapping.kind else "")))
-    if not parts:
-        return pd.DataFrame()
-    d = pd.concat(parts, ignore_index=True)
-    return d[["mapping", "attack", "stage", "seed", "auroc", "tpr", "fpr", "n_benign"]].sort_values(
-        ["mapping", "attack", "stage"]).reset_index(drop=True)
 
 
 def table_3_wide(rates: pd.DataFrame, p: CFBDParams) -> pd.DataFrame:
