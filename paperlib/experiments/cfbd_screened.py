@@ -18,7 +18,8 @@ def seed_mask(df: pd.DataFrame, p) -> pd.Series:
     without an attack column)."""
     if "attack" not in df.columns or not hasattr(p, "seeds_for"):
         return df.seed.isin(list(p.seeds))
-    return pd.Series([int(s) in p.seeds_for(a) for a, s in zip(df.attack, df.seed)], index=df.index, dtype=bool)
+    from paperlib.experiments.defences import in_seeds   # the matrix's own rule, for any parameters with seeds_for
+    return in_seeds(df, p).astype(bool)
 
 
 def at_seeds(df: pd.DataFrame, p) -> pd.DataFrame:
