@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,52 @@ def warm_attacks(raw: dict, work: Path) -> None:
             get_split("imagenet_analog", source_data, ArtifactCache())
 
 
-def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2) -> list[dict]:
-    """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``."""
-    todo = [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
+def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
+    """``attack:seed`` strings as (attack, seed), in the order given; each attack must have a victim
+    in ``raw``."""
+    attacks = [v["attack"] for v in raw["victims"]]
+    out = []
+    for text in pairs:
+        attack, _, seed = str(text).partition(":")
+        if attack not in attacks or not seed.isdigit():
+            raise SystemExit(f"--pairs {text!r}: expected attack:seed with attack one of {', '.join(attacks)}")
+        out.append((attack, int(seed)))
+    return out
+
+
+def bundle(raw: dict, out: Path) -> list[Path]:
+    """What a machine without the emoji packages needs to render this file's scenes, in ``out``:
+    the vocabulary snapshot (``$PAPERLIB_VOCABULARY``) and each style's sprite bank restricted to
+    the classes ``max_classes`` keeps (``sprites/``, to copy into that machine's cache).  A bank
+    restricted so renders the same scenes (the renderer draws only from the kept classes, each
+    class's sprites in the same order) at about a third of the size, so it fits the 64 MiB that
+    travels to a lent GPU."""
+    from dataclasses import replace
+
+    from paperlib.data import sprites as sp
+    from paperlib.data.splits import _kept_classes
+    from paperlib.data.vocabulary import build_vocabulary, save_vocabulary
+    from paperlib.experiments.defences import load
+    p = load(_write(raw, out / "params.yaml"))
+    vocab = build_vocabulary()
+    written = [save_vocabulary(vocab, out / "vocabulary.json")]
+    keep = _kept_classes(vocab, p.data)
+    for style in sorted(set(p.data.train_styles) | {p.data.heldout_style}):
+        bank = sp.load_sprite_bank(style, vocab, size=p.data.sprite_size)
+        rows = np.ones(len(bank.class_ids), bool) if keep is None else np.isin(bank.class_ids, sorted(keep))
+        small = replace(bank, images=bank.images[rows], class_ids=bank.class_ids[rows],
+                        sources=tuple(s for s, r in zip(bank.sources, rows) if r))
+        path = sp._cache_path(style, p.data.sprite_size, vocab, out / "sprites")
+        sp._save(small, path)
+        written.append(path)
+    return written
+
+
+def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2,
+             pairs: list[tuple[str, int]] | None = None) -> list[dict]:
+    """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``; ``pairs``
+    (attack, seed) in the order to start them, else every victim at every seed."""
+    todo = list(pairs) if pairs else [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
     t0, running, done = time.time(), [], []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PAPERLIB_PROGRESS": "0"}
@@ -173,15 +217,20 @@ def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defenc
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=("data", "run", "merge", "compare"))
+    ap.add_argument("step", choices=("data", "run", "merge", "compare", "bundle"))
     ap.add_argument("params", nargs="?", default="params/defences/embedded.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--attacks", nargs="+", default=None, help="victims to run (default: all in the file)")
+    ap.add_argument("--pairs", nargs="+", default=None,
+                    help="run: attack:seed jobs in the order to start them (instead of every attack at every seed)")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--jobs", type=int, default=6, help="processes at a time")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per process")
     ap.add_argument("--workers", type=int, default=16, help="rendering processes (data step)")
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds before running jobs stop")
+    ap.add_argument("--until", type=float, default=None,
+                    help="run: stop running jobs at this Unix time (a lending's end, counted before the "
+                         "triggers are built; overrides --deadline)")
     ap.add_argument("--work", default="seeds_work", help="folder of the jobs' parameters, logs and rows")
     ap.add_argument("--publish", action="store_true",
                     help="merge / compare into the committed results/ (default: the scratch results folder)")
@@ -202,12 +251,24 @@ def main(argv=None) -> int:
         print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {Path(a.into).relative_to(repo_root())}"
               if Path(a.into).is_relative_to(repo_root()) else f"merged into {a.into}")
         return 0
+    pairs = None
+    if a.pairs:
+        pairs = parse_pairs(a.pairs, yaml.safe_load(Path(a.params).read_text()))
+        a.seeds = sorted({s for _, s in pairs})
+        a.attacks = sorted({t for t, _ in pairs})
     raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers)
+    if a.step == "bundle":
+        for path in bundle(raw, work):
+            print(path)
+        return 0
     if a.step == "data":
         warm_data(raw, work)
         return 0
     warm_attacks(raw, work)
-    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads)
+    if a.until is not None:
+        a.deadline = a.until - time.time()
+        log.info("jobs stop in %.0f s (--until)", a.deadline)
+    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs)
     for r in jobs:
         print(r)
     write_jobs(jobs, work / "jobs.csv")
