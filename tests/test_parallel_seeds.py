@@ -47,3 +47,58 @@ def test_merge_takes_only_the_given_seeds_and_compare_pairs_same_models(tmp_path
     pd.DataFrame(_rows(1, "cpu", 12.0, {"none": "v1", "ft": "another"})).to_csv(other, index=False)
     out = ps.compare_devices(other, [1], tmp_path / "check.csv", into)
     assert sorted(zip(out.defence, out.device, out.asr_top1)) == [("none", "GPU", 10.0), ("none", "cpu", 12.0)]
+
+
+def test_merge_leaves_a_published_row_of_another_device_and_compare_still_pairs_it(tmp_path):
+    (tmp_path / "work" / "a" / "defences").mkdir(parents=True)
+    pd.DataFrame(_rows(1, "GPU", 30.0, {"none": "v1", "ft": "f1"})).to_csv(
+        tmp_path / "work" / "a" / "defences" / "matrix.csv", index=False)
+    into = tmp_path / "matrix.csv"
+    pd.DataFrame(_rows(1, "cpu", 20.0, {"none": "v1"})).to_csv(into, index=False)   # v1 published from the CPU
+    assert ps.merge(tmp_path / "work", [1], into) == 1                             # only f1 comes in
+    m = pd.read_csv(into).set_index("model")
+    assert m.loc["v1", "device"] == "cpu" and m.loc["v1", "asr_top1"] == 20.0 and m.loc["f1", "device"] == "GPU"
+    # the GPU's f1 is in the matrix now; comparing the GPU rows must not pair f1 with itself
+    out = ps.compare_devices(tmp_path / "work" / "a" / "defences" / "matrix.csv", [1], tmp_path / "check.csv", into)
+    assert sorted(zip(out.model, out.device, out.asr_top1)) == [("v1", "GPU", 30.0), ("v1", "cpu", 20.0)]
+
+
+def test_pairs_are_attack_seed_in_the_order_given():
+    raw = {"victims": [{"attack": "badnet"}, {"attack": "sig"}]}
+    assert ps.parse_pairs(["sig:2", "badnet:0"], raw) == [("sig", 2), ("badnet", 0)]
+    for bad in ("wanet:0", "sig", "sig:x"):
+        with pytest.raises(SystemExit, match="attack:seed"):
+            ps.parse_pairs([bad], raw)
+
+
+def test_bundle_banks_cut_to_the_kept_classes_render_the_same_scenes(tmp_path, monkeypatch):
+    """What travels to a lent GPU (a vocabulary snapshot, banks of the kept classes only) renders
+    scenes identical to the full banks'."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from paperlib.cache import ArtifactCache
+    from paperlib.data import splits
+    from paperlib.experiments.defences import load
+    raw = ps.fp32_params(ROOT / "params" / "defences" / "smoke.yaml", [0], None, "cpu", 1)
+    written = ps.bundle(raw, tmp_path / "bundle")
+    data = replace(load(tmp_path / "bundle" / "params.yaml").data, train_scenes=40)   # the bundle is for its own data seed
+    splits._vocab_and_banks.cache_clear()
+    full = np.asarray(splits.get_split("cc3m_analog", data, ArtifactCache(tmp_path / "full")).images)
+    cut = tmp_path / "cut" / "sprites"
+    cut.mkdir(parents=True)
+    for path in written[1:]:
+        (cut / path.name).write_bytes(path.read_bytes())
+    from paperlib.assets import cache_root
+    for path in written[1:]:   # smoke keeps 40 classes: the cut banks hold fewer sprites than the full ones
+        with np.load(path) as small, np.load(cache_root() / "sprites" / path.name) as whole:
+            assert 0 < len(small["class_ids"]) < len(whole["class_ids"])
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cut"))
+    monkeypatch.setenv("PAPERLIB_VOCABULARY", str(written[0]))
+    splits._vocab_and_banks.cache_clear()
+    try:
+        again = np.asarray(splits.get_split("cc3m_analog", data, ArtifactCache(tmp_path / "cut")).images)
+    finally:
+        splits._vocab_and_banks.cache_clear()
+    assert again.shape == full.shape and np.array_equal(again, full)

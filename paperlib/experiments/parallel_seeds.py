@@ -117,7 +117,8 @@ def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
 def bundle(raw: dict, out: Path) -> list[Path]:
     """What a machine without the emoji packages needs to render this file's scenes, in ``out``:
     the vocabulary snapshot (``$PAPERLIB_VOCABULARY``) and each style's sprite bank restricted to
-    the classes ``max_classes`` keeps (``sprites/``, to copy into that machine's cache).  A bank
+    the classes ``max_classes`` keeps at this file's data seed (``sprites/``, to copy into that
+    machine's cache; another data seed or class limit keeps other classes and needs its own).  A bank
     restricted so renders the same scenes (the renderer draws only from the kept classes, each
     class's sprites in the same order) at about a third of the size, so it fits the 64 MiB that
     travels to a lent GPU."""
@@ -182,7 +183,11 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
 
 
 def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -> int:
-    """Upsert the jobs' rows of ``seeds`` into the matrix; returns how many rows came in."""
+    """Upsert the jobs' rows of ``seeds`` into the matrix; returns how many rows came in.
+
+    A row whose model (cache key) the matrix already holds from another device is left as it is:
+    the published row stays, and the re-run of the same key belongs beside it in
+    :func:`compare_devices`, not over it (the 2026-12-04 lending retrained 23 published CPU keys)."""
     import pandas as pd
 
     from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
@@ -192,6 +197,15 @@ def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -
         return 0
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[rows.seed.isin(list(seeds))]
+    if Path(into).is_file():
+        have = pd.read_csv(into)
+        key = list(MATRIX_KEY)
+        seen = rows.merge(have[key + ["device"]], on=key, how="left", suffixes=("", "_file"))
+        kept = ~(seen.device_file.notna() & (seen.device_file != seen.device)).to_numpy()
+        if (~kept).any():
+            log.info("%d rows name models the matrix holds from another device: left as published "
+                     "(compare them with the compare step)", int((~kept).sum()))
+        rows = rows[kept]
     upsert_csv(into, rows.to_dict("records"), MATRIX_KEY, MATRIX_COLUMNS)
     return len(rows)
 
@@ -208,6 +222,7 @@ def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defenc
     other = pd.read_csv(other_matrix)
     other = other[other.seed.isin(list(seeds))]
     main = pd.read_csv(matrix)
+    main = main[~main.device.isin(other.device.unique())]   # the other device's rows merged already
     same = main.merge(other[["attack", "defence", "scale", "seed", "model"]], on=["attack", "defence", "scale", "seed", "model"])
     cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
             "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
