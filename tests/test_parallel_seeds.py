@@ -102,3 +102,25 @@ def test_bundle_banks_cut_to_the_kept_classes_render_the_same_scenes(tmp_path, m
     finally:
         splits._vocab_and_banks.cache_clear()
     assert again.shape == full.shape and np.array_equal(again, full)
+
+
+def test_victims_of_the_attack_suite_are_paired_with_the_matrix_rows_of_their_key(tmp_path):
+    from paperlib.experiments.common import clean_base, victim_model_name
+    from paperlib.experiments.defences import load
+    params = ROOT / "params" / "defences" / "embedded-victims.yaml"
+    p = load(params)
+    v = next(x for x in p.victims if x.attack == "sig")
+    key = victim_model_name(p, clean_base(p), v, 1)
+    recipe = {"threat_model": "finetune", "attack_params": "{}", "poison_count": v.poison.poison_count,
+              "finetune_scenes": v.finetune_scenes, "finetune_lr": v.finetune.lr, "finetune_epochs": v.finetune.epochs,
+              "train_seconds": 5.0}
+    suite = pd.DataFrame([{**_rows(1, "x", 40.0, {"none": "-"})[0], **recipe, "attack": "sig"},
+                          {**_rows(1, "x", 41.0, {"none": "-"})[0], **recipe, "attack": "sig", "poison_count": 7}])
+    suite.drop(columns=["model", "device", "defence"]).to_csv(tmp_path / "victims.csv", index=False)
+    matrix = pd.DataFrame([{**r, "attack": "sig"} for r in _rows(1, "NVIDIA H200", 60.0, {"none": key, "ft": "f"})
+                           + _rows(1, "AMD EPYC", 50.0, {"none": key})])
+    matrix.to_csv(tmp_path / "matrix.csv", index=False)
+    out = ps.compare_victims(params, tmp_path / "victims.csv", tmp_path / "matrix.csv", tmp_path / "check.csv")
+    # the suite's row of the file's recipe (not the poison_count-7 one) beside the GPU's, never the CPU matrix row
+    assert sorted(zip(out.device, out.asr_top1, out.model)) == [("NVIDIA H200", 60.0, key),
+                                                                 ("cpu (attack suite)", 40.0, key)]

@@ -21,7 +21,10 @@ their ``wall_s`` are a shared GPU's, not the 2 cores'.
 ``data`` renders the splits and tokens the jobs share (it needs no model), ``run`` builds the
 attacks' triggers once (they need the clean base), then starts the jobs; ``merge`` upserts the
 finished rows; ``compare`` sets rows of the same models trained on another device beside them
-(``results/defences/device_check.csv``).  A job stopped by the deadline keeps the rows it wrote
+(``results/defences/device_check.csv``), and ``victims`` does so for the attack suite's victims
+(``results/attacks/victims.csv``, trained on the CPU) against the matrix's victims of the same key.
+``bundle`` writes what a machine without the emoji packages needs to render the scenes
+(docs/gpu.md: the 2026-12-04 lending).  A job stopped by the deadline keeps the rows it wrote
 (the matrix saves after every defended model) and resumes from the cache when run again.
 """
 from __future__ import annotations
@@ -230,9 +233,46 @@ def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defenc
     return upsert_csv(into, rows.to_dict("records"), ("attack", "defence", "scale", "seed", "model", "device"))
 
 
+def compare_victims(params_path: Path, victims_csv: Path, matrix: Path, into: Path,
+                    against: str = "NVIDIA H200", device: str = "cpu (attack suite)") -> "pd.DataFrame":
+    """The attack suite's victims (``victims_csv``, trained on ``device``) beside the matrix's
+    victim rows (``none``) of the same cache key trained on ``against``: whether a victim measures the
+    same on both devices.  The key is computed from the parameter file's victim entries (the
+    attack suite's rows carry the recipe, not the key); rows of other recipes are left out."""
+    import pandas as pd
+
+    from paperlib.experiments.common import clean_base, victim_model_name
+    from paperlib.experiments.defences import load
+    from paperlib.experiments.victim_rows import params_json
+    from paperlib.results import upsert_csv
+    p = load(params_path)
+    base = clean_base(p)
+    suite, main = pd.read_csv(victims_csv), pd.read_csv(matrix)
+    main = main[(main.defence == "none") & (main.device == against)]
+    cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
+            "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
+    rows = []
+    for v in p.victims:
+        same = suite[(suite.attack == v.attack) & (suite.scale == p.scale) & (suite.threat_model == "finetune")
+                     & (suite.attack_params.fillna("{}") == params_json(v.attack_params))
+                     & (suite.poison_count == v.poison.poison_count) & (suite.finetune_scenes == v.finetune_scenes)
+                     & (suite.finetune_lr == v.finetune.lr) & (suite.finetune_epochs == v.finetune.epochs)]
+        for r in same.itertuples():
+            key = victim_model_name(p, base, v, int(r.seed))
+            there = main[main.model == key]
+            if there.empty:
+                continue
+            mine = {c: getattr(r, c) for c in cols if hasattr(r, c)}
+            rows.append({**mine, "defence": "none", "model": key, "device": device, "wall_s": r.train_seconds})
+            rows += there[cols].to_dict("records")
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return upsert_csv(into, rows, ("attack", "defence", "scale", "seed", "model", "device"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=("data", "run", "merge", "compare", "bundle"))
+    ap.add_argument("step", choices=("data", "run", "merge", "compare", "victims", "bundle"))
     ap.add_argument("params", nargs="?", default="params/defences/embedded.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--attacks", nargs="+", default=None, help="victims to run (default: all in the file)")
@@ -249,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="seeds_work", help="folder of the jobs' parameters, logs and rows")
     ap.add_argument("--publish", action="store_true",
                     help="merge / compare into the committed results/ (default: the scratch results folder)")
+    ap.add_argument("--against", default="NVIDIA H200",
+                    help="victims: the device column of the matrix rows to set beside the attack suite's")
     ap.add_argument("--other", help="compare: a matrix.csv of the same seeds trained on another device")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -261,6 +303,10 @@ def main(argv=None) -> int:
     if a.step == "compare":
         print(compare_devices(Path(a.other), a.seeds, into=results / "defences" / "device_check.csv",
                               matrix=Path(a.into)).to_string())
+        return 0
+    if a.step == "victims":
+        print(compare_victims(Path(a.params), repo_root() / PUBLISHED / "attacks" / "victims.csv", Path(a.into),
+                              results / "defences" / "device_check.csv", a.against).to_string())
         return 0
     if a.step == "merge":
         print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {Path(a.into).relative_to(repo_root())}"
