@@ -200,7 +200,7 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     as means over the seeds, and the papers' range of top-1 ASR for that attack and defence."""
     from paperlib.assets import repo_root
     from paperlib.experiments import defences
-    from paperlib.experiments.matrix_summary import settings_json
+    from paperlib.experiments.matrix_summary import of_file_settings
     from paperlib.experiments.victims_summary import of_recipe
     params = Path(params) if params is not None else repo_root() / MATRIX_PARAMS
     path = Path(res) / "defences" / "matrix_summary.csv"
@@ -216,15 +216,10 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
         df = df[df.base_model.astype(str) == json.loads(shipped.read_text())["base_model"]]
     # the file's budget: its lr, and the pairs one process sees in whole batches over its passes
     samples = p.defence.clean_scenes // p.defence.train.batch_size * p.defence.train.batch_size * p.defence.train.epochs
-    budget = df.defence.eq("none") | (np.isclose(df.defence_lr.astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
-                                      & np.isclose(df.defence_samples.astype(float), samples))
+    budget = df.defence.eq("none") | np.isclose(df.defence_samples.astype(float), samples)
     order = ["none", *p.defence.methods]
-    if "defence_settings" not in df:
-        df = df.assign(defence_settings=float("nan"))
-    # the file's settings of each defence for the line's attack (rows of other variants left out)
-    wanted = df.apply(lambda r: settings_json(p.defence.config(r.defence, r.attack))
-                      if r.defence in p.defence.methods else None, axis=1)
-    df = df[budget & (df.defence.eq("none") | (df.defence_settings == wanted))]
+    # and the file's settings and lr of each defence for the line's attack (rows of other variants left out)
+    df = df[budget & of_file_settings(df, p, "defence_lr")]
     head = "| attack (seeds) | " + " | ".join(DEFENCE_NAMES.get(d, d) for d in order) + " |"
     lines, done, planned = [head, "|---" * (len(order) + 1) + "|"], 0, 0
     for v in p.victims:

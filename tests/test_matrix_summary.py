@@ -125,3 +125,19 @@ def test_written_whole_from_the_files_and_nothing_without_them(tmp_path):
 def test_the_command_names_a_bad_argument():
     with pytest.raises(SystemExit, match="results_dir="):
         ms.main(["results=results"])
+
+
+def test_of_file_settings_keeps_victims_and_the_files_own_defence_rows():
+    import dataclasses
+
+    from paperlib.experiments import defences
+    from paperlib.experiments.matrix_summary import of_file_settings, settings_json
+    p = defences.load("params/defences/smoke.yaml")
+    ft = settings_json(p.defence.config("ft", "badnet"))
+    cc = p.defence.config("cleanclip", "badnet")
+    lr = p.defence.train.lr
+    rows = pd.DataFrame({"attack": ["badnet"] * 5,
+                         "defence": ["none", "ft", "ft", "cleanclip", "nope"],
+                         "defence_settings": [None, ft, ft, settings_json(dataclasses.replace(cc, joint_views=not cc.joint_views)), ft],
+                         "defence_lr": [None, lr, lr / 2, lr, lr]})
+    assert of_file_settings(rows, p, "defence_lr").tolist() == [True, True, False, False, False]

@@ -198,14 +198,9 @@ def _of_matrix_settings(rows: pd.DataFrame, p: CFBDParams, attack: str) -> pd.Se
         return pd.Series(True, index=rows.index)
     from paperlib.assets import repo_root
     from paperlib.experiments import defences
-    from paperlib.experiments.matrix_summary import settings_json
+    from paperlib.experiments.matrix_summary import of_file_settings
     path = Path(p.matrix_params)
-    mp = defences.load(path if path.is_absolute() else repo_root() / path)
-    if "defence_settings" not in rows.columns:
-        return pd.Series(False, index=rows.index)
-    wanted = {d: settings_json(mp.defence.config(d, attack)) for d in set(rows.defence)}
-    lr = rows.lr.astype(float) if "lr" in rows.columns else pd.Series(np.nan, index=rows.index)
-    return (rows.defence.map(wanted) == rows.defence_settings) & np.isclose(lr, mp.defence.train.lr, rtol=1e-6, atol=0.0)
+    return of_file_settings(rows.assign(attack=attack), defences.load(path if path.is_absolute() else repo_root() / path))
 
 
 def tables_ca_asr(p: CFBDParams, rows: pd.DataFrame | None = None) -> pd.DataFrame:

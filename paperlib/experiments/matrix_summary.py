@@ -50,6 +50,18 @@ def settings_json(defence_cfg) -> str:
     return json.dumps(canonical(asdict(defence_cfg)), sort_keys=True)
 
 
+def of_file_settings(rows: pd.DataFrame, p, lr_column: str = "lr") -> pd.Series:
+    """Which ``rows`` (of the matrix, or of its summary with ``lr_column="defence_lr"``) a defence
+    matrix parameter file ``p`` would make: its settings of the row's defence for the row's attack
+    and its learning rate (victims, ``none``, always; defences the file does not run, never)."""
+    if "defence_settings" not in rows.columns or lr_column not in rows.columns or not len(rows):
+        return rows.defence.eq("none") if "defence" in rows.columns else pd.Series(False, index=rows.index)
+    wanted = rows.apply(lambda r: settings_json(p.defence.config(r.defence, r.attack))
+                        if r.defence in p.defence.methods else None, axis=1)
+    lr_ok = np.isclose(rows[lr_column].astype(float), p.defence.train.lr, rtol=1e-6, atol=0.0)
+    return rows.defence.eq("none") | ((rows.defence_settings == wanted) & lr_ok)
+
+
 def settings_from_cache(matrix: pd.DataFrame, cache=None) -> pd.Series:
     """``defence_settings`` for rows that lack it (rows written before the column), read from the
     defended model's own cache entry (its ``params.json``); NaN where the model is not in ``cache``
