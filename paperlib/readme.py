@@ -253,6 +253,37 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
             + "\n".join(lines))
 
 
+def device_check(res: Path, limit: float = 3.0) -> str:
+    """What ``res/defences/device_check.csv`` says: models of one cache key trained on two devices,
+    how far their top-1 ASR and CA lie apart, and the attacks whose models differ by more than
+    ``limit`` points of ASR (GPU minus CPU, as a range)."""
+    path = Path(res) / "defences" / "device_check.csv"
+    if not path.is_file():
+        return ""
+    d = pd.read_csv(path)
+    key = ["attack", "defence", "scale", "seed", "model"]
+    gpu = d[d.device.astype(str).str.contains("NVIDIA|cuda", case=False)]
+    cpu = d[~d.index.isin(gpu.index)]
+    pairs = gpu.merge(cpu, on=key, suffixes=("_gpu", "_cpu")).drop_duplicates(key)
+    if not len(pairs):
+        return ""
+    pairs = pairs.assign(dasr=pairs.asr_top1_gpu - pairs.asr_top1_cpu, dca=pairs.ca_top1_gpu - pairs.ca_top1_cpu)
+    far = pairs[pairs.dasr.abs() > limit]
+    near = pairs[pairs.dasr.abs() <= limit]
+    text = (f"**Same cache key, two devices** ([device_check.csv](results/defences/device_check.csv), "
+            f"[docs/gpu.md](docs/gpu.md)): {len(pairs)} models trained both on a CPU and on "
+            f"{', '.join(sorted(gpu.device.unique()))}; top-1 ASR differs by a median "
+            f"{pairs.dasr.abs().median():.1f} points, clean top-1 by at most {pairs.dca.abs().max():.1f}")
+    if len(near) and len(far):
+        text += f"; {len(near)} of them within {limit:g} points of ASR"
+    if len(far):
+        parts = [f"{attack_name(a)} {'victims' if d == 'none' else DEFENCE_NAMES.get(d, d)} ({len(g)}): "
+                 f"{g.dasr.min():+.1f}" + (f" to {g.dasr.max():+.1f}" if len(g) > 1 else "")
+                 for (a, d), g in far.groupby(["attack", "defence"])]
+        text += "; beyond, GPU minus CPU: " + "; ".join(parts)
+    return text + "."
+
+
 def glance(res: str | Path = "results") -> str:
     """The section's Markdown (between the markers) from the results folder ``res``."""
     res = Path(res)
@@ -267,7 +298,7 @@ def glance(res: str | Path = "results") -> str:
            "(pre-SEM rule)**, yes counted as holds, no as fails and not measured as inconclusive; a new run writes "
            "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
         "",
-        *[x for part in (new_victims(res), new_matrix(res)) if part for x in (part, "")],
+        *[x for part in (new_victims(res), new_matrix(res), device_check(res)) if part for x in (part, "")],
         "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
         "|---|---|---|---|",
     ]

@@ -156,3 +156,20 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     one[one.seeds == "0 1"].assign(seeds="0").to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
     assert "| BadNet (0) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] |" in new_matrix(tmp_path, params) and "Blended" not in text
     assert "3 of 8 defended models" in text and "embedded scale, on cpu A" in text
+
+
+def test_the_device_check_sentence_pairs_models_and_names_those_beyond_the_limit(tmp_path):
+    (tmp_path / "defences").mkdir()
+    rows = []
+    for attack, defence, model, cpu, gpu in (("sig", "none", "a", 50.0, 50.5), ("sig", "ft", "b", 10.0, 9.0),
+                                             ("ssba", "none", "c", 40.0, 60.0), ("ssba", "none", "d", 45.0, 62.0)):
+        for device, asr in (("AMD EPYC", cpu), ("NVIDIA H200", gpu)):
+            rows.append({"attack": attack, "defence": defence, "scale": "embedded", "seed": 0, "model": model,
+                         "device": device, "asr_top1": asr, "ca_top1": 25.0 if device == "AMD EPYC" else 25.4})
+    rows.append({**rows[0], "model": "only-on-cpu"})   # no partner: not counted
+    pd.DataFrame(rows).to_csv(tmp_path / "defences" / "device_check.csv", index=False)
+    text = readme.device_check(tmp_path)
+    assert "4 models trained both on a CPU and on NVIDIA H200" in text
+    assert "clean top-1 by at most 0.4" in text and "2 of them within 3 points" in text
+    assert "SSBA victims (2): +17.0 to +20.0" in text and "SIG" not in text
+    assert readme.device_check(tmp_path / "nothing") == ""
