@@ -170,11 +170,17 @@ def test_fault_tolerance_seeds_the_fine_stage_with_poisoned_pairs(monkeypatch, t
     monkeypatch.setattr(cf, "detect", lambda c_, e, cfg, seed_rows=None: seen.append(seed_rows) or real(c_, e, cfg, seed_rows))
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "fault_qs": [8], "fault_ratios": [0.4],
                                            "fault_attacks": ["badnet"]})
-    out = ex.fault_tolerance(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth)})
+    out = ex.fault_tolerance(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth, victim_model="v0")})
     assert [int(truth[s].sum()) for s in seen] == [8, 5]   # q=8: 0% and 40% (3) benign
     assert not truth[cf.coarse_stage(c, p.cfbd).seed].any()   # the coarse stage's own seed set: no poisoned pair
     r0 = out[out.fault_ratio == 0].iloc[0]
     assert r0.tpr >= 100 * 8 / n_poison     # its seed pairs, all poisoned, are flagged (the coarse set's: none)
+    # another victim's pairs (an older trigger recipe, say) add rows to the file, keyed by their
+    # victim, and the table of that run holds only its own
+    again = ex.fault_tolerance(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth, victim_model="v1")})
+    assert set(again.victim_model) == {"v1"} and len(again) == len(out)
+    import pandas as pd
+    assert sorted(set(pd.read_csv(tmp_path / "cfbd" / "table5_fault.csv").victim_model)) == ["v0", "v1"]
 
 
 def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tmp_path):
@@ -195,7 +201,7 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     real = cf.detect
     monkeypatch.setattr(cf, "detect", lambda c_, e, cfg, seed_rows=None: seen.append(cfg) or real(c_, e, cfg, seed_rows))
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "cfbd.q": 50})
-    out = ex.former_rules(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth)})
+    out = ex.former_rules(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth, victim_model="v0")})
     rules = [(s.benign_rule, s.gamma_z_rule, s.q_cap) for s in seen]
     cur = (p.cfbd.benign_rule, p.cfbd.gamma_z_rule, p.cfbd.q_cap)
     assert rules == [cur, ("posterior", cur[1], cur[2]), (cur[0], "fixed", cur[2]), (cur[0], cur[1], "none"),
@@ -548,7 +554,7 @@ def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
     truth[-n_poison:] = True
     c = np.where(truth, rng.normal(0.6, 0.03, n), rng.normal(0.1, 0.03, n))
     cap = _template_captions(n - n_poison, n_poison)
-    sc = SimpleNamespace(c=c, caption_emb=cap, truth=truth, image_emb=cap, ps=None)
+    sc = SimpleNamespace(c=c, caption_emb=cap, truth=truth, image_emb=cap, ps=None, victim_model="v0")
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "ablation_qs": [5, 50]})
     abl = ex.ablations(p, {("badnet", 0): sc})
     kg = abl[abl.study == "k_gamma"]

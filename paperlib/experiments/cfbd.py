@@ -120,18 +120,22 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "poison_count": count, "poison_rate": 100.0 * count / len(sc.truth),
                              "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr,
-                             **detector_settings(det, p)})
+                             **detector_settings(det, p), "victim_model": sc.victim_model})
                 if p.run_abl:
                     a = run_abl_on(p, screener.base, sc.ps, v, v.attack_config(), seed, sc.truth, screener.device)
                     a["poison_count"] = count
                     abl_rows.append(a)
                     rows.append({"attack": attack, "poison_count": count, "poison_rate": rows[-1]["poison_rate"],
-                                 "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"]})
+                                 "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"],
+                                 "victim_model": sc.victim_model})
                 log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
     if abl_rows:
         upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"), ABL_COLUMNS)
-    return upsert_csv(out / PAPER / "table3_rates.csv", rows, ("attack", "poison_count", "method", "scale", "seed"))
+    table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
+                       ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
+    mine = {r["victim_model"] for r in rows}
+    return table[table.victim_model.isin(mine)].reset_index(drop=True) if rows else table
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,11 @@ def detection_rows(p) -> pd.DataFrame:
     if not f.is_file():
         return pd.DataFrame(columns=["attack", "stage", "seed", "tpr", "fpr", "auroc", "auprc"])
     det = rows_of_these_rules(pd.read_csv(f), p)
+    if "victim_model" in det.columns:   # rows of this file's victims (an older recipe's stay out)
+        from paperlib.experiments.common import clean_base_unbuilt, victim_model_name
+        base = clean_base_unbuilt(p)
+        det = det[det.victim_model.astype(str).isin(
+            {victim_model_name(p, base, v, s) for v in p.victims for s in p.seeds_for(v.attack)})]
     counts = {v.attack: v.poison.poison_count for v in p.victims}
     det = at_seeds(det, p)
     det = det[det.attack.isin(list(counts))]

@@ -41,6 +41,15 @@ def mean_spread(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFram
     return out.reset_index()
 
 
+def of_screened(table: pd.DataFrame, screened: dict) -> pd.DataFrame:
+    """The rows of ``table`` (a whole results file after an upsert) made from the pair sets of
+    ``screened``: those naming one of their victims (rows of an older victim recipe stay in the
+    file, keyed by their own victim, and out of this run's tables)."""
+    if "victim_model" not in table.columns:
+        return table
+    return table[table.victim_model.isin({sc.victim_model for sc in screened.values()})].reset_index(drop=True)
+
+
 def fault_tolerance(p, screened: dict) -> pd.DataFrame:
     """Table 5: AUROC of coarse-to-fine detection when the seed set D_p is made by hand from
     ``q`` truly poisoned pairs of which ``fault_ratio`` are swapped for benign ones (CFBD Sec. 3.3);
@@ -62,9 +71,10 @@ def fault_tolerance(p, screened: dict) -> pd.DataFrame:
                 auroc, auprc = auroc_auprc(sc.truth, det.score)
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "q": q, "fault_ratio": 100.0 * ratio, "scale": p.scale, "seed": seed,
-                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr, "gamma_z": det.gamma_z})
-    return upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
-                      ("attack", "q", "fault_ratio", "scale", "seed"))
+                             "auroc": auroc, "auprc": auprc, "tpr": tpr, "fpr": fpr, "gamma_z": det.gamma_z,
+                             "victim_model": sc.victim_model})
+    return of_screened(upsert_csv(Path(p.results_dir) / PAPER / "table5_fault.csv", rows,
+                                  ("attack", "q", "fault_ratio", "scale", "seed", "victim_model")), screened)
 
 
 def ablations(p, screened: dict) -> pd.DataFrame:
@@ -85,7 +95,8 @@ def ablations(p, screened: dict) -> pd.DataFrame:
                     rows.append({"study": "k_gamma", "attack": attack, "k": k, "gamma": g, "benign_rule": rule,
                                  "q": p.cfbd.q, "scale": p.scale, "seed": seed,
                                  "poisoned_in_benign": int(sc.truth[co.benign].sum()),
-                                 "benign_size": int(len(co.benign)), "q_eff": co.q_eff})
+                                 "benign_size": int(len(co.benign)), "q_eff": co.q_eff,
+                                 "victim_model": sc.victim_model})
         for q in p.ablation_qs:
             if q >= len(sc.c):
                 continue
@@ -94,9 +105,11 @@ def ablations(p, screened: dict) -> pd.DataFrame:
             auroc, _ = auroc_auprc(sc.truth, det.score)
             rows.append({"study": "q", "attack": attack, "k": p.cfbd.k, "gamma": p.cfbd.gamma,
                          "benign_rule": p.cfbd.benign_rule, "q": q, "scale": p.scale, "seed": seed, "tpr": tpr,
-                         "fpr": fpr, "auroc": auroc, "q_eff": det.coarse.q_eff, "gamma_z": det.gamma_z})
-    return upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
-                      ("study", "attack", "k", "gamma", "benign_rule", "q", "scale", "seed"))
+                         "fpr": fpr, "auroc": auroc, "q_eff": det.coarse.q_eff, "gamma_z": det.gamma_z,
+                         "victim_model": sc.victim_model})
+    return of_screened(upsert_csv(Path(p.results_dir) / PAPER / "fig6_ablation.csv", rows,
+                                  ("study", "attack", "k", "gamma", "benign_rule", "q", "scale", "seed",
+                                   "victim_model")), screened)
 
 
 # the detector's rules before issue 23, each kept as an ablation row (issue 23: a replaced variant
@@ -128,9 +141,9 @@ def former_rules(p, screened: dict) -> pd.DataFrame:
                 rows.append({"attack": attack, "seed": seed, "scale": p.scale, "rules": label, "stage": stage,
                              "tpr": tpr, "fpr": fpr, "auroc": auroc, "auprc": auprc, "q_eff": int(det.coarse.q_eff),
                              "gamma_z": float(det.gamma_z), "n_benign": int(len(det.coarse.benign)),
-                             "mapping": p.mapping.kind})
-    return upsert_csv(Path(p.results_dir) / PAPER / "former_rules.csv", rows,
-                      ("attack", "seed", "scale", "rules", "stage", "mapping"))
+                             "mapping": p.mapping.kind, "victim_model": sc.victim_model})
+    return of_screened(upsert_csv(Path(p.results_dir) / PAPER / "former_rules.csv", rows,
+                                  ("attack", "seed", "scale", "rules", "stage", "mapping", "victim_model")), screened)
 
 
 def former_rules_wide(df: pd.DataFrame, p) -> pd.DataFrame:

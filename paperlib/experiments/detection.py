@@ -35,7 +35,7 @@ from paperlib.experiments.victims import complete_victims
 ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
-                "gamma_z_rule", "mapping")
+                "gamma_z_rule", "mapping", "victim_model")
 # the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
 DEFAULT_MAPPING = MappingConfig().kind
 
@@ -78,7 +78,10 @@ class DetectionParams:
 
 
 # a detection row is keyed by the detector's rules too: a run under other rules adds rows
-CFBD_KEY = ("attack", "poison_count", "stage", "scale", "seed", "mapping", "benign_rule", "gamma_z_rule")
+# and by the victim whose poisoned pairs were screened (its cache key: the trigger recipe, base, count
+# and seed), so rows of an older victim recipe never mix with these
+CFBD_KEY = ("attack", "poison_count", "stage", "scale", "seed", "mapping", "benign_rule", "gamma_z_rule",
+            "victim_model")
 # what rows written before the rules were recorded were made with (the detector until issue 23)
 CFBD_OLD_RULES = {"mapping": "lm", "benign_rule": "posterior", "gamma_z_rule": "fixed"}
 
@@ -162,6 +165,7 @@ class Screened:
     caption_emb: np.ndarray
     synthetic_emb: np.ndarray
     c: np.ndarray              # CFBD's consistency per pair (Eq. 4)
+    victim_model: str = ""     # the cache key of the victim these pairs train (whether or not it is trained)
 
 
 class Screener:
@@ -189,7 +193,9 @@ class Screener:
     def screen(self, v: VictimConfig, seed: int, poison_count: int | None = None) -> Screened:
         from paperlib import pipeline as pl
         from paperlib.detect.cfbd import consistency
-        from paperlib.experiments.common import victim_attack
+        from dataclasses import replace
+
+        from paperlib.experiments.common import victim_attack, victim_model_name
         count = v.poison.poison_count if poison_count is None else poison_count
         atk = victim_attack(self.p, self.base, v)
         ids = pl.finetune_scene_ids(self.split, v.finetune_scenes, seed)
@@ -215,8 +221,9 @@ class Screener:
         img, txt, syn = np.stack(img), np.stack(txt), np.stack(syn)
         truth = np.zeros(n, bool)
         truth[ps.poisoned_rows] = True
+        of_count = v if count == v.poison.poison_count else replace(v, poison=replace(v.poison, poison_count=count))
         return Screened(ps=ps, truth=truth, image_emb=img, caption_emb=txt, synthetic_emb=syn,
-                        c=consistency(img, txt, syn))
+                        c=consistency(img, txt, syn), victim_model=victim_model_name(self.p, self.base, of_count, seed))
 
 
 def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict:
@@ -250,7 +257,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth)),
-                             **detector_settings(det, p)})
+                             **detector_settings(det, p), "victim_model": sc.victim_model})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
             retrain = p.retrain and (not p.retrain_attacks or v.attack in p.retrain_attacks)
             for stage in p.retrain_stages if retrain else ():
