@@ -154,6 +154,32 @@ def show_compare(form: str | None, a: float, b: float | None = None) -> str:
     return form.format(a=fa, b=fb, d=d, rel=rel)
 
 
+# The top-1 ASR (%) a victim must reach, mean over its seeds, for a defence's ASR on its attack to
+# test anything: below it there is little backdoor to remove, and "ASR below X" holds trivially.
+# The papers' victims reach 91-100 % on BadNet; ours fall short on some attacks (WaNet, mmPoison).
+VICTIM_FLOOR = 50.0
+
+
+def live_attacks(rows: pd.DataFrame, attacks, seeds_for, floor: float = VICTIM_FLOOR,
+                 **match) -> tuple[list[str], str]:
+    """The ``attacks`` whose victims (``rows`` of ``defence == "none"`` matching ``match``, at
+    ``seeds_for(attack)``) reach ``floor`` mean top-1 ASR, and a note naming the others with their
+    mean (" (left out: ...)", or "" when none is).  An attack without victim rows stays in: its
+    claims are not measured anyway."""
+    live, out = [], []
+    for a in attacks:
+        try:
+            asr = per_seed(rows, "asr_top1", seeds_for(a), attack=a, defence="none", **match)
+        except KeyError:
+            live.append(a)
+            continue
+        (live if asr.mean() >= floor else out).append(a)
+        if out and out[-1] == a:
+            out[-1] = f"{a} {asr.mean():.1f}"
+    note = f" (left out, victims under {floor:g}% top-1 ASR: {', '.join(out)})" if out else ""
+    return live, note
+
+
 def show_paper(form: str | None, a: float, b: float | None = None) -> str:
     """The paper's numbers in ``form`` with two decimals, as the papers print them."""
     if form is None:
@@ -369,6 +395,6 @@ def show_claims(table: pd.DataFrame, title: str | None = None):
     return line
 
 
-__all__ = ["VERDICTS", "CLAIM_COLUMNS", "RELATIONS", "num", "signed", "verdict", "per_seed", "Evidence",
+__all__ = ["VICTIM_FLOOR", "live_attacks", "VERDICTS", "CLAIM_COLUMNS", "RELATIONS", "num", "signed", "verdict", "per_seed", "Evidence",
            "NotMeasured", "Compare", "AllOf", "Within", "within", "show_compare", "show_paper", "Claim", "claims_table",
            "verdict_counts", "show_claims"]

@@ -344,3 +344,18 @@ def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
     assert sorted(zip(rows.study, rows.attack)).count(("n_aug", "sig")) == 2
     assert set(rows[rows.study != "n_aug"].attack) == {f.attack} and len(rows[rows.study != "n_aug"]) == n_ab
     assert rows.victim_model.str.startswith("victim-").all() and rows.model.nunique() == len(rows)
+
+
+def test_live_attacks_leave_out_victims_without_a_backdoor_and_say_so():
+    import pandas as pd
+
+    from paperlib.claims import live_attacks
+    rows = pd.DataFrame({"attack": ["badnet", "badnet", "wanet", "wanet", "wanet", "sig"],
+                         "defence": ["none", "none", "none", "none", "ft", "ft"], "scale": "embedded",
+                         "seed": [0, 1, 0, 1, 0, 0], "asr_top1": [97.0, 99.0, 9.0, 12.0, 1.0, 3.0]})
+    live, note = live_attacks(rows, ["badnet", "wanet", "sig"], lambda a: [0, 1], scale="embedded")
+    assert live == ["badnet", "sig"]               # sig: no victim row, kept (its claims are not measured)
+    assert note == " (left out, victims under 50% top-1 ASR: wanet 10.5)"
+    # the seeds asked for count: at seed 0 alone WaNet's victim is 9.0
+    assert live_attacks(rows, ["wanet"], lambda a: [0])[1].endswith("wanet 9.0)")
+    assert live_attacks(rows, ["badnet"], lambda a: None) == (["badnet"], "")

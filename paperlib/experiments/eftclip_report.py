@@ -351,7 +351,8 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
     them; each table read at its own seeds by :func:`rows_asked`), ``det`` (the detection sweep,
     ``results/detection/eftclip.csv``) and ``curation.csv`` (Algorithm 2's finds).  Two models are
     paired by seed; a claim "on every ..." holds only if each member holds."""
-    from paperlib.claims import AllOf, Claim, Compare, claims_table, per_seed, show_paper, signed, within
+    from paperlib.claims import (AllOf, Claim, Compare, claims_table, live_attacks, per_seed, show_paper, signed,
+                                 within)
     from paperlib.papers import lookup
     from paperlib.results import write_csv_atomic
     if isinstance(tables, dict):
@@ -420,6 +421,9 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
     t5 = list(p.table5_attacks)
     t1ref = lookup(PAPER, "Table 1")
     t5_asr = [paper("Table 5", "eftclip", "asr", a, setting_contains="after") for a in t5]
+    # "ASR below 15%" holds trivially where the victim has little backdoor: such attacks are left out
+    t5_rows = rows[rows.table == "Table 5"].rename(columns={"model": "defence"}) if "table" in rows.columns else rows
+    t5_live, t5_left_out = live_attacks(t5_rows, t5, lambda a: None)
     t5_cost = [paper("Table 5", "none", "ca", a, setting_contains="before")
                - paper("Table 5", "eftclip", "ca", a, setting_contains="after") for a in t5]
     lo, hi = float(min(d.thetas)), float(max(d.thetas))
@@ -440,10 +444,10 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
               versus("Table 2", "eftclip", "cleanclip", "ca"),
               lambda: Compare(v("Table 2", "eftclip", "ca_top1"), ">=", v("Table 2", "cleanclip", "ca_top1"),
                               names=("EftCLIP", "CleanCLIP"))),
-        Claim("EftCLIP brings top-1 ASR below 15% on all four attacks (Table 5, range over attacks)",
+        Claim("EftCLIP brings top-1 ASR below 15% on all four attacks (Table 5, range over attacks)" + t5_left_out,
               f"{min(t5_asr):.2f}-{max(t5_asr):.2f}",
               lambda: AllOf([Compare(v("Table 5", "eftclip", "asr_top1", a), "<", threshold=15.0,
-                                     names=("EftCLIP's ASR",), label=a) for a in t5], form="range", unit="attacks")),
+                                     names=("EftCLIP's ASR",), label=a) for a in t5_live], form="range", unit="attacks")),
         Claim("EftCLIP costs at most 1 point of top-1 CA against the victim (Table 5, victim minus EftCLIP, every "
               "attack)", f"{min(t5_cost):+.2f} to {max(t5_cost):+.2f} over {len(t5_cost)} attacks",
               lambda: AllOf([Compare(v("Table 5", "none", "ca_top1", a), "<=", v("Table 5", "eftclip", "ca_top1", a), 1.0,
