@@ -53,10 +53,11 @@ def show_params(p) -> None:
         display(params_frame(p))
 
 
-__all__ = ["setup", "show_params", "params_frame", "describe"]
+__all__ = ["setup", "show_params", "params_frame", "describe", "devices"]
 
 
 def devices(rows):
     """Which device trained each model of a results table with a ``device`` column: (attack,
     defence) by seed, so a reader sees which seeds came from the 2-core CPU and which from a GPU."""
-    return rows.pivot_table(index=["attack", "defence"], columns="seed", values="device", aggfunc="first")
+    return rows.pivot_table(index=["attack", "defence"], columns="seed", values="device",
+                            aggfunc=lambda d: " / ".join(sorted(set(map(str, d)))))

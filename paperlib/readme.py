@@ -260,10 +260,11 @@ def device_check(res: Path, limit: float = 3.0) -> str:
     path = Path(res) / "defences" / "device_check.csv"
     if not path.is_file():
         return ""
-    d = pd.read_csv(path)
+    check = pd.read_csv(path)
     key = ["attack", "defence", "scale", "seed", "model"]
-    gpu = d[d.device.astype(str).str.contains("NVIDIA|cuda", case=False)]
-    cpu = d[~d.index.isin(gpu.index)]
+    gpu = check[check.device.astype(str).str.contains("NVIDIA|cuda", case=False)]
+    cpu = check[~check.index.isin(gpu.index)]
+    # one pair per model: a key on two CPUs (a matrix row and the attack suite's) takes the file's first
     pairs = gpu.merge(cpu, on=key, suffixes=("_gpu", "_cpu")).drop_duplicates(key)
     if not len(pairs):
         return ""
@@ -277,9 +278,9 @@ def device_check(res: Path, limit: float = 3.0) -> str:
     if len(near) and len(far):
         text += f"; {len(near)} of them within {limit:g} points of ASR"
     if len(far):
-        parts = [f"{attack_name(a)} {'victims' if d == 'none' else DEFENCE_NAMES.get(d, d)} ({len(g)}): "
-                 f"{g.dasr.min():+.1f}" + (f" to {g.dasr.max():+.1f}" if len(g) > 1 else "")
-                 for (a, d), g in far.groupby(["attack", "defence"])]
+        parts = [f"{attack_name(a)} {'victims' if defence == 'none' else DEFENCE_NAMES.get(defence, defence)} "
+                 f"({len(g)}): {g.dasr.min():+.1f}" + (f" to {g.dasr.max():+.1f}" if len(g) > 1 else "")
+                 for (a, defence), g in far.groupby(["attack", "defence"])]
         text += "; beyond, GPU minus CPU: " + "; ".join(parts)
     return text + "."
 

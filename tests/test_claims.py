@@ -255,16 +255,22 @@ def test_cfbd_claims_from_per_seed_rows(tmp_path):
 
 def test_eftclip_claims_from_per_seed_rows(tmp_path):
     from paperlib.experiments import eftclip as ex
+    victim = {"poison": {"poison_count": 8}, "finetune_scenes": 300,
+              "finetune": {"epochs": 1, "batch_size": 64, "lr": 5.0e-4, "warmup_steps": 1}}
     p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
-                                              "pretrain_seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2]})
+                                              "pretrain_seeds": [0, 1, 2], "ablation_seeds": [0, 1, 2],
+                                              "victims": [{"attack": "badnet", **victim}, {"attack": "wanet", **victim}],
+                                              "table5_attacks": ["badnet", "wanet"]})
     seeds = [0, 1, 2]
     rows = []
     for sd in seeds:
         for model, ca, asr in (("cleanclip", 8.0, 10.0 + sd), ("eftclip", 9.0 + 0.1 * sd, 2.0 + sd)):
             rows.append({"table": "Table 2", "attack": "badnet", "model": model, "scale": p.scale, "seed": sd,
                          "ca_top1": ca, "asr_top1": asr})
-        for a in p.table5_attacks:
-            for model, ca, asr in (("none", 10.0, 90.0), ("eftclip", 9.8 + 0.01 * sd, 5.0 + sd)):
+        for a in p.table5_attacks:   # the last attack's victims have no backdoor (10%) and its defence 40%
+            weak = a == p.table5_attacks[-1]
+            for model, ca, asr in (("none", 10.0, 10.0 if weak else 90.0),
+                                   ("eftclip", 9.8 + 0.01 * sd, 40.0 if weak else 5.0 + sd)):
                 rows.append({"table": "Table 5", "attack": a, "model": model, "scale": p.scale, "seed": sd,
                              "ca_top1": ca, "asr_top1": asr})
         for model, ca, asr in (("roclip", 5.0, 0.0), ("eftclip", 9.0, 3.0 + sd)):
@@ -289,7 +295,10 @@ def test_eftclip_claims_from_per_seed_rows(tmp_path):
     v = out.verdict
     assert v.filter(like="Table 2, EftCLIP vs CleanCLIP").tolist() == ["holds", "holds"]
     assert out.ours.filter(like="lowers BadNet top-1 ASR").iloc[0] == "3.0 vs 11.0"
-    assert v.filter(like="below 15% on all four").iloc[0] == "holds"
+    # the weak victim's attack is left out of "ASR below 15%" (its 40% would fail it) and named
+    below = out.filter(like="below 15% on every attack", axis=0)
+    assert below.verdict.iloc[0] == "holds"
+    assert f"left out, victims under 50% top-1 ASR: {p.table5_attacks[-1]} 10.0" in below.index[0]
     assert v.filter(like="Table 1").iloc[0] == "fails"                       # 47-49% against >= 87%
     assert v.filter(like="Detection falls as theta rises").iloc[0] == "fails"  # it rises here
     assert v.filter(like="Algorithm 2 as printed").iloc[0] == "fails"         # no label on any seed

@@ -304,6 +304,16 @@ def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):
     assert set(t.mapping) == {"regression (default)", "lm"} and (t.seed == 0).all() and len(t) == 8
     assert set(t[t.mapping == "lm"].auroc) == {40.0} and set(t[t.mapping != "lm"].auroc) == {90.0}
 
+    # once rows name their victim, rows of another victim (an older recipe, or none named) stay out
+    from paperlib.experiments.common import clean_base_unbuilt, victim_model_name
+    base = clean_base_unbuilt(p)
+    keyed = [{**r, "victim_model": victim_model_name(p, base, next(v for v in p.victims if v.attack == r["attack"]), 0)}
+             for r in rows("regression", 91.0)]
+    pd.DataFrame(keyed + rows("regression", 92.0, victim_model="older-recipe") + rows("regression", 93.0)
+                 ).to_csv(det / "cfbd.csv", index=False)
+    t = ex.mapping_ablation_wide(p)
+    assert set(t[t.mapping != "lm"].auroc) == {91.0}
+
 
 def test_coarse_to_fine_score_ranks_seed_suspicious_benign_and_matches_the_decision():
     """AUROC / AUPRC / Fig. 5 rank pairs by the fine stage's z inside the coarse stage's tiers;

@@ -69,6 +69,24 @@ def test_pairs_are_attack_seed_in_the_order_given():
     for bad in ("wanet:0", "sig", "sig:x"):
         with pytest.raises(SystemExit, match="attack:seed"):
             ps.parse_pairs([bad], raw)
+    with pytest.raises(SystemExit, match="named twice"):
+        ps.parse_pairs(["sig:1", "sig:1"], raw)
+
+
+def test_compare_keeps_the_cpu_rows_when_the_other_file_holds_a_cpu_row_too(tmp_path):
+    """Only rows equal to the other file's (same key and device) are set aside as merged already."""
+    into = tmp_path / "matrix.csv"
+    pd.DataFrame(_rows(1, "cpu", 20.0, {"none": "v1", "ft": "f1"}) + _rows(1, "GPU", 30.0, {"ft": "f1"})).to_csv(into, index=False)
+    other = tmp_path / "gpu.csv"
+    pd.DataFrame(_rows(1, "GPU", 30.0, {"none": "v1", "ft": "f1"}) + _rows(1, "cpu", 5.0, {"ft": "g1"})).to_csv(other, index=False)
+    out = ps.compare_devices(other, [1], tmp_path / "check.csv", into)
+    assert sorted(zip(out.model, out.device)) == [("f1", "GPU"), ("f1", "cpu"), ("v1", "GPU"), ("v1", "cpu")]
+
+
+def test_jobs_past_the_lendings_end_are_not_started(tmp_path):
+    raw = {"victims": [{"attack": "sig"}], "seeds": [0, 1]}
+    assert ps.run_jobs(raw, tmp_path, jobs=2, deadline_s=-5.0) == [
+        {"job": "sig_seed0", "rc": None, "seconds": 0.0}, {"job": "sig_seed1", "rc": None, "seconds": 0.0}]
 
 
 def test_bundle_banks_cut_to_the_kept_classes_render_the_same_scenes(tmp_path, monkeypatch):
@@ -114,8 +132,9 @@ def test_victims_of_the_attack_suite_are_paired_with_the_matrix_rows_of_their_ke
     recipe = {"threat_model": "finetune", "attack_params": "{}", "poison_count": v.poison.poison_count,
               "finetune_scenes": v.finetune_scenes, "finetune_lr": v.finetune.lr, "finetune_epochs": v.finetune.epochs,
               "train_seconds": 5.0}
-    suite = pd.DataFrame([{**_rows(1, "x", 40.0, {"none": "-"})[0], **recipe, "attack": "sig"},
-                          {**_rows(1, "x", 41.0, {"none": "-"})[0], **recipe, "attack": "sig", "poison_count": 7}])
+    suite = pd.DataFrame([{**_rows(1, "x", 40.0, {"none": "-"})[0], **recipe, "attack": "sig", "victim_model": key},
+                          {**_rows(1, "x", 41.0, {"none": "-"})[0], **recipe, "attack": "sig", "poison_count": 7,
+                           "victim_model": "another-recipe"}])
     suite.drop(columns=["model", "device", "defence"]).to_csv(tmp_path / "victims.csv", index=False)
     matrix = pd.DataFrame([{**r, "attack": "sig"} for r in _rows(1, "NVIDIA H200", 60.0, {"none": key, "ft": "f"})
                            + _rows(1, "AMD EPYC", 50.0, {"none": key})])

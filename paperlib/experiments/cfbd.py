@@ -134,8 +134,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
         upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"), ABL_COLUMNS)
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
                        ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
-    mine = {r["victim_model"] for r in rows}
-    return table[table.victim_model.isin(mine)].reset_index(drop=True) if rows else table
+    return table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------

@@ -290,6 +290,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
             upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
+    table = table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)   # this run's
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
                      ABL_COLUMNS) if abl_rows else None
     if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd

@@ -424,6 +424,7 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
     # "ASR below 15%" holds trivially where the victim has little backdoor: such attacks are left out
     t5_rows = rows[rows.table == "Table 5"].rename(columns={"model": "defence"}) if "table" in rows.columns else rows
     t5_live, t5_left_out = live_attacks(t5_rows, t5, lambda a: None)
+    t5_asr_live = [x for a, x in zip(t5, t5_asr) if a in t5_live]
     t5_cost = [paper("Table 5", "none", "ca", a, setting_contains="before")
                - paper("Table 5", "eftclip", "ca", a, setting_contains="after") for a in t5]
     lo, hi = float(min(d.thetas)), float(max(d.thetas))
@@ -444,8 +445,9 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
               versus("Table 2", "eftclip", "cleanclip", "ca"),
               lambda: Compare(v("Table 2", "eftclip", "ca_top1"), ">=", v("Table 2", "cleanclip", "ca_top1"),
                               names=("EftCLIP", "CleanCLIP"))),
-        Claim("EftCLIP brings top-1 ASR below 15% on all four attacks (Table 5, range over attacks)" + t5_left_out,
-              f"{min(t5_asr):.2f}-{max(t5_asr):.2f}",
+        Claim("EftCLIP brings top-1 ASR below 15% on every attack of Table 5 (range over attacks: "
+              + ", ".join(t5_live) + ")" + t5_left_out,
+              f"{min(t5_asr_live):.2f}-{max(t5_asr_live):.2f}" if t5_asr_live else "none printed",
               lambda: AllOf([Compare(v("Table 5", "eftclip", "asr_top1", a), "<", threshold=15.0,
                                      names=("EftCLIP's ASR",), label=a) for a in t5_live], form="range", unit="attacks")),
         Claim("EftCLIP costs at most 1 point of top-1 CA against the victim (Table 5, victim minus EftCLIP, every "

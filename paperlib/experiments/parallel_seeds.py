@@ -113,6 +113,8 @@ def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
         attack, _, seed = str(text).partition(":")
         if attack not in attacks or not seed.isdigit():
             raise SystemExit(f"--pairs {text!r}: expected attack:seed with attack one of {', '.join(attacks)}")
+        if (attack, int(seed)) in out:
+            raise SystemExit(f"--pairs {text!r} named twice: two jobs would share one work folder")
         out.append((attack, int(seed)))
     return out
 
@@ -123,7 +125,7 @@ def bundle(raw: dict, out: Path) -> list[Path]:
     the classes ``max_classes`` keeps at this file's data seed (``sprites/``, to copy into that
     machine's cache; another data seed or class limit keeps other classes and needs its own).  A bank
     restricted so renders the same scenes (the renderer draws only from the kept classes, each
-    class's sprites in the same order) at about a third of the size, so it fits the 64 MiB that
+    class's sprites in the same order) at about half the size (300 classes: 16 of 35 MB), so it fits the 64 MiB that
     travels to a lent GPU."""
     from dataclasses import replace
 
@@ -154,6 +156,8 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
     t0, running, done = time.time(), [], []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PAPERLIB_PROGRESS": "0"}
+    if deadline_s <= 0:   # the lending's end came while the triggers were built: start nothing
+        return [{"job": f"{a}_seed{s}", "rc": None, "seconds": 0.0} for a, s in todo]
     while todo or running:
         while todo and len(running) < jobs:
             attack, seed = todo.pop(0)
@@ -203,7 +207,7 @@ def merge(work: Path, seeds, into: Path = Path("results/defences/matrix.csv")) -
     if Path(into).is_file():
         have = pd.read_csv(into)
         key = list(MATRIX_KEY)
-        seen = rows.merge(have[key + ["device"]], on=key, how="left", suffixes=("", "_file"))
+        seen = rows.merge(have[key + ["device"]].drop_duplicates(key), on=key, how="left", suffixes=("", "_file"))
         kept = ~(seen.device_file.notna() & (seen.device_file != seen.device)).to_numpy()
         if (~kept).any():
             log.info("%d rows name models the matrix holds from another device: left as published "
@@ -225,8 +229,11 @@ def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defenc
     other = pd.read_csv(other_matrix)
     other = other[other.seed.isin(list(seeds))]
     main = pd.read_csv(matrix)
-    main = main[~main.device.isin(other.device.unique())]   # the other device's rows merged already
-    same = main.merge(other[["attack", "defence", "scale", "seed", "model"]], on=["attack", "defence", "scale", "seed", "model"])
+    key = ["attack", "defence", "scale", "seed", "model"]
+    # the other file's own rows, merged into the matrix already, are not a second device
+    merged = main.merge(other[key + ["device"]], on=key + ["device"], how="left", indicator=True)["_merge"]
+    main = main[(merged == "left_only").to_numpy()]
+    same = main.merge(other[key], on=key)
     cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
             "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
     rows = pd.concat([same[cols], other.merge(same[["attack", "defence", "scale", "seed", "model"]])[cols]])
@@ -237,13 +244,12 @@ def compare_victims(params_path: Path, victims_csv: Path, matrix: Path, into: Pa
                     against: str = "NVIDIA H200", device: str = "cpu (attack suite)") -> "pd.DataFrame":
     """The attack suite's victims (``victims_csv``, trained on ``device``) beside the matrix's
     victim rows (``none``) of the same cache key trained on ``against``: whether a victim measures the
-    same on both devices.  The key is computed from the parameter file's victim entries (the
-    attack suite's rows carry the recipe, not the key); rows of other recipes are left out."""
+    same on both devices.  The keys are those of the parameter file's victims at their seeds, matched
+    with the suite's ``victim_model`` column; victims of other recipes are left out."""
     import pandas as pd
 
     from paperlib.experiments.common import clean_base, victim_model_name
     from paperlib.experiments.defences import load
-    from paperlib.experiments.victim_rows import params_json
     from paperlib.results import upsert_csv
     p = load(params_path)
     base = clean_base(p)
@@ -253,15 +259,12 @@ def compare_victims(params_path: Path, victims_csv: Path, matrix: Path, into: Pa
             "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
     rows = []
     for v in p.victims:
-        same = suite[(suite.attack == v.attack) & (suite.scale == p.scale) & (suite.threat_model == "finetune")
-                     & (suite.attack_params.fillna("{}") == params_json(v.attack_params))
-                     & (suite.poison_count == v.poison.poison_count) & (suite.finetune_scenes == v.finetune_scenes)
-                     & (suite.finetune_lr == v.finetune.lr) & (suite.finetune_epochs == v.finetune.epochs)]
-        for r in same.itertuples():
-            key = victim_model_name(p, base, v, int(r.seed))
-            there = main[main.model == key]
-            if there.empty:
+        for seed in p.seeds_for(v.attack):
+            key = victim_model_name(p, base, v, seed)
+            same, there = suite[suite.victim_model.astype(str) == key], main[main.model == key]
+            if same.empty or there.empty:
                 continue
+            r = next(same.itertuples())
             mine = {c: getattr(r, c) for c in cols if hasattr(r, c)}
             rows.append({**mine, "defence": "none", "model": key, "device": device, "wall_s": r.train_seconds})
             rows += there[cols].to_dict("records")
@@ -305,8 +308,10 @@ def main(argv=None) -> int:
                               matrix=Path(a.into)).to_string())
         return 0
     if a.step == "victims":
-        print(compare_victims(Path(a.params), repo_root() / PUBLISHED / "attacks" / "victims.csv", Path(a.into),
-                              results / "defences" / "device_check.csv", a.against).to_string())
+        published = repo_root() / PUBLISHED   # both sides are published rows; the check goes where --publish says
+        print(compare_victims(Path(a.params), published / "attacks" / "victims.csv",
+                              published / "defences" / "matrix.csv", results / "defences" / "device_check.csv",
+                              a.against).to_string())
         return 0
     if a.step == "merge":
         print(f"merged {merge(work, a.seeds, Path(a.into))} rows into {Path(a.into).relative_to(repo_root())}"
