@@ -162,6 +162,9 @@ def table_2(p: CleanerCLIPParams) -> pd.DataFrame:
                       ("attack", "defence", "probe", "scale", "seed"))
 
 
+FIG4_KEY = ("study", "value", "attack", "scale", "seed", "victim_model", "model")
+
+
 def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     """Fig. 4: CA / ASR of CleanerCLIP for each lambda ratio, temperature pair and number of
     sub-captioned samples (each a CleanerCLIP fine-tuning of the same victim, the same budget)."""
@@ -192,9 +195,10 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                                                      int(round(cfg.subset_fraction * p.defence.clean_scenes))),
                              "victim_model": victim.path.name, "model": model.path.name})
                 log(f"fig4 {attack} {study}={value}: CA {m['ca_top1']:.1f} ASR {m['asr_top1']:.1f}")
+                # written after every model (a stopped run keeps its rows; each model is cached anyway)
+                every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows[-1:], FIG4_KEY)
     # the models too: rows of another victim or budget stand beside these (older rows lack them) ...
-    every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows,
-                       ("study", "value", "attack", "scale", "seed", "victim_model", "model"))
+    every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows, FIG4_KEY)
     # ... and only this run's models go on to the figure and the claim
     return every[every.model.isin({r["model"] for r in rows})].reset_index(drop=True) if rows else every
 
