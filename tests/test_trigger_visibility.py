@@ -45,3 +45,29 @@ def test_trigger_labels_say_pixels():
     assert trigger_label("badnet", '{"patch_fraction": 0.25, "position": "bottom_right"}', 64) == "badnet 16 px"
     assert trigger_label("wanet", '{"k": 64, "s": 1.0}', 64) == "wanet k=64 s=1.0"
     assert trigger_label("sig", "{}", 64) == "sig (defaults)"
+
+
+def test_smoke_run_writes_one_row_per_trigger_with_its_files(tmp_path, monkeypatch):
+    """The whole measurement at smoke: one row per distinct trigger (a repeated setting once), the
+    pixel share a 16 px corner patch changes at most its area, the table, markdown and figure."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from paperlib.experiments.attacks import load
+    from paperlib.experiments.trigger_visibility import run
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = load(root / "params" / "attacks" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "pretrain_victims": [], "victims": [], "calibration": [],
+        "trigger_checks": [{"attack": "badnet", "attack_params": {"patch_fraction": 0.25}},
+                           {"attack": "badnet", "attack_params": {"patch_fraction": 0.25}},
+                           {"attack": "blended", "attack_params": {}}]})
+    rows = run(p, log=lambda *a: None, max_images=40)
+    assert sorted(rows.attack) == ["badnet", "blended"] and rows.test_images_changed.all()
+    bad = rows.set_index("attack").loc["badnet"]
+    assert 0 < bad.pixel_changed <= 100 * 0.25 ** 2 + 1e-9 and 0 <= bad.probe_auroc <= 100
+    assert (rows.victim_seeds == 0).all()                     # no victim trained: no ASR beside it
+    out = tmp_path / "out" / "attacks"
+    assert len(pd.read_csv(out / "trigger_visibility.csv")) == 2
+    assert (out / "trigger_visibility.md").is_file() and (out / f"trigger_visibility_{p.scale}.png").is_file()
