@@ -211,3 +211,22 @@ def test_resume_without_the_terms_state_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="last_terms.safetensors"):
         train(create_model("tiny-rn64", seed=0), pairs, cfg, [(term(), 1.0)], work_dir=tmp_path,
               transforms=[record_step])
+
+
+def test_one_way_contrastive_over_ranks_is_the_whole_batchs_loss(monkeypatch):
+    """CleanCLIP's in-modal term under DDP: each rank's rows against every rank's views, so the
+    ranks' mean loss is the single-process loss of the whole batch (gather simulated for 2 ranks)."""
+    import torch
+
+    from paperlib.defences.cleanclip import one_way_nce
+    from paperlib.train import losses
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 5, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(8, 5, generator=g), dim=-1)
+    monkeypatch.setattr(losses, "gather_features", lambda x, rank, world: b)   # every rank's views
+    per_rank = [losses.one_way_contrastive(a[4 * r:4 * r + 4], b[4 * r:4 * r + 4], 3.0, r, 2) for r in (0, 1)]
+    whole = one_way_nce(a, b, 3.0)
+    assert torch.allclose(sum(per_rank) / 2, whole, atol=1e-6)
+    # and one process is the plain loss
+    monkeypatch.undo()
+    assert torch.allclose(losses.one_way_contrastive(a, b, 3.0), whole)

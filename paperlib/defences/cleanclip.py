@@ -23,7 +23,7 @@ from torch import nn
 from paperlib.config import param
 from paperlib.defences.augment import AutoAugmentImages, EDACaptions
 from paperlib.defences.base import DefenceContext, DefencePlan
-from paperlib.train.losses import StepContext, info_nce
+from paperlib.train.losses import StepContext, contrastive_loss, one_way_contrastive
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,12 @@ class InModalTerm(nn.Module):
         self.keys = (image_key, image_aug_key, text_key, text_aug_key)
 
     def forward(self, step: StepContext) -> torch.Tensor:
+        # under DDP the negatives are the global batch's views, as for the CLIP term
         ik, iak, tk, tak = self.keys
-        nce = info_nce if self.symmetric else one_way_nce
-        scale = step.logit_scale
-        img = nce(step.image_features(ik), step.image_features(iak), scale)
-        txt = nce(step.text_features(tk), step.text_features(tak), scale)
+        nce = contrastive_loss if self.symmetric else one_way_contrastive
+        scale, rank, world = step.logit_scale, step.rank, step.world_size
+        img = nce(step.image_features(ik), step.image_features(iak), scale, rank, world)
+        txt = nce(step.text_features(tk), step.text_features(tak), scale, rank, world)
         return 0.5 * (img + txt)
 
 

@@ -100,6 +100,17 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor |
                   + F.cross_entropy(scale * txt @ all_img.t(), labels))
 
 
+def one_way_contrastive(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float,
+                        rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """``CE(scale * a b^T, diag)`` (each row of ``a`` must pick its own row of ``b``) with ``b``
+    from the global batch under DDP: CleanCLIP's in-modal loss, whose negatives are every
+    augmented view of the step, as in its reference code, which gathers the embeddings of all
+    processes before the loss."""
+    all_b = gather_features(b, rank, world_size)
+    labels = torch.arange(len(a), device=a.device) + rank * len(a)
+    return F.cross_entropy(scale * a @ all_b.t(), labels)
+
+
 class ClipLossTerm(nn.Module):
     """The standard CLIP contrastive loss between ``images`` and ``tokens`` of the batch.
 
