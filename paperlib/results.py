@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -120,6 +121,25 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     missing = [k for k in key if k not in new.columns]
     if missing:
         raise KeyError(f"{path}: rows lack key columns {missing}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(path.parent):   # processes sharing one results folder (parallel jobs) take turns
+        return _upsert_locked(path, new, key, columns, key_defaults)
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on ``folder`` (flock on the directory itself: no lock file is left behind),
+    held while one process reads, merges and rewrites a results file in it."""
+    import fcntl
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
+
+
+def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) -> pd.DataFrame:
     if path.is_file():
         old = pd.read_csv(path)
         for k in key:

@@ -242,3 +242,27 @@ def test_markdown_tables_show_small_numbers_and_leave_missing_ones_blank():
     text = to_markdown(pd.DataFrame({"finetune_lr": [1e-4, float("nan")], "asr_top1": [97.06, 0.0]}))
     rows = [line.split("|")[1:-1] for line in text.splitlines()[2:]]
     assert [[c.strip() for c in r] for r in rows] == [["0.0001", "97.1"], ["", "0.0"]]
+
+
+def test_upserts_from_parallel_processes_lose_no_row(tmp_path):
+    """Jobs sharing one results folder upsert into one file at once: every row survives (the folder
+    is locked while a process reads, merges and rewrites), and no lock file is left behind."""
+    import multiprocessing as mp
+
+    import pandas as pd
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_upsert_many, args=(tmp_path / "t.csv", worker)) for worker in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    rows = pd.read_csv(tmp_path / "t.csv")
+    assert len(rows) == 4 * 15 and rows.set_index(["worker", "i"]).index.is_unique
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["t.csv"]
+
+
+def _upsert_many(path, worker):
+    from paperlib.results import upsert_csv
+    for i in range(15):
+        upsert_csv(path, [{"worker": worker, "i": i, "value": worker * i}], ("worker", "i"))
