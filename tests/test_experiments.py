@@ -135,6 +135,23 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     # (+1: the partial run above added its CleanerCLIP at other settings; +2: this run at another lr)
     assert len(after) == len(m) + 1 + 2 and sorted(after[after.defence == "ft"].lr) == [5e-5, 1e-4]
     assert set(m.model) <= set(after.model), "a run at another lr removed rows"
+    # the victim's key published from another device (a GPU): a run here keeps that row in the
+    # matrix and sets this device's measurement of the same key beside it in device_check.csv
+    pub = after.copy()
+    first = pub.index[(pub.defence == "none") & (pub.model == m.victim_model[0])][0]
+    pub["device"] = pub.device.astype(object)
+    pub.loc[first, "device"] = "NVIDIA H200"
+    pub["asr_top1"] = pub.asr_top1.astype(float)
+    pub.loc[first, "asr_top1"] = 12.5
+    pub.to_csv(tmp_path / "out" / "defences" / "matrix.csv", index=False)
+    run(load(ROOT / "params" / "defences" / "smoke.yaml", {
+        "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"]}), log=lambda *a: None)
+    kept = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
+    kept = kept[(kept.defence == "none") & (kept.model == m.victim_model[0])]
+    assert kept[["device", "asr_top1"]].values.tolist() == [["NVIDIA H200", 12.5]]
+    check = pd.read_csv(tmp_path / "out" / "defences" / "device_check.csv")
+    assert sorted(check.device) == sorted(["NVIDIA H200", str(m[m.defence == "none"].device.iloc[0])])
+    assert set(check.model) == {m.victim_model[0]} and 12.5 in set(check.asr_top1)
 
 
 def test_an_attack_can_have_seeds_of_its_own_in_the_matrix(tmp_path):

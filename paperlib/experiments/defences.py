@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from paperlib.attacks import ATTACK_IDS
@@ -226,8 +227,18 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 victim = finetune_victim(p, base, v, seed)
                 m = victim_metrics(p, victim, atk, v)
             recipe = victim_recipe(v, base.path.name)
-            rows.append({**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim),
-                         **recipe})
+            here = {**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim), **recipe}
+            published = published_victim_row(p, victim.path.name, v.attack, seed) if p.reuse_rows else None
+            if published is not None and str(published.get("device", "")) != str(here.get("device", "")):
+                # the same key trained on another device is published: its row stays, and this device's
+                # victim goes beside it in the device check (its defended rows below name this device)
+                rows.append(published)
+                device_check(p, [published, here])
+                log(f"{v.attack:10s} seed {seed}: victim row kept as published ({published.get('device')}: "
+                    f"ASR {published.get('asr_top1')}); this device's ({here.get('device')}: ASR "
+                    f"{here['asr_top1']:.2f}) written to device_check.csv")
+            else:
+                rows.append(here)
             victim_row = rows[-1]
             for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
                 if label in kept:    # its model was trained elsewhere: the file's row stands in for it
@@ -273,6 +284,31 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                        asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
+
+
+def published_victim_row(p: DefenceMatrixParams, victim_model: str, attack: str, seed: int) -> dict | None:
+    """The matrix file's row of the victim ``victim_model`` (its ``none`` row), if there is one."""
+    path = Path(p.results_dir) / "defences" / "matrix.csv"
+    if not path.is_file():
+        return None
+    m = pd.read_csv(path)
+    if "model" not in m.columns:
+        return None
+    m = m[(m.defence == "none") & (m.attack == attack) & (m.scale == p.scale) & (m.seed == seed)
+          & (m.model.astype(str) == victim_model)]
+    return None if m.empty else {k: v for k, v in m.iloc[0].to_dict().items() if not (isinstance(v, float) and np.isnan(v))}
+
+
+DEVICE_CHECK_COLUMNS = ("attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5",
+                        "ca_top10", "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s")
+
+
+def device_check(p: DefenceMatrixParams, rows: list[dict]) -> None:
+    """Rows of one model (cache key) measured on different devices, into ``defences/device_check.csv``."""
+    from paperlib.results import upsert_csv
+    upsert_csv(Path(p.results_dir) / "defences" / "device_check.csv",
+               [{c: r.get(c) for c in DEVICE_CHECK_COLUMNS} for r in rows],
+               ("attack", "defence", "scale", "seed", "model", "device"), DEVICE_CHECK_COLUMNS)
 
 
 def rows_from_file(p: DefenceMatrixParams, base, v, seed: int) -> dict[str, dict] | None:
