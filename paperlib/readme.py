@@ -177,8 +177,7 @@ def new_victims(res: Path, params: str | Path | None = None) -> str:
             f"of them poisoned with captions of the set naming the target, "
             f"{'one pass' if ft.epochs == 1 else format(ft.epochs, 'g') + ' passes'} at lr {_lr(ft.lr)}, the "
             "triggers of that file. Top-1 ASR and clean top-1 (%, mean ± std over seeds): " + "; ".join(parts)
-            + ". The notebooks' parameter files use them; the executed notebooks (the papers' table below) "
-            "predate them.")
+            + ". The notebooks' parameter files use them (which executed notebooks do: the first line above).")
 
 
 # the defence matrix on those victims, at the budget of this file (its rows: results/defences/matrix_summary.csv)
@@ -285,13 +284,36 @@ def device_check(res: Path, limit: float = 3.0) -> str:
     return text + "."
 
 
+def on_shipped_base(res: Path, paper: str, scale: str = "embedded") -> bool:
+    """Whether paper's published run (its manifest) started from the shipped clean base, as every
+    parameter file of the new victims does (the old runs pre-trained their own)."""
+    import ast
+    import json
+    path = Path(res) / paper / f"manifest_{scale}.json"
+    if not path.is_file():
+        return False
+    params = json.loads(path.read_text()).get("params", {})
+    if isinstance(params, str):
+        params = ast.literal_eval(params)
+    return bool(params.get("base_checkpoint"))
+
+
+def which_runs(res: Path) -> str:
+    """The glance's opening: which papers' published runs are on the new victims, which are not."""
+    fresh = [p.name for p in PAPERS if on_shipped_base(res, p.id)]
+    stale = [p.name for p in PAPERS if p.name not in fresh]
+    return ((f"Executed on the new victims and methods (the shipped clean base, issues 22-23): {', '.join(fresh)}. "
+             if fresh else "")
+            + (f"{'Still from' if fresh else 'All made on'} the old base and victims, before the method defaults "
+               f"of issue 23, to be re-made: {', '.join(stale)}. " if stale else ""))
+
+
 def glance(res: str | Path = "results") -> str:
     """The section's Markdown (between the markers) from the results folder ``res``."""
     res = Path(res)
     collected = (res / "claims.csv").is_file()
     lines = [
-        "The committed results were made before the method defaults of issue 23 and before the victim changes now "
-        "in progress (the shipped clean base); the notebooks will re-make them. Verdict counts come from "
+        which_runs(res) + "Verdict counts come from "
         + ("`results/claims.csv` (every paper's claims, verdicts by the two-SEM rule of "
            "[docs/verdicts.md](docs/verdicts.md)) where it has a paper's rows, else from the paper's own claims.csv."
            if collected else

@@ -66,14 +66,17 @@ def test_the_counts_follow_the_collected_verdicts_once_they_exist(tmp_path):
         shutil.copytree(ROOT / "results" / p.id, res / p.id,
                         ignore=shutil.ignore_patterns("*.ipynb", "*.png", "*.json"))
     old = readme.glance(res)
-    assert old.count("old yes/no verdicts, pre-SEM rule") == len(readme.PAPERS)
+    # papers whose own claims.csv is of the old code (a yes / no `holds` column, no `verdict`)
+    n_old = sum("verdict" not in pd.read_csv(res / p.id / "claims.csv").columns for p in readme.PAPERS)
+    assert old.count("old yes/no verdicts, pre-SEM rule") == n_old
     pd.DataFrame([{"paper": "abd", "scale": "embedded", "claim": c, "paper_value": "", "ours": "", "spread": "",
                    "n_seeds": 3, "verdict": v} for c, v in (("a", "holds"), ("b", "inconclusive"), ("c", "inconclusive"))]
                  ).to_csv(res / "claims.csv", index=False)
     new = readme.glance(res)
     row = next(line for line in new.splitlines() if line.startswith("| ABD |"))
     assert "| 1 / 0 / 2 (embedded; [`results/claims.csv`](results/claims.csv), two-SEM rule)" in row
-    assert new.count("old yes/no verdicts, pre-SEM rule") == len(readme.PAPERS) - 1
+    abd_old = "verdict" not in pd.read_csv(res / "abd" / "claims.csv").columns
+    assert new.count("old yes/no verdicts, pre-SEM rule") == n_old - abd_old
 
 
 def test_the_new_victims_paragraph_reads_the_recipes_rows(tmp_path):
@@ -173,3 +176,18 @@ def test_the_device_check_sentence_pairs_models_and_names_those_beyond_the_limit
     assert "clean top-1 by at most 0.4" in text and "2 of them within 3 points" in text
     assert "SSBA victims (2): +17.0 to +20.0" in text and "SIG" not in text
     assert readme.device_check(tmp_path / "nothing") == ""
+
+
+def test_the_glance_names_the_papers_run_on_the_shipped_base(tmp_path):
+    import json
+    (tmp_path / "abd").mkdir()
+    (tmp_path / "abd" / "manifest_embedded.json").write_text(json.dumps(
+        {"params": {"base_checkpoint": "paperlib/bases/tiny-rn64-embedded.safetensors"}}))
+    (tmp_path / "cfbd").mkdir()
+    (tmp_path / "cfbd" / "manifest_embedded.json").write_text(json.dumps({"params": str({"base_checkpoint": None})}))
+    assert readme.on_shipped_base(tmp_path, "abd") and not readme.on_shipped_base(tmp_path, "cfbd")
+    assert not readme.on_shipped_base(tmp_path, "eftclip")            # no manifest: not run
+    first = readme.which_runs(tmp_path)
+    assert first.startswith("Executed on the new victims and methods (the shipped clean base, issues 22-23): ABD.")
+    assert first.endswith("to be re-made: EftCLIP, CleanerCLIP, CFBD. ")
+    assert readme.which_runs(tmp_path / "none").startswith("All made on the old base")
