@@ -244,7 +244,8 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     mine = df[df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
     devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
     return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
-            f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; "
+            + (f"all {planned} defended models of `{MATRIX_PARAMS}`; " if done >= planned else
+               f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; ") +
             f"every defence fine-tunes on {p.defence.clean_scenes:,} clean pairs, {p.defence.train.epochs:g} passes "
             f"at lr {_lr(p.defence.train.lr)}; [matrix_summary.csv](results/defences/matrix_summary.csv), with stds "
             "and what each defence removed paired by seed). Top-1 ASR / clean top-1 (%, means over the seeds), "
