@@ -158,6 +158,15 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     one = pd.read_csv(tmp_path / "defences" / "matrix_summary.csv")
     one[one.seeds == "0 1"].assign(seeds="0").to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
     assert "| BadNet (0) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] |" in new_matrix(tmp_path, params) and "Blended" not in text
+    # every planned model has its line: the table says all, not in progress
+    lines = []
+    for attack, params_json in (("badnet", '{"patch_fraction": 0.25}'), ("blended", "{}")):
+        at = {**row, "attack": attack, "attack_params": params_json}
+        lines += [{**at, "defence": "none", "defence_lr": None, "asr_top1_mean": 98.0, "ca_top1_mean": 26.0}]
+        lines += [{**at, "defence": d, "defence_lr": 1e-4, "asr_top1_mean": 50.0, "ca_top1_mean": 25.0,
+                   "defence_settings": settings_json(cfg.config(d, attack))} for d in ("ft", "abd")]
+    pd.DataFrame(lines).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
+    assert "all 8 defended models" in new_matrix(tmp_path, params)
     assert "3 of 8 defended models" in text and "embedded scale, on cpu A" in text
 
 
