@@ -628,3 +628,31 @@ def test_cfbd_fig5_draws_no_line_at_recall_zero(tmp_path, monkeypatch):
         x, y = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
         assert not ((x == 0) & (y == 1)).any(), ln.get_label()
     assert any("chance" in ln.get_label() for ln in ax.get_lines())
+
+
+def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path):
+    """Table 3's ABL column: each poison count's isolation model is keyed by that count's pairs (the
+    victim entry at that count), not one model for every count of an attack and seed."""
+    from types import SimpleNamespace
+
+    from paperlib.experiments import cfbd as ex
+    from paperlib.experiments import detection
+    rng = np.random.default_rng(0)
+    n = 400
+    seen = []
+
+    def screen(v, seed, count):
+        truth = np.zeros(n, bool)
+        truth[:count] = True
+        return SimpleNamespace(c=np.where(truth, 0.0, rng.uniform(0.1, 1.0, n)), caption_emb=rng.normal(size=(n, 8)),
+                               truth=truth, ps=None, victim_model=f"v{count}")
+
+    def abl(p, base, ps, v, cfg, seed, truth, device):
+        seen.append(v.poison.poison_count)
+        return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
+                "tpr": 1.0, "fpr": 0.0, "isolated": 1, "n_pairs": n}
+    monkeypatch.setattr(detection, "run_abl_on", abl)
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "rate_attacks": ["badnet"],
+                                           "rate_counts": [8, 12], "seeds": [0], "run_abl": True})
+    ex.rate_sweep(p, SimpleNamespace(screen=screen, base=None, device="cpu"), log=lambda *a: None)
+    assert seen == [8, 12]

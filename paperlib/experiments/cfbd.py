@@ -106,6 +106,8 @@ def _victim(p: CFBDParams, attack: str):
 # Table 3: TPR at low poison rates, CFBD against ABL
 # ---------------------------------------------------------------------------
 def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
+    from dataclasses import replace
+
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import tpr_fpr
     from paperlib.experiments.detection import ABL_COLUMNS, detector_settings, run_abl_on
@@ -122,8 +124,11 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                              "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr,
                              **detector_settings(det, p), "victim_model": sc.victim_model})
                 if p.run_abl:
-                    a = run_abl_on(p, screener.base, sc.ps, v, v.attack_config(), seed, sc.truth, screener.device)
-                    a["poison_count"] = count
+                    # ABL's isolation model is keyed by the victim entry's pairs: the entry at this count
+                    # (before, every count of an attack and seed shared the first count's model)
+                    at_count = replace(v, poison=replace(v.poison, poison_count=count))
+                    a = run_abl_on(p, screener.base, sc.ps, at_count, v.attack_config(), seed, sc.truth,
+                                   screener.device)
                     abl_rows.append(a)
                     rows.append({"attack": attack, "poison_count": count, "poison_rate": rows[-1]["poison_rate"],
                                  "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"],
