@@ -650,9 +650,40 @@ def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path)
     def abl(p, base, ps, v, cfg, seed, truth, device):
         seen.append(v.poison.poison_count)
         return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
-                "tpr": 1.0, "fpr": 0.0, "isolated": 1, "n_pairs": n}
+                "tpr": 1.0, "fpr": 0.0, "isolated": 1, "n_pairs": n, "model": f"abl{v.poison.poison_count}"}
     monkeypatch.setattr(detection, "run_abl_on", abl)
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "rate_attacks": ["badnet"],
                                            "rate_counts": [8, 12], "seeds": [0], "run_abl": True})
     ex.rate_sweep(p, SimpleNamespace(screen=screen, base=None, device="cpu"), log=lambda *a: None)
     assert seen == [8, 12]
+
+
+def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_path, monkeypatch):
+    """CFBD's retraining and ABL's isolation model absent from this cache (trained on a GPU, say):
+    the results files' rows that name the very model this run would train stand in for it, and it is
+    not trained again; with reuse_rows off, it is."""
+    import shutil
+
+    import pandas as pd
+
+    from paperlib.experiments import detection
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out")})
+    first = detection.run(p, log=lambda *a: None)
+    matrix = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
+    abl = pd.read_csv(tmp_path / "out" / "detection" / "abl.csv")
+    trained = [m for m in list(matrix.model) + list(abl.model)]
+    assert len(trained) == 2 and all((tmp_path / "cache" / "model" / m).is_dir() for m in trained)
+    for m in trained:                                            # as if trained on another machine
+        shutil.move(tmp_path / "cache" / "model" / m, tmp_path / m)
+    again = detection.run(p, log=lambda *a: None)
+    assert not any((tmp_path / "cache" / "model" / m).exists() for m in trained), "trained again"
+    cols = ["attack", "stage", "seed", "tpr", "fpr", "auroc", "ca_top1", "asr_top1"]
+    pd.testing.assert_frame_equal(again["cfbd"][cols].reset_index(drop=True), first["cfbd"][cols].reset_index(drop=True),
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "detection" / "abl.csv")[["tpr", "fpr", "model"]],
+                                  abl[["tpr", "fpr", "model"]], check_dtype=False)
+    off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False,
+                                                          "run_abl": False})
+    detection.run(off, log=lambda *a: None)
+    assert (tmp_path / "cache" / "model" / matrix.model[0]).is_dir()   # no row taken: retrained

@@ -136,7 +136,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
     if abl_rows:
-        upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"), ABL_COLUMNS)
+        upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed", "model"), ABL_COLUMNS)
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
                        ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
     return table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)

@@ -32,7 +32,7 @@ from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 from paperlib.experiments.victims import complete_victims
 
-ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs")
+ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs", "model")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
                 "gamma_z_rule", "mapping", "victim_model")
@@ -63,6 +63,9 @@ class DetectionParams:
                                             doc="which stage's kept pairs to retrain on (coarse: D_b only)")
     abl: ABLConfig = param(default_factory=ABLConfig, doc="ABL, the baseline detector")
     run_abl: bool = param(True, doc="also run ABL on every poisoned set")
+    reuse_rows: bool = param(True, doc="a retrained or ABL model absent from this cache: take its row from the "
+                                       "results files (defences/matrix.csv, detection/abl.csv) when one names "
+                                       "the model (cache key) this run would train, instead of training it")
     eval: EvalConfig = param(default_factory=EvalConfig)
     results_dir: str = results_dir_param()
 
@@ -267,10 +270,18 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     log(f"{v.attack}: only {len(keep)} pairs kept by the {stage} stage, fewer than one batch; "
                         f"not retrained")
                     continue
+                digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
+                kept_key = {"victim_pairs": _pairs_key(v, seed), "keep": digest}
+                published = published_row(p, "defences/matrix.csv", pl.retrain_key(base, v.finetune, kept_key,
+                                                                                   p.device))
+                if published is not None:   # trained elsewhere on the very same kept pairs
+                    row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"])
+                    matrix_rows.append(published)
+                    log(f"{v.attack}: {stage} retraining's row from the matrix file (trained on "
+                        f"{published.get('device', '')}; not in this cache)")
+                    continue
                 with timer(f"retrain_{stage}_{v.attack}"):
-                    digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
-                    model = pl.retrain_on(base, ps.pairs, keep, v.finetune,
-                                          {"victim_pairs": _pairs_key(v, seed), "keep": digest}, p.device,
+                    model = pl.retrain_on(base, ps.pairs, keep, v.finetune, kept_key, p.device,
                                           desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
                 row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
@@ -291,7 +302,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     table = table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)   # this run's
-    abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed"),
+    abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed", "model"),
                      ABL_COLUMNS) if abl_rows else None
     if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd
         from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
@@ -332,13 +343,35 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     if cache.exists("model", key):
         model = pl.ModelArtifact(base.name, cache.path("model", key), key)
     else:
+        published = published_row(p, "detection/abl.csv", key)
+        if published is not None:   # isolated elsewhere with the very same model
+            return published
         model = pl._train_artifact(key, base.name, base, ps.pairs, cfg, device, cache, f"ABL isolation {v.attack}",
                                    terms=[(LGATerm(a.flooding), 1.0)])
     losses = per_pair_losses(model.load(device), ps.pairs, a.batch_size, device, seed)
     flagged = isolate(losses, a.isolation_ratio)
     tpr, fpr = tpr_fpr(truth, flagged)
     return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
-            "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth))}
+            "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth)),
+            "model": model.path.name}
+
+
+def published_row(p: DetectionParams, file: str, key: dict) -> dict | None:
+    """The row of ``<results_dir>/<file>`` that names the model of cache ``key``, when that model is
+    absent from this cache and ``p.reuse_rows`` allows it: a model trained elsewhere (a GPU lending)
+    stands in by its row, as the defence matrix's do.  None otherwise."""
+    import pandas as pd
+
+    from paperlib.cache import ArtifactCache, artifact_key
+    path = Path(p.results_dir) / file
+    if not p.reuse_rows or ArtifactCache().exists("model", key) or not path.is_file():
+        return None
+    rows = pd.read_csv(path)
+    if "model" not in rows.columns:
+        return None
+    rows = rows[rows.model.astype(str) == artifact_key("model", key)]
+    return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items()
+                                    if not (isinstance(v, float) and np.isnan(v))}
 
 
 def main(argv=None) -> int:

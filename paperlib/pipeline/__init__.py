@@ -25,7 +25,7 @@ from paperlib.pipeline.bases import (clean_pretrain_key, external_model, file_sh
                                      pretrain_clean, shipped_base)
 from paperlib.pipeline.core import ModelArtifact, _train_artifact, device_name, resolve_device, split_tokens
 from paperlib.pipeline.defence import (defence_context, defence_key, defence_scene_ids, defend, encode_token_rows,
-                                       pair_embeddings, retrain_on)
+                                       pair_embeddings, retrain_key, retrain_on)
 from paperlib.pipeline.evaluation import TEMPLATE_SETS, classifier_for, evaluate, linear_probe_eval, templates_for
 from paperlib.pipeline.poisoning import (PRETRAIN_DEFENCES, PoisonedSet, clean_encoder, finetune_scene_ids,
                                          poison_finetune, poison_finetune_key, poison_pretrain, poisoned_pairs,
@@ -39,5 +39,5 @@ __all__ = [
     "prepared_attack", "clean_encoder", "victim_train_config", "poison_finetune_key", "poison_finetune",
     "TEMPLATE_SETS", "templates_for", "classifier_for", "evaluate", "linear_probe_eval",
     "defence_scene_ids", "defence_context", "defence_key", "defend", "encode_token_rows", "pair_embeddings",
-    "retrain_on",
+    "retrain_key", "retrain_on",
 ]

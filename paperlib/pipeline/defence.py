@@ -145,13 +145,18 @@ def pair_embeddings(model, pairs, device, batch_size: int = 512) -> tuple[torch.
     return torch.cat(imgs), torch.cat(txts), texts
 
 
+def retrain_key(base: ModelArtifact, cfg: TrainConfig, kept: dict, device="auto") -> dict:
+    """The cache key of :func:`retrain_on`'s model (``kept`` names what was kept), without training it."""
+    return {"role": "retrain", "base": base.key_params, "train": cfg.key(resolve_device(device).type), **kept}
+
+
 def retrain_on(base: ModelArtifact, pairs, keep: np.ndarray, cfg: TrainConfig, key: dict, device="auto",
                cache: ArtifactCache | None = None, desc: str = "retrain") -> ModelArtifact:
     """Fine-tune the clean pre-trained model on the kept rows of a pair set (CFBD's retraining);
     ``key`` names what was kept (cached under it)."""
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    key = {"role": "retrain", "base": base.key_params, "train": cfg.key(device.type), **key}
+    key = retrain_key(base, cfg, key, device)
     if cache.exists("model", key):
         return ModelArtifact(base.name, cache.path("model", key), key)
     sub = pairs.subset(keep)
