@@ -143,3 +143,22 @@ def test_victims_of_the_attack_suite_are_paired_with_the_matrix_rows_of_their_ke
     # the suite's row of the file's recipe (not the poison_count-7 one) beside the GPU's, never the CPU matrix row
     assert sorted(zip(out.device, out.asr_top1, out.model)) == [("NVIDIA H200", 60.0, key),
                                                                  ("cpu (attack suite)", 40.0, key)]
+
+
+def test_cfbd_jobs_take_one_victim_at_one_seed_and_load(tmp_path):
+    """A CFBD job: its attack's victim at its seed, rows only; Table 3's rates only at the file's
+    seeds, the mapping ablation only at the first; the parameters load (fp32 forced, no defence
+    section added)."""
+    from paperlib.experiments import cfbd
+    path = ROOT / "params" / "cfbd" / "embedded.yaml"
+    raw = ps.fp32_params(path, [0, 1, 2, 3], None, "cpu", 2, module="cfbd")
+    assert "defence" not in raw and all(v["finetune"]["precision"] == "fp32" for v in raw["victims"])
+    raw["seeds"] = [0, 1, 2]                      # as the file has them (BadNet's 3-4 come by --pairs)
+    first = cfbd.job_raw(raw, "badnet", 0)
+    assert [v["attack"] for v in first["victims"]] == ["badnet"] and first["seeds"] == [0] and first["rows_only"]
+    assert first["rate_attacks"] == ["badnet"] and first["mapping_ablation"] == raw["mapping_ablation"]
+    assert cfbd.job_raw(raw, "badnet", 1)["mapping_ablation"] == []
+    assert cfbd.job_raw(raw, "badnet", 3)["rate_attacks"] == []          # BadNet's extra seeds: no rates
+    assert cfbd.job_raw(raw, "sig", 0)["rate_attacks"] == []             # SIG is not one of Table 3's
+    p = cfbd.load(ps._write({**cfbd.job_raw(raw, "sig", 2), "results_dir": str(tmp_path)}, tmp_path / "p.yaml"))
+    assert p.rows_only and [v.attack for v in p.victims] == ["sig"] and p.figure_attack == "sig"

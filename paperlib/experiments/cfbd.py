@@ -74,6 +74,9 @@ class CFBDParams(DetectionParams):
                                                   "at the gpu and paper scales a second screening of every set "
                                                   "costs what the first does, so off unless asked)")
     fault_seed: int = param(0, range=(0, None), doc="seed of the benign pairs mixed into the seed set")
+    rows_only: bool = param(False, doc="stop after the result rows (detection, rates, Table 5, Fig. 6, former "
+                                       "rules, mapping ablation): a parallel job's run, whose tables, figures "
+                                       "and claims come from one run over the shared results folder afterwards")
 
     def validate(self):
         super().validate()
@@ -435,6 +438,8 @@ def run(p: CFBDParams, log=print) -> dict:
         former = former_rules(p, screened)
     with timer("mapping_ablation"):
         mapping_abl = mapping_ablation(p, log)
+    if p.rows_only:   # a parallel job: its log and jobs.csv record it, the shared folder gets no manifest
+        return {"rates": rates, "fault": fault, "ablation": abl, "former_rules": former}
     t12, t4 = tables_ca_asr(p), table_4(p)
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
             "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl}
@@ -448,10 +453,47 @@ def run(p: CFBDParams, log=print) -> dict:
             "former_rules": former}
 
 
+def job_raw(raw: dict, attack: str, seed: int) -> dict:
+    """The parameters (as a dict) of one parallel job of the file ``raw``: its ``attack``'s victim at
+    ``seed``, rows only.  Table 3's rates run at the file's ``seeds`` (not BadNet's extra ones) and the
+    mapping ablation at its first seed, each in the job of that seed."""
+    seeds = list(raw.get("seeds", [0]))
+    one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
+           "rows_only": True, "figure_attack": attack}
+    one.pop("seeds_by_attack", None)
+    for key in ("rate_attacks", "fault_attacks"):   # the file's list, else the parameter's default
+        listed = raw.get(key, CFBDParams.__dataclass_fields__[key].default)
+        one[key] = [a for a in listed if a == attack]
+    if seed not in seeds:
+        one["rate_attacks"] = []
+    if seed != seeds[0]:
+        one["mapping_ablation"] = []
+    return one
+
+
+def warm(p: CFBDParams) -> None:
+    """What every job reads and none may build twice at once: the mapping networks (the default and
+    the ablation's), the clean embeddings' splits and each victim's trigger."""
+    from paperlib import pipeline as pl
+    from paperlib.config import replace
+    from paperlib.data.splits import get_split
+    from paperlib.experiments.common import clean_base, source_class_data, victim_attack
+    from paperlib.experiments.detection import trained_mapping
+    base = clean_base(p)
+    device = pl.resolve_device(p.device)
+    for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
+        trained_mapping(replace(p, mapping=replace(p.mapping, kind=kind)), base, device)
+    for v in p.victims:
+        source_data = source_class_data(p, victim_attack(p, base, v))
+        if source_data is not None:   # mmPoison's larger evaluation rendering
+            get_split("imagenet_analog", source_data)
+
+
 if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
 __all__ = ["CFBDParams", "FORMER_RULES", "load", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
            "former_rules_wide", "mapping_ablation", "mapping_ablation_wide", "ca_asr_rows", "tables_ca_asr",
-           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]
+           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run",
+           "job_raw", "warm"]

@@ -43,7 +43,8 @@ import yaml
 log = logging.getLogger(__name__)
 
 
-def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", workers: int = 16) -> dict:
+def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", workers: int = 16,
+                module: str = "defences") -> dict:
     """The parameter file at ``path`` as a dict, with fp32 in every training section, ``seeds``,
     the victims of ``attacks`` only (all if None), ``device``, and no FT learning-rate study."""
     raw = yaml.safe_load(Path(path).read_text())
@@ -62,8 +63,16 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
     for v in victims:
         v.setdefault("finetune", {})["precision"] = "fp32"
     raw["victims"] = victims
-    raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
-    raw["defence"]["ft_lrs"] = []
+    if module == "defences":   # CFBD's file has no defence section (its trainings follow the victims')
+        raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
+        raw["defence"]["ft_lrs"] = []
+    else:                      # CFBD's per-attack lists name only victims that are left
+        from paperlib.experiments.cfbd import CFBDParams
+        kept = {v["attack"] for v in victims}
+        for key in ("rate_attacks", "fault_attacks"):
+            raw[key] = [a for a in raw.get(key, CFBDParams.__dataclass_fields__[key].default) if a in kept]
+        if raw.get("figure_attack", "badnet") not in kept and victims:
+            raw["figure_attack"] = victims[0]["attack"]
     return raw
 
 
@@ -75,13 +84,20 @@ def _write(raw: dict, path: Path) -> Path:
     return path
 
 
-def warm_data(raw: dict, work: Path) -> None:
+MODULES = {"defences": "paperlib.experiments.defences", "cfbd": "paperlib.experiments.cfbd"}
+
+
+def _load(module: str):
+    import importlib
+    return importlib.import_module(MODULES[module]).load
+
+
+def warm_data(raw: dict, work: Path, module: str = "defences") -> None:
     """Render the splits and tokens every job reads, once (jobs must not build one artifact twice)."""
     from paperlib.cache import ArtifactCache
     from paperlib.data.splits import get_split, split_params
-    from paperlib.experiments.defences import load
     from paperlib.pipeline import split_tokens
-    p = load(_write(raw, work / "params.yaml"))
+    p = _load(module)(_write(raw, work / "params.yaml"))
     cache = ArtifactCache()
     split = get_split("cc3m_analog", p.data, cache)
     split_tokens(split, split_params("cc3m_analog", p.data), p.model, cache)
@@ -119,7 +135,7 @@ def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
     return out
 
 
-def bundle(raw: dict, out: Path) -> list[Path]:
+def bundle(raw: dict, out: Path, module: str = "defences") -> list[Path]:
     """What a machine without the emoji packages needs to render this file's scenes, in ``out``:
     the vocabulary snapshot (``$PAPERLIB_VOCABULARY``) and each style's sprite bank restricted to
     the classes ``max_classes`` keeps at this file's data seed (``sprites/``, to copy into that
@@ -132,8 +148,7 @@ def bundle(raw: dict, out: Path) -> list[Path]:
     from paperlib.data import sprites as sp
     from paperlib.data.splits import _kept_classes
     from paperlib.data.vocabulary import build_vocabulary, save_vocabulary
-    from paperlib.experiments.defences import load
-    p = load(_write(raw, out / "params.yaml"))
+    p = _load(module)(_write(raw, out / "params.yaml"))
     vocab = build_vocabulary()
     written = [save_vocabulary(vocab, out / "vocabulary.json")]
     keep = _kept_classes(vocab, p.data)
@@ -149,9 +164,12 @@ def bundle(raw: dict, out: Path) -> list[Path]:
 
 
 def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2,
-             pairs: list[tuple[str, int]] | None = None) -> list[dict]:
+             pairs: list[tuple[str, int]] | None = None, module: str = "defences",
+             results: Path | None = None) -> list[dict]:
     """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``; ``pairs``
-    (attack, seed) in the order to start them, else every victim at every seed."""
+    (attack, seed) in the order to start them, else every victim at every seed.  ``module``: the
+    defence matrix (each job its own results folder, merged afterwards) or CFBD (each job its
+    ``cfbd.job_raw`` parameters, all writing into the shared ``results`` folder, whose upserts lock)."""
     todo = list(pairs) if pairs else [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
     t0, running, done = time.time(), [], []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -162,11 +180,15 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
         while todo and len(running) < jobs:
             attack, seed = todo.pop(0)
             name = f"{attack}_seed{seed}"
-            one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
-                   "results_dir": str(work / name)}
+            if module == "cfbd":
+                from paperlib.experiments.cfbd import job_raw
+                one = {**job_raw(raw, attack, seed), "results_dir": str(results)}
+            else:
+                one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
+                       "results_dir": str(work / name)}
             params = _write(one, work / name / "params.yaml")
             logf = open(work / name / "log.txt", "w")
-            proc = subprocess.Popen([sys.executable, "-m", "paperlib.experiments.defences", str(params)],
+            proc = subprocess.Popen([sys.executable, "-m", MODULES[module], str(params)],
                                     env=env, stdout=logf, stderr=subprocess.STDOUT)
             running.append({"name": name, "proc": proc, "log": logf, "start": time.time()})
             log.info("started %s", name)
@@ -277,6 +299,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=("data", "run", "merge", "compare", "victims", "bundle"))
     ap.add_argument("params", nargs="?", default="params/defences/embedded.yaml")
+    ap.add_argument("--module", default="defences", choices=sorted(MODULES),
+                    help="the experiment each job runs: the defence matrix (default) or CFBD's rows")
+    ap.add_argument("--results", default=None,
+                    help="run --module cfbd: the results folder every job writes into (default WORK/results)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--attacks", nargs="+", default=None, help="victims to run (default: all in the file)")
     ap.add_argument("--pairs", nargs="+", default=None,
@@ -322,19 +348,25 @@ def main(argv=None) -> int:
         pairs = parse_pairs(a.pairs, yaml.safe_load(Path(a.params).read_text()))
         a.seeds = sorted({s for _, s in pairs})
         a.attacks = sorted({t for t, _ in pairs})
-    raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers)
+    raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers, a.module)
     if a.step == "bundle":
-        for path in bundle(raw, work):
+        for path in bundle(raw, work, a.module):
             print(path)
         return 0
     if a.step == "data":
-        warm_data(raw, work)
+        warm_data(raw, work, a.module)
         return 0
-    warm_attacks(raw, work)
+    shared = None
+    if a.module == "cfbd":
+        from paperlib.experiments import cfbd
+        shared = Path(a.results or work / "results").resolve()
+        cfbd.warm(cfbd.load(_write({**raw, "results_dir": str(shared)}, work / "params.yaml")))
+    else:
+        warm_attacks(raw, work)
     if a.until is not None:
         a.deadline = a.until - time.time()
         log.info("jobs stop in %.0f s (--until)", a.deadline)
-    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs)
+    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs, a.module, shared)
     for r in jobs:
         print(r)
     write_jobs(jobs, work / "jobs.csv")
