@@ -226,11 +226,10 @@ def run(p: FoundationParams, log=print) -> dict:
             probe_rows.append({"model": "clean_base", "probe": probe, "scale": p.scale, "seed": p.pretrain.seed,
                                "top1": m["top1"], "top5": m["top5"], "C": m["C"], "n_train": m["n_train"],
                                "n_test": m["n_test"], "n_classes": m["n_classes"], "base_model": base.path.name})
-    # keyed by the base too: a probe of another base (another pre-training) adds rows, never replaces
+    # keyed by the base too: another base's probes stay in the file, and out of this run's table
     probes = upsert_csv(results / "base" / "linear_probe.csv", probe_rows,
                         ("model", "probe", "scale", "seed", "base_model")) if probe_rows else None
-    if probes is not None:   # this base's probes (the file keeps other bases' beside them)
-        probes = probes[probes.base_model.astype(str) == base.path.name].reset_index(drop=True)
+    probes = probes[probes.base_model.astype(str) == base.path.name] if probes is not None else None
     ablation = None
     if p.vocabulary_ablation and not p.base_checkpoint:
         with timer("vocabulary_ablation"):
