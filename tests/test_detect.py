@@ -650,7 +650,8 @@ def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path)
     def abl(p, base, ps, v, cfg, seed, truth, device):
         seen.append(v.poison.poison_count)
         return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
-                "tpr": 1.0, "fpr": 0.0, "isolated": 1, "n_pairs": n, "model": f"abl{v.poison.poison_count}"}
+                "tpr": 1.0, "fpr": 0.0, "isolated": 1, "n_pairs": n, "model": f"abl{v.poison.poison_count}",
+                "isolation_ratio": 0.01}
     monkeypatch.setattr(detection, "run_abl_on", abl)
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "rate_attacks": ["badnet"],
                                            "rate_counts": [8, 12], "seeds": [0], "run_abl": True})
@@ -687,3 +688,8 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
                                                           "run_abl": False})
     detection.run(off, log=lambda *a: None)
     assert (tmp_path / "cache" / "model" / matrix.model[0]).is_dir()   # no row taken: retrained
+    # ABL at another isolation ratio: the row of the same model measured another share, so it is not taken
+    ratio = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "retrain": False,
+                                                            "abl.isolation_ratio": 0.05})
+    detection.run(ratio, log=lambda *a: None)
+    assert (tmp_path / "cache" / "model" / abl.model[0]).is_dir()

@@ -465,3 +465,11 @@ def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypat
     monkeypatch.setattr(victims, "suite_file", lambda scale: small)
     with pytest.raises(ParamError, match=r"victims\[0\] \(blended\): the entry leaves out attack_params, poison.*has: badnet"):
         defences.load(f)
+
+
+def test_device_labels_differ_only_between_machines():
+    from paperlib.experiments.defences import other_device
+    assert other_device("NVIDIA H200", "AMD EPYC") and other_device("cpu", "NVIDIA H200")
+    assert other_device("AMD EPYC", "Intel Xeon")                   # two CPU kinds train differently too
+    assert not other_device("AMD EPYC", "AMD EPYC")
+    assert not other_device("cpu", "AMD EPYC") and not other_device(float("nan"), "AMD EPYC")   # labels before names

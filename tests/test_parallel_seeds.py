@@ -153,12 +153,15 @@ def test_cfbd_jobs_take_one_victim_at_one_seed_and_load(tmp_path):
     path = ROOT / "params" / "cfbd" / "embedded.yaml"
     raw = ps.fp32_params(path, [0, 1, 2, 3], None, "cpu", 2, module="cfbd")
     assert "defence" not in raw and all(v["finetune"]["precision"] == "fp32" for v in raw["victims"])
-    raw["seeds"] = [0, 1, 2]                      # as the file has them (BadNet's 3-4 come by --pairs)
-    first = cfbd.job_raw(raw, "badnet", 0)
+    file_seeds = [0, 1, 2]                        # the file's (the command line's may be BadNet's 3-4)
+    first = cfbd.job_raw(raw, "badnet", 0, file_seeds)
     assert [v["attack"] for v in first["victims"]] == ["badnet"] and first["seeds"] == [0] and first["rows_only"]
     assert first["rate_attacks"] == ["badnet"] and first["mapping_ablation"] == raw["mapping_ablation"]
-    assert cfbd.job_raw(raw, "badnet", 1)["mapping_ablation"] == []
-    assert cfbd.job_raw(raw, "badnet", 3)["rate_attacks"] == []          # BadNet's extra seeds: no rates
-    assert cfbd.job_raw(raw, "sig", 0)["rate_attacks"] == []             # SIG is not one of Table 3's
-    p = cfbd.load(ps._write({**cfbd.job_raw(raw, "sig", 2), "results_dir": str(tmp_path)}, tmp_path / "p.yaml"))
+    assert cfbd.job_raw(raw, "badnet", 1, file_seeds)["mapping_ablation"] == []
+    # BadNet's extra seeds (--pairs badnet:3 badnet:4 makes the command line's seeds [3, 4]): no rates,
+    # no mapping ablation
+    extra = cfbd.job_raw({**raw, "seeds": [3, 4]}, "badnet", 3, file_seeds)
+    assert extra["rate_attacks"] == [] and extra["mapping_ablation"] == []
+    assert cfbd.job_raw(raw, "sig", 0, file_seeds)["rate_attacks"] == []   # SIG is not one of Table 3's
+    p = cfbd.load(ps._write({**cfbd.job_raw(raw, "sig", 2, file_seeds), "results_dir": str(tmp_path)}, tmp_path / "p.yaml"))
     assert p.rows_only and [v.attack for v in p.victims] == ["sig"] and p.figure_attack == "sig"

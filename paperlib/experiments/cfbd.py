@@ -113,7 +113,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
 
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import tpr_fpr
-    from paperlib.experiments.detection import ABL_COLUMNS, detector_settings, run_abl_on
+    from paperlib.experiments.detection import ABL_COLUMNS, ABL_KEY, detector_settings, run_abl_on
     from paperlib.results import upsert_csv
     rows, abl_rows = [], []
     for attack in p.rate_attacks:
@@ -139,7 +139,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
     if abl_rows:
-        upsert_csv(out / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed", "model"), ABL_COLUMNS)
+        upsert_csv(out / "detection" / "abl.csv", abl_rows, ABL_KEY, ABL_COLUMNS)
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
                        ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
     return table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)
@@ -453,11 +453,12 @@ def run(p: CFBDParams, log=print) -> dict:
             "former_rules": former}
 
 
-def job_raw(raw: dict, attack: str, seed: int) -> dict:
+def job_raw(raw: dict, attack: str, seed: int, file_seeds=None) -> dict:
     """The parameters (as a dict) of one parallel job of the file ``raw``: its ``attack``'s victim at
-    ``seed``, rows only.  Table 3's rates run at the file's ``seeds`` (not BadNet's extra ones) and the
-    mapping ablation at its first seed, each in the job of that seed."""
-    seeds = list(raw.get("seeds", [0]))
+    ``seed``, rows only.  Table 3's rates run at the file's ``seeds`` (``file_seeds``: those of the
+    parameter file, not of the command line; not BadNet's extra ones) and the mapping ablation at
+    its first seed, each in the job of that seed."""
+    seeds = list(file_seeds if file_seeds is not None else raw.get("seeds", [0]))
     one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
            "rows_only": True, "figure_attack": attack}
     one.pop("seeds_by_attack", None)

@@ -229,7 +229,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
             recipe = victim_recipe(v, base.path.name)
             here = {**matrix_row(v.attack, "none", p.scale, seed, m, 0.0, 0), **provenance(victim, victim), **recipe}
             published = published_victim_row(p, victim.path.name, v.attack, seed) if p.reuse_rows else None
-            if published is not None and str(published.get("device", "")) != str(here.get("device", "")):
+            if published is not None and other_device(published.get("device"), here.get("device")):
                 # the same key trained on another device is published: its row stays, and this device's
                 # victim goes beside it in the device check (its defended rows below name this device)
                 rows.append(published)
@@ -284,6 +284,17 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                        asdict(p), timer.sections,
                        extra={"base_model": base.path.name})
     return {"matrix": matrix, "wall_seconds": timer.sections}
+
+
+def other_device(a, b) -> bool:
+    """Whether two rows' ``device`` labels name different machines: a GPU and a CPU, or two named
+    CPUs of different kinds; the labels rows had before CPUs were named (``cpu``, empty) count as
+    any CPU."""
+    a, b = (str(x) if isinstance(x, str) else "" for x in (a, b))
+    gpu = [("nvidia" in x.lower() or x.lower().startswith("cuda")) for x in (a, b)]
+    if gpu[0] != gpu[1]:
+        return True
+    return a != b and not ({a.lower(), b.lower()} & {"", "cpu"})
 
 
 def published_victim_row(p: DefenceMatrixParams, victim_model: str, attack: str, seed: int) -> dict | None:

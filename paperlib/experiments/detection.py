@@ -32,7 +32,9 @@ from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 from paperlib.experiments.victims import complete_victims
 
-ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs", "model")
+ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs", "model",
+               "isolation_ratio")
+ABL_KEY = ("attack", "poison_count", "scale", "seed", "model", "isolation_ratio")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
                 "gamma_z_rule", "mapping", "victim_model")
@@ -272,8 +274,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     continue
                 digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
                 kept_key = {"victim_pairs": _pairs_key(v, seed), "keep": digest}
-                published = published_row(p, "defences/matrix.csv", pl.retrain_key(base, v.finetune, kept_key,
-                                                                                   p.device))
+                published = published_row(p, "defences/matrix.csv", pl.retrain_key(base, v.finetune, kept_key, p.device),
+                                          defence="cfbd" if stage == "fine" else "cfbd_coarse")
                 if published is not None:   # trained elsewhere on the very same kept pairs
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"])
                     matrix_rows.append(published)
@@ -302,12 +304,14 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     table = table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)   # this run's
-    abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ("attack", "poison_count", "scale", "seed", "model"),
+    abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ABL_KEY,
                      ABL_COLUMNS) if abl_rows else None
     if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd
         from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
         upsert_csv(results / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
     m = screener.mapping
+    if getattr(p, "rows_only", False):   # a parallel job: the shared folder's manifest is the full run's
+        return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
     write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
     return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
@@ -343,7 +347,7 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     if cache.exists("model", key):
         model = pl.ModelArtifact(base.name, cache.path("model", key), key)
     else:
-        published = published_row(p, "detection/abl.csv", key)
+        published = published_row(p, "detection/abl.csv", key, isolation_ratio=a.isolation_ratio)
         if published is not None:   # isolated elsewhere with the very same model
             return published
         model = pl._train_artifact(key, base.name, base, ps.pairs, cfg, device, cache, f"ABL isolation {v.attack}",
@@ -353,10 +357,10 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     tpr, fpr = tpr_fpr(truth, flagged)
     return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
             "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth)),
-            "model": model.path.name}
+            "model": model.path.name, "isolation_ratio": a.isolation_ratio}
 
 
-def published_row(p: DetectionParams, file: str, key: dict) -> dict | None:
+def published_row(p: DetectionParams, file: str, key: dict, **match) -> dict | None:
     """The row of ``<results_dir>/<file>`` that names the model of cache ``key``, when that model is
     absent from this cache and ``p.reuse_rows`` allows it: a model trained elsewhere (a GPU lending)
     stands in by its row, as the defence matrix's do.  None otherwise."""
@@ -370,6 +374,8 @@ def published_row(p: DetectionParams, file: str, key: dict) -> dict | None:
     if "model" not in rows.columns:
         return None
     rows = rows[rows.model.astype(str) == artifact_key("model", key)]
+    for column, value in match.items():   # what the row measured beyond the model (a stage, a ratio)
+        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
     return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items()
                                     if not (isinstance(v, float) and np.isnan(v))}
 
@@ -380,7 +386,7 @@ def main(argv=None) -> int:
     return cli(load, run, argv, main.__doc__)
 
 
-__all__ = ["DetectionParams", "CFBD_COLUMNS", "ABL_COLUMNS", "DEFAULT_MAPPING", "detector_settings", "Screened", "Screener", "load", "run", "run_abl_on",
+__all__ = ["DetectionParams", "CFBD_COLUMNS", "ABL_COLUMNS", "ABL_KEY", "DEFAULT_MAPPING", "detector_settings", "Screened", "Screener", "load", "run", "run_abl_on",
            "trained_mapping"]
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def bundle(raw: dict, out: Path, module: str = "defences") -> list[Path]:
 
 def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2,
              pairs: list[tuple[str, int]] | None = None, module: str = "defences",
-             results: Path | None = None) -> list[dict]:
+             results: Path | None = None, file_seeds=None) -> list[dict]:
     """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``; ``pairs``
     (attack, seed) in the order to start them, else every victim at every seed.  ``module``: the
     defence matrix (each job its own results folder, merged afterwards) or CFBD (each job its
@@ -182,7 +182,7 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
             name = f"{attack}_seed{seed}"
             if module == "cfbd":
                 from paperlib.experiments.cfbd import job_raw
-                one = {**job_raw(raw, attack, seed), "results_dir": str(results)}
+                one = {**job_raw(raw, attack, seed, file_seeds), "results_dir": str(results)}
             else:
                 one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
                        "results_dir": str(work / name)}
@@ -366,7 +366,8 @@ def main(argv=None) -> int:
     if a.until is not None:
         a.deadline = a.until - time.time()
         log.info("jobs stop in %.0f s (--until)", a.deadline)
-    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs, a.module, shared)
+    file_seeds = yaml.safe_load(Path(a.params).read_text()).get("seeds")   # not the command line's
+    jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs, a.module, shared, file_seeds)
     for r in jobs:
         print(r)
     write_jobs(jobs, work / "jobs.csv")

@@ -104,8 +104,10 @@ def one_way_contrastive(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | 
                         rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """``CE(scale * a b^T, diag)`` (each row of ``a`` must pick its own row of ``b``) with ``b``
     from the global batch under DDP: CleanCLIP's in-modal loss, whose negatives are every
-    augmented view of the step, as in its reference code, which gathers the embeddings of all
-    processes before the loss."""
+    augmented view of the step (its reference code gathers the embeddings of all processes
+    before the loss).  As in :func:`contrastive_loss`, the other ranks' views are gathered
+    without their gradient (open_clip's default), so each rank's gradient reaches only its own
+    rows: the loss is the reference's, its gradient through the other ranks' negatives is not."""
     all_b = gather_features(b, rank, world_size)
     labels = torch.arange(len(a), device=a.device) + rank * len(a)
     return F.cross_entropy(scale * a @ all_b.t(), labels)
