@@ -141,7 +141,7 @@ def bundle(raw: dict, out: Path, module: str = "defences") -> list[Path]:
     the classes ``max_classes`` keeps at this file's data seed (``sprites/``, to copy into that
     machine's cache; another data seed or class limit keeps other classes and needs its own).  A bank
     restricted so renders the same scenes (the renderer draws only from the kept classes, each
-    class's sprites in the same order) at about half the size (300 classes: 16 of 35 MB), so it fits the 64 MiB that
+    class's sprites in the same order) at a fraction of the size, so it fits the 64 MiB that
     travels to a lent GPU."""
     from dataclasses import replace
 
@@ -256,8 +256,8 @@ def compare_devices(other_matrix: Path, seeds, into: Path = Path("results/defenc
     merged = main.merge(other[key + ["device"]], on=key + ["device"], how="left", indicator=True)["_merge"]
     main = main[(merged == "left_only").to_numpy()]
     same = main.merge(other[key], on=key)
-    cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
-            "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
+    from paperlib.experiments.defences import DEVICE_CHECK_COLUMNS
+    cols = list(DEVICE_CHECK_COLUMNS)
     rows = pd.concat([same[cols], other.merge(same[["attack", "defence", "scale", "seed", "model"]])[cols]])
     return upsert_csv(into, rows.to_dict("records"), ("attack", "defence", "scale", "seed", "model", "device"))
 
@@ -277,8 +277,8 @@ def compare_victims(params_path: Path, victims_csv: Path, matrix: Path, into: Pa
     base = clean_base(p)
     suite, main = pd.read_csv(victims_csv), pd.read_csv(matrix)
     main = main[(main.defence == "none") & (main.device == against)]
-    cols = ["attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5", "ca_top10",
-            "asr_top1", "asr_top3", "asr_top5", "asr_top10", "wall_s"]
+    from paperlib.experiments.defences import DEVICE_CHECK_COLUMNS
+    cols = list(DEVICE_CHECK_COLUMNS)
     rows = []
     for v in p.victims:
         for seed in p.seeds_for(v.attack):
