@@ -135,6 +135,7 @@ def costs_markdown(root=None) -> str:
     import pandas as pd
 
     from paperlib.assets import repo_root
+    from paperlib.results import is_gpu_label
     root = Path(root) if root is not None else repo_root()
     costs = pd.read_csv(root / "results" / "benchmarks" / "cache_costs.csv", keep_default_na=False)
     # cpu_native_bf16 tells the CPU kinds apart (the two seen: an AVX2 EPYC without bf16, an
@@ -158,7 +159,7 @@ def costs_markdown(root=None) -> str:
                    & (matrix.scale == "embedded")]
     # "cpu" names the models trained before a row recorded the CPU's name: 2 cores either way
     tuned = tuned.assign(device=tuned.device.fillna("cpu").map(
-        lambda d: d if ("NVIDIA" in d or "GPU" in d) else "CPU, 2 cores"))
+        lambda d: d if is_gpu_label(d) else "CPU, 2 cores"))
     lines += ["", "| one defence fine-tuning at the embedded scale | device | median wall time | models |",
               "|---|---|---|---|"]
     for (defence, device), g in tuned.groupby(["defence", "device"]):

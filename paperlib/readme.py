@@ -23,6 +23,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from paperlib.results import is_gpu_label
+
+
 BEGIN = "<!-- glance:start -->"
 END = "<!-- glance:end -->"
 OLD_VERDICTS = {"yes": "holds", "no": "fails", "not measured": "inconclusive"}
@@ -262,7 +265,7 @@ def device_check(res: Path, limit: float = 3.0) -> str:
         return ""
     check = pd.read_csv(path)
     key = ["attack", "defence", "scale", "seed", "model"]
-    gpu = check[check.device.astype(str).str.contains("NVIDIA|cuda", case=False)]
+    gpu = check[check.device.map(is_gpu_label)]
     cpu = check[~check.index.isin(gpu.index)]
     # one pair per model: a key on two CPUs (a matrix row and the attack suite's) takes the file's first
     pairs = gpu.merge(cpu, on=key, suffixes=("_gpu", "_cpu")).drop_duplicates(key)

@@ -185,6 +185,33 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+GPU_LABEL_WORDS = ("nvidia", "cuda", "gpu", "instinct", "radeon")   # torch.cuda.get_device_name's vendors
+
+
+def is_gpu_label(label) -> bool:
+    """Whether a row's ``device`` label names a GPU (rows record ``torch.cuda.get_device_name``, e.g.
+    ``NVIDIA H200``, or a CPU's model name; a missing label is a CPU's, from before rows named it)."""
+    text = label.lower() if isinstance(label, str) else ""
+    return any(word in text for word in GPU_LABEL_WORDS)
+
+
+def row_naming_model(path: str | Path, model: str, **match) -> dict | None:
+    """The first row of the results file ``path`` whose ``model`` column names ``model`` (a cache
+    key) and whose other columns equal ``match`` (what the row measured beyond the model: a stage,
+    a ratio, a defence), without its empty cells; None when there is no such file, column or row.
+    This is how a model trained elsewhere (a GPU lending) stands in by its published row."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    rows = pd.read_csv(path)
+    if "model" not in rows.columns:
+        return None
+    rows = rows[rows.model.astype(str) == str(model)]
+    for column, value in match.items():
+        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
+    return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items() if not pd.isna(v)}
+
+
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
     """Lay out ``fig`` (``tight``: matplotlib's tight layout), write it as PNG to ``path`` (rank 0
     only, atomically) and close it."""

@@ -266,3 +266,24 @@ def _upsert_many(path, worker):
     from paperlib.results import upsert_csv
     for i in range(15):
         upsert_csv(path, [{"worker": worker, "i": i, "value": worker * i}], ("worker", "i"))
+
+
+def test_gpu_labels_are_told_from_cpu_labels():
+    from paperlib.results import is_gpu_label
+    assert is_gpu_label("NVIDIA H200") and is_gpu_label("cuda") and is_gpu_label("AMD Instinct MI300X")
+    assert not is_gpu_label("AMD EPYC 9B14") and not is_gpu_label("cpu") and not is_gpu_label(float("nan"))
+
+
+def test_a_row_naming_a_model_is_found_by_model_and_what_it_measured(tmp_path):
+    from paperlib.results import row_naming_model
+    path = tmp_path / "rows.csv"
+    assert row_naming_model(path, "abc") is None                      # no file
+    pd.DataFrame([{"attack": "badnet", "seed": 0}]).to_csv(path, index=False)
+    assert row_naming_model(path, "abc") is None                      # no model column
+    pd.DataFrame([{"model": "abc", "stage": "coarse", "asr": 5.0, "note": None},
+                  {"model": "abc", "stage": "fine", "asr": 1.0, "note": "x"},
+                  {"model": "xyz", "stage": "fine", "asr": 9.0, "note": "y"}]).to_csv(path, index=False)
+    assert row_naming_model(path, "abc", stage="fine") == {"model": "abc", "stage": "fine", "asr": 1.0, "note": "x"}
+    assert row_naming_model(path, "abc", stage="coarse") == {"model": "abc", "stage": "coarse", "asr": 5.0}
+    assert row_naming_model(path, "abc", ratio=0.1) is None          # a column the file lacks matches nothing
+    assert row_naming_model(path, "nope") is None

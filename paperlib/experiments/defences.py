@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from paperlib.attacks import ATTACK_IDS
@@ -290,24 +289,18 @@ def other_device(a, b) -> bool:
     """Whether two rows' ``device`` labels name different machines: a GPU and a CPU, or two named
     CPUs of different kinds; the labels rows had before CPUs were named (``cpu``, empty) count as
     any CPU."""
+    from paperlib.results import is_gpu_label
     a, b = (str(x) if isinstance(x, str) else "" for x in (a, b))
-    gpu = [("nvidia" in x.lower() or x.lower().startswith("cuda")) for x in (a, b)]
-    if gpu[0] != gpu[1]:
+    if is_gpu_label(a) != is_gpu_label(b):
         return True
     return a != b and not ({a.lower(), b.lower()} & {"", "cpu"})
 
 
 def published_victim_row(p: DefenceMatrixParams, victim_model: str, attack: str, seed: int) -> dict | None:
     """The matrix file's row of the victim ``victim_model`` (its ``none`` row), if there is one."""
-    path = Path(p.results_dir) / "defences" / "matrix.csv"
-    if not path.is_file():
-        return None
-    m = pd.read_csv(path)
-    if "model" not in m.columns:
-        return None
-    m = m[(m.defence == "none") & (m.attack == attack) & (m.scale == p.scale) & (m.seed == seed)
-          & (m.model.astype(str) == victim_model)]
-    return None if m.empty else {k: v for k, v in m.iloc[0].to_dict().items() if not (isinstance(v, float) and np.isnan(v))}
+    from paperlib.results import row_naming_model
+    return row_naming_model(Path(p.results_dir) / "defences" / "matrix.csv", victim_model,
+                            defence="none", attack=attack, scale=p.scale, seed=seed)
 
 
 DEVICE_CHECK_COLUMNS = ("attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5",

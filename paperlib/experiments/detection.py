@@ -364,20 +364,11 @@ def published_row(p: DetectionParams, file: str, key: dict, **match) -> dict | N
     """The row of ``<results_dir>/<file>`` that names the model of cache ``key``, when that model is
     absent from this cache and ``p.reuse_rows`` allows it: a model trained elsewhere (a GPU lending)
     stands in by its row, as the defence matrix's do.  None otherwise."""
-    import pandas as pd
-
     from paperlib.cache import ArtifactCache, artifact_key
-    path = Path(p.results_dir) / file
-    if not p.reuse_rows or ArtifactCache().exists("model", key) or not path.is_file():
+    from paperlib.results import row_naming_model
+    if not p.reuse_rows or ArtifactCache().exists("model", key):
         return None
-    rows = pd.read_csv(path)
-    if "model" not in rows.columns:
-        return None
-    rows = rows[rows.model.astype(str) == artifact_key("model", key)]
-    for column, value in match.items():   # what the row measured beyond the model (a stage, a ratio)
-        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
-    return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items()
-                                    if not (isinstance(v, float) and np.isnan(v))}
+    return row_naming_model(Path(p.results_dir) / file, artifact_key("model", key), **match)
 
 
 def main(argv=None) -> int:
