@@ -149,19 +149,65 @@ def test_cfbd_jobs_take_one_victim_at_one_seed_and_load(tmp_path):
     """A CFBD job: its attack's victim at its seed, rows only; Table 3's rates only at the file's
     seeds, the mapping ablation only at the first; the parameters load (fp32 forced, no defence
     section added)."""
-    from paperlib.experiments import cfbd
+    from paperlib.experiments import cfbd, cfbd_jobs
     path = ROOT / "params" / "cfbd" / "embedded.yaml"
     raw = ps.fp32_params(path, [0, 1, 2, 3], None, "cpu", 2, module="cfbd")
     assert "defence" not in raw and all(v["finetune"]["precision"] == "fp32" for v in raw["victims"])
     file_seeds = [0, 1, 2]                        # the file's (the command line's may be BadNet's 3-4)
-    first = cfbd.job_raw(raw, "badnet", 0, file_seeds)
+    first = cfbd_jobs.job_params(raw, "badnet", 0, tmp_path, None, file_seeds)
     assert [v["attack"] for v in first["victims"]] == ["badnet"] and first["seeds"] == [0] and first["rows_only"]
     assert first["rate_attacks"] == ["badnet"] and first["mapping_ablation"] == raw["mapping_ablation"]
-    assert cfbd.job_raw(raw, "badnet", 1, file_seeds)["mapping_ablation"] == []
+    assert cfbd_jobs.job_params(raw, "badnet", 1, tmp_path, None, file_seeds)["mapping_ablation"] == []
     # BadNet's extra seeds (--pairs badnet:3 badnet:4 makes the command line's seeds [3, 4]): no rates,
     # no mapping ablation
-    extra = cfbd.job_raw({**raw, "seeds": [3, 4]}, "badnet", 3, file_seeds)
+    extra = cfbd_jobs.job_params({**raw, "seeds": [3, 4]}, "badnet", 3, tmp_path, None, file_seeds)
     assert extra["rate_attacks"] == [] and extra["mapping_ablation"] == []
-    assert cfbd.job_raw(raw, "sig", 0, file_seeds)["rate_attacks"] == []   # SIG is not one of Table 3's
-    p = cfbd.load(ps._write({**cfbd.job_raw(raw, "sig", 2, file_seeds), "results_dir": str(tmp_path)}, tmp_path / "p.yaml"))
+    assert cfbd_jobs.job_params(raw, "sig", 0, tmp_path, None, file_seeds)["rate_attacks"] == []   # SIG is not one of Table 3's
+    one = cfbd_jobs.job_params(raw, "sig", 2, tmp_path, tmp_path / "shared", file_seeds)
+    assert one["results_dir"] == str(tmp_path / "shared")   # every job writes into the shared folder
+    p = cfbd.load(ps._write(one, tmp_path / "p.yaml"))
     assert p.rows_only and [v.attack for v in p.victims] == ["sig"] and p.figure_attack == "sig"
+
+
+def test_each_module_s_jobs_get_their_own_parameters_and_results_folder(tmp_path, monkeypatch):
+    """run_jobs starts one process per (attack, seed) of the module named: the defence matrix's
+    jobs each write into their own folder, CFBD's all into the shared one (processes faked)."""
+    import yaml
+    started = []
+
+    class Done:
+        def __init__(self, cmd, **kw):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(ps.subprocess, "Popen", Done)
+    monkeypatch.setattr(ps.time, "sleep", lambda s: None)
+    raw = {"victims": [{"attack": "sig"}, {"attack": "badnet"}], "seeds": [0, 1], "mapping_ablation": ["lm"]}
+    done = ps.run_jobs(raw, tmp_path / "m", jobs=2, deadline_s=60, pairs=[("sig", 1)])
+    assert [d["job"] for d in done] == ["sig_seed1"] and started[0][2] == "paperlib.experiments.defences"
+    one = yaml.safe_load((tmp_path / "m" / "sig_seed1" / "params.yaml").read_text())
+    assert one["results_dir"] == str(tmp_path / "m" / "sig_seed1") and one["seeds"] == [1]
+    shared = tmp_path / "shared"
+    done = ps.run_jobs(raw, tmp_path / "c", jobs=2, deadline_s=60, module="cfbd", results=shared, file_seeds=[0, 1])
+    assert sorted(d["job"] for d in done) == ["badnet_seed0", "badnet_seed1", "sig_seed0", "sig_seed1"]
+    assert started[-1][2] == "paperlib.experiments.cfbd"
+    for name in ("sig_seed0", "badnet_seed1"):
+        one = yaml.safe_load((tmp_path / "c" / name / "params.yaml").read_text())
+        assert one["results_dir"] == str(shared) and one["rows_only"] and len(one["victims"]) == 1
+    assert ps.job_kind("cfbd").shared_results and not ps.job_kind("defences").shared_results
+    with pytest.raises(SystemExit, match="valid are cfbd, defences"):
+        ps.job_kind("nope")
+
+
+def test_a_cfbd_job_outside_table_3_sweeps_no_rate_and_writes_no_rate_row(tmp_path):
+    """A job of an attack Table 3 does not sweep gets an empty rate table (it raised a KeyError)."""
+    from paperlib.experiments import cfbd, cfbd_jobs
+    raw = ps.fp32_params(ROOT / "params" / "cfbd" / "smoke.yaml", [0], None, "cpu", 1, module="cfbd")
+    outside = next(v["attack"] for v in raw["victims"] if v["attack"] not in raw["rate_attacks"])
+    p = cfbd.load(ps._write(cfbd_jobs.job_params(raw, outside, 0, tmp_path, tmp_path, [0]), tmp_path / "p.yaml"))
+    assert not p.rate_attacks
+    rates = cfbd.rate_sweep(p, screener=None)
+    assert rates.empty and {"attack", "poison_count", "method", "tpr", "victim_model"} <= set(rates.columns)
+    assert not (tmp_path / "cfbd").exists()

@@ -138,6 +138,9 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                                  "victim_model": sc.victim_model})
                 log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
+    if not rows:   # no attack of Table 3 here (a parallel job of another attack)
+        return pd.DataFrame(columns=["attack", "poison_count", "poison_rate", "method", "scale", "seed", "tpr",
+                                     "fpr", "victim_model"])
     if abl_rows:
         upsert_csv(out / "detection" / "abl.csv", abl_rows, ABL_KEY, ABL_COLUMNS)
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
@@ -453,48 +456,10 @@ def run(p: CFBDParams, log=print) -> dict:
             "former_rules": former}
 
 
-def job_raw(raw: dict, attack: str, seed: int, file_seeds=None) -> dict:
-    """The parameters (as a dict) of one parallel job of the file ``raw``: its ``attack``'s victim at
-    ``seed``, rows only.  Table 3's rates run at the file's ``seeds`` (``file_seeds``: those of the
-    parameter file, not of the command line; not BadNet's extra ones) and the mapping ablation at
-    its first seed, each in the job of that seed."""
-    seeds = list(file_seeds if file_seeds is not None else raw.get("seeds", [0]))
-    one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
-           "rows_only": True, "figure_attack": attack}
-    one.pop("seeds_by_attack", None)
-    for key in ("rate_attacks", "fault_attacks"):   # the file's list, else the parameter's default
-        listed = raw.get(key, CFBDParams.__dataclass_fields__[key].default)
-        one[key] = [a for a in listed if a == attack]
-    if seed not in seeds:
-        one["rate_attacks"] = []
-    if seed != seeds[0]:
-        one["mapping_ablation"] = []
-    return one
-
-
-def warm(p: CFBDParams) -> None:
-    """What every job reads and none may build twice at once: the mapping networks (the default and
-    the ablation's), the clean embeddings' splits and each victim's trigger."""
-    from paperlib import pipeline as pl
-    from paperlib.config import replace
-    from paperlib.data.splits import get_split
-    from paperlib.experiments.common import clean_base, source_class_data, victim_attack
-    from paperlib.experiments.detection import trained_mapping
-    base = clean_base(p)
-    device = pl.resolve_device(p.device)
-    for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
-        trained_mapping(replace(p, mapping=replace(p.mapping, kind=kind)), base, device)
-    for v in p.victims:
-        source_data = source_class_data(p, victim_attack(p, base, v))
-        if source_data is not None:   # mmPoison's larger evaluation rendering
-            get_split("imagenet_analog", source_data)
-
-
 if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
 __all__ = ["CFBDParams", "FORMER_RULES", "load", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
            "former_rules_wide", "mapping_ablation", "mapping_ablation_wide", "ca_asr_rows", "tables_ca_asr",
-           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run",
-           "job_raw", "warm"]
+           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]

@@ -35,7 +35,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -63,16 +65,7 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
     for v in victims:
         v.setdefault("finetune", {})["precision"] = "fp32"
     raw["victims"] = victims
-    if module == "defences":   # CFBD's file has no defence section (its trainings follow the victims')
-        raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
-        raw["defence"]["ft_lrs"] = []
-    else:                      # CFBD's per-attack lists name only victims that are left
-        from paperlib.experiments.cfbd import CFBDParams
-        kept = {v["attack"] for v in victims}
-        for key in ("rate_attacks", "fault_attacks"):
-            raw[key] = [a for a in raw.get(key, CFBDParams.__dataclass_fields__[key].default) if a in kept]
-        if raw.get("figure_attack", "badnet") not in kept and victims:
-            raw["figure_attack"] = victims[0]["attack"]
+    job_kind(module).adjust(raw)
     return raw
 
 
@@ -92,6 +85,38 @@ def _load(module: str):
     return importlib.import_module(MODULES[module]).load
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """What ``run`` needs of the experiment its jobs run (``--module``): how the parameter file is
+    set for jobs, one job's parameters, what is built once before the jobs start, and whether every
+    job writes into one shared results folder (else each its own, merged afterwards)."""
+
+    adjust: Callable[[dict], None]                      # the file's parameters for jobs, in place
+    job_params: Callable[..., dict]                     # (raw, attack, seed, work, results, file_seeds)
+    warm: Callable[[Path], None]                        # (the jobs' parameter file)
+    shared_results: bool
+
+
+def _matrix_adjust(raw: dict) -> None:
+    raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
+    raw["defence"]["ft_lrs"] = []   # no FT learning-rate study in the jobs
+
+
+def _matrix_job(raw: dict, attack: str, seed: int, work: Path, results=None, file_seeds=None) -> dict:
+    return {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
+            "results_dir": str(work / f"{attack}_seed{seed}")}
+
+
+def job_kind(module: str) -> JobKind:
+    """The job interface of ``module``: the defence matrix's is here, CFBD's in ``cfbd_jobs``."""
+    if module == "cfbd":
+        from paperlib.experiments import cfbd_jobs
+        return JobKind(cfbd_jobs.adjust, cfbd_jobs.job_params, cfbd_jobs.warm, cfbd_jobs.SHARED_RESULTS)
+    if module == "defences":
+        return JobKind(_matrix_adjust, _matrix_job, warm_attacks, False)
+    raise SystemExit(f"--module {module!r}: valid are {', '.join(sorted(MODULES))}")
+
+
 def warm_data(raw: dict, work: Path, module: str = "defences") -> None:
     """Render the splits and tokens every job reads, once (jobs must not build one artifact twice)."""
     from paperlib.cache import ArtifactCache
@@ -104,7 +129,7 @@ def warm_data(raw: dict, work: Path, module: str = "defences") -> None:
     get_split("imagenet_analog", p.data, cache)
 
 
-def warm_attacks(raw: dict, work: Path) -> None:
+def warm_attacks(params_path: Path) -> None:
     """Build each attack's trigger (BadCLIP's patch, SSBA's encoder, ...) once, on the clean base,
     and the larger evaluation rendering mmPoison's ASR needs (two jobs rendering one split at once
     broke a rendering pool on the H200: results/defences/gpu_seeds_jobs.csv)."""
@@ -112,7 +137,7 @@ def warm_attacks(raw: dict, work: Path) -> None:
     from paperlib.data.splits import get_split
     from paperlib.experiments.common import clean_base, source_class_data, victim_attack
     from paperlib.experiments.defences import load
-    p = load(_write(raw, work / "params.yaml"))
+    p = load(params_path)
     base = clean_base(p)
     for v in p.victims:
         source_data = source_class_data(p, victim_attack(p, base, v))
@@ -169,8 +194,9 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
     """One process per (attack, seed), ``jobs`` at a time, all stopped at ``deadline_s``; ``pairs``
     (attack, seed) in the order to start them, else every victim at every seed.  ``module``: the
     defence matrix (each job its own results folder, merged afterwards) or CFBD (each job its
-    ``cfbd.job_raw`` parameters, all writing into the shared ``results`` folder, whose upserts lock)."""
+    ``cfbd_jobs.job_params``, all writing into the shared ``results`` folder, whose upserts lock)."""
     todo = list(pairs) if pairs else [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
+    kind = job_kind(module)
     t0, running, done = time.time(), [], []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PAPERLIB_PROGRESS": "0"}
@@ -180,12 +206,7 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
         while todo and len(running) < jobs:
             attack, seed = todo.pop(0)
             name = f"{attack}_seed{seed}"
-            if module == "cfbd":
-                from paperlib.experiments.cfbd import job_raw
-                one = {**job_raw(raw, attack, seed, file_seeds), "results_dir": str(results)}
-            else:
-                one = {**raw, "seeds": [seed], "victims": [v for v in raw["victims"] if v["attack"] == attack],
-                       "results_dir": str(work / name)}
+            one = kind.job_params(raw, attack, seed, work, results, file_seeds)
             params = _write(one, work / name / "params.yaml")
             logf = open(work / name / "log.txt", "w")
             proc = subprocess.Popen([sys.executable, "-m", MODULES[module], str(params)],
@@ -356,13 +377,9 @@ def main(argv=None) -> int:
     if a.step == "data":
         warm_data(raw, work, a.module)
         return 0
-    shared = None
-    if a.module == "cfbd":
-        from paperlib.experiments import cfbd
-        shared = Path(a.results or work / "results").resolve()
-        cfbd.warm(cfbd.load(_write({**raw, "results_dir": str(shared)}, work / "params.yaml")))
-    else:
-        warm_attacks(raw, work)
+    kind = job_kind(a.module)
+    shared = Path(a.results or work / "results").resolve() if kind.shared_results else None
+    kind.warm(_write({**raw, **({"results_dir": str(shared)} if shared else {})}, work / "params.yaml"))
     if a.until is not None:
         a.deadline = a.until - time.time()
         log.info("jobs stop in %.0f s (--until)", a.deadline)
