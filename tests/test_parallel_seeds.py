@@ -100,7 +100,7 @@ def test_bundle_banks_cut_to_the_kept_classes_render_the_same_scenes(tmp_path, m
     from paperlib.data import splits
     from paperlib.experiments.defences import load
     raw = ps.fp32_params(ROOT / "params" / "defences" / "smoke.yaml", [0], None, "cpu", 1)
-    written = ps.bundle(raw, tmp_path / "bundle")
+    written = ps.bundle(raw, tmp_path / "bundle", triggers=False)   # (the triggers: the test below)
     data = replace(load(tmp_path / "bundle" / "params.yaml").data, train_scenes=40)   # the bundle is for its own data seed
     splits._vocab_and_banks.cache_clear()
     full = np.asarray(splits.get_split("cc3m_analog", data, ArtifactCache(tmp_path / "full")).images)
@@ -211,3 +211,30 @@ def test_a_cfbd_job_outside_table_3_sweeps_no_rate_and_writes_no_rate_row(tmp_pa
     rates = cfbd.rate_sweep(p, screener=None)
     assert rates.empty and {"attack", "poison_count", "method", "tpr", "victim_model"} <= set(rates.columns)
     assert not (tmp_path / "cfbd").exists()
+
+
+def test_the_bundle_carries_this_machine_s_fitted_triggers_and_they_import(tmp_path, monkeypatch):
+    """Each fitted trigger of the file's victims is exported once, laid out like a cache, and a
+    machine importing it gets the same artifact under the same key (so it poisons the same pairs)."""
+    from types import SimpleNamespace
+
+    import torch
+    from safetensors.torch import save_file
+
+    from paperlib.cache import ArtifactCache, import_artifacts
+    from paperlib.experiments import common
+    here = ArtifactCache(tmp_path / "here")
+    monkeypatch.setenv("PAPERLIB_CACHE", str(here.root))
+    key = {"attack": "ssba", "cfg": {"a": 1}}
+    path = here.get_or_build("trigger", key, lambda work: save_file({"w": torch.ones(3)}, str(work / "trigger.safetensors")))
+    fitted = {"ssba": SimpleNamespace(trigger_path=path), "badnet": SimpleNamespace()}   # BadNet fits nothing
+    monkeypatch.setattr(common, "clean_base", lambda p: None)
+    monkeypatch.setattr(common, "victim_attack", lambda p, base, v: fitted[v.attack])
+    p = SimpleNamespace(victims=[SimpleNamespace(attack=a) for a in ("ssba", "badnet", "ssba")])
+    out = ps.carry_triggers(p, tmp_path / "bundle" / "cache")
+    assert [o.relative_to(tmp_path / "bundle" / "cache").parts for o in out] == [("trigger", path.name)]
+    there = ArtifactCache(tmp_path / "there")
+    assert [q.name for q in import_artifacts(there, tmp_path / "bundle" / "cache")] == [path.name]
+    assert there.exists("trigger", key)
+    assert (there.path("trigger", key) / "trigger.safetensors").read_bytes() == (path / "trigger.safetensors").read_bytes()
+    assert ps.carry_triggers(SimpleNamespace(victims=[SimpleNamespace(attack="badnet")]), tmp_path / "none") == []

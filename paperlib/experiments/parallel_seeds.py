@@ -160,14 +160,14 @@ def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
     return out
 
 
-def bundle(raw: dict, out: Path, module: str = "defences") -> list[Path]:
+def bundle(raw: dict, out: Path, module: str = "defences", triggers: bool = True) -> list[Path]:
     """What a machine without the emoji packages needs to render this file's scenes, in ``out``:
     the vocabulary snapshot (``$PAPERLIB_VOCABULARY``) and each style's sprite bank restricted to
     the classes ``max_classes`` keeps at this file's data seed (``sprites/``, to copy into that
     machine's cache; another data seed or class limit keeps other classes and needs its own).  A bank
     restricted so renders the same scenes (the renderer draws only from the kept classes, each
     class's sprites in the same order) at a fraction of the size, so it fits the 64 MiB that
-    travels to a lent GPU."""
+    travels to a lent GPU.  And the victims' fitted triggers (``cache/trigger/``: :func:`carry_triggers`)."""
     from dataclasses import replace
 
     from paperlib.data import sprites as sp
@@ -185,7 +185,22 @@ def bundle(raw: dict, out: Path, module: str = "defences") -> list[Path]:
         path = sp._cache_path(style, p.data.sprite_size, vocab, out / "sprites")
         sp._save(small, path)
         written.append(path)
-    return written
+    return written + (carry_triggers(p, out / "cache") if triggers else [])
+
+
+def carry_triggers(p, dest: Path) -> list[Path]:
+    """This machine's fitted triggers of the file's victims (SSBA's encoder, BadCLIP's patch, ...),
+    laid out like a cache in ``dest`` for ``python -m paperlib.cache import``, fitted first where
+    missing.  A trigger is fitted on the device that builds it and its key does not name the device,
+    so a lent GPU that fitted its own would poison other pairs under the same keys (SSBA's H200
+    victims implanted 16-20 points more than the CPU's: results/defences/device_check.csv); with the
+    carried ones its victims, screenings and kept sets are the CPU's."""
+    from paperlib.cache import ArtifactCache, export_artifacts
+    from paperlib.experiments.common import clean_base, victim_attack
+    base = clean_base(p)
+    paths = [getattr(victim_attack(p, base, v), "trigger_path", None) for v in p.victims]
+    keys = sorted({path.name for path in paths if path is not None})
+    return export_artifacts(ArtifactCache(), "trigger", keys, dest) if keys else []
 
 
 def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int = 2,

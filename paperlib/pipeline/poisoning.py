@@ -188,6 +188,7 @@ def prepared_attack(attack_id: str, attack_cfg, base: ModelArtifact, data: DataC
         write_json_atomic(work / "info.json", info)
 
     path = cache.get_or_build("trigger", key, build)
+    attack.trigger_path = path   # to carry it to another machine (parallel_seeds.carry_triggers)
     attack.load_state(read_safetensors(path / "trigger.safetensors"), json.loads((path / "info.json").read_text()))
     attack.fit_info = json.loads((path / "info.json").read_text())
     return attack
