@@ -173,7 +173,8 @@ def bundle(raw: dict, out: Path, module: str = "defences", triggers: bool = True
     from paperlib.data import sprites as sp
     from paperlib.data.splits import _kept_classes
     from paperlib.data.vocabulary import build_vocabulary, save_vocabulary
-    p = _load(module)(_write(raw, out / "params.yaml"))
+    # on this machine, whatever device the jobs will use: the triggers carried are this CPU's
+    p = _load(module)(_write({**raw, "device": "cpu"}, out / "params.yaml"))
     vocab = build_vocabulary()
     written = [save_vocabulary(vocab, out / "vocabulary.json")]
     keep = _kept_classes(vocab, p.data)
