@@ -693,3 +693,28 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
                                                             "abl.isolation_ratio": 0.05})
     detection.run(ratio, log=lambda *a: None)
     assert (tmp_path / "cache" / "model" / abl.model[0]).is_dir()
+
+
+def test_a_retraining_of_another_kept_set_in_the_matrix_file_is_named_in_the_log(tmp_path):
+    """When the file holds this victim's CFBD retraining from another screening's kept set (another
+    device), the log says so before the retraining here."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from paperlib.experiments.detection import _say_other_kept_set
+    (tmp_path / "defences").mkdir()
+    pd.DataFrame([{"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 1, "victim_model": "v1",
+                   "model": "gpu-kept", "device": "NVIDIA H200"},
+                  {"attack": "sig", "defence": "cfbd_coarse", "scale": "embedded", "seed": 1, "victim_model": "v1",
+                   "model": "coarse", "device": "NVIDIA H200"},
+                  {"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 2, "victim_model": "v2",
+                   "model": "other-seed", "device": "NVIDIA H200"}]).to_csv(tmp_path / "defences" / "matrix.csv",
+                                                                             index=False)
+    said = []
+    p = SimpleNamespace(results_dir=str(tmp_path), scale="embedded")
+    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1")
+    assert len(said) == 1 and "gpu-kept" in said[0] and "NVIDIA H200" in said[0]
+    said.clear()
+    _say_other_kept_set(p, said.append, "sig", 0, "cfbd", "v0")
+    assert said == []

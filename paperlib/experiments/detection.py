@@ -274,8 +274,11 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     continue
                 digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
                 kept_key = {"victim_pairs": _pairs_key(v, seed), "keep": digest}
+                label = "cfbd" if stage == "fine" else "cfbd_coarse"
                 published = published_row(p, "defences/matrix.csv", pl.retrain_key(base, v.finetune, kept_key, p.device),
-                                          defence="cfbd" if stage == "fine" else "cfbd_coarse")
+                                          defence=label)
+                if published is None and p.reuse_rows:
+                    _say_other_kept_set(p, log, v.attack, seed, label, sc.victim_model)
                 if published is not None:   # trained elsewhere on the very same kept pairs
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"])
                     matrix_rows.append(published)
@@ -358,6 +361,23 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
             "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth)),
             "model": model.path.name, "isolation_ratio": a.isolation_ratio}
+
+
+def _say_other_kept_set(p: DetectionParams, log, attack: str, seed: int, label: str, victim_model: str) -> None:
+    """Log when the matrix file holds this victim's retraining from another kept set (another
+    device's screening kept other pairs near a threshold), so this one is trained here."""
+    import pandas as pd
+    path = Path(p.results_dir) / "defences" / "matrix.csv"
+    if not path.is_file():
+        return
+    m = pd.read_csv(path)
+    if not {"victim_model", "model"} <= set(m.columns):
+        return
+    m = m[(m.defence == label) & (m.attack == attack) & (m.seed == seed) & (m.scale == p.scale)
+          & (m.victim_model.astype(str) == victim_model)]
+    for row in m.itertuples():
+        log(f"{attack}: the matrix file's {label} retraining {row.model} (trained on {row.device}) kept another "
+            f"set of pairs than this screening; retrained here")
 
 
 def published_row(p: DetectionParams, file: str, key: dict, **match) -> dict | None:
