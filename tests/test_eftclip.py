@@ -612,6 +612,18 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     variant = t[t.model.str.startswith("eftclip_detected")]
     assert sorted(set(variant.seed)) == [1]
     assert set(t[t.table == "Table 4"].threat_model) == {"pretrain"}
+    # BadNet's own seeds (seeds_by_attack): Table 2 and BadNet's Table 5 rows at 0-4 (the other
+    # attacks' at `seeds`: the rows_asked test below; smoke has a BadNet victim only)
+    p5 = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path / "five"), "seeds": [0, 1, 2],
+                                               "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]},
+                                               "ablation_seeds": [1], "pretrain_seeds": [0]})
+    t5 = ex.defence_tables(p5, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)["tables"]
+    assert sorted(set(t5[t5.table == "Table 2"].seed)) == [0, 1, 2, 3, 4]
+    five = t5[t5.table == "Table 5"]
+    assert sorted(set(five[five.attack == "badnet"].seed)) == [0, 1, 2, 3, 4]
+    assert sorted(set(t5[t5.table == "Table 6"].seed)) == [1] and sorted(set(t5[t5.table == "Table 3"].seed)) == [0]
+    kept = ex.rows_asked(t5, p5)
+    assert sorted(set(kept[kept.attack == "badnet"].seed)) == [0, 1, 2, 3, 4]
 
 
 def test_tables_read_each_table_at_its_own_seeds_and_threat_model():
@@ -633,6 +645,11 @@ def test_tables_read_each_table_at_its_own_seeds_and_threat_model():
     kept = ex.rows_asked(t, p)
     assert list(kept.index) == [i for i, c in enumerate(cases) if c[-1]]
     assert ex.rows_asked(t.assign(scale="gpu"), p).empty
+    # each attack at its own seeds: BadNet's seed 4 (seeds_by_attack) is read, WaNet's is not
+    p5 = ex.load("params/eftclip/smoke.yaml", {"seeds": [0, 1, 2], "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]}})
+    extra = pd.DataFrame([{"table": "Table 5", "attack": a, "model": "none", "scale": p5.scale, "seed": 4,
+                           "ca_top1": 1.0, "asr_top1": 1.0} for a in ("badnet", "wanet")])
+    assert list(ex.rows_asked(extra, p5).attack) == ["badnet"]
 
 
 def test_mask_box_is_the_tight_box_of_the_mask():

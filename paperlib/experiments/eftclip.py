@@ -47,7 +47,7 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     from paperlib.results import upsert_csv
     wb = wb or Workbench(p)
     frames = []
-    for seed in p.seeds:
+    for seed in p.seeds_for("badnet"):
         victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
         d = sweep_at(p, seed)
         path = pl.ArtifactCache().get_or_build(
@@ -262,9 +262,11 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
         rows.append({"table": table, "attack": attack, "model": model_label, "scale": p.scale, "seed": seed,
                      **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))}, **(extra or {})})
 
-    for seed in p.seeds:
+    for seed in sorted({s for a in p.table5_attacks for s in p.seeds_for(a)} | set(p.seeds)):
         base_cache = {}
         for attack in p.table5_attacks:
+            if seed not in p.seeds_for(attack):   # BadNet's extra seeds (seeds_by_attack)
+                continue
             r = curated_defence(p, wb, attack, "finetune", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
             m_base = base_cache.setdefault(attack, victim_metrics(p, wb.base, atk, v))

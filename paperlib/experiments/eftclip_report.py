@@ -90,7 +90,7 @@ def table_1(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     theta on ``eftclip.theta_scale``, one row per Algorithm 1 reading the sweep ran."""
     from paperlib.papers import lookup
     d = p.detection
-    det = main_rows(sweep_rows(det, p, p.seeds), p, reading=False)
+    det = main_rows(sweep_rows(det, p, p.seeds_for("badnet")), p, reading=False)
     sel = det[(det.rho == d.default_rho) & (det.mu == d.default_position)
               & np.isclose(det.theta, p.eftclip.theta) & (det.tau == p.eftclip.tau)]
     g = sel.groupby(["dataset", "n_backdoor", "oracle", "alg1_reading"])
@@ -113,12 +113,14 @@ def rows_asked(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     """The rows of ``tables.csv`` that these parameters make, each table at its own seeds (the
     file keeps rows of earlier runs): Table 6 and Algorithm 2's other readings at ``ablation_seeds``,
     Tables 3-4 at ``pretrain_seeds`` (Table 4 with RoCLIP as fine-tuning, at ``seeds``, when no
-    BadNet pre-training victim is given), the rest at ``seeds``; Table 4 only in the threat model
+    BadNet pre-training victim is given), the rest at each attack's seeds (``seeds``, or its own in
+    ``seeds_by_attack``); Table 4 only in the threat model
     these parameters compare in."""
     t = tables[tables.scale == p.scale]
     if t.empty:
         return t
-    every, abl = t.seed.isin(list(p.seeds)), t.seed.isin(list(p.ablation_seed_list))
+    every = pd.Series([s in p.seeds_for(a) for a, s in zip(t.attack, t.seed)], index=t.index, dtype=bool)
+    abl = t.seed.isin(list(p.ablation_seed_list))
     pre = t.seed.isin(list(p.pretrain_seed_list))
     threat = t["threat_model"] if "threat_model" in t else pd.Series(np.nan, index=t.index)
     scratch = _table4_pretrain(p) is not None
@@ -378,7 +380,7 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
         return per_seed(s, "detection_rate")
 
     def detects_87():
-        t1 = main_rows(sweep_rows(det, p, p.seeds), p)
+        t1 = main_rows(sweep_rows(det, p, p.seeds_for("badnet")), p)
         t1 = t1[(t1.rho == d.default_rho) & (t1.mu == d.default_position) & np.isclose(t1.theta, p.eftclip.theta)
                 & (t1.tau == p.eftclip.tau) & (t1.oracle == "fastsam")]
         groups = sorted({(a, int(n)) for a, n in zip(t1.dataset, t1.n_backdoor)})
@@ -497,7 +499,7 @@ def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds
     missing = {"attack", "scale", "seed", "oracle", "threat_model", "n_affected"} - set(c.columns)
     if missing:           # a file from older code: the claim is not measured rather than a crash
         raise KeyError(f"{f} lacks columns {sorted(missing)}")
-    seeds = list(p.seeds) if seeds is None else list(seeds)
+    seeds = list(p.seeds_for(attack)) if seeds is None else list(seeds)
     c = with_row_defaults(c)
     c = c[(c.attack == attack) & (c.scale == p.scale) & c.seed.isin(seeds) & (c.oracle == oracle)
           & (c.threat_model == "finetune")

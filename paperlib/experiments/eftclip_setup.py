@@ -78,9 +78,6 @@ class EftCLIPParams(DefenceMatrixParams):
 
     def validate(self):
         super().validate()
-        if self.seeds_by_attack:
-            raise ParamError("seeds_by_attack: EftCLIP's tables and detection sweep use seeds for every attack; "
-                             "set seeds (and ablation_seeds / pretrain_seeds) instead")
         attacks = {v.attack for v in self.victims}
         if "badnet" not in attacks:
             raise ParamError("victims: EftCLIP needs a badnet victim (its detection experiments use BadNet)")
