@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from contextlib import contextmanager
@@ -185,14 +186,14 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-GPU_LABEL_WORDS = ("nvidia", "cuda", "gpu", "instinct", "radeon")   # torch.cuda.get_device_name's vendors
+GPU_LABEL = re.compile(r"\bnvidia\b|\binstinct\b|\bgpu\b|^cuda", re.IGNORECASE)   # get_device_name's vendors
 
 
 def is_gpu_label(label) -> bool:
-    """Whether a row's ``device`` label names a GPU (rows record ``torch.cuda.get_device_name``, e.g.
-    ``NVIDIA H200``, or a CPU's model name; a missing label is a CPU's, from before rows named it)."""
-    text = label.lower() if isinstance(label, str) else ""
-    return any(word in text for word in GPU_LABEL_WORDS)
+    """Whether a row's ``device`` label names a GPU: rows record ``torch.cuda.get_device_name``
+    (``NVIDIA H200``, ``AMD Instinct MI300X``) or the CPU's model name (``AMD EPYC 9B14``, and an
+    APU's ``... with Radeon Graphics`` is a CPU); a missing label is a CPU's, from before rows named it."""
+    return isinstance(label, str) and GPU_LABEL.search(label) is not None
 
 
 def row_naming_model(path: str | Path, model: str, **match) -> dict | None:
@@ -285,6 +286,15 @@ def write_manifest(path: str | Path, params: Mapping, sections: Mapping[str, flo
 
 
 RUN_ENV = "PAPERLIB_RUN"   # "<notebook>:<scale>", set by run_all for the kernels it starts
+
+
+def say_in_terminal(text: str) -> None:
+    """Under run_all (``$PAPERLIB_RUN`` names the notebook), a line on the kernel's own stderr, which
+    is run_all's terminal, not the notebook; elsewhere nothing (the caller's log shows it)."""
+    import sys
+    notebook = os.environ.get(RUN_ENV, "").partition(":")[0]
+    if notebook and sys.__stderr__ is not None:
+        print(f"[{notebook}] {text}", file=sys.__stderr__, flush=True)
 
 
 class Timer:

@@ -272,6 +272,7 @@ def test_gpu_labels_are_told_from_cpu_labels():
     from paperlib.results import is_gpu_label
     assert is_gpu_label("NVIDIA H200") and is_gpu_label("cuda") and is_gpu_label("AMD Instinct MI300X")
     assert not is_gpu_label("AMD EPYC 9B14") and not is_gpu_label("cpu") and not is_gpu_label(float("nan"))
+    assert not is_gpu_label("AMD Ryzen 7 5800U with Radeon Graphics") and not is_gpu_label("cpu (attack suite)")
 
 
 def test_a_row_naming_a_model_is_found_by_model_and_what_it_measured(tmp_path):

@@ -335,9 +335,13 @@ def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
     p = cleanerclip.load("params/cleanerclip/smoke.yaml", {
         "results_dir": str(tmp_path), "victims": [{"attack": "badnet"}, {"attack": "sig"}],
         "fig4.subset_attacks": ["badnet", "sig"], "fig4.subset_sizes": [50, 3000]})
-    calls = []
-    monkeypatch.setattr(cleanerclip, "_victim_and_base", lambda p_, a, s: (
-        None, SimpleNamespace(attack=a), None, SimpleNamespace(path=tmp_path / f"victim-{a}")))
+    from paperlib.cache import artifact_key
+    calls, victims = [], []
+    monkeypatch.setattr(common, "clean_base", lambda p_: SimpleNamespace(key_params={"base": 1}))
+    monkeypatch.setattr(common, "victim_key", lambda p_, b, v, s: {"victim": v.attack, "seed": s})
+    monkeypatch.setattr(common, "victim_attack", lambda *a: None)
+    monkeypatch.setattr(common, "finetune_victim", lambda p_, b, v, s: victims.append(v.attack) or
+                        SimpleNamespace(path=tmp_path / f"victim-{v.attack}"))
     monkeypatch.setattr(pl, "defend", lambda victim, *a, **k: calls.append(victim.path.name) or
                         SimpleNamespace(path=tmp_path / f"model{len(calls)}"))
     monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
@@ -352,7 +356,43 @@ def test_cleanerclip_fig4c_runs_on_every_subset_attack(tmp_path, monkeypatch):
     n_ab = len(f.lambda_ratios) + len(f.temperature_pairs)
     assert sorted(zip(rows.study, rows.attack)).count(("n_aug", "sig")) == 2
     assert set(rows[rows.study != "n_aug"].attack) == {f.attack} and len(rows[rows.study != "n_aug"]) == n_ab
-    assert rows.victim_model.str.startswith("victim-").all() and rows.model.nunique() == len(rows)
+    assert set(rows.victim_model) == {artifact_key("model", {"victim": a, "seed": 0}) for a in ("badnet", "sig")}
+    assert rows.model.nunique() == len(rows) and sorted(victims) == ["badnet", "sig"]
+
+
+def test_cleanerclip_figure_data_stand_in_for_models_absent_from_the_cache(tmp_path, monkeypatch):
+    """A fresh machine (no model in its cache) re-makes Fig. 4 from the rows naming the models these
+    parameters would train: nothing is trained, not even the victims, and the log says so; a model
+    whose row is missing is trained (its victim with it)."""
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
+    from paperlib.experiments import cleanerclip, common
+    p = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    trained = []
+    monkeypatch.setattr(common, "clean_base", lambda p_: SimpleNamespace(key_params={"base": 1}))
+    monkeypatch.setattr(common, "victim_key", lambda p_, b, v, s: {"victim": v.attack, "seed": s})
+    monkeypatch.setattr(common, "victim_attack", lambda *a: None)
+    monkeypatch.setattr(common, "finetune_victim", lambda *a: trained.append("victim") or SimpleNamespace(path=tmp_path / "v"))
+    monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
+    monkeypatch.setattr(pl, "defend", lambda victim, data, d, cfg, *a, **k: trained.append(d) or SimpleNamespace(
+        path=tmp_path / artifact_key("model", pl.defence_key({"victim": "badnet", "seed": 0}, "cleanerclip", cfg,
+                                                             p.defence.clean_scenes, p.defence.train, 0, None, "cpu"))))
+    first = cleanerclip.fig_4(p, log=lambda *a: None)
+    assert trained.count("cleanerclip") == len(first) and trained.count("victim") == 1
+    trained.clear()
+    said = []
+    again = cleanerclip.fig_4(p, log=said.append)
+    cols = ["study", "value", "attack", "seed", "ca_top1", "asr_top1", "model"]
+    assert trained == []
+    pd.testing.assert_frame_equal(again.sort_values(["model", "study"])[cols].reset_index(drop=True),
+                                  first.sort_values(["model", "study"])[cols].reset_index(drop=True), check_dtype=False)
+    assert any(f"{len(first)} rows from the results files" in m for m in said)
+    # without reuse_rows every model is trained again
+    cleanerclip.fig_4(cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path),
+                                                                         "reuse_rows": False}), log=lambda *a: None)
+    assert trained.count("cleanerclip") == len(first)
 
 
 def test_live_attacks_leave_out_victims_without_a_backdoor_and_say_so():

@@ -713,8 +713,9 @@ def test_a_retraining_of_another_kept_set_in_the_matrix_file_is_named_in_the_log
                                                                              index=False)
     said = []
     p = SimpleNamespace(results_dir=str(tmp_path), scale="embedded")
-    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1")
+    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1", "cpu-kept")
     assert len(said) == 1 and "gpu-kept" in said[0] and "NVIDIA H200" in said[0]
     said.clear()
-    _say_other_kept_set(p, said.append, "sig", 0, "cfbd", "v0")
+    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1", "gpu-kept")   # the file's row is this very model
+    _say_other_kept_set(p, said.append, "sig", 0, "cfbd", "v0", "x")
     assert said == []

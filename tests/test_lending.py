@@ -38,7 +38,7 @@ def _tgz(tmp_path, commit, files):
 
 def test_take_replaces_only_files_unchanged_since_the_lending_s_commit(tmp_path, monkeypatch):
     repo, commit = _repo(tmp_path)
-    monkeypatch.chdir(repo)
+    monkeypatch.setattr("paperlib.assets.repo_root", lambda: repo)   # take reads the carried files from git there
     tgz = _tgz(tmp_path, commit, {"cfbd/rows.csv": "a,b\n1,2\n3,4\n", "detection/new.csv": "x\n5\n"})
     # a row written here after the lending: nothing is replaced, and the file is named
     (repo / "results" / "cfbd" / "rows.csv").write_text("a,b\n1,2\n9,9\n")
@@ -73,3 +73,26 @@ def test_pack_takes_the_files_written_since_the_call_and_the_logs(tmp_path):
     with tarfile.open(lending.pack(work, results, since, tmp_path / "out", tmp_path / "gpu")) as tar:
         names = set(tar.getnames())
     assert names == {"results/cfbd/new.csv", "commit.txt", "work/sig_seed0/log.txt", "work/jobs.csv"}
+
+
+def test_jobs_the_budget_stopped_are_not_counted_as_failed(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("job,rc,seconds\na_seed0,0.0,5\nb_seed0,-15.0,9\nc_seed0,,0.0\nd_seed0,1.0,3\n")
+    assert lending.jobs_outcome(jobs) == (["a_seed0"], ["b_seed0", "c_seed0"], ["d_seed0"])
+
+
+def test_a_failed_setup_still_brings_back_what_there_is(tmp_path, monkeypatch):
+    import argparse
+
+    def broken(*a, **k):
+        raise RuntimeError("no pip here")
+    monkeypatch.setattr(lending, "setup", broken)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "jobs.csv").write_text("job,rc,seconds\nold,0,1\n")   # the last call's, on a warm machine
+    a = argparse.Namespace(gpu=str(tmp_path / "gpu"), work=str(tmp_path / "work"), out=str(tmp_path / "out"),
+                           cache=str(tmp_path / "c"), assets=str(tmp_path / "a"), module="defences", results=None,
+                           skip_pip=True)
+    with pytest.raises(RuntimeError, match="no pip here"):
+        lending.run(a, log=lambda m: None)
+    with tarfile.open(tmp_path / "out" / "lending.tgz") as tar:
+        assert "work/jobs.csv" not in tar.getnames()      # the old call's folder was cleared first

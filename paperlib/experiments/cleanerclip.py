@@ -99,65 +99,130 @@ def table_1(matrix: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     return t
 
 
-def asr_per_epoch(p: CleanerCLIPParams) -> pd.DataFrame:
+class _Victim:
+    """One (attack, seed)'s victim, trained (or loaded) only when a model absent from the cache and
+    from the results files needs it: a fresh machine re-making the figures from the published rows
+    trains nothing (issue 25).  ``keys`` gives a defence's cache key without the victim's weights;
+    ``said`` records which rows were reused and which recomputed, for the log."""
+
+    def __init__(self, p, attack: str, seed: int):
+        from paperlib import pipeline as pl
+        from paperlib.experiments.common import clean_base, victim_config, victim_key
+        self.p, self.seed = p, seed
+        self.base = clean_base(p)
+        self.v = victim_config(p, attack)
+        self.key = victim_key(p, self.base, self.v, seed)
+        self.device_type = pl.resolve_device(p.device).type
+        self._model = self._attack = None
+        self.reused, self.made = [], []
+
+    def defence_key(self, defence_id: str, cfg) -> dict:
+        from paperlib import pipeline as pl
+        return pl.defence_key(self.key, defence_id, cfg, self.p.defence.clean_scenes, self.p.defence.train, self.seed,
+                              self.base, self.device_type)
+
+    @property
+    def model(self):
+        if self._model is None:
+            from paperlib.experiments.common import finetune_victim
+            self._model = finetune_victim(self.p, self.base, self.v, self.seed)
+        return self._model
+
+    @property
+    def attack(self):
+        if self._attack is None:
+            from paperlib.experiments.common import victim_attack
+            self._attack = victim_attack(self.p, self.base, self.v)
+        return self._attack
+
+    def defend(self, defence_id: str, cfg, save_epochs: bool = False):
+        from paperlib import pipeline as pl
+        return pl.defend(self.model, self.p.data, defence_id, cfg, self.p.defence.clean_scenes, self.p.defence.train,
+                         self.seed, clean_base=self.base, device=self.p.device, save_epochs=save_epochs)
+
+    def say(self, log, what: str) -> None:
+        """In the notebook (``log``) and, under run_all, in the terminal: what was reused."""
+        if self.reused:
+            from paperlib.results import say_in_terminal
+            text = (f"{what} {self.v.attack} seed {self.seed}: {len(self.reused)} rows from the results files "
+                    f"(their models are not in this cache), {len(self.made)} measured here")
+            log(text)
+            say_in_terminal(text)
+
+
+def _published(p, file: str, key: dict, **match) -> dict | None:
+    from paperlib.experiments.common import published_row
+    return published_row(p, f"{PAPER}/{file}", key, **match)
+
+
+def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     """Fig. 3: top-1 ASR (and CA) after each epoch of CleanCLIP and CleanerCLIP fine-tuning.
 
-    Needs the defended models' per-epoch weights (``defence.save_epochs`` names both).
-    """
+    Needs the defended models' per-epoch weights (``defence.save_epochs`` names both); a model
+    absent from the cache whose rows the results file holds (every epoch) stands in by them."""
     from paperlib import pipeline as pl
-    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
+    from paperlib.cache import artifact_key
+    from paperlib.experiments.common import victim_metrics
     from paperlib.results import upsert_csv
     rows = []
-    base = clean_base(p)
     for v in p.victims:
         if v.attack not in p.epoch_curve_attacks:
             continue
-        atk = victim_attack(p, base, v)
         for seed in p.ablation_seed_list:
-            victim = finetune_victim(p, base, v, seed)
+            vic = _Victim(p, v.attack, seed)
             for d in ("cleanclip", "cleanerclip"):
-                model = pl.defend(victim, p.data, d, p.defence.config(d, v.attack), p.defence.clean_scenes,
-                                  p.defence.train, seed, clean_base=base, device=p.device, save_epochs=True)
+                key = vic.defence_key(d, p.defence.config(d, v.attack))
+                epochs = range(1, int(p.defence.train.epochs) + 1)
+                old = [_published(p, "fig3_asr_per_epoch.csv", key, epoch=e) for e in epochs]
+                if old and all(r is not None for r in old):
+                    rows += old
+                    vic.reused += old
+                    continue
+                model = vic.defend(d, p.defence.config(d, v.attack), save_epochs=True)
                 for f in sorted(model.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
                     art = pl.ModelArtifact(model.name, model.path, {**model.key_params, "epoch_file": f.name}, f.name)
-                    m = victim_metrics(p, art, atk, v)
+                    m = victim_metrics(p, art, vic.attack, v)
                     rows.append({"attack": v.attack, "defence": d, "epoch": int(f.stem[5:]), "scale": p.scale,
-                                 "seed": seed, "asr_top1": m["asr_top1"], "ca_top1": m["ca_top1"]})
+                                 "seed": seed, "asr_top1": m["asr_top1"], "ca_top1": m["ca_top1"],
+                                 "model": artifact_key("model", key)})
+                    vic.made.append(rows[-1])
+            vic.say(log, "fig3")
     if not rows:
         return pd.DataFrame(rows)
     return upsert_csv(Path(p.results_dir) / PAPER / "fig3_asr_per_epoch.csv", rows,
                       ("attack", "defence", "epoch", "scale", "seed"))
 
 
-def _victim_and_base(p, attack: str, seed: int):
-    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_config
-    base = clean_base(p)
-    v = victim_config(p, attack)
-    return base, v, victim_attack(p, base, v), finetune_victim(p, base, v, seed)
-
-
-def table_2(p: CleanerCLIPParams) -> pd.DataFrame:
+def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     """Table 2: linear-probe accuracy of the victim and each defended model (frozen features).
 
     The paper probes nine real datasets none of which exist offline; ours are the held-out sprite
     style and Fashion-MNIST (real photographs of products), so the paper's rows are a reference,
-    not a cell-by-cell comparison."""
+    not a cell-by-cell comparison.  A model absent from the cache whose rows the results file holds
+    (every probe) stands in by them."""
     from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
     from paperlib.results import upsert_csv
     rows = []
     for seed in p.ablation_seed_list:
-        base, v, _, victim = _victim_and_base(p, p.probe.attack, seed)
-        models = {"none": victim}
-        for d in ("ft", "cleanclip", "cleanerclip"):
-            models[d] = pl.defend(victim, p.data, d, p.defence.config(d, v.attack), p.defence.clean_scenes,
-                                  p.defence.train, seed, clean_base=base, device=p.device,
-                                  save_epochs=d in p.defence.save_epochs)
-        for label, model in models.items():
+        vic = _Victim(p, p.probe.attack, seed)
+        keys = {"none": vic.key, **{d: vic.defence_key(d, p.defence.config(d, vic.v.attack))
+                                    for d in ("ft", "cleanclip", "cleanerclip")}}
+        for label, key in keys.items():
+            old = [_published(p, "table2_linear_probe.csv", key, probe=probe) for probe in p.probe.probes]
+            if all(r is not None for r in old):
+                rows += old
+                vic.reused += old
+                continue
+            model = vic.model if label == "none" else vic.defend(label, p.defence.config(label, vic.v.attack),
+                                                                 save_epochs=label in p.defence.save_epochs)
             for probe in p.probe.probes:
                 m = pl.linear_probe_eval(model, p.data, probe, p.probe.fashion_train, p.probe.fashion_test, p.device,
                                          c_grid=p.probe.c_grid or None)
-                rows.append({"attack": v.attack, "defence": label, "probe": probe, "scale": p.scale, "seed": seed,
-                             "top1": m["top1"], "top5": m.get("top5", float("nan"))})
+                rows.append({"attack": vic.v.attack, "defence": label, "probe": probe, "scale": p.scale, "seed": seed,
+                             "top1": m["top1"], "top5": m.get("top5", float("nan")), "model": artifact_key("model", key)})
+                vic.made.append(rows[-1])
+        vic.say(log, "table2")
     return upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows,
                       ("attack", "defence", "probe", "scale", "seed"))
 
@@ -167,8 +232,9 @@ FIG4_KEY = ("study", "value", "attack", "scale", "seed", "victim_model", "model"
 
 def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     """Fig. 4: CA / ASR of CleanerCLIP for each lambda ratio, temperature pair and number of
-    sub-captioned samples (each a CleanerCLIP fine-tuning of the same victim, the same budget)."""
-    from paperlib import pipeline as pl
+    sub-captioned samples (each a CleanerCLIP fine-tuning of the same victim, the same budget); a
+    model absent from the cache whose row the results file holds stands in by it."""
+    from paperlib.cache import artifact_key
     from paperlib.config import replace
     from paperlib.experiments.common import victim_metrics
     from paperlib.results import upsert_csv
@@ -176,8 +242,8 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     rows = []
     for seed in p.ablation_seed_list:
         for attack in dict.fromkeys((f.attack,) + (f.subset_attacks or (f.attack,))):
-            base, v, atk, victim = _victim_and_base(p, attack, seed)
-            cfg0 = p.defence.config("cleanerclip", v.attack)
+            vic = _Victim(p, attack, seed)
+            cfg0 = p.defence.config("cleanerclip", attack)
             runs = []
             if attack == f.attack:
                 runs += [("lambda_ratio", r, replace(cfg0, lambda_1=1.0, lambda_2=r)) for r in f.lambda_ratios]
@@ -186,17 +252,25 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
             if attack in (f.subset_attacks or (f.attack,)):
                 runs += [("n_aug", n, replace(cfg0, subset_fraction=n / 500_000)) for n in f.subset_sizes]
             for study, value, cfg in runs:
-                model = pl.defend(victim, p.data, "cleanerclip", cfg, p.defence.clean_scenes, p.defence.train, seed,
-                                  clean_base=base, device=p.device)
-                m = victim_metrics(p, model, atk, v)
-                rows.append({"study": study, "value": str(value), "attack": v.attack, "scale": p.scale, "seed": seed,
+                key = vic.defence_key("cleanerclip", cfg)
+                old = _published(p, "fig4_ablation.csv", key, study=study)
+                if old is not None:
+                    old = {**old, "value": str(value)}   # as this run writes it (the file may read it as a number)
+                    rows.append(old)
+                    vic.reused.append(old)
+                    continue
+                model = vic.defend("cleanerclip", cfg)
+                m = victim_metrics(p, model, vic.attack, vic.v)
+                rows.append({"study": study, "value": str(value), "attack": attack, "scale": p.scale, "seed": seed,
                              "ca_top1": m["ca_top1"], "asr_top1": m["asr_top1"],
                              "subset_per_epoch": max(cfg.min_subset,
                                                      int(round(cfg.subset_fraction * p.defence.clean_scenes))),
-                             "victim_model": victim.path.name, "model": model.path.name})
+                             "victim_model": artifact_key("model", vic.key), "model": model.path.name})
+                vic.made.append(rows[-1])
                 log(f"fig4 {attack} {study}={value}: CA {m['ca_top1']:.1f} ASR {m['asr_top1']:.1f}")
                 # written after every model (a stopped run keeps its rows; each model is cached anyway)
-                every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows[-1:], FIG4_KEY)
+                upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows[-1:], FIG4_KEY)
+            vic.say(log, "fig4")
     # the models too: rows of another victim or budget stand beside these (older rows lack them) ...
     every = upsert_csv(Path(p.results_dir) / PAPER / "fig4_ablation.csv", rows, FIG4_KEY)
     # ... and only this run's models go on to the figure and the claim

@@ -110,6 +110,20 @@ def victim_metrics(p, model, attack, v) -> dict:
     return attack_metrics(p, model, attack, v.attack, v.attack_config(), v.poison.target)
 
 
+def published_row(p, file: str, key: dict, **match) -> dict | None:
+    """The row of ``<results_dir>/<file>`` that names the model of cache ``key``, when that model is
+    absent from this cache and ``p.reuse_rows`` allows it: a model trained elsewhere (a GPU lending,
+    the machine that published the results) stands in by its row, so a fresh machine does not train
+    it again.  ``match``: what the row measured beyond the model (a stage, an epoch, a probe)."""
+    from pathlib import Path
+
+    from paperlib.cache import ArtifactCache, artifact_key
+    from paperlib.results import row_naming_model
+    if not getattr(p, "reuse_rows", False) or ArtifactCache().exists("model", key):
+        return None
+    return row_naming_model(Path(p.results_dir) / file, artifact_key("model", key), **match)
+
+
 def cli(load, run, argv=None, description: str = "") -> int:
     """``python -m paperlib.experiments.<name> params/<name>/<scale>.yaml [dotted.key=value ...]``
 

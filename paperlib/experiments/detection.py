@@ -26,6 +26,7 @@ from paperlib.data.splits import DataConfig
 from paperlib.detect.abl import ABLConfig
 from paperlib.detect.cfbd import CFBDConfig
 from paperlib.detect.mapping import MappingConfig
+from paperlib.experiments.common import published_row
 from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
 from paperlib.results import results_dir_param
@@ -235,6 +236,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     from paperlib import pipeline as pl
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+    from paperlib.cache import artifact_key
     from paperlib.experiments.common import clean_base, victim_attack, victim_metrics, victim_model_name
     from paperlib.experiments.defences import matrix_row
     from paperlib.results import Timer, upsert_csv, write_manifest
@@ -275,10 +277,11 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                 digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
                 kept_key = {"victim_pairs": _pairs_key(v, seed), "keep": digest}
                 label = "cfbd" if stage == "fine" else "cfbd_coarse"
-                published = published_row(p, "defences/matrix.csv", pl.retrain_key(base, v.finetune, kept_key, p.device),
-                                          defence=label)
-                if published is None and p.reuse_rows:
-                    _say_other_kept_set(p, log, v.attack, seed, label, sc.victim_model)
+                retrain_key = pl.retrain_key(base, v.finetune, kept_key, p.device)
+                published = published_row(p, "defences/matrix.csv", retrain_key, defence=label)
+                if published is None and p.reuse_rows and not pl.ArtifactCache().exists("model", retrain_key):
+                    _say_other_kept_set(p, log, v.attack, seed, label, sc.victim_model,
+                                        artifact_key("model", retrain_key))
                 if published is not None:   # trained elsewhere on the very same kept pairs
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"])
                     matrix_rows.append(published)
@@ -363,7 +366,8 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
             "model": model.path.name, "isolation_ratio": a.isolation_ratio}
 
 
-def _say_other_kept_set(p: DetectionParams, log, attack: str, seed: int, label: str, victim_model: str) -> None:
+def _say_other_kept_set(p: DetectionParams, log, attack: str, seed: int, label: str, victim_model: str,
+                        this_model: str) -> None:
     """Log when the matrix file holds this victim's retraining from another kept set (another
     device's screening kept other pairs near a threshold), so this one is trained here."""
     import pandas as pd
@@ -374,21 +378,10 @@ def _say_other_kept_set(p: DetectionParams, log, attack: str, seed: int, label: 
     if not {"victim_model", "model"} <= set(m.columns):
         return
     m = m[(m.defence == label) & (m.attack == attack) & (m.seed == seed) & (m.scale == p.scale)
-          & (m.victim_model.astype(str) == victim_model)]
+          & (m.victim_model.astype(str) == victim_model) & (m.model.astype(str) != this_model)]
     for row in m.itertuples():
-        log(f"{attack}: the matrix file's {label} retraining {row.model} (trained on {row.device}) kept another "
-            f"set of pairs than this screening; retrained here")
-
-
-def published_row(p: DetectionParams, file: str, key: dict, **match) -> dict | None:
-    """The row of ``<results_dir>/<file>`` that names the model of cache ``key``, when that model is
-    absent from this cache and ``p.reuse_rows`` allows it: a model trained elsewhere (a GPU lending)
-    stands in by its row, as the defence matrix's do.  None otherwise."""
-    from paperlib.cache import ArtifactCache, artifact_key
-    from paperlib.results import row_naming_model
-    if not p.reuse_rows or ArtifactCache().exists("model", key):
-        return None
-    return row_naming_model(Path(p.results_dir) / file, artifact_key("model", key), **match)
+        log(f"{attack}: the matrix file's {label} retraining {row.model} (trained on {getattr(row, 'device', '?')}) "
+            f"kept another set of pairs than this screening; retrained here")
 
 
 def main(argv=None) -> int:

@@ -165,7 +165,7 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
     from paperlib.results import environment, upsert_csv
     wb = wb or Workbench(p)
     split = pl.get_split("cc3m_analog", p.data)
-    seed = p.seeds[0]
+    seed = p.seeds_for("badnet")[0]
     victim, _, _ = wb.victim("badnet", seed, p.detection.victim)
     ids = wb.held_out_scenes("cc3m_analog", p.detection.latency_images, victim, seed)
     imgs = np.asarray(split.images[ids])

@@ -112,7 +112,7 @@ def table_1(det: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
 def rows_asked(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     """The rows of ``tables.csv`` that these parameters make, each table at its own seeds (the
     file keeps rows of earlier runs): Table 6 and Algorithm 2's other readings at ``ablation_seeds``,
-    Tables 3-4 at ``pretrain_seeds`` (Table 4 with RoCLIP as fine-tuning, at ``seeds``, when no
+    Tables 3-4 at ``pretrain_seeds`` (Table 4 with RoCLIP as fine-tuning, at BadNet's seeds, when no
     BadNet pre-training victim is given), the rest at each attack's seeds (``seeds``, or its own in
     ``seeds_by_attack``); Table 4 only in the threat model
     these parameters compare in."""
@@ -270,7 +270,7 @@ def _figure_images(p: EftCLIPParams, wb: Workbench):
     CC3M analogue with the first seed's BadNet trigger."""
     from paperlib import pipeline as pl
     from paperlib.detect.eftclip import triggered
-    seed = p.seeds[0]
+    seed = p.seeds_for("badnet")[0]
     victim, atk, _ = wb.victim("badnet", seed, p.detection.victim)
     split = pl.get_split("cc3m_analog", p.data)
     ids = wb.held_out_scenes("cc3m_analog", p.detection.figure_images, victim, seed)

@@ -78,6 +78,10 @@ class EftCLIPParams(DefenceMatrixParams):
 
     def validate(self):
         super().validate()
+        outside = sorted(set(self.ablation_seed_list) - set(self.seeds_for("badnet")))
+        if outside:   # the detection sweep runs at BadNet's seeds; its ablation rows would be missing
+            raise ParamError(f"ablation_seeds {outside}: not among BadNet's seeds {list(self.seeds_for('badnet'))} "
+                             "(seeds, or seeds_by_attack.badnet)")
         attacks = {v.attack for v in self.victims}
         if "badnet" not in attacks:
             raise ParamError("victims: EftCLIP needs a badnet victim (its detection experiments use BadNet)")

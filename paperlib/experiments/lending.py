@@ -35,6 +35,10 @@ WHEELS = ("open_clip_torch", "nltk", "ftfy", "wcwidth")   # what the GPU image l
 SITE = Path("/tmp/site")
 
 
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -61,9 +65,13 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     os.replace(tmp, out / "wordnet.zip")
     if wheels:
         (out / "whl").mkdir(parents=True, exist_ok=True)
-        pins = [f"{name}=={metadata.version(name)}" for name in WHEELS]
-        have = {f.name.split("-")[0].lower().replace("_", "-") for f in (out / "whl").glob("*.whl")}
-        todo = [p for p in pins if p.split("==")[0].lower().replace("_", "-") not in have]
+        pins = {_norm(name): metadata.version(name) for name in WHEELS}
+        for f in (out / "whl").glob("*.whl"):   # a wheel of another version (an older prepare) goes
+            name, version = f.name.split("-")[:2]
+            if pins.get(_norm(name)) != version:
+                f.unlink()
+        have = {_norm(f.name.split("-")[0]) for f in (out / "whl").glob("*.whl")}
+        todo = [f"{name}=={version}" for name, version in pins.items() if name not in have]
         if todo:
             log(f"[lending] downloading wheels: {' '.join(todo)}")
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
@@ -137,31 +145,47 @@ def pack(work: Path, results: Path, since: float, out: Path, gpu: Path | None = 
     return out / "lending.tgz"
 
 
+def jobs_outcome(jobs_csv: Path) -> tuple[list[str], list[str], list[str]]:
+    """(finished, stopped, failed) job names of ``parallel_seeds run``'s jobs.csv: a job the deadline
+    stopped ends by SIGTERM (a negative exit status) or never started (no status)."""
+    finished, stopped, failed = [], [], []
+    for line in jobs_csv.read_text().splitlines()[1:]:
+        name, code, _ = line.split(",")
+        if code == "" or float(code) < 0:
+            stopped.append(name)
+        else:
+            (finished if float(code) == 0 else failed).append(name)
+    return finished, stopped, failed
+
+
 def run(a: argparse.Namespace, log=print) -> int:
     t0 = time.time()
     repo, gpu, work = Path.cwd(), Path(a.gpu).resolve(), Path(a.work).resolve()
     out = Path(a.out or os.environ.get("OUT") or work / "out")
     env = _env(repo, gpu, Path(a.cache).resolve(), Path(a.assets).resolve())
-    work.mkdir(parents=True, exist_ok=True)
-    setup(gpu, env, not a.skip_pip, log)
-    log(f"[lending] setup {time.time() - t0:.0f} s")
-    common = [str(a.params), "--module", a.module, "--device", a.device, "--work", str(work)]
-    which = ["--pairs", *a.pairs] if a.pairs else ["--seeds", *map(str, a.seeds)]
+    if work.exists():   # a warm machine keeps the last call's folder: its jobs.csv and logs are not this call's
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
     # CFBD's jobs write into one folder: by default the carried copy of the committed results
     results = Path(a.results or (repo / "results" if a.module == "cfbd" else work / "results")).resolve()
-    rc = _step(["data", *common, *which, "--workers", str(a.workers)], env, work / "data.log", log)
-    if rc == 0:
-        rc = _step(["run", *common, *which, "--jobs", str(a.jobs), "--threads", str(a.threads),
-                    "--until", str(t0 + a.budget), "--results", str(results)], env, work / "run.log", log)
-    if (work / "jobs.csv").is_file():
-        jobs = [j.split(",") for j in (work / "jobs.csv").read_text().splitlines()[1:]]
-        stopped = [name for name, code, _ in jobs if code == ""]   # the deadline came first (rc None)
-        failed = [name for name, code, _ in jobs if code != "" and float(code) != 0]
-        log(f"[lending] jobs: {len(jobs) - len(failed) - len(stopped)} finished, stopped {stopped or 'none'}, "
-            f"failed {failed or 'none'} (their logs: work/<job>/log.txt in the tar)")
-        rc = rc or (1 if failed else 0)
-    tgz = pack(work, results, t0, out, gpu)
-    log(f"[lending] {tgz} ({tgz.stat().st_size / 2**20:.1f} MiB); total {time.time() - t0:.0f} s")
+    rc = 1
+    try:
+        setup(gpu, env, not a.skip_pip, log)
+        log(f"[lending] setup {time.time() - t0:.0f} s")
+        common = [str(a.params), "--module", a.module, "--device", a.device, "--work", str(work)]
+        which = ["--pairs", *a.pairs] if a.pairs else ["--seeds", *map(str, a.seeds)]
+        rc = _step(["data", *common, *which, "--workers", str(a.workers)], env, work / "data.log", log)
+        if rc == 0:
+            rc = _step(["run", *common, *which, "--jobs", str(a.jobs), "--threads", str(a.threads),
+                        "--until", str(t0 + a.budget), "--results", str(results)], env, work / "run.log", log)
+        if (work / "jobs.csv").is_file():
+            finished, stopped, failed = jobs_outcome(work / "jobs.csv")
+            log(f"[lending] jobs: {len(finished)} finished, stopped by the budget {stopped or 'none'}, "
+                f"failed {failed or 'none'} (their logs: work/<job>/log.txt in the tar)")
+            rc = rc or (1 if failed else 0)
+    finally:   # whatever happened, what there is comes back
+        tgz = pack(work, results, t0, out, gpu)
+        log(f"[lending] {tgz} ({tgz.stat().st_size / 2**20:.1f} MiB); total {time.time() - t0:.0f} s")
     return rc
 
 
@@ -172,6 +196,9 @@ def take(tgz: Path, into: Path, log=print) -> list[Path]:
     row written here since is lost; a file changed since is refused, by name, for a merge by hand, and
     so is a returned file lacking a row of the carried one.  Nothing is replaced unless every file can be."""
     import tempfile
+
+    from paperlib.assets import repo_root
+    repo = repo_root()
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tgz) as tar:
         tar.extractall(tmp, filter="data")
         tmp = Path(tmp)
@@ -179,10 +206,15 @@ def take(tgz: Path, into: Path, log=print) -> list[Path]:
             raise SystemExit(f"{tgz}: no commit.txt (the lending's commit); prepare records it")
         commit = (tmp / "commit.txt").read_text().strip()
         files = sorted(f for f in (tmp / "results").rglob("*") if f.is_file()) if (tmp / "results").is_dir() else []
+        if not files:
+            log(f"[lending] {tgz}: no results files (a defence-matrix lending's rows are under work/: "
+                "extract it and run parallel_seeds merge --work <folder>)")
+            return []
         refused, lost = [], []
         for f in files:
             rel = f.relative_to(tmp / "results")
-            carried = subprocess.run(["git", "show", f"{commit}:results/{rel.as_posix()}"], capture_output=True)
+            carried = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:results/{rel.as_posix()}"],
+                                     capture_output=True)
             here = into / rel
             was = carried.stdout if carried.returncode == 0 else None   # None: a file the lending made
             if (here.read_bytes() if here.is_file() else None) != was:
