@@ -581,7 +581,8 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     from paperlib.experiments import eftclip as ex
 
     def model(name):
-        return SimpleNamespace(path=Path(name), summary={"seconds": 1.0, "samples": 10, "device": "cpu"})
+        return SimpleNamespace(path=Path(name), summary={"seconds": 1.0, "samples": 10, "device": "cpu"},
+                               key_params={"model": name})
 
     metrics = {f"{k}_top{n}": 1.0 for k in ("ca", "asr") for n in (1, 3, 5, 10)}
 
@@ -770,3 +771,31 @@ def test_claims_read_an_old_curation_file_as_not_measured(tmp_path):
     affected = out[out.claim.str.contains("Algorithm 2 as printed")].iloc[0]
     assert affected.verdict == "inconclusive" and affected.ours == "not measured"
     assert "lacks columns" in affected.spread
+
+
+def test_table2_cleanclip_is_the_matrix_row_of_that_model_when_absent_from_the_cache(tmp_path, monkeypatch):
+    """EftCLIP's Table 2 CleanCLIP: a model absent from this cache whose matrix row names it stands in
+    by that row (no training); without such a row it is trained and evaluated here."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
+    from paperlib.experiments import common
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    v = next(x for x in p.victims if x.attack == "badnet")
+    victim = SimpleNamespace(key_params={"victim": "badnet-0"})
+    key = pl.defence_key(victim.key_params, "cleanclip", p.defence.config("cleanclip", "badnet"),
+                         p.defence.clean_scenes, p.defence.train, 0, None, "cpu")
+    trained = []
+    monkeypatch.setattr(pl, "defend", lambda *a, **k: trained.append(1) or SimpleNamespace())
+    monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 2.0, "asr_top1": 3.0})
+    assert ex._cleanclip_metrics(p, victim, None, v, "badnet", 0) == {"ca_top1": 2.0, "asr_top1": 3.0} and trained == [1]
+    (tmp_path / "defences").mkdir()
+    row = {"attack": "badnet", "defence": "cleanclip", "scale": p.scale, "seed": 0, "model": artifact_key("model", key),
+           **{f"{k}_top{n}": 10.0 * n for k in ("ca", "asr") for n in (1, 3, 5, 10)}}
+    pd.DataFrame([row]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
+    m = ex._cleanclip_metrics(p, victim, None, v, "badnet", 0)
+    assert m["asr_top1"] == 10.0 and m["ca_top10"] == 100.0 and trained == [1]

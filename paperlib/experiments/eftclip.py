@@ -248,6 +248,22 @@ def _cifar_top1(p, model) -> float:
     return pl.evaluate(model, p.data, "cifar10_analog", templates=p.eval.templates, device=p.device)["ca_top1"]
 
 
+def _cleanclip_metrics(p, victim, atk, v, attack: str, seed: int) -> dict:
+    """Table 2's CleanCLIP on the fine-tuning victim: the defence matrix's row of that very model
+    when the model is absent from this cache (the matrix trained it, here or on a lent GPU), else
+    the model trained or loaded here and evaluated."""
+    from paperlib import pipeline as pl
+    from paperlib.experiments.common import published_row, victim_metrics
+    cfg = p.defence.config("cleanclip", attack)
+    key = pl.defence_key(victim.key_params, "cleanclip", cfg, p.defence.clean_scenes, p.defence.train, seed, None,
+                         pl.resolve_device(p.device).type)
+    row = published_row(p, "defences/matrix.csv", key, defence="cleanclip")
+    if row is not None and all(f"{k}_top{n}" in row for k in ("ca", "asr") for n in (1, 3, 5, 10)):
+        return {f"{k}_top{n}": float(row[f"{k}_top{n}"]) for k in ("ca", "asr") for n in (1, 3, 5, 10)}
+    cc = pl.defend(victim, p.data, "cleanclip", cfg, p.defence.clean_scenes, p.defence.train, seed, device=p.device)
+    return victim_metrics(p, cc, atk, v)
+
+
 def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> dict[str, pd.DataFrame]:
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
@@ -296,11 +312,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             log_fn(f"eftclip {attack}: ASR {m_victim['asr_top1']:.1f} -> {m_eft['asr_top1']:.1f}, "
                    f"CA {m_victim['ca_top1']:.1f} -> {m_eft['ca_top1']:.1f}, curated {r['curated']} pairs")
             if attack == "badnet":
-                cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", attack),
-                               p.defence.clean_scenes, p.defence.train, seed, device=p.device)
-                m_cc = victim_metrics(p, cc, atk, v)
-                for label, model, m in (("clean", wb.base, m_base), ("none", victim, m_victim),
-                                        ("cleanclip", cc, m_cc), ("eftclip", r["model"], m_eft)):
+                m_cc = _cleanclip_metrics(p, victim, atk, v, attack, seed)
+                for label, m in (("clean", m_base), ("none", m_victim), ("cleanclip", m_cc), ("eftclip", m_eft)):
                     add("Table 2", attack, label, m, seed, {"finetune_set": _set_size(p, label, r)})
                 if not _table4_pretrain(p):   # without a pre-training victim: RoCLIP as fine-tuning
                     ro = pl.defend(victim, p.data, "roclip", p.defence.config("roclip", attack),
