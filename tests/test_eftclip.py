@@ -625,6 +625,18 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     assert sorted(set(t5[t5.table == "Table 6"].seed)) == [1] and sorted(set(t5[t5.table == "Table 3"].seed)) == [0]
     kept = ex.rows_asked(t5, p5)
     assert sorted(set(kept[kept.attack == "badnet"].seed)) == [0, 1, 2, 3, 4]
+    # other victims (a new attack recipe, another machine's victims) add rows beside the old ones
+    import pandas as pd
+    before = pd.read_csv(tmp_path / "eftclip" / "tables.csv")
+    monkeypatch.setattr(ex, "curated_defence", lambda *a, **k: {**fake_curated(*a, **k),
+                                                                "victim": model(f"other_{a[2]}_{a[3]}_{a[4]}")})
+    again = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    assert again["tables"].victim_model.str.startswith("other_").all()
+    assert again["curation"].victim_model.str.startswith("other_").all()
+    after = pd.read_csv(tmp_path / "eftclip" / "tables.csv")
+    assert len(after) == len(before) + len(again["tables"])          # nothing of the first run was replaced
+    first = ex._curation_rows(p, "badnet", seeds=[0], victims=set(t.victim_model))
+    assert set(first.victim_model) == {"victim_badnet_finetune_0"}
 
 
 def test_tables_read_each_table_at_its_own_seeds_and_threat_model():

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from paperlib.experiments.eftclip_setup import (  # noqa: F401 (re-exported)
-    DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, DetectionSweep, EftCLIPParams,
-    Workbench, _table4_pretrain, load)
+    CURATION_KEY, DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, TABLES_KEY,
+    DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, load)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
             "eval", detection_key(p, d, wb, victim, seed),
             lambda work: _sweep_one_seed(p, d, wb, victim, atk, v.poison.target, seed, log_fn).to_csv(
                 work / "detection.csv", index=False))
-        frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed))
-    return upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
-                      DETECTION_KEY, DETECTION_COLUMNS)
+        frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed, victim_model=victim.path.name))
+    every = upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
+                       DETECTION_KEY, DETECTION_COLUMNS)
+    # the file keeps rows of other victims (older runs): the tables read this run's only
+    return every[every.victim_model.isin({f.victim_model.iloc[0] for f in frames})].reset_index(drop=True)
 
 
 def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
@@ -276,7 +278,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
 
     def add(table, attack, model_label, m, seed, extra=None):
         rows.append({"table": table, "attack": attack, "model": model_label, "scale": p.scale, "seed": seed,
-                     **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))}, **(extra or {})})
+                     **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))}, **(extra or {}),
+                     "victim_model": victim.path.name})   # the victim of the row being made (the loops' own)
 
     for seed in sorted({s for a in p.table5_attacks for s in p.seeds_for(a)} | set(p.seeds)):
         base_cache = {}
@@ -359,10 +362,12 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             runs.append(_curation_row(p, pv.attack, "pretrain", "fastsam", r["rule"], seed, r, curated=r["curated"],
                                       clean_pool=p.defence.clean_scenes, detected=r["detected"]))
     upsert_csv(out_dir / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
-    tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, ("table", "attack", "model", "scale", "seed"))
-    found = upsert_csv(out_dir / PAPER / "curation.csv", runs, ("attack", "threat_model", "oracle", "rule", "theta_scale",
-                                                                "alg1_reading", "scale", "seed"))
-    return {"tables": tidy, "curation": found}
+    tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, TABLES_KEY)
+    found = upsert_csv(out_dir / PAPER / "curation.csv", runs, CURATION_KEY)
+    # the files keep rows of other victims (older runs): the tables and claims read this run's only
+    victims = {r["victim_model"] for r in rows} | {r["victim_model"] for r in runs}
+    return {"tables": tidy[tidy.victim_model.isin(victims)].reset_index(drop=True),
+            "curation": found[found.victim_model.isin(victims)].reset_index(drop=True)}
 
 
 def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, **extra) -> dict:
@@ -372,6 +377,7 @@ def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int
     cut on the oracle's confidences and the regions it kept per image, Algorithm 1's reading, plus
     ``extra`` columns."""
     return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
+            "victim_model": r["victim"].path.name,
             "theta": p.eftclip.theta, "theta_scale": p.eftclip.theta_scale, "theta_oracle": r.get("theta_oracle"),
             "regions_per_image": r.get("regions_per_image"), "alg1_reading": p.eftclip.alg1_reading,
             "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],

@@ -362,6 +362,8 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
                         "results/eftclip/tables.csv), not the seed summaries of save_tables")
     rows = rows_asked(tables, p) if tables is not None and len(tables) else pd.DataFrame(
         columns=["table", "attack", "model", "seed"])
+    # Algorithm 2's finds of the victims these tables measured (curation.csv keeps other victims' rows)
+    victims = set(rows.victim_model.dropna()) if "victim_model" in rows and rows.victim_model.notna().any() else None
 
     def v(table, model, col, attack="badnet"):
         return per_seed(rows, col, table=table, model=model, attack=attack)
@@ -403,13 +405,13 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
         2 found an affected label both curated sets are the same random subset (``curate``), so the
         two models are one fine-tuning and a gap of 0 says nothing about the oracles: not measured."""
         seeds = p.ablation_seed_list
-        if all(_n_affected(p, "badnet", oracle=o, seeds=seeds) == 0 for o in ("fastsam", "exact")):
+        if all(_n_affected(p, "badnet", oracle=o, seeds=seeds, victims=victims) == 0 for o in ("fastsam", "exact")):
             raise ValueError("neither oracle found an affected label: both curated sets are random subsets")
         return within(v("Table 6", "eftclip_fastsam", "asr_top1"), v("Table 6", "eftclip_exact", "asr_top1"), 1.0,
                       names=("FastSAM", "exact"))
 
     def affected_labels():
-        c = _curation_rows(p, "badnet")
+        c = _curation_rows(p, "badnet", victims=victims)
         return Compare(per_seed(c, "n_affected"), ">=", threshold=1.0, names=("labels in A",),
                        form="{a} labels (mean over seeds)")
 
@@ -488,10 +490,11 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
     return out
 
 
-def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> pd.DataFrame:
+def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None, victims=None) -> pd.DataFrame:
     """Rows of ``curation.csv`` for ``attack`` (fine-tuning victims) at ``seeds`` (default: every
     seed) and these parameters' rule, theta scale and Algorithm 1 reading (rows of older code: the
-    paper scale, as printed); KeyError when not run."""
+    paper scale, as printed), of the victim models ``victims`` when given (the file keeps rows of
+    other victims); KeyError when not run."""
     f = Path(p.results_dir) / PAPER / "curation.csv"
     if not f.is_file():   # no curated run yet: the claim is not measured
         raise KeyError(str(f))
@@ -505,15 +508,17 @@ def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds
           & (c.threat_model == "finetune")
           & (c.get("rule", pd.Series("paper", index=c.index)).fillna("paper") == p.eftclip.affected_rule)
           & (c.theta_scale == p.eftclip.theta_scale) & (c.alg1_reading == p.eftclip.alg1_reading)]
+    if victims is not None:
+        c = c[c.victim_model.isin(set(victims))] if "victim_model" in c else c.iloc[0:0]
     if not len(c) or c["n_affected"].isna().all():
         raise KeyError(attack)
     return c
 
 
-def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None) -> float:
+def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None, victims=None) -> float:
     """Mean number of affected labels Algorithm 2 found for ``attack`` over ``seeds`` (default:
     every seed), from :func:`_curation_rows`; KeyError when not run."""
-    return float(_curation_rows(p, attack, oracle, seeds)["n_affected"].mean())
+    return float(_curation_rows(p, attack, oracle, seeds, victims)["n_affected"].mean())
 
 
 __all__ = ["beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "plot_fig3", "plot_fig4",

@@ -23,9 +23,13 @@ DATASETS = ("cc3m_analog", "flickr_analog")
 PAPER_DATASET = {"cc3m_analog": "cc3m", "flickr_analog": "flickr30k"}
 DETECTION_COLUMNS = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "theta_oracle", "tau", "oracle",
                      "alg1_reading", "detection_rate", "false_alarm_rate", "k_size", "target_rank", "victim",
-                     "scale", "seed")
+                     "scale", "seed", "victim_model")
+# rows name their victim model (cache key): a run on other victims adds rows beside these (issue 25)
 DETECTION_KEY = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "tau", "oracle", "alg1_reading",
-                 "victim", "scale", "seed")
+                 "victim", "scale", "seed", "victim_model")
+TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model")
+CURATION_KEY = ("attack", "threat_model", "oracle", "rule", "theta_scale", "alg1_reading", "scale", "seed",
+                "victim_model")
 # what rows written before theta scales and Algorithm 1 readings existed were (paper scale, as printed)
 ROW_DEFAULTS = {"theta_scale": "paper", "alg1_reading": "printed"}
 
