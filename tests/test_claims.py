@@ -408,3 +408,43 @@ def test_live_attacks_leave_out_victims_without_a_backdoor_and_say_so():
     # the seeds asked for count: at seed 0 alone WaNet's victim is 9.0
     assert live_attacks(rows, ["wanet"], lambda a: [0])[1].endswith("wanet 9.0)")
     assert live_attacks(rows, ["badnet"], lambda a: None) == (["badnet"], "")
+
+
+def test_cleanerclip_fig3_and_table2_rows_stand_in_and_keep_other_victims_rows(tmp_path, monkeypatch):
+    """Fig. 3's per-epoch rows and Table 2's probe rows name their model and victim: a fresh machine
+    reuses them (nothing trained), and a run on another victim adds rows beside them."""
+    from types import SimpleNamespace
+
+    from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
+    from paperlib.experiments import cleanerclip, common
+    p = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path),
+                                                           "epoch_curve_attacks": ["badnet"]})
+    trained, victim_name = [], {"v": "first"}
+
+    def defend(victim, data, d, cfg, *a, **k):
+        trained.append(d)
+        key = pl.defence_key({"victim": victim_name["v"]}, d, cfg, p.defence.clean_scenes, p.defence.train, 0, None, "cpu")
+        path = tmp_path / "models" / artifact_key("model", key)
+        path.mkdir(parents=True, exist_ok=True)
+        for e in range(1, int(p.defence.train.epochs) + 1):
+            (path / f"epoch{e}.safetensors").write_bytes(b"")
+        return SimpleNamespace(path=path, name="tiny", key_params=key)
+
+    monkeypatch.setattr(common, "clean_base", lambda p_: SimpleNamespace(key_params={"base": 1}))
+    monkeypatch.setattr(common, "victim_key", lambda p_, b, v, s: {"victim": victim_name["v"]})
+    monkeypatch.setattr(common, "victim_attack", lambda *a: None)
+    monkeypatch.setattr(common, "finetune_victim", lambda *a: trained.append("victim") or SimpleNamespace(path=tmp_path / "v"))
+    monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
+    monkeypatch.setattr(pl, "defend", defend)
+    monkeypatch.setattr(pl, "linear_probe_eval", lambda *a, **k: {"top1": 70.0, "top5": 90.0})
+    curve, probes = cleanerclip.asr_per_epoch(p, log=lambda m: None), cleanerclip.table_2(p, log=lambda m: None)
+    assert len(curve) == 2 * int(p.defence.train.epochs) and len(probes) == 4 * len(p.probe.probes)
+    trained.clear()
+    said = []
+    again = cleanerclip.asr_per_epoch(p, log=said.append), cleanerclip.table_2(p, log=said.append)
+    assert trained == [] and len(again[0]) == len(curve) and len(again[1]) == len(probes) and len(said) == 2
+    victim_name["v"] = "second"                                 # another victim: rows beside the first's
+    cleanerclip.asr_per_epoch(p, log=lambda m: None), cleanerclip.table_2(p, log=lambda m: None)
+    assert len(pd.read_csv(tmp_path / "cleanerclip" / "fig3_asr_per_epoch.csv")) == 2 * len(curve)
+    assert len(pd.read_csv(tmp_path / "cleanerclip" / "table2_linear_probe.csv")) == 2 * len(probes)

@@ -99,6 +99,16 @@ def table_1(matrix: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     return t
 
 
+# rows name their victim (cache key): a run on other victims adds rows beside the old ones (issue 25)
+FIG3_KEY = ("attack", "defence", "epoch", "scale", "seed", "victim_model")
+TABLE2_KEY = ("attack", "defence", "probe", "scale", "seed", "victim_model")
+
+
+def _of_these_models(every: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """The rows of a results file (which keeps other victims' rows) of this run's models."""
+    return every[every.model.isin({r["model"] for r in rows})].reset_index(drop=True)
+
+
 class _Victim:
     """One (attack, seed)'s victim, trained (or loaded) only when a model absent from the cache and
     from the results files needs it: a fresh machine re-making the figures from the published rows
@@ -184,13 +194,13 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                     m = victim_metrics(p, art, vic.attack, v)
                     rows.append({"attack": v.attack, "defence": d, "epoch": int(f.stem[5:]), "scale": p.scale,
                                  "seed": seed, "asr_top1": m["asr_top1"], "ca_top1": m["ca_top1"],
-                                 "model": artifact_key("model", key)})
+                                 "victim_model": artifact_key("model", vic.key), "model": artifact_key("model", key)})
                     vic.made.append(rows[-1])
             vic.say(log, "fig3")
     if not rows:
         return pd.DataFrame(rows)
-    return upsert_csv(Path(p.results_dir) / PAPER / "fig3_asr_per_epoch.csv", rows,
-                      ("attack", "defence", "epoch", "scale", "seed"))
+    every = upsert_csv(Path(p.results_dir) / PAPER / "fig3_asr_per_epoch.csv", rows, FIG3_KEY)
+    return _of_these_models(every, rows)
 
 
 def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
@@ -220,11 +230,12 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                 m = pl.linear_probe_eval(model, p.data, probe, p.probe.fashion_train, p.probe.fashion_test, p.device,
                                          c_grid=p.probe.c_grid or None)
                 rows.append({"attack": vic.v.attack, "defence": label, "probe": probe, "scale": p.scale, "seed": seed,
-                             "top1": m["top1"], "top5": m.get("top5", float("nan")), "model": artifact_key("model", key)})
+                             "top1": m["top1"], "top5": m.get("top5", float("nan")),
+                             "victim_model": artifact_key("model", vic.key), "model": artifact_key("model", key)})
                 vic.made.append(rows[-1])
         vic.say(log, "table2")
-    return upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows,
-                      ("attack", "defence", "probe", "scale", "seed"))
+    every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY)
+    return _of_these_models(every, rows)
 
 
 FIG4_KEY = ("study", "value", "attack", "scale", "seed", "victim_model", "model")
