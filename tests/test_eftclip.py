@@ -637,6 +637,17 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     assert len(after) == len(before) + len(again["tables"])          # nothing of the first run was replaced
     first = ex._curation_rows(p, "badnet", seeds=[0], victims=set(t.victim_model))
     assert set(first.victim_model) == {"victim_badnet_finetune_0"}
+    # and a run at other settings (another theta) adds rows too, each run reading its own
+    p_theta = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                                    "ablation_seeds": [1], "pretrain_seeds": [0, 2], "eftclip.theta": 0.5})
+    assert ex.settings_digest(p_theta) != ex.settings_digest(p) == ex.settings_digest(ex.load(
+        "params/eftclip/smoke.yaml", {"results_dir": str(tmp_path / "elsewhere"), "seeds": [0, 1, 2],
+                                      "ablation_seeds": [1], "pretrain_seeds": [0, 2]}))   # not the folder
+    third = ex.defence_tables(p_theta, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    assert len(pd.read_csv(tmp_path / "eftclip" / "tables.csv")) == len(after) + len(third["tables"])
+    assert set(third["tables"].settings) == {ex.settings_digest(p_theta)}
+    with pytest.raises(KeyError):   # no curated run at these settings for the first run's victims
+        ex._curation_rows(p_theta, "badnet", seeds=[0], victims=set(t.victim_model))
 
 
 def test_tables_read_each_table_at_its_own_seeds_and_threat_model():

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from paperlib.experiments.eftclip_setup import (  # noqa: F401 (re-exported)
-    CURATION_KEY, DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, TABLES_KEY,
-    DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, load)
+    CURATION_KEY, DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, SWEEP_CODE_VERSION,
+    TABLES_KEY, DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, load, settings_digest)
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,14 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     for seed in p.seeds_for("badnet"):
         victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
         d = sweep_at(p, seed)
+        key = detection_key(p, d, wb, victim, seed)
         path = pl.ArtifactCache().get_or_build(
-            "eval", detection_key(p, d, wb, victim, seed),
+            "eval", key,
             lambda work: _sweep_one_seed(p, d, wb, victim, atk, v.poison.target, seed, log_fn).to_csv(
                 work / "detection.csv", index=False))
-        frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed, victim_model=victim.path.name))
+        # eval_key names everything the rows depend on (a machine without the victim can match them)
+        frames.append(pd.read_csv(path / "detection.csv").assign(scale=p.scale, seed=seed, victim_model=victim.path.name,
+                                                                 eval_key=path.name))
     every = upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
                        DETECTION_KEY, DETECTION_COLUMNS)
     # the file keeps rows of other victims (older runs): the tables read this run's only
@@ -69,9 +72,6 @@ def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
     return replace(d, rho_px=(d.default_rho,), positions=(d.default_position,))
 
 
-# Bump when the code behind a seed's detection rows changes what they hold (triggered(), ListMaker,
-# the oracles, identify_affected_labels, _sweep_one_seed): cached sweeps of older code are then rebuilt.
-SWEEP_CODE_VERSION = 3   # 2: FastSAM regions cropped by their masks; 3: theta scales, Algorithm 1 readings
 
 
 def detection_key(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, seed: int) -> dict:
@@ -276,10 +276,13 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     out_dir = Path(p.results_dir)
     rows, matrix_rows, runs = [], [], []
 
+    settings = settings_digest(p)
+
     def add(table, attack, model_label, m, seed, extra=None):
         rows.append({"table": table, "attack": attack, "model": model_label, "scale": p.scale, "seed": seed,
                      **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))}, **(extra or {}),
-                     "victim_model": victim.path.name})   # the victim of the row being made (the loops' own)
+                     "victim_model": victim.path.name,   # the victim of the row being made (the loops' own)
+                     "settings": settings})
 
     for seed in sorted({s for a in p.table5_attacks for s in p.seeds_for(a)} | set(p.seeds)):
         base_cache = {}
@@ -366,8 +369,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     found = upsert_csv(out_dir / PAPER / "curation.csv", runs, CURATION_KEY)
     # the files keep rows of other victims (older runs): the tables and claims read this run's only
     victims = {r["victim_model"] for r in rows} | {r["victim_model"] for r in runs}
-    return {"tables": tidy[tidy.victim_model.isin(victims)].reset_index(drop=True),
-            "curation": found[found.victim_model.isin(victims)].reset_index(drop=True)}
+    return {"tables": tidy[tidy.victim_model.isin(victims) & (tidy.settings == settings)].reset_index(drop=True),
+            "curation": found[found.victim_model.isin(victims) & (found.settings == settings)].reset_index(drop=True)}
 
 
 def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, **extra) -> dict:
@@ -377,7 +380,7 @@ def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int
     cut on the oracle's confidences and the regions it kept per image, Algorithm 1's reading, plus
     ``extra`` columns."""
     return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
-            "victim_model": r["victim"].path.name,
+            "victim_model": r["victim"].path.name, "settings": settings_digest(p),
             "theta": p.eftclip.theta, "theta_scale": p.eftclip.theta_scale, "theta_oracle": r.get("theta_oracle"),
             "regions_per_image": r.get("regions_per_image"), "alg1_reading": p.eftclip.alg1_reading,
             "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],

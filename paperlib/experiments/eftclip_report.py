@@ -510,6 +510,9 @@ def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds
           & (c.theta_scale == p.eftclip.theta_scale) & (c.alg1_reading == p.eftclip.alg1_reading)]
     if victims is not None:
         c = c[c.victim_model.isin(set(victims))] if "victim_model" in c else c.iloc[0:0]
+    if "settings" in c:   # rows of these settings; rows of older code have none
+        from paperlib.experiments.eftclip_setup import settings_digest
+        c = c[c.settings.isna() | (c.settings == settings_digest(p))]
     if not len(c) or c["n_affected"].isna().all():
         raise KeyError(attack)
     return c

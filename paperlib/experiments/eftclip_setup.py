@@ -23,13 +23,14 @@ DATASETS = ("cc3m_analog", "flickr_analog")
 PAPER_DATASET = {"cc3m_analog": "cc3m", "flickr_analog": "flickr30k"}
 DETECTION_COLUMNS = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "theta_oracle", "tau", "oracle",
                      "alg1_reading", "detection_rate", "false_alarm_rate", "k_size", "target_rank", "victim",
-                     "scale", "seed", "victim_model")
-# rows name their victim model (cache key): a run on other victims adds rows beside these (issue 25)
+                     "scale", "seed", "victim_model", "eval_key")
+# rows name their victim model (cache key) and settings (eftclip.settings_digest): a run on other victims
+# or at other settings adds rows beside these (issue 25)
 DETECTION_KEY = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "tau", "oracle", "alg1_reading",
                  "victim", "scale", "seed", "victim_model")
-TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model")
+TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model", "settings")
 CURATION_KEY = ("attack", "threat_model", "oracle", "rule", "theta_scale", "alg1_reading", "scale", "seed",
-                "victim_model")
+                "victim_model", "settings")
 # what rows written before theta scales and Algorithm 1 readings existed were (paper scale, as printed)
 ROW_DEFAULTS = {"theta_scale": "paper", "alg1_reading": "printed"}
 
@@ -100,6 +101,32 @@ class EftCLIPParams(DefenceMatrixParams):
         if self.eftclip.alg1_reading not in self.detection.alg1_readings:
             raise ParamError(f"detection.alg1_readings {list(self.detection.alg1_readings)} must hold "
                              f"eftclip.alg1_reading {self.eftclip.alg1_reading!r} (Table 1 and the claims read its rows)")
+
+
+# Bump when the code behind a seed's detection rows changes what they hold (triggered(), ListMaker,
+# the oracles, identify_affected_labels, _sweep_one_seed): cached sweeps of older code are then rebuilt.
+SWEEP_CODE_VERSION = 3   # 2: FastSAM regions cropped by their masks; 3: theta scales, Algorithm 1 readings
+
+# Bump when the code behind a curated set or its tables changes what their rows hold
+CURATION_CODE_VERSION = 1
+
+
+def settings_digest(p: EftCLIPParams) -> str:
+    """A short digest of every setting a row of tables.csv / curation.csv depends on beyond its
+    victim (``victim_model``), seed and labels: EftCLIP's and the segmenter's settings, the defence
+    budget, the retained set, Algorithm 2's other readings, the evaluation, the code versions.  With
+    ``victim_model`` it lets a machine without the models tell a published row of these very
+    settings from one of others (issue 25: rows standing in for absent models)."""
+    import hashlib
+    import json
+
+    from dataclasses import asdict
+
+    from paperlib.cache import canonical
+    what = {"eftclip": asdict(p.eftclip), "segmenter": asdict(p.segmenter), "defence": asdict(p.defence),
+            "retained_images": p.retained_images, "other_rules": list(p.other_rules), "eval": asdict(p.eval),
+            "oracles": list(p.detection.oracles), "code": [SWEEP_CODE_VERSION, CURATION_CODE_VERSION]}
+    return hashlib.sha256(json.dumps(canonical(what), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> EftCLIPParams:
