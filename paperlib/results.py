@@ -114,11 +114,14 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept.
 
     A key column the file lacks (added to the key later) is empty in its older rows, or
-    ``key_defaults[column]`` where the value those rows were made with is known."""
+    ``key_defaults[column]`` where the value those rows were made with is known.  No rows: the
+    file is left as it is (and returned; an empty table when there is none)."""
     path = Path(path)
     if not _is_writer():
         return pd.DataFrame(list(rows))
     new = pd.DataFrame(list(rows))
+    if new.empty:   # nothing to merge (every row reused, or none asked for): the file as it is
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(columns or key))
     missing = [k for k in key if k not in new.columns]
     if missing:
         raise KeyError(f"{path}: rows lack key columns {missing}")

@@ -288,3 +288,12 @@ def test_a_row_naming_a_model_is_found_by_model_and_what_it_measured(tmp_path):
     assert row_naming_model(path, "abc", stage="coarse") == {"model": "abc", "stage": "coarse", "asr": 5.0}
     assert row_naming_model(path, "abc", ratio=0.1) is None          # a column the file lacks matches nothing
     assert row_naming_model(path, "nope") is None
+
+
+def test_upsert_of_no_rows_leaves_the_file_and_returns_it(tmp_path):
+    path = tmp_path / "rows.csv"
+    out = upsert_csv(path, [], ("a",), ("a", "b"))
+    assert out.empty and list(out.columns) == ["a", "b"] and not path.exists()
+    upsert_csv(path, [{"a": 1, "b": 2}], ("a",))
+    before = path.read_bytes()
+    assert upsert_csv(path, [], ("a",)).to_dict("records") == [{"a": 1, "b": 2}] and path.read_bytes() == before

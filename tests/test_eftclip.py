@@ -452,12 +452,17 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
                              for t in d.thetas for rho in d.rho_px for mu in d.positions
                              for sc in d.theta_scales for r in d.alg1_readings])
 
+    from paperlib.cache import artifact_key
+
     class FakeBench:
         base = SimpleNamespace(path=Path("base0"))
         victim_name = "victimA"
 
+        def victim_key(self, attack, seed, threat):
+            return {"victim": f"{self.victim_name}_{seed}"}
+
         def victim(self, attack, seed, threat):
-            return (SimpleNamespace(path=Path(f"{self.victim_name}_{seed}")), None,
+            return (SimpleNamespace(path=Path(artifact_key("model", self.victim_key(attack, seed, threat)))), None,
                     SimpleNamespace(poison=SimpleNamespace(target="banana")))
 
         def segmenter(self):
@@ -487,6 +492,17 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
     assert len(calls) == 10                                 # another theta calibration: again
     ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "eftclip.alg1_reading": "paper_trend"}), wb)
     assert len(calls) == 10                                 # the sweep runs every reading: read from the cache
+    # a machine without the victims or the cache: the published rows of the very sweep stand in
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "fresh"))
+    wb.victim_name = "victimA"
+    said = []
+    fresh = ex.detection_sweep(p, wb, log_fn=said.append)
+    assert len(calls) == 10 and len(said) == 2 and all("rows from results/detection/eftclip.csv" in m for m in said)
+    cols = ["dataset", "rho", "mu", "theta", "theta_scale", "alg1_reading", "detection_rate", "seed", "victim_model"]
+    pd.testing.assert_frame_equal(fresh.sort_values(cols)[cols].reset_index(drop=True),
+                                  first.sort_values(cols)[cols].reset_index(drop=True), check_dtype=False)
+    ex.detection_sweep(ex.load("params/eftclip/smoke.yaml", {**over, "detection.thetas": [0.3, 0.66]}), wb)
+    assert len(calls) == 12                                 # a sweep no row holds runs (both seeds)
 
 
 def test_sweep_rows_keep_only_the_settings_these_parameters_sweep():
@@ -586,8 +602,13 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
 
     metrics = {f"{k}_top{n}": 1.0 for k in ("ca", "asr") for n in (1, 3, 5, 10)}
 
+    tag, curated_calls = ["victim"], []
+    # the victims' keys, as a machine without the models computes them (the block of a run's rows)
+    wb = SimpleNamespace(base=model("base"), victim_key=lambda a, s, t: {"v": f"{tag[0]}_{a}_{t}_{s}"})
+
     def fake_curated(p, wb, attack, threat, seed, rule=None, oracle_kind="fastsam"):
-        return {"victim": model(f"victim_{attack}_{threat}_{seed}"), "attack": None,
+        curated_calls.append((attack, threat, seed))
+        return {"victim": model(f"{tag[0]}_{attack}_{threat}_{seed}"), "attack": None,
                 "v": SimpleNamespace(poison=SimpleNamespace(poison_count=5)), "model": model("eft"),
                 "curated": 3, "detected": 50.0, "seconds": {"detect": 0.1}, "rule": rule or "paper",
                 "n_affected": 0, "k_top": ["banana"], "affected": {}}
@@ -601,7 +622,7 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
                                               "ablation_seeds": [1], "pretrain_seeds": [0, 2]})
     assert p.pretrain_victims and "exact" in p.detection.oracles and p.other_rules
-    made = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    made = ex.defence_tables(p, wb, log_fn=lambda *a: None)
     t = made["tables"]
     # every curated set's row says what it cost, the pre-training victim's and the exact oracle's too
     cur = made["curation"]
@@ -618,7 +639,7 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     p5 = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path / "five"), "seeds": [0, 1, 2],
                                                "seeds_by_attack": {"badnet": [0, 1, 2, 3, 4]},
                                                "ablation_seeds": [1], "pretrain_seeds": [0]})
-    t5 = ex.defence_tables(p5, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)["tables"]
+    t5 = ex.defence_tables(p5, wb, log_fn=lambda *a: None)["tables"]
     assert sorted(set(t5[t5.table == "Table 2"].seed)) == [0, 1, 2, 3, 4]
     five = t5[t5.table == "Table 5"]
     assert sorted(set(five[five.attack == "badnet"].seed)) == [0, 1, 2, 3, 4]
@@ -628,26 +649,41 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
     # other victims (a new attack recipe, another machine's victims) add rows beside the old ones
     import pandas as pd
     before = pd.read_csv(tmp_path / "eftclip" / "tables.csv")
-    monkeypatch.setattr(ex, "curated_defence", lambda *a, **k: {**fake_curated(*a, **k),
-                                                                "victim": model(f"other_{a[2]}_{a[3]}_{a[4]}")})
-    again = ex.defence_tables(p, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    tag[0] = "other"
+    again = ex.defence_tables(p, wb, log_fn=lambda *a: None)
     assert again["tables"].victim_model.str.startswith("other_").all()
     assert again["curation"].victim_model.str.startswith("other_").all()
     after = pd.read_csv(tmp_path / "eftclip" / "tables.csv")
     assert len(after) == len(before) + len(again["tables"])          # nothing of the first run was replaced
     first = ex._curation_rows(p, "badnet", seeds=[0], victims=set(t.victim_model))
     assert set(first.victim_model) == {"victim_badnet_finetune_0"}
+    # a machine without the victims (none is in this cache) re-makes the first run's tables from its rows
+    tag[0] = "victim"
+    curated_calls.clear()
+    said = []
+    reused = ex.defence_tables(p, wb, log_fn=said.append)
+    assert curated_calls == [] and any("rows from the results files" in m for m in said)
+    cols = ["table", "attack", "model", "seed", "asr_top1", "victim_model"]
+    pd.testing.assert_frame_equal(reused["tables"].sort_values(cols)[cols].reset_index(drop=True),
+                                  t.sort_values(cols)[cols].reset_index(drop=True), check_dtype=False)
+    assert len(reused["curation"]) == len(cur)
+    ex.defence_tables(ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                                            "ablation_seeds": [1], "pretrain_seeds": [0, 2],
+                                                            "reuse_rows": False}), wb, log_fn=lambda *a: None)
+    assert curated_calls                                          # reuse_rows: false trains again
     # and a run at other settings (another theta) adds rows too, each run reading its own
     p_theta = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
                                                     "ablation_seeds": [1], "pretrain_seeds": [0, 2], "eftclip.theta": 0.5})
     assert ex.settings_digest(p_theta) != ex.settings_digest(p) == ex.settings_digest(ex.load(
         "params/eftclip/smoke.yaml", {"results_dir": str(tmp_path / "elsewhere"), "seeds": [0, 1, 2],
                                       "ablation_seeds": [1], "pretrain_seeds": [0, 2]}))   # not the folder
-    third = ex.defence_tables(p_theta, SimpleNamespace(base=model("base")), log_fn=lambda *a: None)
+    third = ex.defence_tables(p_theta, wb, log_fn=lambda *a: None)
     assert len(pd.read_csv(tmp_path / "eftclip" / "tables.csv")) == len(after) + len(third["tables"])
     assert set(third["tables"].settings) == {ex.settings_digest(p_theta)}
-    with pytest.raises(KeyError):   # no curated run at these settings for the first run's victims
-        ex._curation_rows(p_theta, "badnet", seeds=[0], victims=set(t.victim_model))
+    # the same victims at two settings: Algorithm 2's rows of each are read by their own parameters
+    for q in (p, p_theta):
+        assert set(ex._curation_rows(q, "badnet", seeds=[0], victims=set(t.victim_model)).settings) == {
+            ex.settings_digest(q)}
 
 
 def test_tables_read_each_table_at_its_own_seeds_and_threat_model():
@@ -822,3 +858,25 @@ def test_table2_cleanclip_is_the_matrix_row_of_that_model_when_absent_from_the_c
     pd.DataFrame([row]).to_csv(tmp_path / "defences" / "matrix.csv", index=False)
     m = ex._cleanclip_metrics(p, victim, None, v, "badnet", 0)
     assert m["asr_top1"] == 10.0 and m["ca_top10"] == 100.0 and trained == [1]
+
+
+def test_pretrain_victim_key_is_the_key_pretrain_victim_builds(monkeypatch, tmp_path):
+    """The key computed without training (what a machine without the model matches rows by) is the
+    very key the pre-training victim, and RoCLIP trained from scratch, are cached under."""
+    from types import SimpleNamespace
+
+    from paperlib.cache import ArtifactCache
+    from paperlib.experiments import common
+    from paperlib.experiments.eftclip_setup import load
+    p = load("params/eftclip/smoke.yaml")
+    v = common.victim_config(p, "badnet", "pretrain")
+    base = SimpleNamespace(key_params={"base": "x"})
+    seen = []
+    monkeypatch.setattr(ArtifactCache, "exists", lambda self, kind, key: seen.append(key) or True)
+    monkeypatch.setattr(ArtifactCache, "path", lambda self, kind, key: tmp_path)
+    plain = SimpleNamespace(needs_fit=False)
+    common.pretrain_victim(p, base, v, 3, attack=plain)
+    common.pretrain_victim(p, base, v, 3, attack=plain, defence_id="roclip", defence_cfg=p.defence.config("roclip", "badnet"))
+    assert seen == [common.pretrain_victim_key(p, base, v, 3),
+                    common.pretrain_victim_key(p, base, v, 3, "roclip", p.defence.config("roclip", "badnet"))]
+    assert seen[0] != seen[1]

@@ -75,6 +75,16 @@ def pretrain_victim(p, base, v, seed: int, attack=None, defence_id: str | None =
                               defence_id=defence_id, defence_cfg=defence_cfg, caption=v.poison.caption)
 
 
+def pretrain_victim_key(p, base, v, seed: int, defence_id: str | None = None, defence_cfg=None) -> dict:
+    """The cache key of the model :func:`pretrain_victim` makes, without making it (or fitting its trigger)."""
+    from paperlib import pipeline as pl
+    from paperlib.attacks import build_attack
+    fits = build_attack(v.attack, v.attack_config(), image_side=p.data.image_size).needs_fit
+    return pl.poison_pretrain_key(p.data, p.model, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
+                                  p.pretrain, seed, base if fits else None, pl.resolve_device(p.device).type,
+                                  defence_id, defence_cfg, v.poison.caption)
+
+
 def source_class_data(p, attack):
     """The data settings of the larger ImageNet-analogue rendering that ``attack``'s ASR is
     measured on, or None when it uses the ordinary one.  mmPoison's ASR counts only the source

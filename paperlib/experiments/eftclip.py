@@ -48,8 +48,16 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     wb = wb or Workbench(p)
     frames = []
     for seed in p.seeds_for("badnet"):
-        victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
         d = sweep_at(p, seed)
+        old = _published_sweep(p, d, wb, seed)
+        if old is not None:
+            frames.append(old)
+            log_fn(f"detection seed {seed}: {len(old)} rows from results/detection/eftclip.csv (its victim is not "
+                   "in this cache)")
+            from paperlib.results import say_in_terminal
+            say_in_terminal(f"detection seed {seed}: {len(old)} rows reused from results/detection/eftclip.csv")
+            continue
+        victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
         key = detection_key(p, d, wb, victim, seed)
         path = pl.ArtifactCache().get_or_build(
             "eval", key,
@@ -60,8 +68,30 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
                                                                  eval_key=path.name))
     every = upsert_csv(Path(p.results_dir) / "detection" / "eftclip.csv", pd.concat(frames).to_dict("records"),
                        DETECTION_KEY, DETECTION_COLUMNS)
-    # the file keeps rows of other victims (older runs): the tables read this run's only
-    return every[every.victim_model.isin({f.victim_model.iloc[0] for f in frames})].reset_index(drop=True)
+    # the file keeps rows of other victims and sweeps (older runs): the tables read this run's only
+    return every[every.eval_key.isin({k for f in frames for k in f.eval_key})].reset_index(drop=True)
+
+
+def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> pd.DataFrame | None:
+    """One seed's published detection rows, when its victim is absent from this cache (and so is
+    the sweep's own evaluation) and results/detection/eftclip.csv holds rows of the very sweep
+    (``eval_key``: the victim, the segmenter, the settings, the code version); else None."""
+    from types import SimpleNamespace
+
+    from paperlib.cache import ArtifactCache, artifact_key
+    vkey = wb.victim_key("badnet", seed, p.detection.victim)
+    cache = ArtifactCache()
+    path = Path(p.results_dir) / "detection" / "eftclip.csv"
+    if not p.reuse_rows or cache.exists("model", vkey) or not path.is_file():
+        return None
+    key = detection_key(p, d, wb, SimpleNamespace(path=Path(artifact_key("model", vkey))), seed)
+    if cache.exists("eval", key):
+        return None
+    rows = pd.read_csv(path)
+    if "eval_key" not in rows:
+        return None
+    rows = rows[rows.eval_key.astype(str) == artifact_key("eval", key)]
+    return rows.reset_index(drop=True) if len(rows) else None
 
 
 def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
@@ -269,6 +299,7 @@ def _cleanclip_metrics(p, victim, atk, v, attack: str, seed: int) -> dict:
 def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) -> dict[str, pd.DataFrame]:
     """Tables 2-6 (our rows, tidy) and the matrix rows of defence ``eftclip``."""
     from paperlib import pipeline as pl
+    from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.experiments.common import pretrain_victim, victim_metrics
     from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY, matrix_row, provenance
     from paperlib.results import upsert_csv
@@ -277,17 +308,37 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     rows, matrix_rows, runs = [], [], []
 
     settings = settings_digest(p)
+    block = None   # the (threat, attack, seed) the loops are in: its rows share it (see _block)
 
     def add(table, attack, model_label, m, seed, extra=None):
         rows.append({"table": table, "attack": attack, "model": model_label, "scale": p.scale, "seed": seed,
                      **{k: m[k] for k in m if k.startswith(("ca_top", "asr_top"))}, **(extra or {}),
                      "victim_model": victim.path.name,   # the victim of the row being made (the loops' own)
-                     "settings": settings})
+                     "settings": settings, "block": block})
+
+    def published(threat, attack, seed) -> bool:
+        """Whether the files' rows of this (threat, attack, seed) stand in (its victim absent from
+        this cache, its rows of these settings in the files): they join this run's rows."""
+        nonlocal block
+        key = wb.victim_key(attack, seed, threat)
+        block = _block(p, threat, attack, seed, artifact_key("model", key), settings)
+        if not p.reuse_rows or ArtifactCache().exists("model", key):
+            return False
+        old = _published_block(p, block)
+        if old is None:
+            return False
+        rows.extend(old[0])
+        runs.extend(old[1])
+        log_fn(f"eftclip {threat} {attack} seed {seed}: {len(old[0])} rows from the results files (the victim "
+               f"{artifact_key('model', key)} is not in this cache)")
+        from paperlib.results import say_in_terminal
+        say_in_terminal(f"eftclip {threat} {attack} seed {seed}: {len(old[0])} rows reused from the results files")
+        return True
 
     for seed in sorted({s for a in p.table5_attacks for s in p.seeds_for(a)} | set(p.seeds)):
         base_cache = {}
         for attack in p.table5_attacks:
-            if seed not in p.seeds_for(attack):   # BadNet's extra seeds (seeds_by_attack)
+            if seed not in p.seeds_for(attack) or published("finetune", attack, seed):   # seeds_by_attack
                 continue
             r = curated_defence(p, wb, attack, "finetune", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
@@ -342,6 +393,8 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                                   curated=rx["curated"], clean_pool=p.defence.clean_scenes,
                                                   detected=rx["detected"]))
         for pv in p.pretrain_victims if seed in p.pretrain_seed_list else ():
+            if published("pretrain", pv.attack, seed):
+                continue
             r = curated_defence(p, wb, pv.attack, "pretrain", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
             cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
@@ -381,12 +434,42 @@ def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int
     ``extra`` columns."""
     return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
             "victim_model": r["victim"].path.name, "settings": settings_digest(p),
+            "block": _block(p, threat, attack, seed, r["victim"].path.name, settings_digest(p)),
             "theta": p.eftclip.theta, "theta_scale": p.eftclip.theta_scale, "theta_oracle": r.get("theta_oracle"),
             "regions_per_image": r.get("regions_per_image"), "alg1_reading": p.eftclip.alg1_reading,
             "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
             "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()),
             "finetune_s": r["model"].summary.get("seconds", 0.0), "detect_s": r["seconds"].get("detect", 0.0),
             **extra}
+
+
+def _block(p: EftCLIPParams, threat: str, attack: str, seed: int, victim_model: str, settings: str) -> str:
+    """What the rows of one (threat, attack, seed) of :func:`defence_tables` share: its victim, the
+    settings, and what decides which rows it makes (an ablation seed's extra rows, Table 4's threat
+    model, the oracles).  All of a block's rows are written at once, so a block found in the files is
+    whole, and stands in for its models on a machine without its victim."""
+    import hashlib
+    import json
+    what = [threat, attack, int(seed), victim_model, settings, seed in p.ablation_seed_list, _table4_pretrain(p),
+            list(p.detection.oracles), list(p.other_rules)]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+
+
+def _published_block(p: EftCLIPParams, block: str) -> tuple[list[dict], list[dict]] | None:
+    """The rows of ``block`` in tables.csv and curation.csv, or None when tables.csv has none."""
+    folder = Path(p.results_dir) / PAPER
+    try:
+        tables = pd.read_csv(folder / "tables.csv")
+    except OSError:
+        return None
+    if "block" not in tables or not (tables.block == block).any():
+        return None
+    cur = pd.read_csv(folder / "curation.csv") if (folder / "curation.csv").is_file() else pd.DataFrame()
+    cur = cur[cur.block == block] if "block" in cur else cur.iloc[0:0]
+
+    def records(df):
+        return [{k: v for k, v in r.items() if not (isinstance(v, float) and v != v)} for r in df.to_dict("records")]
+    return records(tables[tables.block == block]), records(cur)
 
 
 def _set_size(p, label, r) -> int:

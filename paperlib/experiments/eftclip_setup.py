@@ -27,7 +27,7 @@ DETECTION_COLUMNS = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale
 # rows name their victim model (cache key) and settings (eftclip.settings_digest): a run on other victims
 # or at other settings adds rows beside these (issue 25)
 DETECTION_KEY = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "tau", "oracle", "alg1_reading",
-                 "victim", "scale", "seed", "victim_model")
+                 "victim", "scale", "seed", "victim_model", "eval_key")   # eval_key: the sweep's settings
 TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model", "settings")
 CURATION_KEY = ("attack", "threat_model", "oracle", "rule", "theta_scale", "alg1_reading", "scale", "seed",
                 "victim_model", "settings")
@@ -158,6 +158,12 @@ class Workbench:
             return finetune_victim(self.p, self.base, v, seed), victim_attack(self.p, self.base, v), v
         atk = victim_attack(self.p, self.base, v)
         return pretrain_victim(self.p, self.base, v, seed, atk), atk, v
+
+    def victim_key(self, attack: str, seed: int, threat: str = "finetune") -> dict:
+        """The cache key of :meth:`victim`'s model, without training it."""
+        from paperlib.experiments.common import pretrain_victim_key, victim_config, victim_key
+        v = victim_config(self.p, attack, threat)
+        return (victim_key if threat == "finetune" else pretrain_victim_key)(self.p, self.base, v, seed)
 
     def classifier(self, artifact, model):
         from paperlib import pipeline as pl

@@ -28,14 +28,15 @@ from paperlib.pipeline.defence import (defence_context, defence_key, defence_sce
                                        pair_embeddings, retrain_key, retrain_on)
 from paperlib.pipeline.evaluation import TEMPLATE_SETS, classifier_for, evaluate, linear_probe_eval, templates_for
 from paperlib.pipeline.poisoning import (PRETRAIN_DEFENCES, PoisonedSet, clean_encoder, finetune_scene_ids,
-                                         poison_finetune, poison_finetune_key, poison_pretrain, poisoned_pairs,
+                                         poison_finetune, poison_finetune_key, poison_pretrain, poison_pretrain_key,
+                                         poisoned_pairs,
                                          prepared_attack, victim_train_config)
 from paperlib.train.loop import TrainConfig  # noqa: F401
 
 __all__ = [
     "resolve_device", "device_name", "ModelArtifact", "split_tokens", "_train_artifact",
     "external_model", "file_sha256", "is_shipped_record", "shipped_base", "clean_pretrain_key", "pretrain_clean",
-    "PRETRAIN_DEFENCES", "poison_pretrain", "PoisonedSet", "finetune_scene_ids", "poisoned_pairs",
+    "PRETRAIN_DEFENCES", "poison_pretrain", "poison_pretrain_key", "PoisonedSet", "finetune_scene_ids", "poisoned_pairs",
     "prepared_attack", "clean_encoder", "victim_train_config", "poison_finetune_key", "poison_finetune",
     "TEMPLATE_SETS", "templates_for", "classifier_for", "evaluate", "linear_probe_eval",
     "defence_scene_ids", "defence_context", "defence_key", "defend", "encode_token_rows", "pair_embeddings",

@@ -20,6 +20,25 @@ from paperlib.train.loop import TrainConfig
 PRETRAIN_DEFENCES = ("roclip",)
 
 
+def poison_pretrain_key(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
+                        poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None",
+                        device_type: str, defence_id: str | None = None, defence_cfg=None,
+                        caption: str = "template") -> dict:
+    """The cache key of the model :func:`poison_pretrain` makes, computable without making it."""
+    if defence_id is not None and defence_id not in PRETRAIN_DEFENCES:
+        raise ValueError(f"defence {defence_id!r} cannot train from scratch; valid: {', '.join(PRETRAIN_DEFENCES)}")
+    key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
+           "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
+           "train": cfg.key(device_type), "seed": seed, "split": split_params("cc3m_analog", data),
+           "trigger_base": trigger_base.key_params if trigger_base is not None else None}
+    key.update(caption_key(caption))
+    if defence_id is not None:
+        from paperlib.defences import defence_config_class
+        defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
+        key.update(role="pretrain_defence", defence=defence_id, defence_cfg=asdict(defence_cfg))
+    return key
+
+
 def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
                     poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None" = None,
                     device="auto", cache: ArtifactCache | None = None, defence_id: str | None = None,
@@ -38,17 +57,11 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     """
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    if defence_id is not None and defence_id not in PRETRAIN_DEFENCES:
-        raise ValueError(f"defence {defence_id!r} cannot train from scratch; valid: {', '.join(PRETRAIN_DEFENCES)}")
-    key = {"role": "poison_pretrain", "model": model_name, "attack": attack_id,
-           "attack_cfg": attack_key(attack_id, attack_cfg), "target": target, "poison_count": poison_count,
-           "train": cfg.key(device.type), "seed": seed, "split": split_params("cc3m_analog", data),
-           "trigger_base": trigger_base.key_params if trigger_base is not None else None}
-    key.update(caption_key(caption))
+    key = poison_pretrain_key(data, model_name, attack_id, attack_cfg, target, poison_count, cfg, seed, trigger_base,
+                              device.type, defence_id, defence_cfg, caption)
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
-        key.update(role="pretrain_defence", defence=defence_id, defence_cfg=asdict(defence_cfg))
     if cache.exists("model", key):
         return ModelArtifact(model_name, cache.path("model", key), key)
     split = get_split("cc3m_analog", data, cache)
