@@ -207,10 +207,10 @@ def row_naming_model(path: str | Path, model: str, **match) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    rows = pd.read_csv(path)
+    rows = pd.read_csv(path, dtype={"model": str, "victim_model": str})   # cache keys, never numbers
     if "model" not in rows.columns:
         return None
-    rows = rows[rows.model.astype(str) == str(model)]
+    rows = rows[rows.model == str(model)]
     for column, value in match.items():
         rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
     return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items() if not pd.isna(v)}

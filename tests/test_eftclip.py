@@ -461,6 +461,10 @@ def test_detection_sweep_is_read_from_the_cache_until_a_setting_changes(tmp_path
         def victim_key(self, attack, seed, threat):
             return {"victim": f"{self.victim_name}_{seed}"}
 
+        def victim_absent(self, key):
+            from paperlib.cache import ArtifactCache
+            return not ArtifactCache().exists("model", key)
+
         def victim(self, attack, seed, threat):
             return (SimpleNamespace(path=Path(artifact_key("model", self.victim_key(attack, seed, threat)))), None,
                     SimpleNamespace(poison=SimpleNamespace(target="banana")))
@@ -604,7 +608,8 @@ def test_defence_tables_run_ablations_and_pretraining_at_their_own_seeds(tmp_pat
 
     tag, curated_calls = ["victim"], []
     # the victims' keys, as a machine without the models computes them (the block of a run's rows)
-    wb = SimpleNamespace(base=model("base"), victim_key=lambda a, s, t: {"v": f"{tag[0]}_{a}_{t}_{s}"})
+    wb = SimpleNamespace(base=model("base"), victim_key=lambda a, s, t: {"v": f"{tag[0]}_{a}_{t}_{s}"},
+                         victim_absent=lambda key: True)   # no model is in this test's cache
 
     def fake_curated(p, wb, attack, threat, seed, rule=None, oracle_kind="fastsam"):
         curated_calls.append((attack, threat, seed))

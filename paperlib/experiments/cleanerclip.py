@@ -185,6 +185,7 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                 epochs = range(1, int(p.defence.train.epochs) + 1)
                 old = [_published(p, "fig3_asr_per_epoch.csv", key, epoch=e) for e in epochs]
                 if old and all(r is not None for r in old):
+                    old = [{**r, "victim_model": artifact_key("model", vic.key)} for r in old]   # (older rows lack it)
                     rows += old
                     vic.reused += old
                     continue
@@ -221,6 +222,7 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
         for label, key in keys.items():
             old = [_published(p, "table2_linear_probe.csv", key, probe=probe) for probe in p.probe.probes]
             if all(r is not None for r in old):
+                old = [{**r, "victim_model": artifact_key("model", vic.key)} for r in old]   # (older rows lack it)
                 rows += old
                 vic.reused += old
                 continue

@@ -52,10 +52,11 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
         old = _published_sweep(p, d, wb, seed)
         if old is not None:
             frames.append(old)
-            log_fn(f"detection seed {seed}: {len(old)} rows from results/detection/eftclip.csv (its victim is not "
-                   "in this cache)")
-            from paperlib.results import say_in_terminal
-            say_in_terminal(f"detection seed {seed}: {len(old)} rows reused from results/detection/eftclip.csv")
+            if not wb_cached_sweep(p, d, wb, seed):
+                log_fn(f"detection seed {seed}: {len(old)} rows from results/detection/eftclip.csv (its victim is "
+                       "not in this cache)")
+                from paperlib.results import say_in_terminal
+                say_in_terminal(f"detection seed {seed}: {len(old)} rows reused from results/detection/eftclip.csv")
             continue
         victim, atk, v = wb.victim("badnet", seed, p.detection.victim)
         key = detection_key(p, d, wb, victim, seed)
@@ -73,25 +74,37 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
 
 
 def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> pd.DataFrame | None:
-    """One seed's published detection rows, when its victim is absent from this cache (and so is
-    the sweep's own evaluation) and results/detection/eftclip.csv holds rows of the very sweep
-    (``eval_key``: the victim, the segmenter, the settings, the code version); else None."""
+    """One seed's detection rows without its victim: the sweep's own evaluation when the cache holds
+    it, else, when the victim was absent from the cache (:meth:`Workbench.victim_absent`), the
+    rows of results/detection/eftclip.csv of the very sweep (``eval_key``: the victim, the segmenter,
+    the settings, the code version); else None (the sweep runs)."""
     from types import SimpleNamespace
 
     from paperlib.cache import ArtifactCache, artifact_key
     vkey = wb.victim_key("badnet", seed, p.detection.victim)
+    name = artifact_key("model", vkey)
+    key = detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed)
     cache = ArtifactCache()
-    path = Path(p.results_dir) / "detection" / "eftclip.csv"
-    if not p.reuse_rows or cache.exists("model", vkey) or not path.is_file():
-        return None
-    key = detection_key(p, d, wb, SimpleNamespace(path=Path(artifact_key("model", vkey))), seed)
     if cache.exists("eval", key):
+        return pd.read_csv(cache.path("eval", key) / "detection.csv").assign(
+            scale=p.scale, seed=seed, victim_model=name, eval_key=artifact_key("eval", key))
+    path = Path(p.results_dir) / "detection" / "eftclip.csv"
+    if not p.reuse_rows or not wb.victim_absent(vkey) or not path.is_file():
         return None
-    rows = pd.read_csv(path)
+    rows = pd.read_csv(path, dtype={"eval_key": str, "victim_model": str})
     if "eval_key" not in rows:
         return None
-    rows = rows[rows.eval_key.astype(str) == artifact_key("eval", key)]
+    rows = rows[rows.eval_key == artifact_key("eval", key)]
     return rows.reset_index(drop=True) if len(rows) else None
+
+
+def wb_cached_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> bool:
+    """Whether this cache holds the seed's sweep itself (re-executing the notebook reads it)."""
+    from types import SimpleNamespace
+
+    from paperlib.cache import ArtifactCache, artifact_key
+    name = artifact_key("model", wb.victim_key("badnet", seed, p.detection.victim))
+    return ArtifactCache().exists("eval", detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed))
 
 
 def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
@@ -198,7 +211,7 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
     wb = wb or Workbench(p)
     split = pl.get_split("cc3m_analog", p.data)
     seed = p.seeds_for("badnet")[0]
-    victim, _, _ = wb.victim("badnet", seed, p.detection.victim)
+    victim = wb.victim_unbuilt("badnet", seed, p.detection.victim)   # its key only: the scenes to leave out
     ids = wb.held_out_scenes("cc3m_analog", p.detection.latency_images, victim, seed)
     imgs = np.asarray(split.images[ids])
     device = environment().get("device", "cpu")
@@ -322,7 +335,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
         nonlocal block
         key = wb.victim_key(attack, seed, threat)
         block = _block(p, threat, attack, seed, artifact_key("model", key), settings)
-        if not p.reuse_rows or ArtifactCache().exists("model", key):
+        if not p.reuse_rows or not wb.victim_absent(key):
             return False
         old = _published_block(p, block)
         if old is None:
@@ -356,7 +369,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                                              summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
                                              summary.get("samples", r["curated"] * p.defence.train.epochs)),
                                 **provenance(victim, r["model"])})
-            runs.append(_curation_row(p, attack, "finetune", "fastsam", r["rule"], seed, r, **info))
+            runs.append(_curation_row(p, attack, "finetune", "fastsam", r["rule"], seed, r, block, **info))
             ablation = seed in p.ablation_seed_list    # Algorithm 2's other readings, the exact oracle
             for rule in [x for x in p.other_rules if x != p.eftclip.affected_rule and ablation]:
                 ro_ = curated_defence(p, wb, attack, "finetune", seed, rule=rule)
@@ -365,7 +378,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 add("Table 5", attack, f"eftclip_{rule}", m_r, seed, extra)
                 if attack == "badnet":
                     add("Table 2", attack, f"eftclip_{rule}", m_r, seed, {"finetune_set": ro_["curated"]})
-                runs.append(_curation_row(p, attack, "finetune", "fastsam", rule, seed, ro_, **extra))
+                runs.append(_curation_row(p, attack, "finetune", "fastsam", rule, seed, ro_, block, **extra))
             log_fn(f"eftclip {attack}: ASR {m_victim['asr_top1']:.1f} -> {m_eft['asr_top1']:.1f}, "
                    f"CA {m_victim['ca_top1']:.1f} -> {m_eft['ca_top1']:.1f}, curated {r['curated']} pairs")
             if attack == "badnet":
@@ -389,7 +402,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                         rx = curated_defence(p, wb, attack, "finetune", seed, oracle_kind="exact")
                         add("Table 6", attack, "eftclip_exact", victim_metrics(p, rx["model"], atk, v), seed,
                             {"curated": rx["curated"], "detected": rx["detected"]})
-                        runs.append(_curation_row(p, attack, "finetune", "exact", rx["rule"], seed, rx,
+                        runs.append(_curation_row(p, attack, "finetune", "exact", rx["rule"], seed, rx, block,
                                                   curated=rx["curated"], clean_pool=p.defence.clean_scenes,
                                                   detected=rx["detected"]))
         for pv in p.pretrain_victims if seed in p.pretrain_seed_list else ():
@@ -415,26 +428,26 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                         {"cifar_ca_top1": _cifar_top1(p, model), "threat_model": "pretrain",
                          "finetune_set": len(pl.get_split("cc3m_analog", p.data)) if label == "roclip"
                          else _set_size(p, label, r)})
-            runs.append(_curation_row(p, pv.attack, "pretrain", "fastsam", r["rule"], seed, r, curated=r["curated"],
+            runs.append(_curation_row(p, pv.attack, "pretrain", "fastsam", r["rule"], seed, r, block, curated=r["curated"],
                                       clean_pool=p.defence.clean_scenes, detected=r["detected"]))
     upsert_csv(out_dir / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
     tidy = upsert_csv(out_dir / PAPER / "tables.csv", rows, TABLES_KEY)
     found = upsert_csv(out_dir / PAPER / "curation.csv", runs, CURATION_KEY)
-    # the files keep rows of other victims (older runs): the tables and claims read this run's only
-    victims = {r["victim_model"] for r in rows} | {r["victim_model"] for r in runs}
-    return {"tables": tidy[tidy.victim_model.isin(victims) & (tidy.settings == settings)].reset_index(drop=True),
-            "curation": found[found.victim_model.isin(victims) & (found.settings == settings)].reset_index(drop=True)}
+    # the files keep rows of other victims and settings (older runs): the tables and claims read this run's only
+    blocks = {r["block"] for r in rows} | {r["block"] for r in runs}
+    return {"tables": tidy[tidy.block.astype(str).isin(blocks)].reset_index(drop=True),
+            "curation": found[found.block.astype(str).isin(blocks)].reset_index(drop=True)}
 
 
-def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, **extra) -> dict:
+def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, block: str,
+                  **extra) -> dict:
     """One row of ``curation.csv``: what Algorithm 2 found for one curated set (``r``, from
     :func:`curated_defence`), what it cost (the curated model's own training time from its summary,
     also when this run read it from the cache; Algorithm 1's time in this run), the theta scale, the
     cut on the oracle's confidences and the regions it kept per image, Algorithm 1's reading, plus
     ``extra`` columns."""
     return {"attack": attack, "threat_model": threat, "oracle": oracle, "rule": rule, "seed": seed, "scale": p.scale,
-            "victim_model": r["victim"].path.name, "settings": settings_digest(p),
-            "block": _block(p, threat, attack, seed, r["victim"].path.name, settings_digest(p)),
+            "victim_model": r["victim"].path.name, "settings": settings_digest(p), "block": block,
             "theta": p.eftclip.theta, "theta_scale": p.eftclip.theta_scale, "theta_oracle": r.get("theta_oracle"),
             "regions_per_image": r.get("regions_per_image"), "alg1_reading": p.eftclip.alg1_reading,
             "k_top": " ".join(r["k_top"]), "n_affected": r["n_affected"],
@@ -451,20 +464,21 @@ def _block(p: EftCLIPParams, threat: str, attack: str, seed: int, victim_model: 
     import hashlib
     import json
     what = [threat, attack, int(seed), victim_model, settings, seed in p.ablation_seed_list, _table4_pretrain(p),
-            list(p.detection.oracles), list(p.other_rules)]
+            list(p.detection.oracles), list(p.other_rules)]   # (the clean base: in settings)
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 
 def _published_block(p: EftCLIPParams, block: str) -> tuple[list[dict], list[dict]] | None:
     """The rows of ``block`` in tables.csv and curation.csv, or None when tables.csv has none."""
     folder = Path(p.results_dir) / PAPER
+    text = {c: str for c in ("block", "settings", "victim_model")}   # digests, never numbers
     try:
-        tables = pd.read_csv(folder / "tables.csv")
+        tables = pd.read_csv(folder / "tables.csv", dtype=text)
     except OSError:
         return None
     if "block" not in tables or not (tables.block == block).any():
         return None
-    cur = pd.read_csv(folder / "curation.csv") if (folder / "curation.csv").is_file() else pd.DataFrame()
+    cur = pd.read_csv(folder / "curation.csv", dtype=text) if (folder / "curation.csv").is_file() else pd.DataFrame()
     cur = cur[cur.block == block] if "block" in cur else cur.iloc[0:0]
 
     def records(df):

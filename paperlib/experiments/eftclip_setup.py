@@ -28,9 +28,10 @@ DETECTION_COLUMNS = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale
 # or at other settings adds rows beside these (issue 25)
 DETECTION_KEY = ("dataset", "n_backdoor", "rho", "mu", "theta", "theta_scale", "tau", "oracle", "alg1_reading",
                  "victim", "scale", "seed", "victim_model", "eval_key")   # eval_key: the sweep's settings
-TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model", "settings")
+# block (eftclip._block): a block's rows are written together and stay together, so one found is whole
+TABLES_KEY = ("table", "attack", "model", "scale", "seed", "victim_model", "settings", "block")
 CURATION_KEY = ("attack", "threat_model", "oracle", "rule", "theta_scale", "alg1_reading", "scale", "seed",
-                "victim_model", "settings")
+                "victim_model", "settings", "block")
 # what rows written before theta scales and Algorithm 1 readings existed were (paper scale, as printed)
 ROW_DEFAULTS = {"theta_scale": "paper", "alg1_reading": "printed"}
 
@@ -114,7 +115,8 @@ CURATION_CODE_VERSION = 1
 def settings_digest(p: EftCLIPParams) -> str:
     """A short digest of every setting a row of tables.csv / curation.csv depends on beyond its
     victim (``victim_model``), seed and labels: EftCLIP's and the segmenter's settings, the defence
-    budget, the retained set, Algorithm 2's other readings, the evaluation, the code versions.  With
+    budget (its precision resolved on this device), the retained set, Algorithm 2's other readings,
+    the evaluation and data settings, the model, the clean base and its pre-training, the code versions.  With
     ``victim_model`` it lets a machine without the models tell a published row of these very
     settings from one of others (issue 25: rows standing in for absent models)."""
     import hashlib
@@ -123,8 +125,11 @@ def settings_digest(p: EftCLIPParams) -> str:
     from dataclasses import asdict
 
     from paperlib.cache import canonical
+    from paperlib.pipeline import resolve_device
     what = {"eftclip": asdict(p.eftclip), "segmenter": asdict(p.segmenter), "defence": asdict(p.defence),
+            "defence_train": p.defence.train.key(resolve_device(p.device).type),   # precision resolved
             "retained_images": p.retained_images, "other_rules": list(p.other_rules), "eval": asdict(p.eval),
+            "data": asdict(p.data), "model": p.model, "base": p.base_checkpoint, "pretrain": asdict(p.pretrain),
             "oracles": list(p.detection.oracles), "code": [SWEEP_CODE_VERSION, CURATION_CODE_VERSION]}
     return hashlib.sha256(json.dumps(canonical(what), sort_keys=True).encode()).hexdigest()[:12]
 
@@ -150,6 +155,8 @@ class Workbench:
         self._oracles = {}
         self._clean = None
         self._theta = {}
+        self._absent = {}   # victim key -> absent from the cache when first asked (see victim_absent)
+        self.note_absent_victims()
 
     def victim(self, attack: str, seed: int, threat: str = "finetune"):
         from paperlib.experiments.common import finetune_victim, pretrain_victim, victim_attack, victim_config
@@ -164,6 +171,35 @@ class Workbench:
         from paperlib.experiments.common import pretrain_victim_key, victim_config, victim_key
         v = victim_config(self.p, attack, threat)
         return (victim_key if threat == "finetune" else pretrain_victim_key)(self.p, self.base, v, seed)
+
+    def victim_unbuilt(self, attack: str, seed: int, threat: str = "finetune"):
+        """:meth:`victim`'s artifact without training it: its key names the scenes it was poisoned on."""
+        from paperlib import pipeline as pl
+        from paperlib.cache import ArtifactCache
+        key = self.victim_key(attack, seed, threat)
+        return pl.ModelArtifact(self.p.model, ArtifactCache().path("model", key), key)
+
+    def victim_absent(self, key: dict) -> bool:
+        """Whether the victim of ``key`` was absent from the cache when this workbench first asked:
+        the answer stays for the workbench's life, so a victim a figure trains later in the run does
+        not turn rows that stood in for it into a recomputation."""
+        from paperlib.cache import ArtifactCache, artifact_key
+        name = artifact_key("model", key)
+        if name not in self._absent:
+            self._absent[name] = not ArtifactCache().exists("model", key)
+        return self._absent[name]
+
+    def note_absent_victims(self) -> None:
+        """Ask once, at the start, for every victim the sections read (see :meth:`victim_absent`)."""
+        p = self.p
+        for attack in dict.fromkeys(("badnet", *p.table5_attacks)):
+            for seed in p.seeds_for(attack):
+                self.victim_absent(self.victim_key(attack, seed, "finetune"))
+        for seed in p.seeds_for("badnet"):
+            self.victim_absent(self.victim_key("badnet", seed, p.detection.victim))
+        for pv in p.pretrain_victims:
+            for seed in p.pretrain_seed_list:
+                self.victim_absent(self.victim_key(pv.attack, seed, "pretrain"))
 
     def classifier(self, artifact, model):
         from paperlib import pipeline as pl
