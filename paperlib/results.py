@@ -145,7 +145,11 @@ def _folder_lock(folder: Path):
 
 def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) -> pd.DataFrame:
     if path.is_file():
-        old = pd.read_csv(path)
+        # key columns these rows hold as text (digests, cache keys) are read back as text: a digest
+        # of digits, or like "12e4", would otherwise come back a number and be rewritten as one
+        text = {k: str for k in key if k in new.columns
+                and (new[k].dtype == object or pd.api.types.is_string_dtype(new[k]))}
+        old = pd.read_csv(path, dtype=text)
         for k in key:
             if k not in old.columns:      # a key column added later: older rows have no value there
                 old[k] = (key_defaults or {}).get(k, float("nan"))

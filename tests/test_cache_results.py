@@ -297,3 +297,13 @@ def test_upsert_of_no_rows_leaves_the_file_and_returns_it(tmp_path):
     upsert_csv(path, [{"a": 1, "b": 2}], ("a",))
     before = path.read_bytes()
     assert upsert_csv(path, [], ("a",)).to_dict("records") == [{"a": 1, "b": 2}] and path.read_bytes() == before
+
+
+def test_upsert_keeps_digest_keys_that_look_like_numbers_as_text(tmp_path):
+    path = tmp_path / "rows.csv"
+    upsert_csv(path, [{"settings": "123456789012", "v": 1}, {"settings": "1234e5678901", "v": 2}], ("settings",))
+    upsert_csv(path, [{"settings": "aaaaaaaaaaaa", "v": 3}], ("settings",))
+    assert sorted(pd.read_csv(path, dtype={"settings": str}).settings) == ["123456789012", "1234e5678901", "aaaaaaaaaaaa"]
+    upsert_csv(path, [{"settings": "123456789012", "v": 9}], ("settings",))   # the same key: replaced, not added
+    again = pd.read_csv(path, dtype={"settings": str})
+    assert len(again) == 3 and again.set_index("settings").v["123456789012"] == 9

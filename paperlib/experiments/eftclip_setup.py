@@ -125,9 +125,11 @@ def settings_digest(p: EftCLIPParams) -> str:
     from dataclasses import asdict
 
     from paperlib.cache import canonical
-    from paperlib.pipeline import resolve_device
+    import torch
+    # the device type without asking for it (a GPU file's digest is computable on a CPU)
+    device_type = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     what = {"eftclip": asdict(p.eftclip), "segmenter": asdict(p.segmenter), "defence": asdict(p.defence),
-            "defence_train": p.defence.train.key(resolve_device(p.device).type),   # precision resolved
+            "defence_train": p.defence.train.key(device_type),   # precision resolved
             "retained_images": p.retained_images, "other_rules": list(p.other_rules), "eval": asdict(p.eval),
             "data": asdict(p.data), "model": p.model, "base": p.base_checkpoint, "pretrain": asdict(p.pretrain),
             "oracles": list(p.detection.oracles), "code": [SWEEP_CODE_VERSION, CURATION_CODE_VERSION]}
