@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paperlib.experiments.eftclip_reuse import _block, _published_block, _published_sweep, wb_cached_sweep
 from paperlib.experiments.eftclip_setup import (  # noqa: F401 (re-exported)
     CURATION_KEY, DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, SWEEP_CODE_VERSION,
-    TABLES_KEY, DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, load, settings_digest)
+    TABLES_KEY, DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, detection_key, load, settings_digest)
 
 log = logging.getLogger(__name__)
 
@@ -73,68 +74,12 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     return every[every.eval_key.isin({k for f in frames for k in f.eval_key})].reset_index(drop=True)
 
 
-def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> pd.DataFrame | None:
-    """One seed's detection rows without its victim: the sweep's own evaluation when the cache holds
-    it, else, when the victim was absent from the cache (:meth:`Workbench.victim_absent`), the
-    rows of results/detection/eftclip.csv of the very sweep (``eval_key``: the victim, the segmenter,
-    the settings, the code version); else None (the sweep runs)."""
-    from types import SimpleNamespace
-
-    from paperlib.cache import ArtifactCache, artifact_key
-    vkey = wb.victim_key("badnet", seed, p.detection.victim)
-    name = artifact_key("model", vkey)
-    key = detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed)
-    cache = ArtifactCache()
-    if cache.exists("eval", key):
-        return pd.read_csv(cache.path("eval", key) / "detection.csv").assign(
-            scale=p.scale, seed=seed, victim_model=name, eval_key=artifact_key("eval", key))
-    path = Path(p.results_dir) / "detection" / "eftclip.csv"
-    if not p.reuse_rows or not wb.victim_absent(vkey) or not path.is_file():
-        return None
-    rows = pd.read_csv(path, dtype={"eval_key": str, "victim_model": str})
-    if "eval_key" not in rows:
-        return None
-    rows = rows[rows.eval_key == artifact_key("eval", key)]
-    return rows.reset_index(drop=True) if len(rows) else None
-
-
-def wb_cached_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> bool:
-    """Whether this cache holds the seed's sweep itself (re-executing the notebook reads it)."""
-    from types import SimpleNamespace
-
-    from paperlib.cache import ArtifactCache, artifact_key
-    name = artifact_key("model", wb.victim_key("badnet", seed, p.detection.victim))
-    return ArtifactCache().exists("eval", detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed))
-
-
 def sweep_at(p: EftCLIPParams, seed: int) -> DetectionSweep:
     """The sweep a seed runs: all of ``detection`` at the ablation seeds, Table 1's trigger elsewhere."""
     d = p.detection
     if seed in p.ablation_seed_list:
         return d
     return replace(d, rho_px=(d.default_rho,), positions=(d.default_position,))
-
-
-
-
-def detection_key(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, seed: int) -> dict:
-    """Everything one seed's detection rows depend on: the victim and the clean model (by cache
-    key), the oracles (the segmenter's key), the captioned splits, the sweep, Algorithm 1's
-    settings, the zero-shot prompts and the held-out scene choice (which excludes the defence's
-    clean pool and the segmenter's training scenes), and theta's calibration (the segmenter's key and
-    validation scenes fix the confidences it reads; its settings are here)."""
-    from paperlib import pipeline as pl
-    cfg = p.eftclip
-    return {"role": "eftclip_detection", "code": SWEEP_CODE_VERSION, "victim": victim.path.name, "clean": wb.base.path.name,
-            "oracles": {k: (wb.segmenter().name if k == "fastsam" else k) for k in d.oracles},
-            "splits": {ds: pl.split_params(ds, p.data) for ds in (*d.datasets, "imagenet_analog")},
-            "sweep": {k: getattr(d, k) for k in ("datasets", "n_backdoor", "rho_px", "positions", "thetas",
-                                                 "taus", "oracles", "victim", "theta_scales", "alg1_readings")},
-            "algorithm": {k: getattr(cfg, k) for k in ("region_topk", "min_region_side", "affected_rule")},
-            "theta_calibration": {k: getattr(cfg, k) for k in ("theta_anchor", "calibration_metric",
-                                                               "calibration_target", "calibration_iou")},
-            "templates": p.eval.templates, "clean_scenes": p.defence.clean_scenes,
-            "segmenter_scenes": p.segmenter.train_scenes + p.segmenter.val_scenes, "seed": seed}
 
 
 def _sweep_one_seed(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, victim, atk, target: str, seed: int,
@@ -454,36 +399,6 @@ def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int
             "affected_top": " ".join(f"{k}:{c}" for k, c in r["affected"].items()),
             "finetune_s": r["model"].summary.get("seconds", 0.0), "detect_s": r["seconds"].get("detect", 0.0),
             **extra}
-
-
-def _block(p: EftCLIPParams, threat: str, attack: str, seed: int, victim_model: str, settings: str) -> str:
-    """What the rows of one (threat, attack, seed) of :func:`defence_tables` share: its victim, the
-    settings, and what decides which rows it makes (an ablation seed's extra rows, Table 4's threat
-    model, the oracles).  All of a block's rows are written at once, so a block found in the files is
-    whole, and stands in for its models on a machine without its victim."""
-    import hashlib
-    import json
-    what = [threat, attack, int(seed), victim_model, settings, seed in p.ablation_seed_list, _table4_pretrain(p),
-            list(p.detection.oracles), list(p.other_rules)]   # (the clean base: in settings)
-    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
-
-
-def _published_block(p: EftCLIPParams, block: str) -> tuple[list[dict], list[dict]] | None:
-    """The rows of ``block`` in tables.csv and curation.csv, or None when tables.csv has none."""
-    folder = Path(p.results_dir) / PAPER
-    text = {c: str for c in ("block", "settings", "victim_model")}   # digests, never numbers
-    try:
-        tables = pd.read_csv(folder / "tables.csv", dtype=text)
-    except OSError:
-        return None
-    if "block" not in tables or not (tables.block == block).any():
-        return None
-    cur = pd.read_csv(folder / "curation.csv", dtype=text) if (folder / "curation.csv").is_file() else pd.DataFrame()
-    cur = cur[cur.block == block] if "block" in cur else cur.iloc[0:0]
-
-    def records(df):
-        return [{k: v for k, v in r.items() if not (isinstance(v, float) and v != v)} for r in df.to_dict("records")]
-    return records(tables[tables.block == block]), records(cur)
 
 
 def _set_size(p, label, r) -> int:

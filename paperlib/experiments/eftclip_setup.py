@@ -136,6 +136,26 @@ def settings_digest(p: EftCLIPParams) -> str:
     return hashlib.sha256(json.dumps(canonical(what), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def detection_key(p: "EftCLIPParams", d: DetectionSweep, wb: "Workbench", victim, seed: int) -> dict:
+    """Everything one seed's detection rows depend on: the victim and the clean model (by cache
+    key), the oracles (the segmenter's key), the captioned splits, the sweep, Algorithm 1's
+    settings, the zero-shot prompts and the held-out scene choice (which excludes the defence's
+    clean pool and the segmenter's training scenes), and theta's calibration (the segmenter's key and
+    validation scenes fix the confidences it reads; its settings are here)."""
+    from paperlib import pipeline as pl
+    cfg = p.eftclip
+    return {"role": "eftclip_detection", "code": SWEEP_CODE_VERSION, "victim": victim.path.name, "clean": wb.base.path.name,
+            "oracles": {k: (wb.segmenter().name if k == "fastsam" else k) for k in d.oracles},
+            "splits": {ds: pl.split_params(ds, p.data) for ds in (*d.datasets, "imagenet_analog")},
+            "sweep": {k: getattr(d, k) for k in ("datasets", "n_backdoor", "rho_px", "positions", "thetas",
+                                                 "taus", "oracles", "victim", "theta_scales", "alg1_readings")},
+            "algorithm": {k: getattr(cfg, k) for k in ("region_topk", "min_region_side", "affected_rule")},
+            "theta_calibration": {k: getattr(cfg, k) for k in ("theta_anchor", "calibration_metric",
+                                                               "calibration_target", "calibration_iou")},
+            "templates": p.eval.templates, "clean_scenes": p.defence.clean_scenes,
+            "segmenter_scenes": p.segmenter.train_scenes + p.segmenter.val_scenes, "seed": seed}
+
+
 def load(path: str | Path | None = None, overrides: dict | None = None) -> EftCLIPParams:
     return load_params(EftCLIPParams, path, overrides, complete=complete_victims)
 
