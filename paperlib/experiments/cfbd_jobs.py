@@ -53,16 +53,12 @@ def warm(params_path: Path) -> None:
     victim's trigger."""
     from paperlib import pipeline as pl
     from paperlib.config import replace
-    from paperlib.data.splits import get_split
     from paperlib.experiments.cfbd import load
-    from paperlib.experiments.common import clean_base, source_class_data, victim_attack
+    from paperlib.experiments.common import build_triggers, clean_base
     from paperlib.experiments.detection import trained_mapping
     p = load(params_path)
     base = clean_base(p)
     device = pl.resolve_device(p.device)
     for kind in dict.fromkeys((p.mapping.kind, *p.mapping_ablation)):
         trained_mapping(replace(p, mapping=replace(p.mapping, kind=kind)), base, device)
-    for v in p.victims:
-        source_data = source_class_data(p, victim_attack(p, base, v))
-        if source_data is not None:   # mmPoison's larger evaluation rendering
-            get_split("imagenet_analog", source_data)
+    build_triggers(p, base)

@@ -85,6 +85,18 @@ def pretrain_victim_key(p, base, v, seed: int, defence_id: str | None = None, de
                                   defence_id, defence_cfg, v.poison.caption)
 
 
+def build_triggers(p, base) -> None:
+    """Each victim's attack with its trigger fitted on ``base`` (BadCLIP's patch, SSBA's encoder, ...)
+    and the larger evaluation rendering mmPoison's ASR needs, built once: what parallel jobs read
+    and none may build twice at once (two jobs rendering one split broke a rendering pool on the
+    H200: results/defences/gpu_seeds_jobs.csv)."""
+    from paperlib.data.splits import get_split
+    for v in p.victims:
+        source_data = source_class_data(p, victim_attack(p, base, v))
+        if source_data is not None:
+            get_split("imagenet_analog", source_data)
+
+
 def source_class_data(p, attack):
     """The data settings of the larger ImageNet-analogue rendering that ``attack``'s ASR is
     measured on, or None when it uses the ordinary one.  mmPoison's ASR counts only the source

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paperlib.experiments.eftclip_reuse import _block, _published_block, _published_sweep, wb_cached_sweep
+from paperlib.experiments.eftclip_reuse import _block, _published_block, _published_sweep
 from paperlib.experiments.eftclip_setup import (  # noqa: F401 (re-exported)
     CURATION_KEY, DATASETS, DETECTION_COLUMNS, DETECTION_KEY, PAPER, PAPER_DATASET, ROW_DEFAULTS, SWEEP_CODE_VERSION,
     TABLES_KEY, DetectionSweep, EftCLIPParams, Workbench, _table4_pretrain, detection_key, load, settings_digest)
@@ -50,10 +50,11 @@ def detection_sweep(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print)
     frames = []
     for seed in p.seeds_for("badnet"):
         d = sweep_at(p, seed)
-        old = _published_sweep(p, d, wb, seed)
-        if old is not None:
+        found = _published_sweep(p, d, wb, seed)
+        if found is not None:
+            old, from_cache = found
             frames.append(old)
-            if not wb_cached_sweep(p, d, wb, seed):
+            if not from_cache:
                 log_fn(f"detection seed {seed}: {len(old)} rows from results/detection/eftclip.csv (its victim is "
                        "not in this cache)")
                 from paperlib.results import say_in_terminal

@@ -16,11 +16,12 @@ from paperlib.experiments.eftclip_setup import (PAPER, DetectionSweep, EftCLIPPa
                                                 detection_key)
 
 
-def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> pd.DataFrame | None:
+def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench,
+                     seed: int) -> tuple[pd.DataFrame, bool] | None:
     """One seed's detection rows without its victim: the sweep's own evaluation when the cache holds
     it, else, when the victim was absent from the cache (:meth:`Workbench.victim_absent`), the
     rows of results/detection/eftclip.csv of the very sweep (``eval_key``: the victim, the segmenter,
-    the settings, the code version); else None (the sweep runs)."""
+    the settings, the code version); with whether they came from the cache.  None: the sweep runs."""
     from types import SimpleNamespace
 
     from paperlib.cache import ArtifactCache, artifact_key
@@ -30,7 +31,7 @@ def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: i
     cache = ArtifactCache()
     if cache.exists("eval", key):
         return pd.read_csv(cache.path("eval", key) / "detection.csv").assign(
-            scale=p.scale, seed=seed, victim_model=name, eval_key=artifact_key("eval", key))
+            scale=p.scale, seed=seed, victim_model=name, eval_key=artifact_key("eval", key)), True
     path = Path(p.results_dir) / "detection" / "eftclip.csv"
     if not p.reuse_rows or not wb.victim_absent(vkey) or not path.is_file():
         return None
@@ -38,16 +39,7 @@ def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: i
     if "eval_key" not in rows:
         return None
     rows = rows[rows.eval_key == artifact_key("eval", key)]
-    return rows.reset_index(drop=True) if len(rows) else None
-
-
-def wb_cached_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench, seed: int) -> bool:
-    """Whether this cache holds the seed's sweep itself (re-executing the notebook reads it)."""
-    from types import SimpleNamespace
-
-    from paperlib.cache import ArtifactCache, artifact_key
-    name = artifact_key("model", wb.victim_key("badnet", seed, p.detection.victim))
-    return ArtifactCache().exists("eval", detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed))
+    return (rows.reset_index(drop=True), False) if len(rows) else None
 
 
 def _block(p: EftCLIPParams, threat: str, attack: str, seed: int, victim_model: str, settings: str) -> str:

@@ -130,19 +130,11 @@ def warm_data(raw: dict, work: Path, module: str = "defences") -> None:
 
 
 def warm_attacks(params_path: Path) -> None:
-    """Build each attack's trigger (BadCLIP's patch, SSBA's encoder, ...) once, on the clean base,
-    and the larger evaluation rendering mmPoison's ASR needs (two jobs rendering one split at once
-    broke a rendering pool on the H200: results/defences/gpu_seeds_jobs.csv)."""
-    from paperlib.cache import ArtifactCache
-    from paperlib.data.splits import get_split
-    from paperlib.experiments.common import clean_base, source_class_data, victim_attack
+    """The defence matrix's jobs' triggers and renderings, built once (:func:`common.build_triggers`)."""
+    from paperlib.experiments.common import build_triggers, clean_base
     from paperlib.experiments.defences import load
     p = load(params_path)
-    base = clean_base(p)
-    for v in p.victims:
-        source_data = source_class_data(p, victim_attack(p, base, v))
-        if source_data is not None:
-            get_split("imagenet_analog", source_data, ArtifactCache())
+    build_triggers(p, clean_base(p))
 
 
 def parse_pairs(pairs, raw: dict) -> list[tuple[str, int]]:
