@@ -52,6 +52,51 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+# What this process used, for the manifest of the run (``used_artifacts``), and who hears of builds.
+_USED: dict[tuple[str, str], dict] = {}
+_SECTION = [""]
+_STARTED = time.time()
+BUILD_HOOKS: list[Callable[[str, dict], None]] = []
+
+
+def set_section(name: str) -> str:
+    """Name the section that artifacts used from now on belong to; returns the previous name."""
+    before, _SECTION[0] = _SECTION[0], name
+    return before
+
+
+def current_section() -> str:
+    return _SECTION[0]
+
+
+def used_artifacts() -> list[dict]:
+    """Every artifact this process asked the cache for, once each, in order: its section (where it was
+    first asked for), kind, role, key and the seconds spent building it here (0 when it was cached).
+    A published run's manifest keeps this list, so a later run can tell what it will have to build
+    (:mod:`paperlib.costs`)."""
+    return [dict(entry) for entry in _USED.values()]
+
+
+def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path | None = None) -> None:
+    if (kind, key) in _USED:
+        return
+    if path is not None:   # found complete: built by another process of this run (a parallel job)?
+        try:
+            if (path / "DONE").stat().st_mtime >= _STARTED:
+                built_seconds = float(json.loads((path / "params.json").read_text()).get("build_seconds") or 0.0)
+        except (OSError, ValueError, AttributeError):
+            pass
+    plain = canonical(params)
+    role = plain.get("role", "") if isinstance(plain, Mapping) else ""
+    _USED[(kind, key)] = {"section": _SECTION[0], "kind": kind, "role": role if isinstance(role, str) else "",
+                          "key": key, "built_seconds": round(built_seconds, 1)}
+
+
+def _tell(event: str, info: dict) -> None:
+    for hook in BUILD_HOOKS:
+        hook(event, info)
+
+
 def artifact_key(kind: str, params: Any) -> str:
     """The hash that names an artifact of ``kind`` made from ``params``."""
     payload = json.dumps({"kind": kind, "version": CODE_VERSIONS.get(kind, 0),
@@ -72,7 +117,13 @@ class ArtifactCache:
         return self.root / kind / artifact_key(kind, params)
 
     def exists(self, kind: str, params: Any) -> bool:
-        return (self.path(kind, params) / "DONE").is_file()
+        """Whether the artifact is complete here (callers that find it use it: it joins
+        :func:`used_artifacts`)."""
+        path = self.path(kind, params)
+        if (path / "DONE").is_file():
+            _note_use(kind, path.name, params, 0.0, path)
+            return True
+        return False
 
     def get_or_build(self, kind: str, params: Any, builder: Callable[[Path], Any],
                      collective: bool = False) -> Path:
@@ -88,6 +139,7 @@ class ArtifactCache:
         final = self.path(kind, params)
         if (final / "DONE").is_file():
             log.info("cache hit %s/%s", kind, final.name)
+            _note_use(kind, final.name, params, 0.0, final)
             return final
         work = final.with_name(final.name + ".partial")
         if rank == 0:
@@ -96,6 +148,9 @@ class ArtifactCache:
         resumed = any(work.iterdir())
         log.info("building %s/%s%s", kind, final.name, " (resuming)" if resumed else "")
         start = time.time()
+        info = {"kind": kind, "key": final.name, "params": params, "resumed": resumed}
+        if rank == 0:
+            _tell("start", info)
         if rank == 0 or collective:
             builder(work)
         _barrier(world)
@@ -110,6 +165,8 @@ class ArtifactCache:
         if final.exists():  # a stale, incomplete final directory (should not happen)
             shutil.rmtree(final)
         os.replace(work, final)
+        _note_use(kind, final.name, params, meta["build_seconds"])
+        _tell("done", {**info, "seconds": meta["build_seconds"]})
         _barrier(world)
         return final
 

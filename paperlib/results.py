@@ -280,10 +280,13 @@ def environment() -> dict:
 
 
 def write_manifest(path: str | Path, params: Mapping, sections: Mapping[str, float], extra=None) -> dict:
-    """Parameters, environment and wall time per section, as JSON (atomically)."""
-    from paperlib.cache import canonical, write_json_atomic
+    """Parameters, environment, wall time per section and the artifacts the run used (section, kind,
+    role, key, seconds built here: what a later run's estimate reads, :mod:`paperlib.costs`), as JSON
+    (atomically)."""
+    from paperlib.cache import canonical, used_artifacts, write_json_atomic
     manifest = {"params": canonical(params), "environment": environment(),
-                "wall_seconds": dict(sections), "total_wall_seconds": float(sum(sections.values()))}
+                "wall_seconds": dict(sections), "total_wall_seconds": float(sum(sections.values())),
+                "artifacts": used_artifacts()}
     if extra:
         manifest.update(canonical(dict(extra)))
     if _is_writer():
@@ -309,8 +312,11 @@ class Timer:
 
     Under ``run_all`` (``$PAPERLIB_RUN`` names the notebook and scale) every section also prints a
     line to the kernel's own stderr, which is run_all's terminal, not the notebook: the section, its
-    time, the notebook's elapsed time, and what is left by the published run's manifest
-    (``results/<notebook>/manifest_<scale>.json``; its times are those of the cache it ran on).
+    time, the notebook's elapsed time, and what is left, estimated from the published run's manifest
+    and the recorded build costs of what this cache lacks (:mod:`paperlib.costs`); every model or
+    other artifact built meanwhile gets a line too, with its recorded cost.  Artifacts used inside a
+    section are listed under its name in the manifest (the outermost section's, where a section of an
+    experiment runs inside a notebook's).
     """
 
     def __init__(self):
@@ -318,48 +324,84 @@ class Timer:
         self.started = time.time()
         run = os.environ.get(RUN_ENV, "")
         self.notebook, _, self.scale = run.partition(":")
-        self.reference = _published_sections(self.notebook, self.scale) if run else {}
+        if run:
+            _announce_builds()
 
     def _say(self, text: str) -> None:
-        import sys
-        if self.notebook and sys.__stderr__ is not None:
-            print(f"[{self.notebook}] {text}", file=sys.__stderr__, flush=True)
+        say_in_terminal(text)
 
     def _left(self) -> str:
-        todo = [s for s in self.reference if s not in self.sections]
-        if not self.reference:
-            return "no published run to estimate from"
-        return f"~{_minutes(sum(self.reference[s] for s in todo))} left by the published run ({len(todo)} sections)"
+        from paperlib import costs
+        return costs.describe(costs.left(self.notebook, self.scale, done=self.sections))
 
     def __call__(self, name: str):
         timer = self
 
         class _Section:
             def __enter__(self):
+                from paperlib.cache import current_section, set_section
                 self.t0 = time.time()
-                ref = timer.reference.get(name)
-                timer._say(f"{name} ..." + (f" (published run: {_minutes(ref)})" if ref is not None else ""))
+                # the outermost section names the artifacts: a notebook's section (its manifest's)
+                # holds the sections of the experiments it calls
+                self.outer = current_section()
+                if not self.outer:
+                    set_section(name)
+                if timer.notebook:
+                    timer._say(f"{name} ... ({_section_forecast(timer.notebook, timer.scale, name)})")
 
             def __exit__(self, *exc):
+                from paperlib.cache import set_section
+                set_section(self.outer)
                 took = time.time() - self.t0
                 timer.sections[name] = timer.sections.get(name, 0.0) + took
-                timer._say(f"{name}: {_minutes(took)}; elapsed {_minutes(time.time() - timer.started)}; "
-                           f"{timer._left()}")
+                if timer.notebook:
+                    timer._say(f"{name}: {_minutes(took)}; elapsed {_minutes(time.time() - timer.started)}; "
+                               f"{timer._left()}")
         return _Section()
 
 
+def _section_forecast(notebook: str, scale: str, section: str) -> str:
+    """``published run: 8 s; 2 artifacts to build here, ~6 min``: what a section start line says."""
+    from paperlib import costs
+    manifest = costs.published_manifest(notebook, scale)
+    published = manifest.get("wall_seconds", {}).get(section)
+    if published is None:
+        return "not in the published run"
+    text = f"published run: {_minutes(float(published))}"
+    if "artifacts" in manifest:
+        text += f"; here {costs.describe(costs.left(notebook, scale, sections=[section]))}"
+    return text
+
+
+_ANNOUNCING = [False]
+
+
+def _announce_builds() -> None:
+    """Under run_all, a terminal line whenever the cache starts or finishes building an artifact,
+    with what such a build cost when recorded (installed once per process)."""
+    if _ANNOUNCING[0]:
+        return
+    from paperlib import cache, costs
+    from paperlib.cache import canonical
+
+    def hook(event: str, info: dict) -> None:
+        params = canonical(info["params"])
+        role = params.get("role", "") if isinstance(params, dict) else ""
+        what = f"{info['kind']}{' (' + role + ')' if role else ''} {info['key'][:8]}"
+        if event == "start":
+            scale = os.environ.get(RUN_ENV, "").partition(":")[2]
+            cost = costs.expected_build(info["kind"], role) if scale == costs.COSTS_SCALE else ""
+            say_in_terminal(f"  building {what}" + (" (resuming)" if info.get("resumed") else "")
+                            + (f": {cost} by {costs.COSTS_FILE.as_posix()}" if cost else ""))
+        else:
+            say_in_terminal(f"  built {what} in {_minutes(info['seconds'])}")
+    cache.BUILD_HOOKS.append(hook)
+    _ANNOUNCING[0] = True
+
+
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def _published_sections(notebook: str, scale: str) -> dict[str, float]:
-    """Wall seconds per section of the published run of ``notebook`` at ``scale`` (empty if none)."""
-    from paperlib.assets import repo_root
-    path = repo_root() / PUBLISHED / notebook / f"manifest_{scale}.json"
-    try:
-        return {k: float(v) for k, v in json.loads(path.read_text()).get("wall_seconds", {}).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}
+    from paperlib.costs import minutes
+    return minutes(seconds)
 
 
 def to_markdown(df: pd.DataFrame, path: str | Path | None = None, floatfmt=".1f") -> str:

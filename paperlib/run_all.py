@@ -59,27 +59,34 @@ def environment(**values: str):
 
 def published_minutes(name: str, scale: str) -> float | None:
     """The published run's wall time of notebook ``name`` at ``scale`` (its manifest), if any."""
-    from paperlib.results import _published_sections
-    sections = _published_sections(name, scale)
+    from paperlib.costs import published_sections
+    sections = published_sections(name, scale)
     return sum(sections.values()) / 60 if sections else None
 
 
-def reproduce_estimate() -> str:
-    """What retraining everything costs on this kind of CPU, from the recorded cold-cache builds
-    (``results/benchmarks/cache_costs.csv``: every artifact of a cold cache, by kind and machine)."""
+def reproduce_estimate(names: list[str] | None = None, scale: str = "embedded", rows_dir: str | None = None) -> str:
+    """What retraining everything costs here.  Where the published manifests list the artifacts their
+    runs used, the sum of :func:`paperlib.costs.left` over the notebooks on the (empty) cache in use;
+    otherwise what the cold caches recorded in ``results/benchmarks/cache_costs.csv`` took in all."""
     import pandas as pd
 
+    from paperlib import costs
     from paperlib.train.loop import cpu_has_native_bf16
-    path = repo_root() / "results" / "benchmarks" / "cache_costs.csv"
+    estimates = [costs.left(n, scale, rows_dir=rows_dir) for n in (names or notebooks())]
+    if estimates and all(e is not None and e.known for e in estimates):
+        total = sum(estimates, costs.Estimate(known=True))
+        return (f"{costs.describe(total)} for {len(estimates)} notebook(s) on 2 cores of this CPU kind "
+                "(the published runs' artifacts, each at its recorded build cost)")
+    path = repo_root() / costs.COSTS_FILE
     if not path.is_file():
-        return "no recorded build costs (results/benchmarks/cache_costs.csv is missing)"
-    costs = pd.read_csv(path)
-    here = costs[costs.cpu_native_bf16.astype(str) == str(cpu_has_native_bf16())]
+        return f"no recorded build costs ({costs.COSTS_FILE.as_posix()} is missing)"
+    recorded = pd.read_csv(path)
+    here = recorded[recorded.cpu_native_bf16.astype(str) == str(cpu_has_native_bf16())]
     if here.empty:
         return "no recorded build costs for this kind of CPU"
     hours = here.total_seconds.sum() / 3600
     return (f"at least {hours:.1f} h on 2 cores of this CPU kind: what the {int(here.artifacts.sum())} artifacts "
-            f"of the cold caches recorded in {path.relative_to(repo_root())} took, which do not cover "
+            f"of the cold caches recorded in {costs.COSTS_FILE.as_posix()} took, which do not cover "
             "every notebook (a lent GPU is far faster)")
 
 
@@ -138,7 +145,10 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
     final = out_dir / f"{name}.ipynb"
     partial = out_dir / f"{name}.partial.ipynb"
     t0 = time.time()
-    with progress_bars_off(), environment(PAPERLIB_RUN=f"{name}:{scale}"), \
+    from paperlib.costs import RUN_RESULTS_ENV
+    rows = Path(results_dir) if results_dir is not None else None
+    with progress_bars_off(), environment(PAPERLIB_RUN=f"{name}:{scale}",
+                                          **({RUN_RESULTS_ENV: str(rows.resolve())} if rows else {})), \
             tempfile.TemporaryDirectory(prefix="paperlib-kernel-") as sockets:
         pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(partial),
                             parameters=parameters, cwd=str(root), kernel_name="python3",
@@ -169,9 +179,10 @@ def main(argv=None) -> int:
                          "(smoke results go to scratch/results) or choose another scale")
     configure_environment()
     if args.reproduce:
-        print(f"[run_all] retraining everything from scratch: {reproduce_estimate()}", flush=True)
         os.environ["PAPERLIB_CACHE"] = str(repo_root() / ".cache" / "reproduce")
         args.out = str(scratch_root() / "reproduce")
+        estimate = reproduce_estimate(notebooks(args.only), args.scale, rows_dir=args.out)
+        print(f"[run_all] retraining everything from scratch: {estimate}", flush=True)
     results_dir = PUBLISHED if args.publish else (args.out or default_results_dir())
     if is_published(results_dir) and (args.scale == "smoke" or not args.publish):
         raise SystemExit(f"--out {args.out}: that is the committed results folder; only --publish writes there, "
@@ -187,11 +198,14 @@ def main(argv=None) -> int:
         print(f"[run_all] the published run took {sum(known.values()):.0f} min for these notebooks "
               "(on its own cache; a cold cache takes far longer)", flush=True)
     t_start = time.time()
+    from paperlib import costs
     for i, name in enumerate(names):
         ref = known[name]
         print(f"[run_all] {name} at scale {args.scale} ({i + 1}/{len(names)}; elapsed "
               f"{(time.time() - t_start) / 60:.1f} min"
-              + (f"; the published run took {ref:.1f} min" if ref is not None else "") + ") ...", flush=True)
+              + (f"; the published run took {ref:.1f} min, here "
+                 f"{costs.describe(costs.left(name, args.scale, rows_dir=str(base_out)))}"
+                 if ref is not None else "") + ") ...", flush=True)
         seconds = run_notebook(name, args.scale, base_out / name, str(results_dir))
         timings[name] = seconds
         print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)

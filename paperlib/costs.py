@@ -1,0 +1,190 @@
+"""What is left of a run, read from what its published run used and what building each artifact costs.
+
+Two records make the estimate:
+
+* a published run's manifest (``results/<notebook>/manifest_<scale>.json``) lists the artifacts it
+  used, section by section, and the seconds it spent building those it had to build
+  (:func:`paperlib.cache.used_artifacts`);
+* ``results/benchmarks/cache_costs.csv`` (``python -m paperlib.bench --cache-costs``) holds the median
+  build time of each artifact kind and role, per CPU kind, measured while cold caches were filled.
+
+A section then costs about its published wall time less what the published run spent building, plus
+the recorded cost of each of its artifacts that this machine's cache lacks, except those a results row
+of the run's results folder stands in for (a row whose ``model`` or ``eval_key`` names the artifact:
+``reuse_rows``, docs/running.md), which a fresh machine does not build.  The two CPU kinds seen
+(with and without native bf16) train at different speeds, so only rows of this CPU kind count; on a
+GPU no recorded cost applies and the estimate says so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from paperlib.assets import repo_root
+
+COSTS_FILE = Path("results") / "benchmarks" / "cache_costs.csv"
+COSTS_SCALE = "embedded"   # the scale whose caches the recorded costs were measured on
+
+
+def published_manifest(notebook: str, scale: str) -> dict:
+    """The manifest of ``notebook``'s published run at ``scale`` (empty if none or unreadable)."""
+    path = repo_root() / "results" / notebook / f"manifest_{scale}.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def published_sections(notebook: str, scale: str) -> dict[str, float]:
+    """Wall seconds per section of the published run of ``notebook`` at ``scale`` (empty if none)."""
+    try:
+        return {k: float(v) for k, v in published_manifest(notebook, scale).get("wall_seconds", {}).items()}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+@lru_cache(maxsize=None)
+def _this_cpu_kind() -> str | None:
+    """``"True"``/``"False"`` (native bf16 or not: the column that tells the CPU kinds apart), or
+    None on a GPU machine, where the CPU's build costs do not apply."""
+    import torch
+
+    from paperlib.train.loop import cpu_has_native_bf16
+    if torch.cuda.is_available():
+        return None
+    return str(cpu_has_native_bf16())
+
+
+@lru_cache(maxsize=None)
+def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, str], float]:
+    """Median build seconds per (kind, role) on ``cpu_kind`` (default: this machine's), the latest
+    measurement where several were recorded; empty on a GPU or without the file."""
+    import pandas as pd
+    kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
+    file = Path(path) if path else repo_root() / COSTS_FILE
+    if kind is None or not file.is_file():
+        return {}
+    rows = pd.read_csv(file, keep_default_na=False, dtype=str)
+    rows = rows[rows.cpu_native_bf16 == kind].sort_values("measured")
+    return {(r.kind, r.role): float(r.median_seconds) for r in rows.itertuples(index=False)}
+
+
+RUN_RESULTS_ENV = "PAPERLIB_RUN_RESULTS"   # the results folder of the run_all run (rows that stand in)
+KEY_COLUMNS = ("model", "eval_key")          # columns naming the artifact a row measured
+
+
+@lru_cache(maxsize=8)
+def stand_in_keys(rows_dir: str) -> frozenset[str]:
+    """Artifact keys that a row of some CSV under ``rows_dir`` names in a ``model`` or ``eval_key``
+    column: absent from a cache, such an artifact is not built (its row stands in)."""
+    import pandas as pd
+    keys: set[str] = set()
+    for path in sorted(Path(rows_dir).rglob("*.csv")):
+        try:
+            header = pd.read_csv(path, nrows=0).columns
+            wanted = [c for c in KEY_COLUMNS if c in header]
+            if wanted:
+                rows = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False)
+                keys.update(v for c in wanted for v in rows[c] if v)
+        except (OSError, ValueError):
+            continue
+    return frozenset(keys)
+
+
+@dataclass
+class Estimate:
+    """What is left: seconds, how many artifacts must be built, how many of them have no recorded
+    cost, and how many absent ones a results row stands in for (not built)."""
+    seconds: float = 0.0
+    to_build: int = 0
+    uncosted: int = 0
+    known: bool = False   # whether the published run listed its artifacts (older manifests did not)
+    stand_in: int = 0
+
+    def __add__(self, other: "Estimate") -> "Estimate":
+        return Estimate(self.seconds + other.seconds, self.to_build + other.to_build,
+                        self.uncosted + other.uncosted, self.known or other.known,
+                        self.stand_in + other.stand_in)
+
+
+def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict,
+                     stand_in: frozenset[str] = frozenset()) -> Estimate:
+    """Seconds ``section`` of the run ``manifest`` describes should take on ``cache_root``: its
+    published time less what the published run spent building, plus the recorded cost of every
+    artifact it used that the cache lacks now and no row of ``stand_in`` (keys) replaces."""
+    published = float(manifest.get("wall_seconds", {}).get(section, 0.0))
+    used = [a for a in manifest.get("artifacts", []) if a.get("section") == section]
+    built_then = sum(float(a.get("built_seconds") or 0.0) for a in used)
+    est = Estimate(seconds=max(0.0, published - built_then), known="artifacts" in manifest)
+    for a in used:
+        if (cache_root / a["kind"] / a["key"] / "DONE").is_file():
+            continue
+        if a["key"] in stand_in:
+            est.stand_in += 1
+            continue
+        est.to_build += 1
+        cost = costs.get((a["kind"], a.get("role", "")))
+        if cost is None:
+            est.uncosted += 1
+        else:
+            est.seconds += cost
+    return est
+
+
+def run_rows_dir() -> str:
+    """The results folder whose rows stand in during this run: run_all's (``$PAPERLIB_RUN_RESULTS``),
+    else the committed ``results/``."""
+    import os
+    return os.environ.get(RUN_RESULTS_ENV) or str(repo_root() / "results")
+
+
+def left(notebook: str, scale: str, done=(), cache_root: Path | None = None,
+         rows_dir: str | None = None, sections=None) -> Estimate | None:
+    """The estimate for the sections of ``notebook`` not in ``done`` (or only ``sections``), with
+    the rows of ``rows_dir`` (default :func:`run_rows_dir`) standing in; None without a published run."""
+    manifest = published_manifest(notebook, scale)
+    if not manifest.get("wall_seconds"):
+        return None
+    if cache_root is None:
+        from paperlib.assets import cache_root as default_root
+        cache_root = default_root()
+    costs = build_costs() if scale == COSTS_SCALE else {}
+    rows = stand_in_keys(str(rows_dir or run_rows_dir())) if "artifacts" in manifest else frozenset()
+    total = Estimate(known="artifacts" in manifest)
+    for section in manifest["wall_seconds"]:
+        if section not in done and (sections is None or section in sections):
+            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows)
+    return total
+
+
+def describe(est: Estimate | None) -> str:
+    """One phrase for a progress line."""
+    if est is None:
+        return "no published run to estimate from"
+    text = f"~{minutes(est.seconds)} left"
+    if not est.known:
+        return text + " by the published run (its manifest lists no artifacts: models this cache lacks come on top)"
+    rows = f"; {est.stand_in} more stand in by their rows" if est.stand_in else ""
+    if est.to_build == 0:
+        return text + (f" (nothing to build{rows})" if rows else
+                       " (every model the published run used is in this cache)")
+    text += f", {est.to_build} artifact{'s' if est.to_build != 1 else ''} to build by {COSTS_FILE.as_posix()}"
+    if est.uncosted:
+        text += (f" ({est.uncosted} with no recorded cost on this "
+                 f"{'machine' if _this_cpu_kind() is None else 'CPU kind'}, not counted)")
+    return text + rows
+
+
+def expected_build(kind: str, role: str) -> str:
+    """``~2.9 min`` for one artifact of ``kind`` and ``role`` on this CPU kind, or empty if unrecorded."""
+    cost = build_costs().get((kind, role))
+    return f"~{minutes(cost)}" if cost is not None else ""
+
+
+def minutes(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

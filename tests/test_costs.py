@@ -1,0 +1,149 @@
+"""The run's artifact ledger and the estimate of what is left (paperlib.cache, paperlib.costs)."""
+import io
+import json
+import sys
+
+import pytest
+
+from paperlib import cache, costs
+from paperlib.cache import ArtifactCache
+
+
+@pytest.fixture
+def ledger(monkeypatch):
+    """A fresh ledger and no build hooks, so the process's own history does not leak in."""
+    monkeypatch.setattr(cache, "_USED", {})
+    monkeypatch.setattr(cache, "BUILD_HOOKS", [])
+    monkeypatch.setattr(cache, "_SECTION", [""])
+    return cache._USED
+
+
+def test_the_ledger_lists_each_artifact_once_with_its_section_and_build_time(tmp_path, ledger):
+    store = ArtifactCache(tmp_path)
+    heard = []
+    cache.BUILD_HOOKS.append(lambda event, info: heard.append((event, info["kind"])))
+    cache.set_section("table1")
+    store.get_or_build("model", {"role": "defence", "seed": 0}, lambda work: (work / "w").write_text("x"))
+    store.get_or_build("model", {"role": "defence", "seed": 0}, lambda work: pytest.fail("rebuilt"))
+    assert not store.exists("eval", {"x": 1})
+    cache.set_section("fig3")
+    assert store.exists("model", {"role": "defence", "seed": 0})
+    store.get_or_build("eval", {"x": 2}, lambda work: None)
+    used = cache.used_artifacts()
+    assert [(u["section"], u["kind"], u["role"]) for u in used] == [("table1", "model", "defence"), ("fig3", "eval", "")]
+    assert used[0]["key"] == store.path("model", {"role": "defence", "seed": 0}).name
+    assert heard == [("start", "model"), ("done", "model"), ("start", "eval"), ("done", "eval")]
+
+
+def test_an_artifact_another_process_built_during_the_run_keeps_its_build_time(tmp_path, ledger, monkeypatch):
+    store = ArtifactCache(tmp_path)
+    store.get_or_build("model", {"role": "victim"}, lambda work: None)
+    meta = store.path("model", {"role": "victim"}) / "params.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "build_seconds": 42.0}))
+    ledger.clear()                                  # as a parent process that never built it sees it
+    assert store.exists("model", {"role": "victim"})
+    assert cache.used_artifacts()[0]["built_seconds"] == 42.0
+    ledger.clear()
+    monkeypatch.setattr(cache, "_STARTED", 4e9)    # built before this process started: a plain hit
+    assert store.exists("model", {"role": "victim"})
+    assert cache.used_artifacts()[0]["built_seconds"] == 0.0
+
+
+def _done(root, kind, key):
+    (root / kind / key).mkdir(parents=True)
+    (root / kind / key / "DONE").write_text("now")
+
+
+def test_a_section_costs_its_published_time_less_its_builds_plus_what_this_cache_lacks(tmp_path):
+    manifest = {"wall_seconds": {"table1": 500.0, "fig3": 20.0}, "artifacts": [
+        {"section": "table1", "kind": "model", "role": "poison_finetune", "key": "aaa", "built_seconds": 300.0},
+        {"section": "table1", "kind": "model", "role": "defence", "key": "bbb", "built_seconds": 100.0},
+        {"section": "table1", "kind": "eval", "role": "", "key": "ccc", "built_seconds": 0.0},
+        {"section": "table1", "kind": "segmenter", "role": "segmenter", "key": "ddd", "built_seconds": 0.0},
+        {"section": "fig3", "kind": "eval", "role": "", "key": "eee", "built_seconds": 0.0}]}
+    _done(tmp_path, "model", "bbb")
+    _done(tmp_path, "eval", "eee")
+    recorded = {("model", "poison_finetune"): 174.0, ("eval", ""): 4.0}
+    est = costs.section_estimate(manifest, "table1", tmp_path, recorded)
+    # 500 - 400 built then, + 174 (victim absent) + 4 (eval absent); the segmenter has no recorded cost
+    assert (est.seconds, est.to_build, est.uncosted, est.known) == (278.0, 3, 1, True)
+    cached = costs.section_estimate(manifest, "fig3", tmp_path, recorded)
+    assert (cached.seconds, cached.to_build) == (20.0, 0)
+    assert "every model the published run used is in this cache" in costs.describe(cached)
+    text = costs.describe(est)
+    assert text.startswith("~4.6 min left, 3 artifacts to build") and "1 with no recorded cost" in text
+    old = costs.section_estimate({"wall_seconds": {"table1": 60.0}}, "table1", tmp_path, recorded)
+    assert not old.known and "lists no artifacts" in costs.describe(old)
+    assert costs.describe(None) == "no published run to estimate from"
+
+
+def test_recorded_costs_are_this_cpu_kinds_latest(tmp_path):
+    path = tmp_path / "costs.csv"
+    path.write_text("kind,role,precision,artifacts,total_seconds,median_seconds,samples,resumed,cpu,cpu_native_bf16,measured\n"
+                    "model,defence,fp32,3,9,3.0,0,0,AMD EPYC,True,2026-11-29T10:00:00+0000\n"
+                    "model,defence,fp32,3,9,5.0,0,0,AMD EPYC,True,2026-11-30T10:00:00+0000\n"
+                    "model,defence,fp32,3,9,7.0,0,0,AMD EPYC,False,2026-12-01T10:00:00+0000\n"
+                    "eval,,,3,9,1.5,0,0,AMD EPYC,True,2026-11-30T10:00:00+0000\n")
+    assert costs.build_costs(str(path), "True") == {("model", "defence"): 5.0, ("eval", ""): 1.5}
+    assert costs.build_costs(str(path), "False") == {("model", "defence"): 7.0}
+    assert costs.build_costs(str(path), None) == {}     # a GPU: the CPU's costs do not apply
+    assert costs.build_costs(str(tmp_path / "missing.csv"), "True") == {}
+
+
+def test_the_manifest_lists_the_artifacts_and_the_timer_names_their_section(tmp_path, ledger):
+    from paperlib.results import Timer, write_manifest
+    timer = Timer()
+    inner = Timer()                               # an experiment's timer inside the notebook's section
+    with timer("table2"):
+        with inner("victims"):
+            ArtifactCache(tmp_path).get_or_build("eval", {"x": 3}, lambda work: None)
+        assert cache.current_section() == "table2"
+    assert cache.current_section() == ""          # restored after the section
+    manifest = write_manifest(tmp_path / "m.json", {"a": 1}, timer.sections)
+    assert [(a["section"], a["kind"]) for a in manifest["artifacts"]] == [("table2", "eval")]
+    assert json.loads((tmp_path / "m.json").read_text())["artifacts"] == manifest["artifacts"]
+
+
+def test_under_run_all_sections_and_builds_are_told_in_the_terminal(tmp_path, ledger, monkeypatch):
+    from paperlib import results
+    from paperlib.results import RUN_ENV, Timer
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", err)
+    monkeypatch.setattr(results, "_ANNOUNCING", [False])
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    store = ArtifactCache(tmp_path / "cache")
+    key = store.path("model", {"role": "defence", "n": 1}).name
+    manifest = {"wall_seconds": {"table1": 400.0, "fig3": 30.0},
+                "artifacts": [{"section": "table1", "kind": "model", "role": "defence", "key": key,
+                               "built_seconds": 350.0}]}
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: manifest)
+    monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {("model", "defence"): 120.0})
+    monkeypatch.setenv(RUN_ENV, "abd:embedded")
+    monkeypatch.setenv(costs.RUN_RESULTS_ENV, str(tmp_path / "rows"))   # no row stands in
+    timer = Timer()
+    with timer("table1"):
+        store.get_or_build("model", {"role": "defence", "n": 1}, lambda work: None)
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "[abd] table1 ... (published run: 6.7 min; here ~2.8 min left, 1 artifact to build by " \
+                       "results/benchmarks/cache_costs.csv)"
+    assert lines[1].startswith("[abd]   building model (defence) ") and lines[1].endswith(": ~2.0 min by "
+                                                                                        "results/benchmarks/cache_costs.csv")
+    assert lines[2].startswith("[abd]   built model (defence) ")
+    # after table1, fig3 is left: its 30 s, nothing to build
+    assert lines[3].startswith("[abd] table1: 0 s; elapsed 0 s; ~30 s left (every model")
+
+
+def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
+    rows = tmp_path / "rows"
+    (rows / "defences").mkdir(parents=True)
+    (rows / "defences" / "matrix.csv").write_text("attack,model,asr_top1\nbadnet,aaa,98.0\nsig,,90.0\n")
+    (rows / "detection").mkdir()
+    (rows / "detection" / "eftclip.csv").write_text("seed,eval_key,tpr\n0,ccc,50\n")
+    (rows / "other.csv").write_text("seed,victim_model\n0,bbb\n")   # naming a victim is not standing in for it
+    keys = costs.stand_in_keys(str(rows))
+    assert keys == {"aaa", "ccc"}
+    manifest = {"wall_seconds": {"t": 10.0}, "artifacts": [
+        {"section": "t", "kind": "model", "role": "defence", "key": k, "built_seconds": 0.0} for k in ("aaa", "bbb", "ccc")]}
+    est = costs.section_estimate(manifest, "t", tmp_path / "empty-cache", {("model", "defence"): 60.0}, keys)
+    assert (est.seconds, est.to_build, est.stand_in) == (70.0, 1, 2)
+    assert costs.describe(est).endswith("; 2 more stand in by their rows")
