@@ -17,7 +17,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "paperlib"
-MAX_LINES = 560
+MAX_LINES = 530
 
 # modules allowed over MAX_LINES, each with its line count: a listed module may shrink, never
 # grow, and comes off the list once it is under MAX_LINES.  None today.
