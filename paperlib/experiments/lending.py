@@ -147,10 +147,14 @@ def pack(work: Path, results: Path, since: float, out: Path, gpu: Path | None = 
 
 def jobs_outcome(jobs_csv: Path) -> tuple[list[str], list[str], list[str]]:
     """(finished, stopped, failed) job names of ``parallel_seeds run``'s jobs.csv: a job the deadline
-    stopped ends by SIGTERM (a negative exit status) or never started (no status)."""
+    stopped ends by SIGTERM (a negative exit status) or never started (no status).  Read with the
+    standard library's csv, as the rest of this module before the lent machine is set up."""
+    import csv
     finished, stopped, failed = [], [], []
-    for line in jobs_csv.read_text().splitlines()[1:]:
-        name, code, _ = line.split(",")
+    with open(jobs_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        name, code = row["job"], (row.get("rc") or "").strip()
         if code == "" or float(code) < 0:
             stopped.append(name)
         else:
