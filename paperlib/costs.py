@@ -74,18 +74,22 @@ def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[
 
 RUN_RESULTS_ENV = "PAPERLIB_RUN_RESULTS"   # the results folder of the run_all run (rows that stand in)
 KEY_COLUMNS = ("model", "eval_key")          # columns naming the artifact a row measured
+# files whose rows stand in for the victim they name (the foundation's poison curve)
+FILE_KEY_COLUMNS = {"foundation/poison_curve.csv": ("victim_model",)}
 
 
 @lru_cache(maxsize=8)
 def stand_in_keys(rows_dir: str) -> frozenset[str]:
     """Artifact keys that a row of some CSV under ``rows_dir`` names in a ``model`` or ``eval_key``
-    column: absent from a cache, such an artifact is not built (its row stands in)."""
+    column (or a column of :data:`FILE_KEY_COLUMNS` in that file): absent from a cache, such an
+    artifact is not built (its row stands in)."""
     import pandas as pd
     keys: set[str] = set()
     for path in sorted(Path(rows_dir).rglob("*.csv")):
         try:
             header = pd.read_csv(path, nrows=0).columns
-            wanted = [c for c in KEY_COLUMNS if c in header]
+            columns = KEY_COLUMNS + FILE_KEY_COLUMNS.get(path.relative_to(rows_dir).as_posix(), ())
+            wanted = [c for c in columns if c in header]
             if wanted:
                 rows = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False)
                 keys.update(v for c in wanted for v in rows[c] if v)

@@ -203,18 +203,19 @@ def is_gpu_label(label) -> bool:
     return isinstance(label, str) and GPU_LABEL.search(label) is not None
 
 
-def row_naming_model(path: str | Path, model: str, **match) -> dict | None:
-    """The first row of the results file ``path`` whose ``model`` column names ``model`` (a cache
-    key) and whose other columns equal ``match`` (what the row measured beyond the model: a stage,
-    a ratio, a defence), without its empty cells; None when there is no such file, column or row.
-    This is how a model trained elsewhere (a GPU lending) stands in by its published row."""
+def row_naming_model(path: str | Path, model: str, column: str = "model", **match) -> dict | None:
+    """The first row of the results file ``path`` whose ``column`` (``model``; ``victim_model`` for
+    a victim's own rows) names ``model`` (a cache key) and whose other columns equal ``match`` (what
+    the row measured beyond the model: a stage, a ratio, a defence), without its empty cells; None
+    when there is no such file, column or row.  This is how a model trained elsewhere (a GPU
+    lending) stands in by its published row."""
     path = Path(path)
     if not path.is_file():
         return None
-    rows = pd.read_csv(path, dtype={"model": str, "victim_model": str})   # cache keys, never numbers
-    if "model" not in rows.columns:
+    rows = pd.read_csv(path, dtype={"model": str, "victim_model": str, column: str})   # cache keys, never numbers
+    if column not in rows.columns:
         return None
-    rows = rows[rows.model == str(model)]
+    rows = rows[rows[column] == str(model)]
     for column, value in match.items():
         rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
     return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items() if not pd.isna(v)}

@@ -140,8 +140,10 @@ def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
     (rows / "detection").mkdir()
     (rows / "detection" / "eftclip.csv").write_text("seed,eval_key,tpr\n0,ccc,50\n")
     (rows / "other.csv").write_text("seed,victim_model\n0,bbb\n")   # naming a victim is not standing in for it
+    (rows / "foundation").mkdir()
+    (rows / "foundation" / "poison_curve.csv").write_text("seed,victim_model\n0,fff\n")   # except here
     keys = costs.stand_in_keys(str(rows))
-    assert keys == {"aaa", "ccc"}
+    assert keys == {"aaa", "ccc", "fff"}
     manifest = {"wall_seconds": {"t": 10.0}, "artifacts": [
         {"section": "t", "kind": "model", "role": "defence", "key": k, "built_seconds": 0.0} for k in ("aaa", "bbb", "ccc")]}
     est = costs.section_estimate(manifest, "t", tmp_path / "empty-cache", {("model", "defence"): 60.0}, keys)

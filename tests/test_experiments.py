@@ -473,3 +473,32 @@ def test_device_labels_differ_only_between_machines():
     assert other_device("AMD EPYC", "Intel Xeon")                   # two CPU kinds train differently too
     assert not other_device("AMD EPYC", "AMD EPYC")
     assert not other_device("cpu", "AMD EPYC") and not other_device(float("nan"), "AMD EPYC")   # labels before names
+
+
+def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, monkeypatch):
+    """issue 25 item 3: the victims of the poison curve stand in by their rows when absent."""
+    import shutil
+
+    from paperlib.experiments import foundation
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml",
+                        {"results_dir": str(tmp_path / "results"), "eval.linear_probes": []})
+    first = foundation.run(p, log=lambda *a: None)
+    victims = first["curve"].victim_model.tolist()
+    assert len(victims) == 3                                  # 8 poisoned, 4, and the patch at 8
+    for name in victims:                                      # a machine that never trained them
+        shutil.rmtree(tmp_path / "cache" / "model" / name)
+    said = []
+    again = foundation.run(p, log=said.append)
+    assert not any((tmp_path / "cache" / "model" / name).exists() for name in victims), "a victim was trained"
+    assert sum("taken from the results files" in line for line in said) == 4   # three victims and the summary
+    assert again["curve"].asr_top1.tolist() == first["curve"].asr_top1.tolist()
+    zs = again["zeroshot"]
+    assert set(zs[zs.model == "badnet_victim"].victim_model) == {first["victim_models"][0]}
+    # without the zero-shot rows of the main victim (old rows named no victim) it is trained again
+    zeroshot = tmp_path / "results" / "base" / "zeroshot.csv"
+    import pandas as pd
+    pd.read_csv(zeroshot).drop(columns="victim_model").to_csv(zeroshot, index=False)
+    foundation.run(p, log=lambda *a: None)
+    assert (tmp_path / "cache" / "model" / first["victim_models"][0]).exists()
+    assert not (tmp_path / "cache" / "model" / victims[1]).exists()

@@ -114,6 +114,9 @@ class FoundationParams:
     base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
                                         doc="safetensors of a pre-trained CLIP to use as the clean "
                                         "base instead of pre-training (paper scale: OpenAI RN50)")
+    reuse_rows: bool = param(True, doc="a victim absent from this cache: take its rows from "
+                                       "foundation/poison_curve.csv (and base/zeroshot.csv) when they name the "
+                                       "model (cache key) these parameters make, instead of training it")
 
     def validate(self):
         if not self.seeds:
@@ -146,6 +149,31 @@ def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dic
     return {"model": model_id, "split": split, "scale": scale, "seed": seed,
             **{f"top{k}": metrics[f"ca_top{k}"] for k in (1, 3, 5, 10)},
             "n_images": metrics["n_images"], "n_classes": metrics["n_classes"], "base_model": base_model}
+
+
+def _published_victim(p: FoundationParams, key: dict, main: bool) -> tuple[dict, list[dict]] | None:
+    """The rows of the victim of cache ``key`` when that model is absent here and ``reuse_rows``
+    allows it (a fresh machine does not train it again, docs/running.md): its poison-curve row and,
+    for the main victim, its zero-shot rows (every split of ``eval.splits``); None if any is missing."""
+    import pandas as pd
+
+    from paperlib.cache import ArtifactCache, artifact_key
+    from paperlib.results import row_naming_model
+    if not p.reuse_rows or ArtifactCache().exists("model", key):
+        return None
+    name = artifact_key("model", key)
+    results = Path(p.results_dir)
+    row = row_naming_model(results / "foundation" / "poison_curve.csv", name, column="victim_model")
+    if row is None or not main:
+        return None if row is None else (row, [])
+    path = results / "base" / "zeroshot.csv"
+    zs = pd.read_csv(path, dtype={"victim_model": str, "base_model": str}) if path.is_file() else pd.DataFrame()
+    if "victim_model" not in zs.columns:
+        return None
+    zs = zs[(zs.victim_model == name) & zs.split.isin(p.eval.splits)]
+    if set(zs.split) != set(p.eval.splits):
+        return None
+    return row, [{k: v for k, v in r.items() if not pd.isna(v)} for r in zs.to_dict("records")]
 
 
 def run(p: FoundationParams, log=print) -> dict:
@@ -191,9 +219,25 @@ def run(p: FoundationParams, log=print) -> dict:
     main_count = p.victim.poison.poison_count          # the main victim first, then the curves
     variants = [(None, main_count)] + [(None, c) for c in sorted(set(p.victim.poison_curve) - {main_count})]
     variants += [(float(f), int(c)) for f, c in p.victim.patch_curve]
+    device_type = pl.resolve_device(p.device).type
+    reused = 0
     for seed in p.seeds:
         for frac, count in variants:
             cfg = attack_cfg if frac is None else dataclasses.replace(attack_cfg, patch_fraction=frac)
+            main = frac is None and count == main_count
+            published = _published_victim(p, pl.poison_finetune_key(
+                base, p.victim.attack, cfg, target, count, p.victim.finetune_scenes, p.victim.finetune, seed,
+                device_type, p.victim.poison.caption), main)
+            if published is not None:   # trained elsewhere: its rows stand in
+                row, victim_zs = published
+                curve_rows.append(row)
+                if main:
+                    victim_rows.append(row)
+                    zs_rows.extend(victim_zs)
+                reused += 1
+                log(f"seed {seed} patch {row.get('patch_fraction', float('nan')):.3f} poison {count}: rows of "
+                    f"victim {row['victim_model']} taken from the results files (absent from this cache)")
+                continue
             atk = attack if frac is None else pl.prepared_attack(p.victim.attack, cfg, base, p.data, target, p.device)
             with timer("victims"):
                 victim = pl.poison_finetune(base, p.data, p.victim.attack, cfg, target, count,
@@ -210,14 +254,21 @@ def run(p: FoundationParams, log=print) -> dict:
                    "precision": resolve_precision(p.victim.finetune.precision, pl.resolve_device(p.device).type),
                    "base_model": base.path.name, "victim_model": victim.path.name}
             curve_rows.append(row)
-            if frac is None and count == main_count:
+            if main:
                 victim_rows.append(row)
                 for s in ev.splits:
-                    zs_rows.append(_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
-                                                 clean_eval(victim, s), base.path.name))
+                    zs_rows.append({**_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
+                                                    clean_eval(victim, s), base.path.name),
+                                    "victim_model": victim.path.name})
             log(f"seed {seed} patch {row['patch_fraction']:.3f} poison {count}: "
                 f"CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f} top-5 {m['asr_top5']:.1f}")
 
+    if reused:
+        from paperlib.results import say_in_terminal
+        text = (f"victims: {reused} of {len(p.seeds) * len(variants)} taken from the results files "
+                "(their models are absent from this cache; reuse_rows: false trains them)")
+        log(text)
+        say_in_terminal(text)
     zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS)
     victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS)
     upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
