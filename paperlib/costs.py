@@ -161,6 +161,10 @@ def left(notebook: str, scale: str, done=(), cache_root: Path | None = None,
     for section in manifest["wall_seconds"]:
         if section not in done and (sections is None or section in sections):
             total = total + section_estimate(manifest, section, Path(cache_root), costs, rows)
+    if sections is None:   # artifacts used between sections (no section of their own): while absent
+        between = {a.get("section") for a in manifest.get("artifacts", [])} - set(manifest["wall_seconds"])
+        for section in sorted(between):
+            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows)
     return total
 
 

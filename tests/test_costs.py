@@ -149,3 +149,17 @@ def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
     est = costs.section_estimate(manifest, "t", tmp_path / "empty-cache", {("model", "defence"): 60.0}, keys)
     assert (est.seconds, est.to_build, est.stand_in) == (70.0, 1, 2)
     assert costs.describe(est).endswith("; 2 more stand in by their rows")
+
+
+def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatch):
+    manifest = {"wall_seconds": {"a": 10.0}, "artifacts": [
+        {"section": "", "kind": "split", "role": "", "key": "s1", "built_seconds": 0.0},
+        {"section": "a", "kind": "eval", "role": "", "key": "e1", "built_seconds": 0.0}]}
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: manifest)
+    monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {("split", ""): 100.0, ("eval", ""): 5.0})
+    est = costs.left("x", "embedded", cache_root=tmp_path, rows_dir=str(tmp_path / "rows"))
+    assert (est.seconds, est.to_build) == (115.0, 2)
+    assert costs.left("x", "embedded", done={"a"}, cache_root=tmp_path, rows_dir=str(tmp_path / "rows")).seconds == 100.0
+    _done(tmp_path, "split", "s1")
+    assert costs.left("x", "embedded", done={"a"}, cache_root=tmp_path, rows_dir=str(tmp_path / "rows")).seconds == 0.0
+    assert costs.left("x", "smoke", cache_root=tmp_path, rows_dir=str(tmp_path / "rows")).uncosted == 1   # costs are the embedded scale's

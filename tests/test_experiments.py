@@ -482,16 +482,20 @@ def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, 
     from paperlib.experiments import foundation
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
     p = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml",
-                        {"results_dir": str(tmp_path / "results"), "eval.linear_probes": []})
+                        {"results_dir": str(tmp_path / "results"), "eval.linear_probes": ["heldout_style"]})
     first = foundation.run(p, log=lambda *a: None)
     victims = first["curve"].victim_model.tolist()
     assert len(victims) == 3                                  # 8 poisoned, 4, and the patch at 8
     for name in victims:                                      # a machine that never trained them
         shutil.rmtree(tmp_path / "cache" / "model" / name)
+    probe, = first["linear_probe"].eval_key                        # nor computed the probe
+    shutil.rmtree(tmp_path / "cache" / "eval" / probe)
     said = []
     again = foundation.run(p, log=said.append)
     assert not any((tmp_path / "cache" / "model" / name).exists() for name in victims), "a victim was trained"
     assert sum("taken from the results files" in line for line in said) == 4   # three victims and the summary
+    assert not (tmp_path / "cache" / "eval" / probe).exists(), "the probe was computed"
+    assert again["linear_probe"].top1.tolist() == first["linear_probe"].top1.tolist()
     assert again["curve"].asr_top1.tolist() == first["curve"].asr_top1.tolist()
     zs = again["zeroshot"]
     assert set(zs[zs.model == "badnet_victim"].victim_model) == {first["victim_models"][0]}

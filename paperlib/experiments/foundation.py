@@ -114,9 +114,10 @@ class FoundationParams:
     base_checkpoint: str | None = param(None, suffixes=SAFETENSORS,
                                         doc="safetensors of a pre-trained CLIP to use as the clean "
                                         "base instead of pre-training (paper scale: OpenAI RN50)")
-    reuse_rows: bool = param(True, doc="a victim absent from this cache: take its rows from "
-                                       "foundation/poison_curve.csv (and base/zeroshot.csv) when they name the "
-                                       "model (cache key) these parameters make, instead of training it")
+    reuse_rows: bool = param(True, doc="a victim or linear probe absent from this cache: take its rows from "
+                                       "foundation/poison_curve.csv and base/zeroshot.csv (base/linear_probe.csv) "
+                                       "when they name the model (the probe result) by the cache key these "
+                                       "parameters make, instead of computing it")
 
     def validate(self):
         if not self.seeds:
@@ -176,11 +177,22 @@ def _published_victim(p: FoundationParams, key: dict, main: bool) -> tuple[dict,
     return row, [{k: v for k, v in r.items() if not pd.isna(v)} for r in zs.to_dict("records")]
 
 
+def _published_probe(p: FoundationParams, eval_key: str) -> dict | None:
+    """The row of results/base/linear_probe.csv of the probe result ``eval_key`` (its cache key)
+    when this cache lacks it and ``reuse_rows`` allows it."""
+    from paperlib.assets import cache_root
+    from paperlib.results import row_naming_model
+    if not p.reuse_rows or (cache_root() / "eval" / eval_key / "DONE").is_file():
+        return None
+    return row_naming_model(Path(p.results_dir) / "base" / "linear_probe.csv", eval_key, column="eval_key")
+
+
 def run(p: FoundationParams, log=print) -> dict:
     """Everything the foundation issue reports; returns the result tables as DataFrames."""
     import pandas as pd
 
     from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -277,11 +289,18 @@ def run(p: FoundationParams, log=print) -> dict:
     probe_rows = []
     with timer("linear_probe"):
         for probe in ev.linear_probes:
+            eval_key = artifact_key("eval", pl.linear_probe_key(base, p.data, probe, ev.fashion_train, ev.fashion_test))
+            published = _published_probe(p, eval_key)
+            if published is not None:   # this very probe, computed elsewhere: its row stands in
+                probe_rows.append(published)
+                log(f"linear probe {probe}: row {eval_key} taken from results/base/linear_probe.csv")
+                continue
             m = pl.linear_probe_eval(base, p.data, probe, ev.fashion_train, ev.fashion_test, p.device,
                                      ev.batch_size)
             probe_rows.append({"model": "clean_base", "probe": probe, "scale": p.scale, "seed": p.pretrain.seed,
                                "top1": m["top1"], "top5": m["top5"], "C": m["C"], "n_train": m["n_train"],
-                               "n_test": m["n_test"], "n_classes": m["n_classes"], "base_model": base.path.name})
+                               "n_test": m["n_test"], "n_classes": m["n_classes"], "base_model": base.path.name,
+                               "eval_key": eval_key})
     # keyed by the base too: another base's probes stay in the file, and out of this run's table
     probes = upsert_csv(results / "base" / "linear_probe.csv", probe_rows,
                         ("model", "probe", "scale", "seed", "base_model")) if probe_rows else None

@@ -26,7 +26,8 @@ from paperlib.pipeline.bases import (clean_pretrain_key, external_model, file_sh
 from paperlib.pipeline.core import ModelArtifact, _train_artifact, device_name, resolve_device, split_tokens
 from paperlib.pipeline.defence import (defence_context, defence_key, defence_scene_ids, defend, encode_token_rows,
                                        pair_embeddings, retrain_key, retrain_on)
-from paperlib.pipeline.evaluation import TEMPLATE_SETS, classifier_for, evaluate, linear_probe_eval, templates_for
+from paperlib.pipeline.evaluation import (TEMPLATE_SETS, classifier_for, evaluate, linear_probe_eval, linear_probe_key,
+                                         templates_for)
 from paperlib.pipeline.poisoning import (PRETRAIN_DEFENCES, PoisonedSet, clean_encoder, finetune_scene_ids,
                                          poison_finetune, poison_finetune_key, poison_pretrain, poison_pretrain_key,
                                          poisoned_pairs,
@@ -38,7 +39,7 @@ __all__ = [
     "external_model", "file_sha256", "is_shipped_record", "shipped_base", "clean_pretrain_key", "pretrain_clean",
     "PRETRAIN_DEFENCES", "poison_pretrain", "poison_pretrain_key", "PoisonedSet", "finetune_scene_ids", "poisoned_pairs",
     "prepared_attack", "clean_encoder", "victim_train_config", "poison_finetune_key", "poison_finetune",
-    "TEMPLATE_SETS", "templates_for", "classifier_for", "evaluate", "linear_probe_eval",
+    "TEMPLATE_SETS", "templates_for", "classifier_for", "evaluate", "linear_probe_eval", "linear_probe_key",
     "defence_scene_ids", "defence_context", "defence_key", "defend", "encode_token_rows", "pair_embeddings",
     "retrain_key", "retrain_on",
 ]

@@ -104,6 +104,21 @@ def evaluate(artifact: ModelArtifact, data: DataConfig, split_name: str, attack=
     return json.loads((path / "metrics.json").read_text())
 
 
+def linear_probe_key(artifact: ModelArtifact, data: DataConfig, probe: str, n_train: int, n_test: int,
+                     c_grid: tuple[float, ...] | None = None) -> dict:
+    """The cache key of :func:`linear_probe_eval`'s result (``artifact_key("eval", ...)`` names it
+    without computing it)."""
+    from paperlib.data.probes import probe_key, probe_names
+    if probe not in probe_names():
+        raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(probe_names())}")
+    key = {"model": artifact.key_params, "probe": probe, "n_train": n_train, "n_test": n_test,
+           "image_size": data.image_size, "splits": None}
+    key.update(probe_key(probe, data) or {})     # heldout_style and fashion_mnist: the keys made before
+    if c_grid:   # a custom grid of inverse regularisation strengths (default: the probe's own)
+        key["c_grid"] = [float(c) for c in c_grid]
+    return key
+
+
 def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_train: int, n_test: int,
                       device="auto", batch_size: int = 512, cache: ArtifactCache | None = None,
                       c_grid: tuple[float, ...] | None = None) -> dict:
@@ -116,14 +131,8 @@ def linear_probe_eval(artifact: ModelArtifact, data: DataConfig, probe: str, n_t
     from paperlib.models import normalize_images
     cache = cache or ArtifactCache()
     device = resolve_device(device)
-    from paperlib.data.probes import probe_datasets, probe_key, probe_names
-    if probe not in probe_names():
-        raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(probe_names())}")
-    key = {"model": artifact.key_params, "probe": probe, "n_train": n_train, "n_test": n_test,
-           "image_size": data.image_size, "splits": None}
-    key.update(probe_key(probe, data) or {})     # heldout_style and fashion_mnist: the keys made before
-    if c_grid:   # a custom grid of inverse regularisation strengths (default: the probe's own)
-        key["c_grid"] = [float(c) for c in c_grid]
+    from paperlib.data.probes import probe_datasets
+    key = linear_probe_key(artifact, data, probe, n_train, n_test, c_grid)
 
     def build(work: Path):
         t0 = time.time()
