@@ -70,8 +70,10 @@ def current_section() -> str:
 
 
 def used_artifacts() -> list[dict]:
-    """Every artifact this process asked the cache for, once each, in order: its section (where it was
-    first asked for), kind, role, key and the seconds spent building it here (0 when it was cached).
+    """Every artifact this process built or took from the cache (``get_or_build``, ``cached``), once
+    each, in order: its section (where it was first used), kind, role, key and the seconds spent
+    building it during this run, by this process or another one of the run (a parallel job; 0 when
+    it was in the cache before the run began).
     A published run's manifest keeps this list, so a later run can tell what it will have to build
     (:mod:`paperlib.costs`)."""
     return [dict(entry) for entry in _USED.values()]
@@ -93,8 +95,12 @@ def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path
 
 
 def _tell(event: str, info: dict) -> None:
+    """Tell the hooks; a hook that fails (a progress line) never stops a build."""
     for hook in BUILD_HOOKS:
-        hook(event, info)
+        try:
+            hook(event, info)
+        except Exception as err:  # noqa: BLE001
+            log.warning("build hook %r failed: %s", hook, err)
 
 
 def artifact_key(kind: str, params: Any) -> str:
@@ -117,13 +123,18 @@ class ArtifactCache:
         return self.root / kind / artifact_key(kind, params)
 
     def exists(self, kind: str, params: Any) -> bool:
-        """Whether the artifact is complete here (callers that find it use it: it joins
-        :func:`used_artifacts`)."""
+        """Whether the artifact is complete here (a check: the run's ledger is not told, see
+        :meth:`cached`)."""
+        return (self.path(kind, params) / "DONE").is_file()
+
+    def cached(self, kind: str, params: Any) -> Path | None:
+        """The artifact's directory when it is complete here, for a caller that will use it (it
+        joins :func:`used_artifacts` under the current section); None when it is absent."""
         path = self.path(kind, params)
-        if (path / "DONE").is_file():
-            _note_use(kind, path.name, params, 0.0, path)
-            return True
-        return False
+        if not (path / "DONE").is_file():
+            return None
+        _note_use(kind, path.name, params, 0.0, path)
+        return path
 
     def get_or_build(self, kind: str, params: Any, builder: Callable[[Path], Any],
                      collective: bool = False) -> Path:

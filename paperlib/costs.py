@@ -115,10 +115,15 @@ class Estimate:
 
 
 def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict,
-                     stand_in: frozenset[str] = frozenset()) -> Estimate:
+                     stand_in: frozenset[str] = frozenset(), seen: set | None = None) -> Estimate:
     """Seconds ``section`` of the run ``manifest`` describes should take on ``cache_root``: its
     published time less what the published run spent building, plus the recorded cost of every
-    artifact it used that the cache lacks now and no row of ``stand_in`` (keys) replaces."""
+    artifact it used that the cache lacks now and no row of ``stand_in`` (keys) replaces.  ``seen``:
+    artifacts already counted (by an earlier notebook of the same estimate), counted once.
+
+    It leans high: the evaluations of a model whose row stands in are counted though they are not
+    made, and so is a row's model under ``reuse_rows: false``; and builds that the published run ran
+    in parallel jobs are counted one after the other."""
     published = float(manifest.get("wall_seconds", {}).get(section, 0.0))
     used = [a for a in manifest.get("artifacts", []) if a.get("section") == section]
     built_then = sum(float(a.get("built_seconds") or 0.0) for a in used)
@@ -126,6 +131,10 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
     for a in used:
         if (cache_root / a["kind"] / a["key"] / "DONE").is_file():
             continue
+        if seen is not None:
+            if (a["kind"], a["key"]) in seen:
+                continue
+            seen.add((a["kind"], a["key"]))
         if a["key"] in stand_in:
             est.stand_in += 1
             continue
@@ -146,9 +155,10 @@ def run_rows_dir() -> str:
 
 
 def left(notebook: str, scale: str, done=(), cache_root: Path | None = None,
-         rows_dir: str | None = None, sections=None) -> Estimate | None:
+         rows_dir: str | None = None, sections=None, seen: set | None = None) -> Estimate | None:
     """The estimate for the sections of ``notebook`` not in ``done`` (or only ``sections``), with
-    the rows of ``rows_dir`` (default :func:`run_rows_dir`) standing in; None without a published run."""
+    the rows of ``rows_dir`` (default :func:`run_rows_dir`, read once per process) standing in;
+    None without a published run.  ``seen``: see :func:`section_estimate`."""
     manifest = published_manifest(notebook, scale)
     if not manifest.get("wall_seconds"):
         return None
@@ -160,11 +170,11 @@ def left(notebook: str, scale: str, done=(), cache_root: Path | None = None,
     total = Estimate(known="artifacts" in manifest)
     for section in manifest["wall_seconds"]:
         if section not in done and (sections is None or section in sections):
-            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows)
+            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows, seen)
     if sections is None:   # artifacts used between sections (no section of their own): while absent
         between = {a.get("section") for a in manifest.get("artifacts", [])} - set(manifest["wall_seconds"])
         for section in sorted(between):
-            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows)
+            total = total + section_estimate(manifest, section, Path(cache_root), costs, rows, seen)
     return total
 
 
@@ -181,8 +191,7 @@ def describe(est: Estimate | None) -> str:
                        " (every model the published run used is in this cache)")
     text += f", {est.to_build} artifact{'s' if est.to_build != 1 else ''} to build by {COSTS_FILE.as_posix()}"
     if est.uncosted:
-        text += (f" ({est.uncosted} with no recorded cost on this "
-                 f"{'machine' if _this_cpu_kind() is None else 'CPU kind'}, not counted)")
+        text += f" ({est.uncosted} with no recorded cost for this scale and machine, not counted)"
     return text + rows
 
 

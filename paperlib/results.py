@@ -212,7 +212,9 @@ def row_naming_model(path: str | Path, model: str, column: str = "model", **matc
     path = Path(path)
     if not path.is_file():
         return None
-    rows = pd.read_csv(path, dtype={"model": str, "victim_model": str, column: str})   # cache keys, never numbers
+    # cache keys and digests are text, never numbers (a digest like 1234e5678901 would read as one)
+    text = {"model": str, "victim_model": str, column: str, **{k: str for k, v in match.items() if isinstance(v, str)}}
+    rows = pd.read_csv(path, dtype=text)
     if column not in rows.columns:
         return None
     rows = rows[rows[column] == str(model)]
@@ -316,8 +318,8 @@ class Timer:
     time, the notebook's elapsed time, and what is left, estimated from the published run's manifest
     and the recorded build costs of what this cache lacks (:mod:`paperlib.costs`); every model or
     other artifact built meanwhile gets a line too, with its recorded cost.  Artifacts used inside a
-    section are listed under its name in the manifest (the outermost section's, where a section of an
-    experiment runs inside a notebook's).
+    section are listed under its name in the manifest.  Where a section of an experiment runs inside
+    a notebook's, the notebook's (outermost) section names the artifacts and alone prints lines.
     """
 
     def __init__(self):
@@ -342,23 +344,31 @@ class Timer:
             def __enter__(self):
                 from paperlib.cache import current_section, set_section
                 self.t0 = time.time()
-                # the outermost section names the artifacts: a notebook's section (its manifest's)
-                # holds the sections of the experiments it calls
+                # the outermost section names the artifacts and speaks in the terminal: a notebook's
+                # section (its manifest's) holds the sections of the experiments it calls
                 self.outer = current_section()
                 if not self.outer:
                     set_section(name)
-                if timer.notebook:
-                    timer._say(f"{name} ... ({_section_forecast(timer.notebook, timer.scale, name)})")
+                if timer.notebook and not self.outer:
+                    timer._say_safely(lambda: f"{name} ... ({_section_forecast(timer.notebook, timer.scale, name)})")
 
             def __exit__(self, *exc):
                 from paperlib.cache import set_section
                 set_section(self.outer)
                 took = time.time() - self.t0
                 timer.sections[name] = timer.sections.get(name, 0.0) + took
-                if timer.notebook:
-                    timer._say(f"{name}: {_minutes(took)}; elapsed {_minutes(time.time() - timer.started)}; "
-                               f"{timer._left()}")
+                if timer.notebook and not self.outer:
+                    timer._say_safely(lambda: f"{name}: {_minutes(took)}; elapsed "
+                                              f"{_minutes(time.time() - timer.started)}; {timer._left()}")
         return _Section()
+
+    def _say_safely(self, line) -> None:
+        """Print ``line()``; an estimate that fails (a damaged manifest) never stops the notebook."""
+        try:
+            text = line()
+        except Exception as err:  # noqa: BLE001
+            text = f"(no estimate: {type(err).__name__}: {err})"
+        self._say(text)
 
 
 def _section_forecast(notebook: str, scale: str, section: str) -> str:

@@ -72,7 +72,8 @@ def reproduce_estimate(names: list[str] | None = None, scale: str = "embedded", 
 
     from paperlib import costs
     from paperlib.train.loop import cpu_has_native_bf16
-    estimates = [costs.left(n, scale, rows_dir=rows_dir) for n in (names or notebooks())]
+    seen: set = set()   # an artifact two notebooks share (the base, the defence matrix) is built once
+    estimates = [costs.left(n, scale, rows_dir=rows_dir, seen=seen) for n in (names or notebooks())]
     if estimates and all(e is not None and e.known for e in estimates):
         total = sum(estimates, costs.Estimate(known=True))
         return (f"{costs.describe(total)} for {len(estimates)} notebook(s) on 2 cores of this CPU kind "
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
               + (f"; the published run took {ref:.1f} min, here "
                  f"{costs.describe(costs.left(name, args.scale, rows_dir=str(base_out)))}"
                  if ref is not None else "") + ") ...", flush=True)
-        seconds = run_notebook(name, args.scale, base_out / name, str(results_dir))
+        seconds = run_notebook(name, args.scale, base_out / name, str(base_out))
         timings[name] = seconds
         print(f"[run_all] {name}: {seconds / 60:.1f} min", flush=True)
     path = base_out / f"run_all_{args.scale}.json"

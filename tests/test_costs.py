@@ -25,10 +25,12 @@ def test_the_ledger_lists_each_artifact_once_with_its_section_and_build_time(tmp
     cache.set_section("table1")
     store.get_or_build("model", {"role": "defence", "seed": 0}, lambda work: (work / "w").write_text("x"))
     store.get_or_build("model", {"role": "defence", "seed": 0}, lambda work: pytest.fail("rebuilt"))
-    assert not store.exists("eval", {"x": 1})
+    assert not store.exists("eval", {"x": 1}) and store.cached("eval", {"x": 1}) is None
     cache.set_section("fig3")
-    assert store.exists("model", {"role": "defence", "seed": 0})
     store.get_or_build("eval", {"x": 2}, lambda work: None)
+    assert store.exists("eval", {"x": 2})       # a check only: the ledger keeps where it was used
+    cache.set_section("fig4")
+    assert store.cached("model", {"role": "defence", "seed": 0}) == store.path("model", {"role": "defence", "seed": 0})
     used = cache.used_artifacts()
     assert [(u["section"], u["kind"], u["role"]) for u in used] == [("table1", "model", "defence"), ("fig3", "eval", "")]
     assert used[0]["key"] == store.path("model", {"role": "defence", "seed": 0}).name
@@ -41,11 +43,12 @@ def test_an_artifact_another_process_built_during_the_run_keeps_its_build_time(t
     meta = store.path("model", {"role": "victim"}) / "params.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "build_seconds": 42.0}))
     ledger.clear()                                  # as a parent process that never built it sees it
-    assert store.exists("model", {"role": "victim"})
+    assert store.exists("model", {"role": "victim"}) and cache.used_artifacts() == []   # a check is no use
+    assert store.cached("model", {"role": "victim"}) is not None
     assert cache.used_artifacts()[0]["built_seconds"] == 42.0
     ledger.clear()
     monkeypatch.setattr(cache, "_STARTED", 4e9)    # built before this process started: a plain hit
-    assert store.exists("model", {"role": "victim"})
+    assert store.cached("model", {"role": "victim"}) is not None
     assert cache.used_artifacts()[0]["built_seconds"] == 0.0
 
 
@@ -163,3 +166,37 @@ def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatc
     _done(tmp_path, "split", "s1")
     assert costs.left("x", "embedded", done={"a"}, cache_root=tmp_path, rows_dir=str(tmp_path / "rows")).seconds == 0.0
     assert costs.left("x", "smoke", cache_root=tmp_path, rows_dir=str(tmp_path / "rows")).uncosted == 1   # costs are the embedded scale's
+
+
+def test_nested_sections_are_quiet_and_a_failing_hook_or_estimate_stops_nothing(tmp_path, ledger, monkeypatch):
+    from paperlib import results
+    from paperlib.results import RUN_ENV, Timer
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", err)
+    monkeypatch.setenv(RUN_ENV, "abd:embedded")
+
+    def broken(*a, **k):
+        raise ValueError("damaged manifest")
+    monkeypatch.setattr(costs, "published_manifest", broken)
+    monkeypatch.setattr(results, "_ANNOUNCING", [True])      # no announcing hook: the broken one below
+    cache.BUILD_HOOKS.append(broken)
+    outer, inner = Timer(), Timer()
+    with outer("matrix"):
+        with inner("victims"):
+            ArtifactCache(tmp_path).get_or_build("eval", {"x": 9}, lambda work: None)
+    lines = err.getvalue().splitlines()
+    assert [line.split(" ")[1] for line in lines] == ["(no", "(no"], lines   # the outer section's two lines only
+    assert all("damaged manifest" in line for line in lines)
+    assert ArtifactCache(tmp_path).exists("eval", {"x": 9}) and inner.sections["victims"] >= 0
+
+
+def test_an_artifact_two_notebooks_share_is_counted_once(tmp_path, monkeypatch):
+    manifests = {n: {"wall_seconds": {"t": 0.0}, "artifacts": [
+        {"section": "t", "kind": "model", "role": "shipped_base", "key": "base", "built_seconds": 0.0},
+        {"section": "t", "kind": "model", "role": "defence", "key": n, "built_seconds": 0.0}]} for n in ("a", "b")}
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: manifests[notebook])
+    monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {("model", "shipped_base"): 7.0, ("model", "defence"): 50.0})
+    seen: set = set()
+    total = sum((costs.left(n, "embedded", cache_root=tmp_path, rows_dir=str(tmp_path), seen=seen) for n in "ab"),
+                costs.Estimate())
+    assert (total.seconds, total.to_build) == (107.0, 3)

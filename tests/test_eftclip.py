@@ -342,9 +342,9 @@ def test_defend_rebuilds_a_cached_model_that_lacks_the_per_epoch_weights_asked_f
     from paperlib.train.loop import TrainConfig
 
     class Cache(pl.ArtifactCache):
-        def exists(self, kind, params):
+        def cached(self, kind, params):
             self.last = self.path(kind, params)
-            return super().exists(kind, params)
+            return super().cached(kind, params)
 
     class Trained(Exception):
         pass
@@ -877,8 +877,7 @@ def test_pretrain_victim_key_is_the_key_pretrain_victim_builds(monkeypatch, tmp_
     v = common.victim_config(p, "badnet", "pretrain")
     base = SimpleNamespace(key_params={"base": "x"})
     seen = []
-    monkeypatch.setattr(ArtifactCache, "exists", lambda self, kind, key: seen.append(key) or True)
-    monkeypatch.setattr(ArtifactCache, "path", lambda self, kind, key: tmp_path)
+    monkeypatch.setattr(ArtifactCache, "cached", lambda self, kind, key: seen.append(key) or tmp_path)
     plain = SimpleNamespace(needs_fit=False)
     common.pretrain_victim(p, base, v, 3, attack=plain)
     common.pretrain_victim(p, base, v, 3, attack=plain, defence_id="roclip", defence_cfg=p.defence.config("roclip", "badnet"))

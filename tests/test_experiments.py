@@ -499,6 +499,13 @@ def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, 
     assert again["curve"].asr_top1.tolist() == first["curve"].asr_top1.tolist()
     zs = again["zeroshot"]
     assert set(zs[zs.model == "badnet_victim"].victim_model) == {first["victim_models"][0]}
+    # measured under other evaluation settings, a row does not stand in: the victim is trained
+    other = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml",
+                            {"results_dir": str(tmp_path / "results"), "eval.linear_probes": [],
+                             "eval.templates": "openai80", "victim.poison_curve": [], "victim.patch_curve": []})
+    foundation.run(other, log=lambda *a: None)
+    assert (tmp_path / "cache" / "model" / first["victim_models"][0]).exists()
+    shutil.rmtree(tmp_path / "cache" / "model" / first["victim_models"][0])
     # without the zero-shot rows of the main victim (old rows named no victim) it is trained again
     zeroshot = tmp_path / "results" / "base" / "zeroshot.csv"
     import pandas as pd

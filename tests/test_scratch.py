@@ -66,23 +66,36 @@ def test_run_all_reproduce_uses_its_own_cache_and_an_empty_results_folder(tmp_pa
     assert Path(results_dir) == tmp_path / "s" / "reproduce" and out == tmp_path / "s" / "reproduce" / "cfbd"
     assert not (tmp_path / "s" / "reproduce" / "defences").exists(), "committed rows were copied in"
     assert cache.endswith(os.path.join(".cache", "reproduce"))
-    assert "retraining everything from scratch: at least" in capsys.readouterr().out
+    assert "retraining everything from scratch: at least" in capsys.readouterr().out   # no smoke manifest
+    # where the published manifests list their artifacts, the estimate adds up their recorded costs
+    from paperlib import costs
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: {"wall_seconds": {"t": 30.0}, "artifacts": [
+        {"section": "t", "kind": "model", "role": "retrain", "key": "k1", "built_seconds": 0.0}]})
+    monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {("model", "retrain"): 150.0})
+    run_all.main(["--scale", "embedded", "--only", "cfbd", "--reproduce"])   # the costs are the embedded scale's
+    assert ("retraining everything from scratch: ~3.0 min left, 1 artifact to build by "
+            "results/benchmarks/cache_costs.csv for 1 notebook(s)") in capsys.readouterr().out
 
 
 def test_timer_reports_sections_to_the_terminal_under_run_all(monkeypatch):
     import io
     import sys
 
+    from paperlib import costs
     from paperlib.results import RUN_ENV, Timer
     err = io.StringIO()
     monkeypatch.setattr(sys, "__stderr__", err)
-    monkeypatch.setenv(RUN_ENV, "cleanerclip:embedded")   # the published manifest has table1 .. fig4
+    monkeypatch.setenv(RUN_ENV, "cleanerclip:embedded")
+    # a manifest published before manifests listed their artifacts
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: {"wall_seconds": {"table1": 60.0,
+                                                                                            "fig3": 120.0}})
     timer = Timer()
     with timer("table1"):
         pass
     lines = err.getvalue().splitlines()
-    assert lines[0].startswith("[cleanerclip] table1 ... (published run:")
-    assert lines[1].startswith("[cleanerclip] table1: 0 s; elapsed 0 s; ~") and " left" in lines[1]
+    assert lines[0] == "[cleanerclip] table1 ... (published run: 1.0 min)"
+    assert lines[1] == ("[cleanerclip] table1: 0 s; elapsed 0 s; ~2.0 min left by the published run (its manifest "
+                        "lists no artifacts: models this cache lacks come on top)")
     monkeypatch.delenv(RUN_ENV)
     quiet = Timer()
     with quiet("x"):

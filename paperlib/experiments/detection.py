@@ -350,8 +350,8 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(pl.resolve_device(device).type),
            "flooding": a.flooding, "victim_pairs": _pairs_key(v, seed)}
     cache = pl.ArtifactCache()
-    if cache.exists("model", key):
-        model = pl.ModelArtifact(base.name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        model = pl.ModelArtifact(base.name, path, key)
     else:
         published = published_row(p, "detection/abl.csv", key, isolation_ratio=a.isolation_ratio)
         if published is not None:   # isolated elsewhere with the very same model

@@ -29,8 +29,8 @@ def _published_sweep(p: EftCLIPParams, d: DetectionSweep, wb: Workbench,
     name = artifact_key("model", vkey)
     key = detection_key(p, d, wb, SimpleNamespace(path=Path(name)), seed)
     cache = ArtifactCache()
-    if cache.exists("eval", key):
-        return pd.read_csv(cache.path("eval", key) / "detection.csv").assign(
+    if (found := cache.cached("eval", key)) is not None:
+        return pd.read_csv(found / "detection.csv").assign(
             scale=p.scale, seed=seed, victim_model=name, eval_key=artifact_key("eval", key)), True
     path = Path(p.results_dir) / "detection" / "eftclip.csv"
     if not p.reuse_rows or not wb.victim_absent(vkey) or not path.is_file():

@@ -152,26 +152,48 @@ def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dic
             "n_images": metrics["n_images"], "n_classes": metrics["n_classes"], "base_model": base_model}
 
 
+CURVE_KEY = ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count")
+
+
+def eval_settings(p: FoundationParams) -> str:
+    """A digest of what the victims' measurements depend on beyond the victim: the evaluation's
+    prompts and ASR convention and the data its splits are rendered from (the ``eval_settings``
+    column; a row is reused only under the same settings)."""
+    import hashlib
+    import json
+
+    from paperlib.cache import canonical
+    what = {"templates": p.eval.templates, "asr_convention": p.eval.asr_convention, "data": asdict(p.data)}
+    return hashlib.sha256(json.dumps(canonical(what), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _published_victim(p: FoundationParams, key: dict, main: bool) -> tuple[dict, list[dict]] | None:
     """The rows of the victim of cache ``key`` when that model is absent here and ``reuse_rows``
     allows it (a fresh machine does not train it again, docs/running.md): its poison-curve row and,
-    for the main victim, its zero-shot rows (every split of ``eval.splits``); None if any is missing."""
+    for the main victim, its zero-shot rows (every split of ``eval.splits``), all measured under
+    these evaluation settings (:func:`eval_settings`); None if any is missing."""
     import pandas as pd
 
     from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.results import row_naming_model
     if not p.reuse_rows or ArtifactCache().exists("model", key):
         return None
-    name = artifact_key("model", key)
+    name, settings = artifact_key("model", key), eval_settings(p)
     results = Path(p.results_dir)
-    row = row_naming_model(results / "foundation" / "poison_curve.csv", name, column="victim_model")
-    if row is None or not main:
-        return None if row is None else (row, [])
-    path = results / "base" / "zeroshot.csv"
-    zs = pd.read_csv(path, dtype={"victim_model": str, "base_model": str}) if path.is_file() else pd.DataFrame()
-    if "victim_model" not in zs.columns:
+    row = row_naming_model(results / "foundation" / "poison_curve.csv", name, column="victim_model",
+                           eval_settings=settings)
+    if row is None:
         return None
-    zs = zs[(zs.victim_model == name) & zs.split.isin(p.eval.splits)]
+    for column in CURVE_KEY:    # an empty key cell (no patch) is dropped with the row's empty cells
+        row.setdefault(column, None)
+    if not main:
+        return row, []
+    path = results / "base" / "zeroshot.csv"
+    zs = (pd.read_csv(path, dtype={"victim_model": str, "base_model": str, "eval_settings": str})
+          if path.is_file() else pd.DataFrame())
+    if "victim_model" not in zs.columns or "eval_settings" not in zs.columns:
+        return None
+    zs = zs[(zs.victim_model == name) & (zs.eval_settings == settings) & zs.split.isin(p.eval.splits)]
     if set(zs.split) != set(p.eval.splits):
         return None
     return row, [{k: v for k, v in r.items() if not pd.isna(v)} for r in zs.to_dict("records")]
@@ -260,6 +282,7 @@ def run(p: FoundationParams, log=print) -> dict:
             # too): the same victim written from here must not lose them
             row = {**victim_row(p.victim.attack, "finetune", p.scale, seed, count, m, base_in,
                                  p.victim.finetune_scenes, victim.summary), **recipe(p.victim),
+                   "eval_settings": eval_settings(p),
                    "patch_fraction": getattr(cfg, "patch_fraction", None),
                    "attack_params": params_json({**p.victim.attack_params, **({} if frac is None else
                                                                               {"patch_fraction": frac})}),
@@ -271,7 +294,7 @@ def run(p: FoundationParams, log=print) -> dict:
                 for s in ev.splits:
                     zs_rows.append({**_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
                                                     clean_eval(victim, s), base.path.name),
-                                    "victim_model": victim.path.name})
+                                    "victim_model": victim.path.name, "eval_settings": eval_settings(p)})
             log(f"seed {seed} patch {row['patch_fraction']:.3f} poison {count}: "
                 f"CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f} top-5 {m['asr_top5']:.1f}")
 
@@ -283,9 +306,7 @@ def run(p: FoundationParams, log=print) -> dict:
         say_in_terminal(text)
     zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS)
     victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS)
-    upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows,
-               ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count"),
-               VICTIM_COLUMNS)
+    upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows, CURVE_KEY, VICTIM_COLUMNS)
     probe_rows = []
     with timer("linear_probe"):
         for probe in ev.linear_probes:

@@ -119,6 +119,8 @@ def plot_poison_curve(out: dict, p) -> Path:
     df = out["curve"]
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # rows read back from the file carry 4 significant digits, rows made here full precision: one curve
+    df = df.assign(patch_fraction=df["patch_fraction"].astype(float).round(4))
     for i, (frac, sub) in enumerate(sorted(df.groupby("patch_fraction"), key=lambda kv: kv[0])):
         g = sub.groupby("poison_count")
         px = round(frac * p.data.image_size)

@@ -76,8 +76,8 @@ def shipped_base(name: str, weights: Path, cache: ArtifactCache | None = None) -
         raise CheckpointError(f"{weights}: its record {record_path.name} says model {record.get('model')!r}, "
                               f"the parameters ask for {name!r}")
     key = {"role": "shipped_base", "model": name, "sha256": record.get("sha256")}
-    if cache.exists("model", key):
-        return ModelArtifact(name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        return ModelArtifact(name, path, key)
     check_safetensors(weights)
     digest = file_sha256(weights)
     if digest != record.get("sha256"):
@@ -104,8 +104,8 @@ def pretrain_clean(data: DataConfig, model_name: str, cfg: TrainConfig, device="
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = clean_pretrain_key(data, model_name, cfg, device.type)
-    if cache.exists("model", key):
-        return ModelArtifact(model_name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        return ModelArtifact(model_name, path, key)
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, key["split"], model_name, cache)
     pairs = TensorPairs(split.images, tokens)

@@ -85,8 +85,8 @@ def defend(victim: ModelArtifact, data: DataConfig, defence_id: str, defence_cfg
         key["subset"] = hashlib.sha256(subset.tobytes()).hexdigest()[:20]
         key["subset_size"] = int(len(subset))
     stale = None
-    if cache.exists("model", key):
-        path = cache.path("model", key)
+    path = cache.cached("model", key)
+    if path is not None:
         # per-epoch weights exist only for whole epochs, so a shorter run is never rebuilt for them
         if not save_epochs or cfg.epochs < 1 or any(path.glob("epoch*.safetensors")):
             return ModelArtifact(victim.name, path, key)
@@ -157,8 +157,8 @@ def retrain_on(base: ModelArtifact, pairs, keep: np.ndarray, cfg: TrainConfig, k
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = retrain_key(base, cfg, key, device)
-    if cache.exists("model", key):
-        return ModelArtifact(base.name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        return ModelArtifact(base.name, path, key)
     sub = pairs.subset(keep)
     if device.type == "cuda":
         sub.to_device(device)

@@ -62,8 +62,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
-    if cache.exists("model", key):
-        return ModelArtifact(model_name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        return ModelArtifact(model_name, path, key)
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, key["split"], model_name, cache)
     from paperlib.attacks import build_attack
@@ -261,8 +261,8 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
                               device.type, caption)
     if epoch_checkpoints:
         key["epoch_checkpoints"] = True
-    if cache.exists("model", key):
-        return ModelArtifact(base.name, cache.path("model", key), key)
+    if (path := cache.cached("model", key)) is not None:
+        return ModelArtifact(base.name, path, key)
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, split_params("cc3m_analog", data), base.name, cache)
     attack = prepared_attack(attack_id, attack_cfg, base, data, target, device, cache)
