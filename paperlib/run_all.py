@@ -109,7 +109,10 @@ def progress_bars_off():
 
 def _ipc_kernel_manager(folder: str):
     """A kernel manager whose kernels talk over local IPC sockets in ``folder``: nothing listens on
-    a TCP port, and the kernel has no 'TCP without encryption' warning to print."""
+    a TCP port, and the kernel has no 'TCP without encryption' warning to print.  Its kernels leave
+    the process's own stdout and stderr alone (``capture_fd_output`` off): the progress lines written
+    there (:func:`paperlib.results.say_in_terminal`) reach run_all's terminal and stay out of the
+    executed notebook, which keeps what the cells print."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -117,6 +120,9 @@ def _ipc_kernel_manager(folder: str):
             kwargs.setdefault("transport", "ipc")
             kwargs.setdefault("ip", str(Path(folder) / "kernel"))
             super().__init__(**kwargs)
+
+        def format_kernel_cmd(self, extra_arguments=None):
+            return super().format_kernel_cmd([*(extra_arguments or []), "--IPKernelApp.capture_fd_output=False"])
     return IPCKernelManager
 
 

@@ -32,3 +32,12 @@ def test_run_all_restores_the_callers_setting(monkeypatch):
     with progress_bars_off():
         assert not progress.enabled()
     assert progress.ENV not in os.environ
+
+
+def test_run_all_kernels_leave_the_terminal_lines_out_of_the_notebook(tmp_path):
+    """The kernels run_all starts do not capture the process's stdout/stderr into the notebook, so the
+    progress lines (results.say_in_terminal) reach the terminal only."""
+    from paperlib.run_all import _ipc_kernel_manager
+    km = _ipc_kernel_manager(str(tmp_path))(kernel_name="python3")
+    cmd = km.format_kernel_cmd()
+    assert cmd[-1] == "--IPKernelApp.capture_fd_output=False" and "ipykernel_launcher" in " ".join(cmd)
