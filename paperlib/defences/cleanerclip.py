@@ -110,7 +110,47 @@ def counterfactual_loss(v: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
     return 0.5 * (F.cross_entropy(i2t, labels) + F.cross_entropy(t2i, labels))  # Eq. 3
 
 
+def distributed_counterfactual_loss(v: torch.Tensor, p: torch.Tensor, n: torch.Tensor, tau_pos: float,
+                                    tau_neg: float, rank: int, world_size: int) -> torch.Tensor:
+    """L_cf of Eq. 3 over the global batch under DDP: this rank's rows (any number, none included)
+    against every rank's images, positives and negatives, as :func:`counterfactual_loss` on the
+    concatenated rows.  The other ranks' rows are gathered without their gradient (as the CLIP
+    loss's, :func:`paperlib.train.losses.gather_features`), and the rank's summed loss is scaled by
+    ``world_size / total rows`` so that DDP's average of the ranks' gradients is the gradient of
+    the global mean (the ranks hold unequal numbers of sub-captioned rows).  Every rank must call
+    it at every step (it gathers)."""
+    all_v, offset, total = gather_rows(v, rank, world_size)
+    all_p, _, _ = gather_rows(p, rank, world_size)
+    all_n, _, _ = gather_rows(n, rank, world_size)
+    if total == 0 or len(v) == 0:
+        return (all_v.sum() + all_p.sum() + all_n.sum()) * 0.0
+    labels = torch.arange(len(v), device=v.device) + offset
+    i2t = torch.cat([v @ all_p.t() / tau_pos, v @ all_n.t() / tau_neg], dim=1)          # Eq. 1
+    t2i = torch.cat([p @ all_v.t() / tau_pos, n @ all_v.t() / tau_neg], dim=1)          # Eq. 2
+    summed = 0.5 * (F.cross_entropy(i2t, labels, reduction="sum") + F.cross_entropy(t2i, labels, reduction="sum"))
+    return summed * world_size / total                                                  # Eq. 3
+
+
+def gather_rows(x: torch.Tensor, rank: int, world_size: int) -> tuple[torch.Tensor, int, int]:
+    """Every rank's rows of ``x`` (a different number on each rank), this rank's with their gradient:
+    (the rows in rank order, where this rank's begin, how many there are)."""
+    import torch.distributed as dist
+    count = torch.tensor([len(x)], device=x.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    padded = x.new_zeros((max(counts), *x.shape[1:]))
+    padded[:len(x)] = x.detach()
+    parts = [torch.zeros_like(padded) for _ in range(world_size)]
+    dist.all_gather(parts, padded)
+    parts = [part[:c] for part, c in zip(parts, counts)]
+    parts[rank] = x
+    return torch.cat(parts), sum(counts[:rank]), sum(counts)
+
+
 class CounterfactualTerm(nn.Module):
+    """L_cf (Eq. 3) on the batch's sub-captioned rows; under DDP over the global batch's rows
+    (:func:`distributed_counterfactual_loss`)."""
     name = "counterfactual"
 
     def __init__(self, tau_pos: float, tau_neg: float):
@@ -119,7 +159,15 @@ class CounterfactualTerm(nn.Module):
 
     def forward(self, step: StepContext) -> torch.Tensor:
         rows = step.batch.get("subcaption_rows")
-        if rows is None or len(rows) == 0:
+        has_rows = rows is not None and len(rows) > 0
+        if step.world_size > 1:   # every rank gathers, with or without rows of its own
+            images = step.image_features()
+            v = images[rows] if has_rows else images[:0]
+            p = step.text_features("tokens_pos") if has_rows else images[:0]
+            n = step.text_features("tokens_neg") if has_rows else images[:0]
+            loss = distributed_counterfactual_loss(v, p, n, self.tau_pos, self.tau_neg, step.rank, step.world_size)
+            return loss + images.sum() * 0.0
+        if not has_rows:
             return step.image_features().sum() * 0.0
         v = step.image_features()[rows]
         p = step.text_features("tokens_pos")
