@@ -513,3 +513,8 @@ def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, 
     foundation.run(p, log=lambda *a: None)
     assert (tmp_path / "cache" / "model" / first["victim_models"][0]).exists()
     assert not (tmp_path / "cache" / "model" / victims[1]).exists()
+
+
+def test_a_patch_fraction_key_is_kept_at_the_files_precision():
+    from paperlib.experiments.foundation import _as_written
+    assert _as_written(1 / 14) == 0.07143 and _as_written(0.25) == 0.25 and _as_written(None) is None

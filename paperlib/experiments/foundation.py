@@ -155,6 +155,11 @@ def _zeroshot_row(model_id: str, split: str, scale: str, seed: int, metrics: dic
 CURVE_KEY = ("attack", "threat_model", "scale", "seed", "patch_fraction", "poison_count")
 
 
+def _as_written(x: float | None) -> float | None:
+    """``x`` as results.upsert_csv writes it (``%.4g``) and reads it back."""
+    return None if x is None else float(f"{x:.4g}")
+
+
 def eval_settings(p: FoundationParams) -> str:
     """A digest of what the victims' measurements depend on beyond the victim: the evaluation's
     prompts and ASR convention and the data its splits are rendered from (the ``eval_settings``
@@ -283,7 +288,9 @@ def run(p: FoundationParams, log=print) -> dict:
             row = {**victim_row(p.victim.attack, "finetune", p.scale, seed, count, m, base_in,
                                  p.victim.finetune_scenes, victim.summary), **recipe(p.victim),
                    "eval_settings": eval_settings(p),
-                   "patch_fraction": getattr(cfg, "patch_fraction", None),
+                   # a key column: at the precision the file keeps (4 significant digits), so that a
+                   # fresh row replaces the one read back instead of standing beside it
+                   "patch_fraction": _as_written(getattr(cfg, "patch_fraction", None)),
                    "attack_params": params_json({**p.victim.attack_params, **({} if frac is None else
                                                                               {"patch_fraction": frac})}),
                    "precision": resolve_precision(p.victim.finetune.precision, pl.resolve_device(p.device).type),
