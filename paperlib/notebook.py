@@ -24,7 +24,8 @@ def setup(loader, params_file: str, overrides: dict | None = None, results_dir: 
     if results_dir is not None:
         overrides["results_dir"] = results_dir
     params = loader(Path(params_file), overrides)
-    from paperlib.results import open_results_dir, is_published
+    from paperlib.results import announce_builds, open_results_dir, is_published
+    announce_builds()
     where = open_results_dir(params, log=logging.getLogger("paperlib.results").info)
     logging.getLogger("paperlib.results").info(
         "results go to %s%s", where, " (published: the committed results)" if is_published(where) else

@@ -327,8 +327,7 @@ class Timer:
         self.started = time.time()
         run = os.environ.get(RUN_ENV, "")
         self.notebook, _, self.scale = run.partition(":")
-        if run:
-            _announce_builds()
+        announce_builds()
 
     def _say(self, text: str) -> None:
         say_in_terminal(text)
@@ -387,10 +386,12 @@ def _section_forecast(notebook: str, scale: str, section: str) -> str:
 _ANNOUNCING = [False]
 
 
-def _announce_builds() -> None:
+def announce_builds() -> None:
     """Under run_all, a terminal line whenever the cache starts or finishes building an artifact,
-    with what such a build cost when recorded (installed once per process)."""
-    if _ANNOUNCING[0]:
+    with what such a build cost when recorded (installed once per process; nothing elsewhere).
+    Called by :func:`paperlib.notebook.setup` too, so that what a notebook renders before its
+    first section (a split) is announced."""
+    if _ANNOUNCING[0] or not os.environ.get(RUN_ENV):
         return
     from paperlib import cache, costs
     from paperlib.cache import canonical

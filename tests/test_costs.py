@@ -136,6 +136,30 @@ def test_under_run_all_sections_and_builds_are_told_in_the_terminal(tmp_path, le
     assert lines[3].startswith("[abd] table1: 0 s; elapsed 0 s; ~30 s left (every model")
 
 
+def test_a_build_before_the_first_section_is_told_too(tmp_path, ledger, monkeypatch):
+    """A notebook renders its splits in the cells before its first section: under run_all,
+    notebook.setup installs the announcer, so those builds get their lines (elsewhere: none)."""
+    from paperlib import notebook, results
+    from paperlib.results import RUN_ENV
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", err)
+    monkeypatch.setattr(results, "_ANNOUNCING", [False])
+    monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {})
+    monkeypatch.setattr(results, "open_results_dir", lambda params, log=None: tmp_path)
+    monkeypatch.chdir(tmp_path)
+    store = ArtifactCache(tmp_path / "cache")
+    monkeypatch.delenv(RUN_ENV, raising=False)
+    notebook.setup(lambda path, overrides: {}, "p.yaml")
+    store.get_or_build("split", {"n": 1}, lambda work: None)
+    assert err.getvalue() == ""
+    monkeypatch.setenv(RUN_ENV, "foundation:embedded")
+    notebook.setup(lambda path, overrides: {}, "p.yaml")
+    store.get_or_build("split", {"n": 2}, lambda work: None)
+    lines = err.getvalue().splitlines()
+    assert [line.split(" ")[:5] for line in lines] == [["[foundation]", "", "", "building", "split"],
+                                                        ["[foundation]", "", "", "built", "split"]]
+
+
 def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
     rows = tmp_path / "rows"
     (rows / "defences").mkdir(parents=True)
