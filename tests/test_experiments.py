@@ -143,15 +143,24 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
     pub.loc[first, "device"] = "NVIDIA H200"
     pub["asr_top1"] = pub.asr_top1.astype(float)
     pub.loc[first, "asr_top1"] = 12.5
+    # and a defended model of this cache published from the GPU too: its row stays as well
+    cc_model = m[m.defence == "cleanerclip"].model.iloc[0]
+    cc = pub.index[(pub.defence == "cleanerclip") & (pub.model == cc_model)][0]
+    pub.loc[cc, "device"], pub.loc[cc, "asr_top1"] = "NVIDIA H200", 7.5
     pub.to_csv(tmp_path / "out" / "defences" / "matrix.csv", index=False)
     run(load(ROOT / "params" / "defences" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"]}), log=lambda *a: None)
     kept = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
     kept = kept[(kept.defence == "none") & (kept.model == m.victim_model[0])]
     assert kept[["device", "asr_top1"]].values.tolist() == [["NVIDIA H200", 12.5]]
+    after_cc = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
+    after_cc = after_cc[(after_cc.defence == "cleanerclip") & (after_cc.model == cc_model)]
+    assert after_cc[["device", "asr_top1"]].values.tolist() == [["NVIDIA H200", 7.5]]
     check = pd.read_csv(tmp_path / "out" / "defences" / "device_check.csv")
-    assert sorted(check.device) == sorted(["NVIDIA H200", str(m[m.defence == "none"].device.iloc[0])])
-    assert set(check.model) == {m.victim_model[0]} and 12.5 in set(check.asr_top1)
+    here = str(m[m.defence == "none"].device.iloc[0])
+    assert sorted(check[check.model == m.victim_model[0]].device) == sorted(["NVIDIA H200", here])
+    assert sorted(check[check.model == cc_model].device) == sorted(["NVIDIA H200", here])
+    assert set(check.model) == {m.victim_model[0], cc_model} and {12.5, 7.5} <= set(check.asr_top1)
 
 
 def test_an_attack_can_have_seeds_of_its_own_in_the_matrix(tmp_path):

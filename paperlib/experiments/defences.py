@@ -253,9 +253,20 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                 s = model.summary
                 # wall time includes what a defence prepares before fine-tuning (ABD's generator)
                 wall = s.get("seconds", 0.0) + s.get("defence_info", {}).get("prep_seconds", 0.0)
-                rows.append({**matrix_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
-                             **provenance(victim, model), **recipe, "lr": p.defence.train.lr,
-                             "defence_settings": matrix_summary.settings_json(dcfg)})
+                row = {**matrix_row(v.attack, label, p.scale, seed, m, wall, s.get("samples", 0)),
+                       **provenance(victim, model), **recipe, "lr": p.defence.train.lr,
+                       "defence_settings": matrix_summary.settings_json(dcfg)}
+                published = published_matrix_row(p, model.path.name, label, v.attack, seed) if p.reuse_rows else None
+                if published is not None and other_device(published.get("device"), row.get("device")):
+                    # as for the victim: the published row of this key stays (a GPU seed's weights
+                    # exist nowhere else), this device's measurement goes beside it
+                    rows.append(published)
+                    device_check(p, [published, row])
+                    log(f"{v.attack:10s} seed {seed} {label:12s} row kept as published ({published.get('device')}: "
+                        f"ASR {published.get('asr_top1')}); this device's ({row.get('device')}: ASR "
+                        f"{row['asr_top1']:.2f}) written to device_check.csv")
+                    continue
+                rows.append(row)
                 save(rows)   # after every defended model: long runs show progress in results/
                 log(f"{v.attack:10s} seed {seed} {label:12s} CA {m['ca_top1']:5.1f}  ASR {m['asr_top1']:5.1f}"
                     f"  ({s.get('seconds', 0):.0f} s)")
@@ -296,11 +307,16 @@ def other_device(a, b) -> bool:
     return a != b and not ({a.lower(), b.lower()} & {"", "cpu"})
 
 
+def published_matrix_row(p: DefenceMatrixParams, model: str, defence: str, attack: str, seed: int) -> dict | None:
+    """The matrix file's row of ``model`` (a cache key's name) as ``defence``, if there is one."""
+    from paperlib.results import row_naming_model
+    return row_naming_model(Path(p.results_dir) / "defences" / "matrix.csv", model,
+                            defence=defence, attack=attack, scale=p.scale, seed=seed)
+
+
 def published_victim_row(p: DefenceMatrixParams, victim_model: str, attack: str, seed: int) -> dict | None:
     """The matrix file's row of the victim ``victim_model`` (its ``none`` row), if there is one."""
-    from paperlib.results import row_naming_model
-    return row_naming_model(Path(p.results_dir) / "defences" / "matrix.csv", victim_model,
-                            defence="none", attack=attack, scale=p.scale, seed=seed)
+    return published_matrix_row(p, victim_model, "none", attack, seed)
 
 
 DEVICE_CHECK_COLUMNS = ("attack", "defence", "scale", "seed", "model", "device", "ca_top1", "ca_top3", "ca_top5",
