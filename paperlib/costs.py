@@ -72,6 +72,22 @@ def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[
     return {(r.kind, r.role): float(r.median_seconds) for r in rows.itertuples(index=False)}
 
 
+def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tuple[float, int] | None:
+    """Seconds and artifacts that the cold caches recorded in the costs file took in all on
+    ``cpu_kind`` (default: this machine's): the rough estimate of retraining everything where the
+    published manifests do not list their artifacts.  None without the file or rows of that kind."""
+    import pandas as pd
+    kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
+    file = Path(path) if path else repo_root() / COSTS_FILE
+    if kind is None or not file.is_file():
+        return None
+    rows = pd.read_csv(file, keep_default_na=False, dtype=str)
+    rows = rows[rows.cpu_native_bf16 == kind]
+    if rows.empty:
+        return None
+    return float(rows.total_seconds.astype(float).sum()), int(rows.artifacts.astype(int).sum())
+
+
 RUN_RESULTS_ENV = "PAPERLIB_RUN_RESULTS"   # the results folder of the run_all run (rows that stand in)
 KEY_COLUMNS = ("model", "eval_key")          # columns naming the artifact a row measured
 # files whose rows stand in for the victim they name (the foundation's poison curve)

@@ -68,25 +68,18 @@ def reproduce_estimate(names: list[str] | None = None, scale: str = "embedded", 
     """What retraining everything costs here.  Where the published manifests list the artifacts their
     runs used, the sum of :func:`paperlib.costs.left` over the notebooks on the (empty) cache in use;
     otherwise what the cold caches recorded in ``results/benchmarks/cache_costs.csv`` took in all."""
-    import pandas as pd
-
     from paperlib import costs
-    from paperlib.train.loop import cpu_has_native_bf16
     seen: set = set()   # an artifact two notebooks share (the base, the defence matrix) is built once
     estimates = [costs.left(n, scale, rows_dir=rows_dir, seen=seen) for n in (names or notebooks())]
     if estimates and all(e is not None and e.known for e in estimates):
         total = sum(estimates, costs.Estimate(known=True))
         return (f"{costs.describe(total)} for {len(estimates)} notebook(s) on 2 cores of this CPU kind "
                 "(the published runs' artifacts, each at its recorded build cost)")
-    path = repo_root() / costs.COSTS_FILE
-    if not path.is_file():
-        return f"no recorded build costs ({costs.COSTS_FILE.as_posix()} is missing)"
-    recorded = pd.read_csv(path)
-    here = recorded[recorded.cpu_native_bf16.astype(str) == str(cpu_has_native_bf16())]
-    if here.empty:
-        return "no recorded build costs for this kind of CPU"
-    hours = here.total_seconds.sum() / 3600
-    return (f"at least {hours:.1f} h on 2 cores of this CPU kind: what the {int(here.artifacts.sum())} artifacts "
+    recorded = costs.recorded_total()
+    if recorded is None:
+        return f"no recorded build costs for this kind of machine in {costs.COSTS_FILE.as_posix()}"
+    seconds, artifacts = recorded
+    return (f"at least {seconds / 3600:.1f} h on 2 cores of this CPU kind: what the {artifacts} artifacts "
             f"of the cold caches recorded in {costs.COSTS_FILE.as_posix()} took, which do not cover "
             "every notebook (a lent GPU is far faster)")
 

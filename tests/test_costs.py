@@ -224,3 +224,15 @@ def test_an_artifact_two_notebooks_share_is_counted_once(tmp_path, monkeypatch):
     total = sum((costs.left(n, "embedded", cache_root=tmp_path, rows_dir=str(tmp_path), seen=seen) for n in "ab"),
                 costs.Estimate())
     assert (total.seconds, total.to_build) == (107.0, 3)
+
+
+def test_the_recorded_total_sums_one_cpu_kinds_cold_caches(tmp_path):
+    file = tmp_path / "costs.csv"
+    file.write_text("kind,role,precision,artifacts,total_seconds,median_seconds,samples,resumed,cpu,cpu_native_bf16,measured\n"
+                    "model,victim,,12,2000.5,174,0,0,AMD EPYC,True,2026-11-30\n"
+                    "split,,,3,24,8,0,0,AMD EPYC,True,2026-11-30\n"
+                    "model,victim,,4,1860,465,0,0,AMD EPYC,False,2026-11-29\n")
+    assert costs.recorded_total(str(file), cpu_kind="True") == (2024.5, 15)
+    assert costs.recorded_total(str(file), cpu_kind="False") == (1860.0, 4)
+    assert costs.recorded_total(str(file), cpu_kind=None) is None            # a GPU machine
+    assert costs.recorded_total(str(tmp_path / "none.csv"), cpu_kind="True") is None
