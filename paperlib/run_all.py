@@ -154,8 +154,23 @@ def run_notebook(name: str, scale: str, out_dir: Path, results_dir: str | None =
                             parameters=parameters, cwd=str(root), kernel_name="python3",
                             log_output=log_output, progress_bar=False,
                             kernel_manager_class=_ipc_kernel_manager(sockets))
+    paths_relative(partial, input_path=root / "notebooks" / f"{name}.ipynb", output_path=final)
     os.replace(partial, final)
     return time.time() - t0
+
+
+def paths_relative(notebook: Path, input_path: Path, output_path: Path) -> None:
+    """Papermill records the paths it read and wrote in the notebook's metadata; a committed
+    notebook names them relative to the repository, not as the machine that ran it had them."""
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta is None:
+        return
+    meta["input_path"], meta["output_path"] = repo_relative(input_path), repo_relative(output_path)
+    tmp = notebook.with_name(f".{notebook.name}.tmp{os.getpid()}")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, notebook)
 
 
 def main(argv=None) -> int:

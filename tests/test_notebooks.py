@@ -35,6 +35,7 @@ def test_notebook_runs_with_smoke_params(name, tmp_path, monkeypatch):
     # the injected cell names the parameter file relative to the repository, no path of this machine
     injected = ["".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and f"params/{name}/smoke.yaml" in injected[0] and str(ROOT) not in injected[0]
+    assert nb["metadata"]["papermill"]["input_path"] == f"notebooks/{name}.ipynb"   # nor papermill's record
     # run_all hides paperlib's bars: a saved notebook must not hold one output per tqdm redraw
     bars = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
             if o.get("output_type") == "stream" and "%|" in "".join(o.get("text", ""))]
@@ -118,3 +119,17 @@ def test_a_failed_run_leaves_the_last_complete_notebook_in_place(tmp_path, monke
     run_notebook("foundation", "smoke", out)
     assert json.loads((out / "foundation.ipynb").read_text()) == {"complete": True}
     assert not (out / "foundation.partial.ipynb").exists()
+
+
+def test_papermills_recorded_paths_become_repository_relative(tmp_path):
+    import nbformat
+    from paperlib.run_all import paths_relative
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": str(ROOT / "notebooks" / "abd.ipynb"),
+                                "output_path": str(ROOT / "results" / "abd" / "abd.partial.ipynb"), "parameters": {}}
+    path = tmp_path / "abd.partial.ipynb"
+    nbformat.write(nb, path)
+    paths_relative(path, ROOT / "notebooks" / "abd.ipynb", ROOT / "results" / "abd" / "abd.ipynb")
+    meta = json.loads(path.read_text())["metadata"]["papermill"]
+    assert (meta["input_path"], meta["output_path"]) == ("notebooks/abd.ipynb", "results/abd/abd.ipynb")
+    assert [f.name for f in tmp_path.iterdir()] == ["abd.partial.ipynb"]   # no temporary file left
