@@ -204,8 +204,9 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     out = ex.former_rules(p, {("badnet", 0): SimpleNamespace(c=c, caption_emb=cap, truth=truth, victim_model="v0")})
     rules = [(s.benign_rule, s.gamma_z_rule, s.q_cap) for s in seen]
     cur = (p.cfbd.benign_rule, p.cfbd.gamma_z_rule, p.cfbd.q_cap)
-    assert rules == [cur, ("posterior", cur[1], cur[2]), (cur[0], "fixed", cur[2]), (cur[0], cur[1], "none"),
-                     ("posterior", "fixed", "none")]
+    assert rules == [cur, ("posterior", cur[1], cur[2]), (cur[0], "fixed", cur[2]), (cur[0], "quantile", cur[2]),
+                     (cur[0], cur[1], "none"), ("posterior", "fixed", "none")]
+    assert seen[0].gamma_z_quantile == 0.9 and seen[3].gamma_z_quantile == 0.99   # the former quantile's row
     assert set(out.rules) == {"current rules", *ex.FORMER_RULES} and len(out) == 2 * len(rules)
     # the cap: with it q is at most the pairs the set can hold; uncapped it is the asked q
     q_eff = out[out.stage == "fine"].set_index("rules").q_eff
@@ -479,7 +480,7 @@ def _template_captions(n_benign, n_poison, shift=0.0, dim=32, seed=0):
 
 
 def test_gamma_z_follows_the_data():
-    """By default gamma_z is the 99% quantile of z over the coarse benign set: poisoned pairs whose
+    """By default gamma_z is the 90% quantile of z over the coarse benign set: poisoned pairs whose
     z (~0.6) is below the old fixed 0.8 are flagged, benign ones are not, and the threshold moves
     with z's distribution (the paper gives no value: 'an empirical threshold')."""
     rng = np.random.default_rng(3)
@@ -489,13 +490,13 @@ def test_gamma_z_follows_the_data():
     cfg = CFBDConfig(k=5, gamma=0.9, q=10)
     det = detect(c, _template_captions(nb, npz), cfg)
     assert not y[det.coarse.benign].any() and y[det.coarse.seed].all()
-    assert det.gamma_z == pytest.approx(np.quantile(det.z[det.coarse.benign], 0.99))
+    assert det.gamma_z == pytest.approx(np.quantile(det.z[det.coarse.benign], 0.9))
     assert det.gamma_z < det.z[y].min() and det.z[y].max() < 0.8      # all poisoned z between gamma_z and 0.8
     assert det.flagged[y].all() and not det.flagged[~y].any()
     # the benign captions drift toward the target caption: their z rises, and gamma_z with it
     shifted = detect(c, _template_captions(nb, npz, shift=0.5), cfg)
     assert shifted.gamma_z > det.gamma_z + 0.1
-    assert shifted.gamma_z == pytest.approx(np.quantile(shifted.z[shifted.coarse.benign], 0.99))
+    assert shifted.gamma_z == pytest.approx(np.quantile(shifted.z[shifted.coarse.benign], 0.9))
     # the fixed rule of before stays available and misses the same poisoned pairs (z < 0.8)
     fixed = detect(c, _template_captions(nb, npz), CFBDConfig(k=5, gamma=0.9, q=10, gamma_z_rule="fixed"))
     assert fixed.gamma_z == 0.8 and fixed.flagged.sum() == 10
@@ -584,7 +585,7 @@ def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
     rates = ex.rate_sweep(ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "run_abl": False,
                                                              "rate_counts": [30]}), Screener(), log=lambda *a: None)
     r = rates.iloc[0]
-    assert r.q_eff == 5 and r.tpr == 100.0 and r.fpr == 0.0 and r.gamma_z < 0.5
+    assert r.q_eff == 5 and r.tpr == 100.0 and r.fpr < 1.0 and r.gamma_z < 0.5   # within the 1% FPR budget
     assert r.benign_rule == "mixture_cdf" and r.gamma_z_rule == "quantile" and r.mapping == "regression"
     assert ex.plot_fig4(sc, p).is_file() and ex.plot_fig6(pd.read_csv(tmp_path / "cfbd" / "fig6_ablation.csv"), p).is_file()
 

@@ -52,10 +52,14 @@ a suspicious pair is poisoned when z_u > gamma_z.  The paper gives no value for 
 an empirical threshold gamma_z on z_u" (Sec. 2.3) and "it is feasible to find a gamma_z to filter out
 all poisoned pairs" (Sec. 3.3); a fixed cosine level does not carry over between encoders, caption
 styles and seed sets (Table 5's benign seeds pull every z down).  ``gamma_z_rule``: ``quantile``
-(default) sets gamma_z from the data, the ``gamma_z_quantile`` (0.99) quantile of z over the coarse
+(default) sets gamma_z from the data, the ``gamma_z_quantile`` (0.9) quantile of z over the coarse
 stage's benign set D_b (the pairs the coarse stage trusts; over the pairs outside the seed set when
 D_b is empty), i.e. a suspicious pair is flagged when its caption correlates with the seed set more
-than 99% of the trusted pairs' captions do; ``fixed`` uses the number ``gamma_z`` (0.8 before issue
+than 90% of the trusted pairs' captions do.  Why 0.9: D_b's z is the benign null, and with D_b about
+90% of the pairs (gamma) the suspicious set holds about 10% of the benign ones, so flagging what passes
+the null's 90% quantile spends a false-positive budget of about 10% x 10% = 1% of the benign pairs
+(issue 23's FPR goal); the 0.99 of before spent a small part of that budget and flagged far fewer
+poisoned pairs: it stays an ablation row (``results/cfbd/former_rules.csv``).  ``fixed`` uses the number ``gamma_z`` (0.8 before issue
 23).  The value used is ``Detection.gamma_z``.  The model is then retrained (fine-tuned from the
 clean pre-trained model) on D_b plus the suspicious pairs judged benign.
 """
@@ -86,7 +90,7 @@ class CFBDConfig:
     gamma_z_rule: str = param("quantile", choices=GAMMA_Z_RULES,
                               doc="fine-stage threshold: a quantile of z over D_b (data) or the number gamma_z")
     gamma_z: float = param(0.8, range=(-1.0, 1.0), doc="textual-correlation threshold when gamma_z_rule=fixed")
-    gamma_z_quantile: float = param(0.99, range=(0.0, 1.0),
+    gamma_z_quantile: float = param(0.9, range=(0.0, 1.0),
                                     doc="gamma_z_rule=quantile: gamma_z is this quantile of z over D_b")
     gmm_seed: int = param(0, range=(0, None), doc="seed of the GMM's initialisation")
 

@@ -117,6 +117,7 @@ def ablations(p, screened: dict) -> pd.DataFrame:
 FORMER_RULES = {
     "printed benign rule (posterior)": {"benign_rule": "posterior"},
     "fixed gamma_z (0.8)": {"gamma_z_rule": "fixed"},
+    "gamma_z at the 99% quantile": {"gamma_z_rule": "quantile", "gamma_z_quantile": 0.99},
     "uncapped q": {"q_cap": "none"},
     "all three former rules": {"benign_rule": "posterior", "gamma_z_rule": "fixed", "q_cap": "none"},
 }
