@@ -57,6 +57,7 @@ _USED: dict[tuple[str, str], dict] = {}
 _SECTION = [""]
 _STARTED = time.time()
 BUILD_HOOKS: list[Callable[[str, dict], None]] = []
+MADE_OF_A_MODEL = ("eval", "classifier")   # kinds whose params name the model they were made from
 
 
 def set_section(name: str) -> str:
@@ -73,7 +74,8 @@ def used_artifacts() -> list[dict]:
     """Every artifact this process built or took from the cache (``get_or_build``, ``cached``), once
     each, in order: its section (where it was first used), kind, role, key and the seconds spent
     building it during this run, by this process or another one of the run (a parallel job; 0 when
-    it was in the cache before the run began).
+    it was in the cache before the run began); for an evaluation or classifier, ``of``: the key of
+    the model it was made from.
     A published run's manifest keeps this list, so a later run can tell what it will have to build
     (:mod:`paperlib.costs`)."""
     return [dict(entry) for entry in _USED.values()]
@@ -92,6 +94,9 @@ def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path
     role = plain.get("role", "") if isinstance(plain, Mapping) else ""
     _USED[(kind, key)] = {"section": _SECTION[0], "kind": kind, "role": role if isinstance(role, str) else "",
                           "key": key, "built_seconds": round(built_seconds, 1)}
+    model = plain.get("model") if isinstance(plain, Mapping) and kind in MADE_OF_A_MODEL else None
+    if isinstance(model, Mapping):   # what it measured: not made where that model's row stands in
+        _USED[(kind, key)]["of"] = artifact_key("model", model)
 
 
 def _tell(event: str, info: dict) -> None:

@@ -137,9 +137,10 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
     artifact it used that the cache lacks now and no row of ``stand_in`` (keys) replaces.  ``seen``:
     artifacts already counted (by an earlier notebook of the same estimate), counted once.
 
-    It leans high: the evaluations of a model whose row stands in are counted though they are not
-    made, and so is a row's model under ``reuse_rows: false``; and builds that the published run ran
-    in parallel jobs are counted one after the other."""
+    An evaluation or classifier made of a model (``of`` in the ledger) is not counted where that
+    model's row stands in.  It leans high: a row's model is counted under ``reuse_rows: false``, and
+    so are the evaluations in manifests written before ``of`` was recorded; builds that the published
+    run ran in parallel jobs are counted one after the other."""
     published = float(manifest.get("wall_seconds", {}).get(section, 0.0))
     used = [a for a in manifest.get("artifacts", []) if a.get("section") == section]
     built_then = sum(float(a.get("built_seconds") or 0.0) for a in used)
@@ -151,7 +152,7 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
             if (a["kind"], a["key"]) in seen:
                 continue
             seen.add((a["kind"], a["key"]))
-        if a["key"] in stand_in:
+        if a["key"] in stand_in or a.get("of") in stand_in:   # its row, or its model's, stands in
             est.stand_in += 1
             continue
         est.to_build += 1

@@ -236,3 +236,21 @@ def test_the_recorded_total_sums_one_cpu_kinds_cold_caches(tmp_path):
     assert costs.recorded_total(str(file), cpu_kind="False") == (1860.0, 4)
     assert costs.recorded_total(str(file), cpu_kind=None) is None            # a GPU machine
     assert costs.recorded_total(str(tmp_path / "none.csv"), cpu_kind="True") is None
+
+
+def test_an_evaluation_names_its_model_and_is_not_counted_where_that_model_stands_in(tmp_path, ledger):
+    from paperlib.cache import artifact_key
+    store = ArtifactCache(tmp_path / "cache")
+    victim = {"role": "poison_finetune", "seed": 3}
+    cache.set_section("table1")
+    store.get_or_build("eval", {"model": victim, "split": "imagenet_analog"}, lambda work: None)
+    store.get_or_build("classifier", {"model": victim, "classnames": ["a"]}, lambda work: None)
+    store.get_or_build("eval", {"x": 1}, lambda work: None)            # names no model
+    assert [u.get("of") for u in cache.used_artifacts()] == [artifact_key("model", victim)] * 2 + [None]
+    manifest = {"wall_seconds": {"table1": 10.0}, "artifacts": cache.used_artifacts()}
+    recorded = {("eval", ""): 4.0, ("classifier", ""): 1.0}
+    empty = tmp_path / "empty"
+    # the victim's row stands in: neither its evaluation nor its classifier is made, the other eval is
+    est = costs.section_estimate(manifest, "table1", empty, recorded, stand_in=frozenset({artifact_key("model", victim)}))
+    assert (est.to_build, est.stand_in, est.seconds) == (1, 2, 14.0)
+    assert costs.section_estimate(manifest, "table1", empty, recorded).to_build == 3
