@@ -9,7 +9,8 @@ from paperlib.detect.cfbd import (CFBDConfig, coarse_stage, consistency, detect,
 from paperlib.detect.metrics import auroc_auprc, tpr_fpr
 
 # the detector's default mapping and rules, as detection rows record them
-DEFAULT_RULES = {"mapping": "regression", "benign_rule": "mixture_cdf", "gamma_z_rule": "quantile"}
+DEFAULT_RULES = {"mapping": "regression", "benign_rule": "mixture_cdf", "gamma_z_rule": "quantile",
+                 "gamma_z_quantile": 0.9}
 
 
 def test_tpr_fpr_by_hand():
@@ -242,7 +243,8 @@ def test_mapping_ablation_screens_only_victims_without_rows(tmp_path, monkeypatc
     calls = []
     monkeypatch.setattr(detection, "run", lambda q, log=print: calls.append(q))
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1], "mapping_ablation": ["lm"]})
-    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
+    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
+             "gamma_z_quantile": p.cfbd.gamma_z_quantile}
     (tmp_path / "detection").mkdir()
     rows = [{"attack": "badnet", "poison_count": 8, "stage": s, "scale": "smoke", "seed": 0, "auroc": 50.0,
              "tpr": 0.0, "fpr": 0.0, "n_benign": 5, "mapping": "lm", **rules} for s in ("coarse", "fine")]
@@ -290,7 +292,8 @@ def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):
 
     from paperlib.experiments import cfbd as ex
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
-    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
+    rules = {"benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
+             "gamma_z_quantile": p.cfbd.gamma_z_quantile}
 
     def rows(mapping, auroc, **extra):
         return [{"attack": a, "poison_count": 8, "stage": s, "scale": "smoke", "seed": 0, "tpr": 1.0, "fpr": 2.0,
@@ -597,14 +600,17 @@ def test_cfbd_tables_read_only_the_rows_of_their_rules():
 
     from paperlib.experiments import cfbd
     from paperlib.experiments.detection import CFBD_KEY, rows_of_these_rules
-    assert {"mapping", "benign_rule", "gamma_z_rule"} <= set(CFBD_KEY)
+    assert {"mapping", "benign_rule", "gamma_z_rule", "gamma_z_quantile"} <= set(CFBD_KEY)
+    quantile_rule = {"mapping": "regression", "benign_rule": "mixture_cdf", "gamma_z_rule": "quantile"}
     df = pd.DataFrame([{"attack": "badnet", "tpr": 1.0},                                   # before issue 23
-                       {"attack": "badnet", "tpr": 2.0, "mapping": "regression", "benign_rule": "mixture_cdf",
-                        "gamma_z_rule": "quantile"}])
+                       {"attack": "badnet", "tpr": 2.0, **quantile_rule, "gamma_z_quantile": 0.9},
+                       {"attack": "badnet", "tpr": 3.0, **quantile_rule, "gamma_z_quantile": 0.99},
+                       {"attack": "badnet", "tpr": 4.0, **quantile_rule}])               # names no quantile
     new = cfbd.load("params/cfbd/smoke.yaml")
     old = cfbd.load("params/cfbd/smoke.yaml", {"mapping.kind": "lm", "cfbd.benign_rule": "posterior",
                                                               "cfbd.gamma_z_rule": "fixed"})
     assert rows_of_these_rules(df, new).tpr.tolist() == [2.0]
+    assert rows_of_these_rules(df, cfbd.load("params/cfbd/smoke.yaml", {"cfbd.gamma_z_quantile": 0.99})).tpr.tolist() == [3.0]
     assert rows_of_these_rules(df, old).tpr.tolist() == [1.0]
 
 

@@ -38,7 +38,7 @@ ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolate
 ABL_KEY = ("attack", "poison_count", "scale", "seed", "model", "isolation_ratio")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
-                "gamma_z_rule", "mapping", "victim_model")
+                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model")
 # the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
 DEFAULT_MAPPING = MappingConfig().kind
 
@@ -87,20 +87,25 @@ class DetectionParams:
 # and by the victim whose poisoned pairs were screened (its cache key: the trigger recipe, base, count
 # and seed), so rows of an older victim recipe never mix with these
 CFBD_KEY = ("attack", "poison_count", "stage", "scale", "seed", "mapping", "benign_rule", "gamma_z_rule",
-            "victim_model")
+            "gamma_z_quantile", "victim_model")
 # what rows written before the rules were recorded were made with (the detector until issue 23)
 CFBD_OLD_RULES = {"mapping": "lm", "benign_rule": "posterior", "gamma_z_rule": "fixed"}
 
 
 def rows_of_these_rules(df, p: DetectionParams):
     """The rows of a CFBD detection file made under ``p``'s mapping and rules (a row without a
-    rule column was made under :data:`CFBD_OLD_RULES`)."""
+    rule column was made under :data:`CFBD_OLD_RULES`); under the quantile rule, at ``p``'s
+    quantile too (a quantile-rule row that names none is not taken for any)."""
     import pandas as pd
     want = {"mapping": p.mapping.kind, "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule}
     keep = pd.Series(True, index=df.index)
     for col, value in want.items():
         have = df[col].fillna(CFBD_OLD_RULES[col]) if col in df.columns else pd.Series(CFBD_OLD_RULES[col], index=df.index)
         keep &= have == value
+    if p.cfbd.gamma_z_rule == "quantile":
+        q = pd.to_numeric(df["gamma_z_quantile"], errors="coerce") if "gamma_z_quantile" in df.columns \
+            else pd.Series(np.nan, index=df.index)
+        keep &= np.isclose(q.to_numpy(float), p.cfbd.gamma_z_quantile)
     return df[keep]
 
 
@@ -326,9 +331,11 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
 def detector_settings(det, p: DetectionParams) -> dict:
     """What the detector actually used on one pair set, for its result rows: the seed set's size
     after the cap (``q_eff``), the fine stage's threshold (``gamma_z``, from the data under the
-    quantile rule), the size of the coarse benign set (``n_benign``), and the rules and mapping."""
+    quantile rule), the size of the coarse benign set (``n_benign``), and the rules (with the
+    quantile, recorded under either gamma_z rule) and mapping."""
     return {"q_eff": int(det.coarse.q_eff), "gamma_z": float(det.gamma_z), "n_benign": int(len(det.coarse.benign)),
-            "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule, "mapping": p.mapping.kind}
+            "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
+            "gamma_z_quantile": p.cfbd.gamma_z_quantile, "mapping": p.mapping.kind}
 
 
 def _pairs_key(v: VictimConfig, seed: int) -> dict:
