@@ -11,7 +11,8 @@ Two records make the estimate:
 A section then costs about its published wall time less what the published run spent building, plus
 the recorded cost of each of its artifacts that this machine's cache lacks, except those a results row
 of the run's results folder stands in for (a row whose ``model`` or ``eval_key`` names the artifact:
-``reuse_rows``, docs/running.md), which a fresh machine does not build.  The two CPU kinds seen
+``reuse_rows``, docs/running.md), which a fresh machine does not build, nor the evaluations and
+classifiers made of such a model (their ``of`` in the manifest).  The two CPU kinds seen
 (with and without native bf16) train at different speeds, so only rows of this CPU kind count; on a
 GPU no recorded cost applies and the estimate says so.
 """

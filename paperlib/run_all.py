@@ -75,7 +75,8 @@ def reproduce_estimate(names: list[str] | None = None, scale: str = "embedded", 
         total = sum(estimates, costs.Estimate(known=True))
         return (f"{costs.describe(total)} for {len(estimates)} notebook(s) on 2 cores of this CPU kind "
                 "(the published runs' artifacts, each at its recorded build cost)")
-    recorded = costs.recorded_total()
+    from paperlib.train.loop import cpu_has_native_bf16
+    recorded = costs.recorded_total(cpu_kind=str(cpu_has_native_bf16()))   # on a GPU too: the CPU's hours
     if recorded is None:
         return f"no recorded build costs for this kind of machine in {costs.COSTS_FILE.as_posix()}"
     seconds, artifacts = recorded

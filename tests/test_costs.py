@@ -146,6 +146,9 @@ def test_a_build_before_the_first_section_is_told_too(tmp_path, ledger, monkeypa
     monkeypatch.setattr(results, "_ANNOUNCING", [False])
     monkeypatch.setattr(costs, "build_costs", lambda *a, **k: {})
     monkeypatch.setattr(results, "open_results_dir", lambda params, log=None: tmp_path)
+    # setup's process-wide side effects (logging's root handler, the offline environment) stay out
+    monkeypatch.setattr("logging.basicConfig", lambda *a, **k: None)
+    monkeypatch.setattr("paperlib.assets.configure_environment", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)
     store = ArtifactCache(tmp_path / "cache")
     monkeypatch.delenv(RUN_ENV, raising=False)

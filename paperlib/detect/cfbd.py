@@ -59,8 +59,8 @@ than 90% of the trusted pairs' captions do.  Why 0.9: D_b's z is the benign null
 90% of the pairs (gamma) the suspicious set holds about 10% of the benign ones, so flagging what passes
 the null's 90% quantile spends a false-positive budget of about 10% x 10% = 1% of the benign pairs
 (issue 23's FPR goal); the 0.99 of before spent a small part of that budget and flagged far fewer
-poisoned pairs: it stays an ablation row (``results/cfbd/former_rules.csv``).  ``fixed`` uses the number ``gamma_z`` (0.8 before issue
-23).  The value used is ``Detection.gamma_z``.  The model is then retrained (fine-tuned from the
+poisoned pairs: it stays an ablation row (``results/cfbd/former_rules.csv``).  ``fixed`` uses the
+number ``gamma_z`` (0.8 before issue 23).  The value used is ``Detection.gamma_z``.  The model is then retrained (fine-tuned from the
 clean pre-trained model) on D_b plus the suspicious pairs judged benign.
 """
 from __future__ import annotations

@@ -112,8 +112,9 @@ def ablations(p, screened: dict) -> pd.DataFrame:
                                    "victim_model")), screened)
 
 
-# the detector's rules before issue 23, each kept as an ablation row (issue 23: a replaced variant
-# is a row, never silently dropped): label -> the settings it changes
+# the detector's rules before issue 23, and the first gamma_z quantile issue 23 tried, each kept as an
+# ablation row (issue 23: a replaced variant is a row, never silently dropped): label -> the settings
+# it changes ("all three former rules": the three of before issue 23 together)
 FORMER_RULES = {
     "printed benign rule (posterior)": {"benign_rule": "posterior"},
     "fixed gamma_z (0.8)": {"gamma_z_rule": "fixed"},

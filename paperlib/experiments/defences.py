@@ -261,6 +261,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
                     # as for the victim: the published row of this key stays (a GPU seed's weights
                     # exist nowhere else), this device's measurement goes beside it
                     rows.append(published)
+                    save(rows)
                     device_check(p, [published, row])
                     log(f"{v.attack:10s} seed {seed} {label:12s} row kept as published ({published.get('device')}: "
                         f"ASR {published.get('asr_top1')}); this device's ({row.get('device')}: ASR "
