@@ -1,6 +1,7 @@
 """The README's "Results at a glance", written from the results files (issue 24, item 3).
 
     python -m paperlib.readme            # rewrite the sections between the markers in README.md and docs/defences.md
+                                         # (the glance, the fresh-clone times, the defence matrix)
     python -m paperlib.readme --check    # exit 1 if either section differs from what the files give
 
 Every number of the section is read here from a file under ``results/``: the verdict counts from
@@ -365,6 +366,21 @@ def render_docs(text: str, res: str | Path = "results") -> str:
     return f"{head}{DOCS_BEGIN}\n{body}\n{DOCS_END}{tail}"
 
 
+FRESH_BEGIN = "<!-- fresh-clone:start -->"
+FRESH_END = "<!-- fresh-clone:end -->"
+
+
+def render_fresh(text: str, res: str | Path = "results") -> str:
+    """The README with the section between its fresh-clone markers replaced by what
+    ``benchmarks/fresh_clone.csv`` says (:func:`paperlib.fresh_clone.sentence`)."""
+    from paperlib.fresh_clone import sentence
+    if FRESH_BEGIN not in text or FRESH_END not in text:
+        raise ValueError(f"the README has no {FRESH_BEGIN} ... {FRESH_END} markers")
+    head, rest = text.split(FRESH_BEGIN, 1)
+    _, tail = rest.split(FRESH_END, 1)
+    return f"{head}{FRESH_BEGIN}\n{sentence(Path(res))}\n{FRESH_END}{tail}"
+
+
 def main(argv=None) -> int:
     from paperlib.assets import repo_root
     ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
@@ -375,6 +391,7 @@ def main(argv=None) -> int:
     res = args.results or root / "results"
     stale = 0
     for path, rend, what in ((root / "README.md", render, "results at a glance"),
+                             (root / "README.md", render_fresh, "fresh-clone times"),
                              (root / DOCS_FILE, render_docs, "defence matrix on the new victims")):
         text = path.read_text()
         new = rend(text, res)

@@ -21,6 +21,11 @@ def test_the_glance_section_is_the_one_the_committed_results_give():
         assert f"results/{p.id}/{p.id}.ipynb" in section
 
 
+def test_the_fresh_clone_times_are_the_ones_the_benchmark_file_gives():
+    text = (ROOT / "README.md").read_text()
+    assert readme.render_fresh(text, ROOT / "results") == text, "run python -m paperlib.readme"
+
+
 def test_the_defence_docs_table_is_the_one_the_committed_results_give(tmp_path):
     """docs/defences.md's table of the new victims is written from the matrix summary, with links
     relative to docs/; a file without its markers is refused by name."""
