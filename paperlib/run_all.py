@@ -164,7 +164,10 @@ def paths_relative(notebook: Path, input_path: Path, output_path: Path) -> None:
     """Papermill records the paths it read and wrote in the notebook's metadata; a committed
     notebook names them relative to the repository, not as the machine that ran it had them."""
     import nbformat
-    nb = nbformat.read(notebook, as_version=4)
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception:  # noqa: BLE001  (not a notebook papermill wrote: nothing to rewrite, never a failed run)
+        return
     meta = nb.metadata.get("papermill")
     if meta is None:
         return
