@@ -38,9 +38,10 @@ def clean_environment(env: dict | None = None) -> dict:
     return {k: v for k, v in (os.environ if env is None else env).items() if k not in DROPPED_ENV}
 
 
-def measure(target: str, log_path: Path, keep: bool = False, say=print) -> dict:
+def measure(target: str, log_path: Path, keep: bool = False, say=print, record=None) -> dict:
     """Clone HEAD into a temporary folder, run ``make <target>`` there (output to ``log_path``) and
-    return the measurement row; the clone is deleted unless ``keep``."""
+    return the measurement row, given first to ``record`` (so that it is written before the clone,
+    gigabytes with its environment, is deleted); the clone is deleted unless ``keep``."""
     from paperlib.bench import cpu_model
     from paperlib.results import git_commit
     root = repo_root()
@@ -58,16 +59,18 @@ def measure(target: str, log_path: Path, keep: bool = False, say=print) -> dict:
                             stderr=subprocess.STDOUT).returncode
     seconds = time.time() - t0
     load_end = os.getloadavg()[0]
+    say(f"[fresh_clone] make {target}: rc {rc} after {seconds / 60:.1f} min (load average {load_start:.1f} at "
+        f"the start, {load_end:.1f} at the end)")
+    row = {"target": target, "seconds": round(seconds, 1), "rc": rc, "commit": commit.removesuffix("+dirty")[:12],
+           "cpu": cpu_model(), "cores": os.cpu_count(), "load_start": round(load_start, 2),
+           "load_end": round(load_end, 2), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": log_path.name}
+    if record is not None:
+        record(row)
     if keep:
         say(f"[fresh_clone] the clone stays in {clone}")
     else:
         shutil.rmtree(where, ignore_errors=True)
-    say(f"[fresh_clone] make {target}: rc {rc} after {seconds / 60:.1f} min (load average {load_start:.1f} at "
-        f"the start, {load_end:.1f} at the end)")
-    return {"target": target, "seconds": round(seconds, 1), "rc": rc, "commit": commit.removesuffix("+dirty")[:12],
-            "cpu": cpu_model(), "cores": os.cpu_count(), "load_start": round(load_start, 2),
-            "load_end": round(load_end, 2), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "log": log_path.name}
+    return row
 
 
 def sentence(res: Path) -> str:
@@ -101,9 +104,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     results = prepare_results_dir(PUBLISHED if args.publish else default_results_dir())
     log_path = repo_root() / "scratch" / "logs" / f"fresh_clone_{args.target}_{time.strftime('%Y%m%dT%H%M%S')}.log"
-    row = measure(args.target, log_path, keep=args.keep)
-    upsert_csv(Path(results) / FILE, [row], KEY, COLUMNS)
-    print(f"[fresh_clone] row written to {Path(results) / FILE}")
+    def record(row: dict) -> None:
+        upsert_csv(Path(results) / FILE, [row], KEY, COLUMNS)
+        print(f"[fresh_clone] row written to {Path(results) / FILE}; deleting the clone", flush=True)
+    row = measure(args.target, log_path, keep=args.keep, record=record, say=lambda m: print(m, flush=True))
     return 0 if row["rc"] == 0 else 1
 
 

@@ -25,7 +25,10 @@ def test_make_runs_in_a_fresh_clone_without_this_checkouts_cache(tmp_path, monke
     monkeypatch.setattr("paperlib.results.git_commit", lambda *a: "0123456789abcdef+dirty")
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "warm-cache"))
     monkeypatch.setattr(fresh_clone.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "clone"))
-    row = fresh_clone.measure("test", tmp_path / "logs" / "t.log", say=lambda *a: None)
+    recorded = []
+    row = fresh_clone.measure("test", tmp_path / "logs" / "t.log", say=lambda *a: None,
+                              record=lambda r: recorded.append((r, (tmp_path / "clone").exists())))
+    assert recorded == [(row, True)]          # the row is given out before the clone is deleted
     assert (tmp_path / "logs" / "t.log").read_text().strip() == "cache=[] committed=yes"
     assert row["rc"] == 0 and row["commit"] == "0123456789ab" and row["seconds"] >= 0 and row["target"] == "test"
     assert not (tmp_path / "clone").exists(), "the clone was left behind"
