@@ -59,32 +59,34 @@ def _this_cpu_kind() -> str | None:
     return str(cpu_has_native_bf16())
 
 
-@lru_cache(maxsize=None)
-def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, str], float]:
-    """Median build seconds per (kind, role) on ``cpu_kind`` (default: this machine's), the latest
-    measurement where several were recorded; empty on a GPU or without the file."""
-    import pandas as pd
-    kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
-    file = Path(path) if path else repo_root() / COSTS_FILE
-    if kind is None or not file.is_file():
-        return {}
-    rows = pd.read_csv(file, keep_default_na=False, dtype=str)
-    rows = rows[rows.cpu_native_bf16 == kind].sort_values("measured")
-    return {(r.kind, r.role): float(r.median_seconds) for r in rows.itertuples(index=False)}
-
-
-def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tuple[float, int] | None:
-    """Seconds and artifacts that the cold caches recorded in the costs file took in all on
-    ``cpu_kind`` (default: this machine's): the rough estimate of retraining everything where the
-    published manifests do not list their artifacts.  None without the file or rows of that kind."""
+def _recorded_rows(path: str | None, cpu_kind: str | None):
+    """The rows of the costs file for ``cpu_kind`` ("here": this machine's kind), as text; None on a
+    GPU (``cpu_kind`` None) or without the file."""
     import pandas as pd
     kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
     file = Path(path) if path else repo_root() / COSTS_FILE
     if kind is None or not file.is_file():
         return None
     rows = pd.read_csv(file, keep_default_na=False, dtype=str)
-    rows = rows[rows.cpu_native_bf16 == kind]
-    if rows.empty:
+    return rows[rows.cpu_native_bf16 == kind]
+
+
+@lru_cache(maxsize=None)
+def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, str], float]:
+    """Median build seconds per (kind, role) on ``cpu_kind`` (default: this machine's), the latest
+    measurement where several were recorded; empty on a GPU or without the file."""
+    rows = _recorded_rows(path, cpu_kind)
+    if rows is None:
+        return {}
+    return {(r.kind, r.role): float(r.median_seconds) for r in rows.sort_values("measured").itertuples(index=False)}
+
+
+def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tuple[float, int] | None:
+    """Seconds and artifacts that the cold caches recorded in the costs file took in all on
+    ``cpu_kind`` (default: this machine's): the rough estimate of retraining everything where the
+    published manifests do not list their artifacts.  None without the file or rows of that kind."""
+    rows = _recorded_rows(path, cpu_kind)
+    if rows is None or rows.empty:
         return None
     return float(rows.total_seconds.astype(float).sum()), int(rows.artifacts.astype(int).sum())
 

@@ -343,11 +343,16 @@ def glance(res: str | Path = "results") -> str:
 
 def render(text: str, res: str | Path = "results") -> str:
     """``text`` (the README) with the section between the markers replaced by :func:`glance`."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the README has no {BEGIN} ... {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{glance(res)}\n{END}{tail}"
+    return between(text, BEGIN, END, glance(res), "the README")
+
+
+def between(text: str, begin: str, end: str, body: str, name: str) -> str:
+    """``text`` with what lies between its markers ``begin`` and ``end`` replaced by ``body``."""
+    if begin not in text or end not in text:
+        raise ValueError(f"{name} has no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
 DOCS_BEGIN = "<!-- new-matrix:start -->"
@@ -358,12 +363,8 @@ DOCS_FILE = "docs/defences.md"
 def render_docs(text: str, res: str | Path = "results") -> str:
     """``docs/defences.md`` with the section between its markers replaced by the defence matrix on
     the new victims (:func:`new_matrix`, links made relative to ``docs/``)."""
-    if DOCS_BEGIN not in text or DOCS_END not in text:
-        raise ValueError(f"{DOCS_FILE} has no {DOCS_BEGIN} ... {DOCS_END} markers")
-    head, rest = text.split(DOCS_BEGIN, 1)
-    _, tail = rest.split(DOCS_END, 1)
     body = new_matrix(Path(res)).replace("](results/", "](../results/") or "(no rows of the new victims yet)"
-    return f"{head}{DOCS_BEGIN}\n{body}\n{DOCS_END}{tail}"
+    return between(text, DOCS_BEGIN, DOCS_END, body, DOCS_FILE)
 
 
 FRESH_BEGIN = "<!-- fresh-clone:start -->"
@@ -374,11 +375,7 @@ def render_fresh(text: str, res: str | Path = "results") -> str:
     """The README with the section between its fresh-clone markers replaced by what
     ``benchmarks/fresh_clone.csv`` says (:func:`paperlib.fresh_clone.sentence`)."""
     from paperlib.fresh_clone import sentence
-    if FRESH_BEGIN not in text or FRESH_END not in text:
-        raise ValueError(f"the README has no {FRESH_BEGIN} ... {FRESH_END} markers")
-    head, rest = text.split(FRESH_BEGIN, 1)
-    _, tail = rest.split(FRESH_END, 1)
-    return f"{head}{FRESH_BEGIN}\n{sentence(Path(res))}\n{FRESH_END}{tail}"
+    return between(text, FRESH_BEGIN, FRESH_END, sentence(Path(res)), "the README")
 
 
 def main(argv=None) -> int:
