@@ -237,16 +237,32 @@ def _write_between(path, begin: str, end: str, body: str) -> bool:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux cpuinfo), or the platform's processor string."""
+    """The CPU's model name (Linux cpuinfo) with its widest vector extension, e.g. ``AMD EPYC
+    (AVX-512)``: two CPU kinds of one model name served this project, and the same cache key trains
+    different weights on each, so a row says which; else the platform's processor string."""
     import platform
     try:
         with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            text = fh.read()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    name, flags = None, set()
+    for line in text.splitlines():
+        if line.startswith("model name") and name is None:
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    name = name or platform.processor() or "unknown"
+    isa = cpu_vector_isa(flags)
+    return f"{name} ({isa})" if isa else name
+
+
+def cpu_vector_isa(flags: set[str]) -> str | None:
+    """The widest x86 vector extension among cpuinfo ``flags`` (None when none is listed)."""
+    for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")):
+        if flag in flags:
+            return label
+    return None
 
 
 def main(argv=None) -> int:

@@ -275,6 +275,16 @@ def test_gpu_labels_are_told_from_cpu_labels():
     assert not is_gpu_label("AMD Ryzen 7 5800U with Radeon Graphics") and not is_gpu_label("cpu (attack suite)")
 
 
+def test_a_cpu_label_names_its_widest_vector_extension():
+    """Two CPU kinds of one model name train different weights from one key: the label tells them apart."""
+    from paperlib.bench import cpu_vector_isa
+    from paperlib.experiments.defences import other_device
+    assert cpu_vector_isa({"sse4_2", "avx", "avx2", "avx512f", "avx512bw"}) == "AVX-512"
+    assert cpu_vector_isa({"sse4_2", "avx", "avx2", "fma"}) == "AVX2"
+    assert cpu_vector_isa({"sse4_2"}) is None
+    assert other_device("AMD EPYC (AVX2)", "AMD EPYC (AVX-512)") and not other_device("AMD EPYC (AVX2)", "cpu")
+
+
 def test_a_row_naming_a_model_is_found_by_model_and_what_it_measured(tmp_path):
     from paperlib.results import row_naming_model
     path = tmp_path / "rows.csv"
