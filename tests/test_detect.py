@@ -691,6 +691,15 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
                                   check_dtype=False)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "detection" / "abl.csv")[["tpr", "fpr", "model"]],
                                   abl[["tpr", "fpr", "model"]], check_dtype=False)
+    # the retraining published from another machine's screening (another kept set, so another key)
+    for name in ("defences/matrix.csv", f"detection/{detection.cfbd_file(p)}"):
+        path = tmp_path / "out" / name
+        path.write_text(path.read_text().replace(matrix.model[0], "elsewhere-kept"))
+    said = []
+    third = detection.run(p, log=said.append)
+    assert not (tmp_path / "cache" / "model" / matrix.model[0]).exists(), "trained again"
+    assert list(third["cfbd"].dropna(subset=["model"]).model) == ["elsewhere-kept"]
+    assert any("elsewhere-kept" in line and "not retrained here" in line for line in said)
     off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False,
                                                           "run_abl": False})
     detection.run(off, log=lambda *a: None)
@@ -702,27 +711,41 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
     assert (tmp_path / "cache" / "model" / abl.model[0]).is_dir()
 
 
-def test_a_retraining_of_another_kept_set_in_the_matrix_file_is_named_in_the_log(tmp_path):
-    """When the file holds this victim's CFBD retraining from another screening's kept set (another
-    device), the log says so before the retraining here."""
-    from types import SimpleNamespace
-
+def test_a_retraining_of_another_machines_kept_set_stands_in_by_its_rows(tmp_path):
+    """When the files hold this victim's CFBD retraining from another screening's kept set (another
+    device's floating point), under the same rules, stage and seed, its rows stand in and the log
+    names it; a row of other rules, another stage or seed, or the very model this run would train
+    does not."""
     import pandas as pd
 
-    from paperlib.experiments.detection import _say_other_kept_set
+    from paperlib.experiments import detection
+    p = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path)})
+    rules = detection.detector_settings(type("D", (), {"coarse": type("C", (), {"q_eff": 3, "benign": [0]})(),
+                                                       "gamma_z": 0.5})(), p)
+    here = {"attack": "sig", "poison_count": 10, "stage": "fine", "scale": p.scale, "seed": 1, "victim_model": "v1",
+            "kept": 97, **rules}
+    (tmp_path / "detection").mkdir()
     (tmp_path / "defences").mkdir()
-    pd.DataFrame([{"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 1, "victim_model": "v1",
-                   "model": "gpu-kept", "device": "NVIDIA H200"},
-                  {"attack": "sig", "defence": "cfbd_coarse", "scale": "embedded", "seed": 1, "victim_model": "v1",
-                   "model": "coarse", "device": "NVIDIA H200"},
-                  {"attack": "sig", "defence": "cfbd", "scale": "embedded", "seed": 2, "victim_model": "v2",
-                   "model": "other-seed", "device": "NVIDIA H200"}]).to_csv(tmp_path / "defences" / "matrix.csv",
-                                                                             index=False)
+    pd.DataFrame([{**here, "kept": 95, "model": "gpu-kept"},
+                  {**here, "stage": "coarse", "kept": 90, "model": "coarse-kept"},
+                  {**here, "seed": 2, "victim_model": "v2", "model": "other-seed"},
+                  {**here, "gamma_z_quantile": 0.99, "model": "other-rules"}]).to_csv(
+        tmp_path / "detection" / detection.cfbd_file(p), index=False)
+    pd.DataFrame([{"attack": "sig", "defence": "cfbd", "scale": p.scale, "seed": 1, "model": "gpu-kept",
+                   "ca_top1": 40.0, "asr_top1": 2.0, "device": "NVIDIA H200"},
+                  {"attack": "sig", "defence": "cfbd_coarse", "scale": p.scale, "seed": 1, "model": "coarse-kept",
+                   "ca_top1": 41.0, "asr_top1": 1.0, "device": "NVIDIA H200"},
+                  {"attack": "sig", "defence": "cfbd", "scale": p.scale, "seed": 1, "model": "other-rules",
+                   "ca_top1": 10.0, "asr_top1": 90.0, "device": "NVIDIA H200"}]).to_csv(
+        tmp_path / "defences" / "matrix.csv", index=False)
     said = []
-    p = SimpleNamespace(results_dir=str(tmp_path), scale="embedded")
-    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1", "cpu-kept")
-    assert len(said) == 1 and "gpu-kept" in said[0] and "NVIDIA H200" in said[0]
-    said.clear()
-    _say_other_kept_set(p, said.append, "sig", 1, "cfbd", "v1", "gpu-kept")   # the file's row is this very model
-    _say_other_kept_set(p, said.append, "sig", 0, "cfbd", "v0", "x")
-    assert said == []
+    got = detection.other_screenings_retraining(p, here, "cpu-kept", said.append)
+    assert got["model"] == "gpu-kept" and got["ca_top1"] == 40.0
+    assert len(said) == 1 and "gpu-kept" in said[0] and "NVIDIA H200" in said[0] and "95" in said[0] and "97" in said[0]
+    coarse = detection.other_screenings_retraining(p, {**here, "stage": "coarse"}, "cpu-kept", said.append)
+    assert coarse["model"] == "coarse-kept"
+    assert detection.other_screenings_retraining(p, here, "gpu-kept", said.append) is None   # this very model
+    assert detection.other_screenings_retraining(p, {**here, "seed": 0, "victim_model": "v0"}, "x", said.append) is None
+    assert p.cfbd.gamma_z_quantile != 0.99   # the rows of other rules are another detector's
+    other = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path), "cfbd.gamma_z_quantile": 0.99})
+    assert detection.other_screenings_retraining(other, here, "x", said.append)["model"] == "other-rules"

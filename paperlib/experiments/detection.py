@@ -38,7 +38,7 @@ ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolate
 ABL_KEY = ("attack", "poison_count", "scale", "seed", "model", "isolation_ratio")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
-                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model")
+                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model")
 # the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
 DEFAULT_MAPPING = MappingConfig().kind
 
@@ -284,20 +284,20 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                 label = "cfbd" if stage == "fine" else "cfbd_coarse"
                 retrain_key = pl.retrain_key(base, v.finetune, kept_key, p.device)
                 published = published_row(p, "defences/matrix.csv", retrain_key, defence=label)
-                if published is None and p.reuse_rows and not pl.ArtifactCache().exists("model", retrain_key):
-                    _say_other_kept_set(p, log, v.attack, seed, label, sc.victim_model,
-                                        artifact_key("model", retrain_key))
                 if published is not None:   # trained elsewhere on the very same kept pairs
-                    row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"])
+                    log(f"{v.attack} seed {seed}: {stage} retraining's row from the matrix file (trained on "
+                        f"{published.get('device', '')} on the pairs kept here; not in this cache)")
+                elif p.reuse_rows and not pl.ArtifactCache().exists("model", retrain_key):
+                    published = other_screenings_retraining(p, row, artifact_key("model", retrain_key), log)
+                if published is not None:
+                    row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"], model=published["model"])
                     matrix_rows.append(published)
-                    log(f"{v.attack}: {stage} retraining's row from the matrix file (trained on "
-                        f"{published.get('device', '')}; not in this cache)")
                     continue
                 with timer(f"retrain_{stage}_{v.attack}"):
                     model = pl.retrain_on(base, ps.pairs, keep, v.finetune, kept_key, p.device,
                                           desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
-                row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"])
+                row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"], model=model.path.name)
                 summary = model.summary
                 matrix_rows.append({**matrix_row(v.attack, "cfbd" if stage == "fine" else "cfbd_coarse", p.scale,
                                                  seed, m, summary.get("seconds", 0.0)
@@ -373,22 +373,51 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
             "model": model.path.name, "isolation_ratio": a.isolation_ratio}
 
 
-def _say_other_kept_set(p: DetectionParams, log, attack: str, seed: int, label: str, victim_model: str,
-                        this_model: str) -> None:
-    """Log when the matrix file holds this victim's retraining from another kept set (another
-    device's screening kept other pairs near a threshold), so this one is trained here."""
+# what must agree between the row made here and a published row for the retraining to stand in
+SAME = ("attack", "poison_count", "stage", "scale", "seed", "victim_model")
+
+
+def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> dict | None:
+    """A CFBD retraining made from another machine's screening, standing in by its published rows.
+
+    The retrained model's cache key holds a digest of the pairs the screening kept.  Two machines
+    screen the same poisoned set with the same networks, but their floating point differs (a GPU and
+    a CPU, or two CPU kinds: AVX2 and AVX-512), so a few pairs near a threshold can fall the other
+    way, and the exact-key lookup (:func:`~paperlib.experiments.common.published_row`) finds nothing:
+    a fresh machine would retrain every attack and seed (hours on 2 cores).  So the results files
+    are asked for the retraining of the same victim, stage and seed under the same detector rules
+    (the CFBD rows name the model they retrained; the matrix file holds its measurements), and the
+    log says whose kept set it was trained on; ``reuse_rows: false`` retrains instead.
+
+    Returns the matrix row of the retraining that a published CFBD row of ``row``'s victim, stage and
+    seed names (under ``p``'s mapping and rules, see :func:`~paperlib.experiments.detection.rows_of_these_rules`),
+    when that retraining is another model than ``this_model`` (the one this screening's kept set
+    would train); None when the files hold none."""
     import pandas as pd
-    path = Path(p.results_dir) / "defences" / "matrix.csv"
+
+    from paperlib.results import row_naming_model
+    results = Path(p.results_dir)
+    path = results / "detection" / cfbd_file(p)
     if not path.is_file():
-        return
-    m = pd.read_csv(path)
-    if not {"victim_model", "model"} <= set(m.columns):
-        return
-    m = m[(m.defence == label) & (m.attack == attack) & (m.seed == seed) & (m.scale == p.scale)
-          & (m.victim_model.astype(str) == victim_model) & (m.model.astype(str) != this_model)]
-    for row in m.itertuples():
-        log(f"{attack}: the matrix file's {label} retraining {row.model} (trained on {getattr(row, 'device', '?')}) "
-            f"kept another set of pairs than this screening; retrained here")
+        return None
+    df = pd.read_csv(path, dtype={"model": str, "victim_model": str})
+    if "model" not in df.columns:
+        return None
+    df = rows_of_these_rules(df, p)
+    for col in SAME:
+        df = df[df[col].astype(str) == str(row[col])]
+    df = df[df.model.notna() & (df.model != this_model)]
+    label = "cfbd" if row["stage"] == "fine" else "cfbd_coarse"
+    for there in df.itertuples():
+        published = row_naming_model(results / "defences" / "matrix.csv", there.model, defence=label)
+        if published is None:
+            continue
+        log(f"{row['attack']} seed {row['seed']}: {row['stage']} retraining's row from the results files: "
+            f"{there.model}, trained on {published.get('device', '?')} on the {int(there.kept)} pairs that "
+            f"machine's screening kept (this one keeps {int(row['kept'])}: floating point of another device "
+            f"moves pairs near a threshold); not retrained here (reuse_rows: false retrains)")
+        return published
+    return None
 
 
 def main(argv=None) -> int:
