@@ -695,10 +695,18 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
     for name in ("defences/matrix.csv", f"detection/{detection.cfbd_file(p)}"):
         path = tmp_path / "out" / name
         path.write_text(path.read_text().replace(matrix.model[0], "elsewhere-kept"))
+    det_path = tmp_path / "out" / "detection" / detection.cfbd_file(p)
+    det = pd.read_csv(det_path)
+    det["tpr"] = det.tpr.astype(float)
+    det.loc[det.model == "elsewhere-kept", "kept"] = 1      # that machine's screening
+    det.loc[det.model == "elsewhere-kept", "tpr"] = 12.5
+    det.to_csv(det_path, index=False)
     said = []
     third = detection.run(p, log=said.append)
     assert not (tmp_path / "cache" / "model" / matrix.model[0]).exists(), "trained again"
     assert list(third["cfbd"].dropna(subset=["model"]).model) == ["elsewhere-kept"]
+    taken = third["cfbd"][third["cfbd"].model == "elsewhere-kept"].iloc[0]
+    assert (taken.kept, taken.tpr) == (1, 12.5)   # the row whole, not this screening's numbers
     assert any("elsewhere-kept" in line and "not retrained here" in line for line in said)
     off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False,
                                                           "run_abl": False})
@@ -739,13 +747,13 @@ def test_a_retraining_of_another_machines_kept_set_stands_in_by_its_rows(tmp_pat
                    "ca_top1": 10.0, "asr_top1": 90.0, "device": "NVIDIA H200"}]).to_csv(
         tmp_path / "defences" / "matrix.csv", index=False)
     said = []
-    got = detection.other_screenings_retraining(p, here, "cpu-kept", said.append)
-    assert got["model"] == "gpu-kept" and got["ca_top1"] == 40.0
+    there, got = detection.other_screenings_retraining(p, here, "cpu-kept", said.append)
+    assert got["model"] == "gpu-kept" and got["ca_top1"] == 40.0 and there["kept"] == 95 and there["model"] == "gpu-kept"
     assert len(said) == 1 and "gpu-kept" in said[0] and "NVIDIA H200" in said[0] and "95" in said[0] and "97" in said[0]
     coarse = detection.other_screenings_retraining(p, {**here, "stage": "coarse"}, "cpu-kept", said.append)
-    assert coarse["model"] == "coarse-kept"
+    assert coarse[1]["model"] == "coarse-kept" and coarse[0]["kept"] == 90
     assert detection.other_screenings_retraining(p, here, "gpu-kept", said.append) is None   # this very model
     assert detection.other_screenings_retraining(p, {**here, "seed": 0, "victim_model": "v0"}, "x", said.append) is None
     assert p.cfbd.gamma_z_quantile != 0.99   # the rows of other rules are another detector's
     other = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path), "cfbd.gamma_z_quantile": 0.99})
-    assert detection.other_screenings_retraining(other, here, "x", said.append)["model"] == "other-rules"
+    assert detection.other_screenings_retraining(other, here, "x", said.append)[1]["model"] == "other-rules"

@@ -288,7 +288,10 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     log(f"{v.attack} seed {seed}: {stage} retraining's row from the matrix file (trained on "
                         f"{published.get('device', '')} on the pairs kept here; not in this cache)")
                 elif p.reuse_rows and not pl.ArtifactCache().exists("model", retrain_key):
-                    published = other_screenings_retraining(p, row, artifact_key("model", retrain_key), log)
+                    there = other_screenings_retraining(p, row, artifact_key("model", retrain_key), log)
+                    if there is not None:   # that machine's row whole: its detection went with its kept set
+                        row.update({k: val for k, val in there[0].items() if k in CFBD_COLUMNS})
+                        published = there[1]
                 if published is not None:
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"], model=published["model"])
                     matrix_rows.append(published)
@@ -389,10 +392,12 @@ def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> dic
     (the CFBD rows name the model they retrained; the matrix file holds its measurements), and the
     log says whose kept set it was trained on; ``reuse_rows: false`` retrains instead.
 
-    Returns the matrix row of the retraining that a published CFBD row of ``row``'s victim, stage and
-    seed names (under ``p``'s mapping and rules, see :func:`~paperlib.experiments.detection.rows_of_these_rules`),
-    when that retraining is another model than ``this_model`` (the one this screening's kept set
-    would train); None when the files hold none."""
+    Returns (the published CFBD row, the matrix row of the retraining it names) for ``row``'s victim,
+    stage and seed (under ``p``'s mapping and rules, see :func:`rows_of_these_rules`), when that
+    retraining is another model than ``this_model`` (the one this screening's kept set would
+    train); None when the files hold none.  The caller takes the published row whole (its TPR, FPR
+    and kept pairs are those of the screening whose kept set was retrained on), so a row never
+    mixes one machine's detection with another's retraining."""
     import pandas as pd
 
     from paperlib.results import row_naming_model
@@ -415,8 +420,9 @@ def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> dic
         log(f"{row['attack']} seed {row['seed']}: {row['stage']} retraining's row from the results files: "
             f"{there.model}, trained on {published.get('device', '?')} on the {int(there.kept)} pairs that "
             f"machine's screening kept (this one keeps {int(row['kept'])}: floating point of another device "
-            f"moves pairs near a threshold); not retrained here (reuse_rows: false retrains)")
-        return published
+            f"moves pairs near a threshold); that row is taken whole, not retrained here (reuse_rows: false "
+            f"retrains)")
+        return {k: val for k, val in there._asdict().items() if k != "Index" and not pd.isna(val)}, published
     return None
 
 
