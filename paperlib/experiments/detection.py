@@ -314,21 +314,31 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                     abl_rows.append(run_abl_on(p, base, ps, v, cfg, seed, truth, device))
             log(f"{v.attack:10s} seed {seed}: coarse TPR {rows[-2]['tpr']:.1f} FPR {rows[-2]['fpr']:.1f} | "
                 f"fine TPR {rows[-1]['tpr']:.1f} FPR {rows[-1]['fpr']:.1f}")
+            # after every seed: a run stopped later keeps each finished seed's rows, the retrainings'
+            # matrix rows among them (which another machine's run takes, other_screenings_retraining)
             upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
+            _upsert_matrix(p, matrix_rows)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
     table = table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)   # this run's
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ABL_KEY,
                      ABL_COLUMNS) if abl_rows else None
-    if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:   # CFBD joins the defence matrix as defence cfbd
-        from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
-        upsert_csv(results / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
+    _upsert_matrix(p, matrix_rows)
     m = screener.mapping
     if getattr(p, "rows_only", False):   # a parallel job: the shared folder's manifest is the full run's
         return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
     write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
     return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
+
+
+def _upsert_matrix(p: DetectionParams, matrix_rows: list[dict]) -> None:
+    """CFBD's retrainings join the defence matrix as defences cfbd and cfbd_coarse (the default
+    mapping's only: another mapping's rows are an ablation)."""
+    if matrix_rows and p.mapping.kind == DEFAULT_MAPPING:
+        from paperlib.experiments.defences import MATRIX_COLUMNS, MATRIX_KEY
+        from paperlib.results import upsert_csv
+        upsert_csv(Path(p.results_dir) / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
 
 
 def detector_settings(det, p: DetectionParams) -> dict:
