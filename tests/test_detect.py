@@ -757,3 +757,28 @@ def test_a_retraining_of_another_machines_kept_set_stands_in_by_its_rows(tmp_pat
     assert p.cfbd.gamma_z_quantile != 0.99   # the rows of other rules are another detector's
     other = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path), "cfbd.gamma_z_quantile": 0.99})
     assert detection.other_screenings_retraining(other, here, "x", said.append)[1]["model"] == "other-rules"
+
+def test_a_run_stopped_after_a_seed_keeps_that_seeds_retraining_rows(tmp_path, monkeypatch):
+    """The detection and matrix rows are written after every seed: a run that stops at the second
+    seed leaves the first seed's CFBD rows and its retraining's matrix row, which another
+    machine's run can take (other_screenings_retraining)."""
+    import pandas as pd
+    import pytest
+
+    from paperlib.experiments import detection
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "seeds": [0, 1],
+                                                       "run_abl": False})
+    real = detection.Screener.screen
+
+    def screen(self, v, seed, count=None):
+        if seed == 1:
+            raise KeyboardInterrupt("stopped")
+        return real(self, v, seed, count)
+    monkeypatch.setattr(detection.Screener, "screen", screen)
+    with pytest.raises(KeyboardInterrupt):
+        detection.run(p, log=lambda *a: None)
+    det = pd.read_csv(tmp_path / "out" / "detection" / detection.cfbd_file(p))
+    matrix = pd.read_csv(tmp_path / "out" / "defences" / "matrix.csv")
+    assert set(det.seed) == {0} and set(matrix.seed) == {0} and set(matrix.defence) == {"cfbd"}
+    assert list(det.dropna(subset=["model"]).model) == list(matrix.model)   # the row names its retraining
