@@ -390,7 +390,7 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
 SAME = ("attack", "poison_count", "stage", "scale", "seed", "victim_model")
 
 
-def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> dict | None:
+def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> tuple[dict, dict] | None:
     """A CFBD retraining made from another machine's screening, standing in by its published rows.
 
     The retrained model's cache key holds a digest of the pairs the screening kept.  Two machines
