@@ -88,6 +88,9 @@ def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tu
     rows = _recorded_rows(path, cpu_kind)
     if rows is None or rows.empty:
         return None
+    # one measurement per artifact kind, the latest: a kind recorded again (e.g. under a CPU label
+    # that has since gained its vector extension) would otherwise count twice
+    rows = rows.sort_values("measured").drop_duplicates(["kind", "role", "precision"], keep="last")
     return float(rows.total_seconds.astype(float).sum()), int(rows.artifacts.astype(int).sum())
 
 

@@ -143,11 +143,15 @@ def _folder_lock(folder: Path):
         os.close(fd)   # closing releases the lock
 
 
+# columns naming cache artifacts (text even where not a key: a CFBD row's retrained `model`)
+NAME_COLUMNS = ("model", "victim_model", "base_model", "eval_key")
+
+
 def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) -> pd.DataFrame:
     if path.is_file():
         # key columns these rows hold as text (digests, cache keys) are read back as text: a digest
         # of digits, or like "12e4", would otherwise come back a number and be rewritten as one
-        text = {k: str for k in key if k in new.columns
+        text = {k: str for k in (*key, *NAME_COLUMNS) if k in new.columns
                 and (new[k].dtype == object or pd.api.types.is_string_dtype(new[k]))}
         old = pd.read_csv(path, dtype=text)
         for k in key:

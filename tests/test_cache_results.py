@@ -317,3 +317,12 @@ def test_upsert_keeps_digest_keys_that_look_like_numbers_as_text(tmp_path):
     upsert_csv(path, [{"settings": "123456789012", "v": 9}], ("settings",))   # the same key: replaced, not added
     again = pd.read_csv(path, dtype={"settings": str})
     assert len(again) == 3 and again.set_index("settings").v["123456789012"] == 9
+
+
+def test_upsert_keeps_model_names_that_look_like_numbers_as_text_outside_the_key(tmp_path):
+    """A CFBD row's retrained ``model`` is not part of its key; a cache name of digits, or like
+    "1234e5678901", still comes back as text after a later upsert."""
+    path = tmp_path / "rows.csv"
+    upsert_csv(path, [{"seed": 0, "model": "0012345678901234e567"}], ("seed",))
+    upsert_csv(path, [{"seed": 1, "model": "abcdefabcdefabcdefab"}], ("seed",))
+    assert sorted(pd.read_csv(path, dtype={"model": str}).model) == ["0012345678901234e567", "abcdefabcdefabcdefab"]

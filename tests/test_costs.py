@@ -239,6 +239,9 @@ def test_the_recorded_total_sums_one_cpu_kinds_cold_caches(tmp_path):
     assert costs.recorded_total(str(file), cpu_kind="False") == (1860.0, 4)
     assert costs.recorded_total(str(file), cpu_kind=None) is None            # a GPU machine
     assert costs.recorded_total(str(tmp_path / "none.csv"), cpu_kind="True") is None
+    with file.open("a") as fh:   # the same kind measured again under the CPU label with its extension
+        fh.write("model,victim,,5,2500,480,0,0,AMD EPYC (AVX2),False,2026-12-05\n")
+    assert costs.recorded_total(str(file), cpu_kind="False") == (2500.0, 5)     # the latest, not both
 
 
 def test_an_evaluation_names_its_model_and_is_not_counted_where_that_model_stands_in(tmp_path, ledger):
