@@ -60,15 +60,19 @@ def _this_cpu_kind() -> str | None:
 
 
 def _recorded_rows(path: str | None, cpu_kind: str | None):
-    """The rows of the costs file for ``cpu_kind`` ("here": this machine's kind), as text; None on a
-    GPU (``cpu_kind`` None) or without the file."""
+    """The rows of the costs file for ``cpu_kind`` ("here": this machine's kind), as text, the latest
+    of each artifact kind, role and precision, oldest first; None on a GPU (``cpu_kind`` None) or
+    without the file."""
     import pandas as pd
     kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
     file = Path(path) if path else repo_root() / COSTS_FILE
     if kind is None or not file.is_file():
         return None
     rows = pd.read_csv(file, keep_default_na=False, dtype=str)
-    return rows[rows.cpu_native_bf16 == kind]
+    rows = rows[rows.cpu_native_bf16 == kind]
+    # one measurement per artifact kind, the latest: a kind recorded again (e.g. under a CPU label
+    # that has since gained its vector extension) would otherwise count twice
+    return rows.sort_values("measured").drop_duplicates(["kind", "role", "precision"], keep="last")
 
 
 @lru_cache(maxsize=None)
@@ -88,9 +92,6 @@ def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tu
     rows = _recorded_rows(path, cpu_kind)
     if rows is None or rows.empty:
         return None
-    # one measurement per artifact kind, the latest: a kind recorded again (e.g. under a CPU label
-    # that has since gained its vector extension) would otherwise count twice
-    rows = rows.sort_values("measured").drop_duplicates(["kind", "role", "precision"], keep="last")
     return float(rows.total_seconds.astype(float).sum()), int(rows.artifacts.astype(int).sum())
 
 
