@@ -7,6 +7,7 @@ import pytest
 from paperlib.detect.cfbd import (CFBDConfig, coarse_stage, consistency, detect, rectified_cosine,
                                   textual_correlation)
 from paperlib.detect.metrics import auroc_auprc, tpr_fpr
+from paperlib.experiments.common import clean_base_unbuilt
 
 # the detector's default mapping and rules, as detection rows record them
 DEFAULT_RULES = {"mapping": "regression", "benign_rule": "mixture_cdf", "gamma_z_rule": "quantile",
@@ -581,7 +582,7 @@ def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
     assert q.loc[5, "q_eff"] == 5 and q.loc[50, "q_eff"] == outside < 50
 
     class Screener:       # Table 3's sweep screens each count; here the same hand-made set
-        base, device = None, "cpu"
+        base, device = clean_base_unbuilt(p), "cpu"
 
         def screen(self, v, seed, count):
             return sc
@@ -590,7 +591,12 @@ def test_cfbd_sweeps_record_the_rules_and_the_effective_q(tmp_path):
     r = rates.iloc[0]
     assert r.q_eff == 5 and r.tpr == 100.0 and r.fpr < 1.0 and r.gamma_z < 0.5   # within the 1% FPR budget
     assert r.benign_rule == "mixture_cdf" and r.gamma_z_rule == "quantile" and r.mapping == "regression"
-    assert ex.plot_fig4(sc, p).is_file() and ex.plot_fig6(pd.read_csv(tmp_path / "cfbd" / "fig6_ablation.csv"), p).is_file()
+    det = detect(c, cap, p.cfbd)
+    pairs, gmm = ex.fig24_data({(p.figure_attack, p.seeds[0]): {"screened": sc, "detection": det}}, p)
+    assert pairs.poisoned.sum() == n_poison and pairs.weight[~pairs.poisoned].sum() == pytest.approx(n - n_poison)
+    assert len(gmm) == p.cfbd.k and gmm.benign_share.iloc[0] == pytest.approx(len(coarse_stage(c, p.cfbd).benign) / n)
+    assert ex.plot_fig4(pairs, gmm, p).is_file() and ex.plot_fig2(pairs, p).is_file()
+    assert ex.plot_fig6(pd.read_csv(tmp_path / "cfbd" / "fig6_ablation.csv"), p).is_file()
 
 
 def test_cfbd_tables_read_only_the_rows_of_their_rules():
@@ -621,13 +627,17 @@ def test_cfbd_fig5_draws_no_line_at_recall_zero(tmp_path, monkeypatch):
 
     import numpy as np
 
-    from paperlib.experiments import cfbd_figures
+    from paperlib.experiments import cfbd, cfbd_figures
     figs = []
     monkeypatch.setattr("paperlib.results.save_figure", lambda fig, path, **k: figs.append(fig) or path)
     truth = np.r_[np.ones(10), np.zeros(90)].astype(int)
     score = np.r_[np.linspace(0.4, 1, 10), np.linspace(0, 0.6, 90)]
-    scores = {("badnet", 0): {"truth": truth, "c": score[::-1].copy(), "detection": SimpleNamespace(score=score)}}
-    cfbd_figures.plot_fig5(scores, SimpleNamespace(seeds=[0], scale="smoke", results_dir=str(tmp_path)))
+    scores = {("badnet", 0): {"truth": truth, "c": score[::-1].copy(), "detection": SimpleNamespace(score=score),
+                              "screened": SimpleNamespace(victim_model="v0")}}
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path)})
+    curves = cfbd_figures.fig5_curves(scores, p)
+    assert set(curves.stage) == {"coarse", "coarse-to-fine"} and (tmp_path / "cfbd" / cfbd_figures.FIG5_CURVES).is_file()
+    cfbd_figures.plot_fig5(curves, p)
     ax = figs[0].axes[0]
     curves = [ln for ln in ax.get_lines() if "AUPRC" in ln.get_label()]
     assert len(curves) == 2
@@ -662,7 +672,7 @@ def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path)
     monkeypatch.setattr(detection, "run_abl_on", abl)
     p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "rate_attacks": ["badnet"],
                                            "rate_counts": [8, 12], "seeds": [0], "run_abl": True})
-    ex.rate_sweep(p, SimpleNamespace(screen=screen, base=None, device="cpu"), log=lambda *a: None)
+    ex.rate_sweep(p, SimpleNamespace(screen=screen, base=clean_base_unbuilt(p), device="cpu"), log=lambda *a: None)
     assert seen == [8, 12]
 
 
@@ -688,7 +698,7 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
     assert not any((tmp_path / "cache" / "model" / m).exists() for m in trained), "trained again"
     cols = ["attack", "stage", "seed", "tpr", "fpr", "auroc", "ca_top1", "asr_top1"]
     pd.testing.assert_frame_equal(again["cfbd"][cols].reset_index(drop=True), first["cfbd"][cols].reset_index(drop=True),
-                                  check_dtype=False)
+                                  check_dtype=False, rtol=1e-3)   # the rows as the file holds them (4 digits)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "detection" / "abl.csv")[["tpr", "fpr", "model"]],
                                   abl[["tpr", "fpr", "model"]], check_dtype=False)
     # the retraining published from another machine's screening (another kept set, so another key)
@@ -702,10 +712,15 @@ def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_p
     det.loc[det.model == "elsewhere-kept", "tpr"] = 12.5
     det.to_csv(det_path, index=False)
     said = []
-    third = detection.run(p, log=said.append)
-    assert not (tmp_path / "cache" / "model" / matrix.model[0]).exists(), "trained again"
+    third = detection.run(p, log=said.append)   # every row published, no model here: not even screened
+    assert third["stood_in"] and any("taken from the results files" in line for line in said)
     assert list(third["cfbd"].dropna(subset=["model"]).model) == ["elsewhere-kept"]
-    taken = third["cfbd"][third["cfbd"].model == "elsewhere-kept"].iloc[0]
+    said = []   # screened here (as when a paper's studies of the set are not published): that row, whole
+    forced = detection.run(p, log=said.append, also_published=lambda *a: "studies")
+    assert not forced["stood_in"]
+    assert not (tmp_path / "cache" / "model" / matrix.model[0]).exists(), "trained again"
+    assert list(forced["cfbd"].dropna(subset=["model"]).model) == ["elsewhere-kept"]
+    taken = forced["cfbd"][forced["cfbd"].model == "elsewhere-kept"].iloc[0]
     assert (taken.kept, taken.tpr) == (1, 12.5)   # the row whole, not this screening's numbers
     assert any("elsewhere-kept" in line and "not retrained here" in line for line in said)
     off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False,

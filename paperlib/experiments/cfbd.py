@@ -17,10 +17,14 @@ this module adds:
 * the mapping ablation (:mod:`paperlib.experiments.cfbd_mapping`): the poisoned sets screened
   again with the LM-loss captioner at the first seed (``mapping_ablation``;
   ``results/detection/cfbd_mapping-lm.csv``);
-* Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves;
+* Figs. 2, 4, 5: score distributions, the GMM on the consistency values, PR curves, drawn from their
+  data files (``results/cfbd/fig2_fig4_pairs.csv``, ``fig4_gmm.csv``, ``fig5_pr_curves.csv``);
 * Tables 1, 2, 4 assembled from ``results/attacks/victims.csv``, ``results/defences/matrix.csv``
   and ``results/detection/cfbd.csv`` beside the paper's numbers (the "CFBD (coarse-grained)" rows
   need ``retrain_stages`` to hold ``coarse``: the model retrained on D_b alone); the claims table.
+
+A set whose rows (all of the above) are published and whose models this cache lacks is not
+screened again: its rows stand in (:mod:`paperlib.experiments.cfbd_standin`).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ import pandas as pd
 from paperlib.attacks import ATTACK_IDS
 from paperlib.config import ParamError, load_params, param
 from paperlib.detect.cfbd import BENIGN_RULES
-from paperlib.experiments.cfbd_figures import plot_fig2, plot_fig4, plot_fig5, plot_fig6  # noqa: F401 (re-exported)
+from paperlib.experiments.cfbd_figures import (fig5_curves, fig24_data, plot_fig2, plot_fig4, plot_fig5,  # noqa: F401
+                                                plot_fig6)
 from paperlib.experiments.cfbd_mapping import detection_rows, mapping_ablation, mapping_ablation_wide  # noqa: F401
 from paperlib.experiments.cfbd_screened import (FORMER_RULES, ablations, at_seeds, fault_tolerance,  # noqa: F401 (re-exported)
                                                 former_rules, former_rules_wide, mean_spread, seed_mask)
@@ -111,15 +116,25 @@ def _victim(p: CFBDParams, attack: str):
 def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     from dataclasses import replace
 
+    from paperlib.cache import artifact_key
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import tpr_fpr
-    from paperlib.experiments.detection import ABL_COLUMNS, ABL_KEY, detector_settings, run_abl_on
-    from paperlib.results import upsert_csv
-    rows, abl_rows = [], []
+    from paperlib.experiments.cfbd_standin import published_rates
+    from paperlib.experiments.common import victim_model_name
+    from paperlib.experiments.detection import ABL_COLUMNS, ABL_KEY, abl_key, detector_settings, run_abl_on
+    from paperlib.results import say_in_terminal, upsert_csv
+    rows, abl_rows, stood = [], [], []
     for attack in p.rate_attacks:
         v = _victim(p, attack)
         for count in p.rate_counts:
             for seed in p.seeds:
+                at_count = replace(v, poison=replace(v.poison, poison_count=count))
+                abl_model = artifact_key("model", abl_key(p, screener.base, at_count, seed, screener.device)) \
+                    if p.run_abl else None
+                there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model)
+                if there is not None:   # published, and this cache lacks ABL's model: not screened again
+                    stood += there
+                    continue
                 sc = screener.screen(v, seed, count)
                 det = detect(sc.c, sc.caption_emb, p.cfbd)
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
@@ -129,7 +144,6 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 if p.run_abl:
                     # ABL's isolation model is keyed by the victim entry's pairs: the entry at this count
                     # (before, every count of an attack and seed shared the first count's model)
-                    at_count = replace(v, poison=replace(v.poison, poison_count=count))
                     a = run_abl_on(p, screener.base, sc.ps, at_count, v.attack_config(), seed, sc.truth,
                                    screener.device)
                     abl_rows.append(a)
@@ -138,14 +152,21 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                                  "victim_model": sc.victim_model})
                 log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
     out = Path(p.results_dir)
-    if not rows:   # no attack of Table 3 here (a parallel job of another attack)
+    if stood:
+        text = (f"Table 3: {sum(r['method'] == 'cfbd' for r in stood)} of "
+                f"{len(p.rate_attacks) * len(p.rate_counts) * len(p.seeds)} sets taken from the results files "
+                "(ABL's models are absent from this cache; reuse_rows: false screens them)")
+        log(text)
+        say_in_terminal(text)
+    if not rows and not stood:   # no attack of Table 3 here (a parallel job of another attack)
         return pd.DataFrame(columns=["attack", "poison_count", "poison_rate", "method", "scale", "seed", "tpr",
                                      "fpr", "victim_model"])
     if abl_rows:
         upsert_csv(out / "detection" / "abl.csv", abl_rows, ABL_KEY, ABL_COLUMNS)
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
                        ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
-    return table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)
+    ours = {str(r["victim_model"]) for r in rows + stood}
+    return table[table.victim_model.astype(str).isin(ours)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------
@@ -422,15 +443,23 @@ def save_tables(p: CFBDParams, made: dict) -> None:
             to_markdown(df, out / f"{stem}_{p.scale}.md", floatfmt=".2f")
 
 
+def screen_and_detect(p: CFBDParams, log=print) -> dict:
+    """The detection experiment on every victim's set (:func:`paperlib.experiments.detection.run`)
+    as this paper needs it: ABL only at Table 3's low rates (as the paper compares them), and a set
+    stands in by its published rows only when its studies (Table 5, Fig. 6, the former rules, the
+    figures' data) are published too (:func:`~paperlib.experiments.cfbd_standin.studies_published`)."""
+    from paperlib.config import replace
+    from paperlib.experiments import detection
+    from paperlib.experiments.cfbd_standin import studies_published
+    return detection.run(replace(p, run_abl=False), log, also_published=studies_published(p))
+
+
 def run(p: CFBDParams, log=print) -> dict:
     """Everything of the paper at the scale of ``p``."""
-    from paperlib.experiments import detection
     from paperlib.results import Timer, write_manifest
     timer = Timer()
-    from paperlib.config import replace
     with timer("detection"):
-        # ABL runs at the low poison rates of Table 3 only (as the paper compares them)
-        out = detection.run(replace(p, run_abl=False), log)
+        out = screen_and_detect(p, log)
     scores, screener = out["scores"], out["screener"]
     screened = {k: v["screened"] for k, v in scores.items()}
     with timer("rates"):
@@ -439,6 +468,8 @@ def run(p: CFBDParams, log=print) -> dict:
         fault = fault_tolerance(p, screened)
         abl = ablations(p, screened)
         former = former_rules(p, screened)
+        pairs24, gmm4 = fig24_data(scores, p)
+        curves5 = fig5_curves(scores, p)
     with timer("mapping_ablation"):
         mapping_abl = mapping_ablation(p, log)
     if p.rows_only:   # a parallel job: its log and jobs.csv record it, the shared folder gets no manifest
@@ -447,9 +478,7 @@ def run(p: CFBDParams, log=print) -> dict:
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
             "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl}
     save_tables(p, made)
-    fig_key = next(k for k in scores if k[0] == p.figure_attack)
-    figs = [plot_fig2(scores[fig_key]["screened"], scores[fig_key]["detection"], p, seed=fig_key[1]),
-            plot_fig4(scores[fig_key]["screened"], p, seed=fig_key[1]), plot_fig5(scores, p), plot_fig6(abl, p)]
+    figs = [plot_fig2(pairs24, p), plot_fig4(pairs24, gmm4, p), plot_fig5(curves5, p), plot_fig6(abl, p)]
     cl = claims(p, rates, fault)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
     return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl,
@@ -460,6 +489,6 @@ if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
-__all__ = ["CFBDParams", "FORMER_RULES", "load", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
+__all__ = ["CFBDParams", "FORMER_RULES", "load", "screen_and_detect", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
            "former_rules_wide", "mapping_ablation", "mapping_ablation_wide", "ca_asr_rows", "tables_ca_asr",
-           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]
+           "detection_rows", "table_4", "table_3_wide", "table_5_wide", "fig24_data", "fig5_curves", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]

@@ -50,6 +50,14 @@ def of_screened(table: pd.DataFrame, screened: dict) -> pd.DataFrame:
     return table[table.victim_model.isin({sc.victim_model for sc in screened.values()})].reset_index(drop=True)
 
 
+def screened_here(screened: dict) -> dict:
+    """The sets of ``screened`` that this run screened: a set that stood in by its published rows
+    (:class:`~paperlib.experiments.cfbd_standin.PublishedScreening`) has its rows in the files
+    already, and no scores to compute them from."""
+    from paperlib.experiments.cfbd_standin import PublishedScreening
+    return {k: sc for k, sc in screened.items() if not isinstance(sc, PublishedScreening)}
+
+
 def fault_tolerance(p, screened: dict) -> pd.DataFrame:
     """Table 5: AUROC of coarse-to-fine detection when the seed set D_p is made by hand from
     ``q`` truly poisoned pairs of which ``fault_ratio`` are swapped for benign ones (CFBD Sec. 3.3);
@@ -59,7 +67,7 @@ def fault_tolerance(p, screened: dict) -> pd.DataFrame:
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.results import upsert_csv
     rows = []
-    for (attack, seed), sc in screened.items():
+    for (attack, seed), sc in screened_here(screened).items():
         if attack not in p.fault_attacks:
             continue
         poisoned, benign = np.flatnonzero(sc.truth), np.flatnonzero(~sc.truth)
@@ -86,7 +94,7 @@ def ablations(p, screened: dict) -> pd.DataFrame:
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.results import upsert_csv
     rows = []
-    for (attack, seed), sc in screened.items():
+    for (attack, seed), sc in screened_here(screened).items():
         for k in p.ablation_ks:
             gmm = fit_gmm(sc.c, k, p.cfbd.gmm_seed)
             for rule in p.ablation_benign_rules:
@@ -134,7 +142,7 @@ def former_rules(p, screened: dict) -> pd.DataFrame:
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.results import upsert_csv
     rows = []
-    for (attack, seed), sc in screened.items():
+    for (attack, seed), sc in screened_here(screened).items():
         for label, change in {"current rules": {}, **FORMER_RULES}.items():
             det = detect(sc.c, sc.caption_emb, replace(p.cfbd, **change))
             for stage, flagged, score in (("coarse", det.coarse_flagged, sc.c), ("fine", det.flagged, det.score)):
@@ -161,4 +169,4 @@ def former_rules_wide(df: pd.DataFrame, p) -> pd.DataFrame:
 
 
 __all__ = ["FORMER_RULES", "ablations", "at_seeds", "fault_tolerance", "former_rules", "former_rules_wide", "mean_spread",
-           "seed_mask"]
+           "screened_here", "seed_mask"]

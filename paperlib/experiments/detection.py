@@ -181,19 +181,31 @@ class Screened:
 
 class Screener:
     """Poisoned pair sets and their CFBD scores; the embeddings of clean scenes are computed once
-    and shared by every pair set drawn from the same scenes (e.g. one attack at several rates)."""
+    and shared by every pair set drawn from the same scenes (e.g. one attack at several rates).
+
+    What screening needs (the mapping network, the rendered scenes, their tokens) is built at the
+    first :meth:`screen`, not before: a run whose every screening stands in by its published rows
+    (:mod:`paperlib.experiments.cfbd_standin`) builds none of it."""
 
     def __init__(self, p: DetectionParams, base, device):
+        self.p, self.base, self.device = p, base, device
+        self.mapping = None        # CFBD's F, once something is screened
+        self._scene = {}           # scene id -> (image, caption, synthetic) embeddings
+
+    def ready(self) -> None:
+        """Build (or load) what screening needs; nothing when it is built already."""
         from paperlib import pipeline as pl
         from paperlib.data.splits import split_params
         from paperlib.models import get_tokenizer
-        self.p, self.base, self.device = p, base, device
-        self.mapping = trained_mapping(p, base, device)
-        self.clean = base.load(device)
+        if self.mapping is not None:
+            return
+        p, base = self.p, self.base
+        mapping = trained_mapping(p, base, self.device)
+        self.clean = base.load(self.device)
         self.tokenizer = get_tokenizer(base.name)
         self.split = pl.get_split("cc3m_analog", p.data)
         self.tokens = pl.split_tokens(self.split, split_params("cc3m_analog", p.data), base.name, pl.ArtifactCache())
-        self._scene = {}           # scene id -> (image, caption, synthetic) embeddings
+        self.mapping = mapping
 
     def _embed(self, pairs, rows: np.ndarray):
         from paperlib import pipeline as pl
@@ -207,6 +219,7 @@ class Screener:
         from dataclasses import replace
 
         from paperlib.experiments.common import victim_attack, victim_model_name
+        self.ready()
         count = v.poison.poison_count if poison_count is None else poison_count
         atk = victim_attack(self.p, self.base, v)
         ids = pl.finetune_scene_ids(self.split, v.finetune_scenes, seed)
@@ -237,11 +250,22 @@ class Screener:
                         c=consistency(img, txt, syn), victim_model=victim_model_name(self.p, self.base, of_count, seed))
 
 
-def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict:
+def retrains(p: DetectionParams, attack: str) -> bool:
+    """Whether ``p`` retrains on the pairs its detector keeps from ``attack``'s set."""
+    return p.retrain and (not p.retrain_attacks or attack in p.retrain_attacks)
+
+
+def run(p: DetectionParams, log=print, screener: Screener | None = None, also_published=None) -> dict:
+    """Screen every victim's poisoned set at its seeds, detect, retrain on the kept pairs.  A
+    screening whose rows are published and whose models this cache lacks stands in by its rows
+    (:mod:`paperlib.experiments.cfbd_standin`; ``also_published``: what else of it a paper needs
+    published, see :func:`~paperlib.experiments.cfbd_standin.published_screening`); its entry in
+    ``scores`` is ``{"screened": PublishedScreening}``, and ``stood_in`` lists them."""
     from paperlib import pipeline as pl
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
     from paperlib.cache import artifact_key
+    from paperlib.experiments.cfbd_standin import published_screening, say_stood_in
     from paperlib.experiments.common import clean_base, victim_attack, victim_metrics, victim_model_name
     from paperlib.experiments.defences import matrix_row
     from paperlib.results import Timer, upsert_csv, write_manifest
@@ -250,13 +274,25 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
     device = pl.resolve_device(p.device)
     with timer("pretrain"):
         base = clean_base(p)
-    with timer("mapping"):
-        screener = screener or Screener(p, base, device)
-    rows, scores, abl_rows, matrix_rows = [], {}, [], []
+    screener = screener or Screener(p, base, device)   # builds what screening needs at its first screen
+    rows, scores, abl_rows, matrix_rows, stood = [], {}, [], [], []
     for v in p.victims:
         cfg = v.attack_config()
-        atk = victim_attack(p, base, v)
+        atk = None   # fitted (SSBA's encoder, BadCLIP's patch) only when a set is screened here
         for seed in p.seeds_for(v.attack):
+            abl_model = artifact_key("model", abl_key(p, base, v, seed, device)) if p.run_abl else None
+            there = published_screening(p, v, seed, victim_model_name(p, base, v, seed), log, also_published,
+                                        abl_model)
+            if there is not None:
+                stood.append(there)
+                abl_rows += [there.abl_row] if there.abl_row is not None else []
+                scores[(v.attack, seed)] = {"screened": there}
+                continue
+            if getattr(screener, "mapping", True) is None:
+                with timer("mapping"):
+                    screener.ready()
+            if atk is None:
+                atk = victim_attack(p, base, v)
             with timer(f"detect_{v.attack}"):
                 sc = screener.screen(v, seed)
                 det = detect(sc.c, sc.caption_emb, p.cfbd)
@@ -271,7 +307,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth)),
                              **detector_settings(det, p), "victim_model": sc.victim_model})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
-            retrain = p.retrain and (not p.retrain_attacks or v.attack in p.retrain_attacks)
+            retrain = retrains(p, v.attack)
             for stage in p.retrain_stages if retrain else ():
                 keep = stages[stage]
                 row = rows[-2] if stage == "coarse" else rows[-1]
@@ -318,18 +354,24 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None) -> dict
             # matrix rows among them (which another machine's run takes, other_screenings_retraining)
             upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
             _upsert_matrix(p, matrix_rows)
+    say_stood_in(stood, sum(len(p.seeds_for(v.attack)) for v in p.victims), log)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
-    table = table[table.victim_model.isin({r["victim_model"] for r in rows})].reset_index(drop=True)   # this run's
+    ours = {r["victim_model"] for r in rows} | {s.victim_model for s in stood}
+    table = table[table.victim_model.astype(str).isin(ours)].reset_index(drop=True)   # this run's
     abl = upsert_csv(results / "detection" / "abl.csv", abl_rows, ABL_KEY,
                      ABL_COLUMNS) if abl_rows else None
     _upsert_matrix(p, matrix_rows)
-    m = screener.mapping
+    m = getattr(screener, "mapping", None)
     if getattr(p, "rows_only", False):   # a parallel job: the shared folder's manifest is the full run's
-        return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
+        return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener,
+                "stood_in": stood}
     write_manifest(results / "detection" / f"manifest_{Path(cfbd_file(p)).stem}_{p.scale}.json", asdict(p), timer.sections,
-                   extra={"base_model": base.path.name, "mapping_final_loss": m.history[-1] if m.history else None})
-    return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener}
+                   extra={"base_model": base.path.name,
+                          "mapping_final_loss": m.history[-1] if m is not None and m.history else None,
+                          "screenings_stood_in": [f"{s.attack} seed {s.seed}" for s in stood]})
+    return {"cfbd": table, "abl": abl, "scores": scores, "wall_seconds": timer.sections, "screener": screener,
+            "stood_in": stood}
 
 
 def _upsert_matrix(p: DetectionParams, matrix_rows: list[dict]) -> None:
@@ -358,6 +400,16 @@ def _pairs_key(v: VictimConfig, seed: int) -> dict:
             "scenes": v.finetune_scenes}
 
 
+def abl_key(p: DetectionParams, base, v: VictimConfig, seed: int, device) -> dict:
+    """The cache key of ABL's isolation model on ``v``'s poisoned pairs at ``seed`` (see :func:`run_abl_on`)."""
+    from paperlib import pipeline as pl
+    from paperlib.config import replace
+    a = p.abl
+    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
+    return {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(pl.resolve_device(device).type),
+            "flooding": a.flooding, "victim_pairs": _pairs_key(v, seed)}
+
+
 def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: int, truth, device) -> dict:
     """ABL's isolation stage on one poisoned pair set: LGA training from the clean base, then the
     lowest-loss ``isolation_ratio`` of pairs is isolated."""
@@ -367,8 +419,7 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
     from paperlib.detect.metrics import tpr_fpr
     a = p.abl
     cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
-    key = {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(pl.resolve_device(device).type),
-           "flooding": a.flooding, "victim_pairs": _pairs_key(v, seed)}
+    key = abl_key(p, base, v, seed, device)
     cache = pl.ArtifactCache()
     if (path := cache.cached("model", key)) is not None:
         model = pl.ModelArtifact(base.name, path, key)

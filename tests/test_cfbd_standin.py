@@ -1,0 +1,118 @@
+"""CFBD's screenings standing in by their published rows (issue 25: the main job on a fresh machine)."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from paperlib.experiments import cfbd, detection
+from paperlib.experiments.cfbd_standin import has_rows, published_screening
+
+
+def test_has_rows_wants_every_row_with_the_fixed_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame([{"attack": "badnet", "seed": 0, "victim_model": "0012e4", "q": 4, "ratio": 0.1 + 0.2},
+                  {"attack": "badnet", "seed": 0, "victim_model": "0012e4", "q": 8, "ratio": 0.3},
+                  {"attack": "sig", "seed": 0, "victim_model": "0012e4", "q": 16, "ratio": 0.3}]).to_csv(path, index=False)
+    want = [{"q": 4, "ratio": 0.3}, {"q": 8, "ratio": 0.3}]
+    assert has_rows(path, want, attack="badnet", seed=0, victim_model="0012e4")   # 0.1 + 0.2 is 0.3 here
+    assert not has_rows(path, want + [{"q": 16, "ratio": 0.3}], attack="badnet", victim_model="0012e4")
+    assert not has_rows(path, want, attack="badnet", victim_model="12e4")   # a key is text, never a number
+    assert not has_rows(path, want, attack="badnet", seed=1)
+    assert not has_rows(tmp_path / "none.csv", want)
+
+
+def _published(tmp, p, model="m-fine", abl="a-0"):
+    """Hand-made results files holding one screening of badnet seed 0 (victim v0)."""
+    (tmp / "detection").mkdir(parents=True, exist_ok=True)
+    (tmp / "defences").mkdir(exist_ok=True)
+    rules = {"mapping": p.mapping.kind, "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
+             "gamma_z_quantile": p.cfbd.gamma_z_quantile}
+    row = {"attack": "badnet", "poison_count": 8, "scale": p.scale, "seed": 0, "victim_model": "v0", "n_pairs": 300,
+           "tpr": 50.0, "fpr": 1.0, **rules}
+    pd.DataFrame([{**row, "stage": "coarse"}, {**row, "stage": "fine", "ca_top1": 20.0, "asr_top1": 3.0,
+                                                "model": model}]).to_csv(tmp / "detection" / "cfbd.csv", index=False)
+    pd.DataFrame([{"attack": "badnet", "defence": "cfbd", "scale": p.scale, "seed": 0, "model": model,
+                   "ca_top1": 20.0, "asr_top1": 3.0}]).to_csv(tmp / "defences" / "matrix.csv", index=False)
+    pd.DataFrame([{"attack": "badnet", "poison_count": 8, "scale": p.scale, "seed": 0, "tpr": 9.0, "fpr": 1.0,
+                   "model": abl, "isolation_ratio": p.abl.isolation_ratio}]).to_csv(tmp / "detection" / "abl.csv",
+                                                                                   index=False)
+
+
+def test_a_screening_stands_in_only_when_everything_it_made_is_published_and_no_model_is_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out")})
+    v = p.victims[0]
+    assert v.attack == "badnet" and v.poison.poison_count == 8 and p.retrain_stages == ("fine",)
+    _published(tmp_path / "out", p)
+    there = published_screening(p, v, 0, "v0", abl_model="a-0")
+    assert there is not None and [r["stage"] for r in there.rows] == ["coarse", "fine"]
+    assert there.matrix_rows[0]["model"] == "m-fine" and there.abl_row["tpr"] == 9.0
+    assert published_screening(p, v, 1, "v0", abl_model="a-0") is None            # no rows of that seed
+    assert published_screening(p, v, 0, "v1", abl_model="a-0") is None            # nor of another victim
+    assert published_screening(p, v, 0, "v0", abl_model="a-other") is None        # ABL's row of another model
+    said = []
+    assert published_screening(p, v, 0, "v0", said.append, also=lambda *a: "Table 5 rows", abl_model="a-0") is None
+    assert "Table 5 rows" in said[0]
+    off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False})
+    assert published_screening(off, v, 0, "v0", abl_model="a-0") is None
+    other = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"),
+                                                           "cfbd.gamma_z_quantile": 0.99})
+    assert published_screening(other, v, 0, "v0", abl_model="a-0") is None       # rows of other rules
+    for name in ("m-fine", "a-0"):            # a model of the screening in this cache: screened here
+        (tmp_path / "cache" / "model" / name).mkdir(parents=True)
+        (tmp_path / "cache" / "model" / name / "DONE").touch()
+        assert published_screening(p, v, 0, "v0", abl_model="a-0") is None
+        shutil.rmtree(tmp_path / "cache" / "model" / name)
+    _published(tmp_path / "out", p, model="m-gone")
+    pd.DataFrame([{"attack": "badnet", "defence": "cfbd", "scale": p.scale, "seed": 0, "model": "m-fine"}]).to_csv(
+        tmp_path / "out" / "defences" / "matrix.csv", index=False)
+    assert published_screening(p, v, 0, "v0", abl_model="a-0") is None           # its retraining's row is missing
+
+
+def _with_the_shared_base(p, cache):
+    """Copy the smoke clean base from the shared cache into ``cache``, when there (other tests
+    build it): a minute of pre-training saved."""
+    from paperlib.experiments.common import clean_base_unbuilt
+    base = clean_base_unbuilt(p).path
+    if (base / "DONE").is_file():
+        shutil.copytree(base, cache / "model" / base.name)
+
+
+def test_cfbd_on_a_machine_without_its_models_screens_nothing_and_draws_the_same(tmp_path, monkeypatch):
+    """A whole CFBD run at smoke, then the same run on a 'fresh machine' (the retrained and ABL models
+    moved out of the cache): no set is screened (screening would fail), every row and figure comes
+    from the results files, the tables and claims are the first run's, and no results file changes."""
+    out = tmp_path / "out"
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(out), "mapping_ablation": []})
+    _with_the_shared_base(p, tmp_path / "cache")   # a copy: this test moves models out of its own cache
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    first = cfbd.run(p, log=lambda *a: None)
+    files = {f: f.read_bytes() for f in out.rglob("*.csv")}
+    for rel in ("fig2_fig4_pairs.csv", "fig4_gmm.csv", "fig5_pr_curves.csv"):
+        assert (out / "cfbd" / rel) in files
+    models = list(pd.read_csv(out / "defences" / "matrix.csv").model) + list(pd.read_csv(out / "detection" / "abl.csv").model)
+    for m in models:
+        shutil.move(tmp_path / "cache" / "model" / m, tmp_path / m)
+
+    def no_screening(*a, **k):
+        raise AssertionError("screened on the fresh machine")
+    monkeypatch.setattr(detection.Screener, "ready", no_screening)
+    monkeypatch.setattr(detection.Screener, "screen", no_screening)
+    said = []
+    again = cfbd.run(p, log=said.append)
+    assert len(again["claims"]) == len(first["claims"])
+    pd.testing.assert_frame_equal(again["claims"], first["claims"])
+    for name in ("Table 1-2", "Table 3", "Table 4", "Table 5"):
+        pd.testing.assert_frame_equal(again["tables"][name], first["tables"][name], check_dtype=False,
+                                      rtol=1e-3)   # the files hold 4 significant digits
+    assert all(path.is_file() for path in again["figures"])
+    assert any("CFBD screenings: 2 of 2 taken from the results files" in line for line in said)
+    assert any(line.startswith("Table 3: 2 of 2 sets taken") for line in said)
+    changed = [str(f.relative_to(out)) for f, data in files.items() if f.read_bytes() != data]
+    assert not changed
+    for m in models:                         # nothing was trained again
+        assert not (tmp_path / "cache" / "model" / m).exists()
+    # reuse_rows: false screens every set again (here: it would, and fails on purpose)
+    with pytest.raises(AssertionError, match="screened on the fresh machine"):
+        cfbd.run(cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(out), "mapping_ablation": [],
+                                                      "reuse_rows": False}), log=lambda *a: None)
