@@ -121,7 +121,8 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         return pd.DataFrame(list(rows))
     new = pd.DataFrame(list(rows))
     if new.empty:   # nothing to merge (every row reused, or none asked for): the file as it is
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(columns or key))
+        return pd.read_csv(path, dtype={k: str for k in NAME_COLUMNS}) if path.is_file() \
+            else pd.DataFrame(columns=list(columns or key))
     missing = [k for k in key if k not in new.columns]
     if missing:
         raise KeyError(f"{path}: rows lack key columns {missing}")

@@ -28,7 +28,7 @@ def _published(tmp, p, model="m-fine", abl="a-0"):
     rules = {"mapping": p.mapping.kind, "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
              "gamma_z_quantile": p.cfbd.gamma_z_quantile}
     row = {"attack": "badnet", "poison_count": 8, "scale": p.scale, "seed": 0, "victim_model": "v0", "n_pairs": 300,
-           "tpr": 50.0, "fpr": 1.0, **rules}
+           "tpr": 50.0, "fpr": 1.0, "kept": 290, "detector": "d0", **rules}
     pd.DataFrame([{**row, "stage": "coarse"}, {**row, "stage": "fine", "ca_top1": 20.0, "asr_top1": 3.0,
                                                 "model": model}]).to_csv(tmp / "detection" / "cfbd.csv", index=False)
     pd.DataFrame([{"attack": "badnet", "defence": "cfbd", "scale": p.scale, "seed": 0, "model": model,
@@ -44,29 +44,60 @@ def test_a_screening_stands_in_only_when_everything_it_made_is_published_and_no_
     v = p.victims[0]
     assert v.attack == "badnet" and v.poison.poison_count == 8 and p.retrain_stages == ("fine",)
     _published(tmp_path / "out", p)
-    there = published_screening(p, v, 0, "v0", abl_model="a-0")
+    there = published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0")
     assert there is not None and [r["stage"] for r in there.rows] == ["coarse", "fine"]
     assert there.matrix_rows[0]["model"] == "m-fine" and there.abl_row["tpr"] == 9.0
-    assert published_screening(p, v, 1, "v0", abl_model="a-0") is None            # no rows of that seed
-    assert published_screening(p, v, 0, "v1", abl_model="a-0") is None            # nor of another victim
-    assert published_screening(p, v, 0, "v0", abl_model="a-other") is None        # ABL's row of another model
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d1") is None   # another detector's rows
+    assert published_screening(p, v, 1, "v0", abl_model="a-0", digest="d0") is None   # no rows of that seed
+    assert published_screening(p, v, 0, "v1", abl_model="a-0", digest="d0") is None   # nor of another victim
+    assert published_screening(p, v, 0, "v0", abl_model="a-other", digest="d0") is None   # ABL's of another model
     said = []
-    assert published_screening(p, v, 0, "v0", said.append, also=lambda *a: "Table 5 rows", abl_model="a-0") is None
+    assert published_screening(p, v, 0, "v0", said.append, also=lambda *a: "Table 5 rows", abl_model="a-0",
+                               digest="d0") is None
     assert "Table 5 rows" in said[0]
     off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False})
-    assert published_screening(off, v, 0, "v0", abl_model="a-0") is None
-    other = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"),
-                                                           "cfbd.gamma_z_quantile": 0.99})
-    assert published_screening(other, v, 0, "v0", abl_model="a-0") is None       # rows of other rules
+    assert published_screening(off, v, 0, "v0", abl_model="a-0", digest="d0") is None
     for name in ("m-fine", "a-0"):            # a model of the screening in this cache: screened here
         (tmp_path / "cache" / "model" / name).mkdir(parents=True)
         (tmp_path / "cache" / "model" / name / "DONE").touch()
-        assert published_screening(p, v, 0, "v0", abl_model="a-0") is None
+        assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None
         shutil.rmtree(tmp_path / "cache" / "model" / name)
     _published(tmp_path / "out", p, model="m-gone")
     pd.DataFrame([{"attack": "badnet", "defence": "cfbd", "scale": p.scale, "seed": 0, "model": "m-fine"}]).to_csv(
         tmp_path / "out" / "defences" / "matrix.csv", index=False)
-    assert published_screening(p, v, 0, "v0", abl_model="a-0") is None           # its retraining's row is missing
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None   # its retraining's row is missing
+    # a stage that kept fewer pairs than one batch was not retrained: no model, and none is needed
+    det = pd.read_csv(tmp_path / "out" / "detection" / "cfbd.csv")
+    det.loc[det.stage == "fine", ["model", "ca_top1", "kept"]] = [None, None, v.finetune.batch_size - 1]
+    det.to_csv(tmp_path / "out" / "detection" / "cfbd.csv", index=False)
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0").matrix_rows == ()
+    # rows written before the files named their victim and detector stand in for nothing (and break nothing)
+    det.drop(columns=["victim_model", "detector"]).to_csv(tmp_path / "out" / "detection" / "cfbd.csv", index=False)
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None
+
+
+def test_table_3_rows_stand_in_only_with_their_abl_models_row(tmp_path):
+    from paperlib.experiments.cfbd_standin import published_rates
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path)})
+    v = p.victims[0]
+    (tmp_path / "cfbd").mkdir()
+    (tmp_path / "detection").mkdir()
+    path = tmp_path / "cfbd" / "table3_rates.csv"
+    pd.DataFrame([{"attack": v.attack, "poison_count": 8, "method": "cfbd", "scale": p.scale, "seed": 0,
+                   "tpr": 1.0}]).to_csv(path, index=False)    # before rows named their victim
+    assert published_rates(p, v, 0, "v0", "a-0", "d0") is None
+    row = {"attack": v.attack, "poison_count": 8, "scale": p.scale, "seed": 0, "victim_model": "v0"}
+    pd.DataFrame([{**row, "method": "cfbd", "tpr": 90.0, "detector": "d0"},
+                  {**row, "method": "abl", "tpr": 9.0}]).to_csv(path, index=False)
+    assert published_rates(p, v, 0, "v0", None, "d0")[0]["tpr"] == 90.0   # no ABL asked for
+    assert published_rates(p, v, 0, "v0", None, "d1") is None              # another detector's row
+    assert published_rates(p, v, 0, "v0", "a-0", "d0") is None             # ABL's model has no row
+    pd.DataFrame([{**{k: row[k] for k in ("attack", "poison_count", "scale", "seed")}, "tpr": 9.0, "fpr": 1.0,
+                   "model": "a-0", "isolation_ratio": p.abl.isolation_ratio}]).to_csv(tmp_path / "detection" / "abl.csv",
+                                                                                      index=False)
+    assert [r["method"] for r in published_rates(p, v, 0, "v0", "a-0", "d0")] == ["cfbd", "abl"]
+    ratio = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "abl.isolation_ratio": 0.05})
+    assert published_rates(ratio, v, 0, "v0", "a-0", "d0") is None        # that model at another ratio
 
 
 def _with_the_shared_base(p, cache):
@@ -105,14 +136,19 @@ def test_cfbd_on_a_machine_without_its_models_screens_nothing_and_draws_the_same
     for name in ("Table 1-2", "Table 3", "Table 4", "Table 5"):
         pd.testing.assert_frame_equal(again["tables"][name], first["tables"][name], check_dtype=False,
                                       rtol=1e-3)   # the files hold 4 significant digits
-    assert all(path.is_file() for path in again["figures"])
+    for name, data in again["figure_data"].items():                    # drawn from the published data
+        assert len(data) and len(data) == len(first["figure_data"][name]), name
     assert any("CFBD screenings: 2 of 2 taken from the results files" in line for line in said)
     assert any(line.startswith("Table 3: 2 of 2 sets taken") for line in said)
     changed = [str(f.relative_to(out)) for f, data in files.items() if f.read_bytes() != data]
     assert not changed
     for m in models:                         # nothing was trained again
         assert not (tmp_path / "cache" / "model" / m).exists()
-    # reuse_rows: false screens every set again (here: it would, and fails on purpose)
+    # another detector (a setting outside the rule columns) and reuse_rows: false screen every set again
+    # (here: they would, and fail on purpose)
+    with pytest.raises(AssertionError, match="screened on the fresh machine"):
+        cfbd.run(cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(out), "mapping_ablation": [], "cfbd.q": 4}),
+                 log=lambda *a: None)
     with pytest.raises(AssertionError, match="screened on the fresh machine"):
         cfbd.run(cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(out), "mapping_ablation": [],
                                                       "reuse_rows": False}), log=lambda *a: None)

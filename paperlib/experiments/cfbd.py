@@ -121,9 +121,11 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     from paperlib.detect.metrics import tpr_fpr
     from paperlib.experiments.cfbd_standin import published_rates
     from paperlib.experiments.common import victim_model_name
-    from paperlib.experiments.detection import ABL_COLUMNS, ABL_KEY, abl_key, detector_settings, run_abl_on
+    from paperlib.experiments.detection import (ABL_COLUMNS, ABL_KEY, abl_key, detector_digest, detector_settings,
+                                                run_abl_on)
     from paperlib.results import say_in_terminal, upsert_csv
     rows, abl_rows, stood = [], [], []
+    digest = detector_digest(p, screener.base) if p.rate_attacks else ""
     for attack in p.rate_attacks:
         v = _victim(p, attack)
         for count in p.rate_counts:
@@ -131,7 +133,8 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 at_count = replace(v, poison=replace(v.poison, poison_count=count))
                 abl_model = artifact_key("model", abl_key(p, screener.base, at_count, seed, screener.device)) \
                     if p.run_abl else None
-                there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model)
+                there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model,
+                                        digest)
                 if there is not None:   # published, and this cache lacks ABL's model: not screened again
                     stood += there
                     continue
@@ -140,7 +143,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 tpr, fpr = tpr_fpr(sc.truth, det.flagged)
                 rows.append({"attack": attack, "poison_count": count, "poison_rate": 100.0 * count / len(sc.truth),
                              "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr,
-                             **detector_settings(det, p), "victim_model": sc.victim_model})
+                             **detector_settings(det, p, digest), "victim_model": sc.victim_model})
                 if p.run_abl:
                     # ABL's isolation model is keyed by the victim entry's pairs: the entry at this count
                     # (before, every count of an attack and seed shared the first count's model)
@@ -155,7 +158,8 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     if stood:
         text = (f"Table 3: {sum(r['method'] == 'cfbd' for r in stood)} of "
                 f"{len(p.rate_attacks) * len(p.rate_counts) * len(p.seeds)} sets taken from the results files "
-                "(ABL's models are absent from this cache; reuse_rows: false screens them)")
+                + ("(ABL's models are absent from this cache; " if p.run_abl else "(")
+                + "reuse_rows: false screens them)")
         log(text)
         say_in_terminal(text)
     if not rows and not stood:   # no attack of Table 3 here (a parallel job of another attack)
@@ -451,7 +455,7 @@ def screen_and_detect(p: CFBDParams, log=print) -> dict:
     from paperlib.config import replace
     from paperlib.experiments import detection
     from paperlib.experiments.cfbd_standin import studies_published
-    return detection.run(replace(p, run_abl=False), log, also_published=studies_published(p))
+    return detection.run(replace(p, run_abl=False), log, also_published=studies_published(p, not p.rows_only))
 
 
 def run(p: CFBDParams, log=print) -> dict:
@@ -468,12 +472,13 @@ def run(p: CFBDParams, log=print) -> dict:
         fault = fault_tolerance(p, screened)
         abl = ablations(p, screened)
         former = former_rules(p, screened)
-        pairs24, gmm4 = fig24_data(scores, p)
-        curves5 = fig5_curves(scores, p)
     with timer("mapping_ablation"):
         mapping_abl = mapping_ablation(p, log)
     if p.rows_only:   # a parallel job: its log and jobs.csv record it, the shared folder gets no manifest
         return {"rates": rates, "fault": fault, "ablation": abl, "former_rules": former}
+    # the figures' data where the figures are drawn (a parallel job's seeds are not the figures')
+    pairs24, gmm4 = fig24_data(scores, p)
+    curves5 = fig5_curves(scores, p)
     t12, t4 = tables_ca_asr(p), table_4(p)
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
             "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl}
@@ -482,7 +487,7 @@ def run(p: CFBDParams, log=print) -> dict:
     cl = claims(p, rates, fault)
     write_manifest(Path(p.results_dir) / PAPER / f"manifest_{p.scale}.json", asdict(p), timer.sections)
     return {"tables": made, "figures": figs, "claims": cl, "rates": rates, "fault": fault, "ablation": abl,
-            "former_rules": former}
+            "former_rules": former, "figure_data": {"fig2_fig4_pairs": pairs24, "fig4_gmm": gmm4, "fig5_pr_curves": curves5}}
 
 
 if __name__ == "__main__":

@@ -45,8 +45,27 @@ def _of_these(df: pd.DataFrame, p, victims: set[str]) -> pd.DataFrame:
         return pd.DataFrame()
     keep = (df.scale == p.scale) & df.victim_model.astype(str).isin(victims)
     for col, value in _rules(p).items():
-        keep &= np.isclose(df[col].astype(float), value) if isinstance(value, float) else df[col].astype(str) == value
+        keep &= df[col].astype(str) == value if isinstance(value, str) else np.isclose(
+            pd.to_numeric(df[col], errors="coerce"), float(value), rtol=1e-3)
     return df[keep].reset_index(drop=True)
+
+
+def _replace_set_rows(path: Path, rows: pd.DataFrame, sets: list[dict]) -> None:
+    """Write ``rows`` into the figure-data file ``path`` in place of every row it holds of the same
+    sets (each of ``sets`` the values of :data:`_OF`): a set screened again replaces all its points
+    (a curve of fewer points, a mixture of fewer components leaves none of the old ones behind)."""
+    from paperlib.results import write_csv_atomic
+    old = _read(path)
+    if old is not None and len(old):
+        drop = pd.Series(False, index=old.index)
+        for of in sets:
+            same = pd.Series(True, index=old.index)
+            for col, value in of.items():
+                same &= old[col].astype(str) == value if isinstance(value, str) else np.isclose(
+                    pd.to_numeric(old[col], errors="coerce"), float(value), rtol=1e-3)
+            drop |= same
+        rows = pd.concat([old[~drop], rows], ignore_index=True)
+    write_csv_atomic(rows, path)
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -60,7 +79,6 @@ def fig24_data(scores: dict, p) -> tuple[pd.DataFrame, pd.DataFrame]:
     rule's score; and the fitted GMM's components with the D_b cut.  Written when that set is
     screened here (``results/cfbd/fig2_fig4_pairs.csv``, ``fig4_gmm.csv``), read back otherwise."""
     from paperlib.detect.cfbd import coarse_stage
-    from paperlib.results import upsert_csv
     out = Path(p.results_dir) / PAPER
     key = (p.figure_attack, figure_seed(p))
     if key not in scores:
@@ -81,8 +99,8 @@ def fig24_data(scores: dict, p) -> tuple[pd.DataFrame, pd.DataFrame]:
         gmm = pd.DataFrame({**of, "component": np.arange(len(co.means)), "weight": co.weights, "mean": co.means,
                             "sigma": co.sigmas, "c_cut": co.c_cut, "k": p.cfbd.k, "gamma": p.cfbd.gamma,
                             "benign_share": len(co.benign) / len(sc.c), "n_pairs": len(sc.c)})
-        upsert_csv(out / FIG24_PAIRS, pairs.to_dict("records"), (*_OF, "pair"))
-        upsert_csv(out / FIG4_GMM, gmm.to_dict("records"), (*_OF, "component"))
+        _replace_set_rows(out / FIG24_PAIRS, pairs, [of])
+        _replace_set_rows(out / FIG4_GMM, gmm, [of])
     victims = {of["victim_model"]}
     return _of_these(_read(out / FIG24_PAIRS), p, victims), _of_these(_read(out / FIG4_GMM), p, victims)
 
@@ -94,7 +112,6 @@ def fig5_curves(scores: dict, p) -> pd.DataFrame:
     (``results/cfbd/fig5_pr_curves.csv``), read back for the others."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    from paperlib.results import upsert_csv
     out = Path(p.results_dir) / PAPER
     rows, victims = [], set()
     for (a, seed), s in scores.items():
@@ -113,8 +130,12 @@ def fig5_curves(scores: dict, p) -> pd.DataFrame:
                       **_rules(p), "stage": stage, "point": j, "recall": rec[k], "precision": prec[k], "auprc": ap,
                       "chance": float(truth.mean())} for j, k in enumerate(keep)]
     if rows:
-        upsert_csv(out / FIG5_CURVES, rows, (*_OF, "stage", "point"))
-    return _of_these(_read(out / FIG5_CURVES), p, victims)
+        new = pd.DataFrame(rows)
+        _replace_set_rows(out / FIG5_CURVES, new, new[list(_OF)].drop_duplicates().to_dict("records"))
+    curves = _of_these(_read(out / FIG5_CURVES), p, victims)
+    order = {v.attack: i for i, v in enumerate(getattr(p, "victims", ()))}   # the panels in the victims' order
+    return curves.sort_values("attack", key=lambda a: a.map(order), kind="stable").reset_index(drop=True) \
+        if len(curves) else curves
 
 
 def plot_fig2(pairs: pd.DataFrame, p):

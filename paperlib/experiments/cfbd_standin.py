@@ -57,7 +57,7 @@ def read_text_keys(path: Path) -> pd.DataFrame | None:
 
 def has_rows(path: Path, want: list[dict], **fixed) -> bool:
     """Whether the results file ``path`` holds a row for every dict of ``want`` (each with the
-    columns ``fixed`` too).  Floats are compared rounded (a CSV round trip may move the last bit)."""
+    columns ``fixed`` too).  Numbers are compared as the files write them, to 4 significant digits."""
     df = read_text_keys(path)
     if df is None or not want:
         return df is not None
@@ -65,18 +65,18 @@ def has_rows(path: Path, want: list[dict], **fixed) -> bool:
         if col not in df.columns:
             return False
         df = df[df[col].astype(str) == str(value)] if isinstance(value, str) else df[np.isclose(
-            pd.to_numeric(df[col], errors="coerce"), float(value))]
+            pd.to_numeric(df[col], errors="coerce"), float(value), rtol=1e-3)]
     if df.empty:
         return False
     cols = list(want[0])
     if any(c not in df.columns for c in cols):
         return False
 
-    def norm(frame):
+    def norm(frame):   # numbers as the files write them (4 significant digits), the rest as text
         out = frame[cols].copy()
         for c in cols:
             if pd.api.types.is_numeric_dtype(out[c]):
-                out[c] = out[c].astype(float).round(9)
+                out[c] = [float(f"{x:.4g}") for x in out[c].astype(float)]
             else:
                 out[c] = out[c].astype(str)
         return out.drop_duplicates()
@@ -85,24 +85,36 @@ def has_rows(path: Path, want: list[dict], **fixed) -> bool:
     return len(need.merge(have, on=cols, how="inner")) == len(need)
 
 
-def _detection_rows(p, v, seed: int, victim_model: str) -> dict[str, dict] | None:
-    """The published detection rows (stage -> row) of ``v``'s set at ``seed`` under ``p``'s rules."""
-    from paperlib.experiments.detection import cfbd_file, rows_of_these_rules
-    df = read_text_keys(Path(p.results_dir) / "detection" / cfbd_file(p))
-    if df is None:
+# what a detection or Table 3 row must name to stand in (older rows lack some: they never do)
+NEEDED = ("attack", "scale", "seed", "poison_count", "victim_model", "detector")
+
+
+def _rows_of(df: pd.DataFrame | None, v, seed: int, victim_model: str, digest: str, p) -> pd.DataFrame | None:
+    """The rows of ``df`` of ``v``'s set at ``seed`` made by the detector of ``digest``."""
+    if df is None or any(c not in df.columns for c in NEEDED):
         return None
-    df = rows_of_these_rules(df, p)
-    df = df[(df.attack == v.attack) & (df.scale == p.scale) & (df.seed == seed)
-            & (df.poison_count == v.poison.poison_count) & (df.victim_model == victim_model)]
+    return df[(df.attack == v.attack) & (df.scale == p.scale) & (df.seed == seed)
+              & (df.poison_count == v.poison.poison_count) & (df.victim_model == victim_model)
+              & (df.detector.astype(str) == digest)]
+
+
+def _detection_rows(p, v, seed: int, victim_model: str, digest: str) -> dict[str, dict] | None:
+    """The published detection rows (stage -> row) of ``v``'s set at ``seed`` by the detector of
+    ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`)."""
+    from paperlib.experiments.detection import cfbd_file
+    df = _rows_of(read_text_keys(Path(p.results_dir) / "detection" / cfbd_file(p)), v, seed, victim_model, digest, p)
+    if df is None or "stage" not in df.columns:
+        return None
     stages = {r["stage"]: {k: val for k, val in r.items() if not pd.isna(val)} for r in df.to_dict("records")}
     return stages if {"coarse", "fine"} <= set(stages) else None
 
 
 def published_screening(p, v, seed: int, victim_model: str, log=print,
                         also: Callable[[object, int, str, int], str | None] | None = None,
-                        abl_model: str | None = None) -> PublishedScreening | None:
+                        abl_model: str | None = None, digest: str = "") -> PublishedScreening | None:
     """The screening of victim ``v``'s poisoned set at ``seed`` as the results files hold it, when it
-    stands in (module docstring): ``p.reuse_rows``, both stages' detection rows under ``p``'s rules,
+    stands in (module docstring): ``p.reuse_rows``, both stages' detection rows by the detector of
+    ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`: the mapping and every setting),
     each retraining ``p`` asks for named by its row with its matrix row, ABL's row of ``abl_model``
     (its isolation model, when ``p`` runs ABL) at ``p``'s isolation ratio, and none of those models
     in this cache.  ``also(v, seed, victim_model, n_pairs)``: what else must be published (a paper's studies of
@@ -111,12 +123,14 @@ def published_screening(p, v, seed: int, victim_model: str, log=print,
     from paperlib.results import row_naming_model
     if not getattr(p, "reuse_rows", False):
         return None
-    stages = _detection_rows(p, v, seed, victim_model)
+    stages = _detection_rows(p, v, seed, victim_model, digest)
     if stages is None:
         return None
     matrix = []
     for stage in p.retrain_stages if retrains(p, v.attack) else ():
         model = stages[stage].get("model")
+        if model is None and int(stages[stage].get("kept", 0)) < v.finetune.batch_size:
+            continue   # too few pairs kept to retrain on: there is no model (detection.run says so)
         if model is None or "ca_top1" not in stages[stage] or model_here(model):
             return None
         label = "cfbd" if stage == "fine" else "cfbd_coarse"
@@ -137,31 +151,39 @@ def published_screening(p, v, seed: int, victim_model: str, log=print,
                               (stages["coarse"], stages["fine"]), tuple(matrix), abl_row)
 
 
-def published_rates(p, v, seed: int, victim_model: str, abl_model: str | None) -> list[dict] | None:
+def published_rates(p, v, seed: int, victim_model: str, abl_model: str | None, digest: str) -> list[dict] | None:
     """Table 3's rows of ``v``'s set (``v`` at the rate's poison count) at ``seed``, when they stand
-    in: ``p.reuse_rows``, CFBD's row under ``p``'s rules and (``abl_model``: ABL's isolation
-    model, when ``p`` runs ABL) ABL's row, that model absent from this cache.  None: screened here."""
-    from paperlib.experiments.detection import rows_of_these_rules
+    in: ``p.reuse_rows``, CFBD's row by the detector of ``digest`` and (``abl_model``: ABL's
+    isolation model, when ``p`` runs ABL) ABL's row of that very model at ``p``'s isolation ratio in
+    ``detection/abl.csv``, the model absent from this cache.  None: screened here."""
+    from paperlib.results import row_naming_model
     if not getattr(p, "reuse_rows", False) or (abl_model is not None and model_here(abl_model)):
         return None
     df = read_text_keys(Path(p.results_dir) / "cfbd" / "table3_rates.csv")
-    if df is None:
+    cfbd_rows = _rows_of(df, v, seed, victim_model, digest, p)
+    if cfbd_rows is None or "method" not in cfbd_rows.columns:
         return None
-    df = df[(df.attack == v.attack) & (df.poison_count == v.poison.poison_count) & (df.scale == p.scale)
-            & (df.seed == seed) & (df.victim_model == victim_model)]
-    cfbd_rows = rows_of_these_rules(df[df.method == "cfbd"], p)
-    abl_rows = df[df.method == "abl"]
-    if cfbd_rows.empty or (abl_model is not None and abl_rows.empty):
+    cfbd_rows = cfbd_rows[cfbd_rows.method == "cfbd"]
+    if cfbd_rows.empty:
         return None
-    rows = [cfbd_rows.iloc[0]] + ([abl_rows.iloc[0]] if abl_model is not None else [])
+    rows = [cfbd_rows.iloc[0].to_dict()]
+    if abl_model is not None:
+        abl = row_naming_model(Path(p.results_dir) / "detection" / "abl.csv", abl_model,
+                               isolation_ratio=p.abl.isolation_ratio)
+        ours = df[(df.method == "abl") & (df.attack == v.attack) & (df.poison_count == v.poison.poison_count)
+                  & (df.scale == p.scale) & (df.seed == seed) & (df.victim_model == victim_model)]
+        if abl is None or ours.empty or not np.isclose(float(ours.iloc[0].tpr), float(abl["tpr"]), rtol=1e-3):
+            return None   # Table 3's ABL row must be that model's
+        rows.append(ours.iloc[0].to_dict())
     return [{k: val for k, val in r.items() if not pd.isna(val)} for r in rows]
 
 
-def studies_published(p) -> Callable[[object, int, str, int], str | None]:
+def studies_published(p, figures: bool = True) -> Callable[[object, int, str, int], str | None]:
     """What CFBD's notebook makes of each screened set beyond its detection rows, as a check for
     :func:`published_screening`: Table 5's fault rows (``fault_attacks``), Fig. 6's ablation rows,
-    the former rules' rows and the figures' data (Figs. 2 and 4: the figure attack at its first
-    seed; Fig. 5: every set at the first seed).  Returns the name of what is missing, or None."""
+    the former rules' rows and (``figures``: a run that draws them) the figures' data (Figs. 2 and
+    4: the figure attack at its first seed; Fig. 5: every set at the first seed).  Returns the name
+    of what is missing, or None."""
     from paperlib.experiments.cfbd_figures import FIG4_GMM, FIG5_CURVES, FIG24_PAIRS, figure_seed
     from paperlib.experiments.cfbd_screened import FORMER_RULES
     out = Path(p.results_dir) / "cfbd"
@@ -184,6 +206,8 @@ def studies_published(p) -> Callable[[object, int, str, int], str | None]:
                                                    for label in ("current rules", *FORMER_RULES)],
                         mapping=p.mapping.kind, **of):
             return "former rules' rows"
+        if not figures:
+            return None
         if (v.attack, seed) == (p.figure_attack, figure_seed(p)) and not (
                 has_rows(out / FIG24_PAIRS, [{"poisoned": True}], **of, **rules)
                 and has_rows(out / FIG4_GMM, [{"component": 0}], **of, **rules)):
@@ -208,6 +232,6 @@ def say_stood_in(stood: list[PublishedScreening], total: int, log=print) -> str 
     return text
 
 
-__all__ = ["PublishedScreening", "RULE_COLUMNS", "has_rows", "model_here", "published_rates", "published_screening",
+__all__ = ["NEEDED", "PublishedScreening", "RULE_COLUMNS", "has_rows", "model_here", "published_rates", "published_screening",
            "read_text_keys",
            "say_stood_in", "studies_published"]

@@ -38,7 +38,7 @@ ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolate
 ABL_KEY = ("attack", "poison_count", "scale", "seed", "model", "isolation_ratio")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
-                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model")
+                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model", "detector")
 # the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
 DEFAULT_MAPPING = MappingConfig().kind
 
@@ -121,6 +121,22 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Detec
     return load_params(DetectionParams, path, overrides, complete=complete_victims)
 
 
+def mapping_key(p: DetectionParams, base) -> dict:
+    """The cache key of CFBD's mapping network F (:func:`trained_mapping`), without training it."""
+    from paperlib.data.splits import split_params
+    return {"role": "cfbd_mapping", "base": base.key_params, "cfg": asdict(p.mapping),
+            "split": split_params("flickr_analog", p.data)}
+
+
+def detector_digest(p: DetectionParams, base) -> str:
+    """A digest of everything that makes CFBD's scores and decisions beyond the screened set: the
+    mapping network (its cache key: settings, training data, base) and every detector setting
+    (K, gamma, the rules, q and its cap, gamma_z, the GMM's seed).  Detection rows record it
+    (``detector``), so a row stands in only for a run of the very same detector."""
+    from paperlib.cache import artifact_key
+    return artifact_key("detector", {"mapping": mapping_key(p, base), "cfbd": asdict(p.cfbd)})
+
+
 def trained_mapping(p: DetectionParams, base, device):
     """CFBD's F, trained on the Flickr30K analogue's (image embedding, caption) pairs; cached."""
     import json
@@ -134,8 +150,7 @@ def trained_mapping(p: DetectionParams, base, device):
     from paperlib.eval.zeroshot import encode_images
     from paperlib.models import read_safetensors
     cache = ArtifactCache()
-    key = {"role": "cfbd_mapping", "base": base.key_params, "cfg": asdict(p.mapping),
-           "split": split_params("flickr_analog", p.data)}
+    key = mapping_key(p, base)
     split = pl.get_split("flickr_analog", p.data, cache)
 
     def build(work: Path):
@@ -275,6 +290,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
     with timer("pretrain"):
         base = clean_base(p)
     screener = screener or Screener(p, base, device)   # builds what screening needs at its first screen
+    detector_id = detector_digest(p, base)
     rows, scores, abl_rows, matrix_rows, stood = [], {}, [], [], []
     for v in p.victims:
         cfg = v.attack_config()
@@ -282,7 +298,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
         for seed in p.seeds_for(v.attack):
             abl_model = artifact_key("model", abl_key(p, base, v, seed, device)) if p.run_abl else None
             there = published_screening(p, v, seed, victim_model_name(p, base, v, seed), log, also_published,
-                                        abl_model)
+                                        abl_model, detector_id)
             if there is not None:
                 stood.append(there)
                 abl_rows += [there.abl_row] if there.abl_row is not None else []
@@ -305,7 +321,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth)),
-                             **detector_settings(det, p), "victim_model": sc.victim_model})
+                             **detector_settings(det, p, detector_id), "victim_model": sc.victim_model})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
             retrain = retrains(p, v.attack)
             for stage in p.retrain_stages if retrain else ():
@@ -383,14 +399,16 @@ def _upsert_matrix(p: DetectionParams, matrix_rows: list[dict]) -> None:
         upsert_csv(Path(p.results_dir) / "defences" / "matrix.csv", matrix_rows, MATRIX_KEY, MATRIX_COLUMNS)
 
 
-def detector_settings(det, p: DetectionParams) -> dict:
+def detector_settings(det, p: DetectionParams, digest: str | None = None) -> dict:
     """What the detector actually used on one pair set, for its result rows: the seed set's size
     after the cap (``q_eff``), the fine stage's threshold (``gamma_z``, from the data under the
     quantile rule), the size of the coarse benign set (``n_benign``), and the rules (with the
-    quantile, recorded under either gamma_z rule) and mapping."""
+    quantile, recorded under either gamma_z rule) and mapping, and the ``digest`` of all of them
+    (:func:`detector_digest`)."""
     return {"q_eff": int(det.coarse.q_eff), "gamma_z": float(det.gamma_z), "n_benign": int(len(det.coarse.benign)),
             "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
-            "gamma_z_quantile": p.cfbd.gamma_z_quantile, "mapping": p.mapping.kind}
+            "gamma_z_quantile": p.cfbd.gamma_z_quantile, "mapping": p.mapping.kind,
+            **({"detector": digest} if digest else {})}
 
 
 def _pairs_key(v: VictimConfig, seed: int) -> dict:
