@@ -7,6 +7,8 @@ import pytest
 from paperlib.experiments import cfbd, detection
 from paperlib.experiments.cfbd_standin import has_rows, published_screening
 
+CFBD_CSV = {"rows_file": "cfbd.csv", "retrain": True}   # the detection file and a run that retrains
+
 
 def test_has_rows_wants_every_row_with_the_fixed_columns(tmp_path):
     path = tmp_path / "t.csv"
@@ -44,36 +46,36 @@ def test_a_screening_stands_in_only_when_everything_it_made_is_published_and_no_
     v = p.victims[0]
     assert v.attack == "badnet" and v.poison.poison_count == 8 and p.retrain_stages == ("fine",)
     _published(tmp_path / "out", p)
-    there = published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0")
+    there = published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV)
     assert there is not None and [r["stage"] for r in there.rows] == ["coarse", "fine"]
     assert there.matrix_rows[0]["model"] == "m-fine" and there.abl_row["tpr"] == 9.0
-    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d1") is None   # another detector's rows
-    assert published_screening(p, v, 1, "v0", abl_model="a-0", digest="d0") is None   # no rows of that seed
-    assert published_screening(p, v, 0, "v1", abl_model="a-0", digest="d0") is None   # nor of another victim
-    assert published_screening(p, v, 0, "v0", abl_model="a-other", digest="d0") is None   # ABL's of another model
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d1", **CFBD_CSV) is None   # another detector's rows
+    assert published_screening(p, v, 1, "v0", abl_model="a-0", digest="d0", **CFBD_CSV) is None   # no rows of that seed
+    assert published_screening(p, v, 0, "v1", abl_model="a-0", digest="d0", **CFBD_CSV) is None   # nor of another victim
+    assert published_screening(p, v, 0, "v0", abl_model="a-other", digest="d0", **CFBD_CSV) is None   # ABL's of another model
     said = []
     assert published_screening(p, v, 0, "v0", said.append, also=lambda *a: "Table 5 rows", abl_model="a-0",
-                               digest="d0") is None
+                               digest="d0", **CFBD_CSV) is None
     assert "Table 5 rows" in said[0]
     off = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "reuse_rows": False})
-    assert published_screening(off, v, 0, "v0", abl_model="a-0", digest="d0") is None
+    assert published_screening(off, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV) is None
     for name in ("m-fine", "a-0"):            # a model of the screening in this cache: screened here
         (tmp_path / "cache" / "model" / name).mkdir(parents=True)
         (tmp_path / "cache" / "model" / name / "DONE").touch()
-        assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None
+        assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV) is None
         shutil.rmtree(tmp_path / "cache" / "model" / name)
     _published(tmp_path / "out", p, model="m-gone")
     pd.DataFrame([{"attack": "badnet", "defence": "cfbd", "scale": p.scale, "seed": 0, "model": "m-fine"}]).to_csv(
         tmp_path / "out" / "defences" / "matrix.csv", index=False)
-    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None   # its retraining's row is missing
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV) is None   # its retraining's row is missing
     # a stage that kept fewer pairs than one batch was not retrained: no model, and none is needed
     det = pd.read_csv(tmp_path / "out" / "detection" / "cfbd.csv")
     det.loc[det.stage == "fine", ["model", "ca_top1", "kept"]] = [None, None, v.finetune.batch_size - 1]
     det.to_csv(tmp_path / "out" / "detection" / "cfbd.csv", index=False)
-    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0").matrix_rows == ()
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV).matrix_rows == ()
     # rows written before the files named their victim and detector stand in for nothing (and break nothing)
     det.drop(columns=["victim_model", "detector"]).to_csv(tmp_path / "out" / "detection" / "cfbd.csv", index=False)
-    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0") is None
+    assert published_screening(p, v, 0, "v0", abl_model="a-0", digest="d0", **CFBD_CSV) is None
 
 
 def test_table_3_rows_stand_in_only_with_their_abl_models_row(tmp_path):

@@ -51,11 +51,10 @@ def of_screened(table: pd.DataFrame, screened: dict) -> pd.DataFrame:
 
 
 def screened_here(screened: dict) -> dict:
-    """The sets of ``screened`` that this run screened: a set that stood in by its published rows
-    (:class:`~paperlib.experiments.cfbd_standin.PublishedScreening`) has its rows in the files
-    already, and no scores to compute them from."""
-    from paperlib.experiments.cfbd_standin import PublishedScreening
-    return {k: sc for k, sc in screened.items() if not isinstance(sc, PublishedScreening)}
+    """The sets of ``screened`` that this run screened, the ones with scores: a set that stood in by
+    its published rows (:class:`~paperlib.experiments.cfbd_standin.PublishedScreening`, which has
+    none) has its rows in the files already."""
+    return {k: sc for k, sc in screened.items() if getattr(sc, "c", None) is not None}
 
 
 def fault_tolerance(p, screened: dict) -> pd.DataFrame:

@@ -98,11 +98,10 @@ def _rows_of(df: pd.DataFrame | None, v, seed: int, victim_model: str, digest: s
               & (df.detector.astype(str) == digest)]
 
 
-def _detection_rows(p, v, seed: int, victim_model: str, digest: str) -> dict[str, dict] | None:
+def _detection_rows(p, v, seed: int, victim_model: str, digest: str, rows_file: str) -> dict[str, dict] | None:
     """The published detection rows (stage -> row) of ``v``'s set at ``seed`` by the detector of
-    ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`)."""
-    from paperlib.experiments.detection import cfbd_file
-    df = _rows_of(read_text_keys(Path(p.results_dir) / "detection" / cfbd_file(p)), v, seed, victim_model, digest, p)
+    ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`) in ``detection/<rows_file>``."""
+    df = _rows_of(read_text_keys(Path(p.results_dir) / "detection" / rows_file), v, seed, victim_model, digest, p)
     if df is None or "stage" not in df.columns:
         return None
     stages = {r["stage"]: {k: val for k, val in r.items() if not pd.isna(val)} for r in df.to_dict("records")}
@@ -111,23 +110,24 @@ def _detection_rows(p, v, seed: int, victim_model: str, digest: str) -> dict[str
 
 def published_screening(p, v, seed: int, victim_model: str, log=print,
                         also: Callable[[object, int, str, int], str | None] | None = None,
-                        abl_model: str | None = None, digest: str = "") -> PublishedScreening | None:
+                        abl_model: str | None = None, digest: str = "", *, rows_file: str,
+                        retrain: bool) -> PublishedScreening | None:
     """The screening of victim ``v``'s poisoned set at ``seed`` as the results files hold it, when it
     stands in (module docstring): ``p.reuse_rows``, both stages' detection rows by the detector of
     ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`: the mapping and every setting),
     each retraining ``p`` asks for named by its row with its matrix row, ABL's row of ``abl_model``
     (its isolation model, when ``p`` runs ABL) at ``p``'s isolation ratio, and none of those models
-    in this cache.  ``also(v, seed, victim_model, n_pairs)``: what else must be published (a paper's studies of
+    in this cache.  ``rows_file``: the detection rows' file (``detection.cfbd_file``); ``retrain``:
+    whether ``p`` retrains on this attack's kept pairs.  ``also(v, seed, victim_model, n_pairs)``: what else must be published (a paper's studies of
     the set), the name of what is missing or None.  None: the set is screened here."""
-    from paperlib.experiments.detection import retrains
     from paperlib.results import row_naming_model
     if not getattr(p, "reuse_rows", False):
         return None
-    stages = _detection_rows(p, v, seed, victim_model, digest)
+    stages = _detection_rows(p, v, seed, victim_model, digest, rows_file)
     if stages is None:
         return None
     matrix = []
-    for stage in p.retrain_stages if retrains(p, v.attack) else ():
+    for stage in p.retrain_stages if retrain else ():
         model = stages[stage].get("model")
         if model is None and int(stages[stage].get("kept", 0)) < v.finetune.batch_size:
             continue   # too few pairs kept to retrain on: there is no model (detection.run says so)

@@ -298,7 +298,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
         for seed in p.seeds_for(v.attack):
             abl_model = artifact_key("model", abl_key(p, base, v, seed, device)) if p.run_abl else None
             there = published_screening(p, v, seed, victim_model_name(p, base, v, seed), log, also_published,
-                                        abl_model, detector_id)
+                                        abl_model, detector_id, rows_file=cfbd_file(p),
+                                        retrain=retrains(p, v.attack))
             if there is not None:
                 stood.append(there)
                 abl_rows += [there.abl_row] if there.abl_row is not None else []
