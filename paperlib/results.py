@@ -121,8 +121,8 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         return pd.DataFrame(list(rows))
     new = pd.DataFrame(list(rows))
     if new.empty:   # nothing to merge (every row reused, or none asked for): the file as it is
-        return pd.read_csv(path, dtype={k: str for k in NAME_COLUMNS}) if path.is_file() \
-            else pd.DataFrame(columns=list(columns or key))
+        old = read_results(path)
+        return old if old is not None else pd.DataFrame(columns=list(columns or key))
     missing = [k for k in key if k not in new.columns]
     if missing:
         raise KeyError(f"{path}: rows lack key columns {missing}")
@@ -146,6 +146,22 @@ def _folder_lock(folder: Path):
 
 # columns naming cache artifacts (text even where not a key: a CFBD row's retrained `model`)
 NAME_COLUMNS = ("model", "victim_model", "base_model", "eval_key")
+
+
+def read_results(path: str | Path) -> pd.DataFrame | None:
+    """A results file with its columns naming artifacts (:data:`NAME_COLUMNS`) read as text; None
+    when it does not exist."""
+    path = Path(path)
+    return pd.read_csv(path, dtype={k: str for k in NAME_COLUMNS}) if path.is_file() else None
+
+
+def column_equals(column: pd.Series, value) -> pd.Series:
+    """Which cells of a results file's ``column`` hold ``value``: text as text, numbers as the files
+    write them (4 significant digits, so to a relative 1e-3)."""
+    import numpy as np
+    if isinstance(value, str):
+        return column.astype(str) == value
+    return pd.Series(np.isclose(pd.to_numeric(column, errors="coerce"), float(value), rtol=1e-3), index=column.index)
 
 
 def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paperlib.results import column_equals, read_results
+
 PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
@@ -45,8 +47,7 @@ def _of_these(df: pd.DataFrame, p, victims: set[str]) -> pd.DataFrame:
         return pd.DataFrame()
     keep = (df.scale == p.scale) & df.victim_model.astype(str).isin(victims)
     for col, value in _rules(p).items():
-        keep &= df[col].astype(str) == value if isinstance(value, str) else np.isclose(
-            pd.to_numeric(df[col], errors="coerce"), float(value), rtol=1e-3)
+        keep &= column_equals(df[col], value)
     return df[keep].reset_index(drop=True)
 
 
@@ -55,21 +56,16 @@ def _replace_set_rows(path: Path, rows: pd.DataFrame, sets: list[dict]) -> None:
     sets (each of ``sets`` the values of :data:`_OF`): a set screened again replaces all its points
     (a curve of fewer points, a mixture of fewer components leaves none of the old ones behind)."""
     from paperlib.results import write_csv_atomic
-    old = _read(path)
+    old = read_results(path)
     if old is not None and len(old):
         drop = pd.Series(False, index=old.index)
         for of in sets:
             same = pd.Series(True, index=old.index)
             for col, value in of.items():
-                same &= old[col].astype(str) == value if isinstance(value, str) else np.isclose(
-                    pd.to_numeric(old[col], errors="coerce"), float(value), rtol=1e-3)
+                same &= column_equals(old[col], value)
             drop |= same
         rows = pd.concat([old[~drop], rows], ignore_index=True)
     write_csv_atomic(rows, path)
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, dtype={"victim_model": str}) if path.is_file() else None
 
 
 def fig24_data(scores: dict, p) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -102,7 +98,7 @@ def fig24_data(scores: dict, p) -> tuple[pd.DataFrame, pd.DataFrame]:
         _replace_set_rows(out / FIG24_PAIRS, pairs, [of])
         _replace_set_rows(out / FIG4_GMM, gmm, [of])
     victims = {of["victim_model"]}
-    return _of_these(_read(out / FIG24_PAIRS), p, victims), _of_these(_read(out / FIG4_GMM), p, victims)
+    return _of_these(read_results(out / FIG24_PAIRS), p, victims), _of_these(read_results(out / FIG4_GMM), p, victims)
 
 
 def fig5_curves(scores: dict, p) -> pd.DataFrame:
@@ -132,7 +128,7 @@ def fig5_curves(scores: dict, p) -> pd.DataFrame:
     if rows:
         new = pd.DataFrame(rows)
         _replace_set_rows(out / FIG5_CURVES, new, new[list(_OF)].drop_duplicates().to_dict("records"))
-    curves = _of_these(_read(out / FIG5_CURVES), p, victims)
+    curves = _of_these(read_results(out / FIG5_CURVES), p, victims)
     order = {v.attack: i for i, v in enumerate(getattr(p, "victims", ()))}   # the panels in the victims' order
     return curves.sort_values("attack", key=lambda a: a.map(order), kind="stable").reset_index(drop=True) \
         if len(curves) else curves

@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from paperlib.results import column_equals, read_results
+
 # the rows' columns naming the detector's rules (as in detection.CFBD_KEY)
 RULE_COLUMNS = ("mapping", "benign_rule", "gamma_z_rule", "gamma_z_quantile")
 
@@ -48,24 +50,16 @@ def model_here(name: str) -> bool:
     return (ArtifactCache().root / "model" / str(name) / "DONE").is_file()
 
 
-def read_text_keys(path: Path) -> pd.DataFrame | None:
-    """A results file with its cache-key columns read as text; None when it does not exist."""
-    if not path.is_file():
-        return None
-    return pd.read_csv(path, dtype={"model": str, "victim_model": str})
-
-
 def has_rows(path: Path, want: list[dict], **fixed) -> bool:
     """Whether the results file ``path`` holds a row for every dict of ``want`` (each with the
     columns ``fixed`` too).  Numbers are compared as the files write them, to 4 significant digits."""
-    df = read_text_keys(path)
+    df = read_results(path)
     if df is None or not want:
         return df is not None
     for col, value in fixed.items():
         if col not in df.columns:
             return False
-        df = df[df[col].astype(str) == str(value)] if isinstance(value, str) else df[np.isclose(
-            pd.to_numeric(df[col], errors="coerce"), float(value), rtol=1e-3)]
+        df = df[column_equals(df[col], value)]
     if df.empty:
         return False
     cols = list(want[0])
@@ -101,7 +95,7 @@ def _rows_of(df: pd.DataFrame | None, v, seed: int, victim_model: str, digest: s
 def _detection_rows(p, v, seed: int, victim_model: str, digest: str, rows_file: str) -> dict[str, dict] | None:
     """The published detection rows (stage -> row) of ``v``'s set at ``seed`` by the detector of
     ``digest`` (:func:`~paperlib.experiments.detection.detector_digest`) in ``detection/<rows_file>``."""
-    df = _rows_of(read_text_keys(Path(p.results_dir) / "detection" / rows_file), v, seed, victim_model, digest, p)
+    df = _rows_of(read_results(Path(p.results_dir) / "detection" / rows_file), v, seed, victim_model, digest, p)
     if df is None or "stage" not in df.columns:
         return None
     stages = {r["stage"]: {k: val for k, val in r.items() if not pd.isna(val)} for r in df.to_dict("records")}
@@ -159,7 +153,7 @@ def published_rates(p, v, seed: int, victim_model: str, abl_model: str | None, d
     from paperlib.results import row_naming_model
     if not getattr(p, "reuse_rows", False) or (abl_model is not None and model_here(abl_model)):
         return None
-    df = read_text_keys(Path(p.results_dir) / "cfbd" / "table3_rates.csv")
+    df = read_results(Path(p.results_dir) / "cfbd" / "table3_rates.csv")
     cfbd_rows = _rows_of(df, v, seed, victim_model, digest, p)
     if cfbd_rows is None or "method" not in cfbd_rows.columns:
         return None
@@ -233,5 +227,4 @@ def say_stood_in(stood: list[PublishedScreening], total: int, log=print) -> str 
 
 
 __all__ = ["NEEDED", "PublishedScreening", "RULE_COLUMNS", "has_rows", "model_here", "published_rates", "published_screening",
-           "read_text_keys",
            "say_stood_in", "studies_published"]

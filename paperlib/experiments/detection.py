@@ -480,13 +480,10 @@ def other_screenings_retraining(p, row: dict, this_model: str, log=print) -> tup
     mixes one machine's detection with another's retraining."""
     import pandas as pd
 
-    from paperlib.results import row_naming_model
+    from paperlib.results import read_results, row_naming_model
     results = Path(p.results_dir)
-    path = results / "detection" / cfbd_file(p)
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path, dtype={"model": str, "victim_model": str})
-    if "model" not in df.columns:
+    df = read_results(results / "detection" / cfbd_file(p))
+    if df is None or "model" not in df.columns:
         return None
     df = rows_of_these_rules(df, p)
     for col in SAME:
