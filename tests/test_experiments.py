@@ -450,28 +450,43 @@ def test_one_victim_by_name_from_overrides():
 
 
 def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypatch):
-    from paperlib.experiments import attacks, defences, victims
-    suite = {v.attack: v for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").victims}
+    """At the embedded scale a partial entry takes the victims every notebook uses
+    (attacks/embedded-victims.yaml), not the suite before issue 22 (attacks/embedded.yaml: 1,000
+    template-captioned pairs of 10,000 at lr 5e-4), unless its file names that suite."""
+    from paperlib.experiments import abd, attacks, defences, victims
+    suite = {v.attack: v for v in attacks.load(ROOT / "params" / "attacks" / "embedded-victims.yaml").victims}
+    old = {v.attack: v for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").victims}
     f = tmp_path / "p.yaml"
     f.write_text("scale: embedded\nvictims:\n  - {attack: blended}\n  - {attack: sig, poison: {poison_count: 50}}\n")
     blended, sig = defences.load(f).victims
     assert blended == suite["blended"]            # the calibrated trigger, not the dataclass default
     assert sig.poison.poison_count == 50 and sig.poison.target == suite["sig"].poison.target
     assert sig.finetune == suite["sig"].finetune and sig.finetune_scenes == suite["sig"].finetune_scenes
+    assert (sig.poison.caption, sig.finetune_scenes) == ("natural", 50000) != (old["sig"].poison.caption,
+                                                                               old["sig"].finetune_scenes)
+    # a victim added by name to a notebook's file is that notebook's world's victim
+    added = {v.attack: v for v in abd.load(ROOT / "params" / "abd" / "embedded.yaml",
+                                           {"victims.trojannn.poison.poison_count": 300}).victims}["trojannn"]
+    assert added.finetune == suite["trojannn"].finetune and added.poison.caption == "natural"
+    # a file of the old world names its suite
+    g = tmp_path / "old.yaml"
+    g.write_text("scale: embedded\nvictim_suite: embedded\nvictims:\n  - {attack: sig}\n")
+    assert defences.load(g).victims[0] == old["sig"]
+    g.write_text("scale: embedded\nvictim_suite: nowhere\nvictims:\n  - {attack: sig}\n")
+    with pytest.raises(ParamError, match=r"victim_suite: 'nowhere' is not an attack suite; give one of: .*embedded-victims"):
+        defences.load(g)
     # attack_params stated empty: the attack's own defaults, not the suite's calibrated trigger
-    assert suite["blended"].attack_params and suite["badclip"].attack_params
-    g = tmp_path / "q.yaml"
-    g.write_text("scale: embedded\nvictims:\n  - {attack: blended, attack_params: {}}\n"
+    assert old["blended"].attack_params and old["badclip"].attack_params and suite["badclip"].attack_params
+    g.write_text("scale: embedded\nvictim_suite: embedded\nvictims:\n  - {attack: blended, attack_params: {}}\n"
                  "  - {attack: badclip, attack_params: {}}\n")
     blended0, badclip0 = defences.load(g).victims
     assert blended0.attack_params == {} and badclip0.attack_params == {}
-    assert blended0.poison == suite["blended"].poison          # the rest still from the suite
-    a = attacks.load(ROOT / "params" / "attacks" / "embedded-victims.yaml")
-    assert {v.attack: v.attack_params for v in a.victims}["blended"] == {}
+    assert blended0.poison == old["blended"].poison          # the rest still from the suite
+    assert suite["blended"].attack_params == {}              # the new victims: Blended at its paper's opacity
     # an attack the suite has no victim for must be stated in full
     small = tmp_path / "suite.yaml"
     small.write_text("victims:\n  - {attack: badnet, attack_params: {patch_fraction: 0.25}}\n")
-    monkeypatch.setattr(victims, "suite_file", lambda scale: small)
+    monkeypatch.setattr(victims, "suite_file", lambda scale, field, name: small)
     with pytest.raises(ParamError, match=r"victims\[0\] \(blended\): the entry leaves out attack_params, poison.*has: badnet"):
         defences.load(f)
 

@@ -1,6 +1,7 @@
 """A partial victim entry is completed from the attack suite's victim of the same attack.
 
-The attack suite (``params/attacks/<scale>.yaml``) holds the calibrated victim of every attack at
+The attack suite (``params/attacks/<scale>.yaml``; at the embedded scale ``embedded-victims.yaml``, the
+victims every notebook uses, see ``SUITE_NAMES``; a file may name another with ``victim_suite``) holds the calibrated victim of every attack at
 each scale: trigger settings, poison count, fine-tuning recipe.  Without completion, an entry such
 as ``{attack: blended}`` (or a victim added by name from the command line,
 ``victims.blended.poison.poison_count=300``) would take the dataclass defaults: a trigger and a
@@ -25,9 +26,26 @@ REQUIRED = {"victims": ("attack_params", "poison", "finetune_scenes", "finetune"
             "pretrain_victims": ("attack_params", "poison")}
 
 
-def suite_file(scale: str) -> Path:
+# the attack suite each scale's victims are completed from, where it is not ``<scale>.yaml``: at the
+# embedded scale the four papers' notebooks use the victims of issue 22 on the shipped base
+# (embedded-victims.yaml); its pre-training victim (which that file does not have) stays in
+# embedded.yaml.  A parameter file of another world names its suite: ``victim_suite: embedded``
+# (the files made before issue 22, whose entries leave the caption kind to that suite).
+SUITE_NAMES = {("embedded", "victims"): "embedded-victims"}
+
+
+def suite_file(scale: str, field: str = "victims", name: str | None = None) -> Path:
+    """The attack suite whose ``field`` victims complete partial entries at ``scale`` (``name``:
+    the file's own ``victim_suite``, a file of params/attacks/ without its .yaml)."""
     from paperlib.assets import repo_root
-    return repo_root() / "params" / "attacks" / f"{scale}.yaml"
+    folder = repo_root() / "params" / "attacks"
+    if name is not None:
+        path = folder / f"{name}.yaml"
+        if not isinstance(name, str) or "/" in name or not path.is_file():
+            have = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+            raise ParamError(f"victim_suite: {name!r} is not an attack suite; give one of: {have}")
+        return path
+    return folder / f"{SUITE_NAMES.get((scale, field), scale)}.yaml"
 
 
 def merged(base: Any, over: Any) -> Any:
@@ -44,10 +62,11 @@ def complete_victims(data: dict, fields=("victims", "pretrain_victims")) -> dict
     """``data`` (a parsed parameter file, overrides applied) with every victim entry completed
     from the attack suite of its scale; see the module docstring."""
     scale = data.get("scale", "embedded")
-    path = suite_file(scale)
-    suite = load_yaml(path) if path.is_file() else {}
-    out = dict(data)
+    name = data.get("victim_suite")
+    out = {k: v for k, v in data.items() if k != "victim_suite"}
     for field in fields:
+        path = suite_file(scale, field, name)
+        suite = load_yaml(path) if path.is_file() else {}
         entries = data.get(field)
         if isinstance(entries, dict):   # victims by attack name: {badnet: {poison: ...}, ...}
             entries = [{"attack": k, **(v or {})} for k, v in entries.items()]
