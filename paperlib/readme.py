@@ -1,7 +1,8 @@
 """The README's "Results at a glance", written from the results files (issue 24, item 3).
 
-    python -m paperlib.readme            # rewrite the sections between the markers in README.md and docs/defences.md
-                                         # (the glance, the fresh-clone times, the defence matrix)
+    python -m paperlib.readme            # rewrite the sections between the markers in README.md, docs/defences.md
+                                         # and docs/gpu.md (the glance, the fresh-clone times, the defence
+                                         # matrix, the device check)
     python -m paperlib.readme --check    # exit 1 if either section differs from what the files give
 
 Every number of the section is read here from a file under ``results/``: the verdict counts from
@@ -9,8 +10,8 @@ Every number of the section is read here from a file under ``results/``: the ver
 :mod:`paperlib.claims`), else from the paper's own ``results/<paper>/claims.csv`` (its ``verdict``
 column, or, in a file of older code, its ``holds`` column mapped yes -> holds, no -> fails,
 not measured -> inconclusive and labelled as the old yes/no verdicts); the headline numbers from the
-paper's tables.  The citations are as the paper texts give them (``../shared/papers``): a text
-that names no authors, venue or arXiv id is said to.  ``tests/test_readme.py`` fails when the
+paper's tables.  The citations: the paper texts of ``../shared/papers`` (titles, EftCLIP's authors) and
+the papers' arXiv and OpenReview pages (identifiers, the other authors).  ``tests/test_readme.py`` fails when the
 README's section differs from what this module makes of the committed results.
 """
 from __future__ import annotations
@@ -90,20 +91,22 @@ class Paper:
 PAPERS: tuple[Paper, ...] = (
     Paper("eftclip", "EftCLIP",
           "Md. Iqbal Hossain, Afia Sajeeda, Neeresh Kumar Perla, Ming Shao: *Robust Defense Strategies for "
-          "Multimodal Contrastive Learning: Efficient Fine-tuning Against Backdoor Attacks* (University of "
-          "Massachusetts Dartmouth and Lowell; the text names no venue or arXiv id)", _headline_eftclip),
+          "Multimodal Contrastive Learning: Efficient Fine-tuning Against Backdoor Attacks*, "
+          "arXiv:2511.13545 (2025)", _headline_eftclip),
     Paper("cleanerclip", "CleanerCLIP",
-          "*CleanerCLIP: Fine-grained Counterfactual Semantic Augmentation for Backdoor Defense in Contrastive "
-          "Learning* (the text we have names no authors, venue or arXiv id)",
+          "Yuan Xun, Siyuan Liang, Xiaojun Jia, Xinwei Liu, Xiaochun Cao: *CleanerCLIP: Fine-grained "
+          "Counterfactual Semantic Augmentation for Backdoor Defense in Contrastive Learning*, arXiv:2409.17601 "
+          "(2024; v1 titled *TA-Cleaner*)",
           lambda res: _headline_beside(res, "cleanerclip", "table1.csv", "Table 1", "badclip", "cleanerclip",
                                        "cleanclip", ("CleanerCLIP", "CleanCLIP"))),
     Paper("abd", "ABD",
-          "*Adversarial Backdoor Defense in CLIP* (the text we have names no authors, venue or arXiv id)",
+          "Junhao Kuang, Siyuan Liang, Jiawei Liang, Kuanrong Liu, Xiaochun Cao: *Adversarial Backdoor Defense "
+          "in CLIP*, arXiv:2409.15968 (2024)",
           lambda res: _headline_beside(res, "abd", "table_i.csv", "Table I", "badclip", "abd", "cleanclip",
                                        ("ABD", "CleanCLIP"))),
     Paper("cfbd", "CFBD",
-          "*CFBD: Coarse-to-Fine Detection of Backdoor Attacks in Multimodal Contrastive Learning*, anonymous "
-          "authors, paper under double-blind review (no venue named)", _headline_cfbd),
+          "anonymous authors: *CFBD: Coarse-to-Fine Detection of Backdoor Attacks in Multimodal Contrastive "
+          "Learning*, a submission under double-blind review, OpenReview id CdqQKXGKq3", _headline_cfbd),
 )
 
 
@@ -275,8 +278,8 @@ def device_check(res: Path, limit: float = 3.0) -> str:
     pairs = pairs.assign(dasr=pairs.asr_top1_gpu - pairs.asr_top1_cpu, dca=pairs.ca_top1_gpu - pairs.ca_top1_cpu)
     far = pairs[pairs.dasr.abs() > limit]
     near = pairs[pairs.dasr.abs() <= limit]
-    text = (f"**Same cache key, two devices** ([device_check.csv](results/defences/device_check.csv), "
-            f"[docs/gpu.md](docs/gpu.md)): {len(pairs)} models trained both on a CPU and on "
+    text = (f"**Same cache key, two devices** ([device_check.csv](results/defences/device_check.csv)): "
+            f"{len(pairs)} models trained both on a CPU and on "
             f"{', '.join(sorted(gpu.device.unique()))}; top-1 ASR differs by a median "
             f"{pairs.dasr.abs().median():.1f} points, clean top-1 by at most {pairs.dca.abs().max():.1f}")
     if len(near) and len(far):
@@ -314,7 +317,9 @@ def which_runs(res: Path) -> str:
 
 
 def glance(res: str | Path = "results") -> str:
-    """The section's Markdown (between the markers) from the results folder ``res``."""
+    """The section's Markdown (between the markers) from the results folder ``res``: each paper's
+    verdict counts, headline and citation first, then the victims and defences they rest on (the
+    CPU/GPU device check is in docs/gpu.md, :func:`render_gpu_docs`)."""
     res = Path(res)
     collected = (res / "claims.csv").is_file()
     lines = [
@@ -326,7 +331,6 @@ def glance(res: str | Path = "results") -> str:
            "(pre-SEM rule)**, yes counted as holds, no as fails and not measured as inconclusive; a new run writes "
            "`results/claims.csv` with the two-SEM rule of [docs/verdicts.md](docs/verdicts.md)."),
         "",
-        *[x for part in (new_victims(res), new_matrix(res), device_check(res)) if part for x in (part, "")],
         "| paper | claims: holds / fails / inconclusive | headline: paper vs ours | notebook, tables |",
         "|---|---|---|---|",
     ]
@@ -336,8 +340,13 @@ def glance(res: str | Path = "results") -> str:
                  f"[tables](results/{p.id}/), [deviations](docs/deviations-{p.id}.md)")
         lines.append(f"| {p.name} | {counts['holds']} / {counts['fails']} / {counts['inconclusive']} "
                      f"({scale}; {where}) | {p.headline(res)} | {links} |")
-    lines += ["", "The papers (citations as their texts in `../shared/papers` give them):", ""]
+    lines += ["", "The papers (titles as in `../shared/papers`; authors and identifiers from their arXiv and "
+                  "OpenReview pages):", ""]
     lines += [f"* **{p.name}**: {p.citation}." for p in PAPERS]
+    world = [part for part in (new_victims(res), new_matrix(res)) if part]
+    if world:
+        lines += ["", *[x for part in world for x in (part, "")]]
+        lines.append("The same models trained on a CPU and on a GPU, side by side: [docs/gpu.md](docs/gpu.md).")
     return "\n".join(lines)
 
 
@@ -367,6 +376,18 @@ def render_docs(text: str, res: str | Path = "results") -> str:
     return between(text, DOCS_BEGIN, DOCS_END, body, DOCS_FILE)
 
 
+GPU_BEGIN = "<!-- device-check:start -->"
+GPU_END = "<!-- device-check:end -->"
+GPU_FILE = "docs/gpu.md"
+
+
+def render_gpu_docs(text: str, res: str | Path = "results") -> str:
+    """``docs/gpu.md`` with the section between its markers replaced by :func:`device_check`
+    (links made relative to ``docs/``)."""
+    body = device_check(Path(res)).replace("](results/", "](../results/")
+    return between(text, GPU_BEGIN, GPU_END, body or "(no model trained on both devices yet)", GPU_FILE)
+
+
 FRESH_BEGIN = "<!-- fresh-clone:start -->"
 FRESH_END = "<!-- fresh-clone:end -->"
 
@@ -389,7 +410,8 @@ def main(argv=None) -> int:
     stale = 0
     for path, rend, what in ((root / "README.md", render, "results at a glance"),
                              (root / "README.md", render_fresh, "fresh-clone times"),
-                             (root / DOCS_FILE, render_docs, "defence matrix on the new victims")):
+                             (root / DOCS_FILE, render_docs, "defence matrix on the new victims"),
+                             (root / GPU_FILE, render_gpu_docs, "device check")):
         text = path.read_text()
         new = rend(text, res)
         name = path.relative_to(root)

@@ -21,6 +21,28 @@ def test_the_glance_section_is_the_one_the_committed_results_give():
         assert f"results/{p.id}/{p.id}.ipynb" in section
 
 
+def test_the_glance_opens_with_the_papers_and_leaves_the_device_check_to_docs():
+    """Issue 24 item 3: the first table of the section is the papers' (verdicts, headline, citation
+    with an arXiv or OpenReview identifier); the victims and defences follow; the CPU/GPU device
+    check lives in docs/gpu.md, between its markers, written from device_check.csv."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(readme.BEGIN, 1)[1].split(readme.END, 1)[0]
+    first_table = next(line for line in section.splitlines() if line.startswith("| "))
+    assert first_table.startswith("| paper | claims")
+    assert section.index("| paper | claims") < section.index("The papers (")
+    if "**New victims**" in section:
+        assert section.index("The papers (") < section.index("**New victims**")
+    assert "Same cache key, two devices" not in section and "](docs/gpu.md)" in section
+    for p in readme.PAPERS:
+        assert re.search(r"arXiv:\d{4}\.\d{5}|OpenReview id \w+", p.citation), p.name
+    gpu = (ROOT / readme.GPU_FILE).read_text()
+    assert readme.render_gpu_docs(gpu, ROOT / "results") == gpu, "run python -m paperlib.readme"
+    body = gpu.split(readme.GPU_BEGIN, 1)[1].split(readme.GPU_END, 1)[0]
+    assert "](../results/defences/device_check.csv)" in body and "](results/" not in body
+    empty = readme.render_gpu_docs(f"a\n{readme.GPU_BEGIN}\nold\n{readme.GPU_END}\nb", Path("nowhere"))
+    assert "old" not in empty and "no model trained on both devices yet" in empty
+
+
 def test_the_fresh_clone_times_are_the_ones_the_benchmark_file_gives():
     text = (ROOT / "README.md").read_text()
     assert readme.render_fresh(text, ROOT / "results") == text, "run python -m paperlib.readme"
@@ -96,7 +118,8 @@ def test_the_new_victims_paragraph_reads_the_recipes_rows(tmp_path):
     assert new_victims(tmp_path, params) == ""
     row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
                finetune_epochs=1.0, finetune_scenes=50000, base_ca_top1=27.87, poison_count=500,
-               attack_params='{"patch_fraction": 0.25}')     # BadNet's trigger in the suite the entry completes from
+               attack_params='{"patch_fraction": 0.25, "position": "bottom_right"}')   # BadNet's trigger in the suite the entry
+    # completes from (the embedded scale's: attacks/embedded-victims.yaml)
     pd.DataFrame([{**row, "seed": 0, "asr_top1": 96.0, "ca_top1": 25.0},
                   {**row, "seed": 1, "asr_top1": 98.0, "ca_top1": 26.0},
                   {**row, "seed": 0, "poison_caption": "template", "asr_top1": 16.0, "ca_top1": 24.0},
@@ -133,7 +156,8 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     cfg = defences.load(params).defence
     ft, abd = (settings_json(cfg.config(d, "badnet")) for d in ("ft", "abd"))
     row = dict(attack="badnet", threat_model="finetune", poison_caption="natural", finetune_lr=1e-4,
-               finetune_epochs=1.0, finetune_scenes=50000, poison_count=500, attack_params='{"patch_fraction": 0.25}',
+               finetune_epochs=1.0, finetune_scenes=50000, poison_count=500,
+               attack_params='{"patch_fraction": 0.25, "position": "bottom_right"}',   # completed from the scale's suite
                seeds="0 1", devices="cpu A", defence_samples=24960, scale="embedded", base_model="b0", papers_asr_low=float("nan"), papers_asr_high=float("nan"))
     pd.DataFrame([{**row, "defence": "none", "defence_lr": None, "asr_top1_mean": 98.0, "ca_top1_mean": 26.0,
                    "papers_asr_low": 91.28, "papers_asr_high": 100.0},
@@ -165,7 +189,7 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     assert "| BadNet (0) | 98.0 / 26.0 [91–100] | 75.0 / 26.1 [62–66] |" in new_matrix(tmp_path, params) and "Blended" not in text
     # every planned model has its line: the table says all, not in progress
     lines = []
-    for attack, params_json in (("badnet", '{"patch_fraction": 0.25}'), ("blended", "{}")):
+    for attack, params_json in (("badnet", row["attack_params"]), ("blended", "{}")):
         at = {**row, "attack": attack, "attack_params": params_json}
         lines += [{**at, "defence": "none", "defence_lr": None, "asr_top1_mean": 98.0, "ca_top1_mean": 26.0}]
         lines += [{**at, "defence": d, "defence_lr": 1e-4, "asr_top1_mean": 50.0, "ca_top1_mean": 25.0,
