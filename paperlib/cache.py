@@ -81,6 +81,28 @@ def used_artifacts() -> list[dict]:
     return [dict(entry) for entry in _USED.values()]
 
 
+WORK_KIND = "work"   # a ledger entry that is no artifact: a unit of work a published row may stand in for
+
+
+def note_work(role: str, key: str, seconds: float, models: list[str]) -> None:
+    """Record in this run's ledger a unit of work that builds no artifact of its own but may be
+    skipped where its rows stand in (a CFBD screening: rendering, embedding and judging one poisoned
+    set, :mod:`paperlib.experiments.cfbd_standin`): its seconds (less the builds the ledger already
+    counts) and ``models``, the cache names of the models whose rows make it stand in.  The cost
+    estimate (:func:`paperlib.costs.section_estimate`) counts it only where those rows do not."""
+    _USED[(WORK_KIND, key)] = {"section": _SECTION[0], "kind": WORK_KIND, "role": role, "key": key,
+                               "built_seconds": round(max(0.0, seconds), 1), "models": list(models)}
+
+
+def built_seconds_since(count: int) -> float:
+    """Seconds spent building the ledger's artifacts noted after its first ``count`` entries."""
+    return sum(e["built_seconds"] for e in list(_USED.values())[count:] if e["kind"] != WORK_KIND)
+
+
+def ledger_size() -> int:
+    return len(_USED)
+
+
 def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path | None = None) -> None:
     if (kind, key) in _USED:
         return

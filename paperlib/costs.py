@@ -12,7 +12,9 @@ A section then costs about its published wall time less what the published run s
 the recorded cost of each of its artifacts that this machine's cache lacks, except those a results row
 of the run's results folder stands in for (a row whose ``model`` or ``eval_key`` names the artifact:
 ``reuse_rows``, docs/running.md), which a fresh machine does not build, nor the evaluations and
-classifiers made of such a model (their ``of`` in the manifest).  The two CPU kinds seen
+classifiers made of such a model (their ``of`` in the manifest), nor a unit of work whose models'
+rows all stand in (a CFBD screening, ``kind: work`` in the manifest: its own seconds are counted
+only where it will run).  The two CPU kinds seen
 (with and without native bf16) train at different speeds, so only rows of this CPU kind count; on a
 GPU no recorded cost applies and the estimate says so.
 """
@@ -24,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from paperlib.assets import repo_root
+from paperlib.cache import WORK_KIND
 
 COSTS_FILE = Path("results") / "benchmarks" / "cache_costs.csv"
 COSTS_SCALE = "embedded"   # the scale whose caches the recorded costs were measured on
@@ -153,6 +156,13 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
     built_then = sum(float(a.get("built_seconds") or 0.0) for a in used)
     est = Estimate(seconds=max(0.0, published - built_then), known="artifacts" in manifest)
     for a in used:
+        if a["kind"] == WORK_KIND:   # a unit of work (a CFBD screening): skipped where its rows stand in
+            models = a.get("models") or []
+            if models and all(m in stand_in and not (cache_root / "model" / m / "DONE").is_file() for m in models):
+                est.stand_in += 1
+            else:
+                est.seconds += float(a.get("built_seconds") or 0.0)
+            continue
         if (cache_root / a["kind"] / a["key"] / "DONE").is_file():
             continue
         if seen is not None:

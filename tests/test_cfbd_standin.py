@@ -126,6 +126,19 @@ def test_cfbd_on_a_machine_without_its_models_screens_nothing_and_draws_the_same
     models = list(pd.read_csv(out / "defences" / "matrix.csv").model) + list(pd.read_csv(out / "detection" / "abl.csv").model)
     for m in models:
         shutil.move(tmp_path / "cache" / "model" / m, tmp_path / m)
+    # the manifest's ledger: one unit of work per screened set, naming its models; on this machine
+    # without them the cost estimate leaves out the sets' own seconds (their rows stand in)
+    import json
+
+    from paperlib import costs
+    manifest = json.loads((out / "cfbd" / f"manifest_{p.scale}.json").read_text())
+    work = [a for a in manifest["artifacts"] if a["kind"] == "work"]
+    assert len(work) == 2 and all(a["models"] and set(a["models"]) <= set(models) for a in work)
+    section = work[0]["section"]
+    fresh = costs.section_estimate(manifest, section, tmp_path / "cache", {}, costs.stand_in_keys(str(out)))
+    screened = costs.section_estimate(manifest, section, tmp_path / "cache", {}, frozenset())
+    assert screened.seconds - fresh.seconds == pytest.approx(sum(a["built_seconds"] for a in work
+                                                                 if a["section"] == section), abs=0.2)
 
     def no_screening(*a, **k):
         raise AssertionError("screened on the fresh machine")

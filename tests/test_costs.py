@@ -181,6 +181,39 @@ def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
     assert costs.describe(est).endswith("; 2 more stand in by their rows")
 
 
+def test_a_screening_whose_models_rows_stand_in_costs_nothing(tmp_path, ledger):
+    """A unit of work (a CFBD screening: kind ``work``) is in the ledger with its seconds beyond the
+    builds noted meanwhile and the models whose rows make it stand in; the estimate counts those
+    seconds only where it will run: one of its models in this cache (the machine re-screens) or a
+    model without a row."""
+    cache.set_section("detection")
+    cache._USED[("model", "m0")] = {"section": "detection", "kind": "model", "role": "", "key": "m0",
+                                    "built_seconds": 5.0}
+    before = cache.ledger_size()
+    cache._USED[("model", "m1")] = {"section": "detection", "kind": "model", "role": "defence", "key": "m1",
+                                    "built_seconds": 40.0}
+    assert cache.built_seconds_since(before) == 40.0
+    cache.note_work("cfbd_set", "set-a", 100.0 - cache.built_seconds_since(before), ["m1", "abl1"])
+    cache.note_work("cfbd_set", "set-b", -3.0, ["m2"])                        # never negative
+    work = [e for e in cache.used_artifacts() if e["kind"] == "work"]
+    assert work == [{"section": "detection", "kind": "work", "role": "cfbd_set", "key": "set-a", "built_seconds": 60.0,
+                     "models": ["m1", "abl1"]},
+                    {"section": "detection", "kind": "work", "role": "cfbd_set", "key": "set-b", "built_seconds": 0.0,
+                     "models": ["m2"]}]
+    manifest = {"wall_seconds": {"detection": 200.0}, "artifacts": cache.used_artifacts()}
+    recorded = {("model", "defence"): 30.0, ("model", ""): 1.0}
+    # published 200 s less 45 s of builds and 60 s of set-a's screening: 95 s that every run spends
+    rows = frozenset({"m1", "abl1"})
+    fresh = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, rows)
+    assert (fresh.seconds, fresh.to_build, fresh.stand_in) == (95.0 + 1.0, 1, 2)   # m0 built; set-a and m1 stand in
+    no_rows = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, frozenset({"m1"}))
+    assert no_rows.seconds == 95.0 + 1.0 + 60.0 and no_rows.stand_in == 1       # ABL's row missing: screened
+    # (its retraining's row still stands in for m1)
+    _done(tmp_path, "model", "m1")
+    here = costs.section_estimate(manifest, "detection", tmp_path, recorded, rows)
+    assert here.seconds == 95.0 + 1.0 + 60.0 and here.stand_in == 0           # its model is here: screened
+
+
 def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatch):
     manifest = {"wall_seconds": {"a": 10.0}, "artifacts": [
         {"section": "", "kind": "split", "role": "", "key": "s1", "built_seconds": 0.0},

@@ -16,11 +16,13 @@ mapping, and its manifest.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from paperlib import cache as ledger   # the run's ledger of artifacts and work (for the cost estimate)
 from paperlib.config import SAFETENSORS, SCALES, ParamError, load_params, param
 from paperlib.data.splits import DataConfig
 from paperlib.detect.abl import ABLConfig
@@ -308,6 +310,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
             if getattr(screener, "mapping", True) is None:
                 with timer("mapping"):
                     screener.ready()
+            set_started, ledger_before = time.perf_counter(), ledger.ledger_size()
             if atk is None:
                 atk = victim_attack(p, base, v)
             with timer(f"detect_{v.attack}"):
@@ -371,6 +374,12 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
             # matrix rows among them (which another machine's run takes, other_screenings_retraining)
             upsert_csv(Path(p.results_dir) / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
             _upsert_matrix(p, matrix_rows)
+            # for the cost estimate of a later run: this set's time beyond its builds, skipped where
+            # its rows stand in (its models: the retrainings' and ABL's, absent there)
+            models = [r["model"] for r in rows[-2:] if isinstance(r.get("model"), str)]
+            ledger.note_work("cfbd_set", f"cfbd_set/{sc.victim_model}/{detector_id}",
+                            time.perf_counter() - set_started - ledger.built_seconds_since(ledger_before),
+                            models + ([abl_model] if abl_model else []))
     say_stood_in(stood, sum(len(p.seeds_for(v.attack)) for v in p.victims), log)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
