@@ -328,6 +328,8 @@ def plot_gallery(p: AttackSuiteParams, attacks: dict):
             axes[1, j].set_title("no trigger", fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
+    fig.suptitle(f"Each attack's test trigger on image {idx} of imagenet_analog ({p.scale} scale, data seed "
+                 f"{p.data.seed}, trigger draw seed 0)", fontsize=8)
     return save_figure(fig, Path(p.results_dir) / "attacks" / f"gallery{_suffix(p)}.png")
 
 

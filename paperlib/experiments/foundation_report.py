@@ -81,6 +81,8 @@ def plot_scene_gallery(p, n: int = 6) -> Path:
             ax.axis("off")
         axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
                         va="center", ha="right", fontsize=9)
+    fig.suptitle(f"Example images of each split ({p.scale} scale, data seed {p.data.seed}; {n} evenly spaced "
+                 "indices per split)", fontsize=10)
     return _save_figure(fig, p, f"scenes_{p.scale}.png", dpi=110)
 
 

@@ -167,7 +167,8 @@ def plot(rows: pd.DataFrame, path: Path, scale: str, image_side: int) -> Path:
     ax.axvline(50, color="grey", lw=0.8, ls=":", label="chance (50)")
     ax.set_xlabel("clean base: triggered vs clean images, linear probe AUROC (%)")
     ax.set_ylabel("victim top-1 ASR (%), mean over seeds")
-    ax.set_title(f"What the clean base sees of a trigger, and what the victim learns ({scale})", fontsize=9)
+    ax.set_title(f"What the clean base sees of a trigger, and what the victim learns ({scale} scale; "
+                 "victim seeds per trigger in the list)", fontsize=9)
     ax.set_ylim(-3, 103)
     ax.legend(loc="upper left", fontsize=8)
     fig.text(0.70, 0.5, "\n".join(legend), fontsize=7, family="monospace", va="center")
