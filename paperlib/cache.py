@@ -56,6 +56,8 @@ def canonical(obj: Any) -> Any:
 _USED: dict[tuple[str, str], dict] = {}
 _SECTION = [""]
 _STARTED = time.time()
+_BUILDING = [0]          # how deep this process is in builds (a build may build what it needs)
+_BUILD_SECONDS = [0.0]   # seconds this process spent in its outermost builds (nested ones inside them)
 BUILD_HOOKS: list[Callable[[str, dict], None]] = []
 MADE_OF_A_MODEL = ("eval", "classifier")   # kinds whose params name the model they were made from
 
@@ -84,23 +86,29 @@ def used_artifacts() -> list[dict]:
 WORK_KIND = "work"   # a ledger entry that is no artifact: a unit of work a published row may stand in for
 
 
+def work_key(role: str, *names: str) -> str:
+    """The ledger key of a unit of work: its role and what identifies it (a CFBD screening:
+    ``cfbd_set/<victim model>/<detector digest>``, the two columns its detection rows carry, so
+    that :func:`paperlib.costs.stand_in_keys` finds the same key in the results files)."""
+    return "/".join((role, *names))
+
+
 def note_work(role: str, key: str, seconds: float, models: list[str]) -> None:
     """Record in this run's ledger a unit of work that builds no artifact of its own but may be
     skipped where its rows stand in (a CFBD screening: rendering, embedding and judging one poisoned
-    set, :mod:`paperlib.experiments.cfbd_standin`): its seconds (less the builds the ledger already
-    counts) and ``models``, the cache names of the models whose rows make it stand in.  The cost
-    estimate (:func:`paperlib.costs.section_estimate`) counts it only where those rows do not."""
-    _USED[(WORK_KIND, key)] = {"section": _SECTION[0], "kind": WORK_KIND, "role": role, "key": key,
-                               "built_seconds": round(max(0.0, seconds), 1), "models": list(models)}
+    set, :mod:`paperlib.experiments.cfbd_standin`): its seconds beyond this process's builds
+    meanwhile (:func:`build_seconds_spent`) and ``models``, the cache names of the models whose
+    rows must stand in too.  The cost estimate (:func:`paperlib.costs.section_estimate`) counts it
+    except where its own rows (``key``) and every model's row stand in.  The first note of a key
+    in a run is kept, like an artifact's first use."""
+    _USED.setdefault((WORK_KIND, key), {"section": _SECTION[0], "kind": WORK_KIND, "role": role, "key": key,
+                                        "built_seconds": round(max(0.0, seconds), 1), "models": list(models)})
 
 
-def built_seconds_since(count: int) -> float:
-    """Seconds spent building the ledger's artifacts noted after its first ``count`` entries."""
-    return sum(e["built_seconds"] for e in list(_USED.values())[count:] if e["kind"] != WORK_KIND)
-
-
-def ledger_size() -> int:
-    return len(_USED)
+def build_seconds_spent() -> float:
+    """Seconds this process has spent building artifacts so far; a build inside another build
+    counts once, within the outer one (take the difference over a stretch of work)."""
+    return _BUILD_SECONDS[0]
 
 
 def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path | None = None) -> None:
@@ -190,7 +198,13 @@ class ArtifactCache:
         if rank == 0:
             _tell("start", info)
         if rank == 0 or collective:
-            builder(work)
+            _BUILDING[0] += 1
+            try:
+                builder(work)
+            finally:
+                _BUILDING[0] -= 1
+                if _BUILDING[0] == 0:
+                    _BUILD_SECONDS[0] += time.time() - start
         _barrier(world)
         if rank != 0:
             _barrier(world)

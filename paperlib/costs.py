@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from paperlib.assets import repo_root
-from paperlib.cache import WORK_KIND
+from paperlib.cache import WORK_KIND, work_key
 
 COSTS_FILE = Path("results") / "benchmarks" / "cache_costs.csv"
 COSTS_SCALE = "embedded"   # the scale whose caches the recorded costs were measured on
@@ -102,13 +102,16 @@ RUN_RESULTS_ENV = "PAPERLIB_RUN_RESULTS"   # the results folder of the run_all r
 KEY_COLUMNS = ("model", "eval_key")          # columns naming the artifact a row measured
 # files whose rows stand in for the victim they name (the foundation's poison curve)
 FILE_KEY_COLUMNS = {"foundation/poison_curve.csv": ("victim_model",)}
+# a row naming the screened victim and the detector stands in for that CFBD screening (its work key)
+WORK_ROW_COLUMNS = ("victim_model", "detector")
 
 
 @lru_cache(maxsize=8)
 def stand_in_keys(rows_dir: str) -> frozenset[str]:
     """Artifact keys that a row of some CSV under ``rows_dir`` names in a ``model`` or ``eval_key``
     column (or a column of :data:`FILE_KEY_COLUMNS` in that file): absent from a cache, such an
-    artifact is not built (its row stands in)."""
+    artifact is not built (its row stands in); and the work keys of the CFBD screenings whose rows
+    are there (:data:`WORK_ROW_COLUMNS`: ``cfbd_set/<victim_model>/<detector>``)."""
     import pandas as pd
     keys: set[str] = set()
     for path in sorted(Path(rows_dir).rglob("*.csv")):
@@ -119,6 +122,10 @@ def stand_in_keys(rows_dir: str) -> frozenset[str]:
             if wanted:
                 rows = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False)
                 keys.update(v for c in wanted for v in rows[c] if v)
+            if all(c in header for c in WORK_ROW_COLUMNS):
+                rows = pd.read_csv(path, usecols=list(WORK_ROW_COLUMNS), dtype=str, keep_default_na=False)
+                keys.update(work_key("cfbd_set", victim, detector)
+                            for victim, detector in zip(rows.victim_model, rows.detector) if victim and detector)
         except (OSError, ValueError):
             continue
     return frozenset(keys)
@@ -127,7 +134,8 @@ def stand_in_keys(rows_dir: str) -> frozenset[str]:
 @dataclass
 class Estimate:
     """What is left: seconds, how many artifacts must be built, how many of them have no recorded
-    cost, and how many absent ones a results row stands in for (not built)."""
+    cost, and how many absent artifacts and units of work (CFBD screenings) results rows stand in
+    for (not built, not run)."""
     seconds: float = 0.0
     to_build: int = 0
     uncosted: int = 0
@@ -148,9 +156,14 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
     artifacts already counted (by an earlier notebook of the same estimate), counted once.
 
     An evaluation or classifier made of a model (``of`` in the ledger) is not counted where that
-    model's row stands in.  It leans high: a row's model is counted under ``reuse_rows: false``, and
-    so are the evaluations in manifests written before ``of`` was recorded; builds that the published
-    run ran in parallel jobs are counted one after the other."""
+    model's row stands in; a unit of work (kind ``work``, a CFBD screening) is counted unless its own
+    rows and every one of its models' rows stand in, those models absent from the cache.  It leans
+    high: a row's model is counted under ``reuse_rows: false``, and so are the evaluations in
+    manifests written before ``of`` was recorded; builds that the published run ran in parallel jobs
+    are counted one after the other.  It leans low where a screening's cost was shared (the clean
+    scenes' embeddings are paid by the first set screened at a seed: a later set that must be
+    screened when the first stands in does not carry them) and where a screening's detection rows
+    stand in but some of its study rows (Table 5, Fig. 6, the figures' data) do not."""
     published = float(manifest.get("wall_seconds", {}).get(section, 0.0))
     used = [a for a in manifest.get("artifacts", []) if a.get("section") == section]
     built_then = sum(float(a.get("built_seconds") or 0.0) for a in used)
@@ -158,7 +171,8 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
     for a in used:
         if a["kind"] == WORK_KIND:   # a unit of work (a CFBD screening): skipped where its rows stand in
             models = a.get("models") or []
-            if models and all(m in stand_in and not (cache_root / "model" / m / "DONE").is_file() for m in models):
+            if a["key"] in stand_in and all(m in stand_in and not (cache_root / "model" / m / "DONE").is_file()
+                                            for m in models):
                 est.stand_in += 1
             else:
                 est.seconds += float(a.get("built_seconds") or 0.0)

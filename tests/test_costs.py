@@ -181,37 +181,65 @@ def test_an_absent_artifact_a_row_names_is_not_built(tmp_path):
     assert costs.describe(est).endswith("; 2 more stand in by their rows")
 
 
-def test_a_screening_whose_models_rows_stand_in_costs_nothing(tmp_path, ledger):
-    """A unit of work (a CFBD screening: kind ``work``) is in the ledger with its seconds beyond the
-    builds noted meanwhile and the models whose rows make it stand in; the estimate counts those
-    seconds only where it will run: one of its models in this cache (the machine re-screens) or a
-    model without a row."""
+def test_a_build_inside_a_build_is_spent_once(tmp_path, ledger, monkeypatch):
+    """What a unit of work subtracts for the builds made meanwhile: the seconds of outermost builds
+    only (an evaluation that builds its classifier spends the classifier's time once)."""
+    store = ArtifactCache(tmp_path)
+    clock = [1000.0]   # a clock that moves only when a builder works
+    monkeypatch.setattr(cache.time, "time", lambda: clock[0])
+    spent = cache.build_seconds_spent()
+
+    def work_for(seconds):
+        clock[0] += seconds
+
+    def outer(work):
+        work_for(10.0)
+        store.get_or_build("classifier", {"c": 1}, lambda w: work_for(4.0))
+        work_for(6.0)
+
+    store.get_or_build("eval", {"e": 1}, outer)
+    assert cache.build_seconds_spent() - spent == 20.0    # not 20 + 4
+
+
+def test_a_screening_stands_in_only_where_its_own_rows_and_its_models_rows_do(tmp_path, ledger):
+    """A unit of work (a CFBD screening: kind ``work``, keyed by victim and detector) is in the
+    ledger with its seconds and the models whose rows must stand in too; the estimate leaves it out
+    only where its detection rows, found by the columns ``victim_model`` and ``detector``, and every
+    model's row are in the results folder and none of the models is in this cache."""
     cache.set_section("detection")
     cache._USED[("model", "m0")] = {"section": "detection", "kind": "model", "role": "", "key": "m0",
                                     "built_seconds": 5.0}
-    before = cache.ledger_size()
     cache._USED[("model", "m1")] = {"section": "detection", "kind": "model", "role": "defence", "key": "m1",
                                     "built_seconds": 40.0}
-    assert cache.built_seconds_since(before) == 40.0
-    cache.note_work("cfbd_set", "set-a", 100.0 - cache.built_seconds_since(before), ["m1", "abl1"])
-    cache.note_work("cfbd_set", "set-b", -3.0, ["m2"])                        # never negative
+    set_a, set_b, set_c = (cache.work_key("cfbd_set", v, "det9") for v in ("va", "vb", "vc"))
+    assert set_a == "cfbd_set/va/det9"
+    cache.note_work("cfbd_set", set_a, 60.0, ["m1", "abl1"])
+    cache.note_work("cfbd_set", set_a, 999.0, ["zzz"])                 # the first note of a key is kept
+    cache.note_work("cfbd_set", set_b, -3.0, ["m2"])                   # never negative
+    cache.note_work("cfbd_set", set_c, 50.0, [])                       # no retraining, no ABL: its rows alone
     work = [e for e in cache.used_artifacts() if e["kind"] == "work"]
-    assert work == [{"section": "detection", "kind": "work", "role": "cfbd_set", "key": "set-a", "built_seconds": 60.0,
-                     "models": ["m1", "abl1"]},
-                    {"section": "detection", "kind": "work", "role": "cfbd_set", "key": "set-b", "built_seconds": 0.0,
-                     "models": ["m2"]}]
+    assert [(e["key"], e["built_seconds"], e["models"]) for e in work] == [
+        (set_a, 60.0, ["m1", "abl1"]), (set_b, 0.0, ["m2"]), (set_c, 50.0, [])]
+    rows = tmp_path / "rows"
+    (rows / "detection").mkdir(parents=True)
+    (rows / "detection" / "cfbd.csv").write_text(
+        "attack,stage,victim_model,detector,model\nbadnet,coarse,va,det9,m1\nsig,coarse,vc,det9,\n"
+        "blended,coarse,vb,,\n")                                      # a row without a detector stands in for nothing
+    (rows / "detection" / "abl.csv").write_text("attack,model\nbadnet,abl1\n")
+    keys = costs.stand_in_keys(str(rows))
+    assert keys == {"m1", "abl1", set_a, set_c}
     manifest = {"wall_seconds": {"detection": 200.0}, "artifacts": cache.used_artifacts()}
     recorded = {("model", "defence"): 30.0, ("model", ""): 1.0}
-    # published 200 s less 45 s of builds and 60 s of set-a's screening: 95 s that every run spends
-    rows = frozenset({"m1", "abl1"})
-    fresh = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, rows)
-    assert (fresh.seconds, fresh.to_build, fresh.stand_in) == (95.0 + 1.0, 1, 2)   # m0 built; set-a and m1 stand in
-    no_rows = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, frozenset({"m1"}))
-    assert no_rows.seconds == 95.0 + 1.0 + 60.0 and no_rows.stand_in == 1       # ABL's row missing: screened
-    # (its retraining's row still stands in for m1)
+    # published 200 s less 45 s of builds and 110 s of screenings: 45 s that every run spends
+    fresh = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, keys)
+    assert (fresh.seconds, fresh.to_build, fresh.stand_in) == (45.0 + 1.0, 1, 3)   # m0 built; a, c, m1 stand in
+    no_abl = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, keys - {"abl1"})
+    assert no_abl.seconds == 45.0 + 1.0 + 60.0 and no_abl.stand_in == 2         # ABL's row missing: a screened
+    no_rows = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, keys - {set_a, set_c})
+    assert no_rows.seconds == 45.0 + 1.0 + 60.0 + 50.0 and no_rows.stand_in == 1   # m1 still stands in
     _done(tmp_path, "model", "m1")
-    here = costs.section_estimate(manifest, "detection", tmp_path, recorded, rows)
-    assert here.seconds == 95.0 + 1.0 + 60.0 and here.stand_in == 0           # its model is here: screened
+    here = costs.section_estimate(manifest, "detection", tmp_path, recorded, keys)
+    assert here.seconds == 45.0 + 1.0 + 60.0 and here.stand_in == 1           # its model is here: a screened
 
 
 def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatch):

@@ -310,7 +310,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
             if getattr(screener, "mapping", True) is None:
                 with timer("mapping"):
                     screener.ready()
-            set_started, ledger_before = time.perf_counter(), ledger.ledger_size()
+            set_started, built_before = time.perf_counter(), ledger.build_seconds_spent()
             if atk is None:
                 atk = victim_attack(p, base, v)
             with timer(f"detect_{v.attack}"):
@@ -377,9 +377,9 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
             # for the cost estimate of a later run: this set's time beyond its builds, skipped where
             # its rows stand in (its models: the retrainings' and ABL's, absent there)
             models = [r["model"] for r in rows[-2:] if isinstance(r.get("model"), str)]
-            ledger.note_work("cfbd_set", f"cfbd_set/{sc.victim_model}/{detector_id}",
-                            time.perf_counter() - set_started - ledger.built_seconds_since(ledger_before),
-                            models + ([abl_model] if abl_model else []))
+            ledger.note_work("cfbd_set", ledger.work_key("cfbd_set", sc.victim_model, detector_id),
+                             time.perf_counter() - set_started - (ledger.build_seconds_spent() - built_before),
+                             models + ([abl_model] if abl_model else []))
     say_stood_in(stood, sum(len(p.seeds_for(v.attack)) for v in p.victims), log)
     results = Path(p.results_dir)
     table = upsert_csv(results / "detection" / cfbd_file(p), rows, CFBD_KEY, CFBD_COLUMNS)
