@@ -207,9 +207,16 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     rules = [(s.benign_rule, s.gamma_z_rule, s.q_cap) for s in seen]
     cur = (p.cfbd.benign_rule, p.cfbd.gamma_z_rule, p.cfbd.q_cap)
     assert rules == [cur, ("posterior", cur[1], cur[2]), (cur[0], "fixed", cur[2]), (cur[0], "quantile", cur[2]),
-                     (cur[0], cur[1], "none"), ("posterior", "fixed", "none")]
+                     (cur[0], cur[1], "none"), ("posterior", "fixed", "none"),
+                     (cur[0], "quantile", cur[2]), (cur[0], "quantile", cur[2]),            # the other readings
+                     ("posterior", "quantile", cur[2]), ("component_cdf", "quantile", cur[2])]
     assert seen[0].gamma_z_quantile == 0.9 and seen[3].gamma_z_quantile == 0.99   # the former quantile's row
-    assert set(out.rules) == {"current rules", *ex.FORMER_RULES} and len(out) == 2 * len(rules)
+    assert [s.gamma_z_quantile for s in seen[6:]] == [0.8, 0.7, 0.99, 0.99]
+    assert set(out.rules) == {"current rules", *ex.FORMER_RULES, *ex.OTHER_RULES} and len(out) == 2 * len(rules)
+    # a lower quantile flags at least the pairs a higher one does (same scores, same seed set)
+    fine = out[out.stage == "fine"].set_index("rules")
+    assert fine.tpr["gamma_z at the 70% quantile"] >= fine.tpr["gamma_z at the 80% quantile"] >= fine.tpr["current rules"]
+    assert fine.fpr["gamma_z at the 70% quantile"] >= fine.fpr["gamma_z at the 80% quantile"] >= fine.fpr["current rules"]
     # the cap: with it q is at most the pairs the set can hold; uncapped it is the asked q
     q_eff = out[out.stage == "fine"].set_index("rules").q_eff
     assert q_eff["uncapped q"] == 50 and q_eff["current rules"] <= 50

@@ -40,8 +40,8 @@ from paperlib.detect.cfbd import BENIGN_RULES
 from paperlib.experiments.cfbd_figures import (fig5_curves, fig24_data, plot_fig2, plot_fig4, plot_fig5,  # noqa: F401
                                                 plot_fig6)
 from paperlib.experiments.cfbd_mapping import detection_rows, mapping_ablation, mapping_ablation_wide  # noqa: F401
-from paperlib.experiments.cfbd_screened import (FORMER_RULES, ablations, at_seeds, fault_tolerance,  # noqa: F401 (re-exported)
-                                                former_rules, former_rules_wide, mean_spread, seed_mask)
+from paperlib.experiments.cfbd_screened import (FORMER_RULES, OTHER_RULES, RULE_VARIANTS,  # noqa: F401 (re-exported)
+                                                ablations, at_seeds, fault_tolerance, former_rules, former_rules_wide, mean_spread, seed_mask)
 from paperlib.experiments.detection import DetectionParams, cfbd_file, rows_of_these_rules
 from paperlib.experiments.victims import complete_victims
 
@@ -494,6 +494,6 @@ if __name__ == "__main__":
     from paperlib.experiments.common import cli
     raise SystemExit(cli(load, run, description=__doc__))
 
-__all__ = ["CFBDParams", "FORMER_RULES", "load", "screen_and_detect", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
+__all__ = ["CFBDParams", "FORMER_RULES", "OTHER_RULES", "RULE_VARIANTS", "load", "screen_and_detect", "rate_sweep", "fault_tolerance", "ablations", "former_rules",
            "former_rules_wide", "mapping_ablation", "mapping_ablation_wide", "ca_asr_rows", "tables_ca_asr",
            "detection_rows", "table_4", "table_3_wide", "table_5_wide", "fig24_data", "fig5_curves", "plot_fig2", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "run"]

@@ -179,7 +179,7 @@ def studies_published(p, figures: bool = True) -> Callable[[object, int, str, in
     4: the figure attack at its first seed; Fig. 5: every set at the first seed).  Returns the name
     of what is missing, or None."""
     from paperlib.experiments.cfbd_figures import FIG4_GMM, FIG5_CURVES, FIG24_PAIRS, figure_seed
-    from paperlib.experiments.cfbd_screened import FORMER_RULES
+    from paperlib.experiments.cfbd_screened import RULE_VARIANTS
     out = Path(p.results_dir) / "cfbd"
     rules = {c: getattr(p.mapping, "kind") if c == "mapping" else getattr(p.cfbd, c) for c in RULE_COLUMNS}
 
@@ -197,7 +197,7 @@ def studies_published(p, figures: bool = True) -> Callable[[object, int, str, in
         if qs and not has_rows(out / "fig6_ablation.csv", qs, **of):
             return "Fig. 6 rows"
         if not has_rows(out / "former_rules.csv", [{"rules": label, "stage": stage} for stage in ("coarse", "fine")
-                                                   for label in ("current rules", *FORMER_RULES)],
+                                                   for label in ("current rules", *RULE_VARIANTS)],
                         mapping=p.mapping.kind, **of):
             return "former rules' rows"
         if not figures:
