@@ -14,7 +14,7 @@ the oracle, the detection sweep and EftCLIP's settings).  Outputs under ``result
   what the segmenter returns there; ``eftclip/fig6_latency.csv``: the per-image latencies of Fig. 6;
 * ``defences/matrix.csv`` rows with defence ``eftclip`` (curated CleanCLIP fine-tuning);
 * ``eftclip/table{2..6}.csv``, ``eftclip/fig{3,4,6,7}_<scale>.png``, ``eftclip/claims.csv``
-  (tables, figures and claims: :mod:`paperlib.experiments.eftclip_report`, re-exported here).
+  (tables and claims: :mod:`paperlib.experiments.eftclip_report`, figures: :mod:`paperlib.experiments.eftclip_figures`, re-exported here).
 """
 from __future__ import annotations
 
@@ -408,8 +408,8 @@ def _set_size(p, label, r) -> int:
 
 def run(p: EftCLIPParams, log=print) -> dict:
     """Everything: detection sweep, oracle benchmark, curated defences, tables, figures, claims."""
-    from paperlib.experiments.eftclip_report import (claims, plot_fig3, plot_fig4, plot_fig5, plot_fig6, plot_fig7,
-                                                     save_tables)
+    from paperlib.experiments.eftclip_figures import plot_fig3, plot_fig4, plot_fig5, plot_fig6, plot_fig7
+    from paperlib.experiments.eftclip_report import claims, save_tables
     from paperlib.results import Timer, write_manifest
     timer = Timer()
     with timer("setup"):
@@ -429,16 +429,19 @@ def run(p: EftCLIPParams, log=print) -> dict:
     return {"detection": det, "oracle": oracle_rows, "tables": made, "figures": figs, "claims": cl}
 
 
-# the tables, figures and claims live in eftclip_report (which imports this module): its names
-# are read from there on first use, so eftclip.table_1, eftclip.claims, ... keep working
-_REPORT_NAMES = ("beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "plot_fig3", "plot_fig4",
-                 "plot_fig5", "plot_fig6", "plot_fig7", "claims", "_n_affected", "_curation_rows", "_full_sweep", "_PAPER_ROWS")
+# the tables and claims live in eftclip_report, the figures in eftclip_figures (both import what this
+# module's setup holds): their names are read from there on first use, so eftclip.table_1,
+# eftclip.claims, eftclip.plot_fig3, ... keep working
+_REPORT_NAMES = {"eftclip_report": ("beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "claims",
+                                    "_n_affected", "_curation_rows", "_full_sweep", "_PAPER_ROWS"),
+                 "eftclip_figures": ("plot_fig3", "plot_fig4", "plot_fig5", "plot_fig6", "plot_fig7")}
 
 
 def __getattr__(name: str):
-    if name in _REPORT_NAMES:
-        from paperlib.experiments import eftclip_report
-        return getattr(eftclip_report, name)
+    import importlib
+    for module, names in _REPORT_NAMES.items():
+        if name in names:
+            return getattr(importlib.import_module(f"paperlib.experiments.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -447,4 +450,4 @@ if __name__ == "__main__":
     raise SystemExit(cli(load, run, description=__doc__))
 
 __all__ = ["EftCLIPParams", "DetectionSweep", "Workbench", "load", "detection_sweep", "sweep_at", "detection_key",
-           "oracle_benchmark", "curated_defence", "defence_tables", "run"]   # and eftclip_report's, read through __getattr__
+           "oracle_benchmark", "curated_defence", "defence_tables", "run"]   # and eftclip_report's / _figures', through __getattr__

@@ -1,7 +1,7 @@
 """EftCLIP's parameters and shared setup: the schema (:class:`EftCLIPParams`), its sweeps, the
 result-row columns and the :class:`Workbench` that holds the base, victims and oracles of a run.
 :mod:`paperlib.experiments.eftclip` runs the experiment; :mod:`paperlib.experiments.eftclip_report`
-makes its tables."""
+makes its tables and claims, :mod:`paperlib.experiments.eftclip_figures` its figures."""
 
 import logging
 from dataclasses import dataclass
