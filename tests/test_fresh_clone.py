@@ -33,7 +33,12 @@ def test_make_runs_in_a_fresh_clone_without_this_checkouts_cache(tmp_path, monke
     assert row["rc"] == 0 and row["commit"] == "0123456789ab" and row["seconds"] >= 0 and row["target"] == "test"
     assert not (tmp_path / "clone").exists(), "the clone was left behind"
     failed = fresh_clone.measure("all", tmp_path / "logs" / "a.log", say=lambda *a: None)
-    assert failed["rc"] != 0
+    assert failed["rc"] != 0 and failed["notebooks"] == ""
+    (repo / "Makefile").write_text("all:\n\t@echo args=[$(RUN_ARGS)]\n")   # run_all's notebooks reach make
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "y"], cwd=repo, check=True)
+    some = fresh_clone.measure("all", tmp_path / "logs" / "s.log", say=lambda *a: None, only=("abd", "foundation"))
+    assert (tmp_path / "logs" / "s.log").read_text().strip() == "args=[--only abd foundation]"
+    assert some["rc"] == 0 and some["notebooks"] == "abd foundation"
 
 
 def test_the_readme_sentence_quotes_the_latest_successful_run_of_each_target(tmp_path):
@@ -48,6 +53,13 @@ def test_the_readme_sentence_quotes_the_latest_successful_run_of_each_target(tmp
     assert "`make all` not timed yet" in text                     # its only run failed
     assert "`make test` 7.0 min (commit abcdef1, AMD EPYC, 2 cores, beside other work (load average 1.7" in text
     assert "[fresh_clone.csv](results/benchmarks/fresh_clone.csv)" in text
+    # make all over some notebooks only: said as such, never as the whole job's time
+    partial = pd.DataFrame([{**base, "target": "all", "seconds": 1200.0, "rc": 0, "load_start": 0.1,
+                             "measured": "2026-12-05T04:00:00+0000", "notebooks": "foundation abd"}])
+    pd.concat([pd.read_csv(tmp_path / "benchmarks" / "fresh_clone.csv"), partial]).to_csv(
+        tmp_path / "benchmarks" / "fresh_clone.csv", index=False)
+    text = fresh_clone.sentence(tmp_path)
+    assert "`make all` not timed yet (over foundation, abd only: 20.0 min (commit abcdef1, AMD EPYC, 2 cores))" in text
 
 
 def test_the_checkouts_own_variables_are_dropped():
