@@ -86,20 +86,20 @@ def sentence(res: Path) -> str:
     where ``make all`` was timed over some notebooks only, the latest such time too, saying which."""
     import pandas as pd
     path = Path(res) / FILE
-    rows = (pd.read_csv(path, dtype={"commit": str, "notebooks": str}, keep_default_na=False) if path.is_file()
-            else pd.DataFrame(columns=list(COLUMNS)))
-    if "notebooks" not in rows.columns:   # rows written before --only existed ran every notebook
-        rows["notebooks"] = ""
+    rows = pd.read_csv(path, dtype={"commit": str}) if path.is_file() else pd.DataFrame(columns=list(COLUMNS))
+    # rows written before --only existed (no column, or an empty cell) ran every notebook
+    rows["notebooks"] = rows["notebooks"].fillna("").astype(str) if "notebooks" in rows.columns else ""
+    rows["when"] = pd.to_datetime(rows["measured"], utc=True)
 
     def timed(r) -> str:
         busy = f", beside other work (load average {r.load_start:.1f} at the start)" if r.load_start >= 0.5 else ""
         return f"{r.seconds / 60:.1f} min (commit {r.commit[:7]}, {r.cpu}, {r.cores} cores{busy})"
     parts = []
     for target in ("all", "test"):
-        done = rows[(rows.target == target) & (rows.rc.astype(int) == 0)].sort_values("measured")
+        done = rows[(rows.target == target) & (rows.rc.astype(int) == 0)].sort_values("when")
         whole, some = done[done.notebooks == ""], done[done.notebooks != ""]
         text = f"`make {target}` " + (timed(whole.iloc[-1]) if len(whole) else "not timed yet")
-        if len(some) and (not len(whole) or some.iloc[-1].measured > whole.iloc[-1].measured):
+        if len(some) and (not len(whole) or some.iloc[-1].when > whole.iloc[-1].when):
             r = some.iloc[-1]
             text += f" (over {r.notebooks.replace(' ', ', ')} only: {timed(r)})"
         parts.append(text)
@@ -118,13 +118,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", default=(), metavar="NOTEBOOK",
                     help="make all over these notebooks only (run_all --only; recorded in the row)")
     args = ap.parse_args(argv)
+    if args.only and args.target == "test":
+        ap.error("--only names notebooks of make all / reproduce, not of make test")
     results = prepare_results_dir(PUBLISHED if args.publish else default_results_dir())
     log_path = repo_root() / "scratch" / "logs" / f"fresh_clone_{args.target}_{time.strftime('%Y%m%dT%H%M%S')}.log"
     def record(row: dict) -> None:
         upsert_csv(Path(results) / FILE, [row], KEY, COLUMNS)
         print(f"[fresh_clone] row written to {Path(results) / FILE}; deleting the clone", flush=True)
-    if args.only and args.target == "test":
-        ap.error("--only names notebooks of make all / reproduce, not of make test")
     row = measure(args.target, log_path, keep=args.keep, record=record, say=lambda m: print(m, flush=True),
                   only=tuple(args.only))
     return 0 if row["rc"] == 0 else 1

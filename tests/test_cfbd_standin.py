@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from paperlib.experiments import cfbd, detection
-from paperlib.experiments.cfbd_standin import has_rows, published_screening
+from paperlib.experiments.cfbd_standin import has_rows, published_screening, studies_published
 
 CFBD_CSV = {"rows_file": "cfbd.csv", "retrain": True}   # the detection file and a run that retrains
 
@@ -100,6 +100,34 @@ def test_table_3_rows_stand_in_only_with_their_abl_models_row(tmp_path):
     assert [r["method"] for r in published_rates(p, v, 0, "v0", "a-0", "d0")] == ["cfbd", "abl"]
     ratio = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "abl.isolation_ratio": 0.05})
     assert published_rates(ratio, v, 0, "v0", "a-0", "d0") is None        # that model at another ratio
+
+
+def test_a_screening_stands_in_only_with_the_rows_of_every_rule_variant(tmp_path):
+    """The rule ablation's rows of a set (results/cfbd/former_rules.csv) must hold the current rules,
+    every former rule and every other reading, both stages: rows of the former rules alone (a file
+    written before the other readings existed) leave the set to be screened again."""
+    from types import SimpleNamespace
+
+    from paperlib.experiments.cfbd_screened import FORMER_RULES, RULE_VARIANTS
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path), "fault_attacks": []})
+    of = {"attack": "badnet", "seed": 0, "scale": p.scale, "victim_model": "v0"}
+    (tmp_path / "cfbd").mkdir()
+    pd.DataFrame([{**of, "study": "k_gamma", "k": k, "gamma": g, "benign_rule": rule, "q": p.cfbd.q}
+                  for k in p.ablation_ks for rule in p.ablation_benign_rules for g in p.ablation_gammas]
+                 + [{**of, "study": "q", "q": q, "k": p.cfbd.k, "gamma": p.cfbd.gamma, "benign_rule": p.cfbd.benign_rule}
+                    for q in p.ablation_qs]).to_csv(tmp_path / "cfbd" / "fig6_ablation.csv", index=False)
+    check = studies_published(p, figures=False)
+    v = SimpleNamespace(attack="badnet")
+
+    def rule_rows(labels):
+        pd.DataFrame([{**of, "rules": label, "stage": stage, "mapping": p.mapping.kind}
+                      for label in labels for stage in ("coarse", "fine")]).to_csv(tmp_path / "cfbd" / "former_rules.csv",
+                                                                                    index=False)
+    rule_rows(["current rules", *FORMER_RULES])
+    assert check(v, 0, "v0", 1000) == "former rules' rows"
+    rule_rows(["current rules", *RULE_VARIANTS])
+    assert check(v, 0, "v0", 1000) is None
+    assert check(v, 0, "another-victim", 1000) == "Fig. 6 rows"
 
 
 def _with_the_shared_base(p, cache):

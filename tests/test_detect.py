@@ -217,6 +217,7 @@ def test_former_rules_rerun_the_detector_with_each_replaced_rule(monkeypatch, tm
     fine = out[out.stage == "fine"].set_index("rules")
     assert fine.tpr["gamma_z at the 70% quantile"] >= fine.tpr["gamma_z at the 80% quantile"] >= fine.tpr["current rules"]
     assert fine.fpr["gamma_z at the 70% quantile"] >= fine.fpr["gamma_z at the 80% quantile"] >= fine.fpr["current rules"]
+    assert fine.gamma_z["gamma_z at the 70% quantile"] < fine.gamma_z["gamma_z at the 80% quantile"] < fine.gamma_z["current rules"]
     # the cap: with it q is at most the pairs the set can hold; uncapped it is the asked q
     q_eff = out[out.stage == "fine"].set_index("rules").q_eff
     assert q_eff["uncapped q"] == 50 and q_eff["current rules"] <= 50

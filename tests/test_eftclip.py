@@ -884,3 +884,28 @@ def test_pretrain_victim_key_is_the_key_pretrain_victim_builds(monkeypatch, tmp_
     assert seen == [common.pretrain_victim_key(p, base, v, 3),
                     common.pretrain_victim_key(p, base, v, 3, "roclip", p.defence.config("roclip", "badnet"))]
     assert seen[0] != seen[1]
+
+
+
+def test_fig6_draws_hand_made_latencies_with_scale_and_images_in_its_title(tmp_path, monkeypatch):
+    """Fig. 6 (re-exported from eftclip_figures): one dot per image and oracle of this scale, the
+    title naming the scale and how many images were timed."""
+    import pandas as pd
+
+    from paperlib import results
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
+    lat = pd.DataFrame([{"oracle": o, "image": i, "ms": ms * (1 + i), "scale": s}
+                        for o, ms in (("fastsam", 2.0), ("exact", 0.5)) for i in range(3)
+                        for s in (p.scale, "other")])
+    drawn, real_save = [], results.save_figure
+
+    def save(fig, path, **kw):
+        ax = fig.axes[0]
+        drawn.append((ax.get_title(), sum(len(c.get_offsets()) for c in ax.collections)))
+        return real_save(fig, path, **kw)
+    monkeypatch.setattr(results, "save_figure", save)
+    path = ex.plot_fig6(lat, p)
+    assert path.is_file() and path.name == f"fig6_{p.scale}.png"
+    (title, dots), = drawn
+    assert f"({p.scale} scale, 3 images, one timing run" in title and dots == 6   # the other scale's rows left out

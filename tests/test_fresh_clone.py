@@ -60,6 +60,18 @@ def test_the_readme_sentence_quotes_the_latest_successful_run_of_each_target(tmp
         tmp_path / "benchmarks" / "fresh_clone.csv", index=False)
     text = fresh_clone.sentence(tmp_path)
     assert "`make all` not timed yet (over foundation, abd only: 20.0 min (commit abcdef1, AMD EPYC, 2 cores))" in text
+    # a whole run after it: the whole time alone; a partial run after that one: both
+    whole = {**base, "target": "all", "seconds": 1500.0, "rc": 0, "load_start": 0.1, "notebooks": None}
+    rows = pd.read_csv(tmp_path / "benchmarks" / "fresh_clone.csv")
+    pd.concat([rows, pd.DataFrame([{**whole, "measured": "2026-12-05T06:00:00+0100"}])]).to_csv(   # 05:00 UTC
+        tmp_path / "benchmarks" / "fresh_clone.csv", index=False)
+    text = fresh_clone.sentence(tmp_path)
+    assert "`make all` 25.0 min (commit abcdef1, AMD EPYC, 2 cores);" in text and "only" not in text
+    later = {**base, "target": "all", "seconds": 300.0, "rc": 0, "load_start": 0.1, "notebooks": "abd",
+             "measured": "2026-12-05T05:30:00+0000"}
+    pd.concat([pd.read_csv(tmp_path / "benchmarks" / "fresh_clone.csv"), pd.DataFrame([later])]).to_csv(
+        tmp_path / "benchmarks" / "fresh_clone.csv", index=False)
+    assert "`make all` 25.0 min (commit abcdef1, AMD EPYC, 2 cores) (over abd only: 5.0 min" in fresh_clone.sentence(tmp_path)
 
 
 def test_the_checkouts_own_variables_are_dropped():

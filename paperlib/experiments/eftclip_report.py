@@ -7,8 +7,9 @@ that imports it.
 
 The detection rows carry ``theta_scale`` (calibrated / paper: how theta reached our segmenter),
 ``theta_oracle`` (the cut on its confidences) and ``alg1_reading`` (printed / paper_trend);
-Table 1, Figs. 3a and 4 and the claims read the rows of ``eftclip.theta_scale`` and
-``eftclip.alg1_reading``; Fig. 3b draws the theta trend of every reading the sweep ran.
+Table 1 and the claims (and Figs. 3a and 4, :mod:`paperlib.experiments.eftclip_figures`) read the
+rows of ``eftclip.theta_scale`` and ``eftclip.alg1_reading``; Fig. 3b draws the theta trend of every
+reading the sweep ran.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def main_rows(det: pd.DataFrame, p: EftCLIPParams, reading: bool = True) -> pd.D
 
 
 # ---------------------------------------------------------------------------
-# Tables beside the paper, figures, claims
+# Tables beside the paper, claims
 # ---------------------------------------------------------------------------
 _PAPER_ROWS = {"clean": "clean", "none": "none", "cleanclip": "cleanclip", "eftclip": "eftclip",
                "roclip": "roclip", "eftclip_fastsam": "eftclip", "eftclip_exact": "eftclip",
