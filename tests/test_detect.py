@@ -682,6 +682,13 @@ def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path)
                                            "rate_counts": [8, 12], "seeds": [0], "run_abl": True})
     ex.rate_sweep(p, SimpleNamespace(screen=screen, base=clean_base_unbuilt(p), device="cpu"), log=lambda *a: None)
     assert seen == [8, 12]
+    # rate_abl_seeds: ABL (a training per cell) at the listed seeds only; CFBD (a screening) at every seed
+    seen.clear()
+    p = ex.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path / "two"), "rate_attacks": ["badnet"],
+                                           "rate_counts": [8], "seeds": [0, 1], "run_abl": True, "rate_abl_seeds": [1]})
+    t = ex.rate_sweep(p, SimpleNamespace(screen=screen, base=clean_base_unbuilt(p), device="cpu"), log=lambda *a: None)
+    assert seen == [8]
+    assert sorted(map(tuple, t[["method", "seed"]].itertuples(index=False))) == [("abl", 1), ("cfbd", 0), ("cfbd", 1)]
 
 
 def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_path, monkeypatch):

@@ -57,6 +57,10 @@ class CFBDParams(DetectionParams):
                                           doc="attacks of Table 3 (each needs a victim entry for its settings)")
     rate_counts: tuple[int, ...] = param((30, 40, 50, 60), range=(1, None),
                                          doc="poisoned pairs of Table 3 (the paper's 0.3-0.6 %: of 50,000 pairs at the embedded scale, 150-300)")
+    rate_abl_seeds: tuple[int, ...] | None = param(None, doc="seeds at which Table 3 runs ABL beside CFBD, those of "
+                                                            "`seeds` listed here (None: every seed); ABL trains one pass over the set's pairs per "
+                                                            "attack x rate cell (~5 min at the embedded scale on 2 "
+                                                            "cores, 20 cells a seed), CFBD only screens")
     fault_attacks: tuple[str, ...] = param(("badnet", "blended", "sig", "ssba", "trojannn", "wanet"), choices=ATTACK_IDS,
                                            doc="attacks of Table 5")
     fault_ratios: tuple[float, ...] = param((0.2, 0.4, 0.6, 0.8), range=(0.0, 1.0), doc="benign share of the seed set")
@@ -131,8 +135,9 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
         for count in p.rate_counts:
             for seed in p.seeds:
                 at_count = replace(v, poison=replace(v.poison, poison_count=count))
+                runs_abl = p.run_abl and (p.rate_abl_seeds is None or seed in p.rate_abl_seeds)
                 abl_model = artifact_key("model", abl_key(p, screener.base, at_count, seed, screener.device)) \
-                    if p.run_abl else None
+                    if runs_abl else None
                 there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model,
                                         digest)
                 if there is not None:   # published, and this cache lacks ABL's model: not screened again
@@ -144,7 +149,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 rows.append({"attack": attack, "poison_count": count, "poison_rate": 100.0 * count / len(sc.truth),
                              "method": "cfbd", "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr,
                              **detector_settings(det, p, digest), "victim_model": sc.victim_model})
-                if p.run_abl:
+                if runs_abl:
                     # ABL's isolation model is keyed by the victim entry's pairs: the entry at this count
                     # (before, every count of an attack and seed shared the first count's model)
                     a = run_abl_on(p, screener.base, sc.ps, at_count, v.attack_config(), seed, sc.truth,
@@ -153,7 +158,7 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                     rows.append({"attack": attack, "poison_count": count, "poison_rate": rows[-1]["poison_rate"],
                                  "method": "abl", "scale": p.scale, "seed": seed, "tpr": a["tpr"], "fpr": a["fpr"],
                                  "victim_model": sc.victim_model})
-                log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if p.run_abl else ""))
+                log(f"rate {attack} {count}: CFBD TPR {tpr:.1f} (q_eff {det.coarse.q_eff}, gamma_z {det.gamma_z:.3f})" + (f", ABL TPR {abl_rows[-1]['tpr']:.1f}" if runs_abl else ""))
     out = Path(p.results_dir)
     if stood:
         text = (f"Table 3: {sum(r['method'] == 'cfbd' for r in stood)} of "
