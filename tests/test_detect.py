@@ -289,8 +289,9 @@ def test_cfbd_tables_take_the_matrix_rows_of_its_settings_only():
                                               settings_json(mp.defence.config("roclip", "badnet"))],
                          "lr": [mp.defence.train.lr, mp.defence.train.lr, mp.defence.train.lr / 3, mp.defence.train.lr,
                                 mp.defence.train.lr]})
-    assert ex._of_matrix_settings(rows, p, "badnet").tolist() == [True, False, False, False, True]
-    assert ex._of_matrix_settings(rows, ex.load("params/cfbd/smoke.yaml", {"matrix_params": None}), "badnet").all()
+    from paperlib.experiments.cfbd_tables import _of_matrix_settings
+    assert _of_matrix_settings(rows, p, "badnet").tolist() == [True, False, False, False, True]
+    assert _of_matrix_settings(rows, ex.load("params/cfbd/smoke.yaml", {"matrix_params": None}), "badnet").all()
 
 
 def test_mapping_ablation_reads_each_mappings_rows_at_the_first_seed(tmp_path):

@@ -28,6 +28,7 @@ from paperlib.data.splits import DataConfig
 from paperlib.detect.abl import ABLConfig
 from paperlib.detect.cfbd import CFBDConfig
 from paperlib.detect.mapping import MappingConfig
+from paperlib.experiments.abl_isolation import ABL_COLUMNS, ABL_KEY, abl_key, pairs_key, run_abl_on  # noqa: F401 (re-exported)
 from paperlib.experiments.common import published_row
 from paperlib.experiments.foundation import EvalConfig, VictimConfig
 from paperlib.models import model_names
@@ -35,9 +36,6 @@ from paperlib.results import results_dir_param
 from paperlib.train.loop import TrainConfig
 from paperlib.experiments.victims import complete_victims
 
-ABL_COLUMNS = ("attack", "poison_count", "scale", "seed", "tpr", "fpr", "isolated", "n_pairs", "model",
-               "isolation_ratio")
-ABL_KEY = ("attack", "poison_count", "scale", "seed", "model", "isolation_ratio")
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
                 "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model", "detector")
@@ -336,7 +334,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
                         f"not retrained")
                     continue
                 digest = hashlib.sha256(np.sort(keep).tobytes()).hexdigest()[:16]
-                kept_key = {"victim_pairs": _pairs_key(v, seed), "keep": digest}
+                kept_key = {"victim_pairs": pairs_key(v, seed), "keep": digest}
                 label = "cfbd" if stage == "fine" else "cfbd_coarse"
                 retrain_key = pl.retrain_key(base, v.finetune, kept_key, p.device)
                 published = published_row(p, "defences/matrix.csv", retrain_key, defence=label)
@@ -419,50 +417,6 @@ def detector_settings(det, p: DetectionParams, digest: str | None = None) -> dic
             "benign_rule": p.cfbd.benign_rule, "gamma_z_rule": p.cfbd.gamma_z_rule,
             "gamma_z_quantile": p.cfbd.gamma_z_quantile, "mapping": p.mapping.kind,
             **({"detector": digest} if digest else {})}
-
-
-def _pairs_key(v: VictimConfig, seed: int) -> dict:
-    """What determines a victim's poisoned pair set (part of the keys of models trained on it)."""
-    from paperlib.attacks import attack_key
-    return {"attack": v.attack, "cfg": attack_key(v.attack, v.attack_config()), "seed": seed, "poison": asdict(v.poison),
-            "scenes": v.finetune_scenes}
-
-
-def abl_key(p: DetectionParams, base, v: VictimConfig, seed: int, device) -> dict:
-    """The cache key of ABL's isolation model on ``v``'s poisoned pairs at ``seed`` (see :func:`run_abl_on`)."""
-    from paperlib import pipeline as pl
-    from paperlib.config import replace
-    a = p.abl
-    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
-    return {"role": "abl_isolation", "base": base.key_params, "train": cfg.key(pl.resolve_device(device).type),
-            "flooding": a.flooding, "victim_pairs": _pairs_key(v, seed)}
-
-
-def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: int, truth, device) -> dict:
-    """ABL's isolation stage on one poisoned pair set: LGA training from the clean base, then the
-    lowest-loss ``isolation_ratio`` of pairs is isolated."""
-    from paperlib import pipeline as pl
-    from paperlib.config import replace
-    from paperlib.detect.abl import LGATerm, isolate, per_pair_losses
-    from paperlib.detect.metrics import tpr_fpr
-    a = p.abl
-    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
-    key = abl_key(p, base, v, seed, device)
-    cache = pl.ArtifactCache()
-    if (path := cache.cached("model", key)) is not None:
-        model = pl.ModelArtifact(base.name, path, key)
-    else:
-        published = published_row(p, "detection/abl.csv", key, isolation_ratio=a.isolation_ratio)
-        if published is not None:   # isolated elsewhere with the very same model
-            return published
-        model = pl._train_artifact(key, base.name, base, ps.pairs, cfg, device, cache, f"ABL isolation {v.attack}",
-                                   terms=[(LGATerm(a.flooding), 1.0)])
-    losses = per_pair_losses(model.load(device), ps.pairs, a.batch_size, device, seed)
-    flagged = isolate(losses, a.isolation_ratio)
-    tpr, fpr = tpr_fpr(truth, flagged)
-    return {"attack": v.attack, "poison_count": v.poison.poison_count, "scale": p.scale, "seed": seed,
-            "tpr": tpr, "fpr": fpr, "isolated": int(flagged.sum()), "n_pairs": int(len(truth)),
-            "model": model.path.name, "isolation_ratio": a.isolation_ratio}
 
 
 # what must agree between the row made here and a published row for the retraining to stand in
