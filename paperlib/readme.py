@@ -1,8 +1,8 @@
 """The README's "Results at a glance", written from the results files (issue 24, item 3).
 
-    python -m paperlib.readme            # rewrite the sections between the markers in README.md, docs/defences.md
-                                         # and docs/gpu.md (the glance, the fresh-clone times, the defence
-                                         # matrix, the device check)
+    python -m paperlib.readme            # rewrite the sections between the markers in README.md, docs/defences.md,
+                                         # docs/gpu.md and docs/deviations-cfbd.md (the glance, the fresh-clone
+                                         # times, the defence matrix, the device check, CFBD's goals)
     python -m paperlib.readme --check    # exit 1 if either section differs from what the files give
 
 Every number of the section is read here from a file under ``results/``: the verdict counts from
@@ -399,6 +399,28 @@ def render_fresh(text: str, res: str | Path = "results") -> str:
     return between(text, FRESH_BEGIN, FRESH_END, sentence(Path(res)), "the README")
 
 
+CFBD_GOALS_BEGIN = "<!-- cfbd-goals:start -->"
+CFBD_GOALS_END = "<!-- cfbd-goals:end -->"
+CFBD_GOALS_FILE = "docs/deviations-cfbd.md"
+CFBD_PARAMS = "params/cfbd/embedded.yaml"
+
+
+def render_cfbd_goals(text: str, res: str | Path = "results") -> str:
+    """``docs/deviations-cfbd.md`` with the section between its markers replaced by CFBD's detector
+    against issue 23's goals (:mod:`paperlib.experiments.cfbd_goals`), per attack over the seeds of
+    ``results/detection/cfbd.csv`` that the embedded parameter file makes."""
+    from paperlib.assets import repo_root
+    from paperlib.experiments import cfbd
+    from paperlib.experiments.cfbd_goals import goals_table, markdown
+    p = cfbd.load(repo_root() / CFBD_PARAMS, {"results_dir": str(res)})
+    t = goals_table(p)
+    body = (f"Read from `results/detection/cfbd.csv`, `results/defences/matrix.csv` and `results/attacks/victims.csv` "
+            f"by `paperlib.experiments.cfbd_goals` at the settings of `{CFBD_PARAMS}` (means over the seeds listed, "
+            "± the std over them; [k/n]: the seeds at which the goal is met; victim and clean base: top-1 ASR):\n\n"
+            + markdown(t)) if len(t.dropna(subset=["fine_tpr"])) else "(no CFBD rows of these settings yet)"
+    return between(text, CFBD_GOALS_BEGIN, CFBD_GOALS_END, body, CFBD_GOALS_FILE)
+
+
 def main(argv=None) -> int:
     from paperlib.assets import repo_root
     ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
@@ -411,7 +433,8 @@ def main(argv=None) -> int:
     for path, rend, what in ((root / "README.md", render, "results at a glance"),
                              (root / "README.md", render_fresh, "fresh-clone times"),
                              (root / DOCS_FILE, render_docs, "defence matrix on the new victims"),
-                             (root / GPU_FILE, render_gpu_docs, "device check")):
+                             (root / GPU_FILE, render_gpu_docs, "device check"),
+                             (root / CFBD_GOALS_FILE, render_cfbd_goals, "CFBD's goals table")):
         text = path.read_text()
         new = rend(text, res)
         name = path.relative_to(root)

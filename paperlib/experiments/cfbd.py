@@ -342,9 +342,10 @@ def run(p: CFBDParams, log=print) -> dict:
     # the figures' data where the figures are drawn (a parallel job's seeds are not the figures')
     pairs24, gmm4 = fig24_data(scores, p)
     curves5 = fig5_curves(scores, p)
+    from paperlib.experiments.cfbd_goals import goals_table
     t12, t4 = tables_ca_asr(p), table_4(p)
     made = {"Table 1-2": t12, "Table 3": table_3_wide(rates, p), "Table 4": t4, "Table 5": table_5_wide(fault, p),
-            "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl}
+            "Former rules": former_rules_wide(former, p), "Mapping ablation": mapping_abl, "Goals": goals_table(p)}
     save_tables(p, made)
     figs = [plot_fig2(pairs24, p), plot_fig4(pairs24, gmm4, p), plot_fig5(curves5, p), plot_fig6(abl, p)]
     cl = claims(p, rates, fault)
