@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from paperlib.costs import ARTIFACT_COSTS_NAME
+
 
 def train_throughput(model_name: str = "tiny-rn64", batch_size: int = 256, steps: int = 8,
                      warmup: int = 2, precision: str = "bf16", device: str = "cpu") -> dict:
@@ -105,6 +107,26 @@ def cache_costs(cache_root) -> list[dict]:
                      "samples": int(sum(n for _, n, _ in items)),
                      # a resumed build recorded only its last leg's time
                      "resumed": int(sum(r for _, _, r in items))})
+    return rows
+
+
+def artifact_costs(cache_root) -> list[dict]:
+    """What each cached artifact took to build, one row per artifact (kind, role, key, precision,
+    build_seconds, resumed): the cost estimate prices an artifact it knows by key by its own time,
+    where the kind's median would mislead (a split of 130,000 scenes costs twenty times the median
+    split)."""
+    import json
+    rows = []
+    for meta in sorted(Path(cache_root).glob("*/*/params.json")):
+        info = json.loads(meta.read_text())
+        params = info.get("params", {})
+        role = params.get("role", "") if isinstance(params, dict) else ""
+        train = params.get("train") if isinstance(params, dict) else None
+        rows.append({"kind": info.get("kind", meta.parent.parent.name), "role": role,
+                     "key": info.get("key", meta.parent.name),
+                     "precision": train.get("precision", "") if isinstance(train, dict) else "",
+                     "build_seconds": round(float(info.get("build_seconds") or 0.0), 1),
+                     "resumed": int(bool(info.get("resumed")))})
     return rows
 
 
@@ -317,6 +339,12 @@ def main(argv=None) -> int:
             print(r)
         # one row per (kind, role, precision) and machine: another machine's cache adds its rows
         upsert_csv(args.costs_out, rows, ("kind", "role", "precision", "cpu", "cpu_native_bf16"))
+        each = artifact_costs(root)
+        for r in each:
+            r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], measured=env["time"])
+        each_out = Path(args.costs_out).with_name(ARTIFACT_COSTS_NAME)
+        upsert_csv(each_out, each, ("kind", "key", "cpu", "cpu_native_bf16"))   # this machine's, added
+        print(f"{len(each)} artifacts' own build times: {each_out}")
         return 0
     if args.versus:
         return _versus(args)

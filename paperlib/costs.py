@@ -6,7 +6,9 @@ Two records make the estimate:
   used, section by section, and the seconds it spent building those it had to build
   (:func:`paperlib.cache.used_artifacts`);
 * ``results/benchmarks/cache_costs.csv`` (``python -m paperlib.bench --cache-costs``) holds the median
-  build time of each artifact kind and role, per CPU kind, measured while cold caches were filled.
+  build time of each artifact kind and role, per CPU kind, measured while cold caches were filled, and
+  ``artifact_costs.csv`` beside it each artifact's own time (cache keys are the same on every
+  machine, so an artifact recorded there is priced by its own time, others by their kind's median).
 
 A section then costs about its published wall time less what the published run spent building, plus
 the recorded cost of each of its artifacts that this machine's cache lacks, except those a results row
@@ -29,6 +31,7 @@ from paperlib.assets import repo_root
 from paperlib.cache import WORK_KIND, work_key
 
 COSTS_FILE = Path("results") / "benchmarks" / "cache_costs.csv"
+ARTIFACT_COSTS_NAME = "artifact_costs.csv"   # beside COSTS_FILE: each cached artifact's own build time
 COSTS_SCALE = "embedded"   # the scale whose caches the recorded costs were measured on
 
 
@@ -81,11 +84,33 @@ def _recorded_rows(path: str | None, cpu_kind: str | None):
 @lru_cache(maxsize=None)
 def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, str], float]:
     """Median build seconds per (kind, role) on ``cpu_kind`` (default: this machine's), the latest
-    measurement where several were recorded; empty on a GPU or without the file."""
+    measurement where several were recorded, and each recorded artifact's own seconds under
+    (kind, role, key) (:func:`artifact_cost` reads both); empty on a GPU or without the file."""
     rows = _recorded_rows(path, cpu_kind)
     if rows is None:
         return {}
-    return {(r.kind, r.role): float(r.median_seconds) for r in rows.sort_values("measured").itertuples(index=False)}
+    costs = {(r.kind, r.role): float(r.median_seconds) for r in rows.sort_values("measured").itertuples(index=False)}
+    return {**costs, **_artifact_costs(path, cpu_kind)}
+
+
+def _artifact_costs(path: str | None, cpu_kind: str | None) -> dict[tuple[str, str, str], float]:
+    """(kind, role, key) -> that artifact's own build seconds on ``cpu_kind`` (the latest record;
+    resumed builds, which recorded only their last leg, left out), from the file beside the costs
+    file; empty without it."""
+    import pandas as pd
+    kind = _this_cpu_kind() if cpu_kind == "here" else cpu_kind
+    file = (Path(path) if path else repo_root() / COSTS_FILE).with_name(ARTIFACT_COSTS_NAME)
+    if kind is None or not file.is_file():
+        return {}
+    rows = pd.read_csv(file, keep_default_na=False, dtype=str)
+    rows = rows[(rows.cpu_native_bf16 == kind) & (rows.resumed != "1")]
+    rows = rows.sort_values("measured").drop_duplicates(["kind", "key"], keep="last")
+    return {(r.kind, r.role, r.key): float(r.build_seconds) for r in rows.itertuples(index=False)}
+
+
+def artifact_cost(costs: dict, kind: str, role: str, key: str) -> float | None:
+    """The recorded cost of one artifact: its own build time where recorded, else its kind's median."""
+    return costs.get((kind, role, key), costs.get((kind, role)))
 
 
 def recorded_total(path: str | None = None, cpu_kind: str | None = "here") -> tuple[float, int] | None:
@@ -187,7 +212,7 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
             est.stand_in += 1
             continue
         est.to_build += 1
-        cost = costs.get((a["kind"], a.get("role", "")))
+        cost = artifact_cost(costs, a["kind"], a.get("role", ""), a["key"])
         if cost is None:
             est.uncosted += 1
         else:
@@ -243,9 +268,10 @@ def describe(est: Estimate | None) -> str:
     return text + rows
 
 
-def expected_build(kind: str, role: str) -> str:
-    """``~2.9 min`` for one artifact of ``kind`` and ``role`` on this CPU kind, or empty if unrecorded."""
-    cost = build_costs().get((kind, role))
+def expected_build(kind: str, role: str, key: str = "") -> str:
+    """``~2.9 min`` for one artifact of ``kind`` and ``role`` (``key``: that very artifact, where
+    its own time is recorded) on this CPU kind, or empty if unrecorded."""
+    cost = artifact_cost(build_costs(), kind, role, key)
     return f"~{minutes(cost)}" if cost is not None else ""
 
 

@@ -423,7 +423,7 @@ def announce_builds() -> None:
         what = f"{info['kind']}{' (' + role + ')' if role else ''} {info['key'][:8]}"
         if event == "start":
             scale = os.environ.get(RUN_ENV, "").partition(":")[2]
-            cost = costs.expected_build(info["kind"], role) if scale == costs.COSTS_SCALE else ""
+            cost = costs.expected_build(info["kind"], role, info["key"]) if scale == costs.COSTS_SCALE else ""
             say_in_terminal(f"  building {what}" + (" (resuming)" if info.get("resumed") else "")
                             + (f": {cost} by {costs.COSTS_FILE.as_posix()}" if cost else ""))
         else:

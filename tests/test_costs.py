@@ -93,6 +93,31 @@ def test_recorded_costs_are_this_cpu_kinds_latest(tmp_path):
     assert costs.build_costs(str(tmp_path / "missing.csv"), "True") == {}
 
 
+def test_an_artifact_recorded_by_key_is_priced_by_its_own_time_others_by_their_kinds_median(tmp_path):
+    """A split of 130,000 scenes takes twenty times the median split: where artifact_costs.csv has
+    that very artifact (cache keys are the same on every machine) its own time counts, on this CPU
+    kind, not a resumed build's last leg."""
+    costs.build_costs.cache_clear()
+    path = tmp_path / "cache_costs.csv"
+    path.write_text("kind,role,precision,artifacts,total_seconds,median_seconds,samples,resumed,cpu,cpu_native_bf16,measured\n"
+                    "split,,,3,160,7.7,0,0,AMD EPYC,True,2026-11-30T10:00:00+0000\n")
+    (tmp_path / costs.ARTIFACT_COSTS_NAME).write_text(
+        "kind,role,key,precision,build_seconds,resumed,cpu,cpu_native_bf16,measured\n"
+        "split,,big,,147.6,0,AMD EPYC,True,2026-11-30T10:00:00+0000\n"
+        "split,,big,,400.0,0,AMD EPYC,False,2026-11-30T10:00:00+0000\n"
+        "split,,cut,,3.0,1,AMD EPYC,True,2026-11-30T10:00:00+0000\n")
+    c = costs.build_costs(str(path), "True")
+    assert costs.artifact_cost(c, "split", "", "big") == 147.6
+    assert costs.artifact_cost(c, "split", "", "cut") == 7.7          # resumed: the kind's median
+    assert costs.artifact_cost(c, "split", "", "other") == 7.7
+    assert costs.artifact_cost(costs.build_costs(str(path), "False"), "split", "", "big") == 400.0   # that kind's own
+    assert costs.artifact_cost(costs.build_costs(str(path), "False"), "split", "", "other") is None  # no median there
+    manifest = {"wall_seconds": {"s": 10.0}, "artifacts": [
+        {"section": "s", "kind": "split", "role": "", "key": k, "built_seconds": 0.0} for k in ("big", "other")]}
+    est = costs.section_estimate(manifest, "s", tmp_path / "empty-cache", c)
+    assert est.to_build == 2 and est.seconds == pytest.approx(10.0 + 147.6 + 7.7)
+
+
 def test_the_manifest_lists_the_artifacts_and_the_timer_names_their_section(tmp_path, ledger):
     from paperlib.results import Timer, write_manifest
     timer = Timer()
