@@ -122,6 +122,8 @@ def artifact_costs(cache_root) -> list[dict]:
         params = info.get("params", {})
         role = params.get("role", "") if isinstance(params, dict) else ""
         train = params.get("train") if isinstance(params, dict) else None
+        if not float(info.get("build_seconds") or 0.0) > 0:   # no time recorded: its kind's median prices it
+            continue
         rows.append({"kind": info.get("kind", meta.parent.parent.name), "role": role,
                      "key": info.get("key", meta.parent.name),
                      "precision": train.get("precision", "") if isinstance(train, dict) else "",

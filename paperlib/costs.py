@@ -82,7 +82,7 @@ def _recorded_rows(path: str | None, cpu_kind: str | None):
 
 
 @lru_cache(maxsize=None)
-def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, str], float]:
+def build_costs(path: str | None = None, cpu_kind: str | None = "here") -> dict[tuple[str, ...], float]:
     """Median build seconds per (kind, role) on ``cpu_kind`` (default: this machine's), the latest
     measurement where several were recorded, and each recorded artifact's own seconds under
     (kind, role, key) (:func:`artifact_cost` reads both); empty on a GPU or without the file."""
@@ -103,7 +103,9 @@ def _artifact_costs(path: str | None, cpu_kind: str | None) -> dict[tuple[str, s
     if kind is None or not file.is_file():
         return {}
     rows = pd.read_csv(file, keep_default_na=False, dtype=str)
-    rows = rows[(rows.cpu_native_bf16 == kind) & (rows.resumed != "1")]
+    resumed = pd.to_numeric(rows.resumed, errors="coerce").fillna(0) > 0
+    seconds = pd.to_numeric(rows.build_seconds, errors="coerce")
+    rows = rows[(rows.cpu_native_bf16 == kind) & ~resumed & (seconds > 0)]
     rows = rows.sort_values("measured").drop_duplicates(["kind", "key"], keep="last")
     return {(r.kind, r.role, r.key): float(r.build_seconds) for r in rows.itertuples(index=False)}
 
@@ -269,10 +271,15 @@ def describe(est: Estimate | None) -> str:
 
 
 def expected_build(kind: str, role: str, key: str = "") -> str:
-    """``~2.9 min`` for one artifact of ``kind`` and ``role`` (``key``: that very artifact, where
-    its own time is recorded) on this CPU kind, or empty if unrecorded."""
-    cost = artifact_cost(build_costs(), kind, role, key)
-    return f"~{minutes(cost)}" if cost is not None else ""
+    """``~2.9 min by <file>`` for one artifact of ``kind`` and ``role`` (``key``: that very artifact,
+    where its own time is recorded) on this CPU kind, and the file it was read from; empty if
+    unrecorded."""
+    costs = build_costs()
+    cost = artifact_cost(costs, kind, role, key)
+    if cost is None:
+        return ""
+    source = COSTS_FILE.with_name(ARTIFACT_COSTS_NAME) if (kind, role, key) in costs else COSTS_FILE
+    return f"~{minutes(cost)} by {source.as_posix()}"
 
 
 def minutes(seconds: float) -> str:

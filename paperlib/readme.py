@@ -412,7 +412,12 @@ def render_cfbd_goals(text: str, res: str | Path = "results") -> str:
     from paperlib.assets import repo_root
     from paperlib.experiments import cfbd
     from paperlib.experiments.cfbd_goals import goals_table, markdown
-    p = cfbd.load(repo_root() / CFBD_PARAMS, {"results_dir": str(res)})
+    # the rows' keys as a CPU run makes them (device auto would give a GPU machine other victim keys),
+    # the shipped base named from the repository, wherever this runs from
+    raw = cfbd.load(repo_root() / CFBD_PARAMS)
+    p = cfbd.load(repo_root() / CFBD_PARAMS, {"results_dir": str(res), "device": "cpu",
+                                              **({"base_checkpoint": str(repo_root() / raw.base_checkpoint)}
+                                                 if raw.base_checkpoint else {})})
     t = goals_table(p)
     body = (f"Read from `results/detection/cfbd.csv`, `results/defences/matrix.csv` and `results/attacks/victims.csv` "
             f"by `paperlib.experiments.cfbd_goals` at the settings of `{CFBD_PARAMS}` (means over the seeds listed, "

@@ -425,7 +425,7 @@ def announce_builds() -> None:
             scale = os.environ.get(RUN_ENV, "").partition(":")[2]
             cost = costs.expected_build(info["kind"], role, info["key"]) if scale == costs.COSTS_SCALE else ""
             say_in_terminal(f"  building {what}" + (" (resuming)" if info.get("resumed") else "")
-                            + (f": {cost} by {costs.COSTS_FILE.as_posix()}" if cost else ""))
+                            + (f": {cost}" if cost else ""))
         else:
             say_in_terminal(f"  built {what} in {_minutes(info['seconds'])}")
     cache.BUILD_HOOKS.append(hook)

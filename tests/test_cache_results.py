@@ -115,6 +115,25 @@ def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     assert rows[("eval", "")]["samples"] == 0 and rows[("model", "clean_pretrain")]["precision"] == "fp32"
 
 
+def test_artifact_costs_list_each_artifact_with_a_recorded_time(tmp_path):
+    """One row per cached artifact with its own build time (kind, role, key, precision, resumed);
+    an artifact that recorded no time is left to its kind's median."""
+    import json
+
+    from paperlib.bench import artifact_costs
+    for kind, key, seconds, params, resumed in (("split", "s1", 147.6, {"split": "cc3m_analog"}, False),
+                                                ("model", "m1", 300.0, {"role": "retrain", "train": {"precision": "fp32"}}, True),
+                                                ("eval", "e1", None, {}, False)):
+        d = tmp_path / kind / key
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps({"kind": kind, "key": key, "build_seconds": seconds,
+                                                   "resumed": resumed, "params": params}))
+    rows = {r["key"]: r for r in artifact_costs(tmp_path)}
+    assert set(rows) == {"s1", "m1"}
+    assert rows["s1"] == {"kind": "split", "role": "", "key": "s1", "precision": "", "build_seconds": 147.6, "resumed": 0}
+    assert rows["m1"]["role"] == "retrain" and rows["m1"]["precision"] == "fp32" and rows["m1"]["resumed"] == 1
+
+
 def test_cache_costs_of_another_machine_add_rows_instead_of_replacing(tmp_path, monkeypatch):
     """Each machine's cache has its own build times: summarising a second machine's cache keeps the
     first machine's rows (told apart by cpu and cpu_native_bf16) and replaces only its own."""

@@ -37,3 +37,16 @@ def test_goals_are_counted_per_seed_and_asked_only_where_the_victim_implants():
     assert "[1/2]" in text and "(does not implant)" in text
     rest = goals_table(p, det[det.attack == a], rows[rows.attack == a]).set_index("attack").loc[b]
     assert rest.seeds == "" and not rest.implants and rest.fine_goal == ""   # no row: no seeds, no goal
+
+
+def test_a_missing_victim_or_base_asr_is_not_called_a_victim_that_does_not_implant():
+    p = cfbd.load("params/cfbd/smoke.yaml")
+    a = p.victims[0].attack
+    det = pd.DataFrame(_det(a, 0, 95.0, 92.0, 0.5))                      # one seed: no std
+    rows = pd.DataFrame([r for r in _asr(a, 0, 99.0, 0.0, 0.0, 1.0) if r["method"] != "clean"])
+    t = goals_table(p, det, rows)
+    r = t.set_index("attack").loc[a]
+    assert r.implants is None and r.coarse_goal == r.fine_goal == r.asr_goal == ""
+    text = markdown(t)
+    assert "victim or base ASR missing" in text and "does not implant" not in text
+    assert "95.0 [" not in text and "95.0 |" in text and "± " not in text    # no dangling ± at one seed

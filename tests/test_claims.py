@@ -248,6 +248,12 @@ def test_cfbd_claims_from_per_seed_rows(tmp_path):
     assert v.filter(like="80% benign").iloc[0] == "holds"
     assert out.ours.filter(like="beats ABL").iloc[0] == "ABL 21.0-21.0 vs CFBD 99.1-99.1"
     assert (out.n_seeds == 3).all()
+    # ABL at fewer seeds than CFBD (rate_abl_seeds): compared at the seeds both have, as pairs
+    two = cfbd.claims(p, rates[(rates.method == "cfbd") | (rates.seed < 2)], fault, rows12=rows12, det=det).set_index("claim")
+    assert two.verdict.filter(like="beats ABL").iloc[0] == "holds" and two.n_seeds.filter(like="beats ABL").iloc[0] == 2
+    assert two.ours.filter(like="beats ABL").iloc[0] == "ABL 20.5-20.5 vs CFBD 99.0-99.0"   # CFBD at seeds 0-1 too
+    one = cfbd.claims(p, rates[(rates.method == "cfbd") | (rates.seed == 0)], fault, rows12=rows12, det=det).set_index("claim")
+    assert one.verdict.filter(like="beats ABL").iloc[0] == "inconclusive" and one.n_seeds.filter(like="beats ABL").iloc[0] == 1
     # nothing run: every claim not measured
     empty = cfbd.claims(p, None, None, rows12=pd.DataFrame(columns=rows12.columns), det=pd.DataFrame(columns=det.columns))
     assert (empty.verdict == "inconclusive").all() and (empty.n_seeds == 0).all()

@@ -64,6 +64,21 @@ def test_the_defence_docs_table_is_the_one_the_committed_results_give(tmp_path):
     assert "old" not in empty and "no rows of the new victims yet" in empty
 
 
+def test_cfbds_goals_in_the_docs_are_the_ones_the_committed_rows_give(tmp_path, monkeypatch):
+    """docs/deviations-cfbd.md's goals table is written from the committed CFBD rows, the same from
+    any folder, without building anything (the shipped base named, not imported into the cache),
+    and under CPU keys even where torch sees a GPU; with no rows it says so."""
+    import torch
+    text = (ROOT / readme.CFBD_GOALS_FILE).read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert readme.render_cfbd_goals(text, ROOT / "results") == text, "run python -m paperlib.readme"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("DONE"))
+    empty = readme.render_cfbd_goals(f"a\n{readme.CFBD_GOALS_BEGIN}\nold\n{readme.CFBD_GOALS_END}\nb", tmp_path)
+    assert "old" not in empty and "no CFBD rows of these settings yet" in empty
+
+
 def test_the_readme_is_short_and_keeps_the_command_ci_runs():
     text = (ROOT / "README.md").read_text()
     assert len(text.encode()) <= 15 * 1024

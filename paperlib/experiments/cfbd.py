@@ -129,12 +129,16 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     from paperlib.results import say_in_terminal, upsert_csv
     rows, abl_rows, stood = [], [], []
     digest = detector_digest(p, screener.base) if p.rate_attacks else ""
+    abl_seeds = [s for s in p.seeds if p.run_abl and (p.rate_abl_seeds is None or s in p.rate_abl_seeds)]
+    if p.run_abl and p.rate_attacks and p.rate_abl_seeds is not None and set(p.rate_abl_seeds) - set(p.seeds):
+        log(f"Table 3: rate_abl_seeds {sorted(set(p.rate_abl_seeds) - set(p.seeds))} are not among seeds "
+            f"{list(p.seeds)}: ABL runs at {abl_seeds or 'none of them'}")
     for attack in p.rate_attacks:
         v = _victim(p, attack)
         for count in p.rate_counts:
             for seed in p.seeds:
                 at_count = replace(v, poison=replace(v.poison, poison_count=count))
-                runs_abl = p.run_abl and (p.rate_abl_seeds is None or seed in p.rate_abl_seeds)
+                runs_abl = seed in abl_seeds
                 abl_model = artifact_key("model", abl_key(p, screener.base, at_count, seed, screener.device)) \
                     if runs_abl else None
                 there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model,
@@ -174,7 +178,9 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     table = upsert_csv(out / PAPER / "table3_rates.csv", rows,
                        ("attack", "poison_count", "method", "scale", "seed", "victim_model"))
     ours = {str(r["victim_model"]) for r in rows + stood}
-    return table[table.victim_model.astype(str).isin(ours)].reset_index(drop=True)
+    # this run's rows: its sets, and ABL only at the seeds it runs ABL (the file keeps other runs' rows)
+    mine = table.victim_model.astype(str).isin(ours) & ((table.method != "abl") | table.seed.isin(abl_seeds))
+    return table[mine].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ results files: the coarse stage's AUROC >= 90 %, the coarse-to-fine TPR >= 90 % 
 base's trigger ASR + 2 points, each goal counted over the seeds where it is met.  The goals are
 asked only of attacks whose victim implants (top-1 ASR at least ``IMPLANTS_BY`` points above the
 clean base's on the same trigger): a detector cannot be judged on a backdoor that is not there.
+(The claims of ``results/cfbd/claims.csv`` leave out victims under an ASR of 50 %,
+:data:`paperlib.claims.VICTIM_FLOOR`; this table asks its goals of SSBA's and LC's victims too.)
 
 ``goals_table(p)`` is one row per attack (``results/cfbd/goals_<scale>.csv`` when the notebook is
 published); ``python -m paperlib.readme`` writes it into ``docs/deviations-cfbd.md`` from the
@@ -42,7 +44,8 @@ def goals_table(p, det: pd.DataFrame | None = None, rows12: pd.DataFrame | None 
     (``rows12``, :func:`paperlib.experiments.cfbd_tables.ca_asr_rows`: methods ``none`` the victim,
     ``clean`` the clean base, ``cfbd_coarse`` / ``cfbd`` the retrainings); read from the results
     folder when None.  Means and stds over the seeds each attack has; a goal's column says at how
-    many of them it is met (empty where the victim does not implant or nothing was measured)."""
+    many of them it is met (empty where the victim does not implant, ``implants`` False, or where
+    its or the clean base's ASR is missing, ``implants`` None, or nothing was measured)."""
     from paperlib.experiments.cfbd_mapping import detection_rows
     from paperlib.experiments.cfbd_tables import ca_asr_rows
     det = detection_rows(p) if det is None else det
@@ -63,7 +66,9 @@ def goals_table(p, det: pd.DataFrame | None = None, rows12: pd.DataFrame | None 
         if seeds:   # everything at the seeds the detector was measured at
             victim, base, coarse, fine = (s[s.index.isin(seeds)] for s in (victim, base, coarse, fine))
         base_mean = float(base.mean()) if len(base.dropna()) else np.nan
-        implants = bool(len(victim.dropna())) and np.isfinite(base_mean) and float(victim.mean()) >= base_mean + IMPLANTS_BY
+        # None where the victim's or the clean base's ASR is missing: not known, so no goal asked
+        implants = (None if not len(victim.dropna()) or not np.isfinite(base_mean)
+                    else bool(float(victim.mean()) >= base_mean + IMPLANTS_BY))
 
         def base_at(seed):   # the clean base's trigger ASR at that seed's trigger draw, else its mean
             return float(base[seed]) if seed in base.index and pd.notna(base[seed]) else base_mean
@@ -87,15 +92,21 @@ def markdown(t: pd.DataFrame) -> str:
     """The goals table as the notebook and docs show it (means over seeds, goals as k/n seeds)."""
     def f(x, nd=1):
         return "" if pd.isna(x) else f"{x:.{nd}f}"
+
+    def pm(mean, std):   # no "± std" for one seed
+        return f(mean) + (f" ± {f(std)}" if pd.notna(std) else "")
+
+    def implant(flag):
+        return {True: "", False: " (does not implant)"}.get(flag, " (victim or base ASR missing)")
     lines = [f"| attack | seeds | victim ASR / clean base's | coarse AUROC (>= {COARSE_AUROC:g}) | "
              f"fine TPR / FPR (>= {FINE_TPR:g} at <= {FINE_FPR:g}) | ASR retrained coarse / fine (<= base + {ASR_MARGIN:g}) |",
              "|---|---|---|---|---|---|"]
     for r in t.itertuples(index=False):
         def goal(g):
             return f" [{g}]" if g else ""
-        lines.append(f"| {r.attack} | {r.seeds} | {f(r.victim_asr)} / {f(r.base_asr, 2)}"
-                     f"{'' if r.implants else ' (does not implant)'} | {f(r.coarse_auroc)} ± {f(r.coarse_auroc_std)}"
-                     f"{goal(r.coarse_goal)} | {f(r.fine_tpr)} ± {f(r.fine_tpr_std)} / {f(r.fine_fpr, 2)}{goal(r.fine_goal)} | "
+        lines.append(f"| {r.attack} | {r.seeds} | {f(r.victim_asr)} / {f(r.base_asr, 2)}{implant(r.implants)} | "
+                     f"{pm(r.coarse_auroc, r.coarse_auroc_std)}{goal(r.coarse_goal)} | "
+                     f"{pm(r.fine_tpr, r.fine_tpr_std)} / {f(r.fine_fpr, 2)}{goal(r.fine_goal)} | "
                      f"{f(r.asr_coarse, 2)} / {f(r.asr_fine, 2)}{goal(r.asr_goal)} |")
     return "\n".join(lines)
 

@@ -18,11 +18,18 @@ def clean_base(p):
 
 
 def clean_base_unbuilt(p):
-    """The clean base's artifact as :func:`clean_base` would return it, without training it: its
-    key names the victims built on it (to find their rows in a results file)."""
+    """The clean base's artifact as :func:`clean_base` would return it, without training it (or, a
+    shipped base, importing it into the cache): its key names the victims built on it (to find
+    their rows in a results file)."""
+    from pathlib import Path
+
     from paperlib import pipeline as pl
     from paperlib.cache import ArtifactCache
     if getattr(p, "base_checkpoint", None):
+        weights = Path(p.base_checkpoint)
+        if weights.is_file() and pl.is_shipped_record(weights.with_suffix(".json")):
+            key = pl.shipped_base_key(p.model, weights)
+            return pl.ModelArtifact(p.model, ArtifactCache().path("model", key), key)
         return pl.external_model(p.model, p.base_checkpoint)
     key = pl.clean_pretrain_key(p.data, p.model, p.pretrain, pl.resolve_device(p.device).type)
     return pl.ModelArtifact(p.model, ArtifactCache().path("model", key), key)

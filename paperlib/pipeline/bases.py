@@ -63,6 +63,18 @@ def is_shipped_record(path: Path) -> bool:
     return isinstance(record, dict) and {"sha256", "source_key", "model"} <= set(record)
 
 
+def shipped_base_key(name: str, weights: Path) -> dict:
+    """The cache key a shipped base is imported under (:func:`shipped_base`): its record's model and
+    SHA-256, read from the record alone (nothing hashed, nothing built)."""
+    from paperlib.models import CheckpointError
+    record_path = weights.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    if record.get("model") != name:
+        raise CheckpointError(f"{weights}: its record {record_path.name} says model {record.get('model')!r}, "
+                              f"the parameters ask for {name!r}")
+    return {"role": "shipped_base", "model": name, "sha256": record.get("sha256")}
+
+
 def shipped_base(name: str, weights: Path, cache: ArtifactCache | None = None) -> ModelArtifact:
     """A clean base shipped with the project (``paperlib/bases/<name>.safetensors`` beside its record
     ``<name>.json``, written by :mod:`paperlib.experiments.ship_base`): the file's full SHA-256 must
@@ -72,10 +84,7 @@ def shipped_base(name: str, weights: Path, cache: ArtifactCache | None = None) -
     cache = cache or ArtifactCache()
     record_path = weights.with_suffix(".json")
     record = json.loads(record_path.read_text())
-    if record.get("model") != name:
-        raise CheckpointError(f"{weights}: its record {record_path.name} says model {record.get('model')!r}, "
-                              f"the parameters ask for {name!r}")
-    key = {"role": "shipped_base", "model": name, "sha256": record.get("sha256")}
+    key = shipped_base_key(name, weights)
     if (path := cache.cached("model", key)) is not None:
         return ModelArtifact(name, path, key)
     check_safetensors(weights)
