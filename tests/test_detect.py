@@ -692,6 +692,24 @@ def test_rate_sweep_trains_abl_on_the_pairs_of_each_count(monkeypatch, tmp_path)
     assert sorted(map(tuple, t[["method", "seed"]].itertuples(index=False))) == [("abl", 1), ("cfbd", 0), ("cfbd", 1)]
 
 
+def test_screening_again_keeps_the_wall_time_of_the_run_that_trained_the_retraining(tmp_path, monkeypatch):
+    """A CFBD retraining's matrix row records its training plus its set's screening; a later run that
+    finds the model in the cache (screening the set again for other rows) keeps that row's wall time
+    rather than writing this screening's again."""
+    import pandas as pd
+
+    from paperlib.experiments import detection
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = detection.load("params/detection/smoke.yaml", {"results_dir": str(tmp_path / "out"), "run_abl": False})
+    detection.run(p, log=lambda *a: None)
+    path = tmp_path / "out" / "defences" / "matrix.csv"
+    first = pd.read_csv(path)
+    assert len(first) and (first.wall_s > 0).all()
+    first.assign(wall_s=1234.0).to_csv(path, index=False)
+    detection.run(p, log=lambda *a: None, also_published=lambda *a: "studies")   # screened again, models cached
+    assert (pd.read_csv(path).wall_s == 1234.0).all()
+
+
 def test_retrained_and_abl_models_trained_elsewhere_stand_in_by_their_rows(tmp_path, monkeypatch):
     """CFBD's retraining and ABL's isolation model absent from this cache (trained on a GPU, say):
     the results files' rows that name the very model this run would train stand in for it, and it is

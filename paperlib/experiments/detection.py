@@ -350,16 +350,20 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"], model=published["model"])
                     matrix_rows.append(published)
                     continue
+                was_cached = pl.ArtifactCache().exists("model", retrain_key)
                 with timer(f"retrain_{stage}_{v.attack}"):
                     model = pl.retrain_on(base, ps.pairs, keep, v.finetune, kept_key, p.device,
                                           desc=f"CFBD retrain ({stage}) {v.attack}")
                     m = victim_metrics(p, model, atk, v)
                 row.update(ca_top1=m["ca_top1"], asr_top1=m["asr_top1"], model=model.path.name)
                 summary = model.summary
-                matrix_rows.append({**matrix_row(v.attack, "cfbd" if stage == "fine" else "cfbd_coarse", p.scale,
-                                                 seed, m, summary.get("seconds", 0.0)
-                                                 + timer.sections.get(f"detect_{v.attack}", 0.0),
-                                                 summary.get("samples", 0)),
+                wall = summary.get("seconds", 0.0) + timer.sections.get(f"detect_{v.attack}", 0.0)
+                if was_cached:   # its wall time is the run that trained it, not this screening's again
+                    from paperlib.results import row_naming_model
+                    before = row_naming_model(Path(p.results_dir) / "defences" / "matrix.csv", model.path.name,
+                                              defence=label)
+                    wall = float(before["wall_s"]) if before is not None and "wall_s" in before else wall
+                matrix_rows.append({**matrix_row(v.attack, label, p.scale, seed, m, wall, summary.get("samples", 0)),
                                     # the victim the same poisoned pairs make (not trained here)
                                     "victim_model": victim_model_name(p, base, v, seed),
                                     "model": model.path.name, "device": summary.get("device", "")})
