@@ -140,6 +140,35 @@ def _torch_threads_kept():
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _results_csv_without_polars():
+    """Ultralytics' trainer reads its own results.csv with polars, only to store it in the
+    checkpoint it writes (``read_results_csv``); the lent GPU's image has no polars (whose runtime
+    alone is larger than what a call carries).  There, pandas reads it instead, into the same dict
+    of columns; where polars is installed nothing changes."""
+    try:
+        import polars  # noqa: F401
+        yield
+        return
+    except ImportError:
+        pass
+    from ultralytics.engine.trainer import BaseTrainer
+    original = BaseTrainer.read_results_csv
+
+    def read_results_csv(trainer):
+        import pandas as pd
+        try:
+            return pd.read_csv(trainer.csv).to_dict(orient="list")
+        except Exception:   # ultralytics' own: no results yet
+            return {}
+
+    BaseTrainer.read_results_csv = read_results_csv
+    try:
+        yield
+    finally:
+        BaseTrainer.read_results_csv = original
+
+
 def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
     """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
 
@@ -211,7 +240,7 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
         with tempfile.TemporaryDirectory(prefix="paperlib-yolo-") as tmp:
             data_yaml = export_yolo_dataset(split, ids, cfg.val_scenes, Path(tmp) / "data")
             model = YOLO(cfg.model_yaml, task="segment")
-            with _ultralytics_quiet(), _torch_threads_kept():
+            with _ultralytics_quiet(), _torch_threads_kept(), _results_csv_without_polars():
                 model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                             workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
                             amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),

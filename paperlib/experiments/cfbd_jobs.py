@@ -18,7 +18,7 @@ def _default(key: str):
     return CFBDParams.__dataclass_fields__[key].default
 
 
-def adjust(raw: dict) -> None:
+def adjust(raw: dict, source: dict | None = None) -> None:
     """The file's parameters for jobs, in place: the per-attack lists keep only the victims left
     in ``raw`` (the command line's attacks), and the figure's attack is one of them."""
     kept = {v["attack"] for v in raw.get("victims", [])}

@@ -294,9 +294,12 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
         say_in_terminal(f"eftclip {threat} {attack} seed {seed}: {len(old[0])} rows reused from the results files")
         return True
 
-    for seed in sorted({s for a in p.table5_attacks for s in p.seeds_for(a)} | set(p.seeds)):
+    t5_finetune = p.table5_threat == "finetune"
+    finetune_attacks = () if p.only_threat == "pretrain" else p.table5_attacks
+    pretrain_seeds = () if p.only_threat == "finetune" else p.pretrain_seed_list
+    for seed in sorted({s for a in finetune_attacks for s in p.seeds_for(a)} | set(p.seeds) | set(pretrain_seeds)):
         base_cache = {}
-        for attack in p.table5_attacks:
+        for attack in finetune_attacks:
             if seed not in p.seeds_for(attack) or published("finetune", attack, seed):   # seeds_by_attack
                 continue
             r = curated_defence(p, wb, attack, "finetune", seed)
@@ -308,8 +311,10 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                     "theta_oracle": r.get("theta_oracle"),
                     # the model's own training time (its summary), also when this run read it from the cache
                     "finetune_s": r["model"].summary.get("seconds", 0.0), "detect_s": r["seconds"].get("detect", 0.0)}
-            add("Table 5", attack, "none", m_victim, seed)
-            add("Table 5", attack, "eftclip", m_eft, seed, info)
+            # Table 5's rows of the fine-tuning victims: the table itself, or (table5_threat: pretrain,
+            # the paper's) the ablation beside it
+            add("Table 5", attack, "none", m_victim, seed, {"threat_model": "finetune"})
+            add("Table 5", attack, "eftclip", m_eft, seed, {**info, "threat_model": "finetune"})
             summary = r["model"].summary
             matrix_rows.append({**matrix_row(attack, "eftclip", p.scale, seed, m_eft,
                                              summary.get("seconds", 0.0) + r["seconds"].get("detect", 0.0),
@@ -321,7 +326,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 ro_ = curated_defence(p, wb, attack, "finetune", seed, rule=rule)
                 m_r = victim_metrics(p, ro_["model"], atk, v)
                 extra = {"curated": ro_["curated"], "clean_pool": p.defence.clean_scenes, "detected": ro_["detected"]}
-                add("Table 5", attack, f"eftclip_{rule}", m_r, seed, extra)
+                add("Table 5", attack, f"eftclip_{rule}", m_r, seed, {**extra, "threat_model": "finetune"})
                 if attack == "badnet":
                     add("Table 2", attack, f"eftclip_{rule}", m_r, seed, {"finetune_set": ro_["curated"]})
                 runs.append(_curation_row(p, attack, "finetune", "fastsam", rule, seed, ro_, block, **extra))
@@ -351,17 +356,29 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                         runs.append(_curation_row(p, attack, "finetune", "exact", rx["rule"], seed, rx, block,
                                                   curated=rx["curated"], clean_pool=p.defence.clean_scenes,
                                                   detected=rx["detected"]))
-        for pv in p.pretrain_victims if seed in p.pretrain_seed_list else ():
+        for pv in p.pretrain_victims if seed in pretrain_seeds else ():
             if published("pretrain", pv.attack, seed):
                 continue
             r = curated_defence(p, wb, pv.attack, "pretrain", seed)
             victim, atk, v = r["victim"], r["attack"], r["v"]
-            cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
-                           p.defence.clean_scenes, p.defence.train, seed, device=p.device)
+            table5 = not t5_finetune and pv.attack in p.table5_attacks
             measured = {label: victim_metrics(p, model, atk, v)
-                        for label, model in (("clean", wb.base), ("none", victim), ("cleanclip", cc), ("eftclip", r["model"]))}
-            for label, m in measured.items():
-                add("Table 3", pv.attack, label, m, seed, {"finetune_set": _set_size(p, label, r)})
+                        for label, model in (("clean", wb.base), ("none", victim), ("eftclip", r["model"]))}
+            if not table5 or pv.attack == "badnet":   # the paper's Table 3 is BadNet's pre-training victim
+                cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
+                               p.defence.clean_scenes, p.defence.train, seed, device=p.device)
+                measured["cleanclip"] = victim_metrics(p, cc, atk, v)
+                for label in ("clean", "none", "cleanclip", "eftclip"):
+                    add("Table 3", pv.attack, label, measured[label], seed, {"finetune_set": _set_size(p, label, r)})
+            if table5:   # Table 5 as the paper's: EftCLIP on victims pre-trained on poisoned data (issue 23)
+                info = {"curated": r["curated"], "clean_pool": p.defence.clean_scenes, "detected": r["detected"],
+                        "theta_oracle": r.get("theta_oracle"), "finetune_s": r["model"].summary.get("seconds", 0.0),
+                        "detect_s": r["seconds"].get("detect", 0.0), "threat_model": "pretrain"}
+                add("Table 5", pv.attack, "none", measured["none"], seed, {"threat_model": "pretrain"})
+                add("Table 5", pv.attack, "eftclip", measured["eftclip"], seed, info)
+                log_fn(f"eftclip {pv.attack} (pre-training victim) seed {seed}: ASR {measured['none']['asr_top1']:.1f} -> "
+                       f"{measured['eftclip']['asr_top1']:.1f}, CA {measured['none']['ca_top1']:.1f} -> "
+                       f"{measured['eftclip']['ca_top1']:.1f}, curated {r['curated']} pairs")
             if _table4_pretrain(p) == pv.attack:
                 # EftCLIP's Table 4: RoCLIP retrained from scratch on the whole poisoned set (the
                 # paper's 1M pairs), against EftCLIP fine-tuning the poisoned model on a curated set
@@ -415,6 +432,10 @@ def run(p: EftCLIPParams, log=print) -> dict:
     with timer("setup"):
         wb = Workbench(p)
         wb.segmenter()
+    if p.only_threat:   # a lending's job: its rows, upserted into the results files, and nothing else
+        with timer("defences"):
+            defence_tables(p, wb, log)
+        return {}
     with timer("detection"):
         det = detection_sweep(p, wb, log)
     with timer("oracle_benchmark"):

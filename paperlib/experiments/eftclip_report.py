@@ -128,7 +128,27 @@ def rows_asked(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
     keep = np.select([t.table == "Table 6", variant, t.table == "Table 3", t.table == "Table 4"],
                      [abl, abl, pre, (pre & (threat == "pretrain")) if scratch else (every & (threat == "finetune"))],
                      default=every)
+    # Table 5 of one threat model (rows written before it had one are the fine-tuning victims')
+    t5_threat = threat.astype(object).where(threat.notna(), "finetune")
+    keep &= ((t.table != "Table 5") | (t5_threat == p.table5_threat)).to_numpy()
+    if p.table5_threat == "pretrain":
+        keep &= ((t.table != "Table 5") | pre).to_numpy()
     return t[keep]
+
+
+def finetune_table5_rows(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
+    """With ``table5_threat: pretrain`` (the paper's), the Table 5 rows of the fine-tuning victims,
+    kept as the ablation they became (issue 23), each attack at its seeds, Algorithm 2's other
+    readings at the ablation seeds; empty otherwise."""
+    if p.table5_threat != "pretrain" or tables.empty:
+        return tables.iloc[:0]
+    t = tables[(tables.scale == p.scale) & (tables.table == "Table 5")]
+    threat = t["threat_model"] if "threat_model" in t else pd.Series(np.nan, index=t.index)
+    threat = threat.astype(object).where(threat.notna(), "finetune")
+    every = pd.Series([s in p.seeds_for(a) for a, s in zip(t.attack, t.seed)], index=t.index, dtype=bool)
+    variant = t.model.isin([f"eftclip_{r}" for r in p.other_rules])
+    seeds_ok = np.where(variant, t.seed.isin(list(p.ablation_seed_list)), every)
+    return t[(threat == "finetune").to_numpy() & seeds_ok]
 
 
 def save_tables(p: EftCLIPParams, det: pd.DataFrame, tables: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -138,6 +158,7 @@ def save_tables(p: EftCLIPParams, det: pd.DataFrame, tables: pd.DataFrame) -> di
     rows = rows_asked(tables, p)
     for t in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6"):
         made[t] = beside_paper_table(rows, t, p.scale)
+    made["Table 5 finetune"] = beside_paper_table(finetune_table5_rows(tables, p), "Table 5", p.scale)
     for name, df in made.items():
         if len(df):
             stem = name.lower().replace(" ", "")

@@ -49,8 +49,14 @@ def _block(p: EftCLIPParams, threat: str, attack: str, seed: int, victim_model: 
     whole, and stands in for its models on a machine without its victim."""
     import hashlib
     import json
-    what = [threat, attack, int(seed), victim_model, settings, seed in p.ablation_seed_list, _table4_pretrain(p),
-            list(p.detection.oracles), list(p.other_rules)]   # (the clean base: in settings)
+    if threat == "pretrain" and p.table5_threat == "pretrain":
+        # a pre-training block of Table 5 (issue 23): its rows are Tables 3-5 of this victim, whatever
+        # the ablation seeds (they add no pre-training rows) or which attack the file's Table 4 is
+        what = [threat, attack, int(seed), victim_model, settings, "table5", attack in p.table5_attacks,
+                _table4_pretrain(p) == attack, list(p.detection.oracles)]
+    else:   # (the blocks published before Table 5 could be of pre-training victims: their digests unchanged)
+        what = [threat, attack, int(seed), victim_model, settings, seed in p.ablation_seed_list, _table4_pretrain(p),
+                list(p.detection.oracles), list(p.other_rules)]   # (the clean base: in settings)
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 

@@ -78,6 +78,13 @@ class EftCLIPParams(DefenceMatrixParams):
                                  doc="triggered images of the retained set D_e that Algorithm 2 reads per victim")
     table5_attacks: tuple[str, ...] = param(("badnet", "wanet", "trojannn", "trojannet"),
                                             doc="attacks of Table 5 (each needs a victim)")
+    table5_threat: str = param("finetune", choices=("finetune", "pretrain"),
+                               doc="which victims Table 5 defends: the paper's are pre-trained on poisoned CC3M "
+                                   "(pretrain: each Table 5 attack needs a pretrain_victims entry, at pretrain_seeds); "
+                                   "with pretrain the fine-tuning victims' rows stay, as an ablation table")
+    only_threat: str = param("", choices=("", "finetune", "pretrain"),
+                             doc="rows only, of one threat model's victims (a GPU lending's jobs, "
+                                 "paperlib.experiments.eftclip_jobs): no detection sweep, figures, tables or claims")
     other_rules: tuple[str, ...] = param(("detected",), choices=("paper", "detected"),
                                          doc="Algorithm 2 readings run beside eftclip.affected_rule "
                                              "(rows eftclip_<rule> in Tables 2 and 5)")
@@ -94,6 +101,11 @@ class EftCLIPParams(DefenceMatrixParams):
         missing = [a for a in self.table5_attacks if a not in attacks]
         if missing:
             raise ParamError(f"table5_attacks: no victim for {missing}; victims: {sorted(attacks)}")
+        if self.table5_threat == "pretrain":
+            lacking = sorted(set(self.table5_attacks) - {v.attack for v in self.pretrain_victims})
+            if lacking:
+                raise ParamError(f"table5_threat: pretrain needs a pretrain_victims entry for {lacking} "
+                                 f"(table5_attacks); pretrain_victims: {[v.attack for v in self.pretrain_victims]}")
         if self.detection.victim == "pretrain" and not any(v.attack == "badnet" for v in self.pretrain_victims):
             raise ParamError("detection.victim=pretrain needs a badnet entry in pretrain_victims")
         if self.eftclip.theta_scale not in self.detection.theta_scales:

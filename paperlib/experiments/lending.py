@@ -32,6 +32,11 @@ from pathlib import Path
 
 CARRY_LIMIT = 64 * 2**20   # what one device call carries, the working tree included
 WHEELS = ("open_clip_torch", "nltk", "ftfy", "wcwidth")   # what the GPU image lacked on 2026-12-04
+# and what a module's jobs need beyond (EftCLIP's oracle runs in ultralytics, which imports polars and
+# its platform client only where the project does not go)
+MODULE_WHEELS = {"eftclip": ("ultralytics", "ultralytics-thop")}
+MODULE_ENV = {"eftclip": {"PAPERLIB_CUDA_AUTO_PRECISION": "fp32"}}   # eftclip_jobs: the CPU's cache keys
+SHARED_RESULTS_MODULES = ("cfbd", "eftclip")   # their jobs write into the carried results/
 SITE = Path("/tmp/site")
 
 
@@ -41,6 +46,15 @@ def _norm(name: str) -> str:
 
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _rezip_lzma(path: Path) -> None:
+    """Rewrite the zip (an ``.npz``) at ``path`` with LZMA members, the same members and bytes."""
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    os.replace(tmp, path)
 
 
 def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print) -> dict[str, int]:
@@ -53,19 +67,21 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     raw = ps.fp32_params(params, yaml.safe_load(Path(params).read_text()).get("seeds", [0]), module=module)
     if (out / "bundle").exists():
         shutil.rmtree(out / "bundle")
-    ps.bundle(raw, out / "bundle", module)
+    for bank in ps.bundle(raw, out / "bundle", module):
+        if bank.suffix == ".npz":   # LZMA: a quarter smaller than numpy's deflate, and np.load reads it
+            _rezip_lzma(bank)
     wordnet = asset_root() / "nltk_data" / "corpora" / "wordnet"
     if not wordnet.is_dir():
         raise SystemExit(f"{wordnet}: WordNet is not set up here (python -m paperlib.assets setup-wordnet)")
     tmp = out / "wordnet.zip.tmp"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as z:   # 7.7 MiB, deflate's 10.5
         for f in sorted(wordnet.rglob("*")):
             if f.is_file():
                 z.write(f, f.relative_to(wordnet.parent))
     os.replace(tmp, out / "wordnet.zip")
     if wheels:
         (out / "whl").mkdir(parents=True, exist_ok=True)
-        pins = {_norm(name): metadata.version(name) for name in WHEELS}
+        pins = {_norm(name): metadata.version(name) for name in (*WHEELS, *MODULE_WHEELS.get(module, ()))}
         for f in (out / "whl").glob("*.whl"):   # a wheel of another version (an older prepare) goes
             name, version = f.name.split("-")[:2]
             if pins.get(_norm(name)) != version:
@@ -89,8 +105,8 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     return sizes
 
 
-def _env(repo: Path, gpu: Path, cache: Path, assets: Path) -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1",
+def _env(repo: Path, gpu: Path, cache: Path, assets: Path, module: str = "defences") -> dict:
+    return {**os.environ, **MODULE_ENV.get(module, {}), "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(SITE), str(repo), os.environ.get("PYTHONPATH", "")) if p),
             "PAPERLIB_CACHE": str(cache), "PAPERLIB_ASSETS": str(assets),
             "PAPERLIB_VOCABULARY": str(gpu / "bundle" / "vocabulary.json")}
@@ -166,12 +182,12 @@ def run(a: argparse.Namespace, log=print) -> int:
     t0 = time.time()
     repo, gpu, work = Path.cwd(), Path(a.gpu).resolve(), Path(a.work).resolve()
     out = Path(a.out or os.environ.get("OUT") or work / "out")
-    env = _env(repo, gpu, Path(a.cache).resolve(), Path(a.assets).resolve())
+    env = _env(repo, gpu, Path(a.cache).resolve(), Path(a.assets).resolve(), a.module)
     if work.exists():   # a warm machine keeps the last call's folder: its jobs.csv and logs are not this call's
         shutil.rmtree(work)
     work.mkdir(parents=True)
     # CFBD's jobs write into one folder: by default the carried copy of the committed results
-    results = Path(a.results or (repo / "results" if a.module == "cfbd" else work / "results")).resolve()
+    results = Path(a.results or (repo / "results" if a.module in SHARED_RESULTS_MODULES else work / "results")).resolve()
     rc = 1
     try:
         setup(gpu, env, not a.skip_pip, log)
@@ -246,7 +262,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=("prepare", "run", "take"))
     ap.add_argument("params", type=Path, help="the parameter file (take: the returned lending.tgz)")
-    ap.add_argument("--module", default="defences", choices=("defences", "cfbd"))
+    ap.add_argument("--module", default="defences", choices=("defences", "cfbd", "eftclip"))
     ap.add_argument("--gpu", default=".gpu", help="what travels (prepare writes it, run reads it)")
     ap.add_argument("--no-wheels", action="store_true", help="prepare: no wheels (a machine that has the packages)")
     ap.add_argument("--pairs", nargs="+", default=None, help="run: attack:seed jobs in the order to start them")
@@ -261,7 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--assets", default="/tmp/plassets")
     ap.add_argument("--out", default=None, help="run: where lending.tgz goes (default $OUT)")
     ap.add_argument("--results", default=None,
-                    help="run --module cfbd: the folder the jobs write into (default: the carried results/)")
+                    help="run --module cfbd / eftclip: the folder the jobs write into (default: the carried results/)")
     ap.add_argument("--skip-pip", action="store_true", help="run: the packages are installed already")
     ap.add_argument("--publish", action="store_true", help="take: into the committed results/ (default: scratch)")
     a = ap.parse_args(argv)

@@ -49,6 +49,7 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
                 module: str = "defences") -> dict:
     """The parameter file at ``path`` as a dict, with fp32 in every training section, ``seeds``,
     the victims of ``attacks`` only (all if None), ``device``, and no FT learning-rate study."""
+    source = yaml.safe_load(Path(path).read_text())
     raw = yaml.safe_load(Path(path).read_text())
     raw["seeds"] = list(seeds)
     raw.pop("seeds_by_attack", None)   # the jobs are (attack, seed) pairs named on the command line
@@ -65,7 +66,7 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
     for v in victims:
         v.setdefault("finetune", {})["precision"] = "fp32"
     raw["victims"] = victims
-    job_kind(module).adjust(raw)
+    job_kind(module).adjust(raw, source)
     return raw
 
 
@@ -77,7 +78,8 @@ def _write(raw: dict, path: Path) -> Path:
     return path
 
 
-MODULES = {"defences": "paperlib.experiments.defences", "cfbd": "paperlib.experiments.cfbd"}
+MODULES = {"defences": "paperlib.experiments.defences", "cfbd": "paperlib.experiments.cfbd",
+           "eftclip": "paperlib.experiments.eftclip"}
 
 
 def _load(module: str):
@@ -97,7 +99,7 @@ class JobKind:
     shared_results: bool
 
 
-def _matrix_adjust(raw: dict) -> None:
+def _matrix_adjust(raw: dict, source: dict | None = None) -> None:
     raw.setdefault("defence", {}).setdefault("train", {})["precision"] = "fp32"
     raw["defence"]["ft_lrs"] = []   # no FT learning-rate study in the jobs
 
@@ -108,10 +110,14 @@ def _matrix_job(raw: dict, attack: str, seed: int, work: Path, results=None, fil
 
 
 def job_kind(module: str) -> JobKind:
-    """The job interface of ``module``: the defence matrix's is here, CFBD's in ``cfbd_jobs``."""
+    """The job interface of ``module``: the defence matrix's is here, CFBD's in ``cfbd_jobs``,
+    EftCLIP's pre-training victims' in ``eftclip_jobs``."""
     if module == "cfbd":
         from paperlib.experiments import cfbd_jobs
         return JobKind(cfbd_jobs.adjust, cfbd_jobs.job_params, cfbd_jobs.warm, cfbd_jobs.SHARED_RESULTS)
+    if module == "eftclip":   # the pre-training victims of Tables 3-5
+        from paperlib.experiments import eftclip_jobs
+        return JobKind(eftclip_jobs.adjust, eftclip_jobs.job_params, eftclip_jobs.warm, eftclip_jobs.SHARED_RESULTS)
     if module == "defences":
         return JobKind(_matrix_adjust, _matrix_job, warm_attacks, False)
     raise SystemExit(f"--module {module!r}: valid are {', '.join(sorted(MODULES))}")
@@ -382,8 +388,8 @@ def main(argv=None) -> int:
         for path in bundle(raw, work, a.module):
             print(path)
         return 0
-    if a.step == "data":
-        warm_data(raw, work, a.module)
+    if a.step == "data":   # with --workers rendering processes, whatever the jobs' parameters say
+        warm_data({**raw, "data": {**raw.get("data", {}), "workers": a.workers}}, work, a.module)
         return 0
     kind = job_kind(a.module)
     shared = Path(a.results or work / "results").resolve() if kind.shared_results else None

@@ -36,6 +36,7 @@ from paperlib.train.optim import make_optimizer, make_scheduler
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+CUDA_AUTO_PRECISION_ENV = "PAPERLIB_CUDA_AUTO_PRECISION"   # what auto means on CUDA (resolve_precision)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -71,14 +72,24 @@ def resolve_precision(precision: str, device_type: str | None = None) -> str:
     emulated and ~19x slower elsewhere, see :func:`cpu_has_native_bf16`); ``precision: bf16`` asks
     for it explicitly.  ``device_type`` defaults to the device ``device: auto`` picks (CUDA when
     torch sees one), which is what the cache key uses, so an artifact's key names the precision it
-    was trained in."""
+    was trained in.
+
+    ``$PAPERLIB_CUDA_AUTO_PRECISION=fp32`` makes ``auto`` resolve to fp32 on CUDA too: a GPU lending
+    that must make the CPU's cache keys under a parameter file that says ``auto`` (its rows' settings
+    digests name the file's words, the keys the resolved precision) sets it
+    (:mod:`paperlib.experiments.eftclip_jobs`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device_type is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if device_type == "cuda" else "fp32"
+    if device_type != "cuda":
+        return "fp32"
+    on_cuda = os.environ.get(CUDA_AUTO_PRECISION_ENV, "bf16")
+    if on_cuda not in ("bf16", "fp32"):
+        raise ValueError(f"${CUDA_AUTO_PRECISION_ENV}={on_cuda!r}; valid: bf16 (the default), fp32")
+    return on_cuda
 
 
 @dataclass(frozen=True)
