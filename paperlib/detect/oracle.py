@@ -240,10 +240,12 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
         with tempfile.TemporaryDirectory(prefix="paperlib-yolo-") as tmp:
             data_yaml = export_yolo_dataset(split, ids, cfg.val_scenes, Path(tmp) / "data")
             model = YOLO(cfg.model_yaml, task="segment")
+            # fp32 on a GPU too (amp off): as the project's other lent-GPU training, and ultralytics'
+            # AMP check would download a model, which a machine without internet cannot
             with _ultralytics_quiet(), _torch_threads_kept(), _results_csv_without_polars():
                 model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                             workers=0, device=device, seed=cfg.seed, deterministic=True, pretrained=False,
-                            amp=device != "cpu", plots=False, verbose=False, project=str(Path(tmp) / "runs"),
+                            amp=False, plots=False, verbose=False, project=str(Path(tmp) / "runs"),
                             name="seg", exist_ok=True, single_cls=True)
                 trained = model   # ultralytics has reloaded its best epoch into it (module docstring)
                 metrics = trained.val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, workers=0,
