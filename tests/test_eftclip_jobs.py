@@ -1,0 +1,144 @@
+"""EftCLIP's pre-training victims as a lending's jobs (issue 23, Table 5 as the paper's): a job's rows
+must carry the settings digest, victim keys and blocks the notebook looks for on the CPU; Table 5
+reads one threat model's rows; the pieces that let the jobs run on the lent GPU's image."""
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from paperlib.experiments import eftclip_jobs, parallel_seeds
+from paperlib.train.loop import CUDA_AUTO_PRECISION_ENV, resolve_precision
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN_T5 = [   # the entries params/eftclip/embedded.yaml holds commented, for a lending
+    {"attack": "wanet", "attack_params": {"k": 64, "s": 1.0}, "poison": {"target": "banana", "poison_count": 1000}},
+    {"attack": "trojannn", "attack_params": {"patch_fraction": 0.25, "position": "bottom_right"},
+     "poison": {"target": "banana", "poison_count": 1000}},
+]
+
+
+def _table5_pretrain_file(tmp_path) -> Path:
+    raw = yaml.safe_load((ROOT / "params" / "eftclip" / "embedded.yaml").read_text())
+    raw["pretrain_victims"] = raw["pretrain_victims"] + PRETRAIN_T5
+    raw["table5_attacks"] = ["badnet", "wanet", "trojannn"]
+    raw.update(pretrain_seeds=[0, 1, 2], table5_threat="pretrain")
+    path = tmp_path / "embedded.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_resolve_precision_on_cuda_follows_the_environment(monkeypatch):
+    monkeypatch.delenv(CUDA_AUTO_PRECISION_ENV, raising=False)
+    assert resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setenv(CUDA_AUTO_PRECISION_ENV, "fp32")
+    assert resolve_precision("auto", "cuda") == "fp32"
+    assert resolve_precision("bf16", "cuda") == "bf16"   # an explicit precision is kept
+    assert resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setenv(CUDA_AUTO_PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match=CUDA_AUTO_PRECISION_ENV):
+        resolve_precision("auto", "cuda")
+
+
+def test_a_job_s_rows_carry_the_notebook_s_digest_keys_and_blocks(tmp_path, monkeypatch):
+    """The job runs on CUDA under fp32 sections rewritten to the file's words; with the environment
+    the lending sets its digest, victim keys and blocks equal the CPU notebook's, without it not."""
+    import torch
+
+    from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
+    from paperlib.experiments.common import clean_base, pretrain_victim_key, victim_config
+    from paperlib.experiments.eftclip import load
+    from paperlib.experiments.eftclip_reuse import _block
+    from paperlib.experiments.eftclip_setup import settings_digest
+    path = _table5_pretrain_file(tmp_path)
+    notebook = load(path)
+    raw = parallel_seeds.fp32_params(path, [0, 1, 2], ["badnet", "wanet", "trojannn"], module="eftclip")
+    base = clean_base(notebook)
+
+    def made_by(p, attack, seed, device):
+        monkeypatch.setattr(pl, "resolve_device", lambda d: torch.device(device))
+        key = artifact_key("model", pretrain_victim_key(p, base, victim_config(p, attack, "pretrain"), seed))
+        digest = settings_digest(p)
+        return key, digest, _block(p, "pretrain", attack, seed, key, digest)
+
+    for attack, seed in (("wanet", 1), ("badnet", 2), ("trojannn", 0)):
+        job_file = tmp_path / f"{attack}{seed}.yaml"
+        job_file.write_text(yaml.safe_dump(eftclip_jobs.job_params(raw, attack, seed, tmp_path, tmp_path / "r")))
+        job = load(job_file)
+        assert job.device == "cuda" and job.only_threat == "pretrain"
+        assert [v.attack for v in job.pretrain_victims] == [attack] and job.table5_attacks == (attack,)
+        want = made_by(notebook, attack, seed, "cpu")
+        monkeypatch.setenv(CUDA_AUTO_PRECISION_ENV, "fp32")
+        assert made_by(job, attack, seed, "cuda") == want
+        monkeypatch.delenv(CUDA_AUTO_PRECISION_ENV)
+        key, digest, _ = made_by(job, attack, seed, "cuda")
+        assert key != want[0] and digest != want[1]   # bf16 on the GPU: other models, other settings
+
+
+def test_pretrain_blocks_keep_their_digest_unless_table5_reads_them(tmp_path):
+    """Blocks published before Table 5 could be of pre-training victims keep their digest (their rows
+    stand in as before); with table5_threat pretrain the block names Table 5, whatever the ablation seeds."""
+    from paperlib.experiments.eftclip import load
+    from paperlib.experiments.eftclip_reuse import _block
+    before = load(ROOT / "params" / "eftclip" / "embedded.yaml")
+    other_ablation = load(ROOT / "params" / "eftclip" / "embedded.yaml", {"ablation_seeds": [0, 1]})
+    assert _block(before, "finetune", "badnet", 1, "m", "s") != _block(other_ablation, "finetune", "badnet", 1, "m", "s")
+    t5 = load(_table5_pretrain_file(tmp_path))
+    t5_abl = load(_table5_pretrain_file(tmp_path), {"ablation_seeds": [0, 1]})
+    assert _block(t5, "pretrain", "badnet", 1, "m", "s") == _block(t5_abl, "pretrain", "badnet", 1, "m", "s")
+    assert _block(t5, "pretrain", "badnet", 0, "m", "s") != _block(before, "pretrain", "badnet", 0, "m", "s")
+    assert _block(t5, "finetune", "badnet", 0, "m", "s") == _block(before, "finetune", "badnet", 0, "m", "s")
+
+
+def test_table5_reads_the_rows_of_its_threat_model(tmp_path):
+    from paperlib.experiments.eftclip import load
+    from paperlib.experiments.eftclip_report import finetune_table5_rows, rows_asked
+
+    def row(model, seed, threat, table="Table 5"):
+        return {"table": table, "attack": "badnet", "model": model, "scale": "smoke", "seed": seed,
+                "ca_top1": 10.0, "asr_top1": 50.0, "threat_model": threat}
+
+    tables = pd.DataFrame([row("eftclip", 0, np.nan), row("none", 0, "finetune"), row("eftclip_detected", 0, "finetune"),
+                           row("eftclip", 0, "pretrain"), row("none", 0, "pretrain"), row("eftclip", 1, "pretrain")])
+    smoke = ROOT / "params" / "eftclip" / "smoke.yaml"
+    finetune = load(smoke)
+    assert set(rows_asked(tables, finetune).threat_model.fillna("finetune")) == {"finetune"}
+    assert finetune_table5_rows(tables, finetune).empty
+    pretrain = load(smoke, {"table5_threat": "pretrain", "pretrain_seeds": [0]})
+    asked = rows_asked(tables, pretrain)
+    assert list(asked.model) == ["eftclip", "none"] and set(asked.threat_model) == {"pretrain"}   # seed 1: not asked
+    ablation = finetune_table5_rows(tables, pretrain)
+    assert sorted(ablation.model) == ["eftclip", "eftclip_detected", "none"]
+    with pytest.raises(Exception, match="pretrain_victims entry"):
+        load(smoke, {"table5_threat": "pretrain", "pretrain_victims": []})
+
+
+def test_the_segmenter_s_trainer_reads_its_results_without_polars(tmp_path, monkeypatch):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from paperlib.detect.oracle import _results_csv_without_polars
+    csv = tmp_path / "results.csv"
+    csv.write_text("epoch,loss\n1,0.5\n2,0.25\n")
+    original = BaseTrainer.read_results_csv
+    monkeypatch.setitem(sys.modules, "polars", None)   # as on the GPU image: import polars fails
+    with _results_csv_without_polars():
+        assert BaseTrainer.read_results_csv(SimpleNamespace(csv=csv)) == {"epoch": [1, 2], "loss": [0.5, 0.25]}
+        assert BaseTrainer.read_results_csv(SimpleNamespace(csv=tmp_path / "none.csv")) == {}
+    assert BaseTrainer.read_results_csv is original
+
+
+def test_sprite_banks_travel_lzma_packed_and_load_the_same(tmp_path):
+    from paperlib.experiments.lending import _rezip_lzma
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 4), dtype=np.uint8)
+    path = tmp_path / "bank.npz"
+    np.savez_compressed(path, images=images, class_ids=np.arange(3))
+    _rezip_lzma(path)
+    with zipfile.ZipFile(path) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_LZMA}
+    loaded = np.load(path)
+    assert np.array_equal(loaded["images"], images) and list(loaded["class_ids"]) == [0, 1, 2]
