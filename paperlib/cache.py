@@ -105,6 +105,18 @@ def note_work(role: str, key: str, seconds: float, models: list[str]) -> None:
                                         "built_seconds": round(max(0.0, seconds), 1), "models": list(models)})
 
 
+def note_stood_in(role: str, key: str, models: Mapping[str, str]) -> None:
+    """Record a unit of work that results rows stood in for in this run (a CFBD screening whose rows
+    the files hold): no seconds were spent on it here, so none are recorded (``built_seconds`` None),
+    and ``models`` (cache name -> role: its retrainings', ABL's isolation model) were not built.  A
+    published run made of such entries still tells a later run without those rows what it must do
+    (:func:`paperlib.costs.section_estimate` prices the models by their recorded build costs and
+    counts the screening itself as uncosted)."""
+    _USED.setdefault((WORK_KIND, key), {"section": _SECTION[0], "kind": WORK_KIND, "role": role, "key": key,
+                                        "built_seconds": None, "models": list(models),
+                                        "model_roles": dict(models)})
+
+
 def build_seconds_spent() -> float:
     """Seconds this process has spent building artifacts so far; a build inside another build
     counts once, within the outer one (take the difference over a stretch of work)."""

@@ -168,11 +168,12 @@ class Estimate:
     uncosted: int = 0
     known: bool = False   # whether the published run listed its artifacts (older manifests did not)
     stand_in: int = 0
+    untimed: int = 0      # units of work to do that the published run did not time (its rows stood in)
 
     def __add__(self, other: "Estimate") -> "Estimate":
         return Estimate(self.seconds + other.seconds, self.to_build + other.to_build,
                         self.uncosted + other.uncosted, self.known or other.known,
-                        self.stand_in + other.stand_in)
+                        self.stand_in + other.stand_in, self.untimed + other.untimed)
 
 
 def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict,
@@ -201,8 +202,11 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
             if a["key"] in stand_in and all(m in stand_in and not (cache_root / "model" / m / "DONE").is_file()
                                             for m in models):
                 est.stand_in += 1
-            else:
-                est.seconds += float(a.get("built_seconds") or 0.0)
+            elif a.get("built_seconds") is not None:   # screened in the published run: its models are its own entries
+                est.seconds += float(a["built_seconds"])
+            else:   # stood in there (cache.note_stood_in): its models were not built, the screening not timed
+                est.untimed += 1
+                est = est + _models_of_work(a, cache_root, costs, stand_in, seen)
             continue
         if (cache_root / a["kind"] / a["key"] / "DONE").is_file():
             continue
@@ -215,6 +219,27 @@ def section_estimate(manifest: dict, section: str, cache_root: Path, costs: dict
             continue
         est.to_build += 1
         cost = artifact_cost(costs, a["kind"], a.get("role", ""), a["key"])
+        if cost is None:
+            est.uncosted += 1
+        else:
+            est.seconds += cost
+    return est
+
+
+def _models_of_work(entry: dict, cache_root: Path, costs: dict, stand_in: frozenset[str],
+                    seen: set | None) -> Estimate:
+    """The models of a unit of work that stood in for the published run (``model_roles``: cache name
+    -> role), each absent from ``cache_root`` and not standing in priced at its recorded cost."""
+    est = Estimate()
+    for key, role in (entry.get("model_roles") or {}).items():
+        if (cache_root / "model" / key / "DONE").is_file() or key in stand_in:
+            continue
+        if seen is not None:
+            if ("model", key) in seen:
+                continue
+            seen.add(("model", key))
+        est.to_build += 1
+        cost = artifact_cost(costs, "model", role, key)
         if cost is None:
             est.uncosted += 1
         else:
@@ -267,6 +292,9 @@ def describe(est: Estimate | None) -> str:
     text += f", {est.to_build} artifact{'s' if est.to_build != 1 else ''} to build by {COSTS_FILE.as_posix()}"
     if est.uncosted:
         text += f" ({est.uncosted} with no recorded cost for this scale and machine, not counted)"
+    if est.untimed:   # CFBD screenings the published run took from rows: their models are counted, not the rest
+        text += (f"; {est.untimed} screening{'s' if est.untimed != 1 else ''} that the published run took from its "
+                 "rows, untimed (their models counted, their embedding and judging not)")
     return text + rows
 
 

@@ -267,6 +267,28 @@ def test_a_screening_stands_in_only_where_its_own_rows_and_its_models_rows_do(tm
     assert here.seconds == 45.0 + 1.0 + 60.0 and here.stand_in == 1           # its model is here: a screened
 
 
+def test_a_screening_that_stood_in_is_priced_by_its_models_where_its_rows_are_missing(tmp_path, ledger):
+    """A published run whose screenings all stood in (cache.note_stood_in: no seconds, its models
+    unbuilt) still tells a run without those rows (make reproduce) what to build: each model at its
+    recorded cost, the screening itself as uncosted; with the rows there it stands in as before."""
+    cache.set_section("detection")
+    set_a = cache.work_key("cfbd_set", "va", "det9")
+    cache.note_stood_in("cfbd_set", set_a, {"abl1": "abl_isolation", "r1": "retrain"})
+    cache.note_stood_in("cfbd_set", set_a, {"zzz": "retrain"})          # the first note of a key is kept
+    [entry] = [e for e in cache.used_artifacts() if e["kind"] == "work"]
+    assert entry["built_seconds"] is None and entry["models"] == ["abl1", "r1"]
+    manifest = {"wall_seconds": {"detection": 2.0}, "artifacts": cache.used_artifacts()}
+    recorded = {("model", "abl_isolation"): 270.0, ("model", "retrain"): 360.0}
+    empty = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, frozenset())
+    assert (empty.seconds, empty.to_build, empty.untimed, empty.stand_in) == (2.0 + 270.0 + 360.0, 2, 1, 0)
+    assert "1 screening that the published run took from its rows, untimed" in costs.describe(empty)
+    seen = {("model", "r1")}   # an earlier notebook of the estimate counted it
+    assert costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, frozenset(), seen).seconds == 272.0
+    rows = frozenset({set_a, "abl1", "r1"})
+    there = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, rows)
+    assert (there.seconds, there.to_build, there.stand_in) == (2.0, 0, 1)
+
+
 def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatch):
     manifest = {"wall_seconds": {"a": 10.0}, "artifacts": [
         {"section": "", "kind": "split", "role": "", "key": "s1", "built_seconds": 0.0},

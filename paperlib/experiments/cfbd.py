@@ -119,6 +119,7 @@ def _victim(p: CFBDParams, attack: str):
 def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
     from dataclasses import replace
 
+    from paperlib import cache as ledger
     from paperlib.cache import artifact_key
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import tpr_fpr
@@ -141,10 +142,13 @@ def rate_sweep(p: CFBDParams, screener, log=print) -> pd.DataFrame:
                 runs_abl = seed in abl_seeds
                 abl_model = artifact_key("model", abl_key(p, screener.base, at_count, seed, screener.device)) \
                     if runs_abl else None
-                there = published_rates(p, at_count, seed, victim_model_name(p, screener.base, at_count, seed), abl_model,
-                                        digest)
+                set_name = victim_model_name(p, screener.base, at_count, seed)
+                there = published_rates(p, at_count, seed, set_name, abl_model, digest)
                 if there is not None:   # published, and this cache lacks ABL's model: not screened again
                     stood += there
+                    # for the estimate of a run without these rows (make reproduce): ABL's model was not built
+                    ledger.note_stood_in("cfbd_set", ledger.work_key("cfbd_set", set_name, digest),
+                                         {abl_model: "abl_isolation"} if abl_model else {})
                     continue
                 sc = screener.screen(v, seed, count)
                 det = detect(sc.c, sc.caption_emb, p.cfbd)

@@ -303,6 +303,10 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
             if there is not None:
                 stood.append(there)
                 abl_rows += [there.abl_row] if there.abl_row is not None else []
+                # for the estimate of a run without these rows (make reproduce): what the screening built
+                ledger.note_stood_in("cfbd_set", ledger.work_key("cfbd_set", there.victim_model, detector_id),
+                                     {**{r["model"]: "retrain" for r in there.matrix_rows if r.get("model")},
+                                      **({abl_model: "abl_isolation"} if there.abl_row is not None else {})})
                 scores[(v.attack, seed)] = {"screened": there}
                 continue
             if getattr(screener, "mapping", True) is None:
