@@ -37,3 +37,15 @@ def interrupt_after_epoch():
         return callback
     make.Interrupted = Interrupted
     return make
+
+
+@pytest.fixture(scope="module")
+def wn():
+    """WordNet as the project reads it (``lexicon.wordnet``); the test is skipped where it is not
+    set up (a machine without ``make setup``)."""
+    from paperlib.assets import AssetMissingError
+    from paperlib.text.lexicon import wordnet
+    try:
+        return wordnet()
+    except AssetMissingError as err:  # pragma: no cover - only without `make setup`
+        pytest.skip(str(err))

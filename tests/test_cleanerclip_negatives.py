@@ -2,16 +2,6 @@
 import numpy as np
 import pytest
 
-from paperlib.assets import AssetMissingError
-
-
-@pytest.fixture(scope="module")
-def wn():
-    from paperlib.text.lexicon import wordnet
-    try:
-        return wordnet()
-    except AssetMissingError as err:  # pragma: no cover - only without `make setup`
-        pytest.skip(str(err))
 
 
 CAPTIONS = ["a small banana to the left of a red bicycle", "an old man above a small red car",

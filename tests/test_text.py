@@ -9,17 +9,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from paperlib.assets import AssetMissingError
-
-
-@pytest.fixture(scope="module")
-def wn():
-    from paperlib.text.lexicon import wordnet
-
-    try:
-        return wordnet()
-    except AssetMissingError as err:  # pragma: no cover - only without `make setup`
-        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")
