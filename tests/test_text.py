@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def vocab(wn):
     from paperlib.text.subcaptions import ReplacementVocab
