@@ -385,7 +385,7 @@ def test_segmenter_training_bars_follow_the_progress_switch(monkeypatch):
 
     from ultralytics.utils.tqdm import TQDM
 
-    from paperlib.detect.oracle import _ultralytics_quiet
+    from paperlib.detect.ultralytics_env import quiet as _ultralytics_quiet
     from paperlib.progress import ENV
     monkeypatch.setattr("ultralytics.utils.VERBOSE", True)   # YOLO_VERBOSE=False would hide them anyway
     logger = logging.getLogger("ultralytics")

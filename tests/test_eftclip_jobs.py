@@ -121,7 +121,7 @@ def test_table5_reads_the_rows_of_its_threat_model(tmp_path):
 def test_the_segmenter_s_trainer_reads_its_results_without_polars(tmp_path, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
-    from paperlib.detect.oracle import _results_csv_without_polars
+    from paperlib.detect.ultralytics_env import results_csv_without_polars as _results_csv_without_polars
     csv = tmp_path / "results.csv"
     csv.write_text("epoch,loss\n1,0.5\n2,0.25\n")
     original = BaseTrainer.read_results_csv

@@ -45,7 +45,6 @@ returns the scenes' objects) is the paper's.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import tempfile
@@ -58,6 +57,9 @@ import numpy as np
 import torch
 
 from paperlib.config import param
+from paperlib.detect.ultralytics_env import quiet as _ultralytics_quiet
+from paperlib.detect.ultralytics_env import results_csv_without_polars as _results_csv_without_polars
+from paperlib.detect.ultralytics_env import torch_threads_kept as _torch_threads_kept
 
 log = logging.getLogger(__name__)
 
@@ -110,64 +112,6 @@ class Oracle(Protocol):
 # ---------------------------------------------------------------------------
 # Training data: exact instance masks -> YOLO segmentation labels
 # ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _ultralytics_quiet():
-    """Ultralytics draws a progress bar per epoch even with ``verbose=False`` (its bars are off
-    only when its logger is above INFO): in an executed notebook that is thousands of lines of
-    output.  Its bars follow paperlib's switch (:mod:`paperlib.progress`): off in batch execution,
-    where our own log line reports the training instead; shown in a terminal."""
-    from paperlib.progress import enabled
-    logger = logging.getLogger("ultralytics")
-    level = logger.level
-    if not enabled():
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _torch_threads_kept():
-    """Ultralytics' ``select_device`` sets torch's CPU threads to its own count (CPU cores - 1:
-    one thread on a 2-core machine) and leaves it so, which would halve the speed of everything
-    the process runs afterwards (the detection sweep, the curated fine-tunings).  Restored here."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _results_csv_without_polars():
-    """Ultralytics' trainer reads its own results.csv with polars, only to store it in the
-    checkpoint it writes (``read_results_csv``); the lent GPU's image has no polars (whose runtime
-    alone is larger than what a call carries).  There, pandas reads it instead, into the same dict
-    of columns; where polars is installed nothing changes."""
-    try:
-        import polars  # noqa: F401
-        yield
-        return
-    except ImportError:
-        pass
-    from ultralytics.engine.trainer import BaseTrainer
-    original = BaseTrainer.read_results_csv
-
-    def read_results_csv(trainer):
-        import pandas as pd
-        try:
-            return pd.read_csv(trainer.csv).to_dict(orient="list")
-        except Exception:   # ultralytics' own: no results yet
-            return {}
-
-    BaseTrainer.read_results_csv = read_results_csv
-    try:
-        yield
-    finally:
-        BaseTrainer.read_results_csv = original
-
 
 def instance_polygons(instances: np.ndarray) -> list[np.ndarray]:
     """One polygon (K, 2) in normalised x, y per object of an instance map (0 = background).
