@@ -286,16 +286,17 @@ def describe(est: Estimate | None) -> str:
     if not est.known:
         return text + " by the published run (its manifest lists no artifacts: models this cache lacks come on top)"
     rows = f"; {est.stand_in} more stand in by their rows" if est.stand_in else ""
+    untimed = ""
+    if est.untimed:   # CFBD screenings the published run took from rows: their models are counted, not the rest
+        untimed = (f"; {est.untimed} screening{'s' if est.untimed != 1 else ''} that the published run took from "
+                   "its rows, untimed (their models counted, their embedding and judging not)")
     if est.to_build == 0:
-        return text + (f" (nothing to build{rows})" if rows else
+        return text + (f" (nothing to build{untimed}{rows})" if rows or untimed else
                        " (every model the published run used is in this cache)")
     text += f", {est.to_build} artifact{'s' if est.to_build != 1 else ''} to build by {COSTS_FILE.as_posix()}"
     if est.uncosted:
         text += f" ({est.uncosted} with no recorded cost for this scale and machine, not counted)"
-    if est.untimed:   # CFBD screenings the published run took from rows: their models are counted, not the rest
-        text += (f"; {est.untimed} screening{'s' if est.untimed != 1 else ''} that the published run took from its "
-                 "rows, untimed (their models counted, their embedding and judging not)")
-    return text + rows
+    return text + untimed + rows
 
 
 def expected_build(kind: str, role: str, key: str = "") -> str:

@@ -287,6 +287,11 @@ def test_a_screening_that_stood_in_is_priced_by_its_models_where_its_rows_are_mi
     rows = frozenset({set_a, "abl1", "r1"})
     there = costs.section_estimate(manifest, "detection", tmp_path / "empty", recorded, rows)
     assert (there.seconds, there.to_build, there.stand_in) == (2.0, 0, 1)
+    for name in ("abl1", "r1"):   # the models here, the screening's rows not: nothing to build, one untimed
+        _done(tmp_path / "cache", "model", name)
+    models_here = costs.section_estimate(manifest, "detection", tmp_path / "cache", recorded, frozenset())
+    assert (models_here.to_build, models_here.untimed) == (0, 1)
+    assert "nothing to build; 1 screening that the published run took from its rows" in costs.describe(models_here)
 
 
 def test_artifacts_used_between_sections_count_while_absent(tmp_path, monkeypatch):

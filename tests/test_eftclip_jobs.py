@@ -95,6 +95,48 @@ def test_pretrain_blocks_keep_their_digest_unless_table5_reads_them(tmp_path):
     assert _block(t5, "finetune", "badnet", 0, "m", "s") == _block(before, "finetune", "badnet", 0, "m", "s")
 
 
+def test_the_published_blocks_are_found_at_the_committed_parameters():
+    """Every block of the committed results at the embedded file's settings hashes, at today's code
+    and parameters, to the block its rows carry: the rows stand in for their absent models (a change
+    of what _block reads orphans them, and a fresh clone would retrain them)."""
+    from paperlib.experiments.eftclip import load
+    from paperlib.experiments.eftclip_reuse import _block
+    from paperlib.experiments.eftclip_setup import settings_digest
+    p = load(ROOT / "params" / "eftclip" / "embedded.yaml")
+    digest = settings_digest(p)
+    rows = pd.read_csv(ROOT / "results" / "eftclip" / "curation.csv", dtype=str, keep_default_na=False)
+    rows = rows[rows.settings == digest]
+    assert len(rows) >= 15 and set(rows.threat_model) == {"finetune", "pretrain"}
+    for r in rows.itertuples():
+        assert _block(p, r.threat_model, r.attack, int(r.seed), r.victim_model, digest) == r.block, r
+
+
+def test_a_job_s_file_validates_whatever_pairs_the_command_line_names(tmp_path):
+    """The data and warm steps load the jobs' shared parameter file: with a few pairs (the ones a
+    budget stopped, run again) it keeps a BadNet victim and every Table 5 attack's, and the
+    pre-training seeds among the command line's; a file without table5_attacks gets the default."""
+    from paperlib.experiments.eftclip import load
+    path = _table5_pretrain_file(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    del raw["table5_attacks"]
+    raw["pretrain_victims"].append({"attack": "trojannet", "attack_params": {"patch_fraction": 0.25, "position": "bottom_right"},
+                                    "poison": {"target": "banana", "poison_count": 1000}})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    shared = parallel_seeds.fp32_params(path, [1], ["wanet"], module="eftclip")
+    (tmp_path / "shared.yaml").write_text(yaml.safe_dump(shared))
+    p = load(tmp_path / "shared.yaml")
+    assert p.pretrain_seed_list == (1,) and "badnet" in {v.attack for v in p.victims}
+    assert p.table5_attacks == ("badnet", "wanet", "trojannn", "trojannet")
+    job = eftclip_jobs.job_params(shared, "wanet", 1, tmp_path, None)
+    assert job["table5_attacks"] == ["wanet"] and [v["attack"] for v in job["pretrain_victims"]] == ["wanet"]
+
+
+def test_the_job_kind_carries_the_precision_environment():
+    kind = parallel_seeds.job_kind("eftclip")
+    assert kind.env == {CUDA_AUTO_PRECISION_ENV: "fp32"} and kind.shared_results
+    assert parallel_seeds.job_kind("defences").env == {}
+
+
 def test_table5_reads_the_rows_of_its_threat_model(tmp_path):
     from paperlib.experiments.eftclip import load
     from paperlib.experiments.eftclip_report import finetune_table5_rows, rows_asked
@@ -130,6 +172,10 @@ def test_the_segmenter_s_trainer_reads_its_results_without_polars(tmp_path, monk
         assert BaseTrainer.read_results_csv(SimpleNamespace(csv=csv)) == {"epoch": [1, 2], "loss": [0.5, 0.25]}
         assert BaseTrainer.read_results_csv(SimpleNamespace(csv=tmp_path / "none.csv")) == {}
     assert BaseTrainer.read_results_csv is original
+    monkeypatch.setitem(sys.modules, "polars", SimpleNamespace())   # polars there: an ImportError is the training's
+    with pytest.raises(ImportError, match="the training's own"):
+        with _results_csv_without_polars():
+            raise ImportError("the training's own")
 
 
 def test_sprite_banks_travel_lzma_packed_and_load_the_same(tmp_path):

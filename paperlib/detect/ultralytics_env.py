@@ -51,10 +51,12 @@ def results_csv_without_polars():
     of columns; where polars is installed nothing changes."""
     try:
         import polars  # noqa: F401
+        have_polars = True
+    except ImportError:
+        have_polars = False
+    if have_polars:   # (outside the try: an ImportError in the training itself is the training's)
         yield
         return
-    except ImportError:
-        pass
     from ultralytics.engine.trainer import BaseTrainer
     original = BaseTrainer.read_results_csv
 

@@ -35,7 +35,6 @@ WHEELS = ("open_clip_torch", "nltk", "ftfy", "wcwidth")   # what the GPU image l
 # and what a module's jobs need beyond (EftCLIP's oracle runs in ultralytics, which imports polars and
 # its platform client only where the project does not go)
 MODULE_WHEELS = {"eftclip": ("ultralytics", "ultralytics-thop")}
-MODULE_ENV = {"eftclip": {"PAPERLIB_CUDA_AUTO_PRECISION": "fp32"}}   # eftclip_jobs: the CPU's cache keys
 SHARED_RESULTS_MODULES = ("cfbd", "eftclip")   # their jobs write into the carried results/
 SITE = Path("/tmp/site")
 
@@ -105,8 +104,8 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     return sizes
 
 
-def _env(repo: Path, gpu: Path, cache: Path, assets: Path, module: str = "defences") -> dict:
-    return {**os.environ, **MODULE_ENV.get(module, {}), "PYTHONUNBUFFERED": "1",
+def _env(repo: Path, gpu: Path, cache: Path, assets: Path) -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(SITE), str(repo), os.environ.get("PYTHONPATH", "")) if p),
             "PAPERLIB_CACHE": str(cache), "PAPERLIB_ASSETS": str(assets),
             "PAPERLIB_VOCABULARY": str(gpu / "bundle" / "vocabulary.json")}
@@ -182,7 +181,7 @@ def run(a: argparse.Namespace, log=print) -> int:
     t0 = time.time()
     repo, gpu, work = Path.cwd(), Path(a.gpu).resolve(), Path(a.work).resolve()
     out = Path(a.out or os.environ.get("OUT") or work / "out")
-    env = _env(repo, gpu, Path(a.cache).resolve(), Path(a.assets).resolve(), a.module)
+    env = _env(repo, gpu, Path(a.cache).resolve(), Path(a.assets).resolve())
     if work.exists():   # a warm machine keeps the last call's folder: its jobs.csv and logs are not this call's
         shutil.rmtree(work)
     work.mkdir(parents=True)

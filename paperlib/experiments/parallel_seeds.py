@@ -35,7 +35,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +97,7 @@ class JobKind:
     job_params: Callable[..., dict]                     # (raw, attack, seed, work, results, file_seeds)
     warm: Callable[[Path], None]                        # (the jobs' parameter file)
     shared_results: bool
+    env: dict = field(default_factory=dict)             # environment of the warm-up and every job
 
 
 def _matrix_adjust(raw: dict, source: dict | None = None) -> None:
@@ -117,7 +118,8 @@ def job_kind(module: str) -> JobKind:
         return JobKind(cfbd_jobs.adjust, cfbd_jobs.job_params, cfbd_jobs.warm, cfbd_jobs.SHARED_RESULTS)
     if module == "eftclip":   # the pre-training victims of Tables 3-5
         from paperlib.experiments import eftclip_jobs
-        return JobKind(eftclip_jobs.adjust, eftclip_jobs.job_params, eftclip_jobs.warm, eftclip_jobs.SHARED_RESULTS)
+        return JobKind(eftclip_jobs.adjust, eftclip_jobs.job_params, eftclip_jobs.warm, eftclip_jobs.SHARED_RESULTS,
+                       eftclip_jobs.ENV)
     if module == "defences":
         return JobKind(_matrix_adjust, _matrix_job, warm_attacks, False)
     raise SystemExit(f"--module {module!r}: valid are {', '.join(sorted(MODULES))}")
@@ -212,7 +214,7 @@ def run_jobs(raw: dict, work: Path, jobs: int, deadline_s: float, threads: int =
     todo = list(pairs) if pairs else [(v["attack"], s) for v in raw["victims"] for s in raw["seeds"]]
     kind = job_kind(module)
     t0, running, done = time.time(), [], []
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    env = {**os.environ, **kind.env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PAPERLIB_PROGRESS": "0"}
     if deadline_s <= 0:   # the lending's end came while the triggers were built: start nothing
         return [{"job": f"{a}_seed{s}", "rc": None, "seconds": 0.0} for a, s in todo]
@@ -392,6 +394,7 @@ def main(argv=None) -> int:
         warm_data({**raw, "data": {**raw.get("data", {}), "workers": a.workers}}, work, a.module)
         return 0
     kind = job_kind(a.module)
+    os.environ.update(kind.env)   # the warm-up's too (the jobs get it in run_jobs)
     shared = Path(a.results or work / "results").resolve() if kind.shared_results else None
     kind.warm(_write({**raw, **({"results_dir": str(shared)} if shared else {})}, work / "params.yaml"))
     if a.until is not None:
