@@ -307,10 +307,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             m_base = base_cache.setdefault(attack, victim_metrics(p, wb.base, atk, v))
             m_victim = victim_metrics(p, victim, atk, v)
             m_eft = victim_metrics(p, r["model"], atk, v)
-            info = {"curated": r["curated"], "clean_pool": p.defence.clean_scenes, "detected": r["detected"],
-                    "theta_oracle": r.get("theta_oracle"),
-                    # the model's own training time (its summary), also when this run read it from the cache
-                    "finetune_s": r["model"].summary.get("seconds", 0.0), "detect_s": r["seconds"].get("detect", 0.0)}
+            info = _curated_info(p, r)
             # Table 5's rows of the fine-tuning victims: the table itself, or (table5_threat: pretrain,
             # the paper's) the ablation beside it
             add("Table 5", attack, "none", m_victim, seed, {"threat_model": "finetune"})
@@ -371,9 +368,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
                 for label in ("clean", "none", "cleanclip", "eftclip"):
                     add("Table 3", pv.attack, label, measured[label], seed, {"finetune_set": _set_size(p, label, r)})
             if table5:   # Table 5 as the paper's: EftCLIP on victims pre-trained on poisoned data (issue 23)
-                info = {"curated": r["curated"], "clean_pool": p.defence.clean_scenes, "detected": r["detected"],
-                        "theta_oracle": r.get("theta_oracle"), "finetune_s": r["model"].summary.get("seconds", 0.0),
-                        "detect_s": r["seconds"].get("detect", 0.0), "threat_model": "pretrain"}
+                info = {**_curated_info(p, r), "threat_model": "pretrain"}
                 add("Table 5", pv.attack, "none", measured["none"], seed, {"threat_model": "pretrain"})
                 add("Table 5", pv.attack, "eftclip", measured["eftclip"], seed, info)
                 log_fn(f"eftclip {pv.attack} (pre-training victim) seed {seed}: ASR {measured['none']['asr_top1']:.1f} -> "
@@ -400,6 +395,15 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
     blocks = {r["block"] for r in rows} | {r["block"] for r in runs}
     return {"tables": tidy[tidy.block.astype(str).isin(blocks)].reset_index(drop=True),
             "curation": found[found.block.astype(str).isin(blocks)].reset_index(drop=True)}
+
+
+def _curated_info(p, r: dict) -> dict:
+    """What a curated model's Table 5 row records of its curation (``r``, from :func:`curated_defence`):
+    the set's size and pool, the detected share, the oracle's cut, and the model's own training time
+    (its summary, also when this run read it from the cache) and Algorithm 1's time in this run."""
+    return {"curated": r["curated"], "clean_pool": p.defence.clean_scenes, "detected": r["detected"],
+            "theta_oracle": r.get("theta_oracle"), "finetune_s": r["model"].summary.get("seconds", 0.0),
+            "detect_s": r["seconds"].get("detect", 0.0)}
 
 
 def _curation_row(p, attack: str, threat: str, oracle: str, rule: str, seed: int, r: dict, block: str,

@@ -129,11 +129,17 @@ def rows_asked(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
                      [abl, abl, pre, (pre & (threat == "pretrain")) if scratch else (every & (threat == "finetune"))],
                      default=every)
     # Table 5 of one threat model (rows written before it had one are the fine-tuning victims')
-    t5_threat = threat.astype(object).where(threat.notna(), "finetune")
+    t5_threat = _table5_threat(t)
     keep &= ((t.table != "Table 5") | (t5_threat == p.table5_threat)).to_numpy()
     if p.table5_threat == "pretrain":
         keep &= ((t.table != "Table 5") | pre).to_numpy()
     return t[keep]
+
+
+def _table5_threat(t: pd.DataFrame) -> pd.Series:
+    """Each row's threat model, rows written before Table 5 had one being the fine-tuning victims'."""
+    threat = t["threat_model"] if "threat_model" in t else pd.Series(np.nan, index=t.index)
+    return threat.astype(object).where(threat.notna(), "finetune")
 
 
 def finetune_table5_rows(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame:
@@ -143,8 +149,7 @@ def finetune_table5_rows(tables: pd.DataFrame, p: EftCLIPParams) -> pd.DataFrame
     if p.table5_threat != "pretrain" or tables.empty:
         return tables.iloc[:0]
     t = tables[(tables.scale == p.scale) & (tables.table == "Table 5")]
-    threat = t["threat_model"] if "threat_model" in t else pd.Series(np.nan, index=t.index)
-    threat = threat.astype(object).where(threat.notna(), "finetune")
+    threat = _table5_threat(t)
     every = pd.Series([s in p.seeds_for(a) for a, s in zip(t.attack, t.seed)], index=t.index, dtype=bool)
     variant = t.model.isin([f"eftclip_{r}" for r in p.other_rules])
     seeds_ok = np.where(variant, t.seed.isin(list(p.ablation_seed_list)), every)
