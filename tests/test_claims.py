@@ -454,3 +454,20 @@ def test_cleanerclip_fig3_and_table2_rows_stand_in_and_keep_other_victims_rows(t
     cleanerclip.asr_per_epoch(p, log=lambda m: None), cleanerclip.table_2(p, log=lambda m: None)
     assert len(pd.read_csv(tmp_path / "cleanerclip" / "fig3_asr_per_epoch.csv")) == 2 * len(curve)
     assert len(pd.read_csv(tmp_path / "cleanerclip" / "table2_linear_probe.csv")) == 2 * len(probes)
+
+
+def test_cleanerclip_table2_claim_reads_probe_seeds_not_ablation_seeds(tmp_path):
+    """Table 2 may run at more seeds than the ablations (issue 24): its claim pairs CleanCLIP and
+    CleanerCLIP over ``probe.seeds``, and without them over the ablation seeds."""
+    from paperlib.experiments import cleanerclip
+    t2 = pd.DataFrame([{"attack": "badnet", "defence": d, "probe": pr, "scale": "smoke", "seed": s,
+                        "top1": 80.0 + s + (0.5 if d == "cleanclip" else 0.0)}
+                       for s in (0, 1) for d in ("cleanclip", "cleanerclip") for pr in ("heldout_style", "digits")])
+    both = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1],
+                                                              "probe.seeds": [0, 1]})
+    first = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1]})
+    assert both.probe_seed_list == (0, 1) and first.probe_seed_list == first.ablation_seed_list == (0,)
+    row = {n: out[out.claim.str.contains("linear-probe")].iloc[0]
+           for n, out in (("both", cleanerclip.claims(None, both, t2)), ("first", cleanerclip.claims(None, first, t2)))}
+    assert row["both"].n_seeds == 2 and row["first"].n_seeds == 1
+    assert row["both"].ours == "+0.50 (mean over 2 probes)" and row["both"].verdict == "holds"

@@ -40,6 +40,7 @@ BAD_PARAMETERS = [
      "'badclip'\\] have no victim"),
     ("cleanerclip", "victims: [{attack: badnet}]\nfig4: {attack: badnet}\nprobe: {attack: badnet, probes: [noto_style]}\n",
      "'noto' is a training style"),
+    ("cleanerclip", "victims: [{attack: badnet}]\nseeds: [0]\nprobe: {seeds: [0, 1]}\n", "probe.seeds: \\[1\\]"),
     ("attacks", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: [1, 1]}\n", "distinct seeds"),
     ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {sig: [0]}\n", "seeds_by_attack: 'sig'"),
     ("defences", "victims: [{attack: badnet}]\nseeds_by_attack: {badnet: []}\n", "seeds_by_attack.badnet"),
