@@ -471,3 +471,18 @@ def test_cleanerclip_table2_claim_reads_probe_seeds_not_ablation_seeds(tmp_path)
            for n, out in (("both", cleanerclip.claims(None, both, t2)), ("first", cleanerclip.claims(None, first, t2)))}
     assert row["both"].n_seeds == 2 and row["first"].n_seeds == 1
     assert row["both"].ours == "+0.50 (mean over 2 probes)" and row["both"].verdict == "holds"
+
+
+def test_cleanerclip_table2_view_shows_mean_and_std_over_probe_seeds(tmp_path):
+    from paperlib.experiments import cleanerclip
+    p = cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2],
+                                                           "probe.seeds": [0, 1]})
+    t2 = pd.DataFrame([{"defence": d, "probe": pr, "scale": "smoke", "seed": s, "top1": top1}
+                       for d in ("none", "cleanerclip") for s in (0, 1, 2)
+                       for pr, top1 in (("digits", 50.0 + 2 * s), ("heldout_style", 70.0))])
+    view = cleanerclip.table_2_view(t2, p)                       # seed 2 is not a probe seed: left out
+    assert list(view.index) == ["none", "cleanerclip"] and "seeds [0, 1]" in view.index.name
+    assert view.loc["none", "digits"] == "51.0 ± 1.4" and view.loc["none", "heldout_style"] == "70.0 ± 0.0"
+    assert view.loc["cleanerclip", "mean over probes"] == "60.5 ± 0.7"
+    one = cleanerclip.table_2_view(t2, cleanerclip.load("params/cleanerclip/smoke.yaml", {"results_dir": str(tmp_path)}))
+    assert one.loc["none", "digits"] == "50.0"                    # one seed: no std

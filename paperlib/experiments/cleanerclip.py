@@ -253,6 +253,24 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     return _of_these_models(every, rows)
 
 
+def table_2_view(t2: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
+    """Table 2 as shown: top-1 per defence and probe, ``mean ± std`` over ``probe.seeds`` (no std
+    for one seed), and the mean over probes; the seeds and scale in the index's name."""
+    r = t2[(t2.scale == p.scale) & t2.seed.isin(p.probe_seed_list)]
+    per_seed = r.pivot_table(index=["defence", "seed"], columns="probe", values="top1")
+    per_seed["mean over probes"] = per_seed.mean(axis=1)
+    g = per_seed.groupby(level="defence")
+    mean, std, n = g.mean(), g.std(), g.size()
+
+    def cell(d, c):
+        return f"{mean.loc[d, c]:.1f}" + (f" ± {std.loc[d, c]:.1f}" if n[d] > 1 else "")
+    order = [d for d in ("none", "ft", "cleanclip", "cleanerclip") if d in mean.index]
+    out = pd.DataFrame({c: [cell(d, c) for d in order] for c in mean.columns}, index=order)
+    seeds = sorted(int(x) for x in r.seed.unique())
+    out.index.name = f"top-1 % ({p.scale} scale, seeds {seeds}: mean ± std)"
+    return out
+
+
 FIG4_KEY = ("study", "value", "attack", "scale", "seed", "victim_model", "model")
 
 
@@ -471,4 +489,4 @@ def claims(t: pd.DataFrame | None, p: CleanerCLIPParams, t2: pd.DataFrame | None
 
 
 __all__ = ["CleanerCLIPParams", "Fig4Sweep", "ProbeSettings", "load", "run_matrix", "table_1", "table_2",
-           "asr_per_epoch", "fig_4", "plot_fig3", "plot_fig4", "claims"]
+           "table_2_view", "asr_per_epoch", "fig_4", "plot_fig3", "plot_fig4", "claims"]
