@@ -4,6 +4,7 @@
     python -m paperlib.bench --cache-costs   # where a cache's build time went: benchmarks/cache_costs.csv
     python -m paperlib.bench --guide         # the cost table of docs/student-guide.md, from those files
     python -m paperlib.bench --versus        # paperlib's loop beside open_clip_train (paperlib/bench_versus.py)
+    python -m paperlib.bench --reproduce-estimate   # what make reproduce would cost here: reproduce_estimate.csv
 
 Training throughput is measured on synthetic batches with the real model, loss, optimiser and
 autocast setting, so it tells what the 2-core machine (or a GPU) sustains when nothing else runs;
@@ -313,6 +314,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=256, help="--versus: batch size")
     ap.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=None,
                     help="--versus: precisions to time (default: fp32, and bf16 where the CPU has native bf16)")
+    ap.add_argument("--reproduce-estimate", action="store_true",
+                    help="what `make reproduce` (every notebook from an empty cache and no rows) would cost "
+                         "on this CPU kind, per notebook, from the published manifests and the recorded "
+                         "build costs (benchmarks/reproduce_estimate.csv)")
     args = ap.parse_args(argv)
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() and not args.versus else "cpu"
@@ -350,6 +355,14 @@ def main(argv=None) -> int:
         return 0
     if args.versus:
         return _versus(args)
+    if args.reproduce_estimate:
+        rows = reproduce_estimate_rows()
+        env = environment()
+        for r in rows:
+            r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], commit=env["commit"], measured=env["time"])
+            print(r)
+        upsert_csv(Path(args.out).with_name("reproduce_estimate.csv"), rows, REPRODUCE_KEY)
+        return 0
     rows = [train_throughput(device=args.device, steps=args.steps),
             train_throughput(precision="fp32", device=args.device, steps=args.steps)]
     if args.device != "cpu":
@@ -373,6 +386,36 @@ def main(argv=None) -> int:
 # synthetic-batch micro-benchmark ``train`` and for ``render``; rows from before the column: paperlib)
 THROUGHPUT_KEY = ("benchmark", "trainer", "data", "model", "precision", "device", "threads", "cpu")
 THROUGHPUT_KEY_DEFAULTS = {"trainer": "paperlib", "data": ""}
+
+
+REPRODUCE_KEY = ("notebook", "scale", "cpu", "cpu_native_bf16")
+
+
+def reproduce_estimate_rows(scale: str = "embedded") -> list[dict]:
+    """Per notebook, then ``all``: what re-running it from an empty cache with no results rows to
+    stand in (``make reproduce``) would cost on this CPU kind, by :func:`paperlib.costs.left` (the
+    published manifests' sections and artifacts at the build costs recorded in
+    ``results/benchmarks/``).  An artifact two notebooks share is counted once, at the first.
+    ``untimed``: CFBD screenings the published run took from rows, whose models are counted but
+    whose embedding and judging are not, so the minutes lean low there."""
+    import tempfile
+
+    from paperlib import costs
+    from paperlib.run_all import notebooks
+    rows, seen, total = [], set(), costs.Estimate(known=True)
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as no_rows:
+        for name in notebooks():
+            est = costs.left(name, scale, cache_root=Path(cache), rows_dir=no_rows, seen=seen)
+            if est is None:
+                continue
+            total = total + est
+            rows.append(_estimate_row(name, scale, est))
+    return rows + [_estimate_row("all", scale, total)]
+
+
+def _estimate_row(name: str, scale: str, est) -> dict:
+    return {"notebook": name, "scale": scale, "hours": round(est.seconds / 3600, 2), "to_build": est.to_build,
+            "uncosted": est.uncosted, "untimed_screenings": est.untimed, "artifacts_listed": bool(est.known)}
 
 
 def _versus(args) -> int:

@@ -373,3 +373,27 @@ def test_an_evaluation_names_its_model_and_is_not_counted_where_that_model_stand
     est = costs.section_estimate(manifest, "table1", empty, recorded, stand_in=frozenset({artifact_key("model", victim)}))
     assert (est.to_build, est.stand_in, est.seconds) == (1, 2, 14.0)
     assert costs.section_estimate(manifest, "table1", empty, recorded).to_build == 3
+
+
+def test_the_reproduce_benchmark_writes_a_row_per_notebook_and_their_sum_on_an_empty_cache(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from paperlib import bench
+    asked = []
+
+    def left(name, scale, cache_root=None, rows_dir=None, seen=None, **k):
+        asked.append((name, list(Path(cache_root).iterdir()), list(Path(rows_dir).iterdir())))
+        if name == "foundation":
+            return None                                         # no published run: no row
+        return costs.Estimate(seconds=1800.0, to_build=3, known=True, untimed=2 if name == "cfbd" else 0)
+    monkeypatch.setattr(costs, "left", left)
+    monkeypatch.setattr("paperlib.run_all.notebooks", lambda: ["foundation", "cfbd", "abd"])
+    rows = bench.reproduce_estimate_rows()
+    assert [a[1:] for a in asked] == [([], [])] * 3              # an empty cache, no rows to stand in
+    assert [r["notebook"] for r in rows] == ["cfbd", "abd", "all"]
+    assert rows[-1]["hours"] == 1.0 and rows[-1]["to_build"] == 6 and rows[-1]["untimed_screenings"] == 2
+    out = tmp_path / "throughput.csv"
+    assert bench.main(["--reproduce-estimate", "--out", str(out), "--costs-out", str(tmp_path / "c.csv")]) == 0
+    import pandas as pd
+    written = pd.read_csv(tmp_path / "reproduce_estimate.csv")
+    assert sorted(written.notebook) == ["abd", "all", "cfbd"] and {"cpu", "commit"} <= set(written.columns)
