@@ -35,25 +35,35 @@ def abl_key(p: DetectionParams, base, v: VictimConfig, seed: int, device) -> dic
             "flooding": a.flooding, "victim_pairs": pairs_key(v, seed)}
 
 
+def isolation_model(p: DetectionParams, base, pairs, v: VictimConfig, seed: int, device):
+    """ABL's isolation model on ``v``'s poisoned ``pairs`` at ``seed``: from the cache, else trained
+    (LGA from the clean base, ``p.abl``'s epochs, lr and batch size on the victim's recipe)."""
+    from paperlib import pipeline as pl
+    from paperlib.config import replace
+    from paperlib.detect.abl import LGATerm
+    a = p.abl
+    key = abl_key(p, base, v, seed, device)
+    cache = pl.ArtifactCache()
+    if (path := cache.cached("model", key)) is not None:
+        return pl.ModelArtifact(base.name, path, key)
+    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
+    return pl._train_artifact(key, base.name, base, pairs, cfg, device, cache, f"ABL isolation {v.attack}",
+                              terms=[(LGATerm(a.flooding), 1.0)])
+
+
 def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: int, truth, device) -> dict:
     """ABL's isolation stage on one poisoned pair set: LGA training from the clean base, then the
     lowest-loss ``isolation_ratio`` of pairs is isolated."""
     from paperlib import pipeline as pl
-    from paperlib.config import replace
-    from paperlib.detect.abl import LGATerm, isolate, per_pair_losses
+    from paperlib.detect.abl import isolate, per_pair_losses
     from paperlib.detect.metrics import tpr_fpr
     a = p.abl
-    cfg = replace(v.finetune, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size)
     key = abl_key(p, base, v, seed, device)
-    cache = pl.ArtifactCache()
-    if (path := cache.cached("model", key)) is not None:
-        model = pl.ModelArtifact(base.name, path, key)
-    else:
+    if pl.ArtifactCache().cached("model", key) is None:
         published = published_row(p, "detection/abl.csv", key, isolation_ratio=a.isolation_ratio)
         if published is not None:   # isolated elsewhere with the very same model
             return published
-        model = pl._train_artifact(key, base.name, base, ps.pairs, cfg, device, cache, f"ABL isolation {v.attack}",
-                                   terms=[(LGATerm(a.flooding), 1.0)])
+    model = isolation_model(p, base, ps.pairs, v, seed, device)
     losses = per_pair_losses(model.load(device), ps.pairs, a.batch_size, device, seed)
     flagged = isolate(losses, a.isolation_ratio)
     tpr, fpr = tpr_fpr(truth, flagged)
@@ -62,4 +72,4 @@ def run_abl_on(p: DetectionParams, base, ps, v: VictimConfig, attack_cfg, seed: 
             "model": model.path.name, "isolation_ratio": a.isolation_ratio}
 
 
-__all__ = ["ABL_COLUMNS", "ABL_KEY", "abl_key", "pairs_key", "run_abl_on"]
+__all__ = ["ABL_COLUMNS", "ABL_KEY", "abl_key", "isolation_model", "pairs_key", "run_abl_on"]

@@ -194,6 +194,21 @@ class Screened:
     victim_model: str = ""     # the cache key of the victim these pairs train (whether or not it is trained)
 
 
+def poisoned_pair_set(p: DetectionParams, base, split, tokens, v: VictimConfig, seed: int, count: int, device):
+    """The pairs ``v``'s victim trained on at ``seed`` with ``count`` poisoned (its clean scenes of
+    ``split``, the trigger fitted on ``base`` where the attack needs it), and which are poisoned."""
+    from paperlib import pipeline as pl
+    from paperlib.experiments.common import victim_attack
+    atk = victim_attack(p, base, v)
+    ids = pl.finetune_scene_ids(split, v.finetune_scenes, seed)
+    enc = pl.clean_encoder(base, v.poison.target, device) if atk.needs_encoder and count else None
+    ps = pl.poisoned_pairs(split, tokens, ids, atk, v.poison.target, count, seed, base.name, encoder=enc,
+                           caption=v.poison.caption)
+    truth = np.zeros(len(ps.pairs.rows), bool)
+    truth[ps.poisoned_rows] = True
+    return ps, truth
+
+
 class Screener:
     """Poisoned pair sets and their CFBD scores; the embeddings of clean scenes are computed once
     and shared by every pair set drawn from the same scenes (e.g. one attack at several rates).
@@ -229,18 +244,13 @@ class Screener:
         return img.numpy(), txt.numpy(), synth.numpy()
 
     def screen(self, v: VictimConfig, seed: int, poison_count: int | None = None) -> Screened:
-        from paperlib import pipeline as pl
-        from paperlib.detect.cfbd import consistency
         from dataclasses import replace
 
-        from paperlib.experiments.common import victim_attack, victim_model_name
+        from paperlib.detect.cfbd import consistency
+        from paperlib.experiments.common import victim_model_name
         self.ready()
         count = v.poison.poison_count if poison_count is None else poison_count
-        atk = victim_attack(self.p, self.base, v)
-        ids = pl.finetune_scene_ids(self.split, v.finetune_scenes, seed)
-        enc = pl.clean_encoder(self.base, v.poison.target, self.device) if atk.needs_encoder and count else None
-        ps = pl.poisoned_pairs(self.split, self.tokens, ids, atk, v.poison.target, count, seed, self.base.name,
-                               encoder=enc, caption=v.poison.caption)   # the pairs the victim trained on
+        ps, truth = poisoned_pair_set(self.p, self.base, self.split, self.tokens, v, seed, count, self.device)
         rows = ps.pairs.rows
         base_pos = np.flatnonzero(rows >= 0)
         missing = base_pos[[int(rows[k]) not in self._scene for k in base_pos]]
@@ -258,8 +268,6 @@ class Screener:
             for k, e in zip(extra, zip(*self._embed(ps.pairs, extra))):
                 img[k], txt[k], syn[k] = e
         img, txt, syn = np.stack(img), np.stack(txt), np.stack(syn)
-        truth = np.zeros(n, bool)
-        truth[ps.poisoned_rows] = True
         of_count = v if count == v.poison.poison_count else replace(v, poison=replace(v.poison, poison_count=count))
         return Screened(ps=ps, truth=truth, image_emb=img, caption_emb=txt, synthetic_emb=syn,
                         c=consistency(img, txt, syn), victim_model=victim_model_name(self.p, self.base, of_count, seed))
