@@ -435,17 +435,18 @@ def test_cleanerclip_fig3_and_table2_rows_stand_in_and_keep_other_victims_rows(t
         path.mkdir(parents=True, exist_ok=True)
         for e in range(1, int(p.defence.train.epochs) + 1):
             (path / f"epoch{e}.safetensors").write_bytes(b"")
-        return SimpleNamespace(path=path, name="tiny", key_params=key)
+        return SimpleNamespace(path=path, name="tiny", key_params=key, summary={"device": "a test CPU"})
 
     monkeypatch.setattr(common, "clean_base", lambda p_: SimpleNamespace(key_params={"base": 1}))
     monkeypatch.setattr(common, "victim_key", lambda p_, b, v, s: {"victim": victim_name["v"]})
     monkeypatch.setattr(common, "victim_attack", lambda *a: None)
-    monkeypatch.setattr(common, "finetune_victim", lambda *a: trained.append("victim") or SimpleNamespace(path=tmp_path / "v"))
+    monkeypatch.setattr(common, "finetune_victim", lambda *a: trained.append("victim") or SimpleNamespace(path=tmp_path / "v", summary={}))
     monkeypatch.setattr(common, "victim_metrics", lambda *a: {"ca_top1": 10.0, "asr_top1": 5.0})
     monkeypatch.setattr(pl, "defend", defend)
     monkeypatch.setattr(pl, "linear_probe_eval", lambda *a, **k: {"top1": 70.0, "top5": 90.0})
     curve, probes = cleanerclip.asr_per_epoch(p, log=lambda m: None), cleanerclip.table_2(p, log=lambda m: None)
     assert len(curve) == 2 * int(p.defence.train.epochs) and len(probes) == 4 * len(p.probe.probes)
+    assert set(probes[probes.defence != "none"].device) == {"a test CPU"}   # where each probed model was made
     trained.clear()
     said = []
     again = cleanerclip.asr_per_epoch(p, log=said.append), cleanerclip.table_2(p, log=said.append)

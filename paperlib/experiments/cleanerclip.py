@@ -246,7 +246,10 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                                          c_grid=p.probe.c_grid or None)
                 rows.append({"attack": vic.v.attack, "defence": label, "probe": probe, "scale": p.scale, "seed": seed,
                              "top1": m["top1"], "top5": m.get("top5", float("nan")),
-                             "victim_model": artifact_key("model", vic.key), "model": artifact_key("model", key)})
+                             "victim_model": artifact_key("model", vic.key), "model": artifact_key("model", key),
+                             # what trained the probed model: one cache key trains other weights on
+                             # another CPU kind (rows from before the column: empty)
+                             "device": model.summary.get("device", "")})
                 vic.made.append(rows[-1])
         vic.say(log, "table2")
     every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY)
