@@ -117,6 +117,16 @@ def note_stood_in(role: str, key: str, models: Mapping[str, str]) -> None:
                                         "model_roles": dict(models)})
 
 
+def note_model_stood_in(name: str, role: str) -> None:
+    """Record a model (cache name ``name``, key role ``role``) whose results row stood in for it in
+    this run: it was neither built nor loaded (``built_seconds`` None, ``stood_in``), so a run
+    published on a cache without it still lists it, and a later run without the row (``make
+    reproduce``) prices it at its recorded cost (:func:`paperlib.costs.section_estimate`).  The
+    evaluations the row stands in for are not listed: the estimate leans low by them."""
+    _USED.setdefault(("model", name), {"section": _SECTION[0], "kind": "model", "role": role, "key": name,
+                                       "built_seconds": None, "stood_in": True})
+
+
 def build_seconds_spent() -> float:
     """Seconds this process has spent building artifacts so far; a build inside another build
     counts once, within the outer one (take the difference over a stretch of work)."""
@@ -124,7 +134,7 @@ def build_seconds_spent() -> float:
 
 
 def _note_use(kind: str, key: str, params: Any, built_seconds: float, path: Path | None = None) -> None:
-    if (kind, key) in _USED:
+    if (kind, key) in _USED and not _USED[(kind, key)].get("stood_in"):   # a stood-in model built later: noted
         return
     if path is not None:   # found complete: built by another process of this run (a parallel job)?
         try:

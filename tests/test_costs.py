@@ -397,3 +397,32 @@ def test_the_reproduce_benchmark_writes_a_row_per_notebook_and_their_sum_on_an_e
     import pandas as pd
     written = pd.read_csv(tmp_path / "reproduce_estimate.csv")
     assert sorted(written.notebook) == ["abd", "all", "cfbd"] and {"cpu", "commit"} <= set(written.columns)
+
+
+def test_a_model_whose_row_stood_in_is_listed_and_priced_where_the_row_is_missing(tmp_path, ledger, monkeypatch):
+    """A run published on a cache without the models (every row stood in) still lists them, so the
+    estimate of a run without those rows (make reproduce) prices them; a stood-in model built later
+    in the same run is listed with its build time instead."""
+    from types import SimpleNamespace
+
+    from paperlib.experiments.common import published_row
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    key = {"role": "defence", "seed": 3}
+    name = cache.artifact_key("model", key)
+    (tmp_path / "res" / "x").mkdir(parents=True)
+    (tmp_path / "res" / "x" / "rows.csv").write_text(f"model,top1\n{name},70.0\n")
+    p = SimpleNamespace(reuse_rows=True, results_dir=str(tmp_path / "res"))
+    cache.set_section("table2")
+    assert published_row(p, "x/rows.csv", key)["top1"] == 70.0
+    assert published_row(p, "x/rows.csv", {"role": "defence", "seed": 4}) is None      # no row: nothing listed
+    [entry] = cache.used_artifacts()
+    assert (entry["key"], entry["role"], entry["built_seconds"], entry["stood_in"]) == (name, "defence", None, True)
+    manifest = {"wall_seconds": {"table2": 1.0}, "artifacts": cache.used_artifacts()}
+    est = costs.section_estimate(manifest, "table2", tmp_path / "empty", {("model", "defence"): 300.0}, frozenset())
+    assert (est.seconds, est.to_build) == (301.0, 1)
+    there = costs.section_estimate(manifest, "table2", tmp_path / "empty", {("model", "defence"): 300.0},
+                                   frozenset({name}))
+    assert (there.seconds, there.to_build, there.stand_in) == (1.0, 0, 1)
+    ArtifactCache(tmp_path / "cache").get_or_build("model", key, lambda work: (work / "w").write_text("x"))
+    [entry] = cache.used_artifacts()
+    assert entry["built_seconds"] is not None and "stood_in" not in entry

@@ -113,9 +113,14 @@ def test_smoke_defence_matrix_runs(tmp_path, monkeypatch):
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"],
         "defence.settings": {"cleanerclip": {"subset_fraction": 0.5}}})
     assert sorted(rows_from_file(other, base, other.victims[0], other.seeds[0])) == ["ft", "none"]  # another model: no
+    from paperlib import cache as ledger
+    monkeypatch.setattr(ledger, "_USED", {})   # a fresh process's ledger, as a publishing run's
     again = run(load(ROOT / "params" / "defences" / "smoke.yaml", {
         "results_dir": str(tmp_path / "out"), "defence.methods": ["ft", "cleanerclip"]}), log=lambda *a: None)
     assert not victim_dir.exists(), "the victim was trained again"
+    # the stood-in models are in the run's ledger, so a run published like this still lists them
+    listed = {e["key"]: e["role"] for e in ledger.used_artifacts() if e.get("stood_in")}
+    assert listed[m.victim_model[0]] == "poison_finetune" and listed[m[m.defence == "ft"].model.iloc[0]] == "defence"
     cols = ["attack", "defence", "seed", "ca_top1", "asr_top1", "model"]
     assert again["matrix"][cols].sort_values(cols).values.tolist() == m[cols].sort_values(cols).values.tolist()
     # only some rows match (FT's; CleanerCLIP at other settings is another model): the victim and the

@@ -148,9 +148,13 @@ def published_row(p, file: str, key: dict, **match) -> dict | None:
 
     from paperlib.cache import ArtifactCache, artifact_key
     from paperlib.results import row_naming_model
+    from paperlib.cache import note_model_stood_in
     if not getattr(p, "reuse_rows", False) or ArtifactCache().exists("model", key):
         return None
-    return row_naming_model(Path(p.results_dir) / file, artifact_key("model", key), **match)
+    row = row_naming_model(Path(p.results_dir) / file, artifact_key("model", key), **match)
+    if row is not None:   # listed in this run's ledger, so a run without the row knows to build it
+        note_model_stood_in(artifact_key("model", key), str(key.get("role", "")))
+    return row
 
 
 def cli(load, run, argv=None, description: str = "") -> int:

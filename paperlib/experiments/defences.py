@@ -195,6 +195,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
     ``manifest=False`` for the paper notebooks that take their rows from here: they write their own
     manifest, and must not overwrite the matrix run's ``results/defences/manifest_<scale>.json``."""
     from paperlib import pipeline as pl
+    from paperlib.cache import note_model_stood_in
     from paperlib.experiments.common import clean_base, finetune_victim, victim_attack, victim_metrics
     from paperlib.experiments import matrix_summary
     from paperlib.experiments.victim_rows import victim_recipe
@@ -217,6 +218,8 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
             kept = rows_from_file(p, base, v, seed) if p.reuse_rows else None
             if kept is not None and len(kept) == 1 + len(p.defence.rows(v.attack, seed in p.ablation_seed_list)):
                 rows += list(kept.values())
+                for label, r in kept.items():
+                    note_model_stood_in(str(r["model"]), "poison_finetune" if label == "none" else "defence")
                 log(f"{v.attack:10s} seed {seed}: {len(kept)} rows from the matrix file (models trained on "
                     f"{', '.join(sorted({str(r.get('device', '')) for r in kept.values()}))}; not in this cache)")
                 continue
@@ -242,6 +245,7 @@ def run(p: DefenceMatrixParams, log=print, manifest: bool = True) -> dict:
             for label, d, dcfg in p.defence.rows(v.attack, seed in p.ablation_seed_list):
                 if label in kept:    # its model was trained elsewhere: the file's row stands in for it
                     rows.append(kept[label])
+                    note_model_stood_in(str(kept[label]["model"]), "defence")
                     log(f"{v.attack:10s} seed {seed} {label:12s} row from the matrix file (trained on "
                         f"{kept[label].get('device', '')}; not in this cache)")
                     continue
