@@ -34,3 +34,19 @@ def test_the_cells_are_table_3s_attacks_and_counts_at_its_abl_seeds():
     got = cells(p)
     assert len(got) == len(p.rate_attacks) * len(p.rate_counts) * len(p.rate_abl_seeds)
     assert {s for _, _, s in got} == set(p.rate_abl_seeds)
+
+
+def test_the_summary_shows_mean_and_std_over_the_seeds_of_each_model(tmp_path):
+    import pandas as pd
+
+    from paperlib.experiments import abl_losses, cfbd
+    p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path)})
+    assert abl_losses.summary(p).empty                              # nothing measured yet
+    rows = [{"attack": "badnet", "poison_count": 30, "scale": p.scale, "seed": s, "model_role": role,
+             "model": f"m{s}{role}", "low_loss_auroc": auroc + s, "poisoned_pct_median": 99.0, "tpr": 0.0}
+            for s in (0, 1) for role, auroc in (("clean_base", 1.0), ("abl_isolation", 5.0))]
+    (tmp_path / "detection").mkdir()
+    pd.DataFrame(rows + [{**rows[0], "scale": "other"}]).to_csv(tmp_path / "detection" / abl_losses.FILE, index=False)
+    s = abl_losses.summary(p).set_index("model_role")
+    assert s.loc["clean_base", "low_loss_auroc"] == "1.5 ± 0.7" and s.loc["abl_isolation", "seeds"] == "0 1"
+    assert s.loc["abl_isolation", "abl_tpr"] == "0.0 ± 0.0" and len(s) == 2

@@ -103,9 +103,30 @@ def run(p, log=print) -> pd.DataFrame:
     return every[mine & (every.scale == p.scale).to_numpy()].reset_index(drop=True)
 
 
+def summary(p) -> pd.DataFrame:
+    """The committed (or this run's) rows of ``<results_dir>/detection/abl_losses.csv`` at ``p.scale``
+    as shown: per attack, poison count and model, ``mean ± std`` over the seeds there of the
+    low-loss AUROC, the poisoned pairs' median loss percentile and ABL's TPR, with the seeds; empty
+    when nothing was measured (``python -m paperlib.experiments.abl_losses``)."""
+    path = Path(p.results_dir) / "detection" / FILE
+    if not path.is_file():
+        return pd.DataFrame()
+    r = pd.read_csv(path)
+    r = r[r.scale == p.scale]
+    if r.empty:
+        return pd.DataFrame()
+
+    def pm(x: pd.Series) -> str:
+        return f"{x.mean():.1f}" + (f" ± {x.std():.1f}" if len(x) > 1 else "")
+    g = r.groupby(["attack", "poison_count", "model_role"], sort=True)
+    out = g.agg(low_loss_auroc=("low_loss_auroc", pm), poisoned_pct_median=("poisoned_pct_median", pm),
+                abl_tpr=("tpr", pm), seeds=("seed", lambda s: " ".join(str(int(x)) for x in sorted(s))))
+    return out.reset_index()
+
+
 if __name__ == "__main__":
     from paperlib.experiments import cfbd
     from paperlib.experiments.common import cli
     raise SystemExit(cli(cfbd.load, run, description=__doc__))
 
-__all__ = ["COLUMNS", "KEY", "cells", "loss_summary", "run"]
+__all__ = ["COLUMNS", "KEY", "cells", "loss_summary", "run", "summary"]
