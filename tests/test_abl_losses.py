@@ -42,7 +42,7 @@ def test_the_summary_shows_mean_and_std_over_the_seeds_of_each_model(tmp_path):
     from paperlib.experiments import abl_losses, cfbd
     p = cfbd.load("params/cfbd/smoke.yaml", {"results_dir": str(tmp_path)})
     assert abl_losses.summary(p).empty                              # nothing measured yet
-    rows = [{"attack": "badnet", "poison_count": 30, "scale": p.scale, "seed": s, "model_role": role,
+    rows = [{"attack": "badnet", "poison_count": 30, "scale": p.scale, "seed": s, "abl_epochs": 1.0, "model_role": role,
              "model": f"m{s}{role}", "low_loss_auroc": auroc + s, "poisoned_pct_median": 99.0, "tpr": 0.0}
             for s in (0, 1) for role, auroc in (("clean_base", 1.0), ("abl_isolation", 5.0))]
     (tmp_path / "detection").mkdir()

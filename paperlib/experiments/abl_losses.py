@@ -11,7 +11,9 @@ one it fits worst.  This module measures that on the very pairs and batches ABL 
 (:func:`paperlib.detect.abl.per_pair_losses`, the seed's batch order), under two models:
 
 * ``clean_base``: the shipped base before any isolation training;
-* ``abl_isolation``: ABL's isolation model (cached, else trained: :func:`isolation_model`).
+* ``abl_isolation``: ABL's isolation model (cached, else trained: :func:`isolation_model`) after
+  ``abl.epochs`` of LGA (the CFBD file's 1; BackdoorBench tunes for 20: ``abl.epochs=5`` is the
+  sensitivity row), which keys the rows as ``abl_epochs``.
 
 and writes, per model and cell (attack, poison count, seed), the median loss of the poisoned and
 of the benign pairs, ``low_loss_auroc`` (AUROC of the negated loss as a poisoned-pair score, %:
@@ -32,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 FILE = "abl_losses.csv"
-KEY = ("attack", "poison_count", "scale", "seed", "model_role", "model")
+KEY = ("attack", "poison_count", "scale", "seed", "abl_epochs", "model_role", "model")
 COLUMNS = (*KEY, "n_pairs", "n_poisoned", "loss_poisoned_median", "loss_benign_median", "low_loss_auroc",
            "poisoned_pct_median", "isolation_ratio", "poisoned_isolated", "tpr")
 
@@ -89,7 +91,8 @@ def run(p, log=print) -> pd.DataFrame:
                                                                             iso.load(device))):
             losses = per_pair_losses(model, ps.pairs, p.abl.batch_size, device, seed)
             rows.append({"attack": attack, "poison_count": count, "scale": p.scale, "seed": seed,
-                         "model_role": role, "model": name, **loss_summary(losses, truth, p.abl.isolation_ratio)})
+                         "abl_epochs": p.abl.epochs, "model_role": role, "model": name,
+                         **loss_summary(losses, truth, p.abl.isolation_ratio)})
         done = time.time() - t0
         b, a = rows[-2], rows[-1]
         log(f"[{i + 1}/{len(todo)}, {done / 60:.1f} min, ~{done / (i + 1) * (len(todo) - i - 1) / 60:.0f} min left] "
@@ -105,7 +108,7 @@ def run(p, log=print) -> pd.DataFrame:
 
 def summary(p) -> pd.DataFrame:
     """The committed (or this run's) rows of ``<results_dir>/detection/abl_losses.csv`` at ``p.scale``
-    as shown: per attack, poison count and model, ``mean ± std`` over the seeds there of the
+    as shown: per attack, poison count, isolation epochs and model, ``mean ± std`` over the seeds there of the
     low-loss AUROC, the poisoned pairs' median loss percentile and ABL's TPR, with the seeds; empty
     when nothing was measured (``python -m paperlib.experiments.abl_losses``)."""
     path = Path(p.results_dir) / "detection" / FILE
@@ -118,7 +121,7 @@ def summary(p) -> pd.DataFrame:
 
     def pm(x: pd.Series) -> str:
         return f"{x.mean():.1f}" + (f" ± {x.std():.1f}" if len(x) > 1 else "")
-    g = r.groupby(["attack", "poison_count", "model_role"], sort=True)
+    g = r.groupby(["attack", "poison_count", "abl_epochs", "model_role"], sort=True)
     out = g.agg(low_loss_auroc=("low_loss_auroc", pm), poisoned_pct_median=("poisoned_pct_median", pm),
                 abl_tpr=("tpr", pm), seeds=("seed", lambda s: " ".join(str(int(x)) for x in sorted(s))))
     return out.reset_index()
