@@ -359,7 +359,8 @@ def main(argv=None) -> int:
         rows = reproduce_estimate_rows()
         env = environment()
         for r in rows:
-            r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], commit=env["commit"], measured=env["time"])
+            r.update(cpu=cpu_model(), cpu_native_bf16=env["cpu_native_bf16"], commit=env["commit"],
+                     measured=env["time"])
             print(r)
         upsert_csv(Path(args.out).with_name("reproduce_estimate.csv"), rows, REPRODUCE_KEY)
         return 0
