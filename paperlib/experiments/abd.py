@@ -70,30 +70,80 @@ def table(matrix: pd.DataFrame, p: ABDParams, name: str) -> pd.DataFrame:
     return t
 
 
-def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = None, n: int = 512) -> pd.DataFrame:
+FIG2_KEY = ("pair", "attack", "scale", "seed", "n_images", "victim_model", "abd_settings")
+FIG2_PAIRS = ("original images, original captions", "backdoor images, backdoor captions",
+              "adversarial images, original captions", "adversarial images, backdoor captions",
+              "adversarial images, unrelated captions")
+
+
+def similarity_bars(p: ABDParams, attack: str = "badnet", seeds=None, n: int = 512, log=print) -> pd.DataFrame:
     """Fig. 2: mean cosine similarity (x100, as the paper prints) on the victim between
     (1) clean images and their captions, (2) triggered images and the target captions,
     (3) ABD-patched images and their captions, (4) patched images and the target captions,
-    (5) patched images and unrelated captions (another pair's caption)."""
+    (5) patched images and unrelated captions (another pair's caption), at each of ``seeds``
+    (default: the ablation seeds), one row per bar and seed, upserted into
+    ``<results>/abd/fig2_similarity_<scale>.csv`` by victim and ABD settings.  A seed whose victim
+    is absent from this cache stands in by its rows there (issue 24: a fresh machine trains no
+    victim for a figure)."""
+    from paperlib.cache import artifact_key, note_model_stood_in
+    from paperlib.experiments.common import clean_base, victim_config, victim_key
+    from paperlib.experiments.matrix_summary import settings_json
+    from paperlib.results import upsert_csv
+    base = clean_base(p)
+    v = victim_config(p, attack)
+    settings = settings_json(p.defence.config("abd", attack))
+    path = Path(p.results_dir) / PAPER / f"fig2_similarity_{p.scale}.csv"
+    rows = []
+    for seed in (p.ablation_seed_list if seeds is None else seeds):
+        key = victim_key(p, base, v, seed)
+        ident = {"attack": attack, "scale": p.scale, "seed": seed, "n_images": n,
+                 "victim_model": artifact_key("model", key), "abd_settings": settings}
+        there = _published_bars(p, path, key, ident)
+        if there is not None:
+            note_model_stood_in(ident["victim_model"], "poison_finetune")
+            rows += there
+            log(f"Fig. 2 {attack} seed {seed}: rows from {path.name} (the victim is not in this cache)")
+            continue
+        sims, device = _similarities(p, base, v, seed, n)
+        rows += [{"pair": pair, "similarity_x100": sims[pair], **ident, "device": device} for pair in FIG2_PAIRS]
+    upsert_csv(path, rows, FIG2_KEY)
+    return pd.DataFrame(rows)
+
+
+def _published_bars(p: ABDParams, path: Path, victim_key: dict, ident: dict) -> list[dict] | None:
+    """Every bar's row of ``ident`` (victim, seed, settings) in the results file, in Fig. 2's order,
+    when the victim is absent from this cache and ``reuse_rows`` allows it; else None."""
+    from paperlib.cache import ArtifactCache
+    if not p.reuse_rows or ArtifactCache().exists("model", victim_key) or not path.is_file():
+        return None
+    # cache keys and settings are text, never numbers (a key like 1234e5678901 would read as one)
+    r = pd.read_csv(path, dtype={"victim_model": str, "abd_settings": str, "attack": str, "scale": str})
+    if not set(ident) <= set(r.columns):
+        return None
+    for k, val in ident.items():
+        r = r[r[k] == val]
+    if set(r["pair"]) != set(FIG2_PAIRS):
+        return None
+    return r.drop_duplicates("pair").set_index("pair").loc[list(FIG2_PAIRS)].reset_index().to_dict("records")
+
+
+def _similarities(p: ABDParams, base, v, seed: int, n: int) -> tuple[dict[str, float], str]:
+    """The five similarities of Fig. 2 on the victim of ``v`` at ``seed`` (trained or loaded), and
+    what trained that victim (one cache key trains other weights on another CPU kind)."""
     import torch
 
     from paperlib import pipeline as pl
     from paperlib.data.splits import zero_shot_templates
     from paperlib.defences.abd import abd_patch, apply_patch
     from paperlib.eval.zeroshot import encode_images
-    from paperlib.experiments.common import clean_base, finetune_victim, victim_attack
-    from paperlib.results import write_csv_atomic
-    seed = p.ablation_seed_list[0] if seed is None else seed
-    v = next(x for x in p.victims if x.attack == attack)
+    from paperlib.experiments.common import finetune_victim, victim_attack
     device = pl.resolve_device(p.device)
-    base = clean_base(p)
     atk = victim_attack(p, base, v)
     victim = finetune_victim(p, base, v, seed)
     ctx = pl.defence_context(victim, p.data, p.defence.clean_scenes, p.defence.train.batch_size, seed,
                              base, device)
     pairs, tok = ctx.pairs, ctx.tokenizer
-    abd_cfg = p.defence.config("abd", attack)
-    patch, info = abd_patch(abd_cfg, ctx)
+    patch, info = abd_patch(p.defence.config("abd", v.attack), ctx)
     model = victim.load(device)
     b = pairs.fetch(np.arange(min(n, len(pairs))))
     imgs = b["images"]
@@ -108,15 +158,9 @@ def similarity_bars(p: ABDParams, attack: str = "badnet", seed: int | None = Non
     f_trig = encode_images(model, atk.test_transform(imgs, g), device=device)
     f_adv = encode_images(model, apply_patch(imgs, patch, info["offset"]), device=device)
     cos = lambda a, b: float((a * b).sum(1).mean() * 100)  # noqa: E731
-    rows = [("original images, original captions", cos(f_clean, cap)),
-            ("backdoor images, backdoor captions", cos(f_trig, target_caps)),
-            ("adversarial images, original captions", cos(f_adv, cap)),
-            ("adversarial images, backdoor captions", cos(f_adv, target_caps)),
-            ("adversarial images, unrelated captions", cos(f_adv, other))]
-    out = pd.DataFrame([{"pair": k, "similarity_x100": s, "attack": attack, "scale": p.scale, "seed": seed}
-                        for k, s in rows])
-    write_csv_atomic(out, Path(p.results_dir) / PAPER / f"fig2_similarity_{p.scale}.csv")
-    return out
+    sims = dict(zip(FIG2_PAIRS, (cos(f_clean, cap), cos(f_trig, target_caps), cos(f_adv, cap),
+                                 cos(f_adv, target_caps), cos(f_adv, other))))
+    return sims, str(victim.summary.get("device", ""))
 
 
 def patch_trigger_overlap(p: ABDParams, n: int = 64) -> pd.DataFrame:
@@ -155,26 +199,38 @@ def patch_trigger_overlap(p: ABDParams, n: int = 64) -> pd.DataFrame:
     return out
 
 
+def fig2_summary(bars: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 2's bars over the seeds of ``bars`` (:func:`similarity_bars`): per pair, in the figure's
+    order, the mean and std of the similarity (x100) and the seeds."""
+    g = bars.groupby("pair")["similarity_x100"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(), "n_seeds": g.size()}).reindex(list(FIG2_PAIRS))
+    out = out.dropna(subset=["mean"]).reset_index()
+    return out.assign(seeds=" ".join(str(int(x)) for x in sorted(bars.seed.unique())))
+
+
 def plot_fig2(bars: pd.DataFrame, p: ABDParams):
+    """Fig. 2: ours (mean, and std over seeds as error bars) beside the paper's bars."""
     import matplotlib.pyplot as plt
 
     from paperlib.papers import lookup
     from paperlib.results import save_figure
+    summ = fig2_summary(bars)
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
-    x = np.arange(len(bars))
-    ax.bar(x - 0.2, bars["similarity_x100"], 0.4, label=f"ours ({p.scale})")
+    x = np.arange(len(summ))
+    seeds = summ.seeds.iloc[0]
+    ax.bar(x - 0.2, summ["mean"], 0.4, yerr=summ["std"].fillna(0.0), capsize=3,
+           label=f"ours ({p.scale}; mean ± std over seeds {seeds})")
     try:
         ref = lookup(PAPER, "Fig 2")
-        if len(ref) == len(bars):
+        if len(ref) == len(summ):
             ax.bar(x + 0.2, ref["value"].to_numpy(), 0.4, label="paper", alpha=0.6)
     except ValueError:
         pass
     ax.set_xticks(x)
-    ax.set_xticklabels([s.replace(", ", ",\n") for s in bars["pair"]], fontsize=6)
+    ax.set_xticklabels([s.replace(", ", ",\n") for s in summ["pair"]], fontsize=6)
     ax.set_ylabel("cosine x 100")
     ax.set_xlabel("images, captions")
-    ax.set_title(f"ABD Fig. 2 on the {bars['attack'].iloc[0]} victim: {p.scale} scale, seed {int(bars['seed'].iloc[0])}",
-                 fontsize=8)
+    ax.set_title(f"ABD Fig. 2 on the {bars['attack'].iloc[0]} victim: {p.scale} scale, seeds {seeds}", fontsize=8)
     ax.legend(fontsize=7)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
 
@@ -235,4 +291,4 @@ def claims(tables: dict[str, pd.DataFrame] | None, p: ABDParams, matrix: pd.Data
     return out
 
 
-__all__ = ["ABDParams", "TABLES", "load", "run_matrix", "table", "similarity_bars", "patch_trigger_overlap", "plot_fig2", "claims"]
+__all__ = ["ABDParams", "TABLES", "load", "run_matrix", "table", "similarity_bars", "fig2_summary", "patch_trigger_overlap", "plot_fig2", "claims"]
