@@ -398,20 +398,24 @@ def reproduce_estimate_rows(scale: str = "embedded") -> list[dict]:
     published manifests' sections and artifacts at the build costs recorded in
     ``results/benchmarks/``).  An artifact two notebooks share is counted once, at the first.
     ``untimed``: CFBD screenings the published run took from rows, whose models are counted but
-    whose embedding and judging are not, so the minutes lean low there."""
+    whose embedding and judging are not, so the minutes lean low there; so they do where a
+    published run took a model's rows (its evaluations are not listed, only the model:
+    :func:`paperlib.cache.note_model_stood_in`).  ``all``'s ``notebooks``: how many notebooks the
+    sum covers (one without a published run has no row).  On a GPU no CPU costs apply."""
     import tempfile
 
     from paperlib import costs
     from paperlib.run_all import notebooks
-    rows, seen, total = [], set(), costs.Estimate(known=True)
+    rows, seen, total, listed = [], set(), costs.Estimate(), []
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as no_rows:
         for name in notebooks():
             est = costs.left(name, scale, cache_root=Path(cache), rows_dir=no_rows, seen=seen)
-            if est is None:
+            if est is None:   # no published run: the sum below says it lacks this notebook
                 continue
-            total = total + est
+            total, listed = total + est, listed + [est.known]
             rows.append(_estimate_row(name, scale, est))
-    return rows + [_estimate_row("all", scale, total)]
+    total.known = bool(listed) and all(listed)   # "all" lists its artifacts only where every notebook does
+    return rows + [{**_estimate_row("all", scale, total), "notebooks": len(rows)}]
 
 
 def _estimate_row(name: str, scale: str, est) -> dict:

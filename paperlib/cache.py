@@ -76,7 +76,8 @@ def used_artifacts() -> list[dict]:
     """Every artifact this process built or took from the cache (``get_or_build``, ``cached``), once
     each, in order: its section (where it was first used), kind, role, key and the seconds spent
     building it during this run, by this process or another one of the run (a parallel job; 0 when
-    it was in the cache before the run began); for an evaluation or classifier, ``of``: the key of
+    it was in the cache before the run began; None, with ``stood_in``, for a model whose results
+    row stood in: :func:`note_model_stood_in`); for an evaluation or classifier, ``of``: the key of
     the model it was made from.
     A published run's manifest keeps this list, so a later run can tell what it will have to build
     (:mod:`paperlib.costs`)."""

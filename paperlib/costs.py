@@ -131,6 +131,9 @@ KEY_COLUMNS = ("model", "eval_key")          # columns naming the artifact a row
 FILE_KEY_COLUMNS = {"foundation/poison_curve.csv": ("victim_model",)}
 # a row naming the screened victim and the detector stands in for that CFBD screening (its work key)
 WORK_ROW_COLUMNS = ("victim_model", "detector")
+# files whose rows name models they measured but do not stand in for (a diagnostic of ABL's losses
+# under the clean base and ABL's isolation model: that table's rows are not those models' results)
+NOT_STANDING_IN = frozenset({"detection/abl_losses.csv"})
 
 
 @lru_cache(maxsize=8)
@@ -142,6 +145,8 @@ def stand_in_keys(rows_dir: str) -> frozenset[str]:
     import pandas as pd
     keys: set[str] = set()
     for path in sorted(Path(rows_dir).rglob("*.csv")):
+        if path.relative_to(rows_dir).as_posix() in NOT_STANDING_IN:
+            continue
         try:
             header = pd.read_csv(path, nrows=0).columns
             columns = KEY_COLUMNS + FILE_KEY_COLUMNS.get(path.relative_to(rows_dir).as_posix(), ())

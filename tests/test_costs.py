@@ -392,6 +392,7 @@ def test_the_reproduce_benchmark_writes_a_row_per_notebook_and_their_sum_on_an_e
     assert [a[1:] for a in asked] == [([], [])] * 3              # an empty cache, no rows to stand in
     assert [r["notebook"] for r in rows] == ["cfbd", "abd", "all"]
     assert rows[-1]["hours"] == 1.0 and rows[-1]["to_build"] == 6 and rows[-1]["untimed_screenings"] == 2
+    assert rows[-1]["notebooks"] == 2 and rows[-1]["artifacts_listed"]
     out = tmp_path / "throughput.csv"
     assert bench.main(["--reproduce-estimate", "--out", str(out), "--costs-out", str(tmp_path / "c.csv")]) == 0
     import pandas as pd
@@ -426,3 +427,14 @@ def test_a_model_whose_row_stood_in_is_listed_and_priced_where_the_row_is_missin
     ArtifactCache(tmp_path / "cache").get_or_build("model", key, lambda work: (work / "w").write_text("x"))
     [entry] = cache.used_artifacts()
     assert entry["built_seconds"] is not None and "stood_in" not in entry
+
+
+
+def test_a_diagnostics_rows_naming_models_stand_in_for_none(tmp_path):
+    """ABL's loss diagnostic names the clean base and ABL's isolation models it measured: those rows
+    are not the models' results, so they stand in for nothing (a matrix row does)."""
+    (tmp_path / "detection").mkdir()
+    (tmp_path / "defences").mkdir()
+    (tmp_path / "detection" / "abl_losses.csv").write_text("model,low_loss_auroc\nbase1,0.0\niso1,6.6\n")
+    (tmp_path / "defences" / "matrix.csv").write_text("model,asr_top1\nft1,10.0\n")
+    assert costs.stand_in_keys(str(tmp_path)) == frozenset({"ft1"})

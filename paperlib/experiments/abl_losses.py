@@ -101,8 +101,9 @@ def run(p, log=print) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     every = upsert_csv(Path(p.results_dir) / "detection" / FILE, rows, KEY, COLUMNS)
-    ours = {(r["attack"], r["poison_count"], r["seed"]) for r in rows}
-    mine = np.array([t in ours for t in zip(every.attack, every.poison_count, every.seed)], bool)
+    ours = {(r["attack"], r["poison_count"], r["seed"], float(r["abl_epochs"])) for r in rows}
+    mine = np.array([t in ours for t in zip(every.attack, every.poison_count, every.seed,
+                                             every.abl_epochs.astype(float))], bool)
     return every[mine & (every.scale == p.scale).to_numpy()].reset_index(drop=True)
 
 

@@ -263,10 +263,10 @@ def table_2_view(t2: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     per_seed = r.pivot_table(index=["defence", "seed"], columns="probe", values="top1")
     per_seed["mean over probes"] = per_seed.mean(axis=1)
     g = per_seed.groupby(level="defence")
-    mean, std, n = g.mean(), g.std(), g.size()
+    mean, std, n = g.mean(), g.std(), g.count()   # per cell: a probe missing at a seed is not counted there
 
     def cell(d, c):
-        return f"{mean.loc[d, c]:.1f}" + (f" ± {std.loc[d, c]:.1f}" if n[d] > 1 else "")
+        return f"{mean.loc[d, c]:.1f}" + (f" ± {std.loc[d, c]:.1f}" if n.loc[d, c] > 1 else "")
     order = [d for d in ("none", "ft", "cleanclip", "cleanerclip") if d in mean.index]
     out = pd.DataFrame({c: [cell(d, c) for d in order] for c in mean.columns}, index=order)
     seeds = sorted(int(x) for x in r.seed.unique())

@@ -287,7 +287,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
     from paperlib import pipeline as pl
     from paperlib.detect.cfbd import detect
     from paperlib.detect.metrics import auroc_auprc, tpr_fpr
-    from paperlib.cache import artifact_key
+    from paperlib.cache import artifact_key, note_model_stood_in
     from paperlib.experiments.cfbd_standin import published_screening, say_stood_in
     from paperlib.experiments.common import clean_base, victim_attack, victim_metrics, victim_model_name
     from paperlib.experiments.defences import matrix_row
@@ -358,6 +358,7 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
                     if there is not None:   # that machine's row whole: its detection went with its kept set
                         row.update({k: val for k, val in there[0].items() if k in CFBD_COLUMNS})
                         published = there[1]
+                        note_model_stood_in(str(published["model"]), "retrain")
                 if published is not None:
                     row.update(ca_top1=published["ca_top1"], asr_top1=published["asr_top1"], model=published["model"])
                     matrix_rows.append(published)
