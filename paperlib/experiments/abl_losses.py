@@ -13,7 +13,7 @@ one it fits worst.  This module measures that on the very pairs and batches ABL 
 * ``clean_base``: the shipped base before any isolation training;
 * ``abl_isolation``: ABL's isolation model (cached, else trained: :func:`isolation_model`) after
   ``abl.epochs`` of LGA (the CFBD file's 1; BackdoorBench tunes for 20: ``abl.epochs=5`` is the
-  sensitivity row), which keys the rows as ``abl_epochs``.
+  sensitivity run), which keys the rows as ``abl_epochs``.
 
 and writes, per model and cell (attack, poison count, seed), the median loss of the poisoned and
 of the benign pairs, ``low_loss_auroc`` (AUROC of the negated loss as a poisoned-pair score, %:
