@@ -56,6 +56,12 @@ def beside_paper(rows: pd.DataFrame, paper: str, table: str, defences: dict[str,
     return out.sort_values(["attack", "defence", "metric", "k"]).reset_index(drop=True)
 
 
+def mean_std_text(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` (std over ``n`` seeds; none for one seed or a missing std), one decimal: how
+    the tables and the README show a value over seeds."""
+    return f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 and pd.notna(std) else "")
+
+
 def wide_top1(table: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     """Top-1 CA / ASR per attack and defence, ours (mean +- std) beside the paper's."""
     t = table[table["k"] == 1].copy()

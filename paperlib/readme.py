@@ -34,8 +34,8 @@ OLD_VERDICTS = {"yes": "holds", "no": "fails", "not measured": "inconclusive"}
 
 
 def _pm(mean: float, std: float, n: int) -> str:
-    """``mean ± std`` (std over seeds; no std for one seed), one decimal."""
-    return f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 and pd.notna(std) else "")
+    from paperlib.compare import mean_std_text
+    return mean_std_text(mean, std, n)
 
 
 def _row(df: pd.DataFrame, **match) -> pd.Series:

@@ -114,17 +114,13 @@ def _published_bars(p: ABDParams, path: Path, victim_key: dict, ident: dict) -> 
     """Every bar's row of ``ident`` (victim, seed, settings) in the results file, in Fig. 2's order,
     when the victim is absent from this cache and ``reuse_rows`` allows it; else None."""
     from paperlib.cache import ArtifactCache
-    if not p.reuse_rows or ArtifactCache().exists("model", victim_key) or not path.is_file():
+    from paperlib.results import row_naming_model
+    if not p.reuse_rows or ArtifactCache().exists("model", victim_key):
         return None
-    # cache keys and settings are text, never numbers (a key like 1234e5678901 would read as one)
-    r = pd.read_csv(path, dtype={"victim_model": str, "abd_settings": str, "attack": str, "scale": str})
-    if not set(ident) <= set(r.columns):
-        return None
-    for k, val in ident.items():
-        r = r[r[k] == val]
-    if set(r["pair"]) != set(FIG2_PAIRS):
-        return None
-    return r.drop_duplicates("pair").set_index("pair").loc[list(FIG2_PAIRS)].reset_index().to_dict("records")
+    match = {k: v for k, v in ident.items() if k != "victim_model"}
+    rows = [row_naming_model(path, ident["victim_model"], column="victim_model", pair=pair, **match)
+            for pair in FIG2_PAIRS]
+    return None if any(r is None for r in rows) else rows
 
 
 def _similarities(p: ABDParams, base, v, seed: int, n: int) -> tuple[dict[str, float], str]:

@@ -120,8 +120,10 @@ def summary(p) -> pd.DataFrame:
     if r.empty:
         return pd.DataFrame()
 
+    from paperlib.compare import mean_std_text
+
     def pm(x: pd.Series) -> str:
-        return f"{x.mean():.1f}" + (f" ± {x.std():.1f}" if len(x) > 1 else "")
+        return mean_std_text(x.mean(), x.std(), len(x))
     g = r.groupby(["attack", "poison_count", "abl_epochs", "model_role"], sort=True)
     out = g.agg(low_loss_auroc=("low_loss_auroc", pm), poisoned_pct_median=("poisoned_pct_median", pm),
                 abl_tpr=("tpr", pm), seeds=("seed", lambda s: " ".join(str(int(x)) for x in sorted(s))))

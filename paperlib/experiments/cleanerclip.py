@@ -259,6 +259,7 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
 def table_2_view(t2: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     """Table 2 as shown: top-1 per defence and probe, ``mean ± std`` over ``probe.seeds`` (no std
     for one seed), and the mean over probes; the seeds and scale in the index's name."""
+    from paperlib.compare import mean_std_text
     r = t2[(t2.scale == p.scale) & t2.seed.isin(p.probe_seed_list)]
     per_seed = r.pivot_table(index=["defence", "seed"], columns="probe", values="top1")
     per_seed["mean over probes"] = per_seed.mean(axis=1)
@@ -266,7 +267,7 @@ def table_2_view(t2: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     mean, std, n = g.mean(), g.std(), g.count()   # per cell: a probe missing at a seed is not counted there
 
     def cell(d, c):
-        return f"{mean.loc[d, c]:.1f}" + (f" ± {std.loc[d, c]:.1f}" if n.loc[d, c] > 1 else "")
+        return mean_std_text(mean.loc[d, c], std.loc[d, c], n.loc[d, c])
     order = [d for d in ("none", "ft", "cleanclip", "cleanerclip") if d in mean.index]
     out = pd.DataFrame({c: [cell(d, c) for d in order] for c in mean.columns}, index=order)
     seeds = sorted(int(x) for x in r.seed.unique())
