@@ -188,3 +188,28 @@ def test_sprite_banks_travel_lzma_packed_and_load_the_same(tmp_path):
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_LZMA}
     loaded = np.load(path)
     assert np.array_equal(loaded["images"], images) and list(loaded["class_ids"]) == [0, 1, 2]
+
+
+def _uncommented(text: str) -> str:
+    """embedded.yaml's text with the Table 5 entries it holds commented in force."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("#  - {attack:"):
+            line = line[1:]
+        elif line.startswith(("# pretrain_seeds:", "# table5_threat:")):
+            line = line[2:]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def test_the_cpu_s_table5_file_is_embedded_yaml_with_its_entries_in_force():
+    """The CPU makes Table 5's pre-training rows pair by pair from embedded-table5-pretrain.yaml;
+    those rows are the ones embedded.yaml reads once its commented entries are in force only if the
+    two files say the same (an edit to one and not the other fails here)."""
+    folder = ROOT / "params" / "eftclip"
+    embedded = (folder / "embedded.yaml").read_text()
+    variant = yaml.safe_load((folder / "embedded-table5-pretrain.yaml").read_text())
+    assert variant == yaml.safe_load(_uncommented(embedded))
+    assert variant != yaml.safe_load(embedded)   # the entries are commented there: the variant adds them
+    assert {v["attack"] for v in variant["pretrain_victims"]} == set(variant["table5_attacks"])
+    assert variant["table5_threat"] == "pretrain" and variant["pretrain_seeds"] == [0, 1, 2]
