@@ -71,15 +71,18 @@ def victim_model_name(p, base, v, seed: int) -> str:
     return artifact_key("model", victim_key(p, base, v, seed))
 
 
-def pretrain_victim(p, base, v, seed: int, attack=None, defence_id: str | None = None, defence_cfg=None):
+def pretrain_victim(p, base, v, seed: int, attack=None, defence_id: str | None = None, defence_cfg=None,
+                    epoch_checkpoints: bool = False):
     """The victim of the pre-training threat model that ``v`` describes (cached); a fitted
     trigger is fitted on ``base``, as for the fine-tuning victims.  With ``defence_id`` the same
-    poisoned set is trained from scratch under that training-time defence (RoCLIP)."""
+    poisoned set is trained from scratch under that training-time defence (RoCLIP);
+    ``epoch_checkpoints``: keep each pass's weights (another cache key)."""
     from paperlib import pipeline as pl
     attack = attack or victim_attack(p, base, v)
     return pl.poison_pretrain(p.data, p.model, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
                               p.pretrain, seed, trigger_base=base if attack.needs_fit else None, device=p.device,
-                              defence_id=defence_id, defence_cfg=defence_cfg, caption=v.poison.caption)
+                              defence_id=defence_id, defence_cfg=defence_cfg, caption=v.poison.caption,
+                              epoch_checkpoints=epoch_checkpoints)
 
 
 def pretrain_victim_key(p, base, v, seed: int, defence_id: str | None = None, defence_cfg=None) -> dict:

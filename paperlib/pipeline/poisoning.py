@@ -42,7 +42,7 @@ def poison_pretrain_key(data: DataConfig, model_name: str, attack_id: str, attac
 def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cfg, target: str,
                     poison_count: int, cfg: TrainConfig, seed: int, trigger_base: "ModelArtifact | None" = None,
                     device="auto", cache: ArtifactCache | None = None, defence_id: str | None = None,
-                    defence_cfg=None, caption: str = "template") -> ModelArtifact:
+                    defence_cfg=None, caption: str = "template", epoch_checkpoints: bool = False) -> ModelArtifact:
     """A victim of the pre-training threat model: CLIP trained from scratch on the CC3M analogue
     with ``poison_count`` of its pairs poisoned (EftCLIP; CFBD's training-time setting).
 
@@ -54,11 +54,16 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
     not part of the loop's checkpoints: a resumed run refills the bank from its next batches (8 at
     the embedded scale) and so differs slightly from an uninterrupted one.  ``caption``: the poisoned
     pairs' caption policy (:func:`poisoned_pairs`; in the key only when not the default).
+    ``epoch_checkpoints`` also keeps the weights at every pass's end (``epoch<k>.safetensors``: ASR
+    against passes from one run, :mod:`paperlib.experiments.pretrain_implant`); such a victim has its
+    own cache key, as :func:`poison_finetune`'s.
     """
     cache = cache or ArtifactCache()
     device = resolve_device(device)
     key = poison_pretrain_key(data, model_name, attack_id, attack_cfg, target, poison_count, cfg, seed, trigger_base,
                               device.type, defence_id, defence_cfg, caption)
+    if epoch_checkpoints:
+        key["epoch_checkpoints"] = True
     if defence_id is not None:
         from paperlib.defences import defence_config_class
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
@@ -86,7 +91,7 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
         terms, transforms, info = dp.terms, dp.transforms, {"defence_info": dp.info}
     what = f"pretrain poisoned {attack_id} x{poison_count}" + (f" under {defence_id}" if defence_id else "")
     return _train_artifact(key, model_name, None, ps.pairs, cfg, device, cache, what,
-                           terms=terms, transforms=transforms, info=info)
+                           terms=terms, transforms=transforms, info=info, save_epochs=epoch_checkpoints)
 
 
 @dataclass(frozen=True)
