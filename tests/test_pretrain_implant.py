@@ -6,6 +6,8 @@ import pandas as pd
 
 from paperlib.experiments import pretrain_implant
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_epoch_files_are_read_in_pass_order_and_nothing_else(tmp_path):
     for name in ("epoch10", "epoch2", "epoch1", "epochs", "model", "last"):
@@ -16,19 +18,28 @@ def test_epoch_files_are_read_in_pass_order_and_nothing_else(tmp_path):
     assert [f.name for _, f in found] == ["epoch1.safetensors", "epoch2.safetensors", "epoch10.safetensors"]
 
 
-def test_smoke_run_gives_one_row_per_pass_from_its_own_victim(tmp_path):
-    """Two passes at the smoke scale: pass 1 read from the kept weights, pass 2 the final model; the
-    victim keeping its passes is not the plain pre-training victim of the same recipe (another key)."""
+def test_smoke_run_reads_each_pass_s_weights_from_its_own_victim(tmp_path, monkeypatch):
+    """Two passes at the smoke scale: pass 1 measured on the kept epoch1 weights, pass 2 on the final
+    model; the victim keeping its passes is not the plain pre-training victim of the same recipe."""
     from paperlib.cache import artifact_key
-    from paperlib.experiments.common import clean_base, pretrain_victim_key
+    from paperlib.experiments import common
     from paperlib.experiments.eftclip import load
-    p = load("params/eftclip/smoke.yaml", {"pretrain.epochs": 2, "results_dir": str(tmp_path)})
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    measured, metrics = [], common.victim_metrics
+
+    def recording(p, art, attack, v):
+        measured.append((art.path, art.weights_file))
+        return metrics(p, art, attack, v)
+
+    monkeypatch.setattr(common, "victim_metrics", recording)
+    p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"pretrain.epochs": 2, "results_dir": str(tmp_path / "r")})
     rows = pretrain_implant.run(p, log=lambda *a: None)
     assert rows.epoch.tolist() == [1.0, 2.0] and set(rows.passes) == {2.0}
-    assert (tmp_path / "attacks" / pretrain_implant.FILE).is_file()
-    again = pd.read_csv(tmp_path / "attacks" / pretrain_implant.FILE)
+    assert [w for _, w in measured] == ["epoch1.safetensors", "model.safetensors"]
+    assert measured[0][0] == measured[1][0] and (measured[0][0] / "epoch1.safetensors").is_file()
+    again = pd.read_csv(tmp_path / "r" / "attacks" / pretrain_implant.FILE)
     assert len(again) == 2 and set(again.columns) == set(pretrain_implant.COLUMNS)
-    v = p.pretrain_victims[0]
-    plain = artifact_key("model", pretrain_victim_key(p, clean_base(p), v, 0))
-    assert set(rows.victim_model) != {plain}
+    plain = artifact_key("model", common.pretrain_victim_key(p, common.clean_base(p), p.pretrain_victims[0], 0))
+    assert rows.victim_model.nunique() == 1 and plain not in set(rows.victim_model)
+    assert rows.victim_model.iloc[0] == measured[0][0].name
     assert rows.asr_top1.between(0, 100).all() and rows.ca_top1.between(0, 100).all()
