@@ -9,13 +9,15 @@ from paperlib.experiments import pretrain_implant
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_epoch_files_are_read_in_pass_order_and_nothing_else(tmp_path):
+def test_epoch_weights_are_read_in_pass_order_and_nothing_else(tmp_path):
+    from paperlib.pipeline import ModelArtifact
     for name in ("epoch10", "epoch2", "epoch1", "epochs", "model", "last"):
         (tmp_path / f"{name}.safetensors").write_bytes(b"")
     (tmp_path / "epoch3.json").write_text("{}")
-    found = pretrain_implant.epoch_files(tmp_path)
+    found = ModelArtifact("tiny", tmp_path, {"role": "x"}).epoch_weights()
     assert [k for k, _ in found] == [1, 2, 10]
-    assert [f.name for _, f in found] == ["epoch1.safetensors", "epoch2.safetensors", "epoch10.safetensors"]
+    assert [a.weights_file for _, a in found] == ["epoch1.safetensors", "epoch2.safetensors", "epoch10.safetensors"]
+    assert [a.key_params["epoch_file"] for _, a in found] == [a.weights_file for _, a in found]
 
 
 def test_smoke_run_reads_each_pass_s_weights_from_its_own_victim(tmp_path, monkeypatch):

@@ -27,17 +27,9 @@ COLUMNS = (*KEY, "poison_rate", "caption", "attack_params", "ca_top1", "ca_top5"
            "asr_top10", "device", "train_seconds")
 
 
-def epoch_files(folder: Path) -> list[tuple[int, Path]]:
-    """The per-pass weights a victim trained with ``epoch_checkpoints`` keeps, by pass, in order."""
-    found = [(int(f.stem[len("epoch"):]), f) for f in folder.glob("epoch*.safetensors")
-             if f.stem[len("epoch"):].isdigit()]
-    return sorted(found)
-
-
 def run(p, log=print) -> pd.DataFrame:
     """Every pre-training victim of ``p`` at every pre-training seed: this run's rows (also upserted
     into the file, which keeps other runs' rows)."""
-    from paperlib import pipeline as pl
     from paperlib.cache import artifact_key
     from paperlib.experiments.common import clean_base, pretrain_victim, victim_attack, victim_metrics
     from paperlib.experiments.victim_rows import params_json
@@ -51,9 +43,7 @@ def run(p, log=print) -> pd.DataFrame:
             log(f"pretrain_implant {v.attack} seed {seed}: {p.pretrain.epochs:g} passes, {v.poison.poison_count} "
                 f"of {n_pairs} pairs poisoned")
             model = pretrain_victim(p, base, v, seed, attack, epoch_checkpoints=True)
-            stages = [(float(k), pl.ModelArtifact(model.name, model.path, {**model.key_params, "epoch_file": f.name},
-                                                   f.name))
-                      for k, f in epoch_files(model.path) if k < p.pretrain.epochs]
+            stages = [(float(k), art) for k, art in model.epoch_weights() if k < p.pretrain.epochs]
             stages.append((float(p.pretrain.epochs), model))
             summary = model.summary
             for epoch, art in stages:

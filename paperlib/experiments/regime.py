@@ -92,9 +92,8 @@ def run_regime(p, base, log=print) -> pd.DataFrame:
         run = pl.poison_finetune(base, p.data, v.attack, v.attack_config(), v.poison.target, v.poison.poison_count,
                                  v.finetune_scenes, v.finetune, seed, p.device, epoch_checkpoints=True,
                                  caption=v.poison.caption)
-        for f in sorted(run.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
-            yield pl.ModelArtifact(run.name, run.path, {**run.key_params, "epoch_file": f.name}, f.name), \
-                float(f.stem[5:]), f.name
+        for k, art in run.epoch_weights():
+            yield art, float(k), art.weights_file
 
     for seed in p.regime.seeds:
         for label, v in regime_victims(p, v0):

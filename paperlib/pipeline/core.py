@@ -51,6 +51,15 @@ class ModelArtifact:
         p = self.path / "summary.json"
         return json.loads(p.read_text()) if p.is_file() else {}
 
+    def epoch_weights(self) -> list[tuple[int, "ModelArtifact"]]:
+        """The weights a model trained with ``save_epochs`` kept at each epoch's end
+        (``epoch<k>.safetensors``), as ``(k, artifact)`` in epoch order; each artifact's key names its
+        file, so its evaluations are cached apart from the final model's."""
+        found = sorted((int(f.stem[len("epoch"):]), f.name) for f in self.path.glob("epoch*.safetensors")
+                       if f.stem[len("epoch"):].isdigit())
+        return [(k, ModelArtifact(self.name, self.path, {**self.key_params, "epoch_file": name}, name))
+                for k, name in found]
+
 
 def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,
                  cache: ArtifactCache) -> np.ndarray:
