@@ -1,6 +1,7 @@
 """Claims checked seed by seed (paperlib.claims): the two-SEM verdict rule on hand-made per-seed
 values, sets of comparisons, the claims table's columns, collecting the papers' files, and each
 paper's claims function on small synthetic tables shaped like its real input.  Light: no models."""
+import json
 import math
 
 import pandas as pd
@@ -435,7 +436,8 @@ def test_cleanerclip_fig3_and_table2_rows_stand_in_and_keep_other_victims_rows(t
         path.mkdir(parents=True, exist_ok=True)
         for e in range(1, int(p.defence.train.epochs) + 1):
             (path / f"epoch{e}.safetensors").write_bytes(b"")
-        return SimpleNamespace(path=path, name="tiny", key_params=key, summary={"device": "a test CPU"})
+        (path / "summary.json").write_text(json.dumps({"device": "a test CPU"}))
+        return pl.ModelArtifact("tiny", path, key)
 
     monkeypatch.setattr(common, "clean_base", lambda p_: SimpleNamespace(key_params={"base": 1}))
     monkeypatch.setattr(common, "victim_key", lambda p_, b, v, s: {"victim": victim_name["v"]})

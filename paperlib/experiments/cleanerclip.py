@@ -183,7 +183,6 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
 
     Needs the defended models' per-epoch weights (``defence.save_epochs`` names both); a model
     absent from the cache whose rows the results file holds (every epoch) stands in by them."""
-    from paperlib import pipeline as pl
     from paperlib.cache import artifact_key
     from paperlib.experiments.common import victim_metrics
     from paperlib.results import upsert_csv
@@ -203,10 +202,9 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                     vic.reused += old
                     continue
                 model = vic.defend(d, p.defence.config(d, v.attack), save_epochs=True)
-                for f in sorted(model.path.glob("epoch*.safetensors"), key=lambda x: int(x.stem[5:])):
-                    art = pl.ModelArtifact(model.name, model.path, {**model.key_params, "epoch_file": f.name}, f.name)
+                for epoch, art in model.epoch_weights():
                     m = victim_metrics(p, art, vic.attack, v)
-                    rows.append({"attack": v.attack, "defence": d, "epoch": int(f.stem[5:]), "scale": p.scale,
+                    rows.append({"attack": v.attack, "defence": d, "epoch": epoch, "scale": p.scale,
                                  "seed": seed, "asr_top1": m["asr_top1"], "ca_top1": m["ca_top1"],
                                  "victim_model": artifact_key("model", vic.key), "model": artifact_key("model", key)})
                     vic.made.append(rows[-1])
