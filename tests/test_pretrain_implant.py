@@ -45,3 +45,15 @@ def test_smoke_run_reads_each_pass_s_weights_from_its_own_victim(tmp_path, monke
     assert rows.victim_model.nunique() == 1 and plain not in set(rows.victim_model)
     assert rows.victim_model.iloc[0] == measured[0][0].name
     assert rows.asr_top1.between(0, 100).all() and rows.ca_top1.between(0, 100).all()
+    # the plain victim of the same recipe is then copied from it, not trained again
+    from paperlib import pipeline as pl
+
+    def no_training(*a, **k):
+        raise AssertionError("trained a victim its twin with epoch files holds")
+
+    monkeypatch.setattr(pl.poisoning, "_train_artifact", no_training)
+    twin = measured[0][0]
+    copy = common.pretrain_victim(p, common.clean_base(p), p.pretrain_victims[0], 0)
+    assert copy.path.name == plain and copy.key_params.get("epoch_checkpoints") is None
+    assert (copy.path / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
+    assert copy.summary["copied_from"] == twin.name and not list(copy.path.glob("epoch*.safetensors"))

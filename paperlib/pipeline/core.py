@@ -61,6 +61,29 @@ class ModelArtifact:
                 for k, name in found]
 
 
+def copied_from_epoch_twin(kind_params: dict, model_name: str, cache: ArtifactCache) -> "ModelArtifact | None":
+    """The model of ``kind_params`` copied from its twin that also kept per-epoch weights (the same
+    key plus ``epoch_checkpoints``), when that twin is in the cache; else None.
+
+    Keeping the epoch files only saves weights at each epoch's end (no draw of any random number),
+    so the twin's final weights are the ones this key would train: a victim measured pass by pass
+    (:mod:`paperlib.experiments.pretrain_implant`) then serves the tables that need it plainly in
+    seconds, not another training.  The copy keeps its own key; its summary names the twin."""
+    import shutil
+    twin = cache.cached("model", {**kind_params, "epoch_checkpoints": True})
+    if twin is None:
+        return None
+
+    def build(work: Path):
+        for name in ("model.safetensors", "history.jsonl"):
+            if (twin / name).is_file():
+                shutil.copyfile(twin / name, work / name)
+        summary = json.loads((twin / "summary.json").read_text()) if (twin / "summary.json").is_file() else {}
+        write_json_atomic(work / "summary.json", {**summary, "copied_from": twin.name})
+
+    return ModelArtifact(model_name, cache.get_or_build("model", kind_params, build), kind_params)
+
+
 def split_tokens(split: RenderedSplit, split_key: dict, model_name: str,
                  cache: ArtifactCache) -> np.ndarray:
     """Token ids (N, captions_per_scene, context) of a captioned split, cached."""

@@ -12,7 +12,7 @@ from paperlib.attacks import attack_key
 from paperlib.attacks.base import caption_key
 from paperlib.cache import ArtifactCache, write_json_atomic
 from paperlib.data.splits import DataConfig, RenderedSplit, get_split, split_params
-from paperlib.pipeline.core import ModelArtifact, _train_artifact, resolve_device, split_tokens
+from paperlib.pipeline.core import ModelArtifact, _train_artifact, copied_from_epoch_twin, resolve_device, split_tokens
 from paperlib.train.loop import TrainConfig
 
 
@@ -69,6 +69,8 @@ def poison_pretrain(data: DataConfig, model_name: str, attack_id: str, attack_cf
         defence_cfg = defence_cfg if defence_cfg is not None else defence_config_class(defence_id)()
     if (path := cache.cached("model", key)) is not None:
         return ModelArtifact(model_name, path, key)
+    if not epoch_checkpoints and (twin := copied_from_epoch_twin(key, model_name, cache)) is not None:
+        return twin
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, key["split"], model_name, cache)
     from paperlib.attacks import build_attack
@@ -268,6 +270,8 @@ def poison_finetune(base: ModelArtifact, data: DataConfig, attack_id: str, attac
         key["epoch_checkpoints"] = True
     if (path := cache.cached("model", key)) is not None:
         return ModelArtifact(base.name, path, key)
+    if not epoch_checkpoints and (twin := copied_from_epoch_twin(key, base.name, cache)) is not None:
+        return twin
     split = get_split("cc3m_analog", data, cache)
     tokens = split_tokens(split, split_params("cc3m_analog", data), base.name, cache)
     attack = prepared_attack(attack_id, attack_cfg, base, data, target, device, cache)
