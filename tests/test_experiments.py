@@ -359,8 +359,9 @@ def test_embedded_experiments_reuse_the_attack_suites_victims(name, file, suite_
         assert asdict(v) == suite[v.attack], (name, v.attack)
     assert p.base_checkpoint == suite_params.base_checkpoint, "victims of the same settings on another base"
     # victims of the pre-training threat model: the attack suite's (the defence matrix's
-    # RoCLIP-from-scratch rows, EftCLIP's Tables 3-4)
-    pre = {v.attack: asdict(v) for v in attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").pretrain_victims}
+    # RoCLIP-from-scratch rows: embedded.yaml's; EftCLIP's Tables 3-5: the new suite's, issue 23)
+    pre_suite = suite_params if suite_params.pretrain_victims else attacks.load(ROOT / "params" / "attacks" / "embedded.yaml")
+    pre = {v.attack: asdict(v) for v in pre_suite.pretrain_victims}
     for v in getattr(p, "pretrain_victims", ()):
         assert asdict(v) == pre[v.attack], (name, "pretrain", v.attack)
 
@@ -474,10 +475,19 @@ def test_a_partial_victim_is_completed_from_the_attack_suite(tmp_path, monkeypat
     added = {v.attack: v for v in abd.load(ROOT / "params" / "abd" / "embedded.yaml",
                                            {"victims.trojannn.poison.poison_count": 300}).victims}["trojannn"]
     assert added.finetune == suite["trojannn"].finetune and added.poison.caption == "natural"
+    # a pre-training victim named by its attack: the new suite's (issue 23), the old one's by name
+    pre_new = attacks.load(ROOT / "params" / "attacks" / "embedded-victims.yaml").pretrain_victims[0]
+    pre_old = attacks.load(ROOT / "params" / "attacks" / "embedded.yaml").pretrain_victims[0]
+    h = tmp_path / "pre.yaml"
+    h.write_text("scale: embedded\nvictims:\n  - {attack: badnet}\npretrain_victims:\n  - {attack: badnet}\n")
+    assert defences.load(h).pretrain_victims[0] == pre_new
+    assert (pre_new.poison.caption, pre_old.poison.caption) == ("natural", "template")
     # a file of the old world names its suite
     g = tmp_path / "old.yaml"
     g.write_text("scale: embedded\nvictim_suite: embedded\nvictims:\n  - {attack: sig}\n")
     assert defences.load(g).victims[0] == old["sig"]
+    g.write_text("scale: embedded\nvictim_suite: embedded\nvictims:\n  - {attack: sig}\npretrain_victims:\n  - {attack: badnet}\n")
+    assert defences.load(g).pretrain_victims[0] == pre_old
     g.write_text("scale: embedded\nvictim_suite: nowhere\nvictims:\n  - {attack: sig}\n")
     with pytest.raises(ParamError, match=r"victim_suite: 'nowhere' is not an attack suite; give one of: .*embedded-victims"):
         defences.load(g)

@@ -28,10 +28,11 @@ REQUIRED = {"victims": ("attack_params", "poison", "finetune_scenes", "finetune"
 
 # the attack suite each scale's victims are completed from, where it is not ``<scale>.yaml``: at the
 # embedded scale the four papers' notebooks use the victims of issue 22 on the shipped base
-# (embedded-victims.yaml); its pre-training victim (which that file does not have) stays in
-# embedded.yaml.  A parameter file of another world names its suite: ``victim_suite: embedded``
-# (the files made before issue 22, whose entries leave the caption kind to that suite).
-SUITE_NAMES = {("embedded", "victims"): "embedded-victims"}
+# (embedded-victims.yaml), and its pre-training victim (issue 23: the same trigger and captions, which
+# implant in pre-training where embedded.yaml's older entry does not).  A parameter file of another
+# world names its suite: ``victim_suite: embedded`` (the files made before issue 22, whose entries
+# leave the caption kind to that suite).
+SUITE_NAMES = {("embedded", "victims"): "embedded-victims", ("embedded", "pretrain_victims"): "embedded-victims"}
 
 
 def suite_file(scale: str, field: str = "victims", name: str | None = None) -> Path:
