@@ -97,7 +97,10 @@ def cache_costs(cache_root) -> list[dict]:
         train = params.get("train") if isinstance(params, dict) else None
         precision = train.get("precision", "") if isinstance(train, dict) else ""
         summary = meta.with_name("summary.json")
-        samples = json.loads(summary.read_text()).get("samples", 0) if summary.is_file() else 0
+        told = json.loads(summary.read_text()) if summary.is_file() else {}
+        if told.get("copied_from"):   # copied from a twin that kept its epochs: no training time of its own
+            continue
+        samples = told.get("samples", 0)
         groups[(info.get("kind", meta.parent.parent.name), role, precision)].append(
             (float(info.get("build_seconds") or 0.0), int(samples or 0), bool(info.get("resumed"))))
     rows = []
@@ -124,6 +127,9 @@ def artifact_costs(cache_root) -> list[dict]:
         role = params.get("role", "") if isinstance(params, dict) else ""
         train = params.get("train") if isinstance(params, dict) else None
         if not float(info.get("build_seconds") or 0.0) > 0:   # no time recorded: its kind's median prices it
+            continue
+        summary = meta.with_name("summary.json")
+        if summary.is_file() and json.loads(summary.read_text()).get("copied_from"):   # a copy: priced as its kind
             continue
         rows.append({"kind": info.get("kind", meta.parent.parent.name), "role": role,
                      "key": info.get("key", meta.parent.name),

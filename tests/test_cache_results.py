@@ -108,6 +108,9 @@ def test_cache_costs_sum_build_times_per_kind_and_role(tmp_path):
     artifact("model", "b", 500.0, victim, samples=100, resumed=True)
     artifact("model", "c", 4000.0, {"role": "clean_pretrain", "train": {"precision": "fp32"}}, samples=1000)
     artifact("eval", "d", 10.0, {"model": {}})
+    artifact("model", "copy", 0.02, victim, samples=100)   # copied from its twin that kept its epochs: no training
+    summary = tmp_path / "model" / "copy" / "summary.json"
+    summary.write_text(json.dumps({"samples": 100, "copied_from": "a"}))
     rows = {(r["kind"], r["role"]): r for r in cache_costs(tmp_path)}
     assert set(rows) == {("model", "poison_finetune"), ("model", "clean_pretrain"), ("eval", "")}
     v = rows[("model", "poison_finetune")]
@@ -128,6 +131,11 @@ def test_artifact_costs_list_each_artifact_with_a_recorded_time(tmp_path):
         d.mkdir(parents=True)
         (d / "params.json").write_text(json.dumps({"kind": kind, "key": key, "build_seconds": seconds,
                                                    "resumed": resumed, "params": params}))
+    copy = tmp_path / "model" / "m2"
+    copy.mkdir()
+    (copy / "params.json").write_text(json.dumps({"kind": "model", "key": "m2", "build_seconds": 0.02, "resumed": False,
+                                                  "params": {"role": "poison_pretrain"}}))
+    (copy / "summary.json").write_text(json.dumps({"copied_from": "m3"}))   # a copy: its kind's median prices it
     rows = {r["key"]: r for r in artifact_costs(tmp_path)}
     assert set(rows) == {"s1", "m1"}
     assert rows["s1"] == {"kind": "split", "role": "", "key": "s1", "precision": "", "build_seconds": 147.6, "resumed": 0}

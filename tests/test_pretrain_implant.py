@@ -57,3 +57,30 @@ def test_smoke_run_reads_each_pass_s_weights_from_its_own_victim(tmp_path, monke
     assert copy.path.name == plain and copy.key_params.get("epoch_checkpoints") is None
     assert (copy.path / "model.safetensors").read_bytes() == (twin / "model.safetensors").read_bytes()
     assert copy.summary["copied_from"] == twin.name and not list(copy.path.glob("epoch*.safetensors"))
+
+
+def test_keeping_each_epoch_s_weights_does_not_change_the_training(tmp_path):
+    """The premise of copying a plain victim from its twin: the same pairs and settings trained with
+    and without ``save_epochs`` end in the same bytes (the epoch files are extra, nothing else)."""
+    import numpy as np
+    import torch
+
+    from paperlib.cache import ArtifactCache
+    from paperlib.models import get_tokenizer
+    from paperlib.pipeline.core import _train_artifact
+    from paperlib.train.loop import TrainConfig
+    from paperlib.train.pairs import TensorPairs
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(24, 64, 64, 3), dtype=np.uint8)
+    words = ["a red cat", "a blue dog", "a green cup", "a banana"]
+    tokens = get_tokenizer("tiny-rn64")([words[i % 4] for i in range(24)]).numpy()
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_steps=1, checkpoint_every=100)
+    made = {}
+    for keep in (True, False):
+        cache = ArtifactCache(tmp_path / f"cache_{keep}")
+        art = _train_artifact({"role": "test", "keep": keep}, "tiny-rn64", None, TensorPairs(images, tokens), cfg,
+                              torch.device("cpu"), cache, "test", save_epochs=keep)
+        made[keep] = art
+    assert [k for k, _ in made[True].epoch_weights()] == [1, 2] and made[False].epoch_weights() == []
+    assert (made[True].path / "model.safetensors").read_bytes() == (made[False].path / "model.safetensors").read_bytes()
+    assert (made[True].path / "epoch1.safetensors").read_bytes() != (made[True].path / "model.safetensors").read_bytes()

@@ -2,18 +2,29 @@
 
 EftCLIP's Tables 3-5 defend CLIPs pre-trained from scratch on poisoned CC3M; the paper's victims
 hold their backdoors (top-1 ASR 94.17-99.99 %, ``paperlib/papers/eftclip.csv``, Table 5's "none"
-rows).  Ours are pre-trained for 2.5 passes over the CC3M analogue (the files' ``pretrain`` block,
-19 minutes of the 2-core EPYC by ``results/benchmarks/cache_costs.csv``), and BadNet's implants little there (top-1 ASR 11.24
-in ``results/attacks/victims.csv``, 4.3 in Table 3), at a clean top-1 of 8.8-10.4 where the shipped
-base, the same recipe at 6 passes, reaches 27.9.  Whether more passes make the backdoor is what
-this measures: one pre-training victim per (attack, seed) of the file's ``pretrain_victims`` at
-``pretrain.epochs`` passes, keeping each pass's weights (``epoch_checkpoints``: its own cache key),
-each pass's clean and triggered top-k measured as every table measures them.
+rows).  Ours are pre-trained for ``pretrain.epochs`` passes over the CC3M analogue.  This takes one
+pre-training victim per (attack, seed) of the file's ``pretrain_victims``, keeps each pass's weights
+(``epoch_checkpoints``: its own cache key; the plain victim is then copied from it,
+:func:`paperlib.pipeline.core.copied_from_epoch_twin`) and measures each pass's clean and triggered
+top-k as every table measures them.
 
-``python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml pretrain.epochs=6
-[pretrain_seeds=[0]] [results_dir=results]`` writes ``<results_dir>/attacks/pretrain_implant.csv``,
-one row per (victim, pass), keyed by the victim model and the recipe's passes; ``train_seconds`` is
-the victim's whole pre-training (the same on each of its rows).
+``results/attacks/pretrain_implant.csv`` holds two recipes of BadNet at 1,000 of 130,000 pairs, seed 0:
+
+* the older one (a patch anywhere, CleanCLIP's template captions), six passes, implants almost nothing::
+
+    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml pretrain.epochs=6 \
+        'pretrain_victims=[{attack: badnet, attack_params: {patch_fraction: 0.25, position: random},
+          poison: {target: banana, poison_count: 1000, caption: template}}]' results_dir=results
+
+  (state ``position`` and ``caption``: a partial entry is completed from the embedded scale's attack
+  suite, whose victim has the fixed corner and natural captions);
+* the file's own (the fine-tuning victims' fixed corner and natural captions), 2.5 passes, implants::
+
+    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml results_dir=results
+
+Rows: one per (victim, pass), keyed by the victim model and the recipe's passes, in
+``<results_dir>/attacks/pretrain_implant.csv``; ``train_seconds`` is the victim's whole pre-training
+(the same on each of its rows).
 """
 from __future__ import annotations
 

@@ -68,13 +68,19 @@ def copied_from_epoch_twin(kind_params: dict, model_name: str, cache: ArtifactCa
     Keeping the epoch files only saves weights at each epoch's end (no draw of any random number),
     so the twin's final weights are the ones this key would train: a victim measured pass by pass
     (:mod:`paperlib.experiments.pretrain_implant`) then serves the tables that need it plainly in
-    seconds, not another training.  The copy keeps its own key; its summary names the twin."""
+    seconds, not another training.  The copy keeps its own key; its summary names the twin (so
+    :func:`paperlib.bench.cache_costs` leaves its seconds out of its kind's build times).  The twin is
+    looked up without a note in the run's ledger: a machine without it trains the plain key, and its
+    cost estimate should price that, not the twin."""
     import shutil
-    twin = cache.cached("model", {**kind_params, "epoch_checkpoints": True})
-    if twin is None:
+    twin_params = {**kind_params, "epoch_checkpoints": True}
+    if not cache.exists("model", twin_params):
         return None
+    twin = cache.path("model", twin_params)
 
     def build(work: Path):
+        for leftover in work.iterdir():   # an interrupted training of the plain key: not this model
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         for name in ("model.safetensors", "history.jsonl"):
             if (twin / name).is_file():
                 shutil.copyfile(twin / name, work / name)
