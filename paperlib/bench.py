@@ -79,6 +79,13 @@ def render_throughput(n: int = 2000, workers: int = 2) -> dict:
                 "wall_seconds_with_setup": total}
 
 
+def _summary(meta: Path) -> dict:
+    """The summary.json beside a cached artifact's params.json ({} when it has none)."""
+    import json
+    summary = meta.with_name("summary.json")
+    return json.loads(summary.read_text()) if summary.is_file() else {}
+
+
 def cache_costs(cache_root) -> list[dict]:
     """Where the build time of an artifact cache went: one row per artifact kind and role.
 
@@ -96,8 +103,7 @@ def cache_costs(cache_root) -> list[dict]:
         role = params.get("role", "") if isinstance(params, dict) else ""
         train = params.get("train") if isinstance(params, dict) else None
         precision = train.get("precision", "") if isinstance(train, dict) else ""
-        summary = meta.with_name("summary.json")
-        told = json.loads(summary.read_text()) if summary.is_file() else {}
+        told = _summary(meta)
         if told.get("copied_from"):   # copied from a twin that kept its epochs: no training time of its own
             continue
         samples = told.get("samples", 0)
@@ -128,8 +134,7 @@ def artifact_costs(cache_root) -> list[dict]:
         train = params.get("train") if isinstance(params, dict) else None
         if not float(info.get("build_seconds") or 0.0) > 0:   # no time recorded: its kind's median prices it
             continue
-        summary = meta.with_name("summary.json")
-        if summary.is_file() and json.loads(summary.read_text()).get("copied_from"):   # a copy: priced as its kind
+        if _summary(meta).get("copied_from"):   # a copy: priced as its kind
             continue
         rows.append({"kind": info.get("kind", meta.parent.parent.name), "role": role,
                      "key": info.get("key", meta.parent.name),

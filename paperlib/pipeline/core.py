@@ -84,8 +84,8 @@ def copied_from_epoch_twin(kind_params: dict, model_name: str, cache: ArtifactCa
         for name in ("model.safetensors", "history.jsonl"):
             if (twin / name).is_file():
                 shutil.copyfile(twin / name, work / name)
-        summary = json.loads((twin / "summary.json").read_text()) if (twin / "summary.json").is_file() else {}
-        write_json_atomic(work / "summary.json", {**summary, "copied_from": twin.name})
+        write_json_atomic(work / "summary.json",
+                          {**ModelArtifact(model_name, twin, twin_params).summary, "copied_from": twin.name})
 
     return ModelArtifact(model_name, cache.get_or_build("model", kind_params, build), kind_params)
 
