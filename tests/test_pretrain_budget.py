@@ -1,0 +1,56 @@
+"""CleanCLIP at several budgets on a pre-training victim (issue 23): the row's step and learning-rate
+shares against the victim's pre-training, and one row per budget kept side by side in the file."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from paperlib.experiments import pretrain_budget
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model(name: str, **summary):
+    return SimpleNamespace(path=Path("/cache/model") / name, summary=summary)
+
+
+def test_a_row_sets_the_defence_s_steps_and_lr_against_the_victim_s_pretraining():
+    victim = _model("v1", steps=1268, seconds=1595.4, device="cpu")
+    defended = _model("d1", steps=975, seconds=1180.26, device="Intel Xeon")
+    train = SimpleNamespace(epochs=25, lr=1e-4, batch_size=128)
+    metrics = {"ca_top1": 15.0, "ca_top5": 30.0, "asr_top1": 60.0, "asr_top5": 80.0, "asr_top10": 90.0}
+    row = pretrain_budget.budget_row("badnet", 0, "embedded", victim, defended, train, 5000, 1e-3,
+                                     {**metrics, "ca_top1": 18.4, "asr_top1": 100.0}, metrics)
+    assert row["steps_vs_victim"] == round(975 / 1268, 4) and row["lr_vs_victim"] == 0.1
+    assert (row["victim_model"], row["model"]) == ("v1", "d1")
+    assert (row["victim_asr_top1"], row["asr_top1"]) == (100.0, 60.0)
+    assert row["train_seconds"] == 1180.3 and row["device"] == "Intel Xeon"
+    assert set(row) == set(pretrain_budget.COLUMNS)
+
+
+def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
+    """Two budgets of the smoke file's pre-training victim: the longer one takes more steps of the
+    same victim, and the second run's row joins the first's in the file."""
+    from paperlib.experiments.eftclip import load
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    out = str(tmp_path / "r")
+    p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"results_dir": out})
+    short = pretrain_budget.run(p, log=lambda *a: None)
+    longer = pretrain_budget.run(load(ROOT / "params" / "eftclip" / "smoke.yaml",
+                                      {"results_dir": out, "defence.train.epochs": 2 * p.defence.train.epochs}),
+                                 log=lambda *a: None)
+    assert len(short) == len(longer) == len(p.pretrain_victims) * len(p.pretrain_seed_list)
+    assert (longer.victim_model.tolist() == short.victim_model.tolist())
+    assert (longer.steps > short.steps).all() and (longer.steps_vs_victim > short.steps_vs_victim).all()
+    assert short.asr_top1.between(0, 100).all() and longer.ca_top1.between(0, 100).all()
+    kept = pd.read_csv(Path(out) / "eftclip" / pretrain_budget.FILE)
+    assert len(kept) == 2 * len(short) and sorted(kept.epochs.unique()) == sorted({*short.epochs, *longer.epochs})
+
+
+def test_a_file_without_pretraining_victims_is_refused_by_name():
+    import pytest
+
+    from paperlib.experiments.eftclip import load
+    p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"pretrain_victims": []})
+    with pytest.raises(ValueError, match="pretrain_victims"):
+        pretrain_budget.run(p, log=lambda *a: None)
