@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,9 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from paperlib.errors import ParamError  # noqa: F401 (re-exported)
+
+# a number in exponent form without a dot (1e-3, 5E+2), which YAML 1.1 leaves a string
+_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
 SCALES = ("smoke", "embedded", "gpu", "paper")
 
@@ -98,6 +102,9 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             raise ParamError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads 1e-3 as a string, 1.0e-3 as a number: take both as written
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -71,6 +71,15 @@ def test_overrides_with_dotted_keys():
     assert p.victim.finetune.batch_size == 64  # the rest of the section is kept
 
 
+def test_a_number_in_exponent_form_without_a_dot_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; a number field takes it as the number it spells,
+    in a file and on the command line alike, and still refuses a word."""
+    p = foundation.load(_write(tmp_path, "pretrain:\n  lr: 5e-4\n"), {"victim.finetune.lr": "1E-5"})
+    assert p.pretrain.lr == 5e-4 and p.victim.finetune.lr == 1e-5
+    with pytest.raises(ParamError, match="expected a number"):
+        foundation.load(_write(tmp_path, "pretrain:\n  lr: e-4\n"))
+
+
 def test_load_params_without_file_gives_defaults():
     p = load_params(foundation.FoundationParams)
     assert p.scale == "embedded" and p.victim.attack == "badnet"
