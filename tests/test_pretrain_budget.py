@@ -54,3 +54,23 @@ def test_a_file_without_pretraining_victims_is_refused_by_name():
     p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"pretrain_victims": []})
     with pytest.raises(ValueError, match="pretrain_victims"):
         pretrain_budget.run(p, log=lambda *a: None)
+
+
+def test_published_rows_are_this_file_s_victims_only(tmp_path, monkeypatch):
+    """The notebook's view: rows of the file's own pre-training victims, found by key without training,
+    a row of another victim left out, and the run's folder read beside the committed file."""
+    from paperlib.cache import artifact_key
+    from paperlib.experiments import common
+    from paperlib.experiments.eftclip import load
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"results_dir": str(tmp_path / "r")})
+    own = artifact_key("model", common.pretrain_victim_key(p, common.clean_base_unbuilt(p), p.pretrain_victims[0], 0))
+    row = {c: 0 for c in pretrain_budget.COLUMNS}
+    rows = [{**row, "attack": "badnet", "victim_model": own, "steps": 20, "epochs": 2},
+            {**row, "attack": "badnet", "victim_model": own, "steps": 10, "epochs": 1},
+            {**row, "attack": "badnet", "victim_model": "someone_else", "steps": 10}]
+    (tmp_path / "r" / "eftclip").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "r" / "eftclip" / pretrain_budget.FILE, index=False)
+    shown = pretrain_budget.published(p)
+    assert shown.victim_model.tolist() == [own, own] and shown.steps.tolist() == [10, 20]
+    assert not (tmp_path / "cache" / "model").exists()   # nothing trained

@@ -86,6 +86,25 @@ def run(p, log=print) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def published(p) -> pd.DataFrame:
+    """Every budget's row so far for the pre-training victims of ``p`` (each at ``pretrain_seeds``),
+    from the committed file and this run's results folder, found by the victims' cache keys: nothing
+    is trained (the notebook shows them beside Table 3; a budget is added by running this module)."""
+    from paperlib.assets import repo_root
+    from paperlib.cache import artifact_key
+    from paperlib.experiments.common import clean_base_unbuilt, pretrain_victim_key
+    base = clean_base_unbuilt(p)
+    victims = {artifact_key("model", pretrain_victim_key(p, base, v, seed))
+               for v in p.pretrain_victims for seed in p.pretrain_seed_list}
+    files = {repo_root() / "results" / "eftclip" / FILE, Path(p.results_dir) / "eftclip" / FILE}
+    found = [pd.read_csv(f, dtype={"victim_model": str}) for f in files if f.is_file()]
+    if not found:
+        return pd.DataFrame(columns=list(COLUMNS))
+    rows = pd.concat(found, ignore_index=True)
+    rows = rows[rows.victim_model.isin(victims)].drop_duplicates(subset=list(KEY), keep="last")
+    return rows.sort_values(["attack", "seed", "lr", "steps"]).reset_index(drop=True)
+
+
 if __name__ == "__main__":
     from paperlib.experiments import eftclip
     from paperlib.experiments.common import cli
