@@ -27,8 +27,24 @@ import yaml
 
 from paperlib.errors import ParamError  # noqa: F401 (re-exported)
 
-# a number in exponent form without a dot (1e-3, 5E+2), which YAML 1.1 leaves a string
-_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+
+
+class ParamLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1), which also reads a number in exponent form as a float where
+    YAML 1.1 leaves it a string (``1e-3``, ``5E+2``, ``1.0e3``, ``.5e-3``), as YAML 1.2 does: so
+    ``lr: 1e-3`` in a file or ``defence.train.lr=1e-3`` on a command line means the number, in typed
+    fields and in free-form settings (``defence.settings``) alike."""
+
+
+ParamLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                  re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                  list("-+0123456789."))
+
+
+def read_yaml(text):
+    """YAML text (or an open file) read with :class:`ParamLoader`: parameter files and command-line values."""
+    return yaml.load(text, Loader=ParamLoader)
 
 SCALES = ("smoke", "embedded", "gpu", "paper")
 
@@ -102,9 +118,6 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             raise ParamError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
-            # YAML 1.1 (PyYAML) reads 1e-3 as a string, 1.0e-3 as a number: take both as written
-            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -190,7 +203,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ParamError(f"parameter file {str(path)!r} does not exist")
     with open(path) as fh:
         try:
-            data = yaml.safe_load(fh)
+            data = read_yaml(fh)
         except yaml.YAMLError as err:
             raise ParamError(f"{path}: not valid YAML: {err}") from None
     if data is None:

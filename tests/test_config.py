@@ -71,13 +71,18 @@ def test_overrides_with_dotted_keys():
     assert p.victim.finetune.batch_size == 64  # the rest of the section is kept
 
 
-def test_a_number_in_exponent_form_without_a_dot_is_a_number(tmp_path):
-    """PyYAML (YAML 1.1) reads 1e-3 as a string; a number field takes it as the number it spells,
-    in a file and on the command line alike, and still refuses a word."""
-    p = foundation.load(_write(tmp_path, "pretrain:\n  lr: 5e-4\n"), {"victim.finetune.lr": "1E-5"})
+def test_a_number_in_exponent_form_is_a_number_in_files_and_on_the_command_line(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; parameter files and command-line values read it as
+    the number it spells (as YAML 1.2 does), and a word is still refused by a number field."""
+    from paperlib.config import read_yaml
+    assert [read_yaml(t) for t in ("1e-3", "5E+2", "1.0e3", ".5e-3", "-1e-4")] == [1e-3, 500.0, 1000.0, 5e-4, -1e-4]
+    assert [read_yaml(t) for t in ("12", "e-4", "1e", "banana")] == [12, "e-4", "1e", "banana"]
+    p = foundation.load(_write(tmp_path, "pretrain:\n  lr: 5e-4\n"), {"victim.finetune.lr": read_yaml("1E-5")})
     assert p.pretrain.lr == 5e-4 and p.victim.finetune.lr == 1e-5
     with pytest.raises(ParamError, match="expected a number"):
         foundation.load(_write(tmp_path, "pretrain:\n  lr: e-4\n"))
+    import yaml
+    assert yaml.safe_load("1e-3") == "1e-3"   # PyYAML's own loader is left as it is
 
 
 def test_load_params_without_file_gives_defaults():

@@ -10,18 +10,18 @@ from paperlib.experiments import pretrain_budget
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _model(name: str, **summary):
-    return SimpleNamespace(path=Path("/cache/model") / name, summary=summary)
+def _model(name: str, key_params=None, **summary):
+    return SimpleNamespace(path=Path("/cache/model") / name, summary=summary, key_params=key_params or {})
 
 
 def test_a_row_sets_the_defence_s_steps_and_lr_against_the_victim_s_pretraining():
-    victim = _model("v1", steps=1268, seconds=1595.4, device="cpu")
+    victim = _model("v1", {"train": {"lr": 1e-3, "batch_size": 256}}, steps=1268, seconds=1595.4, device="cpu")
     defended = _model("d1", steps=975, seconds=1180.26, device="Intel Xeon")
     train = SimpleNamespace(epochs=25, lr=1e-4, batch_size=128)
     metrics = {"ca_top1": 15.0, "ca_top5": 30.0, "asr_top1": 60.0, "asr_top5": 80.0, "asr_top10": 90.0}
-    row = pretrain_budget.budget_row("badnet", 0, "embedded", victim, defended, train, 5000, 1e-3,
+    row = pretrain_budget.budget_row("badnet", 0, "embedded", victim, defended, train, 5000,
                                      {**metrics, "ca_top1": 18.4, "asr_top1": 100.0}, metrics)
-    assert row["steps_vs_victim"] == round(975 / 1268, 4) and row["lr_vs_victim"] == 0.1
+    assert row["steps_vs_victim"] == round(975 / 1268, 4) and row["lr_vs_victim"] == 0.1 and row["victim_lr"] == 1e-3
     assert (row["victim_model"], row["model"]) == ("v1", "d1")
     assert (row["victim_asr_top1"], row["asr_top1"]) == (100.0, 60.0)
     assert row["train_seconds"] == 1180.3 and row["device"] == "Intel Xeon"
@@ -45,6 +45,9 @@ def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
     assert short.asr_top1.between(0, 100).all() and longer.ca_top1.between(0, 100).all()
     kept = pd.read_csv(Path(out) / "eftclip" / pretrain_budget.FILE)
     assert len(kept) == 2 * len(short) and sorted(kept.epochs.unique()) == sorted({*short.epochs, *longer.epochs})
+    # the notebook's view finds both runs' rows of this victim by its key, in the run's folder
+    shown = pretrain_budget.rows_so_far(p)
+    assert set(shown.model) == {*short.model, *longer.model} and shown.steps.is_monotonic_increasing
 
 
 def test_a_file_without_pretraining_victims_is_refused_by_name():
@@ -56,7 +59,7 @@ def test_a_file_without_pretraining_victims_is_refused_by_name():
         pretrain_budget.run(p, log=lambda *a: None)
 
 
-def test_published_rows_are_this_file_s_victims_only(tmp_path, monkeypatch):
+def test_rows_so_far_are_this_file_s_victims_only(tmp_path, monkeypatch):
     """The notebook's view: rows of the file's own pre-training victims, found by key without training,
     a row of another victim left out, and the run's folder read beside the committed file."""
     from paperlib.cache import artifact_key
@@ -66,11 +69,11 @@ def test_published_rows_are_this_file_s_victims_only(tmp_path, monkeypatch):
     p = load(ROOT / "params" / "eftclip" / "smoke.yaml", {"results_dir": str(tmp_path / "r")})
     own = artifact_key("model", common.pretrain_victim_key(p, common.clean_base_unbuilt(p), p.pretrain_victims[0], 0))
     row = {c: 0 for c in pretrain_budget.COLUMNS}
-    rows = [{**row, "attack": "badnet", "victim_model": own, "steps": 20, "epochs": 2},
-            {**row, "attack": "badnet", "victim_model": own, "steps": 10, "epochs": 1},
-            {**row, "attack": "badnet", "victim_model": "someone_else", "steps": 10}]
+    rows = [{**row, "attack": "badnet", "victim_model": own, "steps": 20, "epochs": 2, "model": "m2"},
+            {**row, "attack": "badnet", "victim_model": own, "steps": 10, "epochs": 1, "model": "m1"},
+            {**row, "attack": "badnet", "victim_model": "someone_else", "steps": 10, "model": "m3"}]
     (tmp_path / "r" / "eftclip").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(tmp_path / "r" / "eftclip" / pretrain_budget.FILE, index=False)
-    shown = pretrain_budget.published(p)
+    shown = pretrain_budget.rows_so_far(p)
     assert shown.victim_model.tolist() == [own, own] and shown.steps.tolist() == [10, 20]
     assert not (tmp_path / "cache" / "model").exists()   # nothing trained

@@ -171,9 +171,8 @@ def cli(load, run, argv=None, description: str = "") -> int:
     import os
     from pathlib import Path
 
-    import yaml
-
     from paperlib.assets import configure_environment, repo_root
+    from paperlib.config import read_yaml
     from paperlib.results import open_results_dir
     ap = argparse.ArgumentParser(description=description or cli.__doc__)
     ap.add_argument("params", help="parameter file")
@@ -184,7 +183,7 @@ def cli(load, run, argv=None, description: str = "") -> int:
         if "=" not in item:
             raise SystemExit(f"override {item!r} is not dotted.key=value")
         k, _, v = item.partition("=")
-        overrides[k] = yaml.safe_load(v)
+        overrides[k] = read_yaml(v)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_environment()
     params_file = Path(a.params).resolve()

@@ -60,10 +60,9 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     """Write ``out`` (bundle/, wordnet.zip, whl/) for a lending of ``params``; returns each part's
     bytes.  Raises SystemExit when the parts pass :data:`CARRY_LIMIT`."""
     from paperlib.assets import asset_root
-    import yaml
-
+    from paperlib.config import read_yaml
     from paperlib.experiments import parallel_seeds as ps
-    raw = ps.fp32_params(params, yaml.safe_load(Path(params).read_text()).get("seeds", [0]), module=module)
+    raw = ps.fp32_params(params, read_yaml(Path(params).read_text()).get("seeds", [0]), module=module)
     if (out / "bundle").exists():
         shutil.rmtree(out / "bundle")
     for bank in ps.bundle(raw, out / "bundle", module):

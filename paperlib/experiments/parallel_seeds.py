@@ -42,6 +42,8 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from paperlib.config import read_yaml
+
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +51,8 @@ def fp32_params(path: str | Path, seeds, attacks=None, device: str = "cuda", wor
                 module: str = "defences") -> dict:
     """The parameter file at ``path`` as a dict, with fp32 in every training section, ``seeds``,
     the victims of ``attacks`` only (all if None), ``device``, and no FT learning-rate study."""
-    source = yaml.safe_load(Path(path).read_text())
-    raw = yaml.safe_load(Path(path).read_text())
+    source = read_yaml(Path(path).read_text())
+    raw = read_yaml(Path(path).read_text())
     raw["seeds"] = list(seeds)
     raw.pop("seeds_by_attack", None)   # the jobs are (attack, seed) pairs named on the command line
     raw["device"] = device
@@ -382,7 +384,7 @@ def main(argv=None) -> int:
         return 0
     pairs = None
     if a.pairs:
-        pairs = parse_pairs(a.pairs, yaml.safe_load(Path(a.params).read_text()))
+        pairs = parse_pairs(a.pairs, read_yaml(Path(a.params).read_text()))
         a.seeds = sorted({s for _, s in pairs})
         a.attacks = sorted({t for t, _ in pairs})
     raw = fp32_params(a.params, a.seeds, a.attacks, a.device, a.workers, a.module)
@@ -400,7 +402,7 @@ def main(argv=None) -> int:
     if a.until is not None:
         a.deadline = a.until - time.time()
         log.info("jobs stop in %.0f s (--until)", a.deadline)
-    file_seeds = yaml.safe_load(Path(a.params).read_text()).get("seeds")   # not the command line's
+    file_seeds = read_yaml(Path(a.params).read_text()).get("seeds")   # not the command line's
     jobs = run_jobs(raw, work, a.jobs, a.deadline, a.threads, pairs, a.module, shared, file_seeds)
     for r in jobs:
         print(r)

@@ -13,7 +13,10 @@ invocation, so that a budget is named on the command line as any other setting::
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.epochs=25 results_dir=results
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.lr=1e-3 results_dir=results
 
-The first is Table 3's own CleanCLIP model (read from the cache where Table 3 made it).  Each row
+For BadNet's victim the first is Table 3's own CleanCLIP model (the same call as Table 3's, read
+from the cache where Table 3 made it); a file with other pre-training victims (Table 5's) gets
+CleanCLIP on those too, which no table of the paper has.  The next two are budgets not yet run
+(``defence.train.epochs=20`` has been: ``results/eftclip/pretrain_budget.csv``).  Each row
 sets the defence's optimiser steps and learning rate beside the victim's pre-training
 (``steps_vs_victim``, ``lr_vs_victim``): the paper's own ratio is printed in docs/deviations-eftclip.md
 (Sec. 4.1's pre-training against its fine-tuning phase).
@@ -29,17 +32,20 @@ import pandas as pd
 
 FILE = "pretrain_budget.csv"
 DEFENCE = "cleanclip"
-KEY = ("attack", "seed", "scale", "victim_model", "defence", "clean_scenes", "epochs", "lr", "batch_size")
+# the defended model's cache key holds every other setting of the defence (warm-up, weight decay, its loss)
+KEY = ("attack", "seed", "scale", "victim_model", "defence", "clean_scenes", "epochs", "lr", "batch_size", "model")
 COLUMNS = (*KEY, "steps", "victim_steps", "victim_lr", "steps_vs_victim", "lr_vs_victim",
            "ca_top1", "ca_top5", "asr_top1", "asr_top5", "asr_top10", "victim_ca_top1", "victim_asr_top1",
-           "model", "device", "train_seconds")
+           "device", "train_seconds")
 
 
 def budget_row(attack: str, seed: int, scale: str, victim, model, train, clean_scenes: int,
-               victim_lr: float, m_victim: dict, m: dict) -> dict:
+               m_victim: dict, m: dict) -> dict:
     """One row: the defended model's metrics beside its victim's, and the defence's optimiser steps
-    and learning rate as shares of the victim's pre-training (both from the models' summaries)."""
+    and learning rate as shares of the victim's pre-training (steps from both models' summaries, the
+    victim's learning rate from its own cache key)."""
     steps, victim_steps = int(model.summary.get("steps", 0)), int(victim.summary.get("steps", 0))
+    victim_lr = victim.key_params["train"]["lr"]
     return {"attack": attack, "seed": seed, "scale": scale, "victim_model": victim.path.name, "defence": DEFENCE,
             "clean_scenes": clean_scenes, "epochs": float(train.epochs), "lr": float(train.lr),
             "batch_size": int(train.batch_size), "steps": steps, "victim_steps": victim_steps,
@@ -73,10 +79,9 @@ def run(p, log=print) -> pd.DataFrame:
             model = pl.defend(victim, p.data, DEFENCE, p.defence.config(DEFENCE, v.attack),
                               p.defence.clean_scenes, train, seed, device=p.device)
             m_victim, m = victim_metrics(p, victim, attack, v), victim_metrics(p, model, attack, v)
-            row = budget_row(v.attack, seed, p.scale, victim, model, train, p.defence.clean_scenes,
-                             p.pretrain.lr, m_victim, m)
+            row = budget_row(v.attack, seed, p.scale, victim, model, train, p.defence.clean_scenes, m_victim, m)
             rows.append(row)
-            log(f"  {row['steps']} steps ({row['steps_vs_victim']:g} of the victim's {row['victim_steps']}): "
+            log(f"  {row['steps']} steps (the victim's: {row['victim_steps']}): "
                 f"ASR top-1 {m_victim['asr_top1']:.1f} -> {m['asr_top1']:.1f}, "
                 f"clean top-1 {m_victim['ca_top1']:.1f} -> {m['ca_top1']:.1f}")
             elapsed = time.time() - started
@@ -86,18 +91,20 @@ def run(p, log=print) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def published(p) -> pd.DataFrame:
+def rows_so_far(p) -> pd.DataFrame:
     """Every budget's row so far for the pre-training victims of ``p`` (each at ``pretrain_seeds``),
     from the committed file and this run's results folder, found by the victims' cache keys: nothing
     is trained (the notebook shows them beside Table 3; a budget is added by running this module)."""
     from paperlib.assets import repo_root
     from paperlib.cache import artifact_key
     from paperlib.experiments.common import clean_base_unbuilt, pretrain_victim_key
+    from paperlib.results import read_results
     base = clean_base_unbuilt(p)
     victims = {artifact_key("model", pretrain_victim_key(p, base, v, seed))
                for v in p.pretrain_victims for seed in p.pretrain_seed_list}
-    files = {repo_root() / "results" / "eftclip" / FILE, Path(p.results_dir) / "eftclip" / FILE}
-    found = [pd.read_csv(f, dtype={"victim_model": str}) for f in files if f.is_file()]
+    committed, this_run = repo_root() / "results" / "eftclip" / FILE, Path(p.results_dir) / "eftclip" / FILE
+    files = [committed] + ([this_run] if this_run.resolve() != committed.resolve() else [])
+    found = [t for t in map(read_results, files) if t is not None]   # this run's rows win a tie (keep last)
     if not found:
         return pd.DataFrame(columns=list(COLUMNS))
     rows = pd.concat(found, ignore_index=True)

@@ -86,9 +86,8 @@ def ship(p, name: str | None = None, out_dir: Path | None = None, log=print, for
 
 
 def main(argv=None) -> int:
-    import yaml
-
     from paperlib.assets import configure_environment, repo_root
+    from paperlib.config import read_yaml
     from paperlib.experiments.foundation import load
     from paperlib.results import open_results_dir
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
         k, sep, v = item.partition("=")
         if not sep:
             raise SystemExit(f"override {item!r} is not dotted.key=value")
-        overrides[k] = yaml.safe_load(v)
+        overrides[k] = read_yaml(v)
     configure_environment()
     params_file = Path(a.params).resolve()
     os.chdir(repo_root())
