@@ -45,6 +45,15 @@ def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
     assert short.asr_top1.between(0, 100).all() and longer.ca_top1.between(0, 100).all()
     kept = pd.read_csv(Path(out) / "eftclip" / pretrain_budget.FILE)
     assert len(kept) == 2 * len(short) and sorted(kept.epochs.unique()) == sorted({*short.epochs, *longer.epochs})
+    # the file's own budget is Table 3's CleanCLIP: the key eftclip.py's Table 2 and 3 rows build
+    from paperlib import pipeline as pl
+    from paperlib.cache import artifact_key
+    from paperlib.experiments import common
+    v = p.pretrain_victims[0]
+    victim = common.pretrain_victim(p, common.clean_base(p), v, p.pretrain_seed_list[0])
+    table3 = pl.defence_key(victim.key_params, "cleanclip", p.defence.config("cleanclip", v.attack),
+                            p.defence.clean_scenes, p.defence.train, p.pretrain_seed_list[0], None, "cpu")
+    assert short.model.iloc[0] == artifact_key("model", table3) != longer.model.iloc[0]
     # the notebook's view finds both runs' rows of this victim by its key, in the run's folder
     shown = pretrain_budget.rows_so_far(p)
     assert set(shown.model) == {*short.model, *longer.model} and shown.steps.is_monotonic_increasing
