@@ -19,18 +19,20 @@ def test_a_row_sets_the_defence_s_steps_and_lr_against_the_victim_s_pretraining(
     defended = _model("d1", steps=975, seconds=1180.26, device="Intel Xeon")
     train = SimpleNamespace(epochs=25, lr=1e-4, batch_size=128)
     metrics = {"ca_top1": 15.0, "ca_top5": 30.0, "asr_top1": 60.0, "asr_top5": 80.0, "asr_top10": 90.0}
-    row = pretrain_budget.budget_row("badnet", 0, "embedded", victim, defended, train, 5000,
+    row = pretrain_budget.budget_row("badnet", 0, "embedded", victim, defended, "eftclip", train, 5000, 1500,
                                      {**metrics, "ca_top1": 18.4, "asr_top1": 100.0}, metrics)
     assert row["steps_vs_victim"] == round(975 / 1268, 4) and row["lr_vs_victim"] == 0.1 and row["victim_lr"] == 1e-3
-    assert (row["victim_model"], row["model"]) == ("v1", "d1")
+    assert (row["victim_model"], row["model"], row["defence"]) == ("v1", "d1", "eftclip")
+    assert (row["clean_scenes"], row["finetune_set"]) == (5000, 1500)
     assert (row["victim_asr_top1"], row["asr_top1"]) == (100.0, 60.0)
     assert row["train_seconds"] == 1180.3 and row["device"] == "Intel Xeon"
     assert set(row) == set(pretrain_budget.COLUMNS)
 
 
 def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
-    """Two budgets of the smoke file's pre-training victim: the longer one takes more steps of the
-    same victim, and the second run's row joins the first's in the file."""
+    """Two budgets of the smoke file's pre-training victim, each with CleanCLIP on the pool and EftCLIP
+    on its curated set: the longer one takes more steps of the same victim, and the second run's rows
+    join the first's in the file."""
     from paperlib.experiments.eftclip import load
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
     out = str(tmp_path / "r")
@@ -39,7 +41,9 @@ def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
     longer = pretrain_budget.run(load(ROOT / "params" / "eftclip" / "smoke.yaml",
                                       {"results_dir": out, "defence.train.epochs": 2 * p.defence.train.epochs}),
                                  log=lambda *a: None)
-    assert len(short) == len(longer) == len(p.pretrain_victims) * len(p.pretrain_seed_list)
+    assert len(short) == len(longer) == 2 * len(p.pretrain_victims) * len(p.pretrain_seed_list)
+    assert short.defence.tolist() == ["cleanclip", "eftclip"]
+    assert short.finetune_set.iloc[0] == p.defence.clean_scenes > short.finetune_set.iloc[1]
     assert (longer.victim_model.tolist() == short.victim_model.tolist())
     assert (longer.steps > short.steps).all() and (longer.steps_vs_victim > short.steps_vs_victim).all()
     assert short.asr_top1.between(0, 100).all() and longer.ca_top1.between(0, 100).all()
@@ -54,6 +58,10 @@ def test_smoke_run_keeps_one_row_per_budget(tmp_path, monkeypatch):
     table3 = pl.defence_key(victim.key_params, "cleanclip", p.defence.config("cleanclip", v.attack),
                             p.defence.clean_scenes, p.defence.train, p.pretrain_seed_list[0], None, "cpu")
     assert short.model.iloc[0] == artifact_key("model", table3) != longer.model.iloc[0]
+    # and EftCLIP's is the model Table 3's curated defence makes (the same call, read from the cache)
+    from paperlib.experiments.eftclip import curated_defence
+    from paperlib.experiments.eftclip_setup import Workbench
+    assert short.model.iloc[1] == curated_defence(p, Workbench(p), v.attack, "pretrain", 0)["model"].path.name
     # the notebook's view finds both runs' rows of this victim by its key, in the run's folder
     shown = pretrain_budget.rows_so_far(p)
     assert set(shown.model) == {*short.model, *longer.model} and shown.steps.is_monotonic_increasing

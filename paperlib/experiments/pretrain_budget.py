@@ -1,27 +1,31 @@
-"""Does more clean fine-tuning remove a backdoor learned in pre-training?  CleanCLIP at several budgets (issue 23).
+"""Does more clean fine-tuning remove a backdoor learned in pre-training?  Table 3's defences at several budgets (issue 23).
 
 EftCLIP's Table 3 defends a CLIP pre-trained on poisoned data by fine-tuning it on clean pairs, as
 CleanCLIP does, and the paper's CleanCLIP brings BadNet's top-1 ASR to 10.60 there.  Ours, at the
 defence matrix's budget (``defence.train`` of the EftCLIP file: 5 passes over 5,000 clean pairs,
 195 steps at lr 1e-4), leaves 99.87 (``results/eftclip/tables.csv``, Table 3).  Is that the budget?
 
-This runs CleanCLIP on each pre-training victim of the file (``pretrain_victims`` at
-``pretrain_seeds``) at the file's ``defence.train`` and ``defence.clean_scenes``, one budget per
-invocation, so that a budget is named on the command line as any other setting::
+This runs Table 3's two fine-tuning defences on each pre-training victim of the file
+(``pretrain_victims`` at ``pretrain_seeds``) at the file's ``defence.train``: CleanCLIP on all
+``defence.clean_scenes`` pairs and EftCLIP on its curated set (Algorithms 1-2 as Table 3 runs them;
+the set does not depend on the budget), one budget per invocation, so that a budget is named on the
+command line as any other setting::
 
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml results_dir=results
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.epochs=25 results_dir=results
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.lr=1e-3 results_dir=results
 
-For BadNet's victim the first is Table 3's own CleanCLIP model (the same call as Table 3's, read
-from the cache where Table 3 made it); a file with other pre-training victims (Table 5's) gets
-CleanCLIP on those too, which no table of the paper has.  The next two are budgets not yet run
+For BadNet's victim the first is Table 3's own two models (the same calls as Table 3's, read from
+the cache where Table 3 made them); a file with other pre-training victims (Table 5's) gets CleanCLIP
+on those too, which no table of the paper has.  The next two are budgets not yet run
 (``defence.train.epochs=20`` has been: ``results/eftclip/pretrain_budget.csv``).  Each row
 sets the defence's optimiser steps and learning rate beside the victim's pre-training
 (``steps_vs_victim``, ``lr_vs_victim``): the paper's own ratio is printed in docs/deviations-eftclip.md
 (Sec. 4.1's pre-training against its fine-tuning phase).
 
-Rows: one per (victim, defence budget), in ``<results_dir>/eftclip/pretrain_budget.csv``.
+Rows: one per (victim, defence, budget), in ``<results_dir>/eftclip/pretrain_budget.csv``;
+``finetune_set`` is the number of clean pairs the defence trained on (CleanCLIP's pool, EftCLIP's
+curated set).
 """
 from __future__ import annotations
 
@@ -31,23 +35,23 @@ from pathlib import Path
 import pandas as pd
 
 FILE = "pretrain_budget.csv"
-DEFENCE = "cleanclip"
+DEFENCES = ("cleanclip", "eftclip")
 # the defended model's cache key holds every other setting of the defence (warm-up, weight decay, its loss)
 KEY = ("attack", "seed", "scale", "victim_model", "defence", "clean_scenes", "epochs", "lr", "batch_size", "model")
-COLUMNS = (*KEY, "steps", "victim_steps", "victim_lr", "steps_vs_victim", "lr_vs_victim",
+COLUMNS = (*KEY, "finetune_set", "steps", "victim_steps", "victim_lr", "steps_vs_victim", "lr_vs_victim",
            "ca_top1", "ca_top5", "asr_top1", "asr_top5", "asr_top10", "victim_ca_top1", "victim_asr_top1",
            "device", "train_seconds")
 
 
-def budget_row(attack: str, seed: int, scale: str, victim, model, train, clean_scenes: int,
-               m_victim: dict, m: dict) -> dict:
+def budget_row(attack: str, seed: int, scale: str, victim, model, defence: str, train, clean_scenes: int,
+               finetune_set: int, m_victim: dict, m: dict) -> dict:
     """One row: the defended model's metrics beside its victim's, and the defence's optimiser steps
     and learning rate as shares of the victim's pre-training (steps from both models' summaries, the
     victim's learning rate from its own cache key)."""
     steps, victim_steps = int(model.summary.get("steps", 0)), int(victim.summary.get("steps", 0))
     victim_lr = victim.key_params["train"]["lr"]
-    return {"attack": attack, "seed": seed, "scale": scale, "victim_model": victim.path.name, "defence": DEFENCE,
-            "clean_scenes": clean_scenes, "epochs": float(train.epochs), "lr": float(train.lr),
+    return {"attack": attack, "seed": seed, "scale": scale, "victim_model": victim.path.name, "defence": defence,
+            "clean_scenes": clean_scenes, "finetune_set": int(finetune_set), "epochs": float(train.epochs), "lr": float(train.lr),
             "batch_size": int(train.batch_size), "steps": steps, "victim_steps": victim_steps,
             "victim_lr": float(victim_lr),
             "steps_vs_victim": round(steps / victim_steps, 4) if victim_steps else None,
@@ -59,14 +63,16 @@ def budget_row(attack: str, seed: int, scale: str, victim, model, train, clean_s
 
 
 def run(p, log=print) -> pd.DataFrame:
-    """CleanCLIP at ``p.defence``'s budget on every pre-training victim of ``p`` at every
+    """CleanCLIP and EftCLIP at ``p.defence``'s budget on every pre-training victim of ``p`` at every
     pre-training seed: this run's rows (also upserted into the file, which keeps other budgets')."""
     from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, pretrain_victim, victim_attack, victim_metrics
+    from paperlib.experiments.eftclip import curated_defence
+    from paperlib.experiments.eftclip_setup import Workbench
     from paperlib.results import upsert_csv
     if not p.pretrain_victims:
         raise ValueError("pretrain_victims: empty; this study defends pre-training victims (give at least one)")
-    base = clean_base(p)
+    base, wb = clean_base(p), Workbench(p)
     train = p.defence.train
     rows, started = [], time.time()
     total = len(p.pretrain_victims) * len(p.pretrain_seed_list)
@@ -74,19 +80,26 @@ def run(p, log=print) -> pd.DataFrame:
         attack = victim_attack(p, base, v)
         for seed in p.pretrain_seed_list:
             victim = pretrain_victim(p, base, v, seed, attack)
-            log(f"pretrain_budget {v.attack} seed {seed}: {DEFENCE} on {p.defence.clean_scenes} clean pairs, "
-                f"{train.epochs:g} passes at lr {train.lr:g}, batch {train.batch_size}")
-            model = pl.defend(victim, p.data, DEFENCE, p.defence.config(DEFENCE, v.attack),
-                              p.defence.clean_scenes, train, seed, device=p.device)
-            m_victim, m = victim_metrics(p, victim, attack, v), victim_metrics(p, model, attack, v)
-            row = budget_row(v.attack, seed, p.scale, victim, model, train, p.defence.clean_scenes, m_victim, m)
-            rows.append(row)
-            log(f"  {row['steps']} steps (the victim's: {row['victim_steps']}): "
-                f"ASR top-1 {m_victim['asr_top1']:.1f} -> {m['asr_top1']:.1f}, "
-                f"clean top-1 {m_victim['ca_top1']:.1f} -> {m['ca_top1']:.1f}")
+            log(f"pretrain_budget {v.attack} seed {seed}: {train.epochs:g} passes at lr {train.lr:g}, "
+                f"batch {train.batch_size}")
+            m_victim = victim_metrics(p, victim, attack, v)
+            # Table 3's calls: CleanCLIP on the whole pool, EftCLIP's curated set (eftclip.defence_tables)
+            cleanclip = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", v.attack),
+                                  p.defence.clean_scenes, train, seed, device=p.device)
+            curated = curated_defence(p, wb, v.attack, "pretrain", seed)
+            for defence, model, n in (("cleanclip", cleanclip, p.defence.clean_scenes),
+                                      ("eftclip", curated["model"], curated["curated"])):
+                m = victim_metrics(p, model, attack, v)
+                row = budget_row(v.attack, seed, p.scale, victim, model, defence, train, p.defence.clean_scenes,
+                                 n, m_victim, m)
+                rows.append(row)
+                log(f"  {defence} on {n} pairs, {row['steps']} steps (the victim's: {row['victim_steps']}): "
+                    f"ASR top-1 {m_victim['asr_top1']:.1f} -> {m['asr_top1']:.1f}, "
+                    f"clean top-1 {m_victim['ca_top1']:.1f} -> {m['ca_top1']:.1f}")
+            done = len(rows) // len(DEFENCES)
             elapsed = time.time() - started
-            log(f"  {len(rows)}/{total} victims in {elapsed:.0f} s; about "
-                f"{elapsed / len(rows) * (total - len(rows)):.0f} s left (the cache may hold some)")
+            log(f"  {done}/{total} victims in {elapsed:.0f} s; about "
+                f"{elapsed / done * (total - done):.0f} s left (the cache may hold some)")
     upsert_csv(Path(p.results_dir) / "eftclip" / FILE, rows, KEY, COLUMNS)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -109,7 +122,7 @@ def rows_so_far(p) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     rows = pd.concat(found, ignore_index=True)
     rows = rows[rows.victim_model.isin(victims)].drop_duplicates(subset=list(KEY), keep="last")
-    return rows.sort_values(["attack", "seed", "lr", "steps"]).reset_index(drop=True)
+    return rows.sort_values(["attack", "seed", "defence", "lr", "steps"]).reset_index(drop=True)
 
 
 if __name__ == "__main__":
