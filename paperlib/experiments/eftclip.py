@@ -234,6 +234,14 @@ def curated_defence(p: EftCLIPParams, wb: Workbench, attack: str, threat: str, s
             "affected": dict(found.A.most_common(10)), "k_top": [k for k, _ in found.trigger_counts.most_common(5)]}
 
 
+def pretrain_cleanclip(p, victim, attack: str, seed: int):
+    """Table 3's CleanCLIP: the pre-training victim fine-tuned on all the defence's clean pairs at
+    ``p.defence``'s budget (also the budget study's, :mod:`paperlib.experiments.pretrain_budget`)."""
+    from paperlib import pipeline as pl
+    return pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", attack), p.defence.clean_scenes,
+                     p.defence.train, seed, device=p.device)
+
+
 def _cifar_top1(p, model) -> float:
     from paperlib import pipeline as pl
     return pl.evaluate(model, p.data, "cifar10_analog", templates=p.eval.templates, device=p.device)["ca_top1"]
@@ -362,8 +370,7 @@ def defence_tables(p: EftCLIPParams, wb: Workbench | None = None, log_fn=print) 
             measured = {label: victim_metrics(p, model, atk, v)
                         for label, model in (("clean", wb.base), ("none", victim), ("eftclip", r["model"]))}
             if not table5 or pv.attack == "badnet":   # the paper's Table 3 is BadNet's pre-training victim
-                cc = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", pv.attack),
-                               p.defence.clean_scenes, p.defence.train, seed, device=p.device)
+                cc = pretrain_cleanclip(p, victim, pv.attack, seed)
                 measured["cleanclip"] = victim_metrics(p, cc, atk, v)
                 for label in ("clean", "none", "cleanclip", "eftclip"):
                     add("Table 3", pv.attack, label, measured[label], seed, {"finetune_set": _set_size(p, label, r)})

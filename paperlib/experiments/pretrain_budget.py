@@ -65,9 +65,8 @@ def budget_row(attack: str, seed: int, scale: str, victim, model, defence: str, 
 def run(p, log=print) -> pd.DataFrame:
     """CleanCLIP and EftCLIP at ``p.defence``'s budget on every pre-training victim of ``p`` at every
     pre-training seed: this run's rows (also upserted into the file, which keeps other budgets')."""
-    from paperlib import pipeline as pl
     from paperlib.experiments.common import clean_base, pretrain_victim, victim_attack, victim_metrics
-    from paperlib.experiments.eftclip import curated_defence
+    from paperlib.experiments.eftclip import curated_defence, pretrain_cleanclip
     from paperlib.experiments.eftclip_setup import Workbench
     from paperlib.results import upsert_csv
     if not p.pretrain_victims:
@@ -84,8 +83,7 @@ def run(p, log=print) -> pd.DataFrame:
                 f"batch {train.batch_size}")
             m_victim = victim_metrics(p, victim, attack, v)
             # Table 3's calls: CleanCLIP on the whole pool, EftCLIP's curated set (eftclip.defence_tables)
-            cleanclip = pl.defend(victim, p.data, "cleanclip", p.defence.config("cleanclip", v.attack),
-                                  p.defence.clean_scenes, train, seed, device=p.device)
+            cleanclip = pretrain_cleanclip(p, victim, v.attack, seed)
             curated = curated_defence(p, wb, v.attack, "pretrain", seed)
             for defence, model, n in (("cleanclip", cleanclip, p.defence.clean_scenes),
                                       ("eftclip", curated["model"], curated["curated"])):
