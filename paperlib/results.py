@@ -76,6 +76,10 @@ def prepare_results_dir(results_dir: str | Path, log=None) -> Path:
     from paperlib.assets import repo_root
     path = Path(results_dir)
     path = path if path.is_absolute() else repo_root() / path
+    global _START_COMMIT
+    _START_COMMIT = git_commit()   # the code this run loaded, whatever is committed while it runs
+    if is_published(path) and _is_writer():
+        refuse_dirty_publishing(path, _START_COMMIT)
     scratch = scratch_root() / "results"
     if path.resolve() == scratch.resolve() and not path.exists() and _is_writer():
         committed = repo_root() / PUBLISHED
@@ -91,6 +95,29 @@ def prepare_results_dir(results_dir: str | Path, log=None) -> Path:
             log(f"scratch results folder {path} seeded with a copy of {committed}")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+PUBLISH_DIRTY_ENV = "PAPERLIB_PUBLISH_DIRTY"
+_START_COMMIT: str | None = None   # the checkout's commit when this run prepared its results folder
+
+
+def refuse_dirty_publishing(path: str | Path, commit: str | None = None) -> None:
+    """Refuse to write into the committed results while code, parameters or docs differ from HEAD.
+
+    A manifest names the commit that made its rows; from a modified checkout it can only say
+    ``<commit>+dirty``, and nobody can check out the code that made them.  ``PAPERLIB_PUBLISH_DIRTY=1``
+    publishes anyway (the manifest then says ``+dirty``).  A checkout git cannot read (``unknown``)
+    is let through: there is nothing to compare.
+    """
+    from paperlib.errors import ParamError
+    commit = git_commit() if commit is None else commit
+    if commit.endswith("+dirty") and os.environ.get(PUBLISH_DIRTY_ENV) != "1":
+        raise ParamError(
+            f"results_dir: {path} is the committed results folder, and this checkout's code, parameters "
+            f"or docs differ from its commit {commit.removesuffix('+dirty')[:12]} (git status lists them), "
+            "so the manifest could not name the code that made the rows. Commit or stash the changes "
+            "and publish again, or write to the scratch folder (the default results_dir); "
+            f"{PUBLISH_DIRTY_ENV}=1 publishes anyway, its manifest saying +dirty")
 
 
 def open_results_dir(p, log=None) -> Path:
@@ -290,8 +317,11 @@ def environment() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    now = git_commit()
+    started = _START_COMMIT or now
     return {
-        "commit": git_commit(),
+        "commit": started,   # the code the run started from; a commit made during the run is noted below
+        **({"commit_at_end": now} if now != started else {}),
         "python": platform.python_version(),
         "packages": versions,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

@@ -244,3 +244,16 @@ def test_the_glance_names_the_papers_run_on_the_shipped_base(tmp_path):
     assert first.startswith("Executed on the new victims and methods (the shipped clean base, issues 22-23): ABD.")
     assert first.endswith("to be re-made: EftCLIP, CleanerCLIP, CFBD. ")
     assert readme.which_runs(tmp_path / "none").startswith("All made on the old base")
+
+
+def test_every_manifest_written_from_a_modified_checkout_is_named_in_the_provenance_doc():
+    import json
+    doc = (ROOT / "docs" / "provenance.md").read_text()
+    dirty = []
+    for path in sorted((ROOT / "results").rglob("*.json")):
+        env = json.loads(path.read_text()).get("environment")
+        if isinstance(env, dict) and str(env.get("commit", "")).endswith("+dirty"):
+            rel = path.relative_to(ROOT).as_posix()
+            dirty.append(rel)
+            assert f"`{rel}` | {env['commit'][:7]} |" in doc, f"{rel} ({env['commit']}) is not in docs/provenance.md's table"
+    assert len(dirty) == doc.count("| `results/"), "the provenance table names a manifest that is not +dirty"
