@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.only and args.target == "test":
         ap.error("--only names notebooks of make all / reproduce, not of make test")
-    results = prepare_results_dir(PUBLISHED if args.publish else default_results_dir())
+    # the timed run is a clone of HEAD, so uncommitted changes here cannot reach its row
+    results = prepare_results_dir(PUBLISHED if args.publish else default_results_dir(), check_dirty=False)
     log_path = repo_root() / "scratch" / "logs" / f"fresh_clone_{args.target}_{time.strftime('%Y%m%dT%H%M%S')}.log"
     def record(row: dict) -> None:
         upsert_csv(Path(results) / FILE, [row], KEY, COLUMNS)

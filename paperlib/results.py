@@ -66,20 +66,21 @@ def is_published(results_dir: str | Path) -> bool:
     return path.resolve() == (repo_root() / PUBLISHED).resolve()
 
 
-def prepare_results_dir(results_dir: str | Path, log=None) -> Path:
+def prepare_results_dir(results_dir: str | Path, log=None, check_dirty: bool = True) -> Path:
     """Make ``results_dir`` ready to write into.  The scratch folder is seeded, when it does not
     exist yet, with a copy of the committed results (copied beside it, then renamed: an interrupted
     copy leaves no half-seeded folder); any other folder is only created.  Delete the scratch
-    folder to start again from the committed results."""
+    folder to start again from the committed results.  The committed folder is refused to a run
+    that started from a modified checkout (:func:`refuse_dirty_publishing`); ``check_dirty=False``
+    is for commands whose rows were made by other code (a clone of HEAD, a lending's copy, jobs)."""
     import shutil
 
     from paperlib.assets import repo_root
     path = Path(results_dir)
     path = path if path.is_absolute() else repo_root() / path
-    global _START_COMMIT
-    _START_COMMIT = git_commit()   # the code this run loaded, whatever is committed while it runs
-    if is_published(path) and _is_writer():
-        refuse_dirty_publishing(path, _START_COMMIT)
+    commit = start_commit()
+    if check_dirty and is_published(path) and _is_writer():
+        refuse_dirty_publishing(path, commit)
     scratch = scratch_root() / "results"
     if path.resolve() == scratch.resolve() and not path.exists() and _is_writer():
         committed = repo_root() / PUBLISHED
@@ -98,11 +99,23 @@ def prepare_results_dir(results_dir: str | Path, log=None) -> Path:
 
 
 PUBLISH_DIRTY_ENV = "PAPERLIB_PUBLISH_DIRTY"
-_START_COMMIT: str | None = None   # the checkout's commit when this run prepared its results folder
+RUN_COMMIT_ENV = "PAPERLIB_RUN_COMMIT"   # run_all's start commit, which the notebooks' kernels inherit
+_START_COMMIT: str | None = None        # set once per process: see start_commit
+
+
+def start_commit() -> str:
+    """The commit this process's run started from, as :func:`git_commit` reads it at the first
+    results folder the process prepares (a kernel that ``run_all`` started inherits run_all's).
+    Set once: Python runs the code it imported, whatever is checked out or committed later."""
+    global _START_COMMIT
+    if _START_COMMIT is None:
+        _START_COMMIT = os.environ.get(RUN_COMMIT_ENV) or git_commit()
+    return _START_COMMIT
 
 
 def refuse_dirty_publishing(path: str | Path, commit: str | None = None) -> None:
-    """Refuse to write into the committed results while code, parameters or docs differ from HEAD.
+    """Refuse to write into the committed results from a run that started while code, parameters or
+    docs differed from HEAD (tracked changes or new files outside ``results/``).
 
     A manifest names the commit that made its rows; from a modified checkout it can only say
     ``<commit>+dirty``, and nobody can check out the code that made them.  ``PAPERLIB_PUBLISH_DIRTY=1``
@@ -110,14 +123,15 @@ def refuse_dirty_publishing(path: str | Path, commit: str | None = None) -> None
     is let through: there is nothing to compare.
     """
     from paperlib.errors import ParamError
-    commit = git_commit() if commit is None else commit
+    commit = start_commit() if commit is None else commit
     if commit.endswith("+dirty") and os.environ.get(PUBLISH_DIRTY_ENV) != "1":
         raise ParamError(
-            f"results_dir: {path} is the committed results folder, and this checkout's code, parameters "
-            f"or docs differ from its commit {commit.removesuffix('+dirty')[:12]} (git status lists them), "
-            "so the manifest could not name the code that made the rows. Commit or stash the changes "
-            "and publish again, or write to the scratch folder (the default results_dir); "
-            f"{PUBLISH_DIRTY_ENV}=1 publishes anyway, its manifest saying +dirty")
+            f"results_dir: {path} is the committed results folder, and this run started while the "
+            f"checkout's code, parameters or docs differed from its commit {commit.removesuffix('+dirty')[:12]} "
+            "(git status lists them), so the manifest could not name the code that made the rows. "
+            "Commit or stash the changes and run again (in Jupyter: restart the kernel), or write to the "
+            f"scratch folder (the default results_dir); {PUBLISH_DIRTY_ENV}=1 publishes anyway, its "
+            "manifest saying +dirty")
 
 
 def open_results_dir(p, log=None) -> Path:
@@ -288,17 +302,19 @@ def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Pa
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
-    """HEAD of the checkout, with ``+dirty`` when tracked files outside ``results/`` differ from it.
+    """HEAD of the checkout, with ``+dirty`` when files outside ``results/`` differ from it: tracked
+    files changed, or new files git does not ignore (a module or parameter file not yet added).
 
     The outputs a run writes (executed notebooks, tables, figures under ``results/``) are tracked
     files too, so counting them would mark every run dirty; only changes to code, parameters and
-    documentation say that the outputs may not come from the named commit.
+    documentation say that the outputs may not come from the named commit.  (Before 2026-11-30,
+    commit dbc0f88, results/ counted too.)
     """
     cwd = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              cwd=cwd, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--",
                                 ":/", ":(top,exclude)results"],   # the whole checkout but results/
                                capture_output=True, text=True, cwd=cwd, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
@@ -320,7 +336,7 @@ def environment() -> dict:
     now = git_commit()
     started = _START_COMMIT or now
     return {
-        "commit": started,   # the code the run started from; a commit made during the run is noted below
+        "commit": started,   # the code the run started from; commit_at_end when HEAD or its state moved
         **({"commit_at_end": now} if now != started else {}),
         "python": platform.python_version(),
         "packages": versions,

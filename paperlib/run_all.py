@@ -178,8 +178,8 @@ def paths_relative(notebook: Path, input_path: Path, output_path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from paperlib.results import (PUBLISHED, default_results_dir, is_published, prepare_results_dir,
-                                  scratch_root)
+    from paperlib.results import (PUBLISHED, RUN_COMMIT_ENV, default_results_dir, is_published,
+                                  prepare_results_dir, scratch_root, start_commit)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="embedded", choices=("smoke", "embedded", "gpu", "paper"))
     ap.add_argument("--only", nargs="*", help="notebook names (default: all)")
@@ -207,6 +207,21 @@ def main(argv=None) -> int:
         raise SystemExit(f"--out {args.out}: that is the committed results folder; only --publish writes there, "
                          "and never at the smoke scale")
     base_out = prepare_results_dir(results_dir, log=lambda m: print(f"[run_all] {m}", flush=True))
+    # the notebooks' kernels record (and are checked against) the commit run_all started from, so an
+    # edit made while a long publish runs neither stops it half-way nor relabels its later notebooks
+    inherited = os.environ.get(RUN_COMMIT_ENV)
+    os.environ[RUN_COMMIT_ENV] = start_commit()
+    try:
+        return _run_notebooks(args, base_out)
+    finally:   # run_all called in-process (tests, a kernel) leaves the environment as it found it
+        if inherited is None:
+            os.environ.pop(RUN_COMMIT_ENV, None)
+        else:
+            os.environ[RUN_COMMIT_ENV] = inherited
+
+
+def _run_notebooks(args, base_out: Path) -> int:
+    """Execute the chosen notebooks into ``base_out``, then write run_all's record and the claims."""
     print(f"[run_all] results go to {base_out}"
           + (" (published)" if args.publish else " (the committed results/ stay as they are; "
                                                  "--publish writes there)"), flush=True)

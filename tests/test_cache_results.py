@@ -258,6 +258,18 @@ def test_git_commit_is_dirty_for_code_changes_not_for_outputs(tmp_path):
     git("checkout", "--", "pkg/code.py")
     (tmp_path / "pkg" / "results.py").write_text("y = 2\n")
     assert git_commit(tmp_path / "pkg") == head + "+dirty"
+    git("checkout", "--", "pkg/results.py")
+    (tmp_path / ".gitignore").write_text("/scratch/\n")
+    git("add", ".gitignore")
+    git("commit", "-qm", "ignore")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "rows.csv").write_text("a\n")            # ignored: still clean
+    (tmp_path / "results" / "new_figure.png").write_bytes(b"png")     # a new output: still clean
+    assert git_commit(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "new_module.py").write_text("z = 1\n")       # code not yet added: the commit lacks it
+    assert git_commit(tmp_path / "pkg") == head + "+dirty"
     not_a_repo = tmp_path.parent / f"{tmp_path.name}-plain"
     not_a_repo.mkdir()
     assert git_commit(not_a_repo) == "unknown"

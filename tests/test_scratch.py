@@ -38,13 +38,18 @@ def test_publishing_is_explicit_and_never_at_smoke_scale(tmp_path, monkeypatch):
 
 
 def test_run_all_writes_to_scratch_unless_published(tmp_path, monkeypatch):
+    import os
+
     from paperlib import run_all
     monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
     calls = []
+    from paperlib.results import RUN_COMMIT_ENV, start_commit
+    monkeypatch.delenv(RUN_COMMIT_ENV, raising=False)
     monkeypatch.setattr(run_all, "run_notebook", lambda name, scale, out, results_dir: calls.append(
-        (name, scale, out, results_dir)) or 1.0)
+        (name, scale, out, results_dir, os.environ.get(RUN_COMMIT_ENV))) or 1.0)
     run_all.main(["--scale", "smoke", "--only", "foundation"])
-    (name, scale, out, results_dir), = calls
+    (name, scale, out, results_dir, kernels_commit), = calls
+    assert kernels_commit == start_commit() and RUN_COMMIT_ENV not in os.environ   # passed on, then gone
     assert out == tmp_path / "s" / "results" / "foundation"
     assert Path(results_dir) == tmp_path / "s" / "results"
     assert (tmp_path / "s" / "results" / "run_all_smoke.json").is_file()
@@ -131,53 +136,42 @@ def test_publishing_from_a_modified_checkout_is_refused_unless_asked(tmp_path, m
     from paperlib import results
     monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
     monkeypatch.delenv(results.PUBLISH_DIRTY_ENV, raising=False)
-    monkeypatch.setattr(results, "_START_COMMIT", None)   # restored at teardown: other tests see no start
+    monkeypatch.setattr(results, "_START_COMMIT", None)   # this test's start; the earlier value comes back after
+    monkeypatch.delenv(results.RUN_COMMIT_ENV, raising=False)
     monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "0123456789abcdef+dirty")
     with pytest.raises(ParamError, match=r"results_dir: .*committed results folder.*0123456789ab.*PAPERLIB_PUBLISH_DIRTY=1"):
         results.prepare_results_dir(results.PUBLISHED)
-    with pytest.raises(ParamError, match="differ from its commit"):
+    with pytest.raises(ParamError, match="differed from its commit"):
         results.prepare_results_dir(ROOT / "results")                  # the same folder named absolutely
     assert results.prepare_results_dir(tmp_path / "mine") == tmp_path / "mine"   # any other folder: written
     assert results.prepare_results_dir(results.default_results_dir()).is_dir()   # the scratch folder too
     monkeypatch.setenv(results.PUBLISH_DIRTY_ENV, "1")
     assert results.prepare_results_dir(results.PUBLISHED) == ROOT / "results"   # asked for: published
     monkeypatch.setenv(results.PUBLISH_DIRTY_ENV, "0")
+    assert results.prepare_results_dir(results.PUBLISHED, check_dirty=False) == ROOT / "results"   # rows made elsewhere
     for commit in ("0123456789abcdef", "unknown"):                    # clean, or nothing to compare
         results.refuse_dirty_publishing(ROOT / "results", commit)
     with pytest.raises(ParamError):
         results.refuse_dirty_publishing(ROOT / "results", "0123456789abcdef+dirty")
 
 
-def test_a_checkout_is_dirty_when_code_changes_but_not_when_only_results_do(tmp_path):
-    import subprocess
-
-    from paperlib.results import git_commit
-
-    def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-    git("init", "-q")
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "table.csv").write_text("a\n1\n")
-    (tmp_path / "code.py").write_text("x = 1\n")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
-    head = git_commit(tmp_path)
-    assert len(head) == 40 and not head.endswith("+dirty")
-    (tmp_path / "results" / "table.csv").write_text("a\n2\n")     # a run's outputs: still clean
-    (tmp_path / "notes.txt").write_text("untracked\n")             # untracked files: still clean
-    assert git_commit(tmp_path) == head
-    (tmp_path / "code.py").write_text("x = 2\n")
-    assert git_commit(tmp_path) == head + "+dirty"
-
-
 def test_a_manifest_names_the_commit_its_run_started_from(tmp_path, monkeypatch):
     from paperlib import results
     monkeypatch.setattr(results, "_START_COMMIT", None)
+    monkeypatch.delenv(results.RUN_COMMIT_ENV, raising=False)
     commits = iter(["aaaa", "bbbb"])
     monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: next(commits))
     results.prepare_results_dir(tmp_path / "out")                 # the run starts at aaaa
     env = results.environment()                                    # and ends after bbbb was committed
     assert env["commit"] == "aaaa" and env["commit_at_end"] == "bbbb"
+    monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "cccc+dirty")
+    results.prepare_results_dir(tmp_path / "again")               # a kernel's setup cell run again: still aaaa
+    assert results.start_commit() == "aaaa"
+    monkeypatch.setattr(results, "_START_COMMIT", None)            # a kernel run_all started inherits its commit
+    monkeypatch.setenv(results.RUN_COMMIT_ENV, "dddd+dirty")
+    with pytest.raises(ParamError, match="dddd"):
+        results.prepare_results_dir(results.PUBLISHED)
+    assert results.prepare_results_dir(tmp_path / "mine") == tmp_path / "mine"
     monkeypatch.setattr(results, "_START_COMMIT", "bbbb")
     monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "bbbb")
     env = results.environment()

@@ -62,6 +62,16 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     from paperlib.assets import asset_root
     from paperlib.config import read_yaml
     from paperlib.experiments import parallel_seeds as ps
+    from paperlib.results import git_commit, refuse_dirty_publishing
+    commit = git_commit()   # before .gpu/ is written: the device gets the working tree, so its rows
+    try:                    # come from exactly this commit, or the lending is refused
+        refuse_dirty_publishing("results", commit)
+    except ValueError as err:
+        raise SystemExit(f"lending prepare: {err}") from None
+    if commit == "unknown":
+        raise SystemExit("lending prepare: git cannot read this checkout's commit, which take compares the "
+                         "returned files against; prepare from a git clone")
+    commit = commit.removesuffix("+dirty")
     raw = ps.fp32_params(params, read_yaml(Path(params).read_text()).get("seeds", [0]), module=module)
     if (out / "bundle").exists():
         shutil.rmtree(out / "bundle")
@@ -90,7 +100,6 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
             log(f"[lending] downloading wheels: {' '.join(todo)}")
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
                             "-d", str(out / "whl"), *todo], check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     (out / "commit.txt").write_text(commit + "\n")   # what `take` compares the returned files against
     sizes = {p.name: _size(p) if p.is_dir() else p.stat().st_size for p in sorted(out.iterdir())}
     tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
@@ -281,7 +290,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.step == "take":
         from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir
-        take(a.params, prepare_results_dir(PUBLISHED if a.publish else default_results_dir()))
+        # the rows were made by the lending's copy, whose commit prepare checked and take compares
+        take(a.params, prepare_results_dir(PUBLISHED if a.publish else default_results_dir(), check_dirty=False))
         return 0
     if a.step == "prepare":
         prepare(a.params, a.module, Path(a.gpu), wheels=not a.no_wheels)

@@ -366,7 +366,8 @@ def main(argv=None) -> int:
     from paperlib.results import PUBLISHED, default_results_dir, prepare_results_dir
     configure_environment()
     work = Path(a.work).resolve()   # the jobs run from the repository root
-    results = prepare_results_dir(PUBLISHED if a.publish else default_results_dir())
+    # merge takes rows the jobs made (each job's own manifest names its code); the rest run code here
+    results = prepare_results_dir(PUBLISHED if a.publish else default_results_dir(), check_dirty=a.step != "merge")
     a.into = str(results / "defences" / "matrix.csv")
     if a.step == "compare":
         print(compare_devices(Path(a.other), a.seeds, into=results / "defences" / "device_check.csv",
