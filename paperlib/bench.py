@@ -332,7 +332,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() and not args.versus else "cpu"
-    from paperlib.results import PUBLISHED, default_results_dir, environment, prepare_results_dir, upsert_csv
+    from paperlib.results import (PUBLISHED, default_results_dir, environment, is_published, prepare_results_dir,
+                                  refuse_dirty_publishing, upsert_csv)
+    for named in (args.out, args.costs_out):   # a file named inside results/ is a publish too
+        if named is not None and is_published(named):
+            if not args.publish:
+                raise SystemExit(f"--out / --costs-out {named}: that is inside the committed results/; only "
+                                 "--publish writes there (leave both out for the scratch folder)")
+            refuse_dirty_publishing(named)
     if args.out is None or args.costs_out is None:
         folder = prepare_results_dir(PUBLISHED if args.publish else default_results_dir()) / "benchmarks"
         args.out = args.out or str(folder / "throughput.csv")

@@ -59,11 +59,12 @@ def results_dir_param():
 
 
 def is_published(results_dir: str | Path) -> bool:
-    """Whether ``results_dir`` is the committed results folder."""
+    """Whether ``results_dir`` is the committed results folder or lies inside it (``results/eftclip``
+    is as committed as ``results``)."""
     from paperlib.assets import repo_root
     path = Path(results_dir)
     path = path if path.is_absolute() else repo_root() / path
-    return path.resolve() == (repo_root() / PUBLISHED).resolve()
+    return path.resolve().is_relative_to((repo_root() / PUBLISHED).resolve())
 
 
 def prepare_results_dir(results_dir: str | Path, log=None, check_dirty: bool = True) -> Path:

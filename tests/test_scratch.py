@@ -176,3 +176,16 @@ def test_a_manifest_names_the_commit_its_run_started_from(tmp_path, monkeypatch)
     monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "bbbb")
     env = results.environment()
     assert env["commit"] == "bbbb" and "commit_at_end" not in env
+
+
+def test_a_folder_or_file_inside_the_committed_results_is_published_too(tmp_path, monkeypatch):
+    from paperlib import bench
+    from paperlib.results import is_published
+    assert is_published("results") and is_published("results/eftclip") and is_published(ROOT / "results" / "x.csv")
+    assert not is_published("scratch/results") and not is_published(tmp_path / "results")
+    assert not is_published("results_old")                        # a sibling whose name only starts alike
+    out = ROOT / "results" / "benchmarks" / "throughput.csv"
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="only --publish writes there"):
+        bench.main(["--reproduce-estimate", "--out", str(out), "--costs-out", str(tmp_path / "c.csv")])
+    assert out.read_bytes() == before
