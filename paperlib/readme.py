@@ -426,6 +426,32 @@ def render_cfbd_goals(text: str, res: str | Path = "results") -> str:
     return between(text, CFBD_GOALS_BEGIN, CFBD_GOALS_END, body, CFBD_GOALS_FILE)
 
 
+BUDGET_BEGIN = "<!-- pretrain-budget:start -->"
+BUDGET_END = "<!-- pretrain-budget:end -->"
+BUDGET_FILE = "docs/deviations-eftclip.md"
+EFTCLIP_PARAMS = "params/eftclip/embedded.yaml"
+
+
+def render_budget(text: str, res: str | Path = "results") -> str:
+    """``docs/deviations-eftclip.md`` with the section between its markers replaced by the budget
+    study's rows (:mod:`paperlib.experiments.pretrain_budget`) for the pre-training victims of the
+    embedded EftCLIP file at its ``pretrain_seeds``, summarised over seeds."""
+    from paperlib.assets import repo_root
+    from paperlib.experiments import eftclip, pretrain_budget
+    raw = eftclip.load(repo_root() / EFTCLIP_PARAMS)
+    p = eftclip.load(repo_root() / EFTCLIP_PARAMS, {"results_dir": str(res), "device": "cpu",
+                                                     **({"base_checkpoint": str(repo_root() / raw.base_checkpoint)}
+                                                        if raw.base_checkpoint else {})})
+    rows = pretrain_budget.rows_so_far(p)
+    body = (f"Read from `results/eftclip/pretrain_budget.csv` by `paperlib.experiments.pretrain_budget.summary` "
+            f"for the pre-training victims of `{EFTCLIP_PARAMS}` at its `pretrain_seeds` (mean ± std over the "
+            "seeds listed; each seed's victim is its own training from scratch):\n\n"
+            + pretrain_budget.summary_markdown(pretrain_budget.summary(rows),
+                                               (p.defence.train.epochs, p.defence.train.lr))
+            ) if len(rows) else "(no budget rows for these victims yet)"
+    return between(text, BUDGET_BEGIN, BUDGET_END, body, BUDGET_FILE)
+
+
 def main(argv=None) -> int:
     from paperlib.assets import repo_root
     ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
@@ -439,7 +465,8 @@ def main(argv=None) -> int:
                              (root / "README.md", render_fresh, "fresh-clone times"),
                              (root / DOCS_FILE, render_docs, "defence matrix on the new victims"),
                              (root / GPU_FILE, render_gpu_docs, "device check"),
-                             (root / CFBD_GOALS_FILE, render_cfbd_goals, "CFBD's goals table")):
+                             (root / CFBD_GOALS_FILE, render_cfbd_goals, "CFBD's goals table"),
+                             (root / BUDGET_FILE, render_budget, "EftCLIP's budget study")):
         text = path.read_text()
         new = rend(text, res)
         name = path.relative_to(root)

@@ -95,3 +95,24 @@ def test_rows_so_far_are_this_file_s_victims_only(tmp_path, monkeypatch):
     shown = pretrain_budget.rows_so_far(p)
     assert shown.victim_model.tolist() == [own, own] and shown.steps.tolist() == [10, 20]
     assert not (tmp_path / "cache" / "model").exists()   # nothing trained
+
+
+def test_the_summary_gives_each_budget_its_seeds_mean_spread_and_per_seed_asr():
+    row = dict(attack="badnet", finetune_set=5000, epochs=20.0, lr=1e-3, steps=780)
+    rows = pd.DataFrame([{**row, "defence": "cleanclip", "seed": 2, "ca_top1": 16.0, "asr_top1": 3.0},
+                         {**row, "defence": "cleanclip", "seed": 0, "ca_top1": 14.0, "asr_top1": 1.0},
+                         {**row, "defence": "cleanclip", "epochs": 5.0, "lr": 1e-4, "steps": 195, "seed": 0,
+                          "ca_top1": 16.13, "asr_top1": 99.87},
+                         {**row, "defence": "eftclip", "finetune_set": 1500, "steps": 220, "seed": 0,
+                          "ca_top1": 10.8, "asr_top1": 47.36}])
+    t = pretrain_budget.summary(rows)
+    assert [(r.defence, r.lr, r.seeds) for r in t.itertuples()] == [
+        ("cleanclip", 1e-4, [0]), ("cleanclip", 1e-3, [0, 2]), ("eftclip", 1e-3, [0])]
+    two = t.iloc[1]
+    assert two.n_seeds == 2 and two.ca_top1 == 15.0 and two.asr_top1 == 2.0
+    assert abs(two.asr_top1_std - 2 ** 0.5) < 1e-9 and two.asr_top1_per_seed == [1.0, 3.0]   # in seed order
+    assert pd.isna(t.iloc[0].asr_top1_std)                                                    # one seed: no spread
+    text = pretrain_budget.summary_markdown(t, shared_budget=(5, 1e-4))
+    assert "| badnet | CleanCLIP (5,000) | 5, 1e-4 (the matrix's) | 195 | 0 | 16.13 | 99.87 | 99.87 |" in text
+    assert "| badnet | CleanCLIP (5,000) | 20, 1e-3 | 780 | 0, 2 | 15 ± 1.4 | 2 ± 1.4 | 1 / 3 |" in text
+    assert "| badnet | EftCLIP (1,500 curated) | 20, 1e-3 | 220 | 0 |" in text

@@ -257,3 +257,14 @@ def test_every_manifest_written_from_a_modified_checkout_is_named_in_the_provena
             dirty.append(rel)
             assert f"`{rel}` | {env['commit'][:7]} |" in doc, f"{rel} ({env['commit']}) is not in docs/provenance.md's table"
     assert len(dirty) == doc.count("| `results/"), "the provenance table names a manifest that is not +dirty"
+
+
+def test_eftclips_budget_study_in_the_docs_is_the_one_the_committed_rows_give(tmp_path, monkeypatch):
+    """docs/deviations-eftclip.md's budget table is written from the committed budget rows of the
+    embedded file's pre-training victims, without building anything."""
+    text = (ROOT / readme.BUDGET_FILE).read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    assert readme.render_budget(text, ROOT / "results") == text, "run python -m paperlib.readme"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("DONE"))
+    assert "| badnet | CleanCLIP (5,000) | 5, 1e-4 (the matrix's) |" in text

@@ -123,6 +123,47 @@ def rows_so_far(p) -> pd.DataFrame:
     return rows.sort_values(["attack", "seed", "defence", "lr", "steps"]).reset_index(drop=True)
 
 
+BUDGET = ("attack", "defence", "finetune_set", "epochs", "lr", "steps")   # what one budget's seeds share
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per victim attack, defence and budget: the seeds it ran at, the mean and (pandas')
+    std over them of clean top-1 and top-1 ASR, and each seed's top-1 ASR."""
+    out = []
+    ordered = rows.sort_values(["attack", "defence", "lr", "epochs", "seed"])
+    for key, g in ordered.groupby(list(BUDGET), sort=False):
+        out.append({**dict(zip(BUDGET, key)), "seeds": [int(s) for s in g.seed], "n_seeds": len(g),
+                    "ca_top1": g.ca_top1.mean(), "ca_top1_std": g.ca_top1.std(),
+                    "asr_top1": g.asr_top1.mean(), "asr_top1_std": g.asr_top1.std(),
+                    "asr_top1_per_seed": [float(a) for a in g.asr_top1]})
+    return pd.DataFrame(out, columns=[*BUDGET, "seeds", "n_seeds", "ca_top1", "ca_top1_std", "asr_top1",
+                                      "asr_top1_std", "asr_top1_per_seed"])
+
+
+def summary_markdown(table: pd.DataFrame, shared_budget: tuple[float, float] | None = None) -> str:
+    """``table`` (:func:`summary`) as a Markdown table; ``shared_budget`` (epochs, lr) marks the
+    defence matrix's budget, the one Tables 3-4 use."""
+    names = {"cleanclip": "CleanCLIP", "eftclip": "EftCLIP"}
+
+    def num(v):
+        return f"{v:.4g}"
+
+    def rate(lr):   # 0.0001 -> 1e-4, as the parameter files and docs write it
+        return f"{lr:.0e}".replace("e-0", "e-")
+
+    def spread(mean, std):
+        return num(mean) + ("" if pd.isna(std) else f" ± {std:.2g}")
+    lines = ["| victim | defence (clean pairs) | passes, lr | steps | seeds | clean top-1 | top-1 ASR | top-1 ASR per seed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        pool = f"{int(r.finetune_set):,}" + (" curated" if r.defence == "eftclip" else "")
+        mark = " (the matrix's)" if shared_budget and (float(r.epochs), float(r.lr)) == tuple(map(float, shared_budget)) else ""
+        lines.append(f"| {r.attack} | {names.get(r.defence, r.defence)} ({pool}) | {num(r.epochs)}, {rate(r.lr)}{mark} | "
+                     f"{int(r.steps)} | {', '.join(map(str, r.seeds))} | {spread(r.ca_top1, r.ca_top1_std)} | "
+                     f"{spread(r.asr_top1, r.asr_top1_std)} | {' / '.join(num(a) for a in r.asr_top1_per_seed)} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     from paperlib.experiments import eftclip
     from paperlib.experiments.common import cli
