@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     from paperlib.results import (PUBLISHED, default_results_dir, environment, is_published, prepare_results_dir,
                                   refuse_dirty_publishing, upsert_csv)
     for named in (args.out, args.costs_out):   # a file named inside results/ is a publish too
-        if named is not None and is_published(named):
+        if named is not None and is_published(Path(named).absolute()):   # as upsert_csv will read it
             if not args.publish:
                 raise SystemExit(f"--out / --costs-out {named}: that is inside the committed results/; only "
                                  "--publish writes there (leave both out for the scratch folder)")

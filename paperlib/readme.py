@@ -355,13 +355,15 @@ def render(text: str, res: str | Path = "results") -> str:
     return between(text, BEGIN, END, glance(res), "the README")
 
 
-def between(text: str, begin: str, end: str, body: str, name: str) -> str:
-    """``text`` with what lies between its markers ``begin`` and ``end`` replaced by ``body``."""
+def between(text: str, begin: str, end: str, body: str, name: str, indent: str = "") -> str:
+    """``text`` with what lies between its markers ``begin`` and ``end`` replaced by ``body``;
+    ``indent`` goes before every line of it and before ``end`` (a section inside a list item)."""
     if begin not in text or end not in text:
         raise ValueError(f"{name} has no {begin} ... {end} markers")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    return f"{head}{begin}\n{body}\n{end}{tail}"
+    body = "\n".join(indent + line if line else "" for line in body.splitlines()) if indent else body
+    return f"{head}{begin}\n{body}\n{indent}{end}{tail}"
 
 
 DOCS_BEGIN = "<!-- new-matrix:start -->"
@@ -444,12 +446,12 @@ def render_budget(text: str, res: str | Path = "results") -> str:
                                                         if raw.base_checkpoint else {})})
     rows = pretrain_budget.rows_so_far(p)
     body = (f"Read from `results/eftclip/pretrain_budget.csv` by `paperlib.experiments.pretrain_budget.summary` "
-            f"for the pre-training victims of `{EFTCLIP_PARAMS}` at its `pretrain_seeds` (mean ± std over the "
+            f"for the pre-training victims of `{EFTCLIP_PARAMS}` at its `pretrain_seeds` (mean ± sample std over the "
             "seeds listed; each seed's victim is its own training from scratch):\n\n"
             + pretrain_budget.summary_markdown(pretrain_budget.summary(rows),
                                                (p.defence.train.epochs, p.defence.train.lr))
             ) if len(rows) else "(no budget rows for these victims yet)"
-    return between(text, BUDGET_BEGIN, BUDGET_END, body, BUDGET_FILE)
+    return between(text, BUDGET_BEGIN, BUDGET_END, body, BUDGET_FILE, indent="  ")   # inside the Tables 3-4 item
 
 
 def main(argv=None) -> int:

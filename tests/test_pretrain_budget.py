@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from paperlib.experiments import pretrain_budget
 
@@ -98,7 +99,7 @@ def test_rows_so_far_are_this_file_s_victims_only(tmp_path, monkeypatch):
 
 
 def test_the_summary_gives_each_budget_its_seeds_mean_spread_and_per_seed_asr():
-    row = dict(attack="badnet", finetune_set=5000, epochs=20.0, lr=1e-3, steps=780)
+    row = dict(attack="badnet", clean_scenes=5000, batch_size=128, finetune_set=5000, epochs=20.0, lr=1e-3, steps=780)
     rows = pd.DataFrame([{**row, "defence": "cleanclip", "seed": 2, "ca_top1": 16.0, "asr_top1": 3.0},
                          {**row, "defence": "cleanclip", "seed": 0, "ca_top1": 14.0, "asr_top1": 1.0},
                          {**row, "defence": "cleanclip", "epochs": 5.0, "lr": 1e-4, "steps": 195, "seed": 0,
@@ -116,3 +117,9 @@ def test_the_summary_gives_each_budget_its_seeds_mean_spread_and_per_seed_asr():
     assert "| badnet | CleanCLIP (5,000) | 5, 1e-4 (the matrix's) | 195 | 0 | 16.13 | 99.87 | 99.87 |" in text
     assert "| badnet | CleanCLIP (5,000) | 20, 1e-3 | 780 | 0, 2 | 15 ± 1.4 | 2 ± 1.4 | 1 / 3 |" in text
     assert "| badnet | EftCLIP (1,500 curated) | 20, 1e-3 | 220 | 0 |" in text
+
+    rates = pretrain_budget.summary(rows.assign(lr=[2.5e-4, 2.5e-4, 5e-5, 1e-3]))
+    assert "| 20, 2.5e-4 |" in pretrain_budget.summary_markdown(rates) and "| 5, 5e-5 |" in pretrain_budget.summary_markdown(rates)
+    other = rows.iloc[[1]].assign(model="another-weight-decay")       # seed 0 again, a setting no column names
+    with pytest.raises(ValueError, match=r"repeat seeds \[0\].*another-weight-decay"):
+        pretrain_budget.summary(pd.concat([rows.assign(model="m"), other]))

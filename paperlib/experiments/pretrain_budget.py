@@ -15,10 +15,10 @@ command line as any other setting::
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.epochs=25 results_dir=results
     python -m paperlib.experiments.pretrain_budget params/eftclip/embedded.yaml defence.train.lr=1e-3 results_dir=results
 
-For BadNet's victim the first is Table 3's own two models (the same calls as Table 3's, read from
-the cache where Table 3 made them); a file with other pre-training victims (Table 5's) gets CleanCLIP
-on those too, which no table of the paper has.  The next two are budgets not yet run
-(``defence.train.epochs=20`` has been: ``results/eftclip/pretrain_budget.csv``).  Each row
+Each runs at every seed of ``pretrain_seeds``.  For BadNet's victim the first is Table 3's own two
+models (the same calls as Table 3's, read from the cache where Table 3 made them); a file with other
+pre-training victims (Table 5's) gets CleanCLIP on those too, which no table of the paper has.  The
+budgets run so far are the rows of ``results/eftclip/pretrain_budget.csv``.  Each row
 sets the defence's optimiser steps and learning rate beside the victim's pre-training
 (``steps_vs_victim``, ``lr_vs_victim``): the paper's own ratio is printed in docs/deviations-eftclip.md
 (Sec. 4.1's pre-training against its fine-tuning phase).
@@ -29,6 +29,7 @@ curated set).
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def rows_so_far(p) -> pd.DataFrame:
     return rows.sort_values(["attack", "seed", "defence", "lr", "steps"]).reset_index(drop=True)
 
 
-BUDGET = ("attack", "defence", "finetune_set", "epochs", "lr", "steps")   # what one budget's seeds share
+BUDGET = ("attack", "defence", "clean_scenes", "batch_size", "epochs", "lr", "finetune_set", "steps")   # one budget's seeds share these
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +133,10 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     ordered = rows.sort_values(["attack", "defence", "lr", "epochs", "seed"])
     for key, g in ordered.groupby(list(BUDGET), sort=False):
+        if not g.seed.is_unique:   # another setting (a weight decay, a second victim of the attack) is not a column
+            raise ValueError(f"budget rows {dict(zip(BUDGET, key))} repeat seeds {sorted(g.seed[g.seed.duplicated()])} "
+                             f"(models {', '.join(g.model)}): they differ in a setting these columns do not "
+                             "name; summarise them apart")
         out.append({**dict(zip(BUDGET, key)), "seeds": [int(s) for s in g.seed], "n_seeds": len(g),
                     "ca_top1": g.ca_top1.mean(), "ca_top1_std": g.ca_top1.std(),
                     "asr_top1": g.asr_top1.mean(), "asr_top1_std": g.asr_top1.std(),
@@ -142,14 +147,16 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(table: pd.DataFrame, shared_budget: tuple[float, float] | None = None) -> str:
     """``table`` (:func:`summary`) as a Markdown table; ``shared_budget`` (epochs, lr) marks the
-    defence matrix's budget, the one Tables 3-4 use."""
+    defence matrix's budget, the one Tables 3-4 use (at the file's batch size and clean pairs, the
+    only ones run so far).  The spread is the sample standard deviation over the seeds."""
     names = {"cleanclip": "CleanCLIP", "eftclip": "EftCLIP"}
 
     def num(v):
         return f"{v:.4g}"
 
-    def rate(lr):   # 0.0001 -> 1e-4, as the parameter files and docs write it
-        return f"{lr:.0e}".replace("e-0", "e-")
+    def rate(lr):   # 0.0001 -> 1e-4, 0.00025 -> 2.5e-4, as the parameter files and docs write them
+        import numpy as np
+        return np.format_float_scientific(float(lr), trim="-", exp_digits=1)
 
     def spread(mean, std):
         return num(mean) + ("" if pd.isna(std) else f" ± {std:.2g}")
@@ -157,7 +164,8 @@ def summary_markdown(table: pd.DataFrame, shared_budget: tuple[float, float] | N
              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         pool = f"{int(r.finetune_set):,}" + (" curated" if r.defence == "eftclip" else "")
-        mark = " (the matrix's)" if shared_budget and (float(r.epochs), float(r.lr)) == tuple(map(float, shared_budget)) else ""
+        mark = " (the matrix's)" if shared_budget and all(
+            math.isclose(float(a), float(b)) for a, b in zip((r.epochs, r.lr), shared_budget)) else ""
         lines.append(f"| {r.attack} | {names.get(r.defence, r.defence)} ({pool}) | {num(r.epochs)}, {rate(r.lr)}{mark} | "
                      f"{int(r.steps)} | {', '.join(map(str, r.seeds))} | {spread(r.ca_top1, r.ca_top1_std)} | "
                      f"{spread(r.asr_top1, r.asr_top1_std)} | {' / '.join(num(a) for a in r.asr_top1_per_seed)} |")

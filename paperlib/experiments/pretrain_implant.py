@@ -12,7 +12,7 @@ top-k as every table measures them.
 
 * the older one (a patch anywhere, CleanCLIP's template captions), six passes, implants almost nothing::
 
-    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml pretrain.epochs=6 \
+    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml pretrain.epochs=6 'pretrain_seeds=[0]' \
         'pretrain_victims=[{attack: badnet, attack_params: {patch_fraction: 0.25, position: random},
           poison: {target: banana, poison_count: 1000, caption: template}}]' results_dir=results
 
@@ -20,7 +20,9 @@ top-k as every table measures them.
   suite, whose victim has the fixed corner and natural captions);
 * the file's own (the fine-tuning victims' fixed corner and natural captions), 2.5 passes, implants::
 
-    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml results_dir=results
+    python -m paperlib.experiments.pretrain_implant params/eftclip/embedded.yaml 'pretrain_seeds=[0]' results_dir=results
+
+(the rows were made at seed 0; the file's ``pretrain_seeds`` would pre-train each recipe at every seed)
 
 Rows: one per (victim, pass), keyed by the victim model and the recipe's passes, in
 ``<results_dir>/attacks/pretrain_implant.csv``; ``train_seconds`` is the victim's whole pre-training
