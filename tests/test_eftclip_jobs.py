@@ -220,3 +220,25 @@ def test_the_cpu_s_table5_file_is_embedded_yaml_with_its_entries_in_force():
     assert variant != yaml.safe_load(embedded)   # the entries are commented there: the variant adds them
     assert {v["attack"] for v in variant["pretrain_victims"]} == set(variant["table5_attacks"])
     assert variant["table5_threat"] == "pretrain" and variant["pretrain_seeds"] == [0, 1, 2]
+
+
+def test_every_block_the_embedded_file_asks_for_has_published_rows():
+    """The other direction: every (threat, attack, seed) the embedded file's defence tables loop over
+    finds rows at its own block, so the notebook stands in by them instead of training (rows made
+    ahead at another file's blocks count only once that file's settings are in force here)."""
+    from paperlib.experiments.eftclip import load
+    from paperlib.experiments.eftclip_reuse import _block
+    from paperlib.experiments.eftclip_setup import settings_digest
+    p = load(ROOT / "params" / "eftclip" / "embedded.yaml")
+    digest = settings_digest(p)
+    rows = pd.read_csv(ROOT / "results" / "eftclip" / "curation.csv", dtype=str, keep_default_na=False)
+    rows = rows[(rows.settings == digest) & (rows.oracle == "fastsam") & (rows.rule == "paper")]
+    asked = {("pretrain", v.attack, s) for v in p.pretrain_victims for s in p.pretrain_seed_list}
+    if p.table5_threat == "finetune":
+        asked |= {("finetune", a, s) for a in p.table5_attacks for s in p.seeds_for(a)}
+    missing = []
+    for threat, attack, seed in sorted(asked):
+        mine = rows[(rows.threat_model == threat) & (rows.attack == attack) & (rows.seed == str(seed))]
+        if not any(r.block == _block(p, threat, attack, seed, r.victim_model, digest) for r in mine.itertuples()):
+            missing.append((threat, attack, seed))
+    assert not missing, f"no rows at embedded.yaml's own blocks for {missing}: the notebook would train them"
