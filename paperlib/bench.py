@@ -339,7 +339,10 @@ def main(argv=None) -> int:
             if not args.publish:
                 raise SystemExit(f"--out / --costs-out {named}: that is inside the committed results/; only "
                                  "--publish writes there (leave both out for the scratch folder)")
-            refuse_dirty_publishing(named)
+            try:
+                refuse_dirty_publishing(named, what="--out / --costs-out")
+            except ValueError as err:
+                raise SystemExit(str(err)) from None
     if args.out is None or args.costs_out is None:
         folder = prepare_results_dir(PUBLISHED if args.publish else default_results_dir()) / "benchmarks"
         args.out = args.out or str(folder / "throughput.csv")

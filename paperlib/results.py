@@ -114,7 +114,7 @@ def start_commit() -> str:
     return _START_COMMIT
 
 
-def refuse_dirty_publishing(path: str | Path, commit: str | None = None) -> None:
+def refuse_dirty_publishing(path: str | Path, commit: str | None = None, what: str = "results_dir") -> None:
     """Refuse to write into the committed results from a run that started while code, parameters or
     docs differed from HEAD (tracked changes or new files outside ``results/``).
 
@@ -127,7 +127,7 @@ def refuse_dirty_publishing(path: str | Path, commit: str | None = None) -> None
     commit = start_commit() if commit is None else commit
     if commit.endswith("+dirty") and os.environ.get(PUBLISH_DIRTY_ENV) != "1":
         raise ParamError(
-            f"results_dir: {path} is the committed results folder, and this run started while the "
+            f"{what}: {path} lies in the committed results folder, and this run started while the "
             f"checkout's code, parameters or docs differed from its commit {commit.removesuffix('+dirty')[:12]} "
             "(git status lists them), so the manifest could not name the code that made the rows. "
             "Commit or stash the changes and run again (in Jupyter: restart the kernel), or write to the "
@@ -335,7 +335,7 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     now = git_commit()
-    started = _START_COMMIT or now
+    started = start_commit()
     return {
         "commit": started,   # the code the run started from; commit_at_end when HEAD or its state moved
         **({"commit_at_end": now} if now != started else {}),

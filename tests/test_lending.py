@@ -96,3 +96,19 @@ def test_a_failed_setup_still_brings_back_what_there_is(tmp_path, monkeypatch):
         lending.run(a, log=lambda m: None)
     with tarfile.open(tmp_path / "out" / "lending.tgz") as tar:
         assert "work/jobs.csv" not in tar.getnames()      # the old call's folder was cleared first
+
+
+def test_a_lending_is_not_prepared_from_a_modified_checkout(tmp_path, monkeypatch):
+    """The device gets the working tree and take compares against the recorded commit, so a modified
+    checkout is refused before anything is written (PAPERLIB_PUBLISH_DIRTY does not apply here)."""
+    from pathlib import Path
+
+    import pytest
+
+    from paperlib import results
+    from paperlib.experiments import lending
+    monkeypatch.setenv(results.PUBLISH_DIRTY_ENV, "1")
+    monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "0123456789abcdef+dirty")
+    with pytest.raises(SystemExit, match="differ from its commit 0123456789ab.*commit first"):
+        lending.prepare(Path(__file__).resolve().parents[1] / "params" / "eftclip" / "smoke.yaml", "eftclip", tmp_path / "gpu")
+    assert not (tmp_path / "gpu").exists()

@@ -249,6 +249,7 @@ def test_the_glance_names_the_papers_run_on_the_shipped_base(tmp_path):
 def test_every_manifest_written_from_a_modified_checkout_is_named_in_the_provenance_doc():
     import json
     doc = (ROOT / "docs" / "provenance.md").read_text()
+    doc = doc.split("## Manifests written from a modified checkout", 1)[1].split("\n## ", 1)[0]   # that section only
     dirty = []
     for path in sorted((ROOT / "results").rglob("*.json")):
         env = json.loads(path.read_text()).get("environment")

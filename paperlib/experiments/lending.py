@@ -62,16 +62,15 @@ def prepare(params: Path, module: str, out: Path, wheels: bool = True, log=print
     from paperlib.assets import asset_root
     from paperlib.config import read_yaml
     from paperlib.experiments import parallel_seeds as ps
-    from paperlib.results import git_commit, refuse_dirty_publishing
-    commit = git_commit()   # before .gpu/ is written: the device gets the working tree, so its rows
-    try:                    # come from exactly this commit, or the lending is refused
-        refuse_dirty_publishing("results", commit)
-    except ValueError as err:
-        raise SystemExit(f"lending prepare: {err}") from None
+    from paperlib.results import git_commit
+    commit = git_commit()   # before .gpu/ is written: the device gets the working tree, so its rows come
+    if commit.endswith("+dirty"):   # from exactly this commit or not at all (PAPERLIB_PUBLISH_DIRTY does not apply)
+        raise SystemExit(f"lending prepare: this checkout's code, parameters or docs differ from its commit "
+                         f"{commit.removesuffix('+dirty')[:12]} (git status lists them); the device gets the "
+                         "working tree, and take compares the returned files against the commit: commit first")
     if commit == "unknown":
         raise SystemExit("lending prepare: git cannot read this checkout's commit, which take compares the "
                          "returned files against; prepare from a git clone")
-    commit = commit.removesuffix("+dirty")
     raw = ps.fp32_params(params, read_yaml(Path(params).read_text()).get("seeds", [0]), module=module)
     if (out / "bundle").exists():
         shutil.rmtree(out / "bundle")

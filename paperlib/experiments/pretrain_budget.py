@@ -3,7 +3,7 @@
 EftCLIP's Table 3 defends a CLIP pre-trained on poisoned data by fine-tuning it on clean pairs, as
 CleanCLIP does, and the paper's CleanCLIP brings BadNet's top-1 ASR to 10.60 there.  Ours, at the
 defence matrix's budget (``defence.train`` of the EftCLIP file: 5 passes over 5,000 clean pairs,
-195 steps at lr 1e-4), leaves 99.87 (``results/eftclip/tables.csv``, Table 3).  Is that the budget?
+195 steps at lr 1e-4), leaves 99.87 (``results/eftclip/tables.csv``, Table 3, seed 0).  Is that the budget?
 
 This runs Table 3's two fine-tuning defences on each pre-training victim of the file
 (``pretrain_victims`` at ``pretrain_seeds``) at the file's ``defence.train``: CleanCLIP on all
