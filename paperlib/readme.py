@@ -401,6 +401,17 @@ def render_fresh(text: str, res: str | Path = "results") -> str:
     return between(text, FRESH_BEGIN, FRESH_END, sentence(Path(res)), "the README")
 
 
+def _cpu_params(load, params_file: str, res):
+    """A parameter file as the docs' tables read rows for it: keys as a CPU run makes them (device auto
+    would give a GPU machine other victim keys), the shipped base named from the repository wherever
+    this runs from, rows from ``res``."""
+    from paperlib.assets import repo_root
+    raw = load(repo_root() / params_file)
+    return load(repo_root() / params_file, {"results_dir": str(res), "device": "cpu",
+                                            **({"base_checkpoint": str(repo_root() / raw.base_checkpoint)}
+                                               if raw.base_checkpoint else {})})
+
+
 CFBD_GOALS_BEGIN = "<!-- cfbd-goals:start -->"
 CFBD_GOALS_END = "<!-- cfbd-goals:end -->"
 CFBD_GOALS_FILE = "docs/deviations-cfbd.md"
@@ -411,15 +422,9 @@ def render_cfbd_goals(text: str, res: str | Path = "results") -> str:
     """``docs/deviations-cfbd.md`` with the section between its markers replaced by CFBD's detector
     against issue 23's goals (:mod:`paperlib.experiments.cfbd_goals`), per attack over the seeds of
     ``results/detection/cfbd.csv`` that the embedded parameter file makes."""
-    from paperlib.assets import repo_root
     from paperlib.experiments import cfbd
     from paperlib.experiments.cfbd_goals import goals_table, markdown
-    # the rows' keys as a CPU run makes them (device auto would give a GPU machine other victim keys),
-    # the shipped base named from the repository, wherever this runs from
-    raw = cfbd.load(repo_root() / CFBD_PARAMS)
-    p = cfbd.load(repo_root() / CFBD_PARAMS, {"results_dir": str(res), "device": "cpu",
-                                              **({"base_checkpoint": str(repo_root() / raw.base_checkpoint)}
-                                                 if raw.base_checkpoint else {})})
+    p = _cpu_params(cfbd.load, CFBD_PARAMS, res)
     t = goals_table(p)
     body = (f"Read from `results/detection/cfbd.csv`, `results/defences/matrix.csv` and `results/attacks/victims.csv` "
             f"by `paperlib.experiments.cfbd_goals` at the settings of `{CFBD_PARAMS}` (means over the seeds listed, "
@@ -438,12 +443,8 @@ def render_budget(text: str, res: str | Path = "results") -> str:
     """``docs/deviations-eftclip.md`` with the section between its markers replaced by the budget
     study's rows (:mod:`paperlib.experiments.pretrain_budget`) for the pre-training victims of the
     embedded EftCLIP file at its ``pretrain_seeds``, summarised over seeds."""
-    from paperlib.assets import repo_root
     from paperlib.experiments import eftclip, pretrain_budget
-    raw = eftclip.load(repo_root() / EFTCLIP_PARAMS)
-    p = eftclip.load(repo_root() / EFTCLIP_PARAMS, {"results_dir": str(res), "device": "cpu",
-                                                     **({"base_checkpoint": str(repo_root() / raw.base_checkpoint)}
-                                                        if raw.base_checkpoint else {})})
+    p = _cpu_params(eftclip.load, EFTCLIP_PARAMS, res)
     rows = pretrain_budget.rows_so_far(p)
     body = (f"Read from `results/eftclip/pretrain_budget.csv` by `paperlib.experiments.pretrain_budget.summary` "
             f"for the pre-training victims of `{EFTCLIP_PARAMS}` at its `pretrain_seeds` (mean ± sample std over the "
