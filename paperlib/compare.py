@@ -161,9 +161,13 @@ def main(argv=None) -> int:
     if not args.collect:
         ap.print_help()
         return 2
-    from paperlib.assets import repo_root
-    folder = Path(args.results or default_results_dir())
-    folder = folder if folder.is_absolute() else repo_root() / folder
+    from paperlib.errors import ParamError
+    from paperlib.results import prepare_results_dir
+    try:   # the committed folder is written only from an unmodified checkout, as every run's results
+        folder = prepare_results_dir(args.results or default_results_dir())
+    except ParamError as err:
+        print(f"python -m paperlib.compare: {err}")
+        return 2
     collect_claims(folder)
     return 0
 

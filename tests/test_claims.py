@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from paperlib.assets import repo_root
 from paperlib.claims import (CLAIM_COLUMNS, AllOf, Claim, Compare, claims_table, per_seed, show_paper, verdict,
                              verdict_counts, within)
 
@@ -160,6 +161,23 @@ def test_collect_claims_gathers_the_papers_files_and_leaves_out_old_ones(tmp_pat
     empty.mkdir()
     assert collect_claims(empty).empty and not (empty / "claims.csv").exists()
 
+
+
+def test_collect_into_the_committed_folder_is_refused_from_a_modified_checkout(tmp_path, monkeypatch, capsys):
+    """--collect --results results rewrites a committed file, so it passes the publishing check every
+    run passes: refused (exit 2, the file untouched) when the checkout differs from its commit."""
+    from paperlib import results
+    from paperlib.compare import main
+    monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
+    monkeypatch.delenv(results.PUBLISH_DIRTY_ENV, raising=False)
+    monkeypatch.delenv(results.RUN_COMMIT_ENV, raising=False)
+    monkeypatch.setattr(results, "_START_COMMIT", None)
+    monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "0123456789abcdef+dirty")
+    committed = repo_root() / "results" / "claims.csv"
+    before = committed.read_bytes()
+    assert main(["--collect", "--results", "results"]) == 2
+    assert "PAPERLIB_PUBLISH_DIRTY=1" in capsys.readouterr().out
+    assert committed.read_bytes() == before
 
 # --- each paper's claims on synthetic per-seed tables ------------------------------------------------
 NEW_COLUMNS = list(CLAIM_COLUMNS)
