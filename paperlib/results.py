@@ -288,9 +288,14 @@ def row_naming_model(path: str | Path, model: str, column: str = "model", **matc
 
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> Path:
     """Lay out ``fig`` (``tight``: matplotlib's tight layout), write it as PNG to ``path`` (rank 0
-    only, atomically) and close it."""
+    only, atomically) and close it.  The figure's title, and a lone panel's, wrap at the figure's
+    edges (a long title naming scale, seeds and settings is otherwise cut off by the edge)."""
     import matplotlib.pyplot as plt
     path = Path(path)
+    titles = [getattr(fig, "_suptitle", None)] + ([fig.axes[0].title] if len(fig.axes) == 1 else [])
+    for title in titles:
+        if title is not None:
+            title.set_wrap(True)
     if tight:
         fig.tight_layout()
     if _is_writer():

@@ -365,3 +365,28 @@ def test_upsert_keeps_model_names_that_look_like_numbers_as_text_outside_the_key
     upsert_csv(path, [{"seed": 0, "model": "0012345678901234e567"}], ("seed",))
     upsert_csv(path, [{"seed": 1, "model": "abcdefabcdefabcdefab"}], ("seed",))
     assert sorted(pd.read_csv(path, dtype={"model": str}).model) == ["0012345678901234e567", "abcdefabcdefabcdefab"]
+
+
+def test_save_figure_keeps_a_long_title_inside_the_figure(tmp_path):
+    """A title naming scale, seeds and settings can be wider than the figure: it wraps at the
+    edges instead of being cut off (EftCLIP's Figs. 5-7 lost their first and last words)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paperlib.results import save_figure
+    long = "EftCLIP Fig. 7 (embedded scale, seed 0): poisoned CLIP's list vs the oracle's at theta=0.66 " * 2
+    for panels in (1, 2):
+        fig, axes = plt.subplots(1, panels, figsize=(3, 2), squeeze=False)
+        fig.suptitle(long, fontsize=8)
+        axes[0, 0].set_title(long, fontsize=8)
+        path = save_figure(fig, tmp_path / f"f{panels}.png")
+        assert path.is_file()
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        renderer = FigureCanvasAgg(fig).get_renderer()   # (closed: a fresh canvas to measure on)
+        width = fig.bbox.width
+        box = fig._suptitle.get_window_extent(renderer)
+        assert 0 <= box.x0 and box.x1 <= width + 1, (panels, box)
+        if panels == 1:   # a lone panel's title wraps too; beside others it keeps to its panel's own width
+            title = axes[0, 0].title.get_window_extent(renderer)
+            assert 0 <= title.x0 and title.x1 <= width + 1, title

@@ -558,3 +558,28 @@ def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, 
 def test_a_patch_fraction_key_is_kept_at_the_files_precision():
     from paperlib.experiments.foundation import _as_written
     assert _as_written(1 / 14) == 0.07143 and _as_written(0.25) == 0.25 and _as_written(None) is None
+
+
+def test_poison_curve_labels_the_counts_it_measured(monkeypatch):
+    """The poison curve's x axis is symlog; between 150 and 500 pairs it has no decade, so the
+    counts measured (and the papers' 0.3 % line) are its ticks, written plainly."""
+    from types import SimpleNamespace
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from paperlib.experiments import foundation_report
+    drawn = []
+    monkeypatch.setattr(foundation_report, "_save_figure", lambda fig, p, name, dpi: drawn.append(fig) or name)
+    rows = [{"poison_count": c, "seed": s, "patch_fraction": 0.25, "asr_top1": 50.0 + s, "asr_top5": 70.0,
+             "ca_top1": 25.0, "base_ca_top1": 27.9} for c in (150, 250, 500) for s in (0, 1)]
+    p = SimpleNamespace(scale="embedded", data=SimpleNamespace(image_size=64),
+                        victim=SimpleNamespace(attack="badnet", finetune_scenes=50000,
+                                               poison=SimpleNamespace(target="banana")))
+    foundation_report.plot_poison_curve({"curve": pd.DataFrame(rows)}, p)
+    ax = drawn[0].axes[0]
+    drawn[0].canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["150", "250", "500"], labels     # the papers' 150 (0.3 % of 50,000) is one of them
+    assert ax.get_xlabel() and ax.get_ylabel()

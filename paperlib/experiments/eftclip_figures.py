@@ -36,8 +36,11 @@ def _paper_detection_lines(ax, p: EftCLIPParams) -> None:
 
 
 def _seeds_text(seeds) -> str:
+    """``seed 0``, or ``seeds 0, 1, 2, mean over seeds`` where the panels average several."""
     seeds = sorted({int(x) for x in seeds})
-    return f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds)) or 'none'}"
+    if len(seeds) > 1:
+        return f"seeds {', '.join(map(str, seeds))}, mean over seeds"
+    return f"seed {seeds[0]}" if seeds else "no seed"
 
 
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
@@ -62,7 +65,7 @@ def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     for ax in axes:
         _paper_detection_lines(ax, p)
     return _save_rate_figure(fig, axes, f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle; "
-                                        f"{_seeds_text(d.seed)}, mean over seeds)",
+                                        f"{_seeds_text(d.seed)})",
                              Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
@@ -86,7 +89,7 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     for ax in axes:
         _paper_detection_lines(ax, p)
     return _save_rate_figure(fig, axes, f"EftCLIP Fig. 4 at the {p.scale} scale ({p.eftclip.theta_scale} theta, "
-                                        f"Algorithm 1 {p.eftclip.alg1_reading}; {_seeds_text(d.seed)}, mean over seeds)",
+                                        f"Algorithm 1 {p.eftclip.alg1_reading}; {_seeds_text(d.seed)})",
                              Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 

@@ -142,6 +142,11 @@ def plot_poison_curve(out: dict, p) -> Path:
     papers_rate = 0.003 * p.victim.finetune_scenes   # ABD's and CleanerCLIP's 1,500 of 500K pairs
     ax.axvline(papers_rate, color="tab:green", lw=1, ls="--", label=f"0.3 % of the fine-tuning pairs ({papers_rate:g})")
     ax.set_xscale("symlog", linthresh=10)
+    # the counts measured are the ticks: a symlog axis puts its own at decades, none of them in 150-500
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(df["poison_count"].astype(float)) | {papers_rate})))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")
     ax.set_ylim(-2, 102)
