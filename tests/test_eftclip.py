@@ -909,3 +909,40 @@ def test_fig6_draws_hand_made_latencies_with_scale_and_images_in_its_title(tmp_p
     assert path.is_file() and path.name == f"fig6_{p.scale}.png"
     (title, dots), = drawn
     assert f"({p.scale} scale, 3 images, one timing run" in title and dots == 6   # the other scale's rows left out
+
+
+def test_affected_labels_parse_and_the_target_claim_reads_them(tmp_path):
+    """curation.csv's affected_top lists A's labels with their counts (labels may hold spaces); the
+    claim that Algorithm 2 puts the target in A counts, seed by seed, whether the victim's target is
+    among them: at every seed it holds, at none it fails (SEM 0 either way)."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    from paperlib.experiments.eftclip_report import affected_labels_of, affected_sets
+    from paperlib.experiments.eftclip_reuse import _block
+    from paperlib.experiments.eftclip_setup import settings_digest
+    assert affected_labels_of("running vest:1 banana:12") == ["running vest", "banana"]
+    assert affected_labels_of(float("nan")) == [] and affected_labels_of("") == []
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    target = next(v for v in p.victims if v.attack == "badnet").poison.target
+    digest = settings_digest(p)
+
+    def claim(affected_top):
+        rows = [{"attack": "badnet", "threat_model": "finetune", "oracle": "fastsam", "seed": s, "scale": p.scale,
+                 "rule": p.eftclip.affected_rule, "theta_scale": p.eftclip.theta_scale,
+                 "alg1_reading": p.eftclip.alg1_reading, "n_affected": len(affected_labels_of(affected_top)),
+                 "affected_top": affected_top, "victim_model": f"v{s}", "settings": digest,
+                 "block": _block(p, "finetune", "badnet", s, f"v{s}", digest)} for s in p.seeds_for("badnet")]
+        (tmp_path / "eftclip").mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(tmp_path / "eftclip" / "curation.csv", index=False)
+        out = ex.claims(pd.DataFrame(), pd.DataFrame(columns=list(ex.DETECTION_COLUMNS)), p)
+        return out[out.claim.str.contains("target among the affected labels")].iloc[0]
+
+    found = claim(f"window:2 {target}:5")
+    assert found.verdict == "holds" and found.ours == "target in A at 100.0% of seeds" and found.n_seeds == 3
+    missed = claim("window:2 running vest:1")
+    assert missed.verdict == "fails" and missed.ours == "target in A at 0.0% of seeds"
+    sets = affected_sets(p)
+    assert list(sets.A) == ["window, running vest"] * 3 and not sets.target_in_A.any()
+    assert set(sets.target) == {target} and list(sets.seed) == [0, 1, 2]
+    assert affected_sets(p, victims={"v1"}).seed.tolist() == [1]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from paperlib.experiments.common import victim_config
 from paperlib.experiments.eftclip_setup import PAPER, PAPER_DATASET, ROW_DEFAULTS, EftCLIPParams, _table4_pretrain
 
 
@@ -261,6 +262,13 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
         return Compare(per_seed(c, "n_affected"), ">=", threshold=1.0, names=("labels in A",),
                        form="{a} labels (mean over seeds)")
 
+    def target_in_a():
+        """Whether A holds the attack's target, seed by seed (100 or 0): Algorithm 2 is to find the
+        labels the backdoor makes the CLIP see, the target first of them."""
+        c = _curation_rows(p, "badnet", victims=victims)
+        return Compare(per_seed(c, "target_in_a"), ">=", threshold=50.0, names=("seeds with the target in A",),
+                       form="target in A at {a}% of seeds")
+
     def paper(table, model, metric, attack="badnet", **kw):
         ref = lookup(PAPER, table, attack=attack, defence=model, metric=metric, dataset="imagenet", **kw)
         return float(ref["value"].iloc[0])
@@ -314,6 +322,8 @@ def claims(tables: pd.DataFrame, det: pd.DataFrame, p: EftCLIPParams) -> pd.Data
         *trend,
         Claim("Algorithm 2 as printed finds affected labels (labels in A, BadNet)", "a frequency list (Sec. 4.4)",
               affected_labels),
+        Claim("Algorithm 2 puts the attack's target among the affected labels A at most seeds (BadNet, fine-tuning "
+              "victims)", "the target (Algorithm 2's aim, Sec. 3; no rate printed)", target_in_a),
         Claim("On the pre-training victim EftCLIP keeps top-1 CA at least CleanCLIP's (Table 3, EftCLIP vs CleanCLIP)",
               versus("Table 3", "eftclip", "cleanclip", "ca"),
               lambda: Compare(v("Table 3", "eftclip", "ca_top1"), ">=", v("Table 3", "cleanclip", "ca_top1"),
@@ -361,7 +371,48 @@ def _curation_rows(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds
         c = c[c.settings.isna() | (c.settings == settings_digest(p))]
     if not len(c) or c["n_affected"].isna().all():
         raise KeyError(attack)
-    return c
+    target = victim_config(p, attack, "finetune").poison.target
+    return c.assign(target_in_a=[100.0 * (target in affected_labels_of(x)) for x in c.get("affected_top", [""] * len(c))])
+
+
+def affected_labels_of(affected_top) -> list[str]:
+    """The labels of A from a curation row's ``affected_top`` ("running vest:1 window:2": each label
+    with its count, up to ten of them; empty or NaN when A is empty)."""
+    import re
+    if not isinstance(affected_top, str):
+        return []
+    return [m.group(1).strip() for m in re.finditer(r"(.+?):(\d+)(?:\s+|$)", affected_top)]
+
+
+def affected_sets(p: EftCLIPParams, victims=None) -> pd.DataFrame:
+    """What Algorithm 2 found for every curated set of these settings (this scale, the parameters'
+    rule, theta scale and Algorithm 1 reading) at the blocks these parameters read: per threat model,
+    attack, seed and oracle, the size of A, its labels, the attack's target and whether A holds it
+    (``curation.csv``, which keeps rows of other victims and of blocks made ahead from other files).
+    ``victims``: only these victim models' sets."""
+    from paperlib.experiments.eftclip_reuse import _block
+    from paperlib.experiments.eftclip_setup import settings_digest
+    f = Path(p.results_dir) / PAPER / "curation.csv"
+    if not f.is_file():
+        return pd.DataFrame()
+    c = with_row_defaults(pd.read_csv(f, dtype={"settings": str, "block": str, "victim_model": str}))
+    c = c[(c.scale == p.scale) & (c.get("rule", pd.Series("paper", index=c.index)).fillna("paper") == p.eftclip.affected_rule)
+          & (c.theta_scale == p.eftclip.theta_scale) & (c.alg1_reading == p.eftclip.alg1_reading)
+          & (c.settings == settings_digest(p))]
+    c = c[[r.block == _block(p, r.threat_model, r.attack, int(r.seed), r.victim_model, r.settings) for r in c.itertuples()]]
+    if victims is not None:
+        c = c[c.victim_model.isin(set(victims))]
+    rows = []
+    for r in c.sort_values(["threat_model", "attack", "seed", "oracle"]).itertuples():
+        try:
+            target = victim_config(p, r.attack, r.threat_model).poison.target
+        except KeyError:   # a victim these parameters do not define (rows made ahead from another file)
+            continue
+        labels = affected_labels_of(r.affected_top)
+        rows.append({"threat_model": r.threat_model, "attack": r.attack, "seed": int(r.seed), "oracle": r.oracle,
+                     "n_affected": int(r.n_affected), "A": ", ".join(labels) or "(empty)", "target": target,
+                     "target_in_A": target in labels})
+    return pd.DataFrame(rows)
 
 
 def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=None, victims=None) -> float:
@@ -370,4 +421,5 @@ def _n_affected(p: EftCLIPParams, attack: str, oracle: str = "fastsam", seeds=No
     return float(_curation_rows(p, attack, oracle, seeds, victims)["n_affected"].mean())
 
 
-__all__ = ["beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "claims"]
+__all__ = ["beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "claims", "affected_sets",
+           "affected_labels_of"]
