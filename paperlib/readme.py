@@ -250,6 +250,7 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
         return ""
     mine = df[df.defence.isin(order) & np.logical_or.reduce([of_recipe(df, v) for v in p.victims])]
     devices = sorted({d.strip() for ds in mine.devices.dropna().astype(str) for d in ds.split(";") if d.strip()})
+    apart = _victims_apart(res, df, p)
     return (f"**Defences on the new victims** ({p.scale} scale, on {', '.join(devices) or 'an unnamed device'}; "
             + (f"all {planned} defended models of `{MATRIX_PARAMS}`; " if done >= planned else
                f"in progress: {done} of {planned} defended models of `{MATRIX_PARAMS}`; ") +
@@ -257,7 +258,32 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
             f"at lr {_lr(p.defence.train.lr)}; [matrix_summary.csv](results/defences/matrix_summary.csv), with stds "
             "and what each defence removed paired by seed). Top-1 ASR / clean top-1 (%, means over the seeds), "
             "[the papers' top-1 ASR for that attack and defence, lowest–highest, fine-tuning victims]:\n\n"
-            + "\n".join(lines))
+            + "\n".join(lines) + (f"\n\n{apart}" if apart else ""))
+
+
+def _victims_apart(res: Path, matrix: pd.DataFrame, p, limit: float = 1.0) -> str:
+    """A sentence naming the attacks whose ``none`` column (the victims the matrix defended, read from
+    ``matrix``, its summary rows) lies more than ``limit`` points of top-1 ASR from the victims
+    paragraph's (``res/attacks/victims.csv``): where both name one recipe, they differ only in where
+    each was made."""
+    from paperlib.experiments.victims_summary import of_recipe
+    path = Path(res) / "attacks" / "victims.csv"
+    if not path.is_file():
+        return ""
+    suite = pd.read_csv(path)
+    parts = []
+    for v in p.victims:
+        ours, theirs = matrix[of_recipe(matrix, v) & matrix.defence.eq("none")], suite[of_recipe(suite, v)]
+        if ours.empty or theirs.empty:
+            continue
+        here, there = float(ours.asr_top1_mean.iloc[0]), float(theirs.asr_top1.mean())
+        if abs(here - there) > limit:
+            parts.append(f"{attack_name(v.attack)}, {here:.1f} against {there:.1f} (the matrix's victims made on "
+                         f"{ours.devices.iloc[0]})")
+    return ("The `none` column is the victims the matrix defended; it lies over a point of top-1 ASR from the "
+            "attack suite's rows of the same recipe (`results/attacks/victims.csv`) for " + "; ".join(parts)
+            + ". The same recipe and cache key trained on another device gives other weights "
+            "([docs/gpu.md](docs/gpu.md)).") if parts else ""
 
 
 def device_check(res: Path, limit: float = 3.0) -> str:
@@ -374,7 +400,7 @@ DOCS_FILE = "docs/defences.md"
 def render_docs(text: str, res: str | Path = "results") -> str:
     """``docs/defences.md`` with the section between its markers replaced by the defence matrix on
     the new victims (:func:`new_matrix`, links made relative to ``docs/``)."""
-    body = new_matrix(Path(res)).replace("](results/", "](../results/") or "(no rows of the new victims yet)"
+    body = new_matrix(Path(res)).replace("](results/", "](../results/").replace("](docs/", "](") or "(no rows of the new victims yet)"
     return between(text, DOCS_BEGIN, DOCS_END, body, DOCS_FILE)
 
 

@@ -212,6 +212,16 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     pd.DataFrame(lines).to_csv(tmp_path / "defences" / "matrix_summary.csv", index=False)
     assert "all 8 defended models" in new_matrix(tmp_path, params)
     assert "3 of 8 defended models" in text and "embedded scale, on cpu A" in text
+    # the none column beside the attack suite's victims of the same recipe: named where over a point apart
+    assert "The `none` column" not in new_matrix(tmp_path, params)        # no victims.csv: nothing to compare
+    (tmp_path / "attacks").mkdir()
+    suite = {k: row[k] for k in ("attack", "threat_model", "poison_caption", "finetune_lr", "finetune_epochs",
+                                 "finetune_scenes", "poison_count", "attack_params")}
+    pd.DataFrame([{**suite, "seed": 0, "asr_top1": 97.5}, {**suite, "seed": 1, "asr_top1": 98.1},
+                  {**suite, "attack": "blended", "attack_params": "{}", "seed": 0, "asr_top1": 80.0}]).to_csv(
+        tmp_path / "attacks" / "victims.csv", index=False)
+    apart = new_matrix(tmp_path, params)
+    assert "for Blended, 98.0 against 80.0 (the matrix's victims made on cpu A)" in apart and "BadNet, " not in apart
 
 
 def test_the_device_check_sentence_pairs_models_and_names_those_beyond_the_limit(tmp_path):
