@@ -946,3 +946,29 @@ def test_affected_labels_parse_and_the_target_claim_reads_them(tmp_path):
     assert list(sets.A) == ["window, running vest"] * 3 and not sets.target_in_A.any()
     assert set(sets.target) == {target} and list(sets.seed) == [0, 1, 2]
     assert affected_sets(p, victims={"v1"}).seed.tolist() == [1]
+
+
+def test_oracle_rows_of_another_machine_stay_beside_this_one_s(tmp_path):
+    """One cache key trains other segmenter weights on another CPU kind, so the oracle's calibration,
+    masks and latency are keyed by device: a run on one machine replaces its own rows and leaves the
+    other machine's (the AVX-512 EPYC's calibration was once overwritten by the Xeon's)."""
+    import pandas as pd
+
+    from paperlib.experiments.eftclip import write_oracle_rows
+
+    def run(device, cut, ms):
+        rows = [{"oracle": "fastsam", "theta": 0.66, "theta_scale": "calibrated", "scale": "smoke", "device": device,
+                 "theta_oracle": cut, "miou": 50.0}]
+        lat = [{"oracle": "fastsam", "image": i, "ms": ms, "scale": "smoke", "device": device} for i in range(3)]
+        cal = [{"oracle": "fastsam", "scale": "smoke", "device": device, "theta_oracle": cut}]
+        return write_oracle_rows(tmp_path, rows, lat, cal, device)
+
+    run("AMD EPYC (AVX-512)", 0.2227, 5.0)
+    mine, latency = run("Intel Xeon (AVX-512)", 0.3192, 7.0)
+    assert list(mine.theta_oracle) == [0.3192] and set(latency.ms) == {7.0} and len(latency) == 3
+    mine, latency = run("Intel Xeon (AVX-512)", 0.31, 8.0)              # the same machine again: replaced
+    assert list(mine.theta_oracle) == [0.31] and set(latency.ms) == {8.0}
+    cal = pd.read_csv(tmp_path / "eftclip" / "theta_calibration.csv")
+    assert dict(zip(cal.device, cal.theta_oracle)) == {"AMD EPYC (AVX-512)": 0.2227, "Intel Xeon (AVX-512)": 0.31}
+    assert len(pd.read_csv(tmp_path / "eftclip" / "fig6_latency.csv")) == 6
+    assert len(pd.read_csv(tmp_path / "detection" / "oracle.csv")) == 2

@@ -150,17 +150,19 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
     mIoU and regions per image at every theta of the sweep on each theta scale (``theta_oracle``:
     the cut on the oracle's confidences), latency at ``eftclip.theta`` on ``eftclip.theta_scale``;
     the calibration (theta' and what the segmenter returns on its validation scenes there) goes
-    to ``eftclip/theta_calibration.csv``."""
+    to ``eftclip/theta_calibration.csv``.  Every row names its ``device``, the machine whose
+    segmenter it measured (rows of other machines stay in the files); returns this machine's."""
     from paperlib import pipeline as pl
     from paperlib.detect.oracle import matched_miou, timed_segment
-    from paperlib.results import environment, upsert_csv
     wb = wb or Workbench(p)
     split = pl.get_split("cc3m_analog", p.data)
     seed = p.seeds_for("badnet")[0]
     victim = wb.victim_unbuilt("badnet", seed, p.detection.victim)   # its key only: the scenes to leave out
     ids = wb.held_out_scenes("cc3m_analog", p.detection.latency_images, victim, seed)
     imgs = np.asarray(split.images[ids])
-    device = environment().get("device", "cpu")
+    # where the segmenter was trained and timed: one cache key trains other weights on another CPU kind, so
+    # its calibration, masks and latency are rows of that machine (a CPU's model name and vector width)
+    device = pl.device_name(pl.resolve_device(p.device))
     rows, lat, calibrations = [], [], []
     thetas = sorted(set(p.detection.thetas) | {p.eftclip.theta})
     for kind in p.detection.oracles:
@@ -169,7 +171,8 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
         cut = maps[p.eftclip.theta_scale].to_oracle(p.eftclip.theta)
         oracle.segment(imgs[:2], cut, ids[:2])          # warm-up (first call loads kernels)
         regions, ms = timed_segment(oracle, imgs, cut, ids, batch=1)
-        lat += [{"oracle": kind, "image": int(j), "ms": float(m), "scale": p.scale} for j, m in enumerate(ms)]
+        lat += [{"oracle": kind, "image": int(j), "ms": float(m), "scale": p.scale, "device": device}
+                for j, m in enumerate(ms)]
         # mask quality at every confidence cut: segment once at the lowest, keep regions >= the cut
         cuts = {(scale, theta): m.to_oracle(theta) for scale, m in maps.items() for theta in thetas}
         low = oracle.segment(imgs, min(cuts.values()), ids)
@@ -183,12 +186,22 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
                          "device": device, "scale": p.scale})
         if maps.get("calibrated") is not None and maps["calibrated"].scale == "calibrated":
             calibrations.append({"oracle": kind, **maps["calibrated"].row(), "theta": p.eftclip.theta,
-                                 "theta_oracle": maps["calibrated"].to_oracle(p.eftclip.theta), "scale": p.scale})
-    out = Path(p.results_dir)
+                                 "theta_oracle": maps["calibrated"].to_oracle(p.eftclip.theta), "scale": p.scale,
+                                 "device": device})
+    return write_oracle_rows(Path(p.results_dir), rows, lat, calibrations, device)
+
+
+def write_oracle_rows(out: Path, rows: list[dict], lat: list[dict], calibrations: list[dict],
+                      device: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Upsert the oracle benchmark's rows of ``device`` into ``detection/oracle.csv``,
+    ``eftclip/fig6_latency.csv`` and ``eftclip/theta_calibration.csv`` under ``out``, keyed by
+    device too (another machine's rows stay beside them); returns ``device``'s mask and latency rows."""
+    from paperlib.results import upsert_csv
     if calibrations:
-        upsert_csv(out / PAPER / "theta_calibration.csv", calibrations, ("oracle", "scale"))
-    return (upsert_csv(out / "detection" / "oracle.csv", rows, ("oracle", "theta", "theta_scale", "scale")),
-            upsert_csv(out / PAPER / "fig6_latency.csv", lat, ("oracle", "image", "scale")))
+        upsert_csv(out / PAPER / "theta_calibration.csv", calibrations, ("oracle", "scale", "device"))
+    oracle_rows = upsert_csv(out / "detection" / "oracle.csv", rows, ("oracle", "theta", "theta_scale", "scale", "device"))
+    latency = upsert_csv(out / PAPER / "fig6_latency.csv", lat, ("oracle", "image", "scale", "device"))
+    return oracle_rows[oracle_rows.device == device], latency[latency.device == device]
 
 
 # ---------------------------------------------------------------------------
@@ -483,4 +496,4 @@ if __name__ == "__main__":
     raise SystemExit(cli(load, run, description=__doc__))
 
 __all__ = ["EftCLIPParams", "DetectionSweep", "Workbench", "load", "detection_sweep", "sweep_at", "detection_key",
-           "oracle_benchmark", "curated_defence", "defence_tables", "run"]   # and eftclip_report's / _figures', through __getattr__
+           "oracle_benchmark", "write_oracle_rows", "curated_defence", "defence_tables", "run"]   # and eftclip_report's / _figures', through __getattr__
