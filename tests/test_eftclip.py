@@ -972,3 +972,29 @@ def test_oracle_rows_of_another_machine_stay_beside_this_one_s(tmp_path):
     assert dict(zip(cal.device, cal.theta_oracle)) == {"AMD EPYC (AVX-512)": 0.2227, "Intel Xeon (AVX-512)": 0.31}
     assert len(pd.read_csv(tmp_path / "eftclip" / "fig6_latency.csv")) == 6
     assert len(pd.read_csv(tmp_path / "detection" / "oracle.csv")) == 2
+
+
+def test_the_theta_trend_claims_read_table1_s_trigger_at_every_badnet_seed(tmp_path):
+    """The whole grid runs at the ablation seeds only, but Table 1's trigger runs every theta at every
+    BadNet seed: the two trend claims read those rows (paired by seed), each reading its own."""
+    import pandas as pd
+
+    from paperlib.experiments import eftclip as ex
+    p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path), "seeds": [0, 1, 2]})
+    d = p.detection
+    lo, hi = min(d.thetas), max(d.thetas)
+    base = {"dataset": d.datasets[0], "n_backdoor": max(d.n_backdoor), "rho": d.default_rho,
+            "mu": d.default_position, "theta_scale": p.eftclip.theta_scale, "theta_oracle": 0.2,
+            "tau": p.eftclip.tau, "oracle": "fastsam", "false_alarm_rate": 0.0, "k_size": 1, "target_rank": 1,
+            "victim": f"badnet_{d.victim}", "scale": p.scale}
+    rows = []
+    for seed in (0, 1, 2):
+        for theta, printed, trend in ((lo, 20.0 + seed, 5.0 + seed), (hi, 80.0 + seed, 1.0)):
+            rows += [{**base, "seed": seed, "theta": theta, "alg1_reading": "printed", "detection_rate": printed},
+                     {**base, "seed": seed, "theta": theta, "alg1_reading": "paper_trend", "detection_rate": trend}]
+    out = ex.claims(pd.DataFrame(), pd.DataFrame(rows), p)
+    trend = out[out.claim.str.startswith("Detection falls as theta rises")].set_index("claim")
+    printed = trend[trend.index.str.contains("Algorithm 1 printed")].iloc[0]
+    falling = trend[trend.index.str.contains("Algorithm 1 paper_trend")].iloc[0]
+    assert printed.n_seeds == 3 and printed.verdict == "fails" and printed.ours == "21.0 -> 81.0"
+    assert falling.n_seeds == 3 and falling.verdict == "holds" and falling.ours == "6.0 -> 1.0"
