@@ -956,12 +956,12 @@ def test_oracle_rows_of_another_machine_stay_beside_this_one_s(tmp_path):
 
     from paperlib.experiments.eftclip import write_oracle_rows
 
-    def run(device, cut, ms):
+    def run(device, cut, ms, here=None):
         rows = [{"oracle": "fastsam", "theta": 0.66, "theta_scale": "calibrated", "scale": "smoke", "device": device,
                  "theta_oracle": cut, "miou": 50.0}]
-        lat = [{"oracle": "fastsam", "image": i, "ms": ms, "scale": "smoke", "device": device} for i in range(3)]
+        lat = [{"oracle": "fastsam", "image": i, "ms": ms, "scale": "smoke", "device": here or device} for i in range(3)]
         cal = [{"oracle": "fastsam", "scale": "smoke", "device": device, "theta_oracle": cut}]
-        return write_oracle_rows(tmp_path, rows, lat, cal, device)
+        return write_oracle_rows(tmp_path, rows, lat, cal, device, here)
 
     run("AMD EPYC (AVX-512)", 0.2227, 5.0)
     mine, latency = run("Intel Xeon (AVX-512)", 0.3192, 7.0)
@@ -972,6 +972,12 @@ def test_oracle_rows_of_another_machine_stay_beside_this_one_s(tmp_path):
     assert dict(zip(cal.device, cal.theta_oracle)) == {"AMD EPYC (AVX-512)": 0.2227, "Intel Xeon (AVX-512)": 0.31}
     assert len(pd.read_csv(tmp_path / "eftclip" / "fig6_latency.csv")) == 6
     assert len(pd.read_csv(tmp_path / "detection" / "oracle.csv")) == 2
+    # a segmenter trained on the EPYC, timed on the Xeon: its masks are the EPYC's rows, its latency the Xeon's
+    mine, latency = run("AMD EPYC (AVX-512)", 0.25, 9.0, here="Intel Xeon (AVX-512)")
+    assert list(mine.theta_oracle) == [0.25] and set(latency.ms) == {9.0} and set(latency.device) == {"Intel Xeon (AVX-512)"}
+    from paperlib.bench import cpu_model
+    from paperlib.detect.oracle import trained_on
+    assert trained_on("cpu") == cpu_model()
 
 
 def test_the_theta_trend_claims_read_table1_s_trigger_at_every_badnet_seed(tmp_path):

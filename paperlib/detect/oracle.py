@@ -168,6 +168,15 @@ def segmenter_val_ids(n_split: int, cfg: SegmenterConfig) -> np.ndarray:
     return oracle_scene_ids(n_split, cfg.train_scenes + cfg.val_scenes)[:cfg.val_scenes]
 
 
+def trained_on(device: str) -> str:
+    """The hardware behind ``device`` ("cpu" or "cuda"), as a model's summary names it: one cache key
+    trains other weights on another CPU kind or a GPU, so rows measured with the segmenter say which."""
+    import torch
+
+    from paperlib.bench import cpu_model
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_model()
+
+
 def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device: str = "cpu") -> Path:
     """Train (or find in the cache) the class-agnostic YOLOv8-seg; returns its artifact folder
     (``segmenter.safetensors``, ``model.json`` with the network YAML, ``summary.json``)."""
@@ -199,7 +208,7 @@ def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device:
             state = {k: v.contiguous() for k, v in net.state_dict().items()}
             save_file(state, str(work / "segmenter.safetensors"))
             write_json_atomic(work / "model.json", {"yaml": net.yaml, "names": {0: "object"}})
-        summary = {"train_seconds": time.time() - t0, "train_scenes": cfg.train_scenes,
+        summary = {"train_seconds": time.time() - t0, "device": trained_on(device), "train_scenes": cfg.train_scenes,
                    "val_scenes": cfg.val_scenes, "epochs": cfg.epochs,
                    "mask_map50": float(metrics.seg.map50), "mask_map50_95": float(metrics.seg.map),
                    "box_map50": float(metrics.box.map50)}

@@ -160,9 +160,13 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
     victim = wb.victim_unbuilt("badnet", seed, p.detection.victim)   # its key only: the scenes to leave out
     ids = wb.held_out_scenes("cc3m_analog", p.detection.latency_images, victim, seed)
     imgs = np.asarray(split.images[ids])
-    # where the segmenter was trained and timed: one cache key trains other weights on another CPU kind, so
-    # its calibration, masks and latency are rows of that machine (a CPU's model name and vector width)
-    device = pl.device_name(pl.resolve_device(p.device))
+    # where the segmenter was trained: one cache key trains other weights on another CPU kind, so its
+    # calibration and masks are rows of that machine (a segmenter from before its summary named one: this
+    # machine's, where it was trained then); the latency is timed here
+    import json
+    summary = json.loads((wb.segmenter() / "summary.json").read_text())
+    here = pl.device_name(pl.resolve_device(p.device))
+    device = summary.get("device") or here
     rows, lat, calibrations = [], [], []
     thetas = sorted(set(p.detection.thetas) | {p.eftclip.theta})
     for kind in p.detection.oracles:
@@ -171,7 +175,7 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
         cut = maps[p.eftclip.theta_scale].to_oracle(p.eftclip.theta)
         oracle.segment(imgs[:2], cut, ids[:2])          # warm-up (first call loads kernels)
         regions, ms = timed_segment(oracle, imgs, cut, ids, batch=1)
-        lat += [{"oracle": kind, "image": int(j), "ms": float(m), "scale": p.scale, "device": device}
+        lat += [{"oracle": kind, "image": int(j), "ms": float(m), "scale": p.scale, "device": here}
                 for j, m in enumerate(ms)]
         # mask quality at every confidence cut: segment once at the lowest, keep regions >= the cut
         cuts = {(scale, theta): m.to_oracle(theta) for scale, m in maps.items() for theta in thetas}
@@ -183,25 +187,28 @@ def oracle_benchmark(p: EftCLIPParams, wb: Workbench | None = None) -> tuple[pd.
                          "ms_per_image": float(ms.mean()), "ms_std": float(ms.std()), "latency_theta": cut,
                          "miou": 100.0 * float(np.mean(ious)), "objects": len(ious),
                          "regions_per_image": float(np.mean([len(r) for r in kept])), "n_images": len(ids),
-                         "device": device, "scale": p.scale})
+                         "device": device, "timed_on": here, "scale": p.scale})
         if maps.get("calibrated") is not None and maps["calibrated"].scale == "calibrated":
             calibrations.append({"oracle": kind, **maps["calibrated"].row(), "theta": p.eftclip.theta,
                                  "theta_oracle": maps["calibrated"].to_oracle(p.eftclip.theta), "scale": p.scale,
                                  "device": device})
-    return write_oracle_rows(Path(p.results_dir), rows, lat, calibrations, device)
+    return write_oracle_rows(Path(p.results_dir), rows, lat, calibrations, device, here)
 
 
 def write_oracle_rows(out: Path, rows: list[dict], lat: list[dict], calibrations: list[dict],
-                      device: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Upsert the oracle benchmark's rows of ``device`` into ``detection/oracle.csv``,
-    ``eftclip/fig6_latency.csv`` and ``eftclip/theta_calibration.csv`` under ``out``, keyed by
-    device too (another machine's rows stay beside them); returns ``device``'s mask and latency rows."""
+                      device: str, here: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Upsert the oracle benchmark's rows into ``detection/oracle.csv`` and
+    ``eftclip/theta_calibration.csv`` (``device``: where the segmenter was trained) and
+    ``eftclip/fig6_latency.csv`` (``here``: the machine that timed it; default ``device``) under
+    ``out``, keyed by device too, so another machine's rows stay beside them; returns this run's mask
+    and latency rows."""
     from paperlib.results import upsert_csv
+    here = here or device
     if calibrations:
         upsert_csv(out / PAPER / "theta_calibration.csv", calibrations, ("oracle", "scale", "device"))
     oracle_rows = upsert_csv(out / "detection" / "oracle.csv", rows, ("oracle", "theta", "theta_scale", "scale", "device"))
     latency = upsert_csv(out / PAPER / "fig6_latency.csv", lat, ("oracle", "image", "scale", "device"))
-    return oracle_rows[oracle_rows.device == device], latency[latency.device == device]
+    return oracle_rows[oracle_rows.device == device], latency[latency.device == here]
 
 
 # ---------------------------------------------------------------------------

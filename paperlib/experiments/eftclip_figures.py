@@ -113,8 +113,9 @@ def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
     ax.set_xlabel("image")
     ax.set_ylabel("ms per image")
     ax.legend(fontsize=7)
-    ax.set_title(f"Oracle latency ({p.scale} scale, {lat['image'].nunique()} images, one timing run; EftCLIP Fig. 6)",
-                 fontsize=9)
+    where = ", ".join(sorted(set(lat["device"].dropna().astype(str)))) if "device" in lat else ""
+    ax.set_title(f"Oracle latency ({p.scale} scale, {lat['image'].nunique()} images, one timing run"
+                 + (f" on {where}" if where else "") + "; EftCLIP Fig. 6)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")
 
 
