@@ -390,3 +390,9 @@ def test_save_figure_keeps_a_long_title_inside_the_figure(tmp_path):
         if panels == 1:   # a lone panel's title wraps too; beside others it keeps to its panel's own width
             title = axes[0, 0].title.get_window_extent(renderer)
             assert 0 <= title.x0 and title.x1 <= width + 1, title
+
+
+def test_a_figure_says_mean_over_seeds_only_over_several():
+    from paperlib.results import seeds_caption
+    assert seeds_caption([0]) == "seed 0" and seeds_caption([0.0, 0]) == "seed 0"
+    assert seeds_caption([2, 0, 1, 1]) == "seeds 0, 1, 2, mean over seeds" and seeds_caption([]) == "no seed"

@@ -166,14 +166,20 @@ def test_collect_claims_gathers_the_papers_files_and_leaves_out_old_ones(tmp_pat
 def test_collect_into_the_committed_folder_is_refused_from_a_modified_checkout(tmp_path, monkeypatch, capsys):
     """--collect --results results rewrites a committed file, so it passes the publishing check every
     run passes: refused (exit 2, the file untouched) when the checkout differs from its commit."""
-    from paperlib import results
+    import shutil
+
+    from paperlib import assets, results
     from paperlib.compare import main
+    # a copy of the repository's committed claims as the checkout: a broken refusal rewrites the copy only
+    (tmp_path / "repo" / "results").mkdir(parents=True)
+    shutil.copy(repo_root() / "results" / "claims.csv", tmp_path / "repo" / "results" / "claims.csv")
+    monkeypatch.setattr(assets, "repo_root", lambda: tmp_path / "repo")
     monkeypatch.setenv("PAPERLIB_SCRATCH", str(tmp_path / "s"))
     monkeypatch.delenv(results.PUBLISH_DIRTY_ENV, raising=False)
     monkeypatch.delenv(results.RUN_COMMIT_ENV, raising=False)
     monkeypatch.setattr(results, "_START_COMMIT", None)
     monkeypatch.setattr(results, "git_commit", lambda repo_dir=None: "0123456789abcdef+dirty")
-    committed = repo_root() / "results" / "claims.csv"
+    committed = tmp_path / "repo" / "results" / "claims.csv"
     before = committed.read_bytes()
     assert main(["--collect", "--results", "results"]) == 2
     assert "PAPERLIB_PUBLISH_DIRTY=1" in capsys.readouterr().out

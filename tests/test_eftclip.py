@@ -998,6 +998,14 @@ def test_the_theta_trend_claims_read_table1_s_trigger_at_every_badnet_seed(tmp_p
         for theta, printed, trend in ((lo, 20.0 + seed, 5.0 + seed), (hi, 80.0 + seed, 1.0)):
             rows += [{**base, "seed": seed, "theta": theta, "alg1_reading": "printed", "detection_rate": printed},
                      {**base, "seed": seed, "theta": theta, "alg1_reading": "paper_trend", "detection_rate": trend}]
+    # the whole grid at seed 0 (another rho and position) with the opposite trends: not Table 1's trigger
+    other_rho = next(r for r in d.rho_px if r != d.default_rho) if len(d.rho_px) > 1 else d.default_rho + 1
+    other_mu = next(m for m in d.positions if m != d.default_position)
+    for theta, printed, trend in ((lo, 99.0, 0.0), (hi, 0.0, 99.0)):
+        rows += [{**base, "seed": 0, "rho": other_rho, "mu": other_mu, "theta": theta, "alg1_reading": "printed",
+                  "detection_rate": printed},
+                 {**base, "seed": 0, "rho": other_rho, "mu": other_mu, "theta": theta, "alg1_reading": "paper_trend",
+                  "detection_rate": trend}]
     out = ex.claims(pd.DataFrame(), pd.DataFrame(rows), p)
     trend = out[out.claim.str.startswith("Detection falls as theta rises")].set_index("claim")
     printed = trend[trend.index.str.contains("Algorithm 1 printed")].iloc[0]

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paperlib.results import column_equals, read_results
+from paperlib.results import column_equals, read_results, seeds_caption
 
 PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
 def _seeds(seeds) -> str:
+    """A single-seed figure's seed (Figs. 2 and 4); figures over several: results.seeds_caption."""
     seeds = sorted({int(x) for x in seeds})
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -262,6 +263,6 @@ def plot_fig6(abl: pd.DataFrame, p):
     axes[1].set_title("(b) seed-set size q", fontsize=9)
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale, {_seeds(a.seed) if len(a) else 'no rows'}; mean over seeds)",
+    fig.suptitle(f"CFBD Fig. 6 ({p.scale} scale, {seeds_caption(a.seed) if len(a) else 'no rows'})",
                  fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig6_{p.scale}.png")

@@ -356,8 +356,8 @@ def plot_fig4(fig4: pd.DataFrame, p: CleanerCLIPParams):
     axes[0].legend(fontsize=6)
     axes[2].legend(fontsize=6, loc="center left")
     twin.legend(fontsize=6, loc="lower right")
-    seeds = ", ".join(str(x) for x in sorted(set(d.seed)))
-    fig.suptitle(f"CleanerCLIP Fig. 4 ablations ({p.scale} scale, seeds {seeds}; mean over seeds)", fontsize=9)
+    from paperlib.results import seeds_caption
+    fig.suptitle(f"CleanerCLIP Fig. 4 ablations ({p.scale} scale, {seeds_caption(d.seed)})", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 

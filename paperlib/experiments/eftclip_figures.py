@@ -13,6 +13,7 @@ import pandas as pd
 
 from paperlib.experiments.eftclip_report import _full_sweep, main_rows
 from paperlib.experiments.eftclip_setup import PAPER, EftCLIPParams, Workbench
+from paperlib.results import seeds_caption
 
 
 def _save_rate_figure(fig, axes, title: str, path: Path) -> Path:
@@ -33,14 +34,6 @@ def _paper_detection_lines(ax, p: EftCLIPParams) -> None:
     n = t1.setting.str.extract(r"n_backdoor=(\d+)")[0].astype(int)
     for row, colour in zip(t1[n == n.max()].itertuples(), ("grey", "black")):
         ax.axhline(row.value, color=colour, ls=":", lw=1, label=f"paper Table 1, {row.row} (its default setting only)")
-
-
-def _seeds_text(seeds) -> str:
-    """``seed 0``, or ``seeds 0, 1, 2, mean over seeds`` where the panels average several."""
-    seeds = sorted({int(x) for x in seeds})
-    if len(seeds) > 1:
-        return f"seeds {', '.join(map(str, seeds))}, mean over seeds"
-    return f"seed {seeds[0]}" if seeds else "no seed"
 
 
 def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
@@ -65,7 +58,7 @@ def plot_fig3(det: pd.DataFrame, p: EftCLIPParams):
     for ax in axes:
         _paper_detection_lines(ax, p)
     return _save_rate_figure(fig, axes, f"EftCLIP Fig. 3 at the {p.scale} scale (FastSAM-analogue oracle; "
-                                        f"{_seeds_text(d.seed)})",
+                                        f"{seeds_caption(d.seed)})",
                              Path(p.results_dir) / PAPER / f"fig3_{p.scale}.png")
 
 
@@ -89,7 +82,7 @@ def plot_fig4(det: pd.DataFrame, p: EftCLIPParams):
     for ax in axes:
         _paper_detection_lines(ax, p)
     return _save_rate_figure(fig, axes, f"EftCLIP Fig. 4 at the {p.scale} scale ({p.eftclip.theta_scale} theta, "
-                                        f"Algorithm 1 {p.eftclip.alg1_reading}; {_seeds_text(d.seed)})",
+                                        f"Algorithm 1 {p.eftclip.alg1_reading}; {seeds_caption(d.seed)})",
                              Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
 
