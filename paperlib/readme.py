@@ -273,13 +273,18 @@ def _victims_apart(res: Path, matrix: pd.DataFrame, p, limit: float = 1.0) -> st
     suite = pd.read_csv(path)
     parts = []
     for v in p.victims:
-        ours, theirs = matrix[of_recipe(matrix, v) & matrix.defence.eq("none")], suite[of_recipe(suite, v)]
-        if ours.empty or theirs.empty:
+        ours = matrix[of_recipe(matrix, v) & matrix.defence.eq("none")]
+        if ours.empty:
             continue
-        here, there = float(ours.asr_top1_mean.iloc[0]), float(theirs.asr_top1.mean())
+        line = ours.loc[ours.seeds.astype(str).str.split().str.len().idxmax()]   # the line over the most seeds
+        seeds = [int(x) for x in str(line.seeds).split()]
+        theirs = suite[of_recipe(suite, v) & suite.seed.isin(seeds)]                # at the same seeds
+        if theirs.empty:
+            continue
+        here, there = float(line.asr_top1_mean), float(theirs.asr_top1.mean())
         if abs(here - there) > limit:
             parts.append(f"{attack_name(v.attack)}, {here:.1f} against {there:.1f} (the matrix's victims made on "
-                         f"{ours.devices.iloc[0]})")
+                         f"{line.devices})")
     return ("The `none` column is the victims the matrix defended; it lies over a point of top-1 ASR from the "
             "attack suite's rows of the same recipe (`results/attacks/victims.csv`) for " + "; ".join(parts)
             + ". The same recipe and cache key trained on another device gives other weights "

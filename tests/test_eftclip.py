@@ -946,6 +946,9 @@ def test_affected_labels_parse_and_the_target_claim_reads_them(tmp_path):
     assert list(sets.A) == ["window, running vest"] * 3 and not sets.target_in_A.any()
     assert set(sets.target) == {target} and list(sets.seed) == [0, 1, 2]
     assert affected_sets(p, victims={"v1"}).seed.tolist() == [1]
+    pd.DataFrame([{"attack": "badnet", "scale": p.scale, "seed": 0, "curated": 10}]).to_csv(   # older code's file
+        tmp_path / "eftclip" / "curation.csv", index=False)
+    assert affected_sets(p).empty and ex.affected_labels_of("a:1") == ["a"]
 
 
 def test_oracle_rows_of_another_machine_stay_beside_this_one_s(tmp_path):

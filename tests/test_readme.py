@@ -218,6 +218,7 @@ def test_the_defence_table_reads_the_budgets_lines_of_the_recipe(tmp_path):
     suite = {k: row[k] for k in ("attack", "threat_model", "poison_caption", "finetune_lr", "finetune_epochs",
                                  "finetune_scenes", "poison_count", "attack_params")}
     pd.DataFrame([{**suite, "seed": 0, "asr_top1": 97.5}, {**suite, "seed": 1, "asr_top1": 98.1},
+                  {**suite, "seed": 7, "asr_top1": 10.0},                 # a seed the matrix's line does not hold
                   {**suite, "attack": "blended", "attack_params": "{}", "seed": 0, "asr_top1": 80.0}]).to_csv(
         tmp_path / "attacks" / "victims.csv", index=False)
     apart = new_matrix(tmp_path, params)

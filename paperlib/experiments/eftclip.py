@@ -485,7 +485,7 @@ def run(p: EftCLIPParams, log=print) -> dict:
 # module's setup holds): their names are read from there on first use, so eftclip.table_1,
 # eftclip.claims, eftclip.plot_fig3, ... keep working
 _REPORT_NAMES = {"eftclip_report": ("beside_paper_table", "table_1", "rows_asked", "save_tables", "sweep_rows", "claims",
-                                    "affected_sets",
+                                    "affected_sets", "affected_labels_of",
                                     "_n_affected", "_curation_rows", "_full_sweep", "_PAPER_ROWS"),
                  "eftclip_figures": ("plot_fig3", "plot_fig4", "plot_fig5", "plot_fig6", "plot_fig7")}
 

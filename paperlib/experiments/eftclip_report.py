@@ -402,6 +402,8 @@ def affected_sets(p: EftCLIPParams, victims=None) -> pd.DataFrame:
     if not f.is_file():
         return pd.DataFrame()
     c = with_row_defaults(pd.read_csv(f, dtype={"settings": str, "block": str, "victim_model": str}))
+    if {"settings", "block", "victim_model", "threat_model", "oracle", "n_affected"} - set(c.columns):
+        return pd.DataFrame()   # a file of older code: its rows name no block, so none is of these parameters
     c = c[(c.scale == p.scale) & (c.get("rule", pd.Series("paper", index=c.index)).fillna("paper") == p.eftclip.affected_rule)
           & (c.theta_scale == p.eftclip.theta_scale) & (c.alg1_reading == p.eftclip.alg1_reading)
           & (c.settings == settings_digest(p))]
@@ -414,9 +416,10 @@ def affected_sets(p: EftCLIPParams, victims=None) -> pd.DataFrame:
             target = victim_config(p, r.attack, r.threat_model).poison.target
         except KeyError:   # a victim these parameters do not define (rows made ahead from another file)
             continue
-        labels = affected_labels_of(r.affected_top)
+        labels = affected_labels_of(getattr(r, "affected_top", None))
         rows.append({"threat_model": r.threat_model, "attack": r.attack, "seed": int(r.seed), "oracle": r.oracle,
-                     "n_affected": int(r.n_affected), "A": ", ".join(labels) or "(empty)", "target": target,
+                     "n_affected": len(labels) if pd.isna(r.n_affected) else int(r.n_affected),
+                     "A": ", ".join(labels) or "(empty)", "target": target,
                      "target_in_A": target in labels})
     return pd.DataFrame(rows)
 
