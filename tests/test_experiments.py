@@ -583,3 +583,4 @@ def test_poison_curve_labels_the_counts_it_measured(monkeypatch):
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels == ["150", "250", "500"], labels     # the papers' 150 (0.3 % of 50,000) is one of them
     assert ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_title().endswith("seeds 0, 1, mean over seeds (std as error bars)"), ax.get_title()

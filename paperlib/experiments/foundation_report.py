@@ -150,9 +150,10 @@ def plot_poison_curve(out: dict, p) -> Path:
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")
     ax.set_ylim(-2, 102)
-    seeds = ", ".join(str(int(x)) for x in sorted(set(df.seed))) if "seed" in df else "?"
-    ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}, seeds {seeds} "
-                 "(mean and std)", fontsize=9)
+    from paperlib.results import seeds_caption
+    seeds = seeds_caption(df.seed) if "seed" in df else "seeds not recorded"
+    spread = " (std as error bars)" if "seed" in df and df.seed.nunique() > 1 else ""
+    ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}, {seeds}{spread}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save_figure(fig, p, f"poison_curve_{p.scale}.png", dpi=120)
