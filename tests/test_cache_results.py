@@ -374,7 +374,7 @@ def test_save_figure_keeps_a_long_title_inside_the_figure(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     long = "EftCLIP Fig. 7 (embedded scale, seed 0): poisoned CLIP's list vs the oracle's at theta=0.66 " * 2
     for panels in (1, 2):
         fig, axes = plt.subplots(1, panels, figsize=(3, 2), squeeze=False)
@@ -393,6 +393,6 @@ def test_save_figure_keeps_a_long_title_inside_the_figure(tmp_path):
 
 
 def test_a_figure_says_mean_over_seeds_only_over_several():
-    from paperlib.results import seeds_caption
+    from paperlib.figures import seeds_caption
     assert seeds_caption([0]) == "seed 0" and seeds_caption([0.0, 0]) == "seed 0"
     assert seeds_caption([2, 0, 1, 1]) == "seeds 0, 1, 2, mean over seeds" and seeds_caption([]) == "no seed"

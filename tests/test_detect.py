@@ -638,7 +638,7 @@ def test_cfbd_fig5_draws_no_line_at_recall_zero(tmp_path, monkeypatch):
 
     from paperlib.experiments import cfbd, cfbd_figures
     figs = []
-    monkeypatch.setattr("paperlib.results.save_figure", lambda fig, path, **k: figs.append(fig) or path)
+    monkeypatch.setattr("paperlib.figures.save_figure", lambda fig, path, **k: figs.append(fig) or path)
     truth = np.r_[np.ones(10), np.zeros(90)].astype(int)
     score = np.r_[np.linspace(0.4, 1, 10), np.linspace(0, 0.6, 90)]
     scores = {("badnet", 0): {"truth": truth, "c": score[::-1].copy(), "detection": SimpleNamespace(score=score),

@@ -892,19 +892,19 @@ def test_fig6_draws_hand_made_latencies_with_scale_and_images_in_its_title(tmp_p
     title naming the scale and how many images were timed."""
     import pandas as pd
 
-    from paperlib import results
+    from paperlib import figures
     from paperlib.experiments import eftclip as ex
     p = ex.load("params/eftclip/smoke.yaml", {"results_dir": str(tmp_path)})
     lat = pd.DataFrame([{"oracle": o, "image": i, "ms": ms * (1 + i), "scale": s}
                         for o, ms in (("fastsam", 2.0), ("exact", 0.5)) for i in range(3)
                         for s in (p.scale, "other")])
-    drawn, real_save = [], results.save_figure
+    drawn, real_save = [], figures.save_figure
 
     def save(fig, path, **kw):
         ax = fig.axes[0]
         drawn.append((ax.get_title(), sum(len(c.get_offsets()) for c in ax.collections)))
         return real_save(fig, path, **kw)
-    monkeypatch.setattr(results, "save_figure", save)
+    monkeypatch.setattr(figures, "save_figure", save)
     path = ex.plot_fig6(lat, p)
     assert path.is_file() and path.name == f"fig6_{p.scale}.png"
     (title, dots), = drawn

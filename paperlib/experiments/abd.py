@@ -209,7 +209,7 @@ def plot_fig2(bars: pd.DataFrame, p: ABDParams):
     import matplotlib.pyplot as plt
 
     from paperlib.papers import lookup
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     summ = fig2_summary(bars)
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
     x = np.arange(len(summ))

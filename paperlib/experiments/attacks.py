@@ -308,7 +308,7 @@ def plot_gallery(p: AttackSuiteParams, attacks: dict):
     import torch
 
     from paperlib.data.splits import get_split
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     split = get_split("imagenet_analog", p.data)
     idx = p.gallery_image % len(split)
     clean = torch.from_numpy(np.array(split.images[idx:idx + 1])).permute(0, 3, 1, 2)

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paperlib.results import column_equals, read_results, seeds_caption
+from paperlib.figures import seeds_caption
+from paperlib.results import column_equals, read_results
 
 PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
 def _seeds(seeds) -> str:
-    """A single-seed figure's seed (Figs. 2 and 4); figures over several: results.seeds_caption."""
+    """A single-seed figure's seed (Figs. 2 and 4); figures over several: figures.seeds_caption."""
     seeds = sorted({int(x) for x in seeds})
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
@@ -141,7 +142,7 @@ def plot_fig2(pairs: pd.DataFrame, p):
     textual-correlation distributions (weighted: each benign pair shown stands for ``weight``)."""
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     pois = pairs.poisoned.astype(bool).to_numpy() if len(pairs) else np.zeros(0, bool)
     if len(pairs):
@@ -172,7 +173,7 @@ def plot_fig4(pairs: pd.DataFrame, gmm: pd.DataFrame, p):
     import matplotlib.pyplot as plt
     from scipy.stats import norm
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     cfg = p.cfbd
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     if len(pairs) and len(gmm):
@@ -216,7 +217,7 @@ def plot_fig5(curves: pd.DataFrame, p):
     coarse-to-fine scores per attack."""
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     attacks = list(dict.fromkeys(curves.attack)) if len(curves) else []
     n = max(1, len(attacks))
     cols = min(3, n)
@@ -244,7 +245,7 @@ def plot_fig6(abl: pd.DataFrame, p):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     a = abl[(abl.scale == p.scale) & abl.seed.isin(list(p.seeds))]
     # rows of the configured rules only (rows written before the rules existed have none)
     rule = a["benign_rule"] if "benign_rule" in a else pd.Series(np.nan, index=a.index)

@@ -327,7 +327,7 @@ def plot_fig4(fig4: pd.DataFrame, p: CleanerCLIPParams):
     import matplotlib.pyplot as plt
 
     from paperlib.papers import lookup
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     d = fig4[fig4.scale == p.scale]
     studies = [("lambda_ratio", "(a) lambda_2 / lambda_1"), ("temperatures", "(b) tau_pos / tau_neg"),
                ("n_aug", "(c) sub-captioned samples (per 500K)")]
@@ -356,7 +356,7 @@ def plot_fig4(fig4: pd.DataFrame, p: CleanerCLIPParams):
     axes[0].legend(fontsize=6)
     axes[2].legend(fontsize=6, loc="center left")
     twin.legend(fontsize=6, loc="lower right")
-    from paperlib.results import seeds_caption
+    from paperlib.figures import seeds_caption
     fig.suptitle(f"CleanerCLIP Fig. 4 ablations ({p.scale} scale, {seeds_caption(d.seed)})", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
@@ -369,7 +369,7 @@ def plot_fig3(curve: pd.DataFrame, p: CleanerCLIPParams):
     import matplotlib.pyplot as plt
 
     from paperlib.papers import lookup
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     curve = curve[(curve.scale == p.scale) & curve.seed.isin(list(p.ablation_seed_list))] if len(curve) else curve
     attacks = list(dict.fromkeys(curve.attack))
     fig, axes = plt.subplots(1, max(1, len(attacks)), figsize=(3.2 * max(1, len(attacks)), 2.8), squeeze=False)

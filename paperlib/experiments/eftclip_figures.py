@@ -13,12 +13,12 @@ import pandas as pd
 
 from paperlib.experiments.eftclip_report import _full_sweep, main_rows
 from paperlib.experiments.eftclip_setup import PAPER, EftCLIPParams, Workbench
-from paperlib.results import seeds_caption
+from paperlib.figures import seeds_caption
 
 
 def _save_rate_figure(fig, axes, title: str, path: Path) -> Path:
     """The detection-rate panels' shared axes (0-100%), legends and title; written as PNG."""
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     for ax in axes:
         ax.set_ylim(0, 100)
         ax.set_ylabel("detection rate (%)")
@@ -90,7 +90,7 @@ def plot_fig6(lat: pd.DataFrame, p: EftCLIPParams):
     """Fig. 6: per-image oracle latency (ms), one dot per image."""
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
 
     lat = lat[lat.scale == p.scale]
     fig, ax = plt.subplots(figsize=(5.5, 3))
@@ -135,7 +135,7 @@ def plot_fig5(p: EftCLIPParams, wb: Workbench | None = None):
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     wb = wb or Workbench(p)
     victim, ids, imgs, seed = _figure_images(p, wb)
     panels = []
@@ -168,7 +168,7 @@ def plot_fig7(p: EftCLIPParams, wb: Workbench | None = None):
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     wb = wb or Workbench(p)
     victim, ids, imgs, seed = _figure_images(p, wb)
     oracle = wb.oracle("fastsam", "cc3m_analog")

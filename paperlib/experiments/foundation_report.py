@@ -88,7 +88,7 @@ def plot_scene_gallery(p, n: int = 6) -> Path:
 
 def _save_figure(fig, p, name: str, dpi: int) -> Path:
     """Lay out, write results/foundation/<name> and close the figure; returns the path."""
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     return save_figure(fig, Path(p.results_dir) / "foundation" / name, dpi)
 
 
@@ -150,7 +150,7 @@ def plot_poison_curve(out: dict, p) -> Path:
     ax.set_xlabel(f"poisoned pairs (of {p.victim.finetune_scenes} fine-tuning pairs)")
     ax.set_ylabel("%")
     ax.set_ylim(-2, 102)
-    from paperlib.results import seeds_caption
+    from paperlib.figures import seeds_caption
     seeds = seeds_caption(df.seed) if "seed" in df else "seeds not recorded"
     spread = " (std as error bars)" if "seed" in df and df.seed.nunique() > 1 else ""
     ax.set_title(f"{p.victim.attack}, target '{p.victim.poison.target}', scale {p.scale}, {seeds}{spread}", fontsize=9)

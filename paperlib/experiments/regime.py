@@ -175,7 +175,7 @@ def plot_regime(rows: pd.DataFrame, p, old_curve: pd.DataFrame | None = None) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     attack = p.regime.attack
     lo, hi, sources = papers_band(attack)
     from paperlib.experiments.common import victim_config

@@ -154,7 +154,7 @@ def plot(rows: pd.DataFrame, path: Path, scale: str, image_side: int) -> Path:
     victims; the numbers are listed beside the axes (the visible triggers crowd one corner)."""
     import matplotlib.pyplot as plt
 
-    from paperlib.results import save_figure
+    from paperlib.figures import save_figure
     rows = rows[rows.victim_seeds > 0].sort_values(["probe_auroc", "victim_asr_top1"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8.6, 4.6))
     ax.scatter(rows.probe_auroc, rows.victim_asr_top1, color="tab:blue", s=18)
