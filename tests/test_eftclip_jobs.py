@@ -15,7 +15,7 @@ from paperlib.experiments import eftclip_jobs, parallel_seeds
 from paperlib.train.loop import CUDA_AUTO_PRECISION_ENV, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN_T5 = [   # the entries params/eftclip/embedded.yaml holds commented, for a lending
+PRETRAIN_T5 = [   # Table 5's pre-training entries (params/eftclip/embedded.yaml holds them too)
     {"attack": "wanet", "attack_params": {"k": 64, "s": 1.0}, "poison": {"target": "banana", "poison_count": 1000}},
     {"attack": "trojannn", "attack_params": {"patch_fraction": 0.25, "position": "bottom_right"},
      "poison": {"target": "banana", "poison_count": 1000}},
@@ -24,7 +24,8 @@ PRETRAIN_T5 = [   # the entries params/eftclip/embedded.yaml holds commented, fo
 
 def _table5_pretrain_file(tmp_path) -> Path:
     raw = yaml.safe_load((ROOT / "params" / "eftclip" / "embedded.yaml").read_text())
-    raw["pretrain_victims"] = raw["pretrain_victims"] + PRETRAIN_T5
+    have = {v["attack"] for v in raw["pretrain_victims"]}
+    raw["pretrain_victims"] = raw["pretrain_victims"] + [v for v in PRETRAIN_T5 if v["attack"] not in have]
     raw["table5_attacks"] = ["badnet", "wanet", "trojannn"]
     raw.update(pretrain_seeds=[0, 1, 2], table5_threat="pretrain")
     path = tmp_path / "embedded.yaml"
@@ -85,8 +86,8 @@ def test_pretrain_blocks_keep_their_digest_unless_table5_reads_them(tmp_path):
     stand in as before); with table5_threat pretrain the block names Table 5, whatever the ablation seeds."""
     from paperlib.experiments.eftclip import load
     from paperlib.experiments.eftclip_reuse import _block
-    before = load(ROOT / "params" / "eftclip" / "embedded.yaml")
-    other_ablation = load(ROOT / "params" / "eftclip" / "embedded.yaml", {"ablation_seeds": [0, 1]})
+    before = load(ROOT / "params" / "eftclip" / "embedded.yaml", {"table5_threat": "finetune"})
+    other_ablation = load(ROOT / "params" / "eftclip" / "embedded.yaml", {"table5_threat": "finetune", "ablation_seeds": [0, 1]})
     assert _block(before, "finetune", "badnet", 1, "m", "s") != _block(other_ablation, "finetune", "badnet", 1, "m", "s")
     t5 = load(_table5_pretrain_file(tmp_path))
     t5_abl = load(_table5_pretrain_file(tmp_path), {"ablation_seeds": [0, 1]})
@@ -98,24 +99,21 @@ def test_pretrain_blocks_keep_their_digest_unless_table5_reads_them(tmp_path):
 def test_the_published_blocks_are_found_at_the_committed_parameters():
     """Every block of the committed results at the embedded file's settings hashes, at today's code
     and parameters, to the block its rows carry: the rows stand in for their absent models (a change
-    of what _block reads orphans them, and a fresh clone would retrain them)."""
+    of what _block reads orphans them, and a fresh clone would retrain them).  Rows of blocks no
+    longer asked for (Tables 3-4 of the pre-training victims before Table 5 read them) may stay."""
     from paperlib.experiments.eftclip import load
     from paperlib.experiments.eftclip_reuse import _block
     from paperlib.experiments.eftclip_setup import settings_digest
     p = load(ROOT / "params" / "eftclip" / "embedded.yaml")
-    # Table 5's pre-training pairs, made ahead from the variant file (its blocks name Table 5)
-    t5 = load(ROOT / "params" / "eftclip" / "embedded-table5-pretrain.yaml")
     digest = settings_digest(p)
-    assert settings_digest(t5) == digest
     rows = pd.read_csv(ROOT / "results" / "eftclip" / "curation.csv", dtype=str, keep_default_na=False)
     rows = rows[rows.settings == digest]
     assert len(rows) >= 15 and set(rows.threat_model) == {"finetune", "pretrain"}
-    for r in rows.itertuples():
-        blocks = {_block(q, r.threat_model, r.attack, int(r.seed), r.victim_model, digest) for q in (p, t5)}
-        assert r.block in blocks, r
-    made_ahead = {r.block for r in rows.itertuples()
-                  if r.block == _block(t5, r.threat_model, r.attack, int(r.seed), r.victim_model, digest)}
-    assert len(made_ahead) < len(set(rows.block)), "no row stands in at embedded.yaml's own blocks"
+    for r in rows[rows.threat_model == "finetune"].itertuples():
+        assert r.block == _block(p, r.threat_model, r.attack, int(r.seed), r.victim_model, digest), r
+    found = {(r.attack, int(r.seed)) for r in rows[rows.threat_model == "pretrain"].itertuples()
+             if r.block == _block(p, "pretrain", r.attack, int(r.seed), r.victim_model, digest)}
+    assert found == {(v.attack, s) for v in p.pretrain_victims for s in p.pretrain_seed_list}
 
 
 def test_a_job_s_file_validates_whatever_pairs_the_command_line_names(tmp_path):
@@ -126,8 +124,9 @@ def test_a_job_s_file_validates_whatever_pairs_the_command_line_names(tmp_path):
     path = _table5_pretrain_file(tmp_path)
     raw = yaml.safe_load(path.read_text())
     del raw["table5_attacks"]
-    raw["pretrain_victims"].append({"attack": "trojannet", "attack_params": {"patch_fraction": 0.25, "position": "bottom_right"},
-                                    "poison": {"target": "banana", "poison_count": 1000}})
+    if "trojannet" not in {v["attack"] for v in raw["pretrain_victims"]}:
+        raw["pretrain_victims"].append({"attack": "trojannet", "attack_params": {"patch_fraction": 0.25,
+                                        "position": "bottom_right"}, "poison": {"target": "banana", "poison_count": 1000}})
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     shared = parallel_seeds.fp32_params(path, [1], ["wanet"], module="eftclip")
     (tmp_path / "shared.yaml").write_text(yaml.safe_dump(shared))
@@ -195,31 +194,6 @@ def test_sprite_banks_travel_lzma_packed_and_load_the_same(tmp_path):
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_LZMA}
     loaded = np.load(path)
     assert np.array_equal(loaded["images"], images) and list(loaded["class_ids"]) == [0, 1, 2]
-
-
-def _uncommented(text: str) -> str:
-    """embedded.yaml's text with the Table 5 entries it holds commented in force."""
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("#  - {attack:"):
-            line = line[1:]
-        elif line.startswith(("# pretrain_seeds:", "# table5_threat:")):
-            line = line[2:]
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def test_the_cpu_s_table5_file_is_embedded_yaml_with_its_entries_in_force():
-    """The CPU makes Table 5's pre-training rows pair by pair from embedded-table5-pretrain.yaml;
-    those rows are the ones embedded.yaml reads once its commented entries are in force only if the
-    two files say the same (an edit to one and not the other fails here)."""
-    folder = ROOT / "params" / "eftclip"
-    embedded = (folder / "embedded.yaml").read_text()
-    variant = yaml.safe_load((folder / "embedded-table5-pretrain.yaml").read_text())
-    assert variant == yaml.safe_load(_uncommented(embedded))
-    assert variant != yaml.safe_load(embedded)   # the entries are commented there: the variant adds them
-    assert {v["attack"] for v in variant["pretrain_victims"]} == set(variant["table5_attacks"])
-    assert variant["table5_threat"] == "pretrain" and variant["pretrain_seeds"] == [0, 1, 2]
 
 
 def test_every_block_the_embedded_file_asks_for_has_published_rows():
