@@ -2,7 +2,8 @@
 
 Table 5 of the paper defends victims pre-trained on poisoned CC3M (issue 23): one such victim is a
 2.5-pass pre-training from scratch (19 minutes of the 2 cores), twelve of them (four attacks, three
-seeds) and BadNet's RoCLIP from scratch are a GPU's work.  Each job is one pre-training victim at
+seeds) and BadNet's RoCLIP from scratch are hours of the 2 cores (on 2026-12-06 the CPU made them one
+job at a time, no GPU being lent; a GPU runs them side by side).  Each job is one pre-training victim at
 one seed (``only_threat: pretrain``: its Tables 3-5 rows, upserted into one shared results folder),
 made under the parameter file's own words so that its rows' settings digests and blocks are the
 ones the notebook looks for on the CPU; ``$PAPERLIB_CUDA_AUTO_PRECISION=fp32`` (:data:`ENV`, which
