@@ -169,12 +169,13 @@ def segmenter_val_ids(n_split: int, cfg: SegmenterConfig) -> np.ndarray:
 
 
 def trained_on(device: str) -> str:
-    """The hardware behind ``device`` ("cpu" or "cuda"), as a model's summary names it: one cache key
-    trains other weights on another CPU kind or a GPU, so rows measured with the segmenter say which."""
+    """The hardware behind ``device`` ("cpu" or "cuda"), named as a model's summary names it
+    (:func:`paperlib.pipeline.core.device_name`): one cache key trains other weights on another CPU
+    kind or a GPU, so rows measured with the segmenter say which."""
     import torch
 
-    from paperlib.bench import cpu_model
-    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_model()
+    from paperlib.pipeline.core import device_name
+    return device_name(torch.device(device))
 
 
 def train_segmenter(split, cfg: SegmenterConfig, cache, split_key: dict, device: str = "cpu") -> Path:

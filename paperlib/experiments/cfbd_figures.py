@@ -17,12 +17,6 @@ from paperlib.results import column_equals, read_results
 PAPER = "cfbd"      # the results folder (as in paperlib.experiments.cfbd, which imports this module)
 
 
-def _seeds(seeds) -> str:
-    """A single-seed figure's seed (Figs. 2 and 4); figures over several: figures.seeds_caption."""
-    seeds = sorted({int(x) for x in seeds})
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
 # the figures' data (results/cfbd/): written from the sets screened here, read back for the sets that
 # stand in by their published rows (paperlib.experiments.cfbd_standin), so a figure is drawn the same
 # from either
@@ -161,7 +155,7 @@ def plot_fig2(pairs: pd.DataFrame, p):
     axes[0].set_xlabel("pair")
     axes[0].set_ylabel("textual correlation z")
     axes[0].set_title("(a) z with the seed set", fontsize=9)
-    fig.suptitle(f"CFBD Fig. 2 ({p.figure_attack}, {p.scale} scale, {_seeds([figure_seed(p)])}; "
+    fig.suptitle(f"CFBD Fig. 2 ({p.figure_attack}, {p.scale} scale, {seeds_caption([figure_seed(p)])}; "
                  "the paper's panels are not printed as numbers)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig2_{p.scale}.png")
 
@@ -207,7 +201,7 @@ def plot_fig4(pairs: pd.DataFrame, gmm: pd.DataFrame, p):
             "component_cdf": ("lowest component's CDF", "<=")}[cfg.benign_rule]
     axes[2].set_ylabel(what[0], fontsize=8)
     axes[2].set_title(f"(d) D_b ({cfg.benign_rule}): {what[1]} {cfg.gamma}{share}", fontsize=9)
-    fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale, {_seeds([figure_seed(p)])}; "
+    fig.suptitle(f"CFBD Fig. 4 ({p.figure_attack}, {p.scale} scale, {seeds_caption([figure_seed(p)])}; "
                  f"benign pairs: a sample of {BENIGN_SHOWN:,}, weighted)", fontsize=9)
     return save_figure(fig, Path(p.results_dir) / PAPER / f"fig4_{p.scale}.png")
 
