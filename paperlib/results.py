@@ -152,12 +152,19 @@ def _is_writer() -> bool:
 
 
 def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
-               columns: Sequence[str] | None = None, key_defaults: Mapping | None = None) -> pd.DataFrame:
+               columns: Sequence[str] | None = None, key_defaults: Mapping | None = None,
+               made_on: str | None = None, log=print) -> pd.DataFrame:
     """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept.
 
     A key column the file lacks (added to the key later) is empty in its older rows, or
     ``key_defaults[column]`` where the value those rows were made with is known.  No rows: the
-    file is left as it is (and returned; an empty table when there is none)."""
+    file is left as it is (and returned; an empty table when there is none).
+
+    ``made_on`` names the column that says which machine trained the model a row measures
+    (``device``).  A key names a model by its cache key, and one cache key trains other weights on
+    another CPU kind (docs/provenance.md), so a row of the file naming another machine than the new
+    row of its key, or none (written before the column), is kept and the new row left out, said
+    through ``log``: measuring this machine's model never replaces another machine's row."""
     path = Path(path)
     if not _is_writer():
         return pd.DataFrame(list(rows))
@@ -170,7 +177,7 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         raise KeyError(f"{path}: rows lack key columns {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):   # processes sharing one results folder (parallel jobs) take turns
-        return _upsert_locked(path, new, key, columns, key_defaults)
+        return _upsert_locked(path, new, key, columns, key_defaults, made_on, log)
 
 
 @contextmanager
@@ -206,7 +213,7 @@ def column_equals(column: pd.Series, value) -> pd.Series:
     return pd.Series(np.isclose(pd.to_numeric(column, errors="coerce"), float(value), rtol=1e-3), index=column.index)
 
 
-def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) -> pd.DataFrame:
+def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, made_on=None, log=print) -> pd.DataFrame:
     if path.is_file():
         # key columns these rows hold as text (digests, cache keys) are read back as text: a digest
         # of digits, or like "12e4", would otherwise come back a number and be rewritten as one
@@ -216,6 +223,8 @@ def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) ->
         for k in key:
             if k not in old.columns:      # a key column added later: older rows have no value there
                 old[k] = (key_defaults or {}).get(k, float("nan"))
+        if len(old) and made_on is not None:
+            new = _without_other_machines_rows(path, old, new, key, made_on, log)
         if len(old):
             old_keys = _key_strings(old, key)
             new_keys = set(_key_strings(new, key))
@@ -229,6 +238,25 @@ def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults) ->
     df = df.sort_values(list(key), kind="stable").reset_index(drop=True)
     write_csv_atomic(df, path)
     return df
+
+
+def _without_other_machines_rows(path: Path, old: pd.DataFrame, new: pd.DataFrame, key, made_on: str,
+                                 log) -> pd.DataFrame:
+    """``new`` less the rows whose key the file (``old``) holds with another machine in ``made_on``
+    (or none): those rows stay as they are (:func:`upsert_csv`)."""
+    def machine(v):
+        return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+    held = dict(zip(_key_strings(old, key), old[made_on].map(machine) if made_on in old.columns
+                    else [""] * len(old)))
+    new_keys = _key_strings(new, key)
+    mine = new[made_on].map(machine) if made_on in new.columns else pd.Series([""] * len(new), index=new.index)
+    clash = new_keys.map(lambda k: k in held) & (new_keys.map(held.get) != mine)
+    for i in new.index[clash]:
+        theirs = held[new_keys[i]] or "a machine it does not name"
+        log(f"{path.name}: the row of {dict(zip(key, new.loc[i, list(key)]))} stays as made on {theirs}; "
+            f"this run's, of the model trained on {mine[i] or 'a machine it does not name'}, is left out "
+            f"(one cache key trains other weights on another machine; delete the row to replace it)")
+    return new[~clash]
 
 
 def _key_strings(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:

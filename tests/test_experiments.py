@@ -562,6 +562,34 @@ def test_a_fresh_machine_takes_the_foundation_victims_from_their_rows(tmp_path, 
     assert not (tmp_path / "cache" / "model" / victims[1]).exists()
 
 
+def test_the_foundation_leaves_another_machines_victim_rows_as_they_are(tmp_path, monkeypatch):
+    """A victim's rows name the machine that trained it; where the files hold its key from another
+    machine, a run measuring this machine's model of that key keeps them, says so, and shows them."""
+    import pandas as pd
+
+    from paperlib.experiments import foundation
+    from paperlib.pipeline import device_name, resolve_device
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    p = foundation.load(ROOT / "params" / "foundation" / "smoke.yaml",
+                        {"results_dir": str(tmp_path / "results"), "eval.linear_probes": [],
+                         "victim.poison_curve": [], "victim.patch_curve": []})
+    first = foundation.run(p, log=lambda *a: None)
+    here = device_name(resolve_device("cpu"))
+    files = [tmp_path / "results" / f for f in ("attacks/victims.csv", "foundation/poison_curve.csv")]
+    for f in files:
+        df = pd.read_csv(f)
+        assert (df.device == here).all(), f
+        df.assign(device="Another CPU (AVX2)", asr_top1=12.5).to_csv(f, index=False)
+    said = []
+    again = foundation.run(p, log=said.append)        # the victim is in this cache: measured again
+    for f in files:
+        df = pd.read_csv(f)
+        assert df.asr_top1.tolist() == [12.5] and (df.device == "Another CPU (AVX2)").all(), f
+    assert again["curve"].asr_top1.tolist() == [12.5]
+    assert sum("stays as made on Another CPU (AVX2)" in line for line in said) == 2
+    assert first["curve"].asr_top1.tolist() != [12.5]
+
+
 def test_a_patch_fraction_key_is_kept_at_the_files_precision():
     from paperlib.experiments.foundation import _as_written
     assert _as_written(1 / 14) == 0.07143 and _as_written(0.25) == 0.25 and _as_written(None) is None

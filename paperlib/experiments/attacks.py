@@ -137,8 +137,10 @@ def run(p: AttackSuiteParams, log=print) -> dict:
                 "precision": resolve_precision(train_cfg.precision, device_type),
                 "base_model": base.path.name, "victim_model": victim.path.name}
 
-    def save_rows(rows):
-        return upsert_csv(results / "attacks" / "victims.csv", rows, VICTIMS_KEY, VICTIM_COLUMNS)
+    def save_rows(rows, say=lambda _text: None):
+        # a victim's row of another machine (or of none named) stays, this run's of its key is left out
+        return upsert_csv(results / "attacks" / "victims.csv", rows, VICTIMS_KEY, VICTIM_COLUMNS,
+                          made_on="device", log=say)
 
     if p.trigger_checks:
         with timer("trigger_checks"):
@@ -175,7 +177,9 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     out = {}
     if p.victims or p.pretrain_victims:
         # the victims' files first: a calibration run after them may be stopped without losing them
-        victims = save_rows(rows)
+        victims = save_rows(rows, log)
+        # the rows the file keeps for this run's victims (another machine's, where it had one)
+        rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
         from paperlib.results import to_markdown
         to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
                             + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",

@@ -250,7 +250,9 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
                              "device": model.summary.get("device", "")})
                 vic.made.append(rows[-1])
         vic.say(log, "table2")
-    every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY)
+    # a probed model's rows of another machine (or of none named) stay; this run's of its key are left out
+    every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY,
+                       made_on="device", log=log)
     return _of_these_models(every, rows)
 
 

@@ -301,7 +301,8 @@ def run(p: FoundationParams, log=print) -> dict:
                 for s in ev.splits:
                     zs_rows.append({**_zeroshot_row(f"{p.victim.attack}_victim", s, p.scale, seed,
                                                     clean_eval(victim, s), base.path.name),
-                                    "victim_model": victim.path.name, "eval_settings": eval_settings(p)})
+                                    "victim_model": victim.path.name, "eval_settings": eval_settings(p),
+                                    "device": victim.summary.get("device", "")})
             log(f"seed {seed} patch {row['patch_fraction']:.3f} poison {count}: "
                 f"CA top-1 {m['ca_top1']:.1f} ASR top-1 {m['asr_top1']:.1f} top-5 {m['asr_top5']:.1f}")
 
@@ -311,9 +312,17 @@ def run(p: FoundationParams, log=print) -> dict:
                 "(their models are absent from this cache; reuse_rows: false trains them)")
         log(text)
         say_in_terminal(text)
-    zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS)
-    victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS)
-    upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows, CURVE_KEY, VICTIM_COLUMNS)
+    # a victim's rows of another machine (or of none named) stay: this run's of the same key are left
+    # out, and the curve shows the rows the file keeps
+    zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS,
+                    made_on="device", log=log)
+    victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS,
+                         made_on="device", log=log)
+    curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows, CURVE_KEY, VICTIM_COLUMNS,
+                       made_on="device", log=log)
+    order = {str(r["victim_model"]): i for i, r in enumerate(curve_rows)}   # the run's order: main victim first
+    curve = curve[curve.victim_model.astype(str).isin(order)].sort_values(
+        "victim_model", key=lambda names: names.astype(str).map(order))
     probe_rows = []
     with timer("linear_probe"):
         for probe in ev.linear_probes:
@@ -350,7 +359,7 @@ def run(p: FoundationParams, log=print) -> dict:
             f"(the base is shipped: its pre-training variants are not re-run)")
     write_manifest(results / "foundation" / f"manifest_{p.scale}.json", asdict(p), timer.sections,
                    extra={"base_model": str(base.path.name), "base_summary": base.summary})
-    return {"zeroshot": zs, "victims": victims, "curve": pd.DataFrame(curve_rows),
+    return {"zeroshot": zs, "victims": victims, "curve": curve.reset_index(drop=True),
             "base_model": base.path.name, "victim_models": [r["victim_model"] for r in victim_rows],
             "base_summary": base.summary, "wall_seconds": timer.sections, "ablation": ablation,
             "data_ablation": data_abl,

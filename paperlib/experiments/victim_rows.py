@@ -17,7 +17,10 @@ def victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> 
             # how many test images the ASR is a share of (mmPoison: only the source class's)
             "asr_images": m.get("asr_images"),
             # the same images without the trigger sent to the target: the victim's bias toward it
-            "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1")}
+            "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1"),
+            # what trained the victim: one cache key trains other weights on another CPU kind, so a
+            # file keeps another machine's row of the key (results.upsert_csv's made_on)
+            "device": summary.get("device", "")}
 
 
 def recipe(v) -> dict:
