@@ -151,6 +151,8 @@ def test_cfbd_on_a_machine_without_its_models_screens_nothing_and_draws_the_same
     monkeypatch.setattr(run_ledger, "_USED", {})    # this run's ledger alone (not earlier tests' in this process)
     first = cfbd.run(p, log=lambda *a: None)
     files = {f: f.read_bytes() for f in out.rglob("*.csv")}
+    from paperlib.pipeline import device_name, resolve_device
+    assert (pd.read_csv(out / "detection" / "cfbd.csv").screened_on == device_name(resolve_device("cpu"))).all()
     for rel in ("fig2_fig4_pairs.csv", "fig4_gmm.csv", "fig5_pr_curves.csv"):
         assert (out / "cfbd" / rel) in files
     models = list(pd.read_csv(out / "defences" / "matrix.csv").model) + list(pd.read_csv(out / "detection" / "abl.csv").model)

@@ -38,7 +38,10 @@ from paperlib.experiments.victims import complete_victims
 
 CFBD_COLUMNS = ("attack", "poison_count", "stage", "scale", "seed", "tpr", "fpr", "auroc", "auprc",
                 "ca_top1", "asr_top1", "kept", "n_pairs", "q_eff", "gamma_z", "n_benign", "benign_rule",
-                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model", "detector")
+                "gamma_z_rule", "gamma_z_quantile", "mapping", "victim_model", "model", "detector",
+                # the machine whose screening gave the detection columns (the retraining's, with its
+                # ca/asr, is the matrix row of ``model``); rows from before the column: docs/provenance.md
+                "screened_on")
 # the mapping whose results are CFBD's (cfbd.csv, the defence matrix's cfbd rows); others are ablations
 DEFAULT_MAPPING = MappingConfig().kind
 
@@ -335,7 +338,8 @@ def run(p: DetectionParams, log=print, screener: Screener | None = None, also_pu
                 rows.append({"attack": v.attack, "poison_count": v.poison.poison_count, "stage": stage,
                              "scale": p.scale, "seed": seed, "tpr": tpr, "fpr": fpr, "auroc": auroc,
                              "auprc": auprc, "kept": int((~flagged).sum()), "n_pairs": int(len(truth)),
-                             **detector_settings(det, p, detector_id), "victim_model": sc.victim_model})
+                             **detector_settings(det, p, detector_id), "victim_model": sc.victim_model,
+                             "screened_on": pl.device_name(device)})
             stages = {"coarse": det.coarse.benign, "fine": det.keep}
             retrain = retrains(p, v.attack)
             for stage in p.retrain_stages if retrain else ():
