@@ -101,11 +101,14 @@ def test_foundation_targets_read_only_this_runs_base_and_victim(tmp_path):
     p = foundation.load(ROOT / "params" / "foundation" / "embedded.yaml", {"results_dir": str(tmp_path)})
     zs = pd.DataFrame([{"model": "clean_base", "split": "imagenet_analog", "scale": "embedded", "top1": t,
                         "top5": t + 20, "base_model": b} for t, b in [(16.8, "old"), (27.9, "shipped")]])
-    vic = pd.DataFrame([{"attack": a, "scale": "embedded", "poison_count": 500, "asr_top1": asr, "ca_top1": 26.0,
-                         "base_ca_top1": 27.9, "victim_model": m}
-                        for a, asr, m in [("badnet", 98.0, "v0"), ("wanet", 5.0, "v1"), ("badnet", 10.0, "other")]])
+    vic = pd.DataFrame([{"attack": a, "scale": "embedded", "seed": s, "poison_count": 500, "asr_top1": asr,
+                         "ca_top1": 26.0, "base_ca_top1": 27.9, "victim_model": m}
+                        for a, s, asr, m in [("badnet", 0, 98.0, "v0"), ("wanet", 0, 5.0, "v1"),
+                                             ("badnet", 1, 10.0, "other"), ("badnet", 1, 96.0, "v2")]])
     out = {"zeroshot": zs, "victims": vic, "base_summary": {"seconds": 600.0}, "base_model": "shipped",
-           "victim_models": ["v0"]}
-    t = foundation.check_targets(out, p).set_index("target")["measured"]
+           "victim_models": ["v0", "v2"]}
+    targets = foundation.check_targets(out, p).set_index("target")
+    assert targets.loc["BadNet victim ASR top-1 >= 90%", "over"] == "seeds 0, 1, mean over seeds"
+    t = targets["measured"]
     assert t["shipped clean base zero-shot top-1 >= 25% (imagenet_analog; issue 22)"] == 27.9
-    assert t["BadNet victim ASR top-1 >= 90%"] == 98.0
+    assert t["BadNet victim ASR top-1 >= 90%"] == 97.0             # the mean over this run's two victims

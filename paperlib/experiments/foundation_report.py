@@ -181,6 +181,10 @@ def check_targets(out: dict, p):
     df = pd.DataFrame(rows, columns=["target", "threshold", "measured"])
     df["holds"] = [m >= t if "<=" not in name and "within" not in name else m <= t
                    for name, t, m in rows]
+    from paperlib.figures import seeds_caption
+    # what a victim's number is: the mean over this run's victims, one per seed
+    victims = seeds_caption(vic["seed"]) if "seed" in vic else "this run's victims"
+    df["over"] = [victims if name.startswith(("BadNet victim", "victim")) else "the base" for name, _, _ in rows]
     df["scale"] = p.scale
     from paperlib.results import write_csv_atomic
     write_csv_atomic(df, Path(p.results_dir) / "foundation" / f"targets_{p.scale}.csv")
