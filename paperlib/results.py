@@ -1,23 +1,27 @@
-"""Tidy result files: one row per measurement, written atomically, merged by key columns.
+"""Where results go and what records them: the committed and scratch results folders, the publishing
+check, manifests (commit, machine, packages, wall time), the run's terminal lines with their estimate,
+and Markdown tables.
 
-Several notebooks add rows to the same table (the victims table gets rows from the foundation
-and from the attack suite); :func:`upsert_csv` replaces rows with the same key and keeps the rest,
-so re-running one notebook never erases another's results.
+The rows themselves (one per measurement, merged by key columns, written atomically) are
+:mod:`paperlib.result_rows`', re-exported here: :func:`upsert_csv` replaces rows with the same key and
+keeps the rest, so re-running one notebook never erases another's results.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import subprocess
 import time
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping
 
 import pandas as pd
+
+# the rows' own module, re-exported: results files are merged, read and written through these names
+from paperlib.result_rows import (NAME_COLUMNS, _is_writer, column_equals, read_results,  # noqa: F401
+                                  row_naming_model, upsert_csv, write_csv_atomic)
 
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "ultralytics", "nltk", "scikit-learn",
             "numpy", "pandas", "matplotlib", "papermill", "safetensors", "pillow")
@@ -146,144 +150,6 @@ def open_results_dir(p, log=None) -> Path:
     return prepare_results_dir(p.results_dir, log)
 
 
-def _is_writer() -> bool:
-    """Under torchrun only rank 0 writes result files (the others compute the same rows)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
-               columns: Sequence[str] | None = None, key_defaults: Mapping | None = None,
-               made_on: str | None = None, log=print) -> pd.DataFrame:
-    """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept.
-
-    A key column the file lacks (added to the key later) is empty in its older rows, or
-    ``key_defaults[column]`` where the value those rows were made with is known.  No rows: the
-    file is left as it is (and returned; an empty table when there is none).
-
-    ``made_on`` names the column that says which machine trained the model a row measures
-    (``device``).  A key names a model by its cache key, and one cache key trains other weights on
-    another CPU kind (docs/provenance.md), so a row of the file naming another machine than the new
-    row of its key, or none (written before the column), is kept and the new row left out, said
-    through ``log``: measuring this machine's model never replaces another machine's row."""
-    path = Path(path)
-    if not _is_writer():
-        return pd.DataFrame(list(rows))
-    new = pd.DataFrame(list(rows))
-    if new.empty:   # nothing to merge (every row reused, or none asked for): the file as it is
-        old = read_results(path)
-        return old if old is not None else pd.DataFrame(columns=list(columns or key))
-    missing = [k for k in key if k not in new.columns]
-    if missing:
-        raise KeyError(f"{path}: rows lack key columns {missing}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(path.parent):   # processes sharing one results folder (parallel jobs) take turns
-        return _upsert_locked(path, new, key, columns, key_defaults, made_on, log)
-
-
-@contextmanager
-def _folder_lock(folder: Path):
-    """An exclusive lock on ``folder`` (flock on the directory itself: no lock file is left behind),
-    held while one process reads, merges and rewrites a results file in it."""
-    import fcntl
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)   # closing releases the lock
-
-
-# columns naming cache artifacts (text even where not a key: a CFBD row's retrained `model`)
-NAME_COLUMNS = ("model", "victim_model", "base_model", "eval_key")
-
-
-def read_results(path: str | Path) -> pd.DataFrame | None:
-    """A results file with its columns naming artifacts (:data:`NAME_COLUMNS`) read as text; None
-    when it does not exist."""
-    path = Path(path)
-    return pd.read_csv(path, dtype={k: str for k in NAME_COLUMNS}) if path.is_file() else None
-
-
-def column_equals(column: pd.Series, value) -> pd.Series:
-    """Which cells of a results file's ``column`` hold ``value``: text as text, numbers as the files
-    write them (4 significant digits, so to a relative 1e-3)."""
-    import numpy as np
-    if isinstance(value, str):
-        return column.astype(str) == value
-    return pd.Series(np.isclose(pd.to_numeric(column, errors="coerce"), float(value), rtol=1e-3), index=column.index)
-
-
-def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, made_on=None, log=print) -> pd.DataFrame:
-    if path.is_file():
-        # key columns these rows hold as text (digests, cache keys) are read back as text: a digest
-        # of digits, or like "12e4", would otherwise come back a number and be rewritten as one
-        text = {k: str for k in (*key, *NAME_COLUMNS) if k in new.columns
-                and (new[k].dtype == object or pd.api.types.is_string_dtype(new[k]))}
-        old = pd.read_csv(path, dtype=text)
-        for k in key:
-            if k not in old.columns:      # a key column added later: older rows have no value there
-                old[k] = (key_defaults or {}).get(k, float("nan"))
-        if len(old) and made_on is not None:
-            new = _without_other_machines_rows(path, old, new, key, made_on, log)
-        if len(old):
-            old_keys = _key_strings(old, key)
-            new_keys = set(_key_strings(new, key))
-            old = old[~old_keys.isin(new_keys)]
-        df = pd.concat([old, new], ignore_index=True)
-    else:
-        df = new
-    if columns is not None:
-        order = list(columns) + [c for c in df.columns if c not in columns]
-        df = df[[c for c in order if c in df.columns]]
-    df = df.sort_values(list(key), kind="stable").reset_index(drop=True)
-    write_csv_atomic(df, path)
-    return df
-
-
-def _without_other_machines_rows(path: Path, old: pd.DataFrame, new: pd.DataFrame, key, made_on: str,
-                                 log) -> pd.DataFrame:
-    """``new`` less the rows whose key the file (``old``) holds with another machine in ``made_on``
-    (or none): those rows stay as they are (:func:`upsert_csv`)."""
-    def machine(v):
-        return "" if v is None or (isinstance(v, float) and v != v) else str(v)
-    held = dict(zip(_key_strings(old, key), old[made_on].map(machine) if made_on in old.columns
-                    else [""] * len(old)))
-    new_keys = _key_strings(new, key)
-    mine = new[made_on].map(machine) if made_on in new.columns else pd.Series([""] * len(new), index=new.index)
-    clash = new_keys.map(lambda k: k in held) & (new_keys.map(held.get) != mine)
-    for i in new.index[clash]:
-        theirs = held[new_keys[i]] or "a machine it does not name"
-        log(f"{path.name}: the row of {dict(zip(key, new.loc[i, list(key)]))} stays as made on {theirs}; "
-            f"this run's, of the model trained on {mine[i] or 'a machine it does not name'}, is left out "
-            f"(one cache key trains other weights on another machine; delete the row to replace it)")
-    return new[~clash]
-
-
-def _key_strings(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
-    """One string per row naming its key values; numbers by value, so 5, 5.0 and "5" read back
-    from a CSV name the same row, and an empty value is "" however it reads back (CSV turns "" into NaN)."""
-    import math
-    import numbers
-
-    def norm(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, numbers.Number) and not isinstance(v, bool):
-            return format(float(v), ".12g")
-        return str(v)
-    return df[list(key)].apply(lambda col: col.map(norm)).agg("|".join, axis=1)
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> None:
-    if not _is_writer():
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_csv(tmp, index=False, float_format="%.4g")
-    os.replace(tmp, path)
-
-
 GPU_LABEL = re.compile(r"\bnvidia\b|\binstinct\b|\bgpu\b|^cuda", re.IGNORECASE)   # get_device_name's vendors
 
 
@@ -292,26 +158,6 @@ def is_gpu_label(label) -> bool:
     (``NVIDIA H200``, ``AMD Instinct MI300X``) or the CPU's model name (``AMD EPYC 9B14``, and an
     APU's ``... with Radeon Graphics`` is a CPU); a missing label is a CPU's, from before rows named it."""
     return isinstance(label, str) and GPU_LABEL.search(label) is not None
-
-
-def row_naming_model(path: str | Path, model: str, column: str = "model", **match) -> dict | None:
-    """The first row of the results file ``path`` whose ``column`` (``model``; ``victim_model`` for
-    a victim's own rows) names ``model`` (a cache key) and whose other columns equal ``match`` (what
-    the row measured beyond the model: a stage, a ratio, a defence), without its empty cells; None
-    when there is no such file, column or row.  This is how a model trained elsewhere (a GPU
-    lending) stands in by its published row."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    # cache keys and digests are text, never numbers (a digest like 1234e5678901 would read as one)
-    text = {"model": str, "victim_model": str, column: str, **{k: str for k, v in match.items() if isinstance(v, str)}}
-    rows = pd.read_csv(path, dtype=text)
-    if column not in rows.columns:
-        return None
-    rows = rows[rows[column] == str(model)]
-    for column, value in match.items():
-        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[0:0]
-    return None if rows.empty else {k: v for k, v in rows.iloc[0].to_dict().items() if not pd.isna(v)}
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
@@ -407,6 +253,7 @@ class Timer:
         self.started = time.time()
         run = os.environ.get(RUN_ENV, "")
         self.notebook, _, self.scale = run.partition(":")
+        self.unforeseen: list[str] = []   # sections the published run's manifest does not have
         announce_builds()
 
     def _say(self, text: str) -> None:
@@ -414,7 +261,17 @@ class Timer:
 
     def _left(self) -> str:
         from paperlib import costs
-        return costs.describe(costs.left(self.notebook, self.scale, done=self.sections))
+        text = costs.describe(costs.left(self.notebook, self.scale, done=self.sections))
+        if self.unforeseen:   # parameters asking for more than the published run did (another seed)
+            text += (f", plus what the published run did not do ({', '.join(self.unforeseen)} so far), "
+                     "not in the estimate")
+        return text
+
+    def _forecast(self, section: str) -> str:
+        text = _section_forecast(self.notebook, self.scale, section)
+        if text == NOT_PUBLISHED and section not in self.unforeseen:
+            self.unforeseen.append(section)
+        return text
 
     def __call__(self, name: str):
         timer = self
@@ -429,7 +286,7 @@ class Timer:
                 if not self.outer:
                     set_section(name)
                 if timer.notebook and not self.outer:
-                    timer._say_safely(lambda: f"{name} ... ({_section_forecast(timer.notebook, timer.scale, name)})")
+                    timer._say_safely(lambda: f"{name} ... ({timer._forecast(name)})")
 
             def __exit__(self, *exc):
                 from paperlib.cache import set_section
@@ -450,13 +307,16 @@ class Timer:
         self._say(text)
 
 
+NOT_PUBLISHED = "not in the published run"
+
+
 def _section_forecast(notebook: str, scale: str, section: str) -> str:
     """``published run: 8 s; 2 artifacts to build here, ~6 min``: what a section start line says."""
     from paperlib import costs
     manifest = costs.published_manifest(notebook, scale)
     published = manifest.get("wall_seconds", {}).get(section)
     if published is None:
-        return "not in the published run"
+        return NOT_PUBLISHED
     text = f"published run: {_minutes(float(published))}"
     if "artifacts" in manifest:
         text += f"; here {costs.describe(costs.left(notebook, scale, sections=[section]))}"

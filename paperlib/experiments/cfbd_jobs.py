@@ -1,7 +1,7 @@
 """CFBD's rows as parallel jobs: what ``parallel_seeds run --module cfbd`` needs of CFBD.
 
 Each job is one victim at one seed (``rows_only``: its detection, retraining and ABL rows, no
-tables), and every job writes into one shared results folder (``results.upsert_csv`` locks it).
+tables), and every job writes into one shared results folder (``result_rows.upsert_csv`` locks it).
 Table 3's low rates run in the jobs of the parameter file's seeds, the mapping ablation in the
 job of its first seed.  Before the jobs start, :func:`warm` builds what they all read once.
 """

@@ -156,7 +156,7 @@ CURVE_KEY = ("attack", "threat_model", "scale", "seed", "patch_fraction", "poiso
 
 
 def _as_written(x: float | None) -> float | None:
-    """``x`` as results.upsert_csv writes it (``%.4g``) and reads it back."""
+    """``x`` as result_rows.upsert_csv writes it (``%.4g``) and reads it back."""
     return None if x is None else float(f"{x:.4g}")
 
 

@@ -19,7 +19,7 @@ def victim_row(attack, threat, scale, seed, count, m, base_m, pool, summary) -> 
             # the same images without the trigger sent to the target: the victim's bias toward it
             "clean_asr_top1": m.get("clean_asr_top1"), "base_clean_asr_top1": base_m.get("clean_asr_top1"),
             # what trained the victim: one cache key trains other weights on another CPU kind, so a
-            # file keeps another machine's row of the key (results.upsert_csv's made_on)
+            # file keeps another machine's row of the key (result_rows.upsert_csv's made_on)
             "device": summary.get("device", "")}
 
 
