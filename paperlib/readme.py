@@ -320,6 +320,26 @@ def render_budget(text: str, res: str | Path = "results") -> str:
     return between(text, BUDGET_BEGIN, BUDGET_END, body, BUDGET_FILE, indent="  ")   # inside the Tables 3-4 item
 
 
+CURVE_BEGIN = "<!-- poison-curve:start -->"
+CURVE_END = "<!-- poison-curve:end -->"
+CURVE_FILE = "docs/foundation.md"
+FOUNDATION_PARAMS = "params/foundation/embedded.yaml"
+
+
+def render_curve(text: str, res: str | Path = "results") -> str:
+    """``docs/foundation.md`` with its poison-curve table read from ``res/foundation/poison_curve.csv``
+    for the victims of the foundation's embedded file (:func:`foundation_report.curve_markdown`)."""
+    from paperlib.experiments import foundation
+    from paperlib.experiments.foundation_report import curve_markdown
+    from paperlib.results import read_results
+    p = _cpu_params(foundation.load, FOUNDATION_PARAMS, res)
+    curve = read_results(Path(res) / "foundation" / "poison_curve.csv")
+    body = ("Top-1 ASR / clean top-1 (%) of the BadNet victims, read from `results/foundation/poison_curve.csv` "
+            f"for `{FOUNDATION_PARAMS}` (its seeds; mean ± sample std over them):\n\n" + curve_markdown(curve, p)
+            ) if curve is not None else "(no poison-curve rows yet)"
+    return between(text, CURVE_BEGIN, CURVE_END, body, CURVE_FILE)
+
+
 def main(argv=None) -> int:
     from paperlib.assets import repo_root
     ap = argparse.ArgumentParser(prog="python -m paperlib.readme", description=__doc__.split("\n\n")[0])
@@ -334,7 +354,8 @@ def main(argv=None) -> int:
                              (root / DOCS_FILE, render_docs, "defence matrix on the new victims"),
                              (root / GPU_FILE, render_gpu_docs, "device check"),
                              (root / CFBD_GOALS_FILE, render_cfbd_goals, "CFBD's goals table"),
-                             (root / BUDGET_FILE, render_budget, "EftCLIP's budget study")):
+                             (root / BUDGET_FILE, render_budget, "EftCLIP's budget study"),
+                             (root / CURVE_FILE, render_curve, "the foundation's poison curve")):
         text = path.read_text()
         new = rend(text, res)
         name = path.relative_to(root)

@@ -280,3 +280,23 @@ def test_eftclips_budget_study_in_the_docs_is_the_one_the_committed_rows_give(tm
     assert readme.render_budget(text, ROOT / "results") == text, "run python -m paperlib.readme"
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("DONE"))
     assert "| badnet | CleanCLIP (5,000) | 5, 1e-4 (the matrix's) |" in text
+
+
+def test_the_foundations_poison_curve_in_the_docs_is_the_one_the_committed_rows_give(tmp_path, monkeypatch):
+    """docs/foundation.md's poison-curve table is written from the committed curve rows of the shipped
+    base at the foundation file's seeds; a row of another seed or base does not enter it."""
+    import pandas as pd
+
+    from paperlib.experiments import foundation
+    from paperlib.experiments.foundation_report import curve_markdown
+    text = (ROOT / readme.CURVE_FILE).read_text()
+    monkeypatch.chdir(tmp_path)
+    assert readme.render_curve(text, ROOT / "results") == text, "run python -m paperlib.readme"
+    p = readme._cpu_params(foundation.load, readme.FOUNDATION_PARAMS, ROOT / "results")
+    rows = [{"base_model": "0a2f939564f40c4eb1c0", "scale": "embedded", "seed": s, "finetune_scenes": 50000,
+             "patch_fraction": 0.25, "poison_count": 150, "asr_top1": a, "ca_top1": 26.0}
+            for s, a in ((0, 40.0), (1, 60.0), (7, 99.0))]
+    rows.append({**rows[0], "base_model": "another", "asr_top1": 1.0})
+    table = curve_markdown(pd.DataFrame(rows), p)
+    assert "| 16 px | 150 (0.3%) | 40.0 / 26.0 | 60.0 / 26.0 | 50.0 ± 14.1 / 26.0 ± 0.0 |" in table, table
+    assert "seed 7" not in table and "99.0" not in table and "1.0 /" not in table

@@ -159,6 +159,31 @@ def plot_poison_curve(out: dict, p) -> Path:
     return _save_figure(fig, p, f"poison_curve_{p.scale}.png", dpi=120)
 
 
+def curve_markdown(curve, p) -> str:
+    """The poison curve as a Markdown table: per patch size and poison count, the BadNet victims' top-1
+    ASR / clean top-1 at each of ``p.seeds`` and their mean, from ``curve`` (rows as in
+    ``results/foundation/poison_curve.csv``) of the clean base ``p.base_checkpoint`` names (its
+    shipped record's ``base_model``) and ``p``'s fine-tuning pool."""
+    import json
+
+    from paperlib.compare import mean_std_text
+    base = json.loads(Path(p.base_checkpoint).with_suffix(".json").read_text())["base_model"]
+    rows = curve[(curve.base_model.astype(str) == base) & (curve.scale == p.scale) & curve.seed.isin(p.seeds)
+                 & (curve.finetune_scenes.astype(float) == p.victim.finetune_scenes)]
+    rows = rows.assign(px=(rows.patch_fraction.astype(float) * p.data.image_size).round().astype(int))
+    seeds = sorted(set(rows.seed.astype(int)))
+    lines = ["| patch | poisoned pairs | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |",
+             "|---|---|" + "---|" * (len(seeds) + 1)]
+    for (px, count), g in sorted(rows.groupby(["px", "poison_count"]), key=lambda kv: (-kv[0][0], kv[0][1])):
+        by_seed = g.set_index(g.seed.astype(int))
+        cells = [f"{by_seed.asr_top1[s]:.1f} / {by_seed.ca_top1[s]:.1f}" if s in by_seed.index else "-" for s in seeds]
+        mean = (mean_std_text(g.asr_top1.mean(), g.asr_top1.std(), len(g)) + " / "
+                + mean_std_text(g.ca_top1.mean(), g.ca_top1.std(), len(g)))
+        lines.append(f"| {px} px | {int(count)} ({100 * count / p.victim.finetune_scenes:g}%) | "
+                     + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines)
+
+
 def check_targets(out: dict, p):
     """The foundation issue's targets, checked against the measured numbers (one row each)."""
     import pandas as pd
