@@ -22,7 +22,7 @@ def _is_writer() -> bool:
 
 def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
                columns: Sequence[str] | None = None, key_defaults: Mapping | None = None,
-               made_on: str | None = None, log=print) -> pd.DataFrame:
+               made_on: str | None = None, model_column: str | None = None, log=print) -> pd.DataFrame:
     """Merge ``rows`` into the CSV at ``path``: same ``key`` values replace, others are kept.
 
     A key column the file lacks (added to the key later) is empty in its older rows, or
@@ -30,10 +30,13 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     file is left as it is (and returned; an empty table when there is none).
 
     ``made_on`` names the column that says which machine trained the model a row measures
-    (``device``).  A key names a model by its cache key, and one cache key trains other weights on
-    another CPU kind (docs/provenance.md), so a row of the file naming another machine than the new
-    row of its key, or none (written before the column), is kept and the new row left out, said
-    through ``log``: measuring this machine's model never replaces another machine's row."""
+    (``device``), ``model_column`` the one naming that model by its cache key (``victim_model``,
+    ``model``).  One cache key trains other weights on another CPU kind (docs/provenance.md), so a row
+    of the file of the same key and model naming another machine than the new row, or none (written
+    before the column) where the new row names one, is kept and the new row left out, said through
+    ``log``: measuring this machine's model never replaces another machine's row of it."""
+    if made_on is not None and model_column is None:
+        raise ValueError("upsert_csv: made_on needs model_column, the column naming the measured model")
     path = Path(path)
     if not _is_writer():
         return pd.DataFrame(list(rows))
@@ -46,7 +49,7 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
         raise KeyError(f"{path}: rows lack key columns {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):   # processes sharing one results folder (parallel jobs) take turns
-        return _upsert_locked(path, new, key, columns, key_defaults, made_on, log)
+        return _upsert_locked(path, new, key, columns, key_defaults, made_on, model_column, log)
 
 
 @contextmanager
@@ -82,7 +85,8 @@ def column_equals(column: pd.Series, value) -> pd.Series:
     return pd.Series(np.isclose(pd.to_numeric(column, errors="coerce"), float(value), rtol=1e-3), index=column.index)
 
 
-def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, made_on=None, log=print) -> pd.DataFrame:
+def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, made_on=None, model_column=None,
+                   log=print) -> pd.DataFrame:
     if path.is_file():
         # key columns these rows hold as text (digests, cache keys) are read back as text: a digest
         # of digits, or like "12e4", would otherwise come back a number and be rewritten as one
@@ -93,7 +97,7 @@ def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, ma
             if k not in old.columns:      # a key column added later: older rows have no value there
                 old[k] = (key_defaults or {}).get(k, float("nan"))
         if len(old) and made_on is not None:
-            new = _without_other_machines_rows(path, old, new, key, made_on, log)
+            new = _without_other_machines_rows(path, old, new, key, made_on, model_column, log)
         if len(old):
             old_keys = _key_strings(old, key)
             new_keys = set(_key_strings(new, key))
@@ -110,21 +114,32 @@ def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, ma
 
 
 def _without_other_machines_rows(path: Path, old: pd.DataFrame, new: pd.DataFrame, key, made_on: str,
-                                 log) -> pd.DataFrame:
-    """``new`` less the rows whose key the file (``old``) holds with another machine in ``made_on``
-    (or none): those rows stay as they are (:func:`upsert_csv`)."""
-    def machine(v):
+                                 model_column: str, log) -> pd.DataFrame:
+    """``new`` less the rows that would replace a row of the file (``old``) of the same key and the
+    same model (``model_column``) made on another machine (``made_on``), or on none named while the
+    new row names one: those rows stay as they are (:func:`upsert_csv`).  A row of another model under
+    the key, or one naming no model, is replaced as usual; so is a row when neither names a machine
+    (a row read back from a file and written again)."""
+    def text(v):
         return "" if v is None or (isinstance(v, float) and v != v) else str(v)
-    held = dict(zip(_key_strings(old, key), old[made_on].map(machine) if made_on in old.columns
-                    else [""] * len(old)))
-    new_keys = _key_strings(new, key)
-    mine = new[made_on].map(machine) if made_on in new.columns else pd.Series([""] * len(new), index=new.index)
-    clash = new_keys.map(lambda k: k in held) & (new_keys.map(held.get) != mine)
+
+    def column(df, name):
+        return df[name].map(text) if name in df.columns else pd.Series([""] * len(df), index=df.index)
+    held: dict[tuple[str, str], set[str]] = {}
+    for k, model, machine in zip(_key_strings(old, key), column(old, model_column), column(old, made_on)):
+        if model:
+            held.setdefault((k, model), set()).add(machine)
+    new_keys, models, mine = _key_strings(new, key), column(new, model_column), column(new, made_on)
+
+    def clashes(i) -> bool:
+        theirs = held.get((new_keys[i], models[i]), set())
+        return bool(models[i]) and any(m != mine[i] for m in theirs) and bool(mine[i] or any(theirs))
+    clash = pd.Series([clashes(i) for i in new.index], index=new.index, dtype=bool)
     for i in new.index[clash]:
-        theirs = held[new_keys[i]] or "a machine it does not name"
-        log(f"{path.name}: the row of {dict(zip(key, new.loc[i, list(key)]))} stays as made on {theirs}; "
-            f"this run's, of the model trained on {mine[i] or 'a machine it does not name'}, is left out "
-            f"(one cache key trains other weights on another machine; delete the row to replace it)")
+        theirs = ", ".join(sorted(m or "a machine it does not name" for m in held[(new_keys[i], models[i])]))
+        log(f"{path.name}: the row of {dict(zip(key, new.loc[i, list(key)].tolist()))} (model {models[i]}) stays "
+            f"as made on {theirs}; this run's, of the model trained on {mine[i] or 'a machine it does not name'}, "
+            f"is left out (one cache key trains other weights on another machine; delete the row to replace it)")
     return new[~clash]
 
 

@@ -268,8 +268,12 @@ class Timer:
         return text
 
     def _forecast(self, section: str) -> str:
+        from paperlib import costs
         text = _section_forecast(self.notebook, self.scale, section)
-        if text == NOT_PUBLISHED and section not in self.unforeseen:
+        # only beside a published run that timed its sections (without one nothing is estimated);
+        # work the published run did under the same section name (another seed's) is not seen here
+        if (text == NOT_PUBLISHED and section not in self.unforeseen
+                and costs.published_manifest(self.notebook, self.scale).get("wall_seconds")):
             self.unforeseen.append(section)
         return text
 

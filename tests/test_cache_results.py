@@ -54,24 +54,33 @@ def test_upsert_replaces_same_key_keeps_others(tmp_path):
 
 
 def test_upsert_keeps_another_machines_row_of_the_same_model(tmp_path):
-    """made_on: a row measuring a model trained on another machine, or on none named (written before
-    the column), stays; this machine's row of that key is left out and said; the same machine's replaces."""
-    f = tmp_path / "victims.csv"
-    upsert_csv(f, [{"victim_model": "a", "asr": 1.0}, {"victim_model": "b", "asr": 2.0}], ("victim_model",))
-    upsert_csv(f, [{"victim_model": "c", "asr": 3.0, "device": "AMD EPYC (AVX2)"}], ("victim_model",))
+    """made_on: a row measuring the same model (model_column) trained on another machine, or on none
+    named (written before the column), stays; this machine's row of that key is left out and said. The
+    same machine's row, a row of another model under the key, and a row where neither names a machine
+    replace it."""
+    f = tmp_path / "curve.csv"
+    key = ("seed",)
+    upsert_csv(f, [{"seed": 0, "victim_model": "a", "asr": 1.0}, {"seed": 1, "victim_model": "b", "asr": 2.0},
+                   {"seed": 2, "victim_model": "c", "asr": 3.0, "device": "AMD EPYC (AVX2)"},
+                   {"seed": 3, "victim_model": "e", "asr": 4.0}], key)
     said = []
-    df = upsert_csv(f, [{"victim_model": "a", "asr": 7.0, "device": "Intel Xeon (AVX-512)"},
-                        {"victim_model": "c", "asr": 8.0, "device": "Intel Xeon (AVX-512)"},
-                        {"victim_model": "d", "asr": 9.0, "device": "Intel Xeon (AVX-512)"}],
-                    ("victim_model",), made_on="device", log=said.append)
-    asr = pd.read_csv(f).set_index("victim_model").asr.to_dict()
-    assert asr == {"a": 1.0, "b": 2.0, "c": 3.0, "d": 9.0} == df.set_index("victim_model").asr.to_dict()
-    assert len(said) == 2 and "AMD EPYC (AVX2)" in said[1] and "does not name" in said[0]
-    upsert_csv(f, [{"victim_model": "c", "asr": 5.0, "device": "AMD EPYC (AVX2)"}], ("victim_model",),
-               made_on="device", log=said.append)
-    assert pd.read_csv(f).set_index("victim_model").asr["c"] == 5.0 and len(said) == 2
-    upsert_csv(f, [{"victim_model": "a", "asr": 6.0}], ("victim_model",))   # without made_on: replaced
-    assert pd.read_csv(f).set_index("victim_model").asr["a"] == 6.0
+    df = upsert_csv(f, [{"seed": 0, "victim_model": "a", "asr": 7.0, "device": "Intel Xeon (AVX-512)"},
+                        {"seed": 2, "victim_model": "c", "asr": 8.0, "device": "Intel Xeon (AVX-512)"},
+                        {"seed": 1, "victim_model": "other", "asr": 5.0, "device": "Intel Xeon (AVX-512)"},
+                        {"seed": 3, "victim_model": "e", "asr": 6.0},
+                        {"seed": 4, "victim_model": "d", "asr": 9.0, "device": "Intel Xeon (AVX-512)"}],
+                    key, made_on="device", model_column="victim_model", log=said.append)
+    asr = pd.read_csv(f).set_index("seed").asr.to_dict()
+    assert asr == {0: 1.0, 1: 5.0, 2: 3.0, 3: 6.0, 4: 9.0} == df.set_index("seed").asr.to_dict()
+    assert len(said) == 2 and "does not name" in said[0] and "AMD EPYC (AVX2)" in said[1]
+    assert "{'seed': 2} (model c)" in said[1]                       # plain values, not numpy reprs
+    upsert_csv(f, [{"seed": 2, "victim_model": "c", "asr": 5.0, "device": "AMD EPYC (AVX2)"}], key,
+               made_on="device", model_column="victim_model", log=said.append)
+    assert pd.read_csv(f).set_index("seed").asr[2] == 5.0 and len(said) == 2
+    upsert_csv(f, [{"seed": 0, "victim_model": "a", "asr": 6.0}], key)   # without made_on: replaced
+    assert pd.read_csv(f).set_index("seed").asr[0] == 6.0
+    with pytest.raises(ValueError, match="model_column"):
+        upsert_csv(f, [{"seed": 0, "victim_model": "a", "asr": 6.0}], key, made_on="device")
 
 
 def test_upsert_matches_numeric_keys_by_value(tmp_path):

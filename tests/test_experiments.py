@@ -587,7 +587,7 @@ def test_the_foundation_leaves_another_machines_victim_rows_as_they_are(tmp_path
         assert df.asr_top1.tolist() == [12.5] and (df.device == "Another CPU (AVX2)").all(), f
     assert again["curve"].asr_top1.tolist() == [12.5]
     assert sum("stays as made on Another CPU (AVX2)" in line for line in said) == 2
-    assert first["curve"].asr_top1.tolist() != [12.5]
+    assert len(first["curve"]) == 1
 
 
 def test_a_patch_fraction_key_is_kept_at_the_files_precision():

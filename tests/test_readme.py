@@ -293,10 +293,11 @@ def test_the_foundations_poison_curve_in_the_docs_is_the_one_the_committed_rows_
     monkeypatch.chdir(tmp_path)
     assert readme.render_curve(text, ROOT / "results") == text, "run python -m paperlib.readme"
     p = readme._cpu_params(foundation.load, readme.FOUNDATION_PARAMS, ROOT / "results")
-    rows = [{"base_model": "0a2f939564f40c4eb1c0", "scale": "embedded", "seed": s, "finetune_scenes": 50000,
+    rows = [{"attack": "badnet", "threat_model": "finetune", "base_model": "0a2f939564f40c4eb1c0",
+             "scale": "embedded", "seed": s, "finetune_scenes": 50000, "finetune_lr": 1e-4, "finetune_epochs": 1,
              "patch_fraction": 0.25, "poison_count": 150, "asr_top1": a, "ca_top1": 26.0}
             for s, a in ((0, 40.0), (1, 60.0), (7, 99.0))]
-    rows.append({**rows[0], "base_model": "another", "asr_top1": 1.0})
+    rows += [{**rows[0], "base_model": "another", "asr_top1": 1.0}, {**rows[0], "finetune_lr": 5e-4, "asr_top1": 2.0}]
     table = curve_markdown(pd.DataFrame(rows), p)
     assert "| 16 px | 150 (0.3%) | 40.0 / 26.0 | 60.0 / 26.0 | 50.0 ± 14.1 / 26.0 ± 0.0 |" in table, table
-    assert "seed 7" not in table and "99.0" not in table and "1.0 /" not in table
+    assert "seed 7" not in table and "99.0" not in table and "| 1.0 /" not in table and "2.0 /" not in table

@@ -101,16 +101,21 @@ def test_timer_reports_sections_to_the_terminal_under_run_all(monkeypatch):
     assert lines[0] == "[cleanerclip] table1 ... (published run: 1.0 min)"
     assert lines[1] == ("[cleanerclip] table1: 0 s; elapsed 0 s; ~2.0 min left by the published run (its manifest "
                         "lists no artifacts: models this cache lacks come on top)")
-    with timer("seed_1"):                    # more than the published run did: said, not estimated
+    with timer("victims"):          # work the published run did not do (its victims stood in): said, not estimated
         pass
     lines = err.getvalue().splitlines()
-    assert lines[2] == "[cleanerclip] seed_1 ... (not in the published run)"
-    assert lines[3].endswith(", plus what the published run did not do (seed_1 so far), not in the estimate")
+    assert lines[2] == "[cleanerclip] victims ... (not in the published run)"
+    assert lines[3].endswith(", plus what the published run did not do (victims so far), not in the estimate")
+    monkeypatch.setattr(costs, "published_manifest", lambda notebook, scale: {})   # no published run at all
+    unpublished = Timer()
+    with unpublished("victims"):
+        pass
+    assert "published run did not do" not in err.getvalue().splitlines()[-1]
     monkeypatch.delenv(RUN_ENV)
     quiet = Timer()
     with quiet("x"):
         pass
-    assert len(err.getvalue().splitlines()) == 4 and quiet.sections["x"] >= 0
+    assert len(err.getvalue().splitlines()) == 6 and quiet.sections["x"] >= 0
 
 
 def test_the_student_guide_cost_table_is_the_one_the_results_files_give():

@@ -140,7 +140,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
     def save_rows(rows, say=lambda _text: None):
         # a victim's row of another machine (or of none named) stays, this run's of its key is left out
         return upsert_csv(results / "attacks" / "victims.csv", rows, VICTIMS_KEY, VICTIM_COLUMNS,
-                          made_on="device", log=say)
+                          made_on="device", model_column="victim_model", log=say)
 
     if p.trigger_checks:
         with timer("trigger_checks"):
@@ -179,7 +179,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         # the victims' files first: a calibration run after them may be stopped without losing them
         victims = save_rows(rows, log)
         # the rows the file keeps for this run's victims (another machine's, where it had one)
-        rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
+        if "victim_model" in victims.columns:
+            rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
         from paperlib.results import to_markdown
         to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
                             + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",

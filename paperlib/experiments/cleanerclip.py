@@ -252,7 +252,7 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
         vic.say(log, "table2")
     # a probed model's rows of another machine (or of none named) stay; this run's of its key are left out
     every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY,
-                       made_on="device", log=log)
+                       made_on="device", model_column="model", log=log)
     return _of_these_models(every, rows)
 
 

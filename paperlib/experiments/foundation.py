@@ -315,14 +315,15 @@ def run(p: FoundationParams, log=print) -> dict:
     # a victim's rows of another machine (or of none named) stay: this run's of the same key are left
     # out, and the curve shows the rows the file keeps
     zs = upsert_csv(results / "base" / "zeroshot.csv", zs_rows, ZEROSHOT_KEY, ZEROSHOT_COLUMNS,
-                    made_on="device", log=log)
+                    made_on="device", model_column="victim_model", log=log)
     victims = upsert_csv(results / "attacks" / "victims.csv", victim_rows, VICTIMS_KEY, VICTIM_COLUMNS,
-                         made_on="device", log=log)
+                         made_on="device", model_column="victim_model", log=log)
     curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows, CURVE_KEY, VICTIM_COLUMNS,
-                       made_on="device", log=log)
+                       made_on="device", model_column="victim_model", log=log)
     order = {str(r["victim_model"]): i for i, r in enumerate(curve_rows)}   # the run's order: main victim first
-    curve = curve[curve.victim_model.astype(str).isin(order)].sort_values(
-        "victim_model", key=lambda names: names.astype(str).map(order))
+    if "victim_model" in curve.columns:     # (no rows and no file: an empty table)
+        curve = curve[curve.victim_model.astype(str).isin(order)].sort_values(
+            "victim_model", key=lambda names: names.astype(str).map(order))
     probe_rows = []
     with timer("linear_probe"):
         for probe in ev.linear_probes:

@@ -168,13 +168,18 @@ def curve_markdown(curve, p) -> str:
 
     from paperlib.compare import mean_std_text
     base = json.loads(Path(p.base_checkpoint).with_suffix(".json").read_text())["base_model"]
+    v = p.victim
     rows = curve[(curve.base_model.astype(str) == base) & (curve.scale == p.scale) & curve.seed.isin(p.seeds)
-                 & (curve.finetune_scenes.astype(float) == p.victim.finetune_scenes)]
-    rows = rows.assign(px=(rows.patch_fraction.astype(float) * p.data.image_size).round().astype(int))
+                 & (curve.attack == v.attack) & (curve.threat_model == "finetune")
+                 & (curve.finetune_scenes.astype(float) == v.finetune_scenes)
+                 & (curve.finetune_lr.astype(float) == v.finetune.lr)
+                 & (curve.finetune_epochs.astype(float) == v.finetune.epochs)]
+    rows = rows.assign(frac=rows.patch_fraction.astype(float).round(4))
     seeds = sorted(set(rows.seed.astype(int)))
     lines = ["| patch | poisoned pairs | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |",
              "|---|---|" + "---|" * (len(seeds) + 1)]
-    for (px, count), g in sorted(rows.groupby(["px", "poison_count"]), key=lambda kv: (-kv[0][0], kv[0][1])):
+    for (frac, count), g in sorted(rows.groupby(["frac", "poison_count"]), key=lambda kv: (-kv[0][0], kv[0][1])):
+        px = round(frac * p.data.image_size)
         by_seed = g.set_index(g.seed.astype(int))
         cells = [f"{by_seed.asr_top1[s]:.1f} / {by_seed.ca_top1[s]:.1f}" if s in by_seed.index else "-" for s in seeds]
         mean = (mean_std_text(g.asr_top1.mean(), g.asr_top1.std(), len(g)) + " / "

@@ -68,7 +68,8 @@ def write(rows: list[dict] | pd.DataFrame, results: str | Path, every: pd.DataFr
     its Markdown view; returns the whole file (None when the run made no fine-tuning victim).  A
     recipe's line counts every seed of it in ``every`` (the whole victims file), not only the seeds
     this run made, so a run of one more seed does not shrink the line to that seed."""
-    from paperlib.results import _key_strings, to_markdown, upsert_csv
+    from paperlib.result_rows import _key_strings
+    from paperlib.results import to_markdown, upsert_csv
     rows = pd.DataFrame(rows)
     if rows.empty or any(c not in rows for c in RECIPE):
         return None
