@@ -561,6 +561,21 @@ def test_eftclip_tables_average_the_seeds_asked_for_and_count_them():
     assert beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded", seeds=[7]).empty
 
 
+def test_table5_names_the_threat_of_rows_from_before_the_column():
+    """A Table 5 row measured again gains threat_model; the rows from before it are the fine-tuning
+    victims', so every attack's row of the table says "finetune", not that attack's alone."""
+    import pandas as pd
+
+    from paperlib.experiments.eftclip import beside_paper_table
+    rows = [{"table": "Table 5", "attack": a, "model": "eftclip", "scale": "embedded", "seed": s,
+             "ca_top1": 20.0, "asr_top1": 90.0, **({"threat_model": "finetune"} if (a, s) == ("badnet", 1) else {})}
+            for a in ("badnet", "trojannet") for s in (0, 1)]
+    t = beside_paper_table(pd.DataFrame(rows), "Table 5", "embedded")
+    assert t.set_index("attack").threat_model.to_dict() == {"badnet": "finetune", "trojannet": "finetune"}
+    t2 = beside_paper_table(pd.DataFrame([{**r, "table": "Table 2"} for r in rows]), "Table 2", "embedded")
+    assert t2.set_index("attack").threat_model.isna().to_dict() == {"badnet": False, "trojannet": True}
+
+
 def test_table4_claims_need_roclip_trained_from_scratch(tmp_path):
     """Table 4's claims compare EftCLIP with RoCLIP trained from scratch, as the paper does; with
     the fine-tuning fallback (no pre-training victim) they are not measured (inconclusive, 0 seeds),

@@ -67,7 +67,10 @@ def beside_paper_table(tables: pd.DataFrame, table: str, scale: str, seeds=None)
         size_col = "finetune_set" if "finetune_set" in t else "curated"
         out["finetune_set"] = g[size_col].first().values
     if "threat_model" in t and t["threat_model"].notna().any():
-        out["threat_model"] = g["threat_model"].first().values
+        # Table 5's rows from before the column are the fine-tuning victims' (a row measured again
+        # gains the column: the table would otherwise name the threat for that attack alone)
+        threat = _table5_threat(t) if table == "Table 5" else t["threat_model"]
+        out["threat_model"] = threat.groupby([t.attack, t.model], sort=False).first().values
     ref = lookup(PAPER, table)
     for metric, dataset, col in (("ca", "imagenet", "ca_top1"), ("asr", "imagenet", "asr_top1"),
                                  ("ca", "cifar10", "cifar_ca_top1")):
