@@ -137,7 +137,7 @@ def _without_other_machines_rows(path: Path, old: pd.DataFrame, new: pd.DataFram
     clash = pd.Series([clashes(i) for i in new.index], index=new.index, dtype=bool)
     for i in new.index[clash]:
         theirs = ", ".join(sorted(m or "a machine it does not name" for m in held[(new_keys[i], models[i])]))
-        log(f"{path.name}: the row of {dict(zip(key, new.loc[i, list(key)].tolist()))} (model {models[i]}) stays "
+        log(f"{path.name}: the row of {new.loc[[i], list(key)].to_dict('records')[0]} (model {models[i]}) stays "
             f"as made on {theirs}; this run's, of the model trained on {mine[i] or 'a machine it does not name'}, "
             f"is left out (one cache key trains other weights on another machine; delete the row to replace it)")
     return new[~clash]

@@ -74,6 +74,15 @@ def test_upsert_keeps_another_machines_row_of_the_same_model(tmp_path):
     assert asr == {0: 1.0, 1: 5.0, 2: 3.0, 3: 6.0, 4: 9.0} == df.set_index("seed").asr.to_dict()
     assert len(said) == 2 and "does not name" in said[0] and "AMD EPYC (AVX2)" in said[1]
     assert "{'seed': 2} (model c)" in said[1]                       # plain values, not numpy reprs
+    told, mixed = [], tmp_path / "mixed.csv"       # a key of text and numbers, as the real ones
+    upsert_csv(mixed, [{"attack": "badnet", "seed": 1, "frac": 0.25, "victim_model": "v", "device": "A"}],
+               ("attack", "seed", "frac"))
+    upsert_csv(mixed, [{"attack": "badnet", "seed": 1, "frac": 0.25, "victim_model": "v", "device": "B"}],
+               ("attack", "seed", "frac"), made_on="device", model_column="victim_model", log=told.append)
+    assert "{'attack': 'badnet', 'seed': 1, 'frac': 0.25} (model v)" in told[-1], told[-1]
+    upsert_csv(mixed, [{"attack": "badnet", "seed": 1, "frac": 0.25, "victim_model": "v"}],  # naming none
+               ("attack", "seed", "frac"), made_on="device", model_column="victim_model", log=told.append)
+    assert pd.read_csv(mixed).device.tolist() == ["A"] and "does not name" in told[-1]
     upsert_csv(f, [{"seed": 2, "victim_model": "c", "asr": 5.0, "device": "AMD EPYC (AVX2)"}], key,
                made_on="device", model_column="victim_model", log=said.append)
     assert pd.read_csv(f).set_index("seed").asr[2] == 5.0 and len(said) == 2

@@ -91,6 +91,8 @@ class AttackSuiteParams:
         if set(self.only) - named:
             raise ParamError(f"only: {sorted(set(self.only) - named)} appear nowhere in this file; "
                              f"its attacks: {sorted(named)}")
+        if not self.seeds:
+            raise ParamError("seeds: give at least one seed")
         from paperlib.experiments.victims import check_seeds_by_attack
         check_seeds_by_attack(self.seeds_by_attack, attacks)
         if self.regime.wanted and self.regime.attack not in attacks:
@@ -179,8 +181,7 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         # the victims' files first: a calibration run after them may be stopped without losing them
         victims = save_rows(rows, log)
         # the rows the file keeps for this run's victims (another machine's, where it had one)
-        if "victim_model" in victims.columns:
-            rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
+        rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
         from paperlib.results import to_markdown
         to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
                             + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",
