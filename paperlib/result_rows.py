@@ -34,7 +34,8 @@ def upsert_csv(path: str | Path, rows: Iterable[Mapping], key: Sequence[str],
     ``model``).  One cache key trains other weights on another CPU kind (docs/provenance.md), so a row
     of the file of the same key and model naming another machine than the new row, or none (written
     before the column) where the new row names one, is kept and the new row left out, said through
-    ``log``: measuring this machine's model never replaces another machine's row of it."""
+    ``log``: measuring this machine's model never replaces another machine's row of it (nor does a
+    new row naming no machine replace one that names it)."""
     if made_on is not None and model_column is None:
         raise ValueError("upsert_csv: made_on needs model_column, the column naming the measured model")
     path = Path(path)
@@ -116,10 +117,10 @@ def _upsert_locked(path: Path, new: pd.DataFrame, key, columns, key_defaults, ma
 def _without_other_machines_rows(path: Path, old: pd.DataFrame, new: pd.DataFrame, key, made_on: str,
                                  model_column: str, log) -> pd.DataFrame:
     """``new`` less the rows that would replace a row of the file (``old``) of the same key and the
-    same model (``model_column``) made on another machine (``made_on``), or on none named while the
-    new row names one: those rows stay as they are (:func:`upsert_csv`).  A row of another model under
-    the key, or one naming no model, is replaced as usual; so is a row when neither names a machine
-    (a row read back from a file and written again)."""
+    same model (``model_column``) made on another machine (``made_on``); a row naming no machine
+    counts as another machine's where the other row names one.  Those file rows stay as they are
+    (:func:`upsert_csv`).  A row of another model under the key, or one naming no model, is replaced
+    as usual; so is a row when neither names a machine (a row read back from a file and written again)."""
     def text(v):
         return "" if v is None or (isinstance(v, float) and v != v) else str(v)
 

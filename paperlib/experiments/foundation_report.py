@@ -167,13 +167,14 @@ def curve_markdown(curve, p) -> str:
     import json
 
     from paperlib.compare import mean_std_text
+    from paperlib.result_rows import column_equals
     base = json.loads(Path(p.base_checkpoint).with_suffix(".json").read_text())["base_model"]
     v = p.victim
     rows = curve[(curve.base_model.astype(str) == base) & (curve.scale == p.scale) & curve.seed.isin(p.seeds)
                  & (curve.attack == v.attack) & (curve.threat_model == "finetune")
                  & (curve.finetune_scenes.astype(float) == v.finetune_scenes)
-                 & (curve.finetune_lr.astype(float) == v.finetune.lr)
-                 & (curve.finetune_epochs.astype(float) == v.finetune.epochs)]
+                 & column_equals(curve.finetune_lr, v.finetune.lr)           # as the file writes it
+                 & column_equals(curve.finetune_epochs, v.finetune.epochs)]
     rows = rows.assign(frac=rows.patch_fraction.astype(float).round(4))
     seeds = sorted(set(rows.seed.astype(int)))
     lines = ["| patch | poisoned pairs | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |",
