@@ -101,10 +101,10 @@ def new_matrix(res: Path, params: str | Path | None = None) -> str:
     df = pd.read_csv(path, dtype={"seeds": str})
     # this file's world only: its scale, and its clean base where a shipped base names its key beside it
     df = df[df.scale == p.scale]
-    shipped = repo_root() / Path(p.base_checkpoint).with_suffix(".json") if p.base_checkpoint else None
-    if shipped is not None and shipped.is_file():
-        import json
-        df = df[df.base_model.astype(str) == json.loads(shipped.read_text())["base_model"]]
+    from paperlib.pipeline.bases import shipped_base_name
+    shipped = shipped_base_name(repo_root() / p.base_checkpoint) if p.base_checkpoint else None
+    if shipped is not None:
+        df = df[df.base_model.astype(str) == shipped]
     # the file's budget: its lr, and the pairs one process sees in whole batches over its passes
     samples = p.defence.clean_scenes // p.defence.train.batch_size * p.defence.train.batch_size * p.defence.train.epochs
     budget = df.defence.eq("none") | np.isclose(df.defence_samples.astype(float), samples)

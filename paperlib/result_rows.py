@@ -77,6 +77,14 @@ def read_results(path: str | Path) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={k: str for k in NAME_COLUMNS}) if path.is_file() else None
 
 
+def rows_of_models(every: pd.DataFrame, rows: Iterable[Mapping], column: str = "model") -> pd.DataFrame:
+    """The rows of a results file (``every``, which keeps other models' rows) naming in ``column`` a
+    model of this run's ``rows``, in the file's order: what the file keeps for them, another machine's
+    row where :func:`upsert_csv` kept one."""
+    names = {str(r[column]) for r in rows}
+    return every[every[column].astype(str).isin(names)].reset_index(drop=True)
+
+
 def column_equals(column: pd.Series, value) -> pd.Series:
     """Which cells of a results file's ``column`` hold ``value``: text as text, numbers as the files
     write them (4 significant digits, so to a relative 1e-3)."""
@@ -190,4 +198,4 @@ def row_naming_model(path: str | Path, model: str, column: str = "model", **matc
 
 
 __all__ = ["upsert_csv", "read_results", "column_equals", "write_csv_atomic", "row_naming_model",
-           "NAME_COLUMNS"]
+           "rows_of_models", "NAME_COLUMNS"]

@@ -181,7 +181,8 @@ def run(p: AttackSuiteParams, log=print) -> dict:
         # the victims' files first: a calibration run after them may be stopped without losing them
         victims = save_rows(rows, log)
         # the rows the file keeps for this run's victims (another machine's, where it had one)
-        rows = victims[victims.victim_model.astype(str).isin({str(r["victim_model"]) for r in rows})].to_dict("records")
+        from paperlib.result_rows import rows_of_models
+        rows = rows_of_models(victims, rows, "victim_model").to_dict("records")
         from paperlib.results import to_markdown
         to_markdown(victims[list(VICTIM_COLUMNS) + ["base_ca_top1", "base_asr_top1"]
                             + [c for c in ("attack_params", "poison_caption", "finetune_scenes", "finetune_epochs",

@@ -105,7 +105,7 @@ def run_matrix(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
 def table_1(matrix: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
     """Table 1: top-1/3/5/10 CA and ASR, ours (mean, std over seeds) beside the paper's."""
     from paperlib.compare import beside_paper
-    from paperlib.results import upsert_csv
+    from paperlib.result_rows import rows_of_models, upsert_csv
     t = beside_paper(matrix, PAPER, "Table 1", DEFENCES, p.scale)
     out = Path(p.results_dir) / PAPER
     upsert_csv(out / "table1.csv", t.to_dict("records"), ("scale", "attack", "defence", "metric", "k"))
@@ -115,11 +115,6 @@ def table_1(matrix: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
 # rows name their victim (cache key): a run on other victims adds rows beside the old ones (issue 25)
 FIG3_KEY = ("attack", "defence", "epoch", "scale", "seed", "victim_model")
 TABLE2_KEY = ("attack", "defence", "probe", "scale", "seed", "victim_model")
-
-
-def _of_these_models(every: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    """The rows of a results file (which keeps other victims' rows) of this run's models."""
-    return every[every.model.isin({r["model"] for r in rows})].reset_index(drop=True)
 
 
 class _Victim:
@@ -185,7 +180,7 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     absent from the cache whose rows the results file holds (every epoch) stands in by them."""
     from paperlib.cache import artifact_key
     from paperlib.experiments.common import victim_metrics
-    from paperlib.results import upsert_csv
+    from paperlib.result_rows import rows_of_models, upsert_csv
     rows = []
     for v in p.victims:
         if v.attack not in p.epoch_curve_attacks:
@@ -212,7 +207,7 @@ def asr_per_epoch(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(rows)
     every = upsert_csv(Path(p.results_dir) / PAPER / "fig3_asr_per_epoch.csv", rows, FIG3_KEY)
-    return _of_these_models(every, rows)
+    return rows_of_models(every, rows)
 
 
 def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
@@ -224,7 +219,7 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     (every probe) stands in by them."""
     from paperlib import pipeline as pl
     from paperlib.cache import artifact_key
-    from paperlib.results import upsert_csv
+    from paperlib.result_rows import rows_of_models, upsert_csv
     rows = []
     for seed in p.probe_seed_list:
         vic = _Victim(p, p.probe.attack, seed)
@@ -253,7 +248,7 @@ def table_2(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     # a probed model's rows of another machine (or of none named) stay; this run's of its key are left out
     every = upsert_csv(Path(p.results_dir) / PAPER / "table2_linear_probe.csv", rows, TABLE2_KEY,
                        made_on="device", model_column="model", log=log)
-    return _of_these_models(every, rows)
+    return rows_of_models(every, rows)
 
 
 def table_2_view(t2: pd.DataFrame, p: CleanerCLIPParams) -> pd.DataFrame:
@@ -285,7 +280,7 @@ def fig_4(p: CleanerCLIPParams, log=print) -> pd.DataFrame:
     from paperlib.cache import artifact_key
     from paperlib.config import replace
     from paperlib.experiments.common import victim_metrics
-    from paperlib.results import upsert_csv
+    from paperlib.result_rows import rows_of_models, upsert_csv
     f = p.fig4
     rows = []
     for seed in p.ablation_seed_list:

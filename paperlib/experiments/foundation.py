@@ -220,6 +220,7 @@ def run(p: FoundationParams, log=print) -> dict:
 
     from paperlib import pipeline as pl
     from paperlib.cache import artifact_key
+    from paperlib.result_rows import rows_of_models
     from paperlib.results import Timer, upsert_csv, write_manifest
 
     timer = Timer()
@@ -320,9 +321,9 @@ def run(p: FoundationParams, log=print) -> dict:
                          made_on="device", model_column="victim_model", log=log)
     curve = upsert_csv(results / "foundation" / "poison_curve.csv", curve_rows, CURVE_KEY, VICTIM_COLUMNS,
                        made_on="device", model_column="victim_model", log=log)
-    order = {str(r["victim_model"]): i for i, r in enumerate(curve_rows)}   # the run's order: main victim first
     if "victim_model" in curve.columns:     # (no rows and no file: an empty table)
-        curve = curve[curve.victim_model.astype(str).isin(order)].sort_values(
+        order = {str(r["victim_model"]): i for i, r in enumerate(curve_rows)}   # the run's order: main victim first
+        curve = rows_of_models(curve, curve_rows, "victim_model").sort_values(
             "victim_model", key=lambda names: names.astype(str).map(order))
     probe_rows = []
     with timer("linear_probe"):

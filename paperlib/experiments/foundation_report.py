@@ -164,11 +164,10 @@ def curve_markdown(curve, p) -> str:
     ASR / clean top-1 at each of ``p.seeds`` and their mean, from ``curve`` (rows as in
     ``results/foundation/poison_curve.csv``) of the clean base ``p.base_checkpoint`` names (its
     shipped record's ``base_model``) and ``p``'s fine-tuning pool."""
-    import json
-
     from paperlib.compare import mean_std_text
+    from paperlib.pipeline.bases import shipped_base_name
     from paperlib.result_rows import column_equals
-    base = json.loads(Path(p.base_checkpoint).with_suffix(".json").read_text())["base_model"]
+    base = shipped_base_name(p.base_checkpoint)
     v = p.victim
     rows = curve[(curve.base_model.astype(str) == base) & (curve.scale == p.scale) & curve.seed.isin(p.seeds)
                  & (curve.attack == v.attack) & (curve.threat_model == "finetune")

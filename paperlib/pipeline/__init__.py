@@ -22,7 +22,7 @@ from paperlib.attacks import attack_key  # noqa: F401
 from paperlib.cache import ArtifactCache, write_json_atomic  # noqa: F401
 from paperlib.data.splits import DataConfig, RenderedSplit, get_split, split_params  # noqa: F401
 from paperlib.pipeline.bases import (clean_pretrain_key, external_model, file_sha256, is_shipped_record,
-                                     pretrain_clean, shipped_base, shipped_base_key)
+                                     pretrain_clean, shipped_base, shipped_base_key, shipped_base_name)
 from paperlib.pipeline.core import ModelArtifact, _train_artifact, device_name, resolve_device, split_tokens
 from paperlib.pipeline.defence import (defence_context, defence_key, defence_scene_ids, defend, encode_token_rows,
                                        pair_embeddings, retrain_key, retrain_on)
@@ -36,7 +36,7 @@ from paperlib.train.loop import TrainConfig  # noqa: F401
 
 __all__ = [
     "resolve_device", "device_name", "ModelArtifact", "split_tokens", "_train_artifact",
-    "external_model", "file_sha256", "is_shipped_record", "shipped_base", "shipped_base_key", "clean_pretrain_key", "pretrain_clean",
+    "external_model", "file_sha256", "is_shipped_record", "shipped_base", "shipped_base_key", "shipped_base_name", "clean_pretrain_key", "pretrain_clean",
     "PRETRAIN_DEFENCES", "poison_pretrain", "poison_pretrain_key", "PoisonedSet", "finetune_scene_ids", "poisoned_pairs",
     "prepared_attack", "clean_encoder", "victim_train_config", "poison_finetune_key", "poison_finetune",
     "TEMPLATE_SETS", "templates_for", "classifier_for", "evaluate", "linear_probe_eval", "linear_probe_key",

@@ -63,6 +63,13 @@ def is_shipped_record(path: Path) -> bool:
     return isinstance(record, dict) and {"sha256", "source_key", "model"} <= set(record)
 
 
+def shipped_base_name(weights: str | Path) -> str | None:
+    """The name (cache key) results files give the shipped base at ``weights`` (their ``base_model``),
+    from its record beside it, read alone (nothing hashed, nothing built); None without a record."""
+    record_path = Path(weights).with_suffix(".json")
+    return json.loads(record_path.read_text()).get("base_model") if record_path.is_file() else None
+
+
 def shipped_base_key(name: str, weights: Path) -> dict:
     """The cache key a shipped base is imported under (:func:`shipped_base`): its record's model and
     SHA-256, read from the record alone (nothing hashed, nothing built)."""
